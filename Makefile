@@ -1,0 +1,74 @@
+# ubap: the two commands are `make up` and `make test` (see README.md).
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+export DAGSTER_HOME := $(CURDIR)/data/dagster
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+API_PORT ?= 8000
+DASHBOARD_PORT ?= 8501
+DAGSTER_PORT ?= 3000
+
+.PHONY: help install up materialize serve test bench lint clean
+
+help:
+	@echo "make up     set up, materialize the whole graph, serve Dagster UI :$(DAGSTER_PORT), API :$(API_PORT), dashboard :$(DASHBOARD_PORT)"
+	@echo "make test   set up and run the tests"
+	@echo "make bench  run the benchmarks under bench/ (prints figures)"
+	@echo "make clean  remove data/ (warehouse, snapshots, Dagster instance); keeps .venv"
+
+# A fresh machine gets .venv and every dependency; an installed one skips this in a second.
+$(INSTALLED): pyproject.toml constraints.txt
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: '$(PYTHON)' not found. Install Python 3.11 or newer, or run 'make PYTHON=/path/to/python3.11 ...'." >&2; exit 1; }
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' || { echo "error: ubap needs Python >= 3.11; '$(PYTHON)' is $$($(PYTHON) -V 2>&1). Run 'make PYTHON=python3.11 ...'." >&2; exit 1; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || { echo "error: '$(PYTHON) -m venv' failed: install the venv module (Debian: apt-get install python3-venv)." >&2; exit 1; }
+	# torch first, pinned to the CPU build (constraints.txt says why), then the project.
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt torch==2.13.0
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev]"
+	@touch $@
+
+install: $(INSTALLED)
+
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+	@mkdir -p $(DAGSTER_HOME)
+	cp dagster.yaml $@
+
+# The whole graph over the full history, in one run recorded in the local Dagster instance.
+materialize: $(INSTALLED) $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/python -m ubap_assets.materialize
+
+# Dagster UI (webserver + daemon, so the nightly schedule and the sensors run), API, dashboard.
+# Ctrl-C stops all three.
+serve: $(INSTALLED) $(DAGSTER_HOME)/dagster.yaml
+	@echo "Dagster UI  http://127.0.0.1:$(DAGSTER_PORT)"
+	@echo "API         http://127.0.0.1:$(API_PORT)/docs"
+	@echo "Dashboard   http://127.0.0.1:$(DASHBOARD_PORT)"
+	@trap 'trap - INT TERM; kill 0' INT TERM; \
+	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(DAGSTER_PORT) & \
+	$(BIN)/uvicorn ubap_api.main:app --host 127.0.0.1 --port $(API_PORT) & \
+	$(BIN)/streamlit run ubap_dashboard/streamlit_app.py --server.address 127.0.0.1 \
+		--server.port $(DASHBOARD_PORT) --server.headless true & \
+	wait
+
+up: materialize serve
+
+# Debian's chromium drives the real-browser dashboard test.
+/usr/bin/chromium:
+	@command -v apt-get >/dev/null 2>&1 || { echo "error: the browser test needs Chromium at /usr/bin/chromium: install it with your package manager." >&2; exit 1; }
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+
+test: $(INSTALLED) /usr/bin/chromium
+	$(BIN)/python -m pytest
+
+bench: $(INSTALLED)
+	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+lint: $(INSTALLED)
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+clean:
+	rm -rf data/warehouse.duckdb* data/snapshots data/dagster data/models

@@ -1,0 +1,274 @@
+"""Per-user behaviour features and labels at a cutoff, computed in DuckDB over ``events``.
+
+Dagster-free. Every query takes the cutoff as a bound parameter and reads only events with
+``cutoff - lookback <= event_ts < cutoff`` for features and ``cutoff <= event_ts < cutoff +
+horizon`` for labels, so a feature can never see the period its label comes from.
+
+A *bounce* session has exactly one event and that event is a page view (no click, scroll,
+search, cart, checkout or purchase).
+"""
+
+import re
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+
+import duckdb
+import polars as pl
+
+NUMERIC_FEATURES: tuple[str, ...] = (
+    "recency_days",
+    "active_days",
+    "sessions",
+    "sessions_last_7d",
+    "events",
+    "page_views",
+    "pages_per_session",
+    "avg_session_minutes",
+    "bounce_rate",
+    "product_share",
+    "blog_share",
+    "help_share",
+    "searches",
+    "add_to_cart",
+    "add_to_cart_rate",
+    "checkout_starts",
+    "purchases",
+    "revenue",
+    "days_since_signup",
+)
+CATEGORICAL_FEATURES: tuple[str, ...] = ("device", "traffic_source")
+
+# name -> meaning, shown in the Dagster UI and used to phrase prediction reasons.
+FEATURE_DICTIONARY: dict[str, str] = {
+    "recency_days": "days from the last event to the cutoff (= lookback if none)",
+    "active_days": "distinct days with at least one event",
+    "sessions": "sessions with an event in the window",
+    "sessions_last_7d": "sessions in the 7 days before the cutoff",
+    "events": "events of any type",
+    "page_views": "page views",
+    "pages_per_session": "page views per session",
+    "avg_session_minutes": "mean minutes from a session's first to its last event",
+    "bounce_rate": "share of sessions that were a single page view and nothing else",
+    "product_share": "share of page views on product pages",
+    "blog_share": "share of page views on blog pages",
+    "help_share": "share of page views on help pages",
+    "searches": "search events",
+    "add_to_cart": "add-to-cart events",
+    "add_to_cart_rate": "add-to-cart events per session",
+    "checkout_starts": "checkouts started",
+    "purchases": "purchases",
+    "revenue": "revenue of purchases",
+    "days_since_signup": "days from signup to the cutoff",
+    "device": "the user's usual device (users table)",
+    "traffic_source": "the user's acquisition channel (users table)",
+}
+
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+_FEATURES_SQL = """
+WITH win AS (
+    SELECT e.user_id, e.session_id, e.event_ts, e.event_type, e.revenue, p.page_type
+    FROM {events} AS e LEFT JOIN {pages} AS p ON p.page_id = e.page_id
+    WHERE e.event_ts >= $start AND e.event_ts < $cutoff
+),
+sess AS (
+    SELECT user_id, session_id, min(event_ts) AS s_start, max(event_ts) AS s_end,
+           count(*) AS n, count(*) FILTER (WHERE event_type = 'page_view') AS pv
+    FROM win GROUP BY user_id, session_id
+),
+su AS (
+    SELECT user_id,
+           count(*) AS sessions,
+           count(*) FILTER (WHERE s_start >= $last7) AS sessions_last_7d,
+           avg(epoch(s_end) - epoch(s_start)) / 60.0 AS avg_session_minutes,
+           avg(CASE WHEN n = 1 AND pv = 1 THEN 1.0 ELSE 0.0 END) AS bounce_rate
+    FROM sess GROUP BY user_id
+),
+eu AS (
+    SELECT user_id,
+           count(*) AS events,
+           count(DISTINCT CAST(event_ts AS DATE)) AS active_days,
+           max(event_ts) AS last_ts,
+           count(*) FILTER (WHERE event_type = 'page_view') AS page_views,
+           count(*) FILTER (WHERE event_type = 'page_view' AND page_type = 'product') AS pv_product,
+           count(*) FILTER (WHERE event_type = 'page_view' AND page_type = 'blog') AS pv_blog,
+           count(*) FILTER (WHERE event_type = 'page_view' AND page_type = 'help') AS pv_help,
+           count(*) FILTER (WHERE event_type = 'search') AS searches,
+           count(*) FILTER (WHERE event_type = 'add_to_cart') AS add_to_cart,
+           count(*) FILTER (WHERE event_type = 'checkout_start') AS checkout_starts,
+           count(*) FILTER (WHERE event_type = 'purchase') AS purchases,
+           coalesce(sum(revenue) FILTER (WHERE event_type = 'purchase'), 0.0) AS revenue
+    FROM win GROUP BY user_id
+),
+base AS (
+    SELECT user_id FROM {users} WHERE signup_date < CAST($cutoff AS DATE)
+    UNION
+    SELECT user_id FROM eu
+)
+SELECT
+    b.user_id,
+    CAST($cutoff AS TIMESTAMP) AS cutoff,
+    CAST($lookback AS INTEGER) AS lookback_days,
+    CAST(coalesce((epoch($cutoff) - epoch(eu.last_ts)) / 86400.0, $lookback) AS DOUBLE)
+        AS recency_days,
+    coalesce(eu.active_days, 0) AS active_days,
+    coalesce(su.sessions, 0) AS sessions,
+    coalesce(su.sessions_last_7d, 0) AS sessions_last_7d,
+    coalesce(eu.events, 0) AS events,
+    coalesce(eu.page_views, 0) AS page_views,
+    CAST(coalesce(eu.page_views / nullif(su.sessions, 0), 0) AS DOUBLE) AS pages_per_session,
+    CAST(coalesce(su.avg_session_minutes, 0) AS DOUBLE) AS avg_session_minutes,
+    CAST(coalesce(su.bounce_rate, 0) AS DOUBLE) AS bounce_rate,
+    CAST(coalesce(eu.pv_product / nullif(eu.page_views, 0), 0) AS DOUBLE) AS product_share,
+    CAST(coalesce(eu.pv_blog / nullif(eu.page_views, 0), 0) AS DOUBLE) AS blog_share,
+    CAST(coalesce(eu.pv_help / nullif(eu.page_views, 0), 0) AS DOUBLE) AS help_share,
+    coalesce(eu.searches, 0) AS searches,
+    coalesce(eu.add_to_cart, 0) AS add_to_cart,
+    CAST(coalesce(eu.add_to_cart / nullif(su.sessions, 0), 0) AS DOUBLE) AS add_to_cart_rate,
+    coalesce(eu.checkout_starts, 0) AS checkout_starts,
+    coalesce(eu.purchases, 0) AS purchases,
+    CAST(coalesce(eu.revenue, 0) AS DOUBLE) AS revenue,
+    CAST(greatest(coalesce(date_diff('day', u.signup_date, CAST($cutoff AS DATE)), 0), 0)
+        AS DOUBLE) AS days_since_signup,
+    coalesce(u.device, 'unknown') AS device,
+    coalesce(u.traffic_source, 'unknown') AS traffic_source
+FROM base AS b
+LEFT JOIN eu ON eu.user_id = b.user_id
+LEFT JOIN su ON su.user_id = b.user_id
+LEFT JOIN {users} AS u ON u.user_id = b.user_id
+ORDER BY b.user_id
+"""
+
+_CONVERSION_SQL = """
+SELECT user_id, count(*) AS future_purchases
+FROM {events}
+WHERE event_type = 'purchase' AND event_ts >= $cutoff AND event_ts < $label_end
+GROUP BY user_id
+"""
+
+# The first session that *starts* in [cutoff, label_end): sessions that began before the
+# cutoff (and so are partly inside the features) are not "next" sessions.
+_BOUNCE_SQL = """
+WITH started_before AS (
+    SELECT DISTINCT session_id FROM {events}
+    WHERE event_ts >= $cutoff - INTERVAL 1 DAY AND event_ts < $cutoff
+),
+sess AS (
+    SELECT user_id, session_id, min(event_ts) AS s_start, count(*) AS n,
+           count(*) FILTER (WHERE event_type = 'page_view') AS pv
+    FROM {events}
+    WHERE event_ts >= $cutoff AND event_ts < $label_end
+      AND session_id NOT IN (SELECT session_id FROM started_before)
+    GROUP BY user_id, session_id
+)
+SELECT user_id, arg_min(n = 1 AND pv = 1, s_start) AS next_session_bounced
+FROM sess GROUP BY user_id
+"""
+
+
+class FeatureWindowError(ValueError):
+    """The events cannot support the requested windows (empty, or too short)."""
+
+
+@dataclass(frozen=True)
+class TimePlan:
+    """The cutoffs of one run. Label windows: train [train, valid), valid [valid, end)."""
+
+    first_day: datetime  # midnight of the first day with events
+    end: datetime  # midnight after the last day with events (exclusive)
+    train_cutoff: datetime
+    valid_cutoff: datetime
+    horizon_days: int
+    lookback_days: int
+
+    def as_dict(self) -> dict[str, str | int]:
+        return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in asdict(self).items()}
+
+
+def _sql(template: str, events: str, users: str = "users", pages: str = "pages") -> str:
+    for name in (events, users, pages):
+        if not _IDENT.match(name):
+            raise ValueError(f"not a table name: {name!r}")
+    return template.format(events=events, users=users, pages=pages)
+
+
+def event_span(con: duckdb.DuckDBPyConnection, events: str = "events") -> tuple[datetime, datetime]:
+    """Midnight of the first day with events and midnight after the last one."""
+    lo, hi = con.execute(
+        _sql("SELECT CAST(min(event_ts) AS DATE), CAST(max(event_ts) AS DATE) FROM {events}",
+             events)
+    ).fetchone()
+    if lo is None:
+        raise FeatureWindowError(
+            "the events table is empty: materialize `events` (or drop files into the inbox) first"
+        )
+    first = datetime(lo.year, lo.month, lo.day)
+    end = datetime(hi.year, hi.month, hi.day) + timedelta(days=1)
+    return first, end
+
+
+def plan_windows(first_day: datetime, end: datetime, horizon_days: int = 14,
+                 lookback_days: int = 28, min_lookback_days: int = 7) -> TimePlan:
+    """Place the two cutoffs at the end of the history; shrink the lookback to what exists.
+
+    The same lookback is used at every cutoff so features mean the same at train, validation
+    and scoring time.
+    """
+    if horizon_days < 1:
+        raise FeatureWindowError(f"horizon_days must be >= 1 (got {horizon_days})")
+    valid_cutoff = end - timedelta(days=horizon_days)
+    train_cutoff = valid_cutoff - timedelta(days=horizon_days)
+    available = (train_cutoff - first_day).days
+    lookback = min(lookback_days, available)
+    if lookback < min_lookback_days:
+        days = (end - first_day).days
+        raise FeatureWindowError(
+            f"empty window: {days} days of events leave {max(available, 0)} days of history "
+            f"before the training cutoff {train_cutoff:%Y-%m-%d}, fewer than the {min_lookback_days}"
+            f" needed (2 x horizon {horizon_days} + lookback); load more days of events or lower "
+            "horizon_days"
+        )
+    return TimePlan(first_day, end, train_cutoff, valid_cutoff, horizon_days, lookback)
+
+
+def compute_features(con: duckdb.DuckDBPyConnection, cutoff: datetime, lookback_days: int,
+                     events: str = "events", users: str = "users",
+                     pages: str = "pages") -> pl.DataFrame:
+    """One row per user known before ``cutoff``; reads only events in the lookback window."""
+    params = {
+        "cutoff": cutoff,
+        "start": cutoff - timedelta(days=lookback_days),
+        "last7": cutoff - timedelta(days=7),
+        "lookback": lookback_days,
+    }
+    frame = con.execute(_sql(_FEATURES_SQL, events, users, pages), params).pl()
+    if frame.filter(pl.col("events") > 0).is_empty():
+        raise FeatureWindowError(
+            f"empty window: no events in [{params['start']:%Y-%m-%d}, {cutoff:%Y-%m-%d}); "
+            "check the events table covers the lookback window before the cutoff"
+        )
+    return frame
+
+
+def conversion_labels(con: duckdb.DuckDBPyConnection, features: pl.DataFrame, cutoff: datetime,
+                      horizon_days: int, events: str = "events") -> pl.DataFrame:
+    """``features`` plus ``label``: the user purchases in ``[cutoff, cutoff + horizon)``."""
+    future = con.execute(
+        _sql(_CONVERSION_SQL, events),
+        {"cutoff": cutoff, "label_end": cutoff + timedelta(days=horizon_days)},
+    ).pl()
+    return features.join(future, on="user_id", how="left").with_columns(
+        label=pl.col("future_purchases").fill_null(0) > 0
+    ).drop("future_purchases")
+
+
+def bounce_labels(con: duckdb.DuckDBPyConnection, features: pl.DataFrame, cutoff: datetime,
+                  horizon_days: int, events: str = "events") -> pl.DataFrame:
+    """Users with a session starting in the horizon, plus ``label``: that session bounced."""
+    nxt = con.execute(
+        _sql(_BOUNCE_SQL, events),
+        {"cutoff": cutoff, "label_end": cutoff + timedelta(days=horizon_days)},
+    ).pl()
+    return features.join(nxt, on="user_id", how="inner").rename(
+        {"next_session_bounced": "label"}
+    )

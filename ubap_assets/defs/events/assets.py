@@ -1,0 +1,198 @@
+"""The behaviour data: users, the page catalogue, events, rejects and the generator's truth."""
+
+from datetime import date, timedelta, timezone
+
+import dagster as dg
+import polars as pl
+from pydantic import Field
+
+from ubap_assets.core import synthetic
+from ubap_assets.core.catalogue import page_catalogue
+from ubap_assets.core.schema import (
+    EVENT_REJECTS_SCHEMA,
+    INJECTED_ANOMALIES_SCHEMA,
+    USER_PERSONAS_SCHEMA,
+    empty,
+)
+from ubap_assets.defs.events import settings
+from ubap_assets.defs.events.checks import event_check_results, event_check_specs
+from ubap_assets.defs.events.partitions import daily_partitions
+
+GROUP = "events"
+OWNERS = ["team:data-platform"]
+
+
+class SourceConfig(dg.Config):
+    """Where the events come from. Defaults come from the UBAP_* environment variables."""
+
+    source: str = Field(
+        default_factory=settings.default_source,
+        description="'synthetic' for the built-in generator, or a folder/glob of event files.",
+    )
+    mapping: str = Field(
+        default_factory=settings.default_mapping,
+        description="For files: '' (native schema), a built-in mapping name or a mapping file.",
+    )
+    users: int = Field(
+        default_factory=settings.default_users, description="Synthetic users in the population."
+    )
+    days: int = Field(
+        default_factory=settings.history_days, description="Days of synthetic history."
+    )
+    seed: int = Field(default_factory=settings.default_seed, description="Generator seed.")
+    max_reject_share: float = Field(
+        default=0.05, description="Fail ingestion when more than this share of rows is rejected."
+    )
+
+    @property
+    def is_synthetic(self) -> bool:
+        return self.source == settings.SYNTHETIC
+
+    def world(self) -> synthetic.WorldSpec:
+        """The generator's spec, or a dg.Failure naming the bad field."""
+        problems = []
+        if self.users < 1:
+            problems.append(f"users must be at least 1 (got {self.users})")
+        if self.days < 1:
+            problems.append(f"days must be at least 1 (got {self.days})")
+        if self.seed < 0:
+            problems.append(f"seed must be zero or more (got {self.seed})")
+        if not 0 <= self.max_reject_share <= 1:
+            problems.append(f"max_reject_share must be in [0, 1] (got {self.max_reject_share})")
+        if problems:
+            raise dg.Failure(
+                description="Invalid source configuration: " + "; ".join(problems),
+                metadata={"fix": "correct the run config (or the UBAP_* environment variables)"},
+            )
+        return synthetic.WorldSpec(
+            users=self.users,
+            days=self.days,
+            seed=self.seed,
+            start_date=date.fromisoformat(daily_partitions.start.strftime("%Y-%m-%d")),
+        )
+
+    def ingest(self, **window):
+        from ubap_assets.core.ingest import IngestError, ingest_files
+
+        try:
+            return ingest_files(
+                self.source,
+                self.mapping or None,
+                max_reject_share=self.max_reject_share,
+                **window,
+            )
+        except (IngestError, FileNotFoundError, ValueError) as err:
+            raise dg.Failure(description=f"Ingesting {self.source!r} failed: {err}") from err
+
+
+def _preview(frame: pl.DataFrame, rows: int = 5) -> dg.MetadataValue:
+    return dg.MetadataValue.md(frame.head(rows).to_pandas().to_markdown(index=False))
+
+
+@dg.multi_asset(
+    outs={
+        "users": dg.AssetOut(
+            description="One row per user: signup date, country, usual device and traffic source.",
+            group_name=GROUP,
+            owners=OWNERS,
+            kinds={"polars", "duckdb"},
+        ),
+        "pages": dg.AssetOut(
+            description="One row per page of the catalogue: url, title, description, category.",
+            group_name=GROUP,
+            owners=OWNERS,
+            kinds={"polars", "duckdb"},
+        ),
+        "user_personas": dg.AssetOut(
+            description=(
+                "Ground truth, one row per synthetic user: latent persona, favourite category and "
+                "true 14-day purchase propensity. No feature may read it; empty for ingested data."
+            ),
+            group_name=GROUP,
+            owners=OWNERS,
+            kinds={"polars", "duckdb"},
+        ),
+        "injected_anomalies": dg.AssetOut(
+            description=(
+                "Ground truth, one row per anomaly the generator planted (date, kind, metric, "
+                "direction); empty for ingested data."
+            ),
+            group_name=GROUP,
+            owners=OWNERS,
+            kinds={"polars", "duckdb"},
+        ),
+        "event_rejects": dg.AssetOut(
+            description="One row per ingested row that failed validation, with its reason.",
+            group_name=GROUP,
+            owners=OWNERS,
+            kinds={"polars", "duckdb"},
+        ),
+    },
+)
+def behaviour_source(context: dg.AssetExecutionContext, config: SourceConfig):
+    """The unpartitioned tables of the source: users, pages, ground truth and rejects."""
+    if config.is_synthetic:
+        spec = config.world()
+        pop = synthetic.population(spec)
+        users = synthetic.users_frame(spec, pop)
+        pages = page_catalogue()
+        personas = synthetic.personas_frame(spec, pop)
+        anomalies = synthetic.anomaly_plan(spec)
+        rejects = empty(EVENT_REJECTS_SCHEMA)
+        note = f"synthetic world: {spec.users} users, {spec.days} days, seed {spec.seed}"
+    else:
+        result = config.ingest()
+        users, pages, rejects = result.users, result.pages, result.rejects
+        personas, anomalies = empty(USER_PERSONAS_SCHEMA), empty(INJECTED_ANOMALIES_SCHEMA)
+        note = f"files: {len(result.files)} read from {config.source}; no ground truth"
+    context.log.info(note)
+    yield dg.Output(users, "users", metadata={"source": note, "preview": _preview(users)})
+    yield dg.Output(pages, "pages", metadata={"source": note, "preview": _preview(pages)})
+    yield dg.Output(personas, "user_personas", metadata={"source": note})
+    yield dg.Output(anomalies, "injected_anomalies", metadata={
+        "source": note, "preview": _preview(anomalies, 20)})
+    yield dg.Output(rejects, "event_rejects", metadata={
+        "source": note, "rejected_rows": rejects.height,
+        "reasons": dg.MetadataValue.json(
+            dict(rejects.group_by("reason").len().iter_rows()) if rejects.height else {}
+        ),
+    })
+
+
+@dg.asset(
+    partitions_def=daily_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    metadata={"partition_expr": "event_ts"},
+    group_name=GROUP,
+    owners=OWNERS,
+    kinds={"polars", "duckdb"},
+    check_specs=event_check_specs(),
+)
+def events(context: dg.AssetExecutionContext, config: SourceConfig):
+    """One row per event (page_view ... purchase), partitioned by the day of event_ts (UTC).
+
+    Each run overwrites its day partitions whole, so re-materializing a day gives the same rows.
+    """
+    window = context.partition_time_window
+    start = window.start.astimezone(timezone.utc).replace(tzinfo=None)
+    end = window.end.astimezone(timezone.utc).replace(tzinfo=None)
+    if config.is_synthetic:
+        spec = config.world()
+        frame = synthetic.events_between(spec, start.date(), end.date() - timedelta(days=1))
+        stats = {}
+    else:
+        result = config.ingest(start=start, end=end)
+        frame, stats = result.events, result.stats
+    yield from event_check_results(frame, start, end)
+    days = frame.select(pl.col("event_ts").dt.date().n_unique()).item() if frame.height else 0
+    yield dg.Output(
+        frame,
+        metadata={
+            "window": f"{start:%Y-%m-%d} .. {end - timedelta(days=1):%Y-%m-%d}",
+            "days_with_events": days,
+            "users": frame["user_id"].n_unique() if frame.height else 0,
+            "sessions": frame["session_id"].n_unique() if frame.height else 0,
+            "revenue": float(frame["revenue"].sum() or 0.0) if frame.height else 0.0,
+            **{f"ingest_{k}": v for k, v in stats.items()},
+        },
+    )

@@ -1,0 +1,78 @@
+"""The table contract: every table the pipeline writes, named once.
+
+Dagster-free. The asset key, the table name and the constant here are the same word, so the
+API, the dashboard and the pipeline can never disagree about where a thing lives.
+"""
+
+from typing import Final
+
+# --- events: the behaviour data (synthetic generator or ingested files) ---
+USERS: Final = "users"  # one row per user: signup date, country, device, traffic source
+PAGES: Final = "pages"  # one row per page of the catalogue: url, title, description, category
+EVENTS: Final = "events"  # one row per event; daily-partitioned on event_ts
+EVENT_REJECTS: Final = "event_rejects"  # one row per ingested row that failed validation
+USER_PERSONAS: Final = "user_personas"  # ground truth: the generator's latent persona per user
+INJECTED_ANOMALIES: Final = "injected_anomalies"  # ground truth: the anomalies the generator planted
+
+# --- features, segments, models, predictions ---
+USER_FEATURES: Final = "user_features"
+USER_SEGMENTS: Final = "user_segments"
+SEGMENT_PROFILES: Final = "segment_profiles"
+MODEL_METRICS: Final = "model_metrics"
+MODEL_CARDS: Final = "model_cards"
+MODEL_CURVES: Final = "model_curves"
+USER_PREDICTIONS: Final = "user_predictions"
+
+# --- trends, funnels, retention, anomalies, summary ---
+DAILY_TRENDS: Final = "daily_trends"
+WEEKLY_TRENDS: Final = "weekly_trends"
+SEGMENT_TRENDS: Final = "segment_trends"
+FUNNEL_DAILY: Final = "funnel_daily"
+FUNNEL_SEGMENTS: Final = "funnel_segments"
+RETENTION_COHORTS: Final = "retention_cohorts"
+LIFECYCLE_WEEKLY: Final = "lifecycle_weekly"
+ANOMALIES: Final = "anomalies"
+ANOMALY_HISTORY: Final = "anomaly_history"
+ANOMALY_SCORES: Final = "anomaly_scores"
+SUMMARY: Final = "summary"
+
+# --- recommendations ---
+PAGE_EMBEDDINGS: Final = "page_embeddings"
+SIMILAR_PAGES: Final = "similar_pages"
+USER_RECOMMENDATIONS: Final = "user_recommendations"
+ADMIN_INSIGHTS: Final = "admin_insights"
+REC_EVALUATION: Final = "rec_evaluation"
+
+# --- serving: written only into a published snapshot, never into the warehouse ---
+SNAPSHOT_META: Final = "snapshot_meta"  # one row: snapshot id, run id, materialized at
+CHECK_RESULTS: Final = "check_results"  # one row per asset check evaluated in the publishing run
+
+# Tables copied into every published serving snapshot (the API and dashboard read only these).
+SERVING_TABLES: Final[tuple[str, ...]] = (
+    USERS,
+    PAGES,
+    EVENTS,
+    EVENT_REJECTS,
+    USER_FEATURES,
+    USER_SEGMENTS,
+    SEGMENT_PROFILES,
+    MODEL_METRICS,
+    MODEL_CARDS,
+    MODEL_CURVES,
+    USER_PREDICTIONS,
+    DAILY_TRENDS,
+    WEEKLY_TRENDS,
+    SEGMENT_TRENDS,
+    FUNNEL_DAILY,
+    FUNNEL_SEGMENTS,
+    RETENTION_COHORTS,
+    LIFECYCLE_WEEKLY,
+    ANOMALIES,
+    ANOMALY_HISTORY,
+    ANOMALY_SCORES,
+    SUMMARY,
+    SIMILAR_PAGES,
+    USER_RECOMMENDATIONS,
+    ADMIN_INSIGHTS,
+    REC_EVALUATION,
+)

@@ -1,0 +1,295 @@
+"""Altair charts for the dashboard: pure functions, frames in, ``alt.Chart`` out.
+
+Every encoding is typed ("day:T", "value:Q", "segment:N") and every mark has a formatted
+tooltip. Nothing here reads data or calls Streamlit, so each chart can be built in a test.
+"""
+
+import altair as alt
+import polars as pl
+
+# Formats for d3-format, keyed by how a metric is measured.
+PERCENT = ".1%"
+NUMBER = ",.0f"
+DECIMAL = ",.2f"
+MONEY = "$,.0f"
+
+_ANOMALY_RED = "#d62728"
+_BAND_BLUE = "#9ecae1"
+
+
+def metric_format(metric: str) -> str:
+    """The d3 number format that suits a metric from its name."""
+    name = metric.lower()
+    if name.endswith(("_rate", "_share", "_pct", "conversion", "retention")) or "rate" in name:
+        return PERCENT
+    if "revenue" in name or name.endswith("_value"):
+        return MONEY
+    if "duration" in name or name.startswith(("mean_", "avg_", "pages_per")):
+        return DECIMAL
+    return NUMBER
+
+
+def trend_line(
+    frame: pl.DataFrame,
+    *,
+    x: str = "day",
+    y: str = "value",
+    color: str | None = None,
+    y_title: str = "value",
+    y_format: str = NUMBER,
+    height: int = 320,
+) -> alt.Chart:
+    """A time series, one line per ``color`` value when given, with points on hover."""
+    tooltip = [
+        alt.Tooltip(f"{x}:T", title="date", format="%a %d %b %Y"),
+        alt.Tooltip(f"{y}:Q", title=y_title, format=y_format),
+    ]
+    encoding = {
+        "x": alt.X(f"{x}:T", title=None),
+        "y": alt.Y(f"{y}:Q", title=y_title, axis=alt.Axis(format=y_format)),
+        "tooltip": tooltip,
+    }
+    if color:
+        encoding["color"] = alt.Color(f"{color}:N", title=color.replace("_", " "))
+        tooltip.insert(0, alt.Tooltip(f"{color}:N", title=color.replace("_", " ")))
+    return (
+        alt.Chart(frame)
+        .mark_line(point=alt.OverlayMarkDef(size=18), interpolate="monotone")
+        .encode(**encoding)
+        .properties(height=height)
+    )
+
+
+def bars(
+    frame: pl.DataFrame,
+    *,
+    category: str,
+    value: str,
+    value_title: str = "value",
+    value_format: str = NUMBER,
+    color: str | None = None,
+    sort: str = "-x",
+    height: int | None = None,
+) -> alt.Chart:
+    """Horizontal bars, sorted by value, one per ``category``."""
+    tooltip = [
+        alt.Tooltip(f"{category}:N", title=category.replace("_", " ")),
+        alt.Tooltip(f"{value}:Q", title=value_title, format=value_format),
+    ]
+    encoding = {
+        "y": alt.Y(f"{category}:N", title=None, sort=sort),
+        "x": alt.X(f"{value}:Q", title=value_title, axis=alt.Axis(format=value_format)),
+        "tooltip": tooltip,
+    }
+    if color:
+        encoding["color"] = alt.Color(f"{color}:N", title=color.replace("_", " "))
+        tooltip.append(alt.Tooltip(f"{color}:N", title=color.replace("_", " ")))
+    rows = max(frame.height, 1)
+    return (
+        alt.Chart(frame)
+        .mark_bar()
+        .encode(**encoding)
+        .properties(height=height or min(40 + 26 * rows, 520))
+    )
+
+
+def funnel(frame: pl.DataFrame) -> alt.Chart:
+    """Funnel bars: users reaching each step, labelled with the share kept from the step before.
+
+    Columns: ``step`` (label), ``step_order`` (int), ``users``, ``step_conversion`` and
+    ``drop_off`` (shares of the previous step, 0..1).
+    """
+    base = alt.Chart(frame).encode(
+        y=alt.Y("step:N", sort=alt.EncodingSortField("step_order", order="ascending"), title=None),
+        x=alt.X("users:Q", title="users reaching the step", axis=alt.Axis(format=NUMBER)),
+        tooltip=[
+            alt.Tooltip("step:N", title="step"),
+            alt.Tooltip("users:Q", title="users", format=NUMBER),
+            alt.Tooltip("step_conversion:Q", title="kept from previous step", format=PERCENT),
+            alt.Tooltip("drop_off:Q", title="dropped since previous step", format=PERCENT),
+        ],
+    )
+    bar = base.mark_bar(color="#4c78a8")
+    label = base.mark_text(align="left", dx=4).encode(
+        text=alt.Text("step_conversion:Q", format=PERCENT)
+    )
+    return (bar + label).properties(height=60 + 44 * max(frame.height, 1))
+
+
+def retention_heatmap(frame: pl.DataFrame) -> alt.Chart:
+    """Cohort week × weeks since first seen, coloured by the share of the cohort still active.
+
+    Columns: ``cohort_week`` (date), ``weeks_since`` (int), ``retention`` (0..1),
+    ``cohort_users`` and ``active_users``.
+    """
+    base = alt.Chart(frame).encode(
+        x=alt.X("weeks_since:O", title="weeks since first seen"),
+        y=alt.Y("yearmonthdate(cohort_week):O", title="cohort (week of first visit)"),
+    )
+    cells = base.mark_rect().encode(
+        color=alt.Color(
+            "retention:Q",
+            title="retained",
+            scale=alt.Scale(scheme="blues"),
+            legend=alt.Legend(format=".0%"),
+        ),
+        tooltip=[
+            alt.Tooltip("cohort_week:T", title="cohort", format="%d %b %Y"),
+            alt.Tooltip("weeks_since:O", title="weeks since"),
+            alt.Tooltip("cohort_users:Q", title="cohort size", format=NUMBER),
+            alt.Tooltip("active_users:Q", title="active", format=NUMBER),
+            alt.Tooltip("retention:Q", title="retained", format=PERCENT),
+        ],
+    )
+    text = base.mark_text(fontSize=10).encode(
+        text=alt.Text("retention:Q", format=".0%"),
+        color=alt.condition("datum.retention > 0.5", alt.value("white"), alt.value("black")),
+    )
+    rows = frame["cohort_week"].n_unique() if frame.height else 1
+    return (cells + text).properties(height=min(40 + 28 * rows, 600))
+
+
+def stacked_bars(
+    frame: pl.DataFrame,
+    *,
+    x: str,
+    y: str,
+    color: str,
+    y_title: str = "users",
+    x_type: str = "T",
+    height: int = 320,
+) -> alt.Chart:
+    """Stacked columns over time (lifecycle states per week, segment sizes per day)."""
+    return (
+        alt.Chart(frame)
+        .mark_bar()
+        .encode(
+            x=alt.X(f"{x}:{x_type}", title=None),
+            y=alt.Y(f"{y}:Q", title=y_title, axis=alt.Axis(format=NUMBER)),
+            color=alt.Color(f"{color}:N", title=color.replace("_", " ")),
+            tooltip=[
+                alt.Tooltip(f"{x}:{x_type}", title=x.replace("_", " ")),
+                alt.Tooltip(f"{color}:N", title=color.replace("_", " ")),
+                alt.Tooltip(f"{y}:Q", title=y_title, format=NUMBER),
+            ],
+        )
+        .properties(height=height)
+    )
+
+
+def segment_map(frame: pl.DataFrame) -> alt.Chart:
+    """Users in two dimensions (``x``, ``y``), coloured by ``segment``; zoomable."""
+    return (
+        alt.Chart(frame)
+        .mark_circle(size=22, opacity=0.65)
+        .encode(
+            x=alt.X("x:Q", title="component 1"),
+            y=alt.Y("y:Q", title="component 2"),
+            color=alt.Color("segment:N", title="segment"),
+            tooltip=[
+                alt.Tooltip("user_id:N", title="user"),
+                alt.Tooltip("segment:N", title="segment"),
+                alt.Tooltip("x:Q", title="component 1", format=DECIMAL),
+                alt.Tooltip("y:Q", title="component 2", format=DECIMAL),
+            ],
+        )
+        .properties(height=420)
+        .interactive()
+    )
+
+
+def model_curve(frame: pl.DataFrame, *, curve: str) -> alt.Chart:
+    """ROC or precision-recall curves, one line per ``model``, over ``x`` and ``y`` in 0..1."""
+    roc = curve == "roc"
+    x_title, y_title = ("false positive rate", "true positive rate") if roc else (
+        "recall",
+        "precision",
+    )
+    lines = (
+        alt.Chart(frame)
+        .mark_line()
+        .encode(
+            x=alt.X("x:Q", title=x_title, scale=alt.Scale(domain=[0, 1])),
+            y=alt.Y("y:Q", title=y_title, scale=alt.Scale(domain=[0, 1])),
+            color=alt.Color("model:N", title="model"),
+            order=alt.Order("point:Q"),
+            tooltip=[
+                alt.Tooltip("model:N", title="model"),
+                alt.Tooltip("x:Q", title=x_title, format=".3f"),
+                alt.Tooltip("y:Q", title=y_title, format=".3f"),
+            ],
+        )
+    )
+    if roc:
+        chance = (
+            alt.Chart(pl.DataFrame({"x": [0.0, 1.0], "y": [0.0, 1.0]}))
+            .mark_line(strokeDash=[4, 4], color="gray")
+            .encode(x="x:Q", y="y:Q")
+        )
+        return (chance + lines).properties(height=320)
+    return lines.properties(height=320)
+
+
+def anomaly_timeline(frame: pl.DataFrame, *, y_title: str, y_format: str) -> alt.Chart:
+    """A metric's daily values over its expected range, flagged days marked in red.
+
+    Columns: ``day``, ``value``, ``expected``, ``lower``, ``upper``, ``is_anomaly`` (bool),
+    ``direction`` and ``severity``.
+    """
+    base = alt.Chart(frame).encode(x=alt.X("day:T", title=None))
+    band = base.mark_area(opacity=0.35, color=_BAND_BLUE).encode(
+        y=alt.Y("lower:Q", title=y_title, axis=alt.Axis(format=y_format)),
+        y2="upper:Q",
+        tooltip=[
+            alt.Tooltip("day:T", title="date", format="%a %d %b %Y"),
+            alt.Tooltip("lower:Q", title="expected from", format=y_format),
+            alt.Tooltip("upper:Q", title="expected to", format=y_format),
+        ],
+    )
+    expected = base.mark_line(strokeDash=[4, 3], color="#3182bd").encode(y="expected:Q")
+    actual = base.mark_line(color="#333333").encode(
+        y="value:Q",
+        tooltip=[
+            alt.Tooltip("day:T", title="date", format="%a %d %b %Y"),
+            alt.Tooltip("value:Q", title=y_title, format=y_format),
+            alt.Tooltip("expected:Q", title="expected", format=y_format),
+        ],
+    )
+    flagged = (
+        base.transform_filter("datum.is_anomaly")
+        .mark_point(filled=True, size=110, color=_ANOMALY_RED)
+        .encode(
+            y="value:Q",
+            shape=alt.Shape("direction:N", title="direction"),
+            tooltip=[
+                alt.Tooltip("day:T", title="date", format="%a %d %b %Y"),
+                alt.Tooltip("value:Q", title=y_title, format=y_format),
+                alt.Tooltip("expected:Q", title="expected", format=y_format),
+                alt.Tooltip("direction:N", title="direction"),
+                alt.Tooltip("severity:Q", title="severity", format=".1f"),
+            ],
+        )
+    )
+    return (band + expected + actual + flagged).properties(height=280)
+
+
+def grouped_metric_bars(
+    frame: pl.DataFrame, *, group: str, metric: str, value: str, highlight: str
+) -> alt.Chart:
+    """One small bar chart per ``metric`` comparing each ``group`` (methods against baselines)."""
+    return (
+        alt.Chart(frame)
+        .mark_bar()
+        .encode(
+            y=alt.Y(f"{group}:N", title=None, sort="-x"),
+            x=alt.X(f"{value}:Q", title=None, axis=alt.Axis(format=".2f")),
+            color=alt.Color(f"{highlight}:N", title=highlight.replace("_", " ")),
+            tooltip=[
+                alt.Tooltip(f"{group}:N", title=group),
+                alt.Tooltip(f"{metric}:N", title="metric"),
+                alt.Tooltip(f"{value}:Q", title="value", format=".4f"),
+            ],
+        )
+        .properties(width=220, height=180)
+        .facet(facet=alt.Facet(f"{metric}:N", title=None), columns=3)
+    )
