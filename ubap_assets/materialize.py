@@ -10,7 +10,7 @@ downstream asset. The run shows in the Dagster UI like any other.
 import argparse
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--last-day", help="last day partition to include (default: yesterday)")
     args = parser.parse_args(argv)
-    last = args.last_day or (datetime.now(timezone.utc) - timedelta(days=1)).strftime("%Y-%m-%d")
+    last = args.last_day or (datetime.now(UTC) - timedelta(days=1)).strftime("%Y-%m-%d")
     first = daily_partitions.get_first_partition_key()
     if first is None or last < first:
         print(f"nothing to materialize: the history starts {first}", file=sys.stderr)

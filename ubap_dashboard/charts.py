@@ -14,6 +14,7 @@ DECIMAL = ",.2f"
 MONEY = "$,.0f"
 
 _ANOMALY_RED = "#d62728"
+_CATEGORIES = alt.Scale(scheme="tableau10")  # distinct hues for segments, devices, models
 _BAND_BLUE = "#9ecae1"
 
 
@@ -50,7 +51,9 @@ def trend_line(
         "tooltip": tooltip,
     }
     if color:
-        encoding["color"] = alt.Color(f"{color}:N", title=color.replace("_", " "))
+        encoding["color"] = alt.Color(
+            f"{color}:N", title=color.replace("_", " "), scale=_CATEGORIES
+        )
         tooltip.insert(0, alt.Tooltip(f"{color}:N", title=color.replace("_", " ")))
     return (
         alt.Chart(frame)
@@ -77,34 +80,46 @@ def bars(
         alt.Tooltip(f"{value}:Q", title=value_title, format=value_format),
     ]
     encoding = {
-        "y": alt.Y(f"{category}:N", title=None, sort=sort),
+        "y": alt.Y(
+            f"{category}:N",
+            title=None,
+            sort=sort,
+            axis=alt.Axis(labelOverlap=False, labelLimit=220),
+        ),
         "x": alt.X(f"{value}:Q", title=value_title, axis=alt.Axis(format=value_format)),
         "tooltip": tooltip,
     }
     if color:
-        encoding["color"] = alt.Color(f"{color}:N", title=color.replace("_", " "))
+        encoding["color"] = alt.Color(
+            f"{color}:N", title=color.replace("_", " "), scale=_CATEGORIES
+        )
         tooltip.append(alt.Tooltip(f"{color}:N", title=color.replace("_", " ")))
     rows = max(frame.height, 1)
     return (
         alt.Chart(frame)
         .mark_bar()
         .encode(**encoding)
-        .properties(height=height or min(40 + 26 * rows, 520))
+        .properties(height=height or min(50 + 30 * rows, 600))
     )
 
 
 def funnel(frame: pl.DataFrame) -> alt.Chart:
-    """Funnel bars: users reaching each step, labelled with the share kept from the step before.
+    """Funnel bars: sessions reaching each step, labelled with the share kept from the step before.
 
-    Columns: ``step`` (label), ``step_order`` (int), ``users``, ``step_conversion`` and
+    Columns: ``step`` (label), ``step_order`` (int), ``sessions``, ``step_conversion`` and
     ``drop_off`` (shares of the previous step, 0..1).
     """
     base = alt.Chart(frame).encode(
-        y=alt.Y("step:N", sort=alt.EncodingSortField("step_order", order="ascending"), title=None),
-        x=alt.X("users:Q", title="users reaching the step", axis=alt.Axis(format=NUMBER)),
+        y=alt.Y(
+            "step:N",
+            sort=alt.EncodingSortField("step_order", order="ascending"),
+            title=None,
+            axis=alt.Axis(labelOverlap=False),
+        ),
+        x=alt.X("sessions:Q", title="sessions reaching the step", axis=alt.Axis(format=NUMBER)),
         tooltip=[
             alt.Tooltip("step:N", title="step"),
-            alt.Tooltip("users:Q", title="users", format=NUMBER),
+            alt.Tooltip("sessions:Q", title="sessions", format=NUMBER),
             alt.Tooltip("step_conversion:Q", title="kept from previous step", format=PERCENT),
             alt.Tooltip("drop_off:Q", title="dropped since previous step", format=PERCENT),
         ],
@@ -166,7 +181,7 @@ def stacked_bars(
         .encode(
             x=alt.X(f"{x}:{x_type}", title=None),
             y=alt.Y(f"{y}:Q", title=y_title, axis=alt.Axis(format=NUMBER)),
-            color=alt.Color(f"{color}:N", title=color.replace("_", " ")),
+            color=alt.Color(f"{color}:N", title=color.replace("_", " "), scale=_CATEGORIES),
             tooltip=[
                 alt.Tooltip(f"{x}:{x_type}", title=x.replace("_", " ")),
                 alt.Tooltip(f"{color}:N", title=color.replace("_", " ")),
@@ -185,7 +200,7 @@ def segment_map(frame: pl.DataFrame) -> alt.Chart:
         .encode(
             x=alt.X("x:Q", title="component 1"),
             y=alt.Y("y:Q", title="component 2"),
-            color=alt.Color("segment:N", title="segment"),
+            color=alt.Color("segment:N", title="segment", scale=_CATEGORIES),
             tooltip=[
                 alt.Tooltip("user_id:N", title="user"),
                 alt.Tooltip("segment:N", title="segment"),
@@ -201,9 +216,13 @@ def segment_map(frame: pl.DataFrame) -> alt.Chart:
 def model_curve(frame: pl.DataFrame, *, curve: str) -> alt.Chart:
     """ROC or precision-recall curves, one line per ``model``, over ``x`` and ``y`` in 0..1."""
     roc = curve == "roc"
-    x_title, y_title = ("false positive rate", "true positive rate") if roc else (
-        "recall",
-        "precision",
+    x_title, y_title = (
+        ("false positive rate", "true positive rate")
+        if roc
+        else (
+            "recall",
+            "precision",
+        )
     )
     lines = (
         alt.Chart(frame)
@@ -211,7 +230,7 @@ def model_curve(frame: pl.DataFrame, *, curve: str) -> alt.Chart:
         .encode(
             x=alt.X("x:Q", title=x_title, scale=alt.Scale(domain=[0, 1])),
             y=alt.Y("y:Q", title=y_title, scale=alt.Scale(domain=[0, 1])),
-            color=alt.Color("model:N", title="model"),
+            color=alt.Color("model:N", title="model", scale=_CATEGORIES),
             order=alt.Order("point:Q"),
             tooltip=[
                 alt.Tooltip("model:N", title="model"),
@@ -281,15 +300,16 @@ def grouped_metric_bars(
         alt.Chart(frame)
         .mark_bar()
         .encode(
-            y=alt.Y(f"{group}:N", title=None, sort="-x"),
+            y=alt.Y(f"{group}:N", title=None, axis=alt.Axis(labelOverlap=False)),
             x=alt.X(f"{value}:Q", title=None, axis=alt.Axis(format=".2f")),
-            color=alt.Color(f"{highlight}:N", title=highlight.replace("_", " ")),
+            color=alt.Color(f"{highlight}:N", title=highlight.replace("_", " "), scale=_CATEGORIES),
             tooltip=[
                 alt.Tooltip(f"{group}:N", title=group),
                 alt.Tooltip(f"{metric}:N", title="metric"),
                 alt.Tooltip(f"{value}:Q", title="value", format=".4f"),
             ],
         )
-        .properties(width=220, height=180)
+        .properties(width=220, height=24 * max(frame[group].n_unique(), 1))
         .facet(facet=alt.Facet(f"{metric}:N", title=None), columns=3)
+        .resolve_scale(x="independent")
     )

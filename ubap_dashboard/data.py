@@ -9,7 +9,7 @@ warehouse the pipeline writes, and holds no connection of its own between reruns
 
 import math
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 import polars as pl
@@ -170,7 +170,9 @@ def trend_series(
 ) -> pl.DataFrame:
     """``day``, ``segment`` (the breakdown value), ``value`` and ``is_complete`` for one metric."""
     column = _metric(metric)
-    table_name, day = (t.DAILY_TRENDS, "day") if grain == "daily" else (t.WEEKLY_TRENDS, "week_start")
+    table_name, day = (
+        (t.DAILY_TRENDS, "day") if grain == "daily" else (t.WEEKLY_TRENDS, "week_start")
+    )
     sql = (
         f'SELECT "{day}" AS day, dimension_value AS segment, "{column}" AS value, is_complete '
         f"FROM {_contract(table_name)} WHERE dimension = ?"
@@ -190,7 +192,9 @@ def trend_table(
     snap: Snapshot, grain: str, dimension: str, start: date | None, end: date | None
 ) -> pl.DataFrame:
     """All metric columns of the daily or weekly trends for one breakdown and date range."""
-    table_name, day = (t.DAILY_TRENDS, "day") if grain == "daily" else (t.WEEKLY_TRENDS, "week_start")
+    table_name, day = (
+        (t.DAILY_TRENDS, "day") if grain == "daily" else (t.WEEKLY_TRENDS, "week_start")
+    )
     sql = f"SELECT * FROM {_contract(table_name)} WHERE dimension = ?"
     params: list = [_breakdown(dimension)]
     if start is not None:
@@ -292,11 +296,15 @@ def _days(n: int) -> timedelta:
 
 @st.cache_data(ttl=_TTL, max_entries=_ENTRIES, show_spinner=False)
 def funnel(snap: Snapshot, start: date | None, end: date | None) -> pl.DataFrame:
-    """Sessions reaching each step over a period, with step conversion and drop-off recomputed."""
+    """Sessions reaching each step over a period, with step conversion and drop-off recomputed.
+
+    Columns: step_order, step, sessions, step_conversion, overall_conversion, drop_off (shares).
+    """
     frame = _query(
         snap,
-        "SELECT step_index AS step_order, step, sum(sessions) AS users "
-        f"FROM {_contract(t.FUNNEL_DAILY)} WHERE (? IS NULL OR day >= ?) AND (? IS NULL OR day <= ?) "
+        "SELECT step_index AS step_order, step, sum(sessions) AS sessions "
+        f"FROM {_contract(t.FUNNEL_DAILY)} "
+        "WHERE (? IS NULL OR day >= ?) AND (? IS NULL OR day <= ?) "
         "GROUP BY ALL ORDER BY step_order",
         [start, start, end, end],
     )
@@ -308,7 +316,8 @@ def funnel_by_segment(snap: Snapshot, start: date | None, end: date | None) -> p
     """Per segment: sessions at each step over the period and the overall conversion."""
     frame = _query(
         snap,
-        "SELECT segment_name AS segment, step_index AS step_order, step, sum(sessions) AS users "
+        "SELECT segment_name AS segment, step_index AS step_order, step, "
+        "sum(sessions) AS sessions "
         f"FROM {_contract(t.FUNNEL_SEGMENTS)} "
         "WHERE (? IS NULL OR day >= ?) AND (? IS NULL OR day <= ?) "
         "GROUP BY ALL ORDER BY segment, step_order",
@@ -316,10 +325,10 @@ def funnel_by_segment(snap: Snapshot, start: date | None, end: date | None) -> p
     )
     if frame.is_empty():
         return frame
-    wide = frame.pivot(on="step", index="segment", values="users", aggregate_function="sum")
-    first = frame.filter(pl.col("step_order") == 1).select("segment", entered="users")
+    wide = frame.pivot(on="step", index="segment", values="sessions", aggregate_function="sum")
+    first = frame.filter(pl.col("step_order") == 1).select("segment", entered="sessions")
     last_step = frame["step_order"].max()
-    final = frame.filter(pl.col("step_order") == last_step).select("segment", completed="users")
+    final = frame.filter(pl.col("step_order") == last_step).select("segment", completed="sessions")
     return (
         wide.join(first, on="segment", how="left")
         .join(final, on="segment", how="left")
@@ -334,15 +343,15 @@ def funnel_by_segment(snap: Snapshot, start: date | None, end: date | None) -> p
 
 
 def _with_step_rates(frame: pl.DataFrame) -> pl.DataFrame:
-    previous = pl.col("users").shift(1)
+    previous = pl.col("sessions").shift(1)
     return frame.with_columns(
         step_conversion=pl.when(previous.is_null())
         .then(1.0)
         .when(previous > 0)
-        .then(pl.col("users") / previous)
+        .then(pl.col("sessions") / previous)
         .otherwise(0.0),
-        overall_conversion=pl.when(pl.col("users").first() > 0)
-        .then(pl.col("users") / pl.col("users").first())
+        overall_conversion=pl.when(pl.col("sessions").first() > 0)
+        .then(pl.col("sessions") / pl.col("sessions").first())
         .otherwise(0.0),
     ).with_columns(drop_off=1.0 - pl.col("step_conversion"))
 
@@ -491,7 +500,7 @@ def anomaly_scopes(snap: Snapshot) -> pl.DataFrame:
     return _query(
         snap,
         "SELECT dimension, dimension_value, metric, count(*) FILTER (is_anomaly) AS flagged "
-        f"FROM {_contract(t.ANOMALY_HISTORY)} GROUP BY ALL "
+        f"FROM {_contract(t.ANOMALY_HISTORY)} GROUP BY dimension, dimension_value, metric "
         "ORDER BY dimension <> 'all', dimension, dimension_value, metric",
     )
 
@@ -626,7 +635,7 @@ def freshness(materialized_at: datetime | None, now: datetime | None = None) -> 
     """How long ago the snapshot was published, in words (``now`` is naive UTC)."""
     if materialized_at is None:
         return "unknown"
-    now = now or datetime.now(timezone.utc).replace(tzinfo=None)
+    now = now or datetime.now(UTC).replace(tzinfo=None)
     seconds = max((now - materialized_at).total_seconds(), 0.0)
     if seconds < 90:
         return "just now"

@@ -206,28 +206,60 @@ _HELP = [
 ]
 
 _SITE = [
-    ("home", "home", "Home", "Shop laptops, headphones, cameras, smart home, fitness, kitchen, "
-     "gaming and books with free delivery and 30-day returns."),
+    (
+        "home",
+        "home",
+        "Home",
+        "Shop laptops, headphones, cameras, smart home, fitness, kitchen, "
+        "gaming and books with free delivery and 30-day returns.",
+    ),
     ("search", "search", "Search results", "Search the whole store by product, brand or topic."),
-    ("pricing", "pricing", "Membership pricing", "Plus membership: free next-day delivery, "
-     "extended warranty and member prices. Compare plans and yearly savings."),
-    ("pricing", "pricing/business", "Business pricing", "Volume pricing, invoices and account "
-     "managers for companies buying equipment for their teams."),
+    (
+        "pricing",
+        "pricing",
+        "Membership pricing",
+        "Plus membership: free next-day delivery, "
+        "extended warranty and member prices. Compare plans and yearly savings.",
+    ),
+    (
+        "pricing",
+        "pricing/business",
+        "Business pricing",
+        "Volume pricing, invoices and account "
+        "managers for companies buying equipment for their teams.",
+    ),
     ("cart", "cart", "Shopping cart", "Review the items in your basket before checkout."),
     ("checkout", "checkout", "Checkout", "Enter delivery details and pay securely."),
-    ("checkout", "checkout/confirmation", "Order confirmation", "Thank you for your order: "
-     "your receipt and delivery estimate."),
-    ("about", "about", "About us", "An independent shop for well-made electronics and home goods "
-     "since 2012."),
-    ("deals", "deals", "Today's deals", "Limited-time discounts across every department, "
-     "updated daily."),
+    (
+        "checkout",
+        "checkout/confirmation",
+        "Order confirmation",
+        "Thank you for your order: your receipt and delivery estimate.",
+    ),
+    (
+        "about",
+        "about",
+        "About us",
+        "An independent shop for well-made electronics and home goods since 2012.",
+    ),
+    (
+        "deals",
+        "deals",
+        "Today's deals",
+        "Limited-time discounts across every department, updated daily.",
+    ),
     ("stores", "stores", "Store finder", "Find a store near you and book a demo."),
 ]
 
 _PRICE_RANGE = {
-    "Laptops": (450.0, 2600.0), "Headphones": (25.0, 450.0), "Cameras": (30.0, 2200.0),
-    "Smart Home": (15.0, 600.0), "Fitness": (15.0, 1200.0), "Kitchen": (20.0, 700.0),
-    "Gaming": (40.0, 600.0), "Books": (9.0, 140.0),
+    "Laptops": (450.0, 2600.0),
+    "Headphones": (25.0, 450.0),
+    "Cameras": (30.0, 2200.0),
+    "Smart Home": (15.0, 600.0),
+    "Fitness": (15.0, 1200.0),
+    "Kitchen": (20.0, 700.0),
+    "Gaming": (40.0, 600.0),
+    "Books": (9.0, 140.0),
 }
 
 

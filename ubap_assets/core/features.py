@@ -33,6 +33,7 @@ NUMERIC_FEATURES: tuple[str, ...] = (
     "add_to_cart_rate",
     "checkout_starts",
     "purchases",
+    "purchase_rate",
     "revenue",
     "days_since_signup",
 )
@@ -57,6 +58,7 @@ FEATURE_DICTIONARY: dict[str, str] = {
     "add_to_cart_rate": "add-to-cart events per session",
     "checkout_starts": "checkouts started",
     "purchases": "purchases",
+    "purchase_rate": "purchases per session",
     "revenue": "revenue of purchases",
     "days_since_signup": "days from signup to the cutoff",
     "device": "the user's usual device (users table)",
@@ -127,6 +129,7 @@ SELECT
     CAST(coalesce(eu.add_to_cart / nullif(su.sessions, 0), 0) AS DOUBLE) AS add_to_cart_rate,
     coalesce(eu.checkout_starts, 0) AS checkout_starts,
     coalesce(eu.purchases, 0) AS purchases,
+    CAST(coalesce(eu.purchases / nullif(su.sessions, 0), 0) AS DOUBLE) AS purchase_rate,
     CAST(coalesce(eu.revenue, 0) AS DOUBLE) AS revenue,
     CAST(greatest(coalesce(date_diff('day', u.signup_date, CAST($cutoff AS DATE)), 0), 0)
         AS DOUBLE) AS days_since_signup,
@@ -208,8 +211,9 @@ def event_span(con: duckdb.DuckDBPyConnection, events: str = "events") -> tuple[
 
 
 def plan_windows(first_day: datetime, end: datetime, horizon_days: int = 14,
-                 lookback_days: int = 28, min_lookback_days: int = 7) -> TimePlan:
-    """Place the two cutoffs at the end of the history; shrink the lookback to what exists.
+                 lookback_days: int = 0, min_lookback_days: int = 7) -> TimePlan:
+    """Place the two cutoffs at the end of the history; the lookback is what exists before the
+    training cutoff (capped at ``lookback_days`` when that is > 0).
 
     The same lookback is used at every cutoff so features mean the same at train, validation
     and scoring time.
@@ -219,7 +223,7 @@ def plan_windows(first_day: datetime, end: datetime, horizon_days: int = 14,
     valid_cutoff = end - timedelta(days=horizon_days)
     train_cutoff = valid_cutoff - timedelta(days=horizon_days)
     available = (train_cutoff - first_day).days
-    lookback = min(lookback_days, available)
+    lookback = available if lookback_days <= 0 else min(lookback_days, available)
     if lookback < min_lookback_days:
         days = (end - first_day).days
         raise FeatureWindowError(
@@ -272,3 +276,32 @@ def bounce_labels(con: duckdb.DuckDBPyConnection, features: pl.DataFrame, cutoff
     return features.join(nxt, on="user_id", how="inner").rename(
         {"next_session_bounced": "label"}
     )
+
+
+def future_events_guard(con: duckdb.DuckDBPyConnection, cutoff: datetime, lookback_days: int,
+                        events: str = "events") -> int:
+    """Rows that differ between features over all events and over events before ``cutoff``.
+
+    Every event at or after the cutoff is a "planted future event": if the feature SQL read
+    any of them, the two frames differ. 0 means the features ignore the future.
+    """
+    if not _IDENT.match(events):
+        raise ValueError(f"not a table name: {events!r}")
+    # Only the lookback window is copied (a day of margin), never the whole table.
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE ubap_events_before_cutoff AS "
+        f"SELECT * FROM {events} WHERE event_ts >= $start AND event_ts < $cutoff",
+        {"cutoff": cutoff, "start": cutoff - timedelta(days=lookback_days + 1)},
+    )
+    try:
+        full = compute_features(con, cutoff, lookback_days, events=events)
+        past = compute_features(con, cutoff, lookback_days, events="ubap_events_before_cutoff")
+    finally:
+        con.execute("DROP TABLE IF EXISTS ubap_events_before_cutoff")
+    if full.height != past.height:
+        return abs(full.height - past.height) or 1
+    joined = full.join(past, on="user_id", how="full", suffix="_past")
+    differ = pl.any_horizontal(
+        pl.col(c).ne_missing(pl.col(f"{c}_past")) for c in full.columns if c != "user_id"
+    )
+    return joined.filter(differ).height

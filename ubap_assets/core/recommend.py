@@ -349,8 +349,9 @@ class RecModel:
     user_segment: np.ndarray  # (train users,) segment number or -1
     segment_of: dict[str, int]  # user_id -> segment number, for users outside train too
     notes: list[str]
-    _user_norm: sp.csr_matrix | None = None
-    _pool: np.ndarray | None = None
+    _pool: np.ndarray | None = None  # train indices of the user-kNN neighbour pool
+    _user_norm_t: np.ndarray | None = None  # (pages, pool) dense, unit-length user columns
+    _pool_strength: sp.csr_matrix | None = None  # (pool, pages)
 
     # ---- component scorers: each returns a dense float32 (len(rows), pages) block
     def content(self, rows: sp.csr_matrix) -> np.ndarray:
@@ -360,25 +361,28 @@ class RecModel:
         return np.asarray(rows @ self.item_sim, dtype=np.float32)
 
     def user_knn(self, rows: sp.csr_matrix, self_index: np.ndarray | None = None) -> np.ndarray:
-        """Sum of the n most similar users' preferences, weighted by cosine similarity."""
+        """Sum of the n most similar users' preferences, weighted by cosine similarity.
+
+        ``self_index``: each row's own train index (or -1), so a user is never their own
+        neighbour. Neighbours come from a seeded pool of at most ``user_pool`` users.
+        """
         pool = self._pool
-        pool_norm = self._user_norm
-        q = _row_normalize(rows)
-        sims = np.asarray((q @ pool_norm.T).todense(), dtype=np.float32)
-        if self_index is not None:  # a user is never their own neighbour
-            hit = pool[None, :] == self_index[:, None]
-            sims[hit] = 0.0
+        if pool is None or not len(pool):
+            return np.zeros((rows.shape[0], self.catalogue.size), dtype=np.float32)
+        sims = np.asarray(_row_normalize(rows) @ self._user_norm_t, dtype=np.float32)
+        if self_index is not None:
+            pos = np.clip(np.searchsorted(pool, self_index), 0, len(pool) - 1)
+            hit = np.flatnonzero((pool[pos] == self_index) & (self_index >= 0))
+            sims[hit, pos[hit]] = 0.0
         n = min(self.params.user_neighbours, sims.shape[1])
-        if n < sims.shape[1]:
-            idx = np.argpartition(-sims, n - 1, axis=1)[:, :n]
-            vals = np.take_along_axis(sims, idx, axis=1)
-            sims = sp.csr_matrix(
-                (vals.ravel(), (np.repeat(np.arange(len(idx)), n), idx.ravel())),
-                shape=sims.shape,
-            )
-        else:
-            sims = sp.csr_matrix(sims)
-        return np.asarray((sims @ self.train.strength[pool]).todense(), dtype=np.float32)
+        idx = np.argpartition(-sims, n - 1, axis=1)[:, :n] if n < sims.shape[1] else \
+            np.broadcast_to(np.arange(sims.shape[1]), sims.shape)
+        vals = np.take_along_axis(sims, idx, axis=1)
+        graph = sp.csr_matrix(
+            (vals.ravel(), (np.repeat(np.arange(len(idx)), idx.shape[1]), idx.ravel())),
+            shape=sims.shape,
+        )
+        return np.asarray((graph @ self._pool_strength).todense(), dtype=np.float32)
 
     def collaborative(self, rows: sp.csr_matrix, self_index: np.ndarray | None) -> np.ndarray:
         how = self.params.collaborative
@@ -478,23 +482,165 @@ def fit(
             shape=(len(seg_ids), train.n_users),
         )
         seg_pop = np.asarray((onehot @ train.strength).todense(), dtype=np.float32)
-        # Smooth small segments toward global popularity (shares, so sizes do not matter).
+        # Shrink small segments toward global popularity by one average user's worth of mass.
         glob_share = popularity / max(popularity.sum(), 1e-9)
+        prior = popularity.sum() / max(train.n_users, 1)
         mass = seg_pop.sum(axis=1, keepdims=True)
-        seg_pop = ((seg_pop + 20.0 * glob_share) / (mass + 20.0)).astype(np.float32)
+        seg_pop = ((seg_pop + prior * glob_share) / (mass + prior + 1e-9)).astype(np.float32)
     elif params.use_segments:
         notes.append("no segments: segment popularity = global popularity")
 
     model = RecModel(catalogue, train, params, content.astype(np.float32),
                      item.astype(np.float32), popularity, counts, seg_ids, seg_names, seg_pop,
                      user_segment, segment_of, notes)
-    if params.collaborative != "item_knn" or True:
-        rng = np.random.default_rng(params.seed)
-        size = min(params.user_pool, train.n_users)
-        pool = np.sort(rng.choice(train.n_users, size=size, replace=False)) if size else \
-            np.zeros(0, dtype=np.int64)
-        model._pool = pool
-        model._user_norm = _row_normalize(train.strength[pool])
-    if len(seg_pop):
-        model.popularity_share = None  # noqa: B010 - placeholder removed below
+    # user-kNN compares against a seeded sample of at most user_pool users (bounded cost).
+    rng = np.random.default_rng(params.seed)
+    size = min(params.user_pool, train.n_users)
+    pool = np.sort(rng.choice(train.n_users, size=size, replace=False)) if size else \
+        np.zeros(0, dtype=np.int64)
+    model._pool = pool
+    model._pool_strength = train.strength[pool]
+    model._user_norm_t = np.ascontiguousarray(
+        _row_normalize(model._pool_strength).toarray().T, dtype=np.float32)
     return model
+
+
+# --------------------------------------------------------------------------- recommending
+
+
+def _exclusion(model: RecModel, rows_idx: np.ndarray) -> np.ndarray:
+    """Dense bool (users, pages): what this user must not be shown (per ``params.exclude``)."""
+    n = len(rows_idx)
+    out = np.zeros((n, model.catalogue.size), dtype=bool)
+    known = rows_idx >= 0
+    if model.params.exclude == "none" or not known.any():
+        return out
+    source = model.train.converted if model.params.exclude == "converted" else model.train.strength
+    out[known] = source[rows_idx[known]].toarray() > 0
+    return out
+
+
+def _title(model: RecModel, idx: np.ndarray) -> np.ndarray:
+    return model.catalogue.titles[idx]
+
+
+def recommend(
+    model: RecModel, user_ids: np.ndarray | list[str], generated_at: datetime
+) -> pl.DataFrame:
+    """Top-k recommendations for each requested user, with the source and reason of every row.
+
+    Users with history get the hybrid; users without (new, or an id never seen) get their
+    segment's popularity, else global popularity. Every user gets min(k, candidate pages) rows:
+    if exclusions leave fewer than k pages, excluded pages fill up the list as ``repeat``.
+    """
+    user_ids = np.asarray(user_ids, dtype=str)
+    cat = model.catalogue
+    k = min(model.params.k, int(cat.recommendable.sum()))
+    lookup = pl.DataFrame({"user_id": user_ids}).join(
+        pl.DataFrame({"user_id": model.train.user_ids,
+                      "_i": np.arange(model.train.n_users, dtype=np.int64)}),
+        on="user_id", how="left", maintain_order="left",
+    )
+    train_idx = lookup["_i"].fill_null(-1).to_numpy()
+    segment = np.array([model.segment_of.get(u, -1) for u in user_ids], dtype=np.int64) \
+        if model.segment_of else np.full(len(user_ids), -1, dtype=np.int64)
+    frames = [
+        _recommend_block(model, user_ids[s:s + _BLOCK], train_idx[s:s + _BLOCK],
+                         segment[s:s + _BLOCK], k)
+        for s in range(0, len(user_ids), _BLOCK)
+    ]
+    schema = {"user_id": pl.String, "rank": pl.Int32, "page_id": pl.String, "title": pl.String,
+              "score": pl.Float64, "source": pl.String, "top_signal": pl.String,
+              "reason": pl.String}
+    out = pl.concat(frames) if frames else pl.DataFrame(schema=schema)
+    return out.select(list(schema)).cast(schema).with_columns(
+        generated_at=pl.lit(generated_at, dtype=pl.Datetime("us")))
+
+
+def _recommend_block(
+    model: RecModel, users: np.ndarray, idx: np.ndarray, segment: np.ndarray, k: int
+) -> pl.DataFrame:
+    cat = model.catalogue
+    n = len(users)
+    known = idx >= 0
+    if model.train.n_users:
+        rows = model.train.strength[np.where(known, idx, 0)]
+        rows = sp.csr_matrix(sp.diags(known.astype(np.float32)) @ rows)  # cold users: empty rows
+    else:
+        rows = sp.csr_matrix((n, cat.size), dtype=np.float32)
+    parts = model.components(rows, segment, np.where(known, idx, -1))
+    total, weighted = model.hybrid(parts)
+    pop_scaled = _minmax_rows(parts["popularity"])
+    score = np.where(known[:, None], total, pop_scaled) + model.tie_break()
+    excluded = _exclusion(model, idx)
+    score = np.where(excluded, _REPEAT + pop_scaled, score)
+    score[:, ~cat.recommendable] = -np.inf
+    top = _top_k(score, k)
+    top_score = np.take_along_axis(score, top, axis=1)
+    repeat = top_score < _REPEAT / 2
+
+    # Which component contributed most, and which history page explains it.
+    stack = np.stack([np.take_along_axis(weighted[c], top, axis=1) for c in COMPONENTS])
+    signal = np.array(COMPONENTS)[np.argmax(stack, axis=0)]
+    dense = rows.toarray()
+    anchor_c = np.argmax(dense[:, None, :] * model.content_sim.T[top], axis=2)
+    anchor_i = np.argmax(dense[:, None, :] * model.item_sim.T[top], axis=2)
+    has_c = np.take_along_axis(dense @ model.content_sim, top, axis=1) > 0
+    has_i = np.take_along_axis(dense @ model.item_sim, top, axis=1) > 0
+
+    seg_known = segment >= 0
+    source = np.where(known, "hybrid", np.where(seg_known, "segment_popularity",
+                                                "global_popularity"))
+    source = np.where(repeat, "repeat", np.repeat(source[:, None], k, axis=1))
+    top_signal = np.where(known[:, None], signal, source)
+    seg_name = (model.segment_names[np.clip(segment, 0, None)] if len(model.segment_names)
+                else np.full(n, "", dtype=str))
+    frame = pl.DataFrame({
+        "user_id": np.repeat(users, k),
+        "rank": np.tile(np.arange(1, k + 1, dtype=np.int32), n),
+        "page_id": cat.page_ids[top].ravel(),
+        "title": _title(model, top).ravel(),
+        "score": np.where(repeat, 0.0, top_score).ravel().astype(np.float64),
+        "source": source.ravel(),
+        "top_signal": top_signal.ravel(),
+        "anchor_content": _title(model, anchor_c).ravel(),
+        "anchor_item": _title(model, anchor_i).ravel(),
+        "has_c": has_c.ravel(),
+        "has_i": has_i.ravel(),
+        "segment_name": np.repeat(np.where(seg_known, seg_name, ""), k),
+        "w_c": np.take_along_axis(weighted["content"], top, axis=1).ravel(),
+        "w_i": np.take_along_axis(weighted["collaborative"], top, axis=1).ravel(),
+        "w_p": np.take_along_axis(weighted["popularity"], top, axis=1).ravel(),
+    })
+    return frame.with_columns(score=pl.col("score").round(6), reason=_reason(model))
+
+
+def _reason(model: RecModel) -> pl.Expr:
+    user_based = model.params.collaborative == "user_knn"
+    seg = pl.col("segment_name")
+    in_segment = pl.concat_str(pl.lit("popular in your segment '"), seg, pl.lit("'"))
+    popular = pl.when(seg != "").then(in_segment).otherwise(pl.lit("popular across the site"))
+    content = pl.when(pl.col("has_c")).then(pl.concat_str(
+        pl.lit("similar to '"), pl.col("anchor_content"), pl.lit("' that you engaged with")
+    )).otherwise(popular)
+    collab = (pl.lit("engaged with by users whose history resembles yours") if user_based else
+              pl.when(pl.col("has_i")).then(pl.concat_str(
+                  pl.lit("people who engaged with '"), pl.col("anchor_item"),
+                  pl.lit("' also engaged with this"))).otherwise(popular))
+    parts = pl.concat_str(
+        pl.lit(" (content "), pl.col("w_c").round(2).cast(pl.String),
+        pl.lit(", collaborative "), pl.col("w_i").round(2).cast(pl.String),
+        pl.lit(", popularity "), pl.col("w_p").round(2).cast(pl.String), pl.lit(")"),
+    )
+    sig = pl.col("top_signal")
+    return (
+        pl.when(pl.col("source") == "repeat")
+        .then(pl.lit("already converted on; shown again because fewer than k other pages remain"))
+        .when(pl.col("source") == "segment_popularity")
+        .then(pl.concat_str(pl.lit("no history yet: "), in_segment))
+        .when(pl.col("source") == "global_popularity")
+        .then(pl.lit("no history yet: popular across the site"))
+        .when(sig == "content").then(pl.concat_str(content, parts))
+        .when(sig == "collaborative").then(pl.concat_str(collab, parts))
+        .otherwise(pl.concat_str(popular, parts))
+    )

@@ -15,7 +15,21 @@ from sklearn.cluster import AgglomerativeClustering, KMeans
 from sklearn.metrics import adjusted_rand_score, davies_bouldin_score, silhouette_score
 from sklearn.preprocessing import StandardScaler
 
+# Clustered on (log1p, standardised): how much, and mostly *how*, people use the site. Rates
+# rather than counts, so a persona is not split by how active its members happen to be.
 SEGMENT_FEATURES: tuple[str, ...] = (
+    "sessions",
+    "pages_per_session",
+    "avg_session_minutes",
+    "bounce_rate",
+    "product_share",
+    "blog_share",
+    "help_share",
+    "add_to_cart_rate",
+    "purchase_rate",
+)
+# Segment means published in segment_profiles (original units).
+PROFILE_FEATURES: tuple[str, ...] = (
     "sessions",
     "active_days",
     "pages_per_session",
@@ -203,7 +217,7 @@ def segment_users(features: pl.DataFrame, *, k_min: int = 3, k_max: int = 10, se
 
 def _profiles(features: pl.DataFrame, segments: pl.DataFrame, centroids_log: np.ndarray,
               ids: np.ndarray, metrics: dict, run_id: str) -> pl.DataFrame:
-    means = [pl.col(c).cast(pl.Float64).mean().alias(c) for c in SEGMENT_FEATURES]
+    means = [pl.col(c).cast(pl.Float64).mean().alias(c) for c in PROFILE_FEATURES]
     joined = features.with_columns(segment_id=segments["segment_id"])
     profiles = (
         joined.group_by("segment_id")
@@ -238,7 +252,7 @@ def _profiles(features: pl.DataFrame, segments: pl.DataFrame, centroids_log: np.
         run_id=pl.lit(run_id),
     )
     return profiles.select(
-        "segment_id", "segment_name", "users", "share", "conversion_rate", *SEGMENT_FEATURES,
+        "segment_id", "segment_name", "users", "share", "conversion_rate", *PROFILE_FEATURES,
         "centroid_json", "k", "silhouette", "davies_bouldin", "ward_silhouette",
         "ward_agreement_ari", "persona_ari", "run_id",
     )

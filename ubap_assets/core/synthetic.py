@@ -10,6 +10,7 @@ pages they look at (so recommendations are learnable). Traffic follows a weekly 
 gentle upward trend. Anomalies are planted on known dates and returned as ground truth.
 """
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -31,8 +32,9 @@ SOURCES = ("organic", "direct", "paid", "social", "email", "referral")
 CAMPAIGN_SOURCE = "campaign"
 # Monday .. Sunday
 WEEKDAY_FACTOR = np.array([1.0, 1.06, 1.05, 1.0, 0.93, 0.78, 0.83])
-HOUR_WEIGHTS = np.array(
-    [1, 0.6, 0.4, 0.3, 0.3, 0.5, 1, 2, 3, 3.5, 3.6, 3.7, 4, 3.8, 3.5, 3.4, 3.6, 4, 4.6, 5.2, 5.4, 4.6, 3.2, 2]
+# Relative traffic by hour of day (UTC), midnight first: quiet nights, an evening peak.
+HOUR_WEIGHTS = np.fromstring(
+    "1 .6 .4 .3 .3 .5 1 2 3 3.5 3.6 3.7 4 3.8 3.5 3.4 3.6 4 4.6 5.2 5.4 4.6 3.2 2", sep=" "
 )
 # Page-type order used by the persona mixes below.
 BROWSE_TYPES = ("home", "category", "product", "blog", "help", "pricing", "deals", "search")
@@ -55,24 +57,69 @@ class Persona:
 
 PERSONAS: dict[str, Persona] = {
     "buyer": Persona(
-        0.17, 0.11, 0.12, 6.0, (0.10, 0.15, 0.55, 0.05, 0.04, 0.03, 0.05, 0.03),
-        0.22, 0.70, 0.80, 1.0, (0.45, 0.48, 0.07), (0.30, 0.25, 0.20, 0.05, 0.15, 0.05),
+        0.17,
+        0.11,
+        0.12,
+        6.0,
+        (0.10, 0.15, 0.55, 0.05, 0.04, 0.03, 0.05, 0.03),
+        0.22,
+        0.70,
+        0.80,
+        1.0,
+        (0.45, 0.48, 0.07),
+        (0.30, 0.25, 0.20, 0.05, 0.15, 0.05),
     ),
     "browser": Persona(
-        0.28, 0.09, 0.22, 5.0, (0.12, 0.25, 0.45, 0.06, 0.02, 0.02, 0.06, 0.02),
-        0.05, 0.30, 0.50, 0.8, (0.62, 0.30, 0.08), (0.30, 0.15, 0.15, 0.30, 0.05, 0.05),
+        0.28,
+        0.09,
+        0.22,
+        5.0,
+        (0.12, 0.25, 0.45, 0.06, 0.02, 0.02, 0.06, 0.02),
+        0.05,
+        0.30,
+        0.50,
+        0.8,
+        (0.62, 0.30, 0.08),
+        (0.30, 0.15, 0.15, 0.30, 0.05, 0.05),
     ),
     "researcher": Persona(
-        0.20, 0.07, 0.15, 7.0, (0.06, 0.08, 0.18, 0.45, 0.18, 0.03, 0.01, 0.01),
-        0.03, 0.35, 0.60, 0.9, (0.30, 0.62, 0.08), (0.55, 0.15, 0.05, 0.05, 0.05, 0.15),
+        0.20,
+        0.07,
+        0.15,
+        7.0,
+        (0.06, 0.08, 0.18, 0.45, 0.18, 0.03, 0.01, 0.01),
+        0.03,
+        0.35,
+        0.60,
+        0.9,
+        (0.30, 0.62, 0.08),
+        (0.55, 0.15, 0.05, 0.05, 0.05, 0.15),
     ),
     "bouncer": Persona(
-        0.25, 0.05, 0.88, 2.0, (0.35, 0.20, 0.30, 0.10, 0.02, 0.01, 0.01, 0.01),
-        0.01, 0.20, 0.40, 0.6, (0.75, 0.18, 0.07), (0.20, 0.05, 0.35, 0.35, 0.02, 0.03),
+        0.25,
+        0.05,
+        0.88,
+        2.0,
+        (0.35, 0.20, 0.30, 0.10, 0.02, 0.01, 0.01, 0.01),
+        0.01,
+        0.20,
+        0.40,
+        0.6,
+        (0.75, 0.18, 0.07),
+        (0.20, 0.05, 0.35, 0.35, 0.02, 0.03),
     ),
     "loyal": Persona(
-        0.10, 0.28, 0.08, 8.0, (0.12, 0.12, 0.50, 0.08, 0.04, 0.06, 0.06, 0.02),
-        0.28, 0.80, 0.85, 1.4, (0.40, 0.52, 0.08), (0.10, 0.50, 0.05, 0.05, 0.28, 0.02),
+        0.10,
+        0.28,
+        0.08,
+        8.0,
+        (0.12, 0.12, 0.50, 0.08, 0.04, 0.06, 0.06, 0.02),
+        0.28,
+        0.80,
+        0.85,
+        1.4,
+        (0.40, 0.52, 0.08),
+        (0.10, 0.50, 0.05, 0.05, 0.28, 0.02),
     ),
 }
 PERSONA_NAMES = tuple(PERSONAS)
@@ -214,18 +261,18 @@ _ANOMALY_KINDS = (
 
 
 def anomaly_plan(spec: WorldSpec) -> pl.DataFrame:
-    """Planted anomalies: one of each kind per ~30 days, after a 4-week baseline."""
+    """Planted anomalies: one of each kind per ~30 days, after a 3-4 week clean baseline."""
     rng = _rng(spec.seed, 2)
-    baseline = 28
-    usable = spec.days - baseline - 1  # never the first four weeks, never the last day
-    slots = usable // 10
+    baseline, width = (28, 10) if spec.days >= 70 else (21, 6)
+    usable = spec.days - baseline - 1  # never in the baseline, never the last day
+    slots = usable // width
     rows = []
     if slots >= 1:
         n = min(slots, max(len(_ANOMALY_KINDS), (spec.days // 30) * len(_ANOMALY_KINDS)))
         chosen = np.sort(rng.choice(slots, size=n, replace=False))
         for i, slot in enumerate(chosen):
             kind, metric, direction, text = _ANOMALY_KINDS[i % len(_ANOMALY_KINDS)]
-            offset = baseline + int(slot) * 10 + int(rng.integers(0, 10))
+            offset = baseline + int(slot) * width + int(rng.integers(0, width))
             rows.append(
                 {
                     "anomaly_date": spec.start_date + timedelta(days=offset),
@@ -425,10 +472,19 @@ def day_events(
         part(v_session[click], v_page[click], v_time[click] + 9, "click"),
         part(v_session[search], np.full(search.sum(), cat.search), v_time[search] + 12, "search"),
         part(v_session[cart], v_page[cart], v_time[cart] + 20, "add_to_cart"),
-        part(started, np.full(len(started), cat.checkout), end_of_views[started] + 60,
-             "checkout_start"),
-        part(bought, np.full(len(bought), cat.confirmation), end_of_views[bought] + 150,
-             "purchase", revenue),
+        part(
+            started,
+            np.full(len(started), cat.checkout),
+            end_of_views[started] + 60,
+            "checkout_start",
+        ),
+        part(
+            bought,
+            np.full(len(bought), cat.confirmation),
+            end_of_views[bought] + 150,
+            "purchase",
+            revenue,
+        ),
     ]
     sessions = np.concatenate([p["s"] for p in parts])
     seconds = np.minimum(np.concatenate([p["t"] for p in parts]), 86_399.999)
@@ -474,15 +530,32 @@ def day_events(
     ).cast(EVENTS_SCHEMA)
 
 
-def events_between(spec: WorldSpec, first: date, last: date, pop: Population | None = None,
-                   pages: pl.DataFrame | None = None) -> pl.DataFrame:
-    """Events of the days first..last (inclusive); days after the history keep going."""
+def events_by_day(
+    spec: WorldSpec,
+    first: date,
+    last: date,
+    pop: Population | None = None,
+    pages: pl.DataFrame | None = None,
+) -> Iterator[pl.DataFrame]:
+    """Each day's events, first..last inclusive (days after the history keep going)."""
     pop = pop if pop is not None else population(spec)
     pages = pages if pages is not None else page_catalogue()
     plan = anomaly_plan(spec)
-    first = max(first, spec.start_date)
-    days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
-    frames = [day_events(spec, d, pop, pages, plan) for d in days]
+    day = max(first, spec.start_date)
+    while day <= last:
+        yield day_events(spec, day, pop, pages, plan)
+        day += timedelta(days=1)
+
+
+def events_between(
+    spec: WorldSpec,
+    first: date,
+    last: date,
+    pop: Population | None = None,
+    pages: pl.DataFrame | None = None,
+) -> pl.DataFrame:
+    """The events of first..last inclusive as one frame."""
+    frames = list(events_by_day(spec, first, last, pop, pages))
     return pl.concat(frames) if frames else pl.DataFrame(schema=EVENTS_SCHEMA)
 
 

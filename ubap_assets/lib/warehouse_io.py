@@ -7,7 +7,8 @@ a partition's time window inside one transaction, so a table is always either th
 new version, and re-materializing a partition is idempotent.
 """
 
-from datetime import datetime, timezone
+from collections.abc import Iterable
+from datetime import UTC, datetime
 
 import dagster as dg
 import duckdb
@@ -15,7 +16,7 @@ import polars as pl
 
 
 def _naive_utc(ts: datetime) -> datetime:
-    return ts.astimezone(timezone.utc).replace(tzinfo=None) if ts.tzinfo else ts
+    return ts.astimezone(UTC).replace(tzinfo=None) if ts.tzinfo else ts
 
 
 def _table_metadata(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> dict:
@@ -28,6 +29,55 @@ def _table_metadata(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFr
             columns=[dg.TableColumn(n, str(t)) for n, t in frame.schema.items()]
         ),
     }
+
+
+def replace_window(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    chunks: Iterable[pl.DataFrame],
+    column: str,
+    start: datetime,
+    end: datetime,
+) -> int:
+    """Overwrite the rows of ``table`` with ``start <= column < end`` by ``chunks``, atomically.
+
+    Chunks are inserted one by one (memory stays at one chunk) inside a single transaction; the
+    table is created from the first chunk's columns if it does not exist. Returns rows written.
+    """
+    start, end = _naive_utc(start), _naive_utc(end)
+    written = 0
+    con.execute("BEGIN TRANSACTION")
+    try:
+        deleted = False
+        for chunk in chunks:  # noqa: B007 - `chunk` is read by DuckDB's replacement scan
+            con.execute(f'CREATE TABLE IF NOT EXISTS main."{table}" AS SELECT * FROM chunk LIMIT 0')
+            if not deleted:
+                con.execute(
+                    f'DELETE FROM main."{table}" WHERE "{column}" >= ? AND "{column}" < ?',
+                    [start, end],
+                )
+                deleted = True
+            con.execute(f'INSERT INTO main."{table}" BY NAME SELECT * FROM chunk')
+            written += chunk.height
+        if not deleted and _exists(con, table):
+            con.execute(
+                f'DELETE FROM main."{table}" WHERE "{column}" >= ? AND "{column}" < ?', [start, end]
+            )
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
+    return written
+
+
+def _exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    return bool(
+        con.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'main' "
+            "AND table_name = ?",
+            [table],
+        ).fetchone()[0]
+    )
 
 
 class DuckDBWarehouseIOManager(dg.ConfigurableIOManager):
@@ -46,28 +96,16 @@ class DuckDBWarehouseIOManager(dg.ConfigurableIOManager):
         table = context.asset_key.path[-1]
         frame = obj  # noqa: F841 - read by DuckDB's replacement scan below
         with self._connect() as con:
-            con.execute("BEGIN TRANSACTION")
-            try:
-                if context.has_asset_partitions:
-                    column = context.definition_metadata.get("partition_expr")
-                    if not column:
-                        raise dg.DagsterInvariantViolationError(
-                            f"partitioned asset {table} needs 'partition_expr' metadata"
-                        )
-                    window = context.asset_partitions_time_window
-                    con.execute(f'CREATE TABLE IF NOT EXISTS main."{table}" AS '
-                                "SELECT * FROM frame LIMIT 0")
-                    con.execute(
-                        f'DELETE FROM main."{table}" WHERE "{column}" >= ? AND "{column}" < ?',
-                        [_naive_utc(window.start), _naive_utc(window.end)],
+            if context.has_asset_partitions:
+                column = context.definition_metadata.get("partition_expr")
+                if not column:
+                    raise dg.DagsterInvariantViolationError(
+                        f"partitioned asset {table} needs 'partition_expr' metadata"
                     )
-                    con.execute(f'INSERT INTO main."{table}" BY NAME SELECT * FROM frame')
-                else:
-                    con.execute(f'CREATE OR REPLACE TABLE main."{table}" AS SELECT * FROM frame')
-                con.execute("COMMIT")
-            except Exception:
-                con.execute("ROLLBACK")
-                raise
+                window = context.asset_partitions_time_window
+                replace_window(con, table, [obj], column, window.start, window.end)
+            else:
+                con.execute(f'CREATE OR REPLACE TABLE main."{table}" AS SELECT * FROM frame')
             context.add_output_metadata(_table_metadata(con, table, obj))
 
     def load_input(self, context: dg.InputContext) -> pl.DataFrame:

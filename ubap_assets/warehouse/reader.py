@@ -302,6 +302,308 @@ class SnapshotReader:
             params,
         )
 
+    # --- trends ---
+    @_memoized
+    def daily_trends(
+        self,
+        start: date | None = None,
+        end: date | None = None,
+        dimension: str = "all",
+        dimension_value: str | None = None,
+    ) -> pl.DataFrame:
+        """daily_trends rows of one dimension (all/device/traffic_source), oldest first."""
+        return self._trends(t.DAILY_TRENDS, "day", start, end, dimension, dimension_value)
+
+    @_memoized
+    def weekly_trends(
+        self,
+        start: date | None = None,
+        end: date | None = None,
+        dimension: str = "all",
+        dimension_value: str | None = None,
+    ) -> pl.DataFrame:
+        """weekly_trends rows (week_start in [start, end]) of one dimension, oldest first."""
+        return self._trends(t.WEEKLY_TRENDS, "week_start", start, end, dimension, dimension_value)
+
+    def _trends(
+        self,
+        table: str,
+        period: str,
+        start: date | None,
+        end: date | None,
+        dimension: str,
+        dimension_value: str | None,
+    ) -> pl.DataFrame:
+        self.require(table)
+        where, params = _range(period, start, end)
+        where += " AND dimension = ?"
+        params.append(dimension)
+        if dimension_value is not None:
+            where += " AND dimension_value = ?"
+            params.append(dimension_value)
+        return self.query(
+            f"SELECT * FROM {table} WHERE {where} ORDER BY {period}, dimension_value", params
+        )
+
+    @_memoized
+    def segment_trends(
+        self, start: date | None = None, end: date | None = None, segment_id: str | None = None
+    ) -> pl.DataFrame:
+        """segment_trends rows (segment 'all' included), by day then segment."""
+        self.require(t.SEGMENT_TRENDS)
+        where, params = _range("day", start, end)
+        if segment_id is not None:
+            where += " AND segment_id = ?"
+            params.append(segment_id)
+        return self.query(
+            f"SELECT * FROM {t.SEGMENT_TRENDS} WHERE {where} ORDER BY day, segment_id", params
+        )
+
+    # --- segments and predictions ---
+    @_memoized
+    def segment_profiles(self) -> pl.DataFrame:
+        """segment_profiles, largest segment first."""
+        self.require(t.SEGMENT_PROFILES)
+        return self.query(f"SELECT * FROM {t.SEGMENT_PROFILES} ORDER BY users DESC, segment_id")
+
+    @_memoized
+    def user_segment(self, user_id: str) -> dict[str, Any] | None:
+        """The user's user_segments row (None if unsegmented or the table is absent)."""
+        if not self.has_table(t.USER_SEGMENTS):
+            return None
+        found = self.rows(f"SELECT * FROM {t.USER_SEGMENTS} WHERE user_id = ?", [user_id])
+        return found[0] if found else None
+
+    @_memoized
+    def user_prediction(self, user_id: str) -> dict[str, Any] | None:
+        """The user's user_predictions row (None if not scored or the table is absent)."""
+        if not self.has_table(t.USER_PREDICTIONS):
+            return None
+        found = self.rows(f"SELECT * FROM {t.USER_PREDICTIONS} WHERE user_id = ?", [user_id])
+        return found[0] if found else None
+
+    def _predictions_with_segment(self) -> str:
+        if self.has_table(t.USER_SEGMENTS):
+            return (
+                f"SELECT p.*, CAST(s.segment_id AS VARCHAR) AS segment_id, s.segment_name "
+                f"FROM {t.USER_PREDICTIONS} p LEFT JOIN {t.USER_SEGMENTS} s USING (user_id)"
+            )
+        return (
+            "SELECT p.*, NULL::VARCHAR AS segment_id, NULL::VARCHAR AS segment_name "
+            f"FROM {t.USER_PREDICTIONS} p"
+        )
+
+    @_memoized
+    def high_value_users(self, min_probability: float = 0.0) -> pl.DataFrame:
+        """user_predictions (+ segment) by conversion_rank, probability >= min_probability."""
+        self.require(t.USER_PREDICTIONS)
+        return self.query(
+            f"SELECT * FROM ({self._predictions_with_segment()}) "
+            "WHERE conversion_probability >= ? ORDER BY conversion_rank, user_id",
+            [min_probability],
+        )
+
+    @_memoized
+    def at_risk_users(self, min_probability: float | None = None) -> pl.DataFrame:
+        """Users flagged at_risk (or at_risk_probability >= min_probability), riskiest first."""
+        self.require(t.USER_PREDICTIONS)
+        where, params = "at_risk", []
+        if min_probability is not None:
+            where, params = "at_risk_probability >= ?", [min_probability]
+        return self.query(
+            f"SELECT * FROM ({self._predictions_with_segment()}) WHERE {where} "
+            "ORDER BY at_risk_rank, user_id",
+            params,
+        )
+
+    @_memoized
+    def segment_predictions(self) -> pl.DataFrame:
+        """Per segment: users, mean conversion and at-risk probability, at-risk users/share."""
+        self.require(t.USER_PREDICTIONS, t.USER_SEGMENTS)
+        return self.query(
+            "SELECT CAST(s.segment_id AS VARCHAR) AS segment_id, any_value(s.segment_name) "
+            "AS segment_name, count(*) AS users, "
+            "avg(p.conversion_probability) AS mean_conversion_probability, "
+            "avg(p.at_risk_probability) AS mean_at_risk_probability, "
+            "count(*) FILTER (p.at_risk) AS at_risk_users, "
+            "count(*) FILTER (p.at_risk) / count(*) AS at_risk_share, "
+            "sum(p.conversion_probability) AS expected_converters "
+            f"FROM {t.USER_PREDICTIONS} p JOIN {t.USER_SEGMENTS} s USING (user_id) "
+            "GROUP BY s.segment_id ORDER BY users DESC, segment_id"
+        )
+
+    @_memoized
+    def scoring_models(self) -> dict[str, str]:
+        """The models behind user_predictions: {'conversion': name, 'bounce': name}."""
+        self.require(t.USER_PREDICTIONS)
+        found = self.rows(
+            f"SELECT any_value(conversion_model) AS conversion, any_value(bounce_model) AS bounce "
+            f"FROM {t.USER_PREDICTIONS}"
+        )
+        return {k: v for k, v in found[0].items() if v is not None} if found else {}
+
+    @_memoized
+    def model_metrics(self, task: str | None = None) -> pl.DataFrame:
+        """model_metrics rows (optionally one task), best model first within a task."""
+        self.require(t.MODEL_METRICS)
+        where, params = ("task = ?", [task]) if task else ("TRUE", [])
+        return self.query(
+            f"SELECT * FROM {t.MODEL_METRICS} WHERE {where} "
+            "ORDER BY task, is_best DESC, pr_auc DESC, model",
+            params,
+        )
+
+    # --- funnels, retention ---
+    @_memoized
+    def funnel_daily(
+        self, start: date | None = None, end: date | None = None, segment_id: str | None = None
+    ) -> pl.DataFrame:
+        """funnel_daily (or funnel_segments rows of one segment), by day then step."""
+        where, params = _range("day", start, end)
+        if segment_id is None or segment_id == "all":
+            table = t.FUNNEL_DAILY
+        else:
+            table = t.FUNNEL_SEGMENTS
+            where += " AND segment_id = ?"
+            params.append(segment_id)
+        self.require(table)
+        return self.query(f"SELECT * FROM {table} WHERE {where} ORDER BY day, step_index", params)
+
+    @_memoized
+    def funnel_segment_ids(self) -> frozenset[str]:
+        """Segment ids present in funnel_segments."""
+        self.require(t.FUNNEL_SEGMENTS)
+        found = self.rows(f"SELECT DISTINCT segment_id FROM {t.FUNNEL_SEGMENTS}")
+        return frozenset(str(r["segment_id"]) for r in found)
+
+    @_memoized
+    def funnel(
+        self, start: date | None = None, end: date | None = None, segment_id: str | None = None
+    ) -> pl.DataFrame:
+        """The funnel over [start, end]: sessions per step summed over days, rates recomputed."""
+        daily = self.funnel_daily(start, end, segment_id)
+        steps = (
+            daily.group_by("step_index", "step").agg(pl.col("sessions").sum()).sort("step_index")
+        )
+        first = int(steps["sessions"][0]) if steps.height else 0
+        prev = pl.col("sessions").shift(1)
+        # Column by column (a scalar divisor becomes a reciprocal product: 0.999...).
+        overall = pl.col("sessions") / pl.col("sessions").first() if first else pl.lit(0.0)
+        return steps.with_columns(
+            pl.when(prev.is_null())
+            .then(1.0)
+            .when(prev == 0)
+            .then(0.0)
+            .otherwise(pl.col("sessions") / prev)
+            .alias("step_conversion"),
+            overall.cast(pl.Float64).alias("overall_conversion"),
+            (prev - pl.col("sessions")).fill_null(0).alias("drop_off"),
+        ).with_columns((1.0 - pl.col("step_conversion")).alias("drop_off_rate"))
+
+    @_memoized
+    def retention_cohorts(self, start: date | None = None, end: date | None = None) -> pl.DataFrame:
+        """retention_cohorts with cohort_week in [start, end], by cohort then weeks_since."""
+        self.require(t.RETENTION_COHORTS)
+        where, params = _range("cohort_week", start, end)
+        return self.query(
+            f"SELECT * FROM {t.RETENTION_COHORTS} WHERE {where} ORDER BY cohort_week, weeks_since",
+            params,
+        )
+
+    @_memoized
+    def lifecycle_weekly(self, start: date | None = None, end: date | None = None) -> pl.DataFrame:
+        """lifecycle_weekly with week_start in [start, end]."""
+        self.require(t.LIFECYCLE_WEEKLY)
+        where, params = _range("week_start", start, end)
+        return self.query(
+            f"SELECT * FROM {t.LIFECYCLE_WEEKLY} WHERE {where} ORDER BY week_start, state",
+            params,
+        )
+
+    # --- anomalies, summary ---
+    @_memoized
+    def anomalies_recent(self) -> pl.DataFrame:
+        """The anomalies table: flagged points of the latest period, largest |score| first."""
+        self.require(t.ANOMALIES)
+        return self.query(f"SELECT * FROM {t.ANOMALIES} ORDER BY abs(score) DESC, day DESC, metric")
+
+    @_memoized
+    def anomaly_history(
+        self,
+        start: date | None = None,
+        end: date | None = None,
+        metric: str | None = None,
+        dimension: str | None = None,
+        flagged_only: bool = True,
+    ) -> pl.DataFrame:
+        """anomaly_history rows in [start, end] (flagged only by default), newest day first."""
+        self.require(t.ANOMALY_HISTORY)
+        where, params = _range("day", start, end)
+        if flagged_only:
+            where += " AND is_anomaly"
+        for column, value in (("metric", metric), ("dimension", dimension)):
+            if value is not None:
+                where += f" AND {column} = ?"
+                params.append(value)
+        return self.query(
+            f"SELECT * FROM {t.ANOMALY_HISTORY} WHERE {where} "
+            "ORDER BY day DESC, abs(score) DESC, dimension, dimension_value, metric",
+            params,
+        )
+
+    @_memoized
+    def anomaly_scores(self) -> pl.DataFrame:
+        self.require(t.ANOMALY_SCORES)
+        return self.query(f"SELECT * FROM {t.ANOMALY_SCORES} ORDER BY detector, kind")
+
+    @_memoized
+    def summary(self) -> dict[str, Any] | None:
+        """The latest summary row (None when the table is empty)."""
+        self.require(t.SUMMARY)
+        found = self.rows(f"SELECT * FROM {t.SUMMARY} ORDER BY generated_at DESC LIMIT 1")
+        return found[0] if found else None
+
+    # --- recommendations ---
+    @_memoized
+    def user_recommendations(self, user_id: str, limit: int = 10) -> pl.DataFrame:
+        """The user's recommended pages, best first (empty for an unknown user)."""
+        self.require(t.USER_RECOMMENDATIONS)
+        return self.query(
+            f"SELECT * FROM {t.USER_RECOMMENDATIONS} WHERE user_id = ? ORDER BY rank LIMIT ?",
+            [user_id, limit],
+        )
+
+    @_memoized
+    def similar_pages(self, page_id: str, limit: int = 10) -> pl.DataFrame:
+        """Pages most similar to page_id, most similar first."""
+        self.require(t.SIMILAR_PAGES)
+        return self.query(
+            f"SELECT * FROM {t.SIMILAR_PAGES} WHERE page_id = ? ORDER BY rank LIMIT ?",
+            [page_id, limit],
+        )
+
+    @_memoized
+    def admin_insights(self, kind: str | None = None, severity: str | None = None) -> pl.DataFrame:
+        """admin_insights, high severity first, then by volume."""
+        self.require(t.ADMIN_INSIGHTS)
+        where, params = "TRUE", []
+        for column, value in (("kind", kind), ("severity", severity)):
+            if value is not None:
+                where += f" AND {column} = ?"
+                params.append(value)
+        return self.query(
+            f"SELECT * FROM {t.ADMIN_INSIGHTS} WHERE {where} ORDER BY "
+            "CASE severity WHEN 'high' THEN 0 WHEN 'medium' THEN 1 ELSE 2 END, "
+            "volume DESC, insight_id",
+            params,
+        )
+
+    @_memoized
+    def rec_evaluation(self) -> pl.DataFrame:
+        """rec_evaluation, best NDCG@k first."""
+        self.require(t.REC_EVALUATION)
+        return self.query(f"SELECT * FROM {t.REC_EVALUATION} ORDER BY ndcg_at_k DESC, method")
+
 
 def open_reader(snapshot_dir: Path | None = None) -> SnapshotReader:
     """A reader bound to the snapshot CURRENT names now (raises NoSnapshotError if none)."""

@@ -11,6 +11,7 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date, datetime
 from pathlib import Path
 
 import duckdb
@@ -33,6 +34,51 @@ CLUSTER_KEYS: dict[str, tuple[str, ...]] = {
     "similar_pages": ("page_id", "rank"),
     "pages": ("page_id",),
 }
+
+
+# The two tables written only into a snapshot (never into the warehouse).
+CHECK_RESULTS_SCHEMA: dict[str, pl.DataType] = {
+    "asset_key": pl.String,
+    "check_name": pl.String,
+    "passed": pl.Boolean,
+    "severity": pl.String,
+    "blocking": pl.Boolean,
+    "description": pl.String,
+    "evaluated_at": pl.Datetime("us"),
+    "run_id": pl.String,
+}
+
+SNAPSHOT_META_SCHEMA: dict[str, pl.DataType] = {
+    "snapshot_id": pl.String,
+    "run_id": pl.String,
+    "materialized_at": pl.Datetime("us"),
+    "data_start": pl.Date,
+    "data_end": pl.Date,
+    "tables": pl.String,  # comma-separated, the tables copied from the warehouse
+    "missing_tables": pl.String,  # comma-separated SERVING_TABLES absent from the warehouse
+}
+
+
+def snapshot_meta_frame(
+    snapshot_id: str,
+    run_id: str,
+    materialized_at: datetime,
+    data_start: date | None,
+    data_end: date | None,
+    tables: Sequence[str],
+    missing_tables: Sequence[str],
+) -> pl.DataFrame:
+    """The one-row snapshot_meta table."""
+    row = {
+        "snapshot_id": snapshot_id,
+        "run_id": run_id,
+        "materialized_at": materialized_at,
+        "data_start": data_start,
+        "data_end": data_end,
+        "tables": ",".join(tables),
+        "missing_tables": ",".join(missing_tables),
+    }
+    return pl.DataFrame([row], schema=SNAPSHOT_META_SCHEMA)
 
 
 class NoSnapshotError(RuntimeError):

@@ -12,7 +12,7 @@ PAGES: Final = "pages"  # one row per page of the catalogue: url, title, descrip
 EVENTS: Final = "events"  # one row per event; daily-partitioned on event_ts
 EVENT_REJECTS: Final = "event_rejects"  # one row per ingested row that failed validation
 USER_PERSONAS: Final = "user_personas"  # ground truth: the generator's latent persona per user
-INJECTED_ANOMALIES: Final = "injected_anomalies"  # ground truth: the anomalies the generator planted
+INJECTED_ANOMALIES: Final = "injected_anomalies"  # ground truth: the planted anomalies
 
 # --- features, segments, models, predictions ---
 USER_FEATURES: Final = "user_features"

@@ -1,9 +1,10 @@
 """The behaviour data: users, the page catalogue, events, rejects and the generator's truth."""
 
-from datetime import date, timedelta, timezone
+from datetime import UTC, date, timedelta
 
 import dagster as dg
 import polars as pl
+from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from ubap_assets.core import synthetic
@@ -17,6 +18,8 @@ from ubap_assets.core.schema import (
 from ubap_assets.defs.events import settings
 from ubap_assets.defs.events.checks import event_check_results, event_check_specs
 from ubap_assets.defs.events.partitions import daily_partitions
+from ubap_assets.lib.warehouse_io import replace_window
+from ubap_assets.warehouse.tables import EVENTS
 
 GROUP = "events"
 OWNERS = ["team:data-platform"]
@@ -149,14 +152,22 @@ def behaviour_source(context: dg.AssetExecutionContext, config: SourceConfig):
     yield dg.Output(users, "users", metadata={"source": note, "preview": _preview(users)})
     yield dg.Output(pages, "pages", metadata={"source": note, "preview": _preview(pages)})
     yield dg.Output(personas, "user_personas", metadata={"source": note})
-    yield dg.Output(anomalies, "injected_anomalies", metadata={
-        "source": note, "preview": _preview(anomalies, 20)})
-    yield dg.Output(rejects, "event_rejects", metadata={
-        "source": note, "rejected_rows": rejects.height,
-        "reasons": dg.MetadataValue.json(
-            dict(rejects.group_by("reason").len().iter_rows()) if rejects.height else {}
-        ),
-    })
+    yield dg.Output(
+        anomalies,
+        "injected_anomalies",
+        metadata={"source": note, "preview": _preview(anomalies, 20)},
+    )
+    yield dg.Output(
+        rejects,
+        "event_rejects",
+        metadata={
+            "source": note,
+            "rejected_rows": rejects.height,
+            "reasons": dg.MetadataValue.json(
+                dict(rejects.group_by("reason").len().iter_rows()) if rejects.height else {}
+            ),
+        },
+    )
 
 
 @dg.asset(
@@ -168,31 +179,53 @@ def behaviour_source(context: dg.AssetExecutionContext, config: SourceConfig):
     kinds={"polars", "duckdb"},
     check_specs=event_check_specs(),
 )
-def events(context: dg.AssetExecutionContext, config: SourceConfig):
+def events(
+    context: dg.AssetExecutionContext, config: SourceConfig, warehouse: DuckDBResource
+) -> dg.MaterializeResult:
     """One row per event (page_view ... purchase), partitioned by the day of event_ts (UTC).
 
-    Each run overwrites its day partitions whole, so re-materializing a day gives the same rows.
+    Each run overwrites its day partitions whole in one transaction, a day at a time, so
+    re-materializing a day gives the same rows and memory stays at one day of events.
     """
     window = context.partition_time_window
-    start = window.start.astimezone(timezone.utc).replace(tzinfo=None)
-    end = window.end.astimezone(timezone.utc).replace(tzinfo=None)
+    start = window.start.astimezone(UTC).replace(tzinfo=None)
+    end = window.end.astimezone(UTC).replace(tzinfo=None)
+    stats: dict[str, int] = {}
     if config.is_synthetic:
         spec = config.world()
-        frame = synthetic.events_between(spec, start.date(), end.date() - timedelta(days=1))
-        stats = {}
+        chunks = synthetic.events_by_day(spec, start.date(), end.date() - timedelta(days=1))
     else:
         result = config.ingest(start=start, end=end)
-        frame, stats = result.events, result.stats
-    yield from event_check_results(frame, start, end)
-    days = frame.select(pl.col("event_ts").dt.date().n_unique()).item() if frame.height else 0
-    yield dg.Output(
-        frame,
+        chunks, stats = iter([result.events]), result.stats
+    outside = {"rows": 0}
+
+    def inside_window(frames):
+        for frame in frames:
+            keep = frame.filter((pl.col("event_ts") >= start) & (pl.col("event_ts") < end))
+            outside["rows"] += frame.height - keep.height
+            yield keep
+
+    with warehouse.get_connection() as con:
+        written = replace_window(con, EVENTS, inside_window(chunks), "event_ts", start, end)
+        checks = list(event_check_results(con, start, end, outside["rows"]))
+        summary = con.execute(
+            "SELECT count(DISTINCT event_ts::DATE), count(DISTINCT user_id), "
+            "count(DISTINCT session_id), coalesce(sum(revenue), 0) "
+            "FROM events WHERE event_ts >= ? AND event_ts < ?",
+            [start, end],
+        ).fetchone()
+        total = con.execute("SELECT count(*) FROM events").fetchone()[0]
+    days, users, sessions, revenue = summary
+    return dg.MaterializeResult(
         metadata={
             "window": f"{start:%Y-%m-%d} .. {end - timedelta(days=1):%Y-%m-%d}",
+            "rows_written": written,
+            "dagster/row_count": total,
             "days_with_events": days,
-            "users": frame["user_id"].n_unique() if frame.height else 0,
-            "sessions": frame["session_id"].n_unique() if frame.height else 0,
-            "revenue": float(frame["revenue"].sum() or 0.0) if frame.height else 0.0,
+            "users": users,
+            "sessions": sessions,
+            "revenue": float(revenue),
             **{f"ingest_{k}": v for k, v in stats.items()},
         },
+        check_results=checks,
     )

@@ -5,7 +5,7 @@ the defaults of the run config, so a data engineer can override them per run in 
 """
 
 import os
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 SYNTHETIC = "synthetic"
 
@@ -51,4 +51,4 @@ def history_start() -> date:
             return date.fromisoformat(raw)
         except ValueError:
             raise ValueError(f"UBAP_START_DATE={raw!r} is not a date: use YYYY-MM-DD") from None
-    return datetime.now(timezone.utc).date() - timedelta(days=history_days())
+    return datetime.now(UTC).date() - timedelta(days=history_days())

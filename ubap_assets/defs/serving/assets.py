@@ -1,41 +1,25 @@
 """The last asset of the graph: publish an immutable serving snapshot for the API/dashboard."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import dagster as dg
 import polars as pl
 from dagster_duckdb import DuckDBResource
+from pydantic import Field
 
 from ubap_assets.warehouse import tables as t
 from ubap_assets.warehouse.paths import snapshot_dir
-from ubap_assets.warehouse.snapshots import list_snapshots, publish_snapshot, warehouse_tables
-
-CHECK_RESULTS_SCHEMA: dict[str, pl.DataType] = {
-    "asset_key": pl.String,
-    "check_name": pl.String,
-    "passed": pl.Boolean,
-    "severity": pl.String,
-    "blocking": pl.Boolean,
-    "description": pl.String,
-    "evaluated_at": pl.Datetime("us"),
-    "run_id": pl.String,
-}
-
-SNAPSHOT_META_SCHEMA: dict[str, pl.DataType] = {
-    "snapshot_id": pl.String,
-    "run_id": pl.String,
-    "materialized_at": pl.Datetime("us"),
-    "data_start": pl.Date,
-    "data_end": pl.Date,
-    "tables": pl.String,  # comma-separated, the tables copied from the warehouse
-    "missing_tables": pl.String,  # comma-separated SERVING_TABLES absent from the warehouse
-}
+from ubap_assets.warehouse.snapshots import (
+    CHECK_RESULTS_SCHEMA,
+    list_snapshots,
+    publish_snapshot,
+    snapshot_meta_frame,
+    warehouse_tables,
+)
 
 
 class ServingSnapshotConfig(dg.Config):
-    keep: int = dg.Field(  # type: ignore[assignment]
-        default=3, description="How many published snapshots stay on disk (at least 1)."
-    )
+    keep: int = Field(default=3, description="How many published snapshots stay on disk (>= 1).")
 
 
 def _latest_check_results(context: dg.AssetExecutionContext) -> pl.DataFrame:
@@ -56,8 +40,9 @@ def _latest_check_results(context: dg.AssetExecutionContext) -> pl.DataFrame:
                 "severity": evaluation.severity.value,
                 "blocking": bool(evaluation.blocking or spec.blocking),
                 "description": evaluation.description or spec.description or "",
-                "evaluated_at": datetime.fromtimestamp(record.create_timestamp, timezone.utc)
-                .replace(tzinfo=None),
+                "evaluated_at": datetime.fromtimestamp(record.create_timestamp, UTC).replace(
+                    tzinfo=None
+                ),
                 "run_id": record.run_id,
             }
         )
@@ -91,7 +76,7 @@ def serving_snapshot(
             "Fix the data and re-materialize those assets."
         )
 
-    now = datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)
+    now = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
     snapshot_id = f"{now:%Y%m%dT%H%M%S}-{context.run_id[:8]}"
     target = snapshot_dir()
     with warehouse.get_connection() as con:
@@ -103,19 +88,8 @@ def serving_snapshot(
             data_start, data_end = con.execute(
                 f"SELECT min(event_ts)::DATE, max(event_ts)::DATE FROM {t.EVENTS}"
             ).fetchone()
-        meta = pl.DataFrame(
-            [
-                {
-                    "snapshot_id": snapshot_id,
-                    "run_id": context.run_id,
-                    "materialized_at": now,
-                    "data_start": data_start,
-                    "data_end": data_end,
-                    "tables": ",".join(copied),
-                    "missing_tables": ",".join(missing),
-                }
-            ],
-            schema=SNAPSHOT_META_SCHEMA,
+        meta = snapshot_meta_frame(
+            snapshot_id, context.run_id, now, data_start, data_end, copied, missing
         )
         row_counts = {
             name: con.execute(f'SELECT count(*) FROM main."{name}"').fetchone()[0]

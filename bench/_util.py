@@ -1,0 +1,20 @@
+"""Small helpers shared by the benchmarks: a timer and peak resident memory."""
+
+import resource
+import sys
+import time
+from contextlib import contextmanager
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far, in MiB (Linux reports KiB)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 1024 if sys.platform != "darwin" else peak / 1024 / 1024
+
+
+@contextmanager
+def timed(label: str, results: dict):
+    started = time.perf_counter()
+    yield
+    results[label] = time.perf_counter() - started
+    print(f"  {label:<28} {results[label]:8.2f} s   peak RSS {peak_rss_mb():8.0f} MiB", flush=True)

@@ -1,0 +1,59 @@
+"""Shared fixtures. The environment is pinned before any ubap module is imported, so the
+partitions, the data directory and the synthetic world are the same on every machine."""
+
+import os
+import tempfile
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+TEST_START = date(2026, 1, 5)  # a Monday
+TEST_DAYS = 42
+TEST_USERS = 800
+TEST_SEED = 3
+
+_SESSION_DATA = Path(tempfile.mkdtemp(prefix="ubap-tests-"))
+os.environ.update(
+    {
+        "UBAP_DATA_DIR": str(_SESSION_DATA),
+        "UBAP_START_DATE": TEST_START.isoformat(),
+        "UBAP_HISTORY_DAYS": str(TEST_DAYS),
+        "UBAP_USERS": str(TEST_USERS),
+        "UBAP_SEED": str(TEST_SEED),
+        "UBAP_SOURCE": "synthetic",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+    }
+)
+for _var in (
+    "GEMINI_API_KEY",
+    "GOOGLE_API_KEY",
+    "UBAP_API_TOKEN",
+    "UBAP_WAREHOUSE",
+    "UBAP_SNAPSHOT_DIR",
+    "UBAP_SOURCE_MAPPING",
+):
+    os.environ.pop(_var, None)
+
+
+@pytest.fixture(scope="session")
+def tiny_spec():
+    from ubap_assets.core.synthetic import WorldSpec
+
+    return WorldSpec(users=TEST_USERS, days=TEST_DAYS, seed=TEST_SEED, start_date=TEST_START)
+
+
+@pytest.fixture(scope="session")
+def tiny_world(tiny_spec):
+    """A small synthetic world (800 users x 42 days) as polars frames."""
+    from ubap_assets.core.synthetic import generate_world
+
+    return generate_world(tiny_spec)
+
+
+@pytest.fixture
+def data_dir(tmp_path, monkeypatch):
+    """A private data directory for one test (warehouse, snapshots, models)."""
+    monkeypatch.setenv("UBAP_DATA_DIR", str(tmp_path))
+    return tmp_path

@@ -1,0 +1,359 @@
+"""Every API endpoint through TestClient, on a snapshot built from the real generator and the
+real trend/segment/anomaly code (ubap_api.sample)."""
+
+from datetime import timedelta
+
+import duckdb
+import pytest
+from fastapi.testclient import TestClient
+
+from ubap_api.main import create_app
+from ubap_api.sample import publish_sample, sample_warehouse
+from ubap_api.settings import Settings
+from ubap_assets.warehouse.reader import open_reader
+
+SNAPSHOT_ID = "test-api-1"
+HEADER = "X-UBAP-Snapshot"
+
+LIST_ENDPOINTS = [
+    "/api/trends/daily",
+    "/api/trends/weekly",
+    "/api/segments/trends",
+    "/api/segments/list",
+    "/api/predictions/segments",
+    "/api/predictions/high-value/best",
+    "/api/predictions/at-risk",
+    "/api/predictions/models",
+    "/api/recommendations/admin",
+    "/api/recommendations/metrics",
+    "/api/anomalies",
+    "/api/anomalies/recent",
+    "/api/funnels/daily",
+    "/api/retention",
+    "/api/retention/lifecycle",
+]
+
+
+@pytest.fixture(scope="module")
+def snapshots(tmp_path_factory, tiny_spec):
+    directory = tmp_path_factory.mktemp("api") / "snapshots"
+    with duckdb.connect(str(sample_warehouse(tiny_spec))) as con:
+        publish_sample(con, directory, SNAPSHOT_ID)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def client(snapshots):
+    with TestClient(create_app(Settings(snapshot_dir=snapshots))) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def reader(snapshots):
+    with open_reader(snapshots) as r:
+        yield r
+
+
+@pytest.fixture(scope="module")
+def some_user(reader):
+    """The user with the most events."""
+    return reader.scalar(
+        "SELECT user_id FROM events GROUP BY 1 ORDER BY count(*) DESC, user_id LIMIT 1"
+    )
+
+
+def test_health_needs_nothing_and_names_the_snapshot(client):
+    r = client.get("/health")
+    assert r.status_code == 200
+    assert r.json() == {"status": "ok", "snapshot_id": SNAPSHOT_ID}
+    assert r.headers[HEADER] == SNAPSHOT_ID
+
+
+def test_meta_describes_the_snapshot(client, reader):
+    r = client.get("/api/meta")
+    assert r.status_code == 200
+    body = r.json()
+    assert body["snapshot_id"] == r.headers[HEADER] == SNAPSHOT_ID
+    first, last = reader.rows(
+        "SELECT min(event_ts)::DATE AS a, max(event_ts)::DATE AS b FROM events"
+    )[0].values()
+    assert body["data_start"] == first.isoformat()
+    assert body["data_end"] == last.isoformat()
+    assert {"users", "events", "daily_trends"} <= set(body["tables"])
+    assert "model_cards" in body["missing_tables"]
+    assert body["checks_total"] == len(body["checks"]) >= 1
+    assert body["age_seconds"] >= 0
+
+
+@pytest.mark.parametrize("path", LIST_ENDPOINTS)
+def test_list_endpoints_page_with_totals(client, path):
+    r = client.get(path, params={"limit": 3})
+    assert r.status_code == 200, r.text
+    assert r.headers[HEADER] == SNAPSHOT_ID
+    body = r.json()
+    assert body["limit"] == 3 and body["offset"] == 0
+    assert body["count"] == len(body["data"]) == min(3, body["total"])
+    assert body["total"] > 0, f"{path} served no rows"
+    # The next page continues where this one stopped.
+    if body["total"] > 3:
+        nxt = client.get(path, params={"limit": 3, "offset": 3}).json()
+        whole = client.get(path, params={"limit": 6}).json()
+        assert body["data"] + nxt["data"] == whole["data"]
+
+
+def test_daily_trends_filter_by_date_and_dimension(client, reader):
+    days = reader.query("SELECT DISTINCT day FROM daily_trends ORDER BY day")["day"].to_list()
+    start, end = days[3], days[9]
+    r = client.get(
+        "/api/trends/daily", params={"start": str(start), "end": str(end), "limit": 1000}
+    )
+    body = r.json()
+    served = [row["day"] for row in body["data"]]
+    assert served == [str(start + timedelta(days=i)) for i in range(7)]
+    assert {row["dimension"] for row in body["data"]} == {"all"}
+    expected = reader.scalar(
+        "SELECT sum(sessions) FROM daily_trends WHERE dimension = 'all' AND day BETWEEN ? AND ?",
+        [start, end],
+    )
+    assert sum(row["sessions"] for row in body["data"]) == expected
+
+    by_device = client.get(
+        "/api/trends/daily", params={"dimension": "device", "limit": 1000}
+    ).json()
+    assert {row["dimension"] for row in by_device["data"]} == {"device"}
+    assert by_device["total"] == len(days) * len(
+        {row["dimension_value"] for row in by_device["data"]}
+    )
+    mobile = client.get(
+        "/api/trends/daily",
+        params={"dimension": "device", "dimension_value": "mobile", "limit": 1000},
+    ).json()
+    assert mobile["total"] == len(days)
+
+
+def test_weekly_trends_start_on_mondays(client):
+    body = client.get("/api/trends/weekly", params={"limit": 100}).json()
+    from datetime import date
+
+    assert all(date.fromisoformat(row["week_start"]).weekday() == 0 for row in body["data"])
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"start": "2026-02-10", "end": "2026-02-01"},
+        {"start": "not-a-date"},
+        {"limit": 0},
+        {"limit": 100000},
+        {"offset": -1},
+        {"dimension": "planet"},
+    ],
+)
+def test_bad_parameters_are_422(client, params):
+    r = client.get("/api/trends/daily", params=params)
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"]
+
+
+def test_segments_summary_and_list_agree(client):
+    summary = client.get("/api/segments/summary").json()
+    listed = client.get("/api/segments/list", params={"limit": 100}).json()
+    assert summary["k"] == listed["total"] == len(summary["segments"])
+    assert summary["users"] == sum(s["users"] for s in listed["data"])
+    assert sum(s["share"] for s in summary["segments"]) == pytest.approx(1.0)
+
+
+def test_segment_trends_one_segment(client):
+    listed = client.get("/api/segments/list").json()["data"]
+    seg = str(listed[0]["segment_id"])
+    body = client.get("/api/segments/trends", params={"segment_id": seg, "limit": 1000}).json()
+    assert body["total"] > 0
+    assert {row["segment_id"] for row in body["data"]} == {seg}
+
+
+def test_predictions(client, reader):
+    hv = client.get("/api/predictions/high-value/best", params={"limit": 50}).json()
+    ranks = [row["conversion_rank"] for row in hv["data"]]
+    assert ranks == sorted(ranks) and ranks[0] == 1
+    assert hv["total"] == reader.scalar("SELECT count(*) FROM user_predictions")
+    assert all(isinstance(row["reasons"], list) and row["reasons"] for row in hv["data"])
+    model = reader.scoring_models()["conversion"]
+    assert client.get(f"/api/predictions/high-value/{model}").json()["total"] == hv["total"]
+    filtered = client.get(
+        "/api/predictions/high-value/best", params={"min_probability": 0.3}
+    ).json()
+    assert filtered["total"] < hv["total"]
+
+    unknown = client.get("/api/predictions/high-value/no_such_model")
+    assert unknown.status_code == 404 and "no_such_model" in unknown.json()["detail"]
+    assert client.get("/api/predictions/high-value/Bad-Name!").status_code == 422
+
+    risk = client.get("/api/predictions/at-risk", params={"limit": 1000}).json()
+    assert risk["total"] == reader.scalar("SELECT count(*) FROM user_predictions WHERE at_risk")
+    assert all(row["at_risk"] for row in risk["data"])
+    ranks = [row["at_risk_rank"] for row in risk["data"]]
+    assert ranks == sorted(ranks)
+
+    segs = client.get("/api/predictions/segments").json()
+    assert sum(s["users"] for s in segs["data"]) == reader.scalar(
+        "SELECT count(*) FROM user_predictions JOIN user_segments USING (user_id)"
+    )
+
+
+def test_user_recommendations(client, some_user):
+    r = client.get(f"/api/recommendations/users/{some_user}", params={"limit": 5})
+    assert r.status_code == 200
+    body = r.json()
+    assert body["user_id"] == some_user
+    assert [rec["rank"] for rec in body["data"]] == [1, 2, 3, 4, 5]
+    assert all(rec["reason"] for rec in body["data"])
+
+
+def test_page_recommendations(client, reader):
+    page_id = reader.scalar("SELECT page_id FROM pages ORDER BY page_id LIMIT 1")
+    body = client.get(f"/api/recommendations/pages/{page_id}").json()
+    assert body["page"]["page_id"] == page_id
+    assert body["count"] == 10
+    assert page_id not in {row["similar_page_id"] for row in body["data"]}
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/users/nobody-here",
+        "/api/recommendations/users/nobody-here",
+        "/api/recommendations/pages/nowhere-page",
+    ],
+)
+def test_unknown_ids_are_404_with_a_message(client, path):
+    r = client.get(path)
+    assert r.status_code == 404
+    assert "unknown" in r.json()["detail"]
+    assert r.headers[HEADER] == SNAPSHOT_ID
+
+
+def test_admin_insights_filters(client):
+    high = client.get("/api/recommendations/admin", params={"severity": "high"}).json()
+    assert all(row["severity"] == "high" for row in high["data"])
+    assert client.get("/api/recommendations/admin", params={"kind": "nope"}).status_code == 422
+
+
+def test_anomalies(client, reader):
+    recent = client.get("/api/anomalies/recent", params={"limit": 1000}).json()
+    assert recent["total"] == reader.scalar("SELECT count(*) FROM anomalies")
+    every = client.get("/api/anomalies", params={"limit": 1000}).json()
+    assert every["total"] == reader.scalar("SELECT count(*) FROM anomaly_history WHERE is_anomaly")
+    assert all(row["is_anomaly"] for row in every["data"])
+    days = [row["day"] for row in every["data"]]
+    assert days == sorted(days, reverse=True)
+    metric = every["data"][0]["metric"]
+    one = client.get("/api/anomalies", params={"metric": metric, "limit": 1000}).json()
+    assert {row["metric"] for row in one["data"]} == {metric}
+
+
+def test_summary(client):
+    body = client.get("/api/summary/llm").json()
+    assert body["narrative"]
+    assert body["mode"] in {"llm", "deterministic"}
+    assert isinstance(body["facts"], dict) and body["facts"]
+
+
+def test_funnel_adds_up(client, reader):
+    body = client.get("/api/funnels").json()
+    steps = body["steps"]
+    assert [s["step_index"] for s in steps] == [1, 2, 3, 4, 5]
+    sessions = [s["sessions"] for s in steps]
+    assert sessions == sorted(sessions, reverse=True)
+    assert steps[0]["overall_conversion"] == 1.0
+    assert sessions[0] == reader.scalar(
+        "SELECT sum(sessions) FROM funnel_daily WHERE step_index = 1"
+    )
+    for prev, step in zip(steps, steps[1:], strict=False):
+        assert step["drop_off"] == prev["sessions"] - step["sessions"]
+
+    seg = reader.scalar("SELECT min(segment_id) FROM funnel_segments WHERE segment_id <> 'all'")
+    by_seg = client.get("/api/funnels", params={"segment_id": seg}).json()
+    assert by_seg["steps"][0]["sessions"] < sessions[0]
+    assert client.get("/api/funnels", params={"segment_id": "999"}).status_code == 404
+
+
+def test_retention_and_lifecycle(client):
+    cohorts = client.get("/api/retention", params={"limit": 1000}).json()["data"]
+    assert all(row["retention_rate"] == 1.0 for row in cohorts if row["weeks_since"] == 0)
+    life = client.get("/api/retention/lifecycle", params={"limit": 1000}).json()["data"]
+    assert {row["state"] for row in life} <= {"new", "returning", "resurrecting", "dormant"}
+
+
+def test_user_detail(client, reader, some_user):
+    r = client.get(f"/api/users/{some_user}", params={"activity": 7})
+    assert r.status_code == 200
+    body = r.json()
+    assert body["user"]["user_id"] == some_user
+    assert body["segment"]["segment_name"]
+    assert body["predictions"]["reasons"]
+    activity = body["recent_activity"]
+    assert len(activity) == 7
+    stamps = [a["event_ts"] for a in activity]
+    assert stamps == sorted(stamps, reverse=True)
+    latest = reader.scalar("SELECT max(event_ts) FROM events WHERE user_id = ?", [some_user])
+    assert stamps[0] == latest.isoformat()
+    assert len(body["recommendations"]) == 5
+
+
+def test_no_snapshot_is_503_naming_the_command(tmp_path):
+    with TestClient(create_app(Settings(snapshot_dir=tmp_path / "empty"))) as c:
+        r = c.get("/api/trends/daily")
+        assert r.status_code == 503
+        assert "make up" in r.json()["detail"]
+        assert r.headers[HEADER] == "none"
+        health = c.get("/health")
+        assert health.status_code == 200 and health.json()["status"] == "no_snapshot"
+
+
+def test_missing_table_is_503_naming_it(tmp_path, tiny_spec):
+    with duckdb.connect(str(sample_warehouse(tiny_spec))) as con:
+        publish_sample(con, tmp_path, "partial", skip=("summary", "user_recommendations"))
+    with TestClient(create_app(Settings(snapshot_dir=tmp_path))) as c:
+        r = c.get("/api/summary/llm")
+        assert r.status_code == 503
+        assert "'summary'" in r.json()["detail"]
+        # A page that only partly needs the missing table still answers.
+        uid = c.get("/api/predictions/high-value/best").json()["data"][0]["user_id"]
+        detail = c.get(f"/api/users/{uid}")
+        assert detail.status_code == 200 and detail.json()["recommendations"] == []
+
+
+def test_bearer_token_guards_everything_but_health(snapshots):
+    app = create_app(Settings(snapshot_dir=snapshots, api_token="s3cret"))
+    with TestClient(app) as c:
+        assert c.get("/health").status_code == 200
+        denied = c.get("/api/meta")
+        assert denied.status_code == 401
+        assert "UBAP_API_TOKEN" in denied.json()["detail"]
+        wrong = c.get("/api/meta", headers={"Authorization": "Bearer nope"})
+        assert wrong.status_code == 401
+        ok = c.get("/api/meta", headers={"Authorization": "Bearer s3cret"})
+        assert ok.status_code == 200
+
+
+def test_cors_allows_only_the_dashboard_by_default(client):
+    allowed = client.get("/health", headers={"Origin": "http://localhost:8501"})
+    assert allowed.headers["access-control-allow-origin"] == "http://localhost:8501"
+    other = client.get("/health", headers={"Origin": "http://evil.example"})
+    assert "access-control-allow-origin" not in other.headers
+
+
+def test_cors_origins_are_configurable(snapshots):
+    settings = Settings(snapshot_dir=snapshots, cors_origins="https://bi.example.com")
+    with TestClient(create_app(settings)) as c:
+        r = c.get("/health", headers={"Origin": "https://bi.example.com"})
+        assert r.headers["access-control-allow-origin"] == "https://bi.example.com"
+
+
+def test_openapi_has_a_response_model_on_every_route(client):
+    spec = client.get("/openapi.json").json()
+    for path, item in spec["paths"].items():
+        schema = item["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+        assert schema.get("$ref") or schema.get("type") == "object", path
+    assert client.get("/docs").status_code == 200
+    assert client.get("/redoc").status_code == 200

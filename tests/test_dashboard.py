@@ -1,0 +1,638 @@
+"""The dashboard through Streamlit's AppTest: every page renders from a real serving snapshot.
+
+The snapshot is published with the pipeline's own ``publish_snapshot`` into ``tmp_path``. Users,
+pages and events come from the synthetic generator; the derived tables are small frames built
+here with exactly the columns the producers document in docs/tables/*.md (so these tests do not
+run the whole graph, and fail when a page reads a column the contract does not have).
+"""
+
+import json
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import polars as pl
+
+from ubap_assets.core.synthetic import WorldSpec, generate_world
+from ubap_assets.warehouse import tables as t
+from ubap_assets.warehouse.snapshots import Snapshot, publish_snapshot
+
+APP = Path(__file__).resolve().parents[1] / "ubap_dashboard" / "streamlit_app.py"
+START = date(2026, 1, 5)  # a Monday
+DAYS = 28
+PAGE_FILES = {
+    "overview": "overview.py",
+    "trends": "trends.py",
+    "funnels": "funnels.py",
+    "segments": "segments.py",
+    "predictions": "predictions.py",
+    "anomalies": "anomalies.py",
+    "recommendations": "recommendations.py",
+    "admin": "admin.py",
+    "pipeline": "pipeline.py",
+}
+SEGMENTS = {0: "Loyal buyers", 1: "Researchers", 2: "One-page bouncers", 3: "Casual browsers"}
+STEPS = ("page_view", "product_view", "add_to_cart", "checkout_start", "purchase")
+TREND_METRICS = (
+    "active_users",
+    "new_users",
+    "returning_users",
+    "sessions",
+    "converted_sessions",
+    "bounced_sessions",
+    "events",
+    "page_views",
+    "purchases",
+    "revenue",
+    "conversion_rate",
+    "bounce_rate",
+    "mean_session_duration_s",
+    "pages_per_session",
+)
+
+
+# --- the snapshot: real users/pages/events, contract-shaped derived tables ---------------------
+
+
+def _trends(con: duckdb.DuckDBPyConnection, grain: str) -> pl.DataFrame:
+    """daily_trends / weekly_trends in their documented shape, aggregated from the events."""
+    period = (
+        "CAST(event_ts AS DATE)" if grain == "day" else "CAST(date_trunc('week', event_ts) AS DATE)"
+    )
+    parts = []
+    for dimension in ("all", "device", "traffic_source"):
+        value = "'all'" if dimension == "all" else dimension
+        parts.append(
+            f"""
+            WITH s AS (
+                SELECT session_id, any_value(user_id) AS user_id, min({period}) AS p,
+                       any_value({value}) AS v, count(*) AS n,
+                       count(*) FILTER (event_type = 'page_view') AS views,
+                       bool_or(event_type = 'purchase') AS converted,
+                       epoch(max(event_ts) - min(event_ts)) AS seconds
+                FROM events GROUP BY session_id),
+            first_seen AS (SELECT user_id, min({period}) AS p0 FROM events GROUP BY user_id),
+            e AS (SELECT {period} AS p, {value} AS v, * FROM events)
+            SELECT e.p AS period, '{dimension}' AS dimension, e.v AS dimension_value,
+                   count(DISTINCT e.user_id) AS active_users,
+                   count(DISTINCT e.user_id) FILTER (f.p0 = e.p) AS new_users,
+                   count(*) AS events,
+                   count(*) FILTER (event_type = 'page_view') AS page_views,
+                   count(*) FILTER (event_type = 'purchase') AS purchases,
+                   coalesce(sum(revenue), 0.0) AS revenue,
+                   any_value(ss.sessions) AS sessions,
+                   any_value(ss.converted_sessions) AS converted_sessions,
+                   any_value(ss.bounced_sessions) AS bounced_sessions,
+                   any_value(ss.mean_session_duration_s) AS mean_session_duration_s,
+                   any_value(ss.views) AS session_views
+            FROM e JOIN first_seen f USING (user_id)
+            JOIN (SELECT p, v, count(*) AS sessions,
+                         count(*) FILTER (converted) AS converted_sessions,
+                         count(*) FILTER (n = 1 AND views = 1) AS bounced_sessions,
+                         avg(seconds) AS mean_session_duration_s, sum(views)::DOUBLE AS views
+                  FROM s GROUP BY ALL) ss ON ss.p = e.p AND ss.v = e.v
+            GROUP BY ALL"""
+        )
+    frame = con.execute(" UNION ALL ".join(f"SELECT * FROM ({q})" for q in parts)).pl()
+    key = "day" if grain == "day" else "week_start"
+    frame = frame.rename({"period": key}).with_columns(
+        returning_users=pl.col("active_users") - pl.col("new_users"),
+        conversion_rate=pl.col("converted_sessions") / pl.col("sessions"),
+        bounce_rate=pl.col("bounced_sessions") / pl.col("sessions"),
+        pages_per_session=pl.col("session_views") / pl.col("sessions"),
+        is_complete=pl.lit(True),
+    )
+    if grain == "week":
+        frame = frame.with_columns(days_with_data=pl.lit(7, pl.Int32))
+    return frame.drop("session_views").sort(key, "dimension", "dimension_value")
+
+
+def _funnel(days: list[date], segments: dict[str, str] | None, rng) -> pl.DataFrame:
+    rows = []
+    for day in days:
+        for segment_id, name in (segments or {"": ""}).items():
+            sessions = int(rng.integers(300, 400))
+            for index, step in enumerate(STEPS, start=1):
+                previous = sessions
+                if index > 1:
+                    sessions = int(previous * rng.uniform(0.2, 0.6))
+                row = {
+                    "day": day,
+                    "step_index": index,
+                    "step": step,
+                    "sessions": sessions,
+                    "drop_off": 0 if index == 1 else previous - sessions,
+                    "is_complete": True,
+                }
+                if segments:
+                    row |= {"segment_id": segment_id, "segment_name": name}
+                rows.append(row)
+    frame = pl.DataFrame(rows).with_columns(pl.col("step_index").cast(pl.Int32))
+    keys = ["day", "segment_id"] if segments else ["day"]
+    return frame.with_columns(
+        step_conversion=pl.col("sessions")
+        / pl.col("sessions").shift(1).over(keys).fill_null(pl.col("sessions")),
+        overall_conversion=pl.col("sessions") / pl.col("sessions").first().over(keys),
+    ).with_columns(drop_off_rate=1 - pl.col("step_conversion"))
+
+
+def _anomaly_history(daily: pl.DataFrame) -> pl.DataFrame:
+    overall = daily.filter(pl.col("dimension") == "all").sort("day")
+    frames = []
+    for metric in ("sessions", "conversion_rate", "revenue"):
+        values = overall[metric].cast(pl.Float64)
+        expected = values.rolling_median(7, min_samples=1)
+        frame = pl.DataFrame({"day": overall["day"], "value": values, "expected": expected})
+        spread = (frame["expected"].abs() * 0.15).fill_null(0.0)
+        score = (frame["value"] - frame["expected"]) / spread.clip(lower_bound=1e-9)
+        frame = (
+            frame.with_columns(
+                dimension=pl.lit("all"),
+                dimension_value=pl.lit("all"),
+                metric=pl.lit(metric),
+                lower=pl.col("expected") - spread,
+                upper=pl.col("expected") + spread,
+                seasonal_score=score,
+                level_score=score * 0.8,
+                score=score,
+            )
+            .with_columns(
+                is_anomaly=pl.col("score").abs() > 1.0,
+                has_baseline=pl.int_range(pl.len()) >= 7,
+            )
+            .with_columns(
+                is_anomaly=pl.col("is_anomaly") & pl.col("has_baseline"),
+                seasonal_flag=pl.col("is_anomaly"),
+                level_flag=pl.col("is_anomaly"),
+                direction=pl.when(~pl.col("is_anomaly"))
+                .then(pl.lit("none"))
+                .when(pl.col("score") > 0)
+                .then(pl.lit("spike"))
+                .otherwise(pl.lit("drop")),
+                severity=pl.when(~pl.col("is_anomaly"))
+                .then(pl.lit("none"))
+                .when(pl.col("score").abs() > 2)
+                .then(pl.lit("high"))
+                .otherwise(pl.lit("low")),
+            )
+        )
+        frames.append(frame)
+    return pl.concat(frames, how="diagonal").fill_nan(0.0)
+
+
+def contract_tables(world, rng: np.random.Generator) -> dict[str, pl.DataFrame]:
+    """Every serving table, shaped as docs/tables/*.md describe it."""
+    con = duckdb.connect()
+    events = world.events  # noqa: F841 - read by DuckDB below
+    con.execute("CREATE TABLE events AS SELECT * FROM events")
+    daily, weekly = _trends(con, "day"), _trends(con, "week")
+    days = daily["day"].unique().sort().to_list()
+    users = world.users["user_id"].to_list()
+    pages = world.pages
+    n = len(users)
+    as_of = days[-1]
+    cutoff = datetime.combine(as_of + timedelta(days=1), datetime.min.time())
+    seg_ids = rng.integers(0, len(SEGMENTS), n)
+    segments = pl.DataFrame(
+        {
+            "user_id": users,
+            "segment_id": seg_ids.astype(np.int64),
+            "segment_name": [SEGMENTS[int(s)] for s in seg_ids],
+            "ward_segment_id": rng.integers(0, len(SEGMENTS), n).astype(np.int64),
+            "distance_to_centroid": rng.uniform(0, 3, n),
+            "persona": ["buyer"] * n,
+            "run_id": "r1",
+        }
+    )
+    feature_counts = (
+        "active_days",
+        "sessions",
+        "sessions_last_7d",
+        "events",
+        "page_views",
+        "searches",
+        "add_to_cart",
+        "checkout_starts",
+        "purchases",
+    )
+    features = pl.DataFrame(
+        {
+            "user_id": users,
+            "cutoff": [cutoff] * n,
+            "lookback_days": [28] * n,
+            "recency_days": rng.uniform(0, 28, n),
+            **{c: rng.poisson(3 + seg_ids, n).astype(np.int64) for c in feature_counts},
+            "pages_per_session": rng.gamma(2, 2, n),
+            "avg_session_minutes": rng.gamma(2, 3, n),
+            "bounce_rate": rng.uniform(0, 1, n),
+            "product_share": rng.uniform(0, 1, n),
+            "blog_share": rng.uniform(0, 0.5, n),
+            "help_share": rng.uniform(0, 0.2, n),
+            "add_to_cart_rate": rng.uniform(0, 1, n),
+            "revenue": rng.gamma(1, 50, n) * (seg_ids == 0),
+            "days_since_signup": rng.uniform(0, 300, n),
+            "device": world.users["device"],
+            "traffic_source": world.users["traffic_source"],
+        }
+    )
+    profile_means = (
+        "sessions",
+        "pages_per_session",
+        "avg_session_minutes",
+        "bounce_rate",
+        "product_share",
+        "blog_share",
+        "help_share",
+        "add_to_cart_rate",
+        "purchases",
+        "revenue",
+        "recency_days",
+        "active_days",
+    )
+    profiles = (
+        features.join(segments, on="user_id")
+        .group_by("segment_id", "segment_name")
+        .agg(
+            pl.len().alias("users"),
+            *[pl.col(c).mean().cast(pl.Float64) for c in profile_means],
+            conversion_rate=(pl.col("purchases") > 0).mean(),
+        )
+        .with_columns(
+            share=pl.col("users") / n,
+            centroid_json=pl.lit("{}"),
+            k=pl.lit(4, pl.Int64),
+            silhouette=pl.lit(0.41),
+            davies_bouldin=pl.lit(0.93),
+            ward_silhouette=pl.lit(0.37),
+            ward_agreement_ari=pl.lit(0.7),
+            persona_ari=pl.lit(0.66),
+            run_id=pl.lit("r1"),
+        )
+        .with_columns(pl.col("users").cast(pl.Int64))
+    )
+    segment_map = {str(k): v for k, v in SEGMENTS.items()}
+    overall = daily.filter(pl.col("dimension") == "all").drop("dimension", "dimension_value")
+    segment_trends = pl.concat(
+        [
+            overall.with_columns(segment_id=pl.lit("all"), segment_name=pl.lit("All users")),
+            *[
+                overall.with_columns(
+                    pl.col(TREND_METRICS[:10]) // (i + 2),
+                    segment_id=pl.lit(sid),
+                    segment_name=pl.lit(name),
+                )
+                for i, (sid, name) in enumerate(segment_map.items())
+            ],
+        ],
+        how="diagonal_relaxed",
+    )
+
+    models = ("logistic_regression", "random_forest", "xgboost")
+    metrics_rows, card_rows, curve_rows = [], [], []
+    for task in ("conversion", "bounce"):
+        for i, model in enumerate(models):
+            auc = 0.70 + 0.05 * i
+            metrics_rows.append(
+                {
+                    "task": task,
+                    "model": model,
+                    "roc_auc": auc,
+                    "pr_auc": auc - 0.3,
+                    "brier": 0.1,
+                    "log_loss": 0.35,
+                    "threshold": 0.3,
+                    "f1": 0.5,
+                    "precision": 0.45,
+                    "recall": 0.56,
+                    "auc_vs_ceiling": auc / 0.9 if task == "conversion" else None,
+                    "is_best": model == "xgboost",
+                    "n_train": n,
+                    "n_valid": n,
+                    "valid_positive_rate": 0.2,
+                    "train_cutoff": cutoff - timedelta(days=28),
+                    "valid_cutoff": cutoff - timedelta(days=14),
+                    "horizon_days": 14,
+                    "model_version": "r1",
+                }
+            )
+            card_rows.append(
+                {
+                    "model_version": "r1",
+                    "task": task,
+                    "model": model,
+                    "is_best": model == "xgboost",
+                    "features_json": json.dumps(["recency_days", "sessions", "device_mobile"]),
+                    "train_cutoff": cutoff - timedelta(days=28),
+                    "valid_cutoff": cutoff - timedelta(days=14),
+                    "label_window_train_end": cutoff - timedelta(days=14),
+                    "label_window_valid_end": cutoff,
+                    "horizon_days": 14,
+                    "lookback_days": 28,
+                    "metrics_json": json.dumps({"roc_auc": auc}),
+                    "threshold": 0.3,
+                    "artifact_path": f"models/r1/{task}_{model}.joblib",
+                    "created_at": cutoff,
+                }
+            )
+            grid = np.linspace(0, 1, 21)
+            for curve, ys in (("roc", grid ** (0.4 + 0.1 * i)), ("pr", 1 - 0.6 * grid**0.5)):
+                curve_rows += [
+                    {
+                        "task": task,
+                        "model": model,
+                        "curve": curve,
+                        "point": p,
+                        "x": float(x),
+                        "y": float(y),
+                        "threshold": float(1 - x),
+                    }
+                    for p, (x, y) in enumerate(zip(grid, ys, strict=True))
+                ]
+    metrics_rows.append(
+        {
+            **metrics_rows[0],
+            "model": "true_propensity",
+            "roc_auc": 0.9,
+            "is_best": False,
+            "auc_vs_ceiling": 1.0,
+        }
+    )
+    conversion = rng.uniform(0, 1, n)
+    at_risk_p = rng.uniform(0, 1, n)
+    predictions = pl.DataFrame(
+        {
+            "user_id": users,
+            "conversion_probability": conversion,
+            "conversion_rank": (pl.Series(-conversion).rank("ordinal")).cast(pl.Int64),
+            "at_risk_probability": at_risk_p,
+            "at_risk": at_risk_p > 0.7,
+            "at_risk_rank": (pl.Series(-at_risk_p).rank("ordinal")).cast(pl.Int64),
+            "reason_1": "visited 5 product pages",
+            "reason_2": "added to cart recently",
+            "reason_3": "came back within 2 days",
+            "conversion_model": "xgboost",
+            "bounce_model": "xgboost",
+            "model_version": "r1",
+            "scored_at": [cutoff] * n,
+        }
+    )
+    history = _anomaly_history(daily)
+    latest = history.filter(pl.col("is_anomaly") & (pl.col("day") > as_of - timedelta(days=7)))
+    if latest.is_empty():  # always show at least one flagged point on the page
+        latest = history.filter(pl.col("is_anomaly")).tail(1)
+    anomalies = latest.with_columns(as_of=pl.lit(as_of))
+    anomaly_scores = pl.DataFrame(
+        {
+            "detector": ["ensemble"] * 4,
+            "kind": ["checkout_outage", "campaign_spike", "bot_burst", "overall"],
+            "injected": [1, 1, 1, 3],
+            "detected": [1, 1, 0, 2],
+            "false_positives": [0, 1, 0, 1],
+            "precision": [1.0, 0.5, 0.0, 0.67],
+            "recall": [1.0, 1.0, 0.0, 0.67],
+            "f1": [1.0, 0.67, 0.0, 0.67],
+            "note": ["same day"] * 4,
+        }
+    )
+    retention = pl.DataFrame(
+        [
+            {
+                "cohort_week": START + timedelta(weeks=c),
+                "weeks_since": w,
+                "cohort_size": 100,
+                "active_users": int(100 * 0.6**w) if w else 100,
+                "retention_rate": 0.6**w,
+                "is_complete": True,
+            }
+            for c in range(4)
+            for w in range(4 - c)
+        ]
+    ).with_columns(pl.col("weeks_since").cast(pl.Int32))
+    lifecycle = pl.DataFrame(
+        [
+            {
+                "week_start": START + timedelta(weeks=w),
+                "state": s,
+                "users": u,
+                "signed_users": -u if s == "dormant" else u,
+                "quick_ratio": 1.4,
+                "is_complete": True,
+            }
+            for w in range(4)
+            for s, u in (("new", 80), ("returning", 120), ("resurrecting", 30), ("dormant", 70))
+        ]
+    )
+    summary = pl.DataFrame(
+        [
+            {
+                "as_of": as_of,
+                "period_start": as_of - timedelta(days=6),
+                "period_end": as_of,
+                "mode": "deterministic",
+                "model": "none",
+                "narrative": "**Sessions rose 4%** week on week; conversion held at 3.1%.",
+                "facts_json": "{}",
+                "source_tables": "daily_trends,anomalies",
+                "missing_tables": "",
+                "fallback_reason": "no GEMINI_API_KEY",
+                "run_id": "r1",
+                "generated_at": cutoff,
+            }
+        ]
+    )
+    page_ids = pages["page_id"].to_list()
+    titles = dict(zip(page_ids, pages["title"].to_list(), strict=True))
+    similar = pl.DataFrame(
+        [
+            {
+                "page_id": p,
+                "rank": r,
+                "similar_page_id": page_ids[(i + r) % len(page_ids)],
+                "similarity": 0.9 - 0.05 * r,
+                "same_category": r < 3,
+                "similar_title": titles[page_ids[(i + r) % len(page_ids)]],
+            }
+            for i, p in enumerate(page_ids)
+            for r in range(1, 6)
+        ]
+    ).with_columns(pl.col("rank").cast(pl.Int32))
+    recs = pl.DataFrame(
+        [
+            {
+                "user_id": u,
+                "rank": r,
+                "page_id": page_ids[(i * 7 + r) % len(page_ids)],
+                "title": titles[page_ids[(i * 7 + r) % len(page_ids)]],
+                "score": 1.0 / r,
+                "source": "hybrid" if i % 3 else "segment_popularity",
+                "top_signal": "content",
+                "reason": "similar to a page you viewed",
+                "generated_at": cutoff,
+            }
+            for i, u in enumerate(users)
+            for r in range(1, 6)
+        ]
+    ).with_columns(pl.col("rank").cast(pl.Int32))
+    insights = pl.DataFrame(
+        [
+            {
+                "insight_id": f"high_exit_page:{page_ids[0]}",
+                "kind": "high_exit_page",
+                "severity": "high",
+                "subject": page_ids[0],
+                "subject_title": titles[page_ids[0]],
+                "metric": "exit_rate",
+                "value": 0.71,
+                "baseline": 0.35,
+                "volume": 1200,
+                "details": "71% of views end the visit against a median of 35%.",
+                "suggested_action": "Add related products and a clear next step.",
+                "as_of": as_of,
+            },
+            {
+                "insight_id": "funnel_dropoff:add_to_cart -> checkout_start",
+                "kind": "funnel_dropoff",
+                "severity": "medium",
+                "subject": "add_to_cart -> checkout_start",
+                "subject_title": "Cart to checkout",
+                "metric": "step_conversion",
+                "value": 0.31,
+                "baseline": 0.45,
+                "volume": 800,
+                "details": "31% continue against a usual 45%.",
+                "suggested_action": "Simplify the cart page.",
+                "as_of": as_of,
+            },
+        ]
+    )
+    methods = (
+        "random",
+        "global_popularity",
+        "segment_popularity",
+        "content",
+        "item_knn",
+        "user_knn",
+        "hybrid",
+    )
+    evaluation = pl.DataFrame(
+        [
+            {
+                "method": m,
+                "is_baseline": m in methods[:3],
+                "k": 10,
+                "hr_at_k": 0.1 + 0.05 * i,
+                "ndcg_at_k": 0.05 + 0.03 * i,
+                "recall_at_k": 0.04 + 0.02 * i,
+                "map_at_k": 0.03 + 0.01 * i,
+                "coverage": 1.0 - 0.1 * i,
+                "novelty": 7.0 - 0.3 * i,
+                "users_evaluated": 250,
+                "cutoff_ts": cutoff - timedelta(days=7),
+                "test_end_ts": cutoff,
+                "note": "",
+            }
+            for i, m in enumerate(methods)
+        ]
+    )
+    rejects = pl.DataFrame(
+        schema={
+            "source_file": pl.String,
+            "row_number": pl.Int64,
+            "reason": pl.String,
+            "raw": pl.String,
+            "ingested_at": pl.Datetime("us"),
+        }
+    )
+    return {
+        t.USERS: world.users,
+        t.PAGES: pages,
+        t.EVENTS: world.events,
+        t.EVENT_REJECTS: rejects,
+        t.USER_FEATURES: features,
+        t.USER_SEGMENTS: segments,
+        t.SEGMENT_PROFILES: profiles,
+        t.MODEL_METRICS: pl.DataFrame(metrics_rows),
+        t.MODEL_CARDS: pl.DataFrame(card_rows),
+        t.MODEL_CURVES: pl.DataFrame(curve_rows),
+        t.USER_PREDICTIONS: predictions,
+        t.DAILY_TRENDS: daily,
+        t.WEEKLY_TRENDS: weekly,
+        t.SEGMENT_TRENDS: segment_trends,
+        t.FUNNEL_DAILY: _funnel(days, None, rng),
+        t.FUNNEL_SEGMENTS: _funnel(days, segment_map, rng),
+        t.RETENTION_COHORTS: retention,
+        t.LIFECYCLE_WEEKLY: lifecycle,
+        t.ANOMALIES: anomalies,
+        t.ANOMALY_HISTORY: history,
+        t.ANOMALY_SCORES: anomaly_scores,
+        t.SUMMARY: summary,
+        t.SIMILAR_PAGES: similar,
+        t.USER_RECOMMENDATIONS: recs,
+        t.ADMIN_INSIGHTS: insights,
+        t.REC_EVALUATION: evaluation,
+    }
+
+
+def build_snapshot(snapshot_dir: Path, *, omit: tuple[str, ...] = (), users: int = 300) -> Snapshot:
+    """Publish a serving snapshot of a small synthetic world into ``snapshot_dir``."""
+    world = generate_world(WorldSpec(users=users, days=DAYS, seed=3, start_date=START))
+    frames = contract_tables(world, np.random.default_rng(3))
+    con = duckdb.connect()
+    for name, frame in frames.items():
+        if name in omit:
+            continue
+        con.register("frame_view", frame)
+        con.execute(f'CREATE TABLE "{name}" AS SELECT * FROM frame_view')
+        con.unregister("frame_view")
+    published = [n for n in t.SERVING_TABLES if n in frames and n not in omit]
+    now = datetime(2026, 2, 2, 3, 0, 0)
+    meta = pl.DataFrame(
+        [
+            {
+                "snapshot_id": "test-snapshot",
+                "run_id": "run-1",
+                "materialized_at": now,
+                "data_start": START,
+                "data_end": START + timedelta(days=DAYS - 1),
+                "tables": ",".join(published),
+                "missing_tables": ",".join(omit),
+            }
+        ]
+    )
+    checks = pl.DataFrame(
+        [
+            {
+                "asset_key": "daily_trends",
+                "check_name": "reconciles_with_events",
+                "passed": True,
+                "severity": "ERROR",
+                "blocking": True,
+                "description": "totals match the events",
+                "evaluated_at": now,
+                "run_id": "run-1",
+            },
+            {
+                "asset_key": "anomalies",
+                "check_name": "detection_f1",
+                "passed": False,
+                "severity": "WARN",
+                "blocking": False,
+                "description": "F1 0.67 below 0.8",
+                "evaluated_at": now,
+                "run_id": "run-1",
+            },
+        ]
+    )
+    snap = publish_snapshot(
+        con,
+        published,
+        snapshot_dir,
+        "test-snapshot",
+        extra={t.SNAPSHOT_META: meta, t.CHECK_RESULTS: checks},
+    )
+    con.close()
+    return snap
+
+
+# --- AppTest -------------------------------------------------------------------------------------

@@ -1,0 +1,74 @@
+"""The events assets through Dagster: partitions are idempotent, bad config names the field."""
+
+import dagster as dg
+import duckdb
+import pytest
+from dagster_duckdb import DuckDBResource
+
+from ubap_assets.defs.events.assets import behaviour_source, events
+from ubap_assets.lib.warehouse_io import DuckDBWarehouseIOManager
+
+DAY = "2026-01-20"
+
+
+def _resources(path):
+    return {
+        "io_manager": DuckDBWarehouseIOManager(database=str(path)),
+        "warehouse": DuckDBResource(database=str(path)),
+    }
+
+
+def _rows(path, day):
+    with duckdb.connect(str(path), read_only=True) as con:
+        return con.execute(
+            "SELECT * FROM events WHERE event_ts::DATE = ?::DATE ORDER BY event_id", [day]
+        ).fetchall()
+
+
+def test_materializing_a_day_twice_gives_the_same_rows(tmp_path):
+    warehouse = tmp_path / "w.duckdb"
+    first = dg.materialize([events], partition_key=DAY, resources=_resources(warehouse))
+    assert first.success
+    checks = first.get_asset_check_evaluations()
+    assert checks and all(c.passed for c in checks), [c.check_name for c in checks if not c.passed]
+    rows = _rows(warehouse, DAY)
+    assert rows
+    neighbour = dg.materialize(
+        [events], partition_key="2026-01-21", resources=_resources(warehouse)
+    )
+    assert neighbour.success
+    again = dg.materialize([events], partition_key=DAY, resources=_resources(warehouse))
+    assert again.success
+    assert _rows(warehouse, DAY) == rows
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        total, ids = con.execute("SELECT count(*), count(DISTINCT event_id) FROM events").fetchone()
+    assert total == ids == len(rows) + len(_rows(warehouse, "2026-01-21"))
+
+
+def test_source_tables_materialize(tmp_path):
+    warehouse = tmp_path / "w.duckdb"
+    result = dg.materialize([behaviour_source], resources=_resources(warehouse))
+    assert result.success
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        users = con.execute("SELECT count(*) FROM users").fetchone()[0]
+        personas = con.execute("SELECT count(*) FROM user_personas").fetchone()[0]
+        rejects = con.execute("SELECT count(*) FROM event_rejects").fetchone()[0]
+    assert users == personas == 800
+    assert rejects == 0
+
+
+@pytest.mark.parametrize(
+    "config, field",
+    [({"users": -5}, "users"), ({"days": 0}, "days"), ({"seed": -1}, "seed")],
+)
+def test_invalid_config_fails_the_run_naming_the_field(tmp_path, config, field):
+    result = dg.materialize(
+        [events],
+        partition_key=DAY,
+        resources=_resources(tmp_path / "w.duckdb"),
+        run_config={"ops": {"events": {"config": config}}},
+        raise_on_error=False,
+    )
+    assert not result.success
+    failure = result.get_step_failure_events()[0]
+    assert field in failure.step_failure_data.error.message

@@ -1,0 +1,165 @@
+"""The synthetic generator: deterministic, realistic enough to learn from, anomalies planted."""
+
+from datetime import date, timedelta
+
+import polars as pl
+import pytest
+
+from ubap_assets.core import synthetic
+from ubap_assets.core.catalogue import page_catalogue
+from ubap_assets.core.schema import EVENT_TYPES, EVENTS_SCHEMA
+
+
+def test_a_day_is_deterministic_from_seed_and_date(tiny_spec):
+    pop = synthetic.population(tiny_spec)
+    pages = page_catalogue()
+    day = tiny_spec.start_date + timedelta(days=10)
+    first = synthetic.day_events(tiny_spec, day, pop, pages)
+    again = synthetic.day_events(tiny_spec, day, synthetic.population(tiny_spec), pages)
+    assert first.height > 0
+    assert first.equals(again)
+    other_seed = synthetic.WorldSpec(tiny_spec.users, tiny_spec.days, 99, tiny_spec.start_date)
+    other = synthetic.day_events(other_seed, day, synthetic.population(other_seed), pages)
+    assert not first.equals(other)
+
+
+def test_events_follow_the_schema(tiny_world):
+    events = tiny_world.events
+    assert events.schema == pl.Schema(EVENTS_SCHEMA)
+    assert events["event_id"].n_unique() == events.height
+    assert set(events["event_type"].unique()) == set(EVENT_TYPES)
+    purchases = events.filter(pl.col("event_type") == "purchase")
+    assert (purchases["revenue"] > 0).all()
+    assert events.filter(pl.col("event_type") != "purchase")["revenue"].null_count() == (
+        events.height - purchases.height
+    )
+    assert set(events["user_id"].unique()) <= set(tiny_world.users["user_id"])
+    assert set(events["page_id"].unique()) <= set(tiny_world.pages["page_id"])
+
+
+def test_catalogue_is_rich_enough_for_semantics():
+    pages = page_catalogue()
+    assert pages.height >= 150
+    assert pages["page_id"].n_unique() == pages.height
+    assert {"home", "category", "product", "blog", "pricing", "help", "checkout"} <= set(
+        pages["page_type"]
+    )
+    assert pages["description"].str.len_chars().min() > 30
+
+
+def _per_user(world) -> pl.DataFrame:
+    sessions = world.events.group_by("session_id", "user_id").agg(
+        (pl.col("event_type") == "page_view").sum().alias("views"),
+        (pl.col("event_type") == "purchase").any().alias("bought"),
+    )
+    return (
+        sessions.join(world.personas, on="user_id")
+        .group_by("persona")
+        .agg(
+            (pl.col("views") == 1).mean().alias("bounce_rate"),
+            pl.col("bought").mean().alias("conversion"),
+            pl.len().alias("sessions"),
+        )
+    )
+
+
+def test_personas_drive_behaviour(tiny_world):
+    by_persona = {r["persona"]: r for r in _per_user(tiny_world).iter_rows(named=True)}
+    assert by_persona["bouncer"]["bounce_rate"] > 0.7
+    assert by_persona["buyer"]["bounce_rate"] < 0.3
+    assert by_persona["loyal"]["conversion"] > by_persona["browser"]["conversion"] * 3
+    assert by_persona["buyer"]["conversion"] > by_persona["researcher"]["conversion"] * 3
+    shares = tiny_world.personas["persona"].value_counts(normalize=True)
+    for row in shares.iter_rows(named=True):
+        expected = synthetic.PERSONAS[row["persona"]].share
+        assert row["proportion"] == pytest.approx(expected, abs=0.06)
+
+
+def test_researchers_read_blog_and_help(tiny_world):
+    views = (
+        tiny_world.events.filter(pl.col("event_type") == "page_view")
+        .join(tiny_world.pages.select("page_id", "page_type"), on="page_id")
+        .join(tiny_world.personas.select("user_id", "persona"), on="user_id")
+    )
+    share = views.group_by("persona").agg(
+        pl.col("page_type").is_in(["blog", "help"]).mean().alias("reading")
+    )
+    reading = dict(share.iter_rows())
+    assert reading["researcher"] > 2 * reading["buyer"]
+
+
+def test_users_favour_their_category(tiny_world):
+    views = (
+        tiny_world.events.filter(pl.col("event_type") == "page_view")
+        .join(
+            tiny_world.pages.filter(pl.col("page_type") == "product").select("page_id", "category"),
+            on="page_id",
+        )
+        .join(tiny_world.personas.select("user_id", "favourite_category"), on="user_id")
+    )
+    in_favourite = (views["category"] == views["favourite_category"]).mean()
+    assert in_favourite > 0.5  # eight categories: chance would be 1/8
+
+
+def test_weekly_seasonality(tiny_world):
+    daily = (
+        tiny_world.events.group_by(pl.col("event_ts").dt.date().alias("day"))
+        .agg(pl.col("session_id").n_unique().alias("sessions"))
+        .with_columns(pl.col("day").dt.weekday().alias("weekday"))
+    )
+    anomaly_days = tiny_world.anomalies["anomaly_date"]
+    daily = daily.filter(~pl.col("day").is_in(anomaly_days.implode()))
+    weekend = daily.filter(pl.col("weekday") >= 6)["sessions"].mean()
+    weekday = daily.filter(pl.col("weekday") <= 3)["sessions"].mean()
+    assert weekend < weekday
+
+
+def test_anomalies_are_planted_where_the_truth_says(tiny_world):
+    plan = tiny_world.anomalies
+    assert set(plan["kind"]) == {"checkout_outage", "campaign_spike", "bot_burst"}
+    assert plan["anomaly_date"].min() >= tiny_world.events["event_ts"].min().date() + timedelta(21)
+    daily = (
+        tiny_world.events.group_by(pl.col("event_ts").dt.date().alias("day"))
+        .agg(
+            pl.col("session_id").n_unique().alias("sessions"),
+            (pl.col("event_type") == "page_view").sum().alias("page_views"),
+            pl.col("session_id")
+            .filter(pl.col("event_type") == "purchase")
+            .n_unique()
+            .alias("buyers"),
+        )
+        .with_columns((pl.col("buyers") / pl.col("sessions")).alias("conversion_rate"))
+    )
+    typical = daily.filter(~pl.col("day").is_in(plan["anomaly_date"].implode())).median()
+    for row in plan.iter_rows(named=True):
+        on_day = daily.filter(pl.col("day") == row["anomaly_date"]).row(0, named=True)
+        if row["kind"] == "checkout_outage":
+            assert on_day["conversion_rate"] < 0.4 * typical["conversion_rate"][0]
+        elif row["kind"] == "campaign_spike":
+            assert on_day["sessions"] > 1.3 * typical["sessions"][0]
+        else:
+            assert on_day["page_views"] > 1.3 * typical["page_views"][0]
+
+
+def test_no_anomalies_in_too_short_a_history():
+    spec = synthetic.WorldSpec(users=50, days=20, seed=1, start_date=date(2026, 1, 1))
+    assert synthetic.anomaly_plan(spec).height == 0
+
+
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [({"users": 0}, "users"), ({"days": 0}, "days"), ({"seed": -1}, "seed")],
+)
+def test_invalid_spec_names_the_field(kwargs, field):
+    with pytest.raises(ValueError, match=field):
+        synthetic.WorldSpec(**kwargs)
+
+
+def test_sessions_stay_inside_their_day(tiny_world):
+    spans = tiny_world.events.group_by("session_id").agg(
+        pl.col("event_ts").min().dt.date().alias("first"),
+        pl.col("event_ts").max().dt.date().alias("last"),
+        pl.col("user_id").n_unique().alias("users"),
+    )
+    assert (spans["first"] == spans["last"]).all()
+    assert (spans["users"] == 1).all()

@@ -1,0 +1,264 @@
+"""Recommendations: interactions, similar pages, the hybrid, bad input, and the assets in Dagster."""
+
+from datetime import datetime, timedelta
+
+import dagster as dg
+import duckdb
+import numpy as np
+import polars as pl
+import pytest
+from dagster_duckdb import DuckDBResource
+
+from ubap_assets.core import recommend as rec
+from ubap_assets.core.catalogue import page_catalogue
+from ubap_assets.lib.embedder import HashingEmbedder
+from ubap_assets.lib.warehouse_io import DuckDBWarehouseIOManager
+
+T0 = datetime(2026, 3, 1)
+
+
+def _pages(n: int = 6) -> pl.DataFrame:
+    rows = [
+        ("h", "/", "Home", "The shop", "Site", "home"),
+        ("a", "/a", "Quiet ANC headphones", "Over-ear noise cancelling", "Audio", "product"),
+        ("b", "/b", "Sport earbuds", "Wireless noise cancelling earbuds", "Audio", "product"),
+        ("c", "/c", "Coffee grinder", "Burr grinder for espresso", "Kitchen", "product"),
+        ("d", "/d", "Espresso machine", "Pump espresso machine", "Kitchen", "product"),
+        ("e", "/e", "", None, None, "blog"),  # a page with no text at all
+    ][:n]
+    return pl.DataFrame(rows, schema=["page_id", "url", "title", "description", "category",
+                                      "page_type"], orient="row").with_columns(price=pl.lit(1.0))
+
+
+def _events(rows: list[tuple[str, str, str, int]]) -> pl.DataFrame:
+    """(user, page, event_type, days before T0 + 10d)."""
+    return pl.DataFrame(
+        [{"event_id": f"e{i}", "user_id": u, "session_id": f"s{u}{d}", "event_ts":
+          T0 + timedelta(days=10 - d, hours=i % 5), "event_type": t, "page_id": p,
+          "device": "mobile", "traffic_source": "organic", "revenue": None}
+         for i, (u, p, t, d) in enumerate(rows)],
+        schema={"event_id": pl.String, "user_id": pl.String, "session_id": pl.String,
+                "event_ts": pl.Datetime("us"), "event_type": pl.String, "page_id": pl.String,
+                "device": pl.String, "traffic_source": pl.String, "revenue": pl.Float64},
+    )
+
+
+def _con(events: pl.DataFrame) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect()
+    con.register("_ev", events)
+    con.execute("CREATE TABLE events AS SELECT * FROM _ev")
+    return con
+
+
+def _model(pages, events, params=rec.RecParams(k=3), segments=None):
+    texts = rec.page_texts(pages)
+    emb = rec.embeddings_frame(texts, HashingEmbedder().embed(texts["text"].to_list()), "hash")
+    con = _con(events)
+    end = rec.data_end(con)
+    frame = rec.load_interactions(con, end - timedelta(days=90), end, params)
+    cat = rec.build_catalogue(pages, emb, params)
+    return rec.fit(cat, rec.build_interactions(frame, cat), params, segments), end, emb
+
+
+SMALL = [
+    ("u1", "a", "page_view", 1), ("u1", "a", "purchase", 1), ("u1", "b", "page_view", 2),
+    ("u2", "a", "page_view", 3), ("u2", "b", "add_to_cart", 3), ("u2", "c", "page_view", 20),
+    ("u3", "c", "page_view", 1), ("u3", "d", "page_view", 1), ("u3", "d", "purchase", 1),
+    ("u4", "h", "page_view", 1),
+]
+
+
+def test_interactions_weight_event_types_and_decay():
+    con = _con(_events([("u", "a", "page_view", 0), ("u", "b", "purchase", 0),
+                        ("v", "a", "page_view", 0), ("v", "b", "page_view", 28)]))
+    end = rec.data_end(con)
+    frame = rec.load_interactions(con, end - timedelta(days=90), end, rec.RecParams())
+    w = {(r["user_id"], r["page_id"]): r for r in frame.iter_rows(named=True)}
+    assert w[("u", "b")]["weight"] > w[("u", "a")]["weight"]  # purchase > view
+    assert w[("u", "b")]["converted"] and not w[("u", "a")]["converted"]
+    # 28 days old with a 14-day half-life: a quarter of a fresh view (same time of day)
+    ratio = w[("v", "b")]["weight"] / w[("v", "a")]["weight"]
+    assert ratio == pytest.approx(0.25, rel=0.05)
+
+
+def test_page_texts_and_empty_page():
+    texts = rec.page_texts(_pages())
+    row = texts.filter(pl.col("page_id") == "e").row(0, named=True)
+    assert row["text"] == "" and not row["has_text"]
+    assert texts.filter(pl.col("page_id") == "a")["text"][0] == (
+        "Quiet ANC headphones. Over-ear noise cancelling. Audio")
+
+
+def test_similar_pages_skips_self_and_textless_pages():
+    model, _, emb = _model(_pages(), _events(SMALL))
+    sim = rec.similar_pages(emb, _pages(), k=2)
+    assert sim.filter(pl.col("page_id") == pl.col("similar_page_id")).is_empty()
+    assert "e" not in sim["page_id"].to_list() and "e" not in sim["similar_page_id"].to_list()
+    assert sim.group_by("page_id").len()["len"].max() == 2
+    assert sim.filter(pl.col("page_id") == "a")["similar_page_id"][0] == "b"
+    assert sim["similarity"].is_nan().sum() == 0
+
+
+def test_recommend_every_user_gets_k_explained_rows():
+    model, end, _ = _model(_pages(), _events(SMALL))
+    recs = rec.recommend(model, ["u1", "u2", "u3", "u4", "ghost"], end)
+    counts = recs.group_by("user_id").agg(pl.len(), pl.col("page_id").n_unique().alias("d"))
+    assert counts.height == 5 and set(counts["len"]) == {3} and set(counts["d"]) == {3}
+    assert "h" not in recs["page_id"].to_list()  # navigation pages are never candidates
+    # converted pages are excluded: u1 bought a, u3 bought d
+    assert recs.filter((pl.col("user_id") == "u1") & (pl.col("page_id") == "a")).is_empty()
+    assert recs.filter((pl.col("user_id") == "u3") & (pl.col("page_id") == "d")).is_empty()
+    ghost = recs.filter(pl.col("user_id") == "ghost")
+    assert set(ghost["source"]) == {"global_popularity"}
+    assert ghost["reason"][0].startswith("no history yet")
+    assert set(recs.filter(pl.col("user_id") == "u2")["source"]) == {"hybrid"}
+    assert recs["reason"].str.len_chars().min() > 0
+    assert recs["score"].is_nan().sum() == 0 and recs["score"].null_count() == 0
+    assert recs["generated_at"][0] == end
+
+
+def test_hybrid_prefers_pages_like_the_users_history():
+    model, end, _ = _model(_pages(), _events(SMALL))
+    top = rec.recommend(model, ["u3"], end).filter(pl.col("rank") == 1)
+    assert top["page_id"][0] in {"c"}  # the other kitchen page, not headphones
+    reason = rec.recommend(model, ["u1"], end).filter(pl.col("page_id") == "b")
+    assert reason.height == 1
+
+
+def test_exclude_seen_and_repeat_fill_when_catalogue_runs_out():
+    params = rec.RecParams(k=4, exclude="seen")
+    model, end, _ = _model(_pages(), _events(SMALL), params)
+    recs = rec.recommend(model, ["u2"], end)
+    assert recs.height == 4  # 5 candidates, u2 saw a, b, c
+    fresh = recs.filter(pl.col("source") != "repeat")["page_id"].to_list()
+    assert set(fresh) == {"d", "e"}
+    assert recs.filter(pl.col("source") == "repeat")["page_id"].is_in(["a", "b", "c"]).all()
+    assert recs.filter(pl.col("source") == "repeat")["rank"].min() == 3
+
+
+def test_segment_popularity_for_cold_users_and_fallback():
+    seg = pl.DataFrame({"user_id": ["u3", "newbie"], "segment_id": [1, 1],
+                        "segment_name": ["kitchen fans", "kitchen fans"]})
+    model, end, _ = _model(_pages(), _events(SMALL), rec.RecParams(k=2), seg)
+    recs = rec.recommend(model, ["newbie", "stranger"], end)
+    newbie = recs.filter(pl.col("user_id") == "newbie")
+    assert set(newbie["source"]) == {"segment_popularity"}
+    assert "kitchen fans" in newbie["reason"][0]
+    assert newbie["page_id"][0] == "d"  # what u3's segment engaged with most
+    stranger = recs.filter(pl.col("user_id") == "stranger")
+    assert set(stranger["source"]) == {"global_popularity"}
+    assert stranger["page_id"][0] == "a"  # the site's most popular page
+
+
+def test_catalogue_of_one_page():
+    pages = _pages(2)  # home + one product
+    model, end, emb = _model(pages, _events([("u1", "a", "page_view", 1)]))
+    assert rec.similar_pages(emb.filter(pl.col("page_id") == "a"), pages).is_empty()
+    recs = rec.recommend(model, ["u1", "u2"], end)
+    assert recs.height == 2 and set(recs["page_id"]) == {"a"}
+
+
+def test_bad_input_messages():
+    with pytest.raises(rec.RecommendationError, match="weights"):
+        rec.RecParams(w_content=-1).validate()
+    with pytest.raises(rec.RecommendationError, match="exclude"):
+        rec.RecParams(exclude="everything").validate()
+    with pytest.raises(rec.RecommendationError, match="pages table is empty"):
+        rec.page_texts(_pages().clear())
+    con = _con(_events(SMALL).clear())
+    with pytest.raises(rec.RecommendationError, match="events table is empty"):
+        rec.data_end(con)
+
+
+def test_no_history_at_all_still_gives_everyone_k():
+    pages = _pages()
+    # the only event is on a page that is not in the catalogue: no usable history at all
+    model, _, _ = _model(pages, _events([("u9", "zz", "page_view", 1)]))
+    assert model.train.n_users == 0
+    recs = rec.recommend(model, ["a", "b"], T0)
+    assert recs.height == 6 and set(recs["source"]) == {"global_popularity"}
+
+
+def test_recommendations_on_synthetic_world(tiny_world):
+    con = duckdb.connect()
+    con.register("_ev", tiny_world.events)
+    con.execute("CREATE TABLE events AS SELECT * FROM _ev")
+    params = rec.RecParams()
+    texts = rec.page_texts(tiny_world.pages)
+    emb = rec.embeddings_frame(texts, HashingEmbedder().embed(texts["text"].to_list()), "h")
+    end = rec.data_end(con)
+    cat = rec.build_catalogue(tiny_world.pages, emb, params)
+    model = rec.fit(cat, rec.build_interactions(
+        rec.load_interactions(con, end - timedelta(days=90), end, params), cat), params)
+    users = tiny_world.users["user_id"].to_numpy()
+    recs = rec.recommend(model, users, end)
+    assert recs.height == len(users) * params.k
+    # a user's favourite category dominates their hybrid list
+    fav = tiny_world.personas.select("user_id", "favourite_category")
+    cats = recs.filter(pl.col("source") == "hybrid").join(
+        tiny_world.pages.select("page_id", "category"), on="page_id").join(fav, on="user_id")
+    share = (cats["category"] == cats["favourite_category"]).mean()
+    assert share > 0.3, f"only {share:.0%} of hybrid picks are in the favourite category"
+    assert np.isfinite(recs["score"].to_numpy()).all()
+
+
+@pytest.fixture
+def warehouse_file(tmp_path, tiny_world):
+    path = str(tmp_path / "w.duckdb")
+    con = duckdb.connect(path)
+    w = tiny_world
+    for name, frame in (("events", w.events), ("pages", w.pages), ("users", w.users)):
+        con.register("_f", frame)
+        con.execute(f"CREATE TABLE {name} AS SELECT * FROM _f")
+        con.unregister("_f")
+    seg = w.personas.select("user_id", segment_id=pl.col("persona").rank("dense").cast(pl.Int64),
+                            segment_name=pl.col("persona"))
+    con.register("_f", seg)
+    con.execute("CREATE TABLE user_segments AS SELECT * FROM _f")
+    con.close()
+    return path
+
+
+@pytest.mark.slow
+def test_assets_materialize_with_checks(warehouse_file):
+    from ubap_assets.defs.events.assets import pages as pages_asset
+    from ubap_assets.defs.events.assets import users as users_asset
+    from ubap_assets.defs.recommendations import assets, checks
+
+    mine = [assets.page_embeddings, assets.similar_pages, assets.user_recommendations,
+            assets.rec_evaluation, assets.admin_insights]
+    result = dg.materialize(
+        [*mine, pages_asset, users_asset, checks.hybrid_beats_popularity,
+         checks.every_user_gets_k, checks.no_self_neighbours, checks.embeddings_unit_length],
+        selection=[a.key for a in mine],
+        resources={
+            "io_manager": DuckDBWarehouseIOManager(database=warehouse_file),
+            "warehouse": DuckDBResource(database=warehouse_file),
+            "embedder": HashingEmbedder(),
+        },
+    )
+    assert result.success
+    evaluations = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    assert evaluations["every_user_gets_k"] and evaluations["embeddings_unit_length"]
+    assert evaluations["no_self_neighbours"]
+    with duckdb.connect(warehouse_file, read_only=True) as con:
+        ev = con.execute("SELECT method, ndcg_at_k, users_evaluated, note FROM rec_evaluation"
+                         ).pl()
+        kinds = con.execute("SELECT DISTINCT kind FROM admin_insights").pl()["kind"].to_list()
+        emb_type = con.execute("SELECT data_type FROM information_schema.columns WHERE "
+                               "table_name='page_embeddings' AND column_name='embedding'"
+                               ).fetchone()[0]
+        n_users = con.execute("SELECT count(DISTINCT user_id) FROM user_recommendations"
+                              ).fetchone()[0]
+    assert emb_type == "FLOAT[]"
+    assert n_users == 800
+    assert set(ev["method"]) >= {"random", "global_popularity", "hybrid", "user_knn"}
+    assert ev["users_evaluated"].min() > 50
+    assert "segments from user_segments" in ev["note"][0]
+    assert kinds, "admin_insights should find something on the synthetic site"
+
+
+def test_catalogue_constant_is_recommendable():
+    params = rec.RecParams()
+    cat = rec.build_catalogue(page_catalogue(), None, params)
+    assert 100 < cat.recommendable.sum() < cat.size

@@ -1,0 +1,33 @@
+"""Anomalies found by the detectors."""
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Query
+
+from ubap_api.deps import DateRangeDep, PagingDep, ReaderDep, require_token
+from ubap_api.records import page_of
+from ubap_api.schemas import Anomaly, Page, RecentAnomaly
+
+router = APIRouter(
+    prefix="/api/anomalies", tags=["anomalies"], dependencies=[Depends(require_token)]
+)
+
+
+@router.get("", response_model=Page[Anomaly])
+def anomalies(
+    reader: ReaderDep,
+    dates: DateRangeDep,
+    paging: PagingDep,
+    metric: Annotated[str | None, Query(max_length=64, description="e.g. conversion_rate")] = None,
+    dimension: Annotated[
+        Literal["all", "device", "traffic_source", "segment"] | None, Query()
+    ] = None,
+) -> dict:
+    """Every flagged day x scope x metric over the whole history, newest first."""
+    return page_of(reader.anomaly_history(dates.start, dates.end, metric, dimension), paging)
+
+
+@router.get("/recent", response_model=Page[RecentAnomaly])
+def recent(reader: ReaderDep, paging: PagingDep) -> dict:
+    """Flagged points of the latest period (7 complete days by default), largest first."""
+    return page_of(reader.anomalies_recent(), paging)

@@ -1,0 +1,33 @@
+"""The narrative summary of the latest period."""
+
+import json
+
+from fastapi import APIRouter, Depends, HTTPException
+
+from ubap_api.deps import ReaderDep, require_token
+from ubap_api.schemas import Summary
+
+router = APIRouter(prefix="/api/summary", tags=["summary"], dependencies=[Depends(require_token)])
+
+
+def _split(text: str | None) -> list[str]:
+    return [part for part in (text or "").split(",") if part]
+
+
+@router.get("/llm", response_model=Summary)
+def llm_summary(reader: ReaderDep) -> dict:
+    """The latest period in words (Gemini when configured, else deterministic), with its facts."""
+    row = reader.summary()
+    if row is None:
+        raise HTTPException(404, detail="the summary table is empty: materialize 'summary'")
+    try:
+        facts = json.loads(row.get("facts_json") or "{}")
+    except json.JSONDecodeError:
+        facts = {}
+    return {
+        **row,
+        "facts": facts if isinstance(facts, dict) else {"facts": facts},
+        "source_tables": _split(row.get("source_tables")),
+        "missing_tables": _split(row.get("missing_tables")),
+        "fallback_reason": row.get("fallback_reason") or "",
+    }

@@ -1,0 +1,35 @@
+"""One user: profile, segment, predictions with reasons, recent activity, recommendations."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query
+
+from ubap_api.deps import ReaderDep, require_token
+from ubap_api.records import not_found, records, with_reasons
+from ubap_api.schemas import UserDetail
+from ubap_assets.warehouse import tables as t
+
+router = APIRouter(prefix="/api/users", tags=["users"], dependencies=[Depends(require_token)])
+
+
+@router.get("/{user_id}", response_model=UserDetail)
+def user_detail(
+    reader: ReaderDep,
+    user_id: Annotated[str, Path(min_length=1, max_length=200)],
+    activity: Annotated[int, Query(ge=1, le=200, description="Recent events to return.")] = 20,
+) -> dict:
+    """Everything known about one user in the current snapshot."""
+    user = reader.user(user_id)
+    if user is None:
+        raise not_found("user", user_id, "see /api/predictions/high-value/best for user ids")
+    prediction = reader.user_prediction(user_id)
+    recs = None
+    if reader.has_table(t.USER_RECOMMENDATIONS):
+        recs = reader.user_recommendations(user_id, 5)
+    return {
+        "user": user,
+        "segment": reader.user_segment(user_id),
+        "predictions": with_reasons(prediction) if prediction else None,
+        "recent_activity": records(reader.recent_activity(user_id, activity)),
+        "recommendations": records(recs) if recs is not None else [],
+    }

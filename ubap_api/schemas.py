@@ -1,0 +1,377 @@
+"""Response models: one per resource, lists wrapped as {data, count, total, limit, offset}.
+
+Columns follow docs/tables/*.md (the producers' contract).
+"""
+
+from datetime import date, datetime
+from typing import Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+T = TypeVar("T")
+
+
+class Row(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class Page(BaseModel, Generic[T]):
+    data: list[T]
+    count: int = Field(description="Rows in this page.")
+    total: int = Field(description="Rows matching the filters, all pages.")
+    limit: int
+    offset: int
+
+
+# --- service ---
+class Health(BaseModel):
+    status: str = Field(description="'ok' when a snapshot is being served, else 'no_snapshot'.")
+    snapshot_id: str | None
+
+
+class CheckResult(Row):
+    asset_key: str
+    check_name: str
+    passed: bool
+    severity: str
+    blocking: bool
+    description: str
+    evaluated_at: datetime
+    run_id: str
+
+
+class Meta(BaseModel):
+    snapshot_id: str
+    run_id: str | None
+    materialized_at: datetime | None
+    age_seconds: float | None = Field(description="Seconds since the snapshot was published.")
+    data_start: date | None
+    data_end: date | None
+    tables: list[str]
+    missing_tables: list[str]
+    checks_total: int
+    checks_failed: int
+    checks: list[CheckResult]
+
+
+# --- trends ---
+class TrendMetrics(Row):
+    active_users: int
+    new_users: int
+    returning_users: int
+    sessions: int
+    converted_sessions: int
+    bounced_sessions: int
+    events: int
+    page_views: int
+    purchases: int
+    revenue: float
+    conversion_rate: float
+    bounce_rate: float
+    mean_session_duration_s: float
+    pages_per_session: float
+    is_complete: bool
+
+
+class DailyTrend(TrendMetrics):
+    day: date
+    dimension: str
+    dimension_value: str
+
+
+class WeeklyTrend(TrendMetrics):
+    week_start: date
+    dimension: str
+    dimension_value: str
+    days_with_data: int
+
+
+class SegmentTrend(TrendMetrics):
+    day: date
+    segment_id: str
+    segment_name: str
+
+
+# --- segments ---
+class SegmentProfile(Row):
+    segment_id: int
+    segment_name: str
+    users: int
+    share: float
+    conversion_rate: float
+    sessions: float
+    pages_per_session: float
+    avg_session_minutes: float
+    bounce_rate: float
+    product_share: float
+    blog_share: float
+    help_share: float
+    add_to_cart_rate: float
+    purchases: float
+    revenue: float
+    recency_days: float
+    active_days: float
+
+
+class SegmentShare(Row):
+    segment_id: int
+    segment_name: str
+    users: int
+    share: float
+    conversion_rate: float
+
+
+class SegmentSummary(BaseModel):
+    k: int
+    users: int
+    silhouette: float
+    davies_bouldin: float
+    ward_silhouette: float | None
+    ward_agreement_ari: float | None
+    persona_ari: float | None = Field(description="Null without ground truth (ingested data).")
+    run_id: str | None
+    segments: list[SegmentShare]
+
+
+class UserSegment(Row):
+    segment_id: int
+    segment_name: str
+    distance_to_centroid: float | None = None
+    persona: str | None = None
+
+
+# --- predictions ---
+class SegmentPrediction(Row):
+    segment_id: str
+    segment_name: str | None
+    users: int
+    mean_conversion_probability: float
+    mean_at_risk_probability: float
+    at_risk_users: int
+    at_risk_share: float
+    expected_converters: float
+
+
+class ScoredUser(Row):
+    user_id: str
+    conversion_probability: float
+    conversion_rank: int
+    at_risk_probability: float
+    at_risk: bool
+    at_risk_rank: int
+    reasons: list[str]
+    segment_id: str | None = None
+    segment_name: str | None = None
+    conversion_model: str
+    bounce_model: str
+    model_version: str
+    scored_at: datetime
+
+
+class ModelMetric(Row):
+    task: str
+    model: str
+    roc_auc: float
+    pr_auc: float
+    brier: float | None = None
+    log_loss: float | None = None
+    threshold: float | None = None
+    f1: float | None = None
+    precision: float | None = None
+    recall: float | None = None
+    auc_vs_ceiling: float | None = None
+    is_best: bool
+    n_train: int | None = None
+    n_valid: int | None = None
+    valid_positive_rate: float | None = None
+    horizon_days: int | None = None
+    model_version: str | None = None
+
+
+# --- recommendations ---
+class Recommendation(Row):
+    rank: int
+    page_id: str
+    title: str
+    score: float
+    source: str
+    top_signal: str
+    reason: str
+    generated_at: datetime
+
+
+class UserRecommendations(BaseModel):
+    user_id: str
+    data: list[Recommendation]
+    count: int
+
+
+class SimilarPage(Row):
+    rank: int
+    similar_page_id: str
+    similar_title: str
+    similarity: float
+    same_category: bool
+
+
+class PageInfo(Row):
+    page_id: str
+    url: str
+    title: str
+    category: str
+    page_type: str
+    price: float | None = None
+
+
+class PageRecommendations(BaseModel):
+    page: PageInfo
+    data: list[SimilarPage]
+    count: int
+
+
+class AdminInsight(Row):
+    insight_id: str
+    kind: str
+    severity: str
+    subject: str
+    subject_title: str
+    metric: str
+    value: float
+    baseline: float
+    volume: int
+    details: str
+    suggested_action: str
+    as_of: date
+
+
+class RecEvaluation(Row):
+    method: str
+    is_baseline: bool
+    k: int
+    hr_at_k: float
+    ndcg_at_k: float
+    recall_at_k: float
+    map_at_k: float
+    coverage: float
+    novelty: float
+    users_evaluated: int
+    cutoff_ts: datetime
+    test_end_ts: datetime
+    note: str | None = None
+
+
+# --- anomalies, summary ---
+class Anomaly(Row):
+    day: date
+    dimension: str
+    dimension_value: str
+    metric: str
+    value: float
+    expected: float
+    lower: float
+    upper: float
+    score: float
+    seasonal_score: float
+    level_score: float
+    is_anomaly: bool
+    direction: str
+    severity: str
+
+
+class RecentAnomaly(Anomaly):
+    as_of: date
+
+
+class Summary(BaseModel):
+    as_of: date
+    period_start: date
+    period_end: date
+    mode: str = Field(description="'llm' (written by Gemini) or 'deterministic'.")
+    model: str
+    narrative: str
+    facts: dict = Field(description="The numbers the narrative is grounded in.")
+    source_tables: list[str]
+    missing_tables: list[str]
+    fallback_reason: str
+    generated_at: datetime
+
+
+# --- funnels, retention ---
+class FunnelStep(Row):
+    step_index: int
+    step: str
+    sessions: int
+    step_conversion: float
+    overall_conversion: float
+    drop_off: int
+    drop_off_rate: float
+
+
+class Funnel(BaseModel):
+    start: date | None
+    end: date | None
+    segment_id: str
+    steps: list[FunnelStep]
+
+
+class FunnelDay(FunnelStep):
+    day: date
+    is_complete: bool
+
+
+class RetentionCohort(Row):
+    cohort_week: date
+    weeks_since: int
+    cohort_size: int
+    active_users: int
+    retention_rate: float
+    is_complete: bool
+
+
+class LifecycleWeek(Row):
+    week_start: date
+    state: str
+    users: int
+    signed_users: int
+    quick_ratio: float
+    is_complete: bool
+
+
+# --- users ---
+class User(Row):
+    user_id: str
+    signup_date: date | None
+    country: str | None
+    device: str | None
+    traffic_source: str | None
+
+
+class Activity(Row):
+    event_ts: datetime
+    event_type: str
+    page_id: str | None
+    page_title: str | None
+    session_id: str | None
+    device: str | None
+    revenue: float | None
+
+
+class UserPrediction(Row):
+    conversion_probability: float
+    conversion_rank: int
+    at_risk_probability: float
+    at_risk: bool
+    at_risk_rank: int
+    reasons: list[str]
+    conversion_model: str
+    bounce_model: str
+    model_version: str
+    scored_at: datetime
+
+
+class UserDetail(BaseModel):
+    user: User
+    segment: UserSegment | None = Field(description="Null before segmentation has run.")
+    predictions: UserPrediction | None = Field(description="Null when the user was not scored.")
+    recent_activity: list[Activity]
+    recommendations: list[Recommendation]

@@ -1,0 +1,72 @@
+"""Plain-word reasons for a prediction, from XGBoost feature contributions (SHAP values).
+
+Dagster-free. For each user the three features with the largest absolute contribution to the
+XGBoost margin are phrased as "<what the user did> (raises/lowers the purchase chance)".
+"""
+
+import numpy as np
+import polars as pl
+import xgboost as xgb
+
+from ubap_assets.core.models import Design
+
+_PHRASES: dict[str, str] = {
+    "recency_days": "last visit {v:.0f} days ago",
+    "active_days": "active on {v:.0f} days",
+    "sessions": "{v:.0f} visit(s)",
+    "sessions_last_7d": "{v:.0f} visit(s) in the last 7 days",
+    "events": "{v:.0f} interactions",
+    "page_views": "{v:.0f} pages viewed",
+    "pages_per_session": "{v:.1f} pages per visit",
+    "avg_session_minutes": "visits last {v:.1f} minutes on average",
+    "bounce_rate": "{v:.0%} of visits were single-page bounces",
+    "product_share": "{v:.0%} of pages viewed were products",
+    "blog_share": "{v:.0%} of pages viewed were blog posts",
+    "help_share": "{v:.0%} of pages viewed were help pages",
+    "searches": "{v:.0f} search(es)",
+    "add_to_cart": "added {v:.0f} item(s) to the cart",
+    "add_to_cart_rate": "{v:.2f} cart additions per visit",
+    "checkout_starts": "started {v:.0f} checkout(s)",
+    "purchases": "{v:.0f} past purchase(s)",
+    "purchase_rate": "{v:.2f} purchases per visit",
+    "revenue": "spent {v:,.0f} so far",
+    "days_since_signup": "signed up {v:.0f} days ago",
+}
+
+
+def phrase(feature: str, value: float, contribution: float, outcome: str) -> str:
+    """One reason in plain words."""
+    if "=" in feature:
+        column, level = feature.split("=", 1)
+        what = column.replace("_", " ")
+        text = f"{what} is {level}" if value >= 0.5 else f"{what} is not {level}"
+    else:
+        text = _PHRASES.get(feature, feature.replace("_", " ") + " = {v:.2f}").format(v=value)
+    direction = "raises" if contribution > 0 else "lowers"
+    return f"{text} ({direction} the {outcome})"
+
+
+def contributions(model: xgb.XGBClassifier, x: np.ndarray) -> np.ndarray:
+    """Per-row, per-feature contributions to the margin (the bias column dropped)."""
+    booster = model.get_booster()
+    return booster.predict(xgb.DMatrix(x), pred_contribs=True)[:, :-1]
+
+
+def top_reasons(model: xgb.XGBClassifier, design: Design, frame: pl.DataFrame, top: int = 3,
+                outcome: str = "purchase chance") -> pl.DataFrame:
+    """``user_id`` plus ``reason_1..reason_<top>`` for every row of ``frame``."""
+    x = design.matrix(frame)
+    contrib = contributions(model, x)
+    order = np.argsort(-np.abs(contrib), axis=1)[:, :top]
+    names = design.names
+    rows = np.arange(len(x))
+    columns = {}
+    for r in range(top):
+        j = order[:, r]
+        values, c = x[rows, j], contrib[rows, j]
+        columns[f"reason_{r + 1}"] = [
+            phrase(names[jj], vv, cc, outcome) for jj, vv, cc in zip(j, values, c, strict=True)
+        ]
+    return frame.select("user_id").with_columns(
+        pl.Series(k, v, dtype=pl.String) for k, v in columns.items()
+    )

@@ -1,0 +1,582 @@
+"""ingest_files: event files of any supported shape -> events, rejects, users, pages."""
+
+import functools
+import os
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import polars as pl
+
+from ubap_assets.core.ingest.derive import (
+    UNKNOWN,
+    complete_pages,
+    derive_pages,
+    derive_sessions,
+    derive_users,
+    slug,
+    url_to_page_id,
+)
+from ubap_assets.core.ingest.errors import IngestError, MappingError
+from ubap_assets.core.ingest.mapping import (
+    IGNORE,
+    REQUIRED_FIELDS,
+    FieldSpec,
+    Mapping,
+    load_mapping,
+    norm_event,
+    resolve_columns,
+    suggest_mapping,
+)
+from ubap_assets.core.ingest.read import SUFFIXES, is_blank, list_files, scan_file
+from ubap_assets.core.ingest.timestamps import to_utc
+from ubap_assets.core.schema import (
+    EVENT_REJECTS_SCHEMA,
+    EVENT_TYPES,
+    EVENTS_SCHEMA,
+    PAGES_SCHEMA,
+    USERS_SCHEMA,
+)
+
+TEXT_FIELDS = (
+    "event_id",
+    "user_id",
+    "session_id",
+    "event_type",
+    "page_id",
+    "device",
+    "traffic_source",
+    "country",
+    "page_url",
+    "page_title",
+    "page_description",
+    "page_category",
+    "page_type",
+    "page_brand",
+)
+NUMBER_FIELDS = ("revenue", "page_price")
+# Two rows with the same values here are the same event (used when a file has no event ids).
+CONTENT = (
+    "user_id",
+    "session_id",
+    "event_ts",
+    "event_type",
+    "page_id",
+    "device",
+    "traffic_source",
+    "revenue",
+)
+# Internal frame: the events columns plus what users and pages are derived from.
+INTERNAL_SCHEMA: dict[str, pl.DataType] = {
+    **EVENTS_SCHEMA,
+    "country": pl.String,
+    "signup_date": pl.Date,
+    "page_url": pl.String,
+    "page_title": pl.String,
+    "page_description": pl.String,
+    "page_category": pl.String,
+    "page_type": pl.String,
+    "page_brand": pl.String,
+    "page_price": pl.Float64,
+}
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    events: pl.DataFrame  # EVENTS_SCHEMA, in the [start, end) window, sorted by event_ts
+    rejects: pl.DataFrame  # EVENT_REJECTS_SCHEMA, for the whole source
+    users: pl.DataFrame  # USERS_SCHEMA, from every loaded event of the source
+    pages: pl.DataFrame  # PAGES_SCHEMA, catalogue file plus pages derived from the events
+    files: list[str]  # files read
+    stats: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    loaded: pl.DataFrame  # INTERNAL_SCHEMA, every loaded row of the source
+    rejects: pl.DataFrame
+    users: pl.DataFrame
+    pages: pl.DataFrame
+    stats: dict[str, int]
+
+
+# --- one file -> canonical columns + a reject reason per row ---------------------------------
+
+
+def _text(col: str) -> pl.Expr:
+    value = pl.col(col).cast(pl.String).str.strip_chars()
+    return pl.when(value == "").then(None).otherwise(value)
+
+
+def _field_expr(spec: FieldSpec, columns: list[str], schema: pl.Schema, numeric: bool):
+    """(expression or None, columns used) for one target field of one file."""
+    if spec.value is not None:
+        return pl.lit(spec.value), []
+
+    def usable(cols: list[str]) -> list[str]:
+        return [c for c in cols if not isinstance(schema[c], pl.List | pl.Array | pl.Struct)]
+
+    if spec.concat:
+        parts, used = [], []
+        for names in spec.concat:
+            found = usable(resolve_columns(columns, names))
+            if not found:
+                return None, used
+            parts.append(pl.coalesce([_text(c) for c in found]))
+            used += found
+        return pl.concat_str(parts, separator=spec.sep), used
+    found = usable(resolve_columns(columns, spec.candidates))
+    if not found:
+        return None, []
+    if numeric and all(schema[c].is_numeric() for c in found):
+        return pl.coalesce([pl.col(c).cast(pl.Float64) for c in found]), found
+    return pl.coalesce([_text(c) for c in found]), found
+
+
+def _event_type_table(values: pl.Series, mapping: Mapping) -> dict[str, str | None]:
+    """Distinct source event names -> event type, IGNORE, or None (unknown)."""
+    table: dict[str, str | None] = {}
+    for raw in values.drop_nulls().unique().to_list():  # distinct names only: a handful
+        key = norm_event(raw)
+        target = mapping.event_types.get(key, key if key in EVENT_TYPES else None)
+        if target is None and mapping.unmapped_event_types != "reject":
+            policy = mapping.unmapped_event_types
+            target = IGNORE if policy == "ignore" else policy
+        table[raw] = target
+    return table
+
+
+def _number(col: str, schema_numeric: bool) -> tuple[pl.Expr, pl.Expr]:
+    """(value, is_bad) of a number column: text that is not a finite number is bad."""
+    raw = pl.col(col)
+    value = (
+        raw
+        if schema_numeric
+        else raw.str.replace_all(r"[\s$€£]", "").cast(pl.Float64, strict=False)
+    )
+    bad = raw.is_not_null() & (value.is_null() | ~value.is_finite())
+    return pl.when(bad).then(None).otherwise(value), bad
+
+
+def _read_canonical(path: str, mapping: Mapping, stats: dict[str, int]) -> pl.DataFrame | None:
+    """One file as INTERNAL_SCHEMA columns plus __file, __row and __reason (null = valid)."""
+    lf = scan_file(path)
+    schema = lf.collect_schema()
+    columns = list(schema)
+    exprs: dict[str, pl.Expr] = {}
+    used: set[str] = set()
+    ts_cols: list[str] = []
+    missing: list[str] = []
+    for name, spec in mapping.fields.items():
+        if name == "event_ts":
+            ts_cols = resolve_columns(columns, spec.candidates)
+            used.update(ts_cols)
+            if not ts_cols:
+                missing.append(name)
+            continue
+        expr, cols = _field_expr(spec, columns, schema, name in ("revenue", "page_price", "_"))
+        used.update(cols)
+        if expr is None:
+            if name in REQUIRED_FIELDS:
+                missing.append(name)
+            continue
+        exprs[name] = expr.alias(name)
+    broken = "__json_error" in columns
+    used.update(("__json_error", "__raw_line"))
+    for c in sorted(set(columns) - used):
+        key = f"unknown_column:{c}"
+        stats[key] = stats.get(key, 0) + 1
+
+    df = (
+        lf.with_row_index("__row", offset=1)
+        .select(
+            pl.col("__row").cast(pl.Int64),
+            *exprs.values(),
+            *[pl.col(c).alias(f"__ts{i}") for i, c in enumerate(ts_cols)],
+            (pl.col("__json_error") if broken else pl.lit(None, pl.String)).alias("__json_error"),
+        )
+        .collect()
+    )
+    stats["rows_read"] = stats.get("rows_read", 0) + df.height
+    if df.height == 0:
+        stats["empty_files"] = stats.get("empty_files", 0) + 1
+        return None
+
+    # Timestamps: the first candidate column that parses wins; mixed zones are fine per row.
+    parsed = [
+        to_utc(df[f"__ts{i}"], mapping.timestamp_format, mapping.time_zone)
+        for i in range(len(ts_cols))
+    ]
+    raw_ts = [df[f"__ts{i}"].cast(pl.String) for i in range(len(ts_cols))]
+    df = df.with_columns(
+        event_ts=pl.coalesce(parsed) if parsed else pl.lit(None, pl.Datetime("us")),
+        __ts_raw=pl.coalesce(raw_ts) if raw_ts else pl.lit(None, pl.String),
+    ).drop([f"__ts{i}" for i in range(len(ts_cols))])
+    for name in INTERNAL_SCHEMA:
+        if name not in df.columns:
+            df = df.with_columns(pl.lit(None, INTERNAL_SCHEMA[name]).alias(name))
+
+    table = _event_type_table(df["event_type"], mapping)
+    df = df.with_columns(
+        __type=pl.col("event_type").replace_strict(table, default=None, return_dtype=pl.String)
+    )
+    revenue, bad_revenue = _number("revenue", df.schema["revenue"].is_numeric())
+    price, _ = _number("page_price", df.schema["page_price"].is_numeric())
+    is_purchase = pl.col("__type") == "purchase"
+    signup = to_utc(
+        df["signup_date"].cast(pl.String)
+        if df["signup_date"].dtype == pl.Null
+        else df["signup_date"],
+        "auto",
+        mapping.time_zone,
+    ).dt.date()
+
+    def detail(code: str, col: str) -> pl.Expr:
+        return pl.format(code + ": '{}'", pl.col(col).cast(pl.String).str.slice(0, 60))
+
+    reason = (
+        pl.when(pl.col("__json_error").is_not_null())
+        .then(pl.format("bad_json: {}", pl.col("__json_error")))
+        .when(pl.lit(bool(missing)))
+        .then(pl.lit(_missing_reason(missing, mapping, columns)))
+        .when(pl.col("__type") == IGNORE)
+        .then(None)
+        .when(pl.col("__ts_raw").is_null())
+        .then(pl.lit("missing_timestamp"))
+        .when(pl.col("event_ts").is_null())
+        .then(detail("bad_timestamp", "__ts_raw"))
+        .when(pl.col("user_id").is_null())
+        .then(pl.lit("missing_user"))
+        .when(pl.col("event_type").is_null())
+        .then(pl.lit("missing_event_type"))
+        .when(pl.col("__type").is_null())
+        .then(detail("unknown_event_type", "event_type"))
+        .when(is_purchase & bad_revenue)
+        .then(detail("bad_revenue", "revenue"))
+        .when(is_purchase & (revenue < 0))
+        .then(detail("bad_revenue", "revenue"))
+    )
+    return df.with_columns(
+        __file=pl.lit(path),
+        __reason=reason,
+        __ignored=(pl.col("__type") == IGNORE).fill_null(False) & pl.lit(not missing),
+        __event_raw=pl.col("event_type"),
+        event_type=pl.col("__type"),
+        revenue=pl.when(is_purchase).then(revenue),
+        page_price=price,
+        signup_date=signup,
+    ).drop("__type", "__json_error")
+
+
+def _missing_reason(missing: list[str], mapping: Mapping, columns: list[str]) -> str:
+    wanted = "; ".join(
+        f"{f} (looked for {', '.join(mapping.fields[f].columns()) or 'nothing'})" for f in missing
+    )
+    hint = suggest_mapping(columns)
+    if hint and hint != mapping.name:
+        wanted += f"; the columns look like the {hint!r} mapping (UBAP_SOURCE_MAPPING={hint})"
+    return f"missing_column: no column for {wanted}"
+
+
+# --- the whole source -------------------------------------------------------------------------
+
+
+def _normalise(loaded: pl.LazyFrame) -> pl.LazyFrame:
+    """Lower-case devices and sources, and a page id for every event (from url or title)."""
+
+    def label(col: str) -> pl.Expr:
+        value = pl.col(col).str.to_lowercase().str.strip_chars("() ").str.replace_all(r"\s+", "_")
+        return pl.when(value.is_null() | (value == "")).then(pl.lit(UNKNOWN)).otherwise(value)
+
+    return loaded.with_columns(
+        device=label("device"),
+        traffic_source=label("traffic_source"),
+        page_id=pl.coalesce(
+            pl.col("page_id"),
+            url_to_page_id(pl.col("page_url")),
+            pl.when(pl.col("page_title").is_not_null()).then(
+                pl.lit("/") + slug(pl.col("page_title"))
+            ),
+            pl.lit(UNKNOWN),
+        ),
+    )
+
+
+def _raw_rows(rejected: pl.DataFrame) -> pl.DataFrame:
+    """The original text of each rejected row, as JSON, read back from its file."""
+    parts = []
+    for path in rejected["__file"].unique().sort().to_list():
+        rows = rejected.filter(pl.col("__file") == path)["__row"]
+        lf = scan_file(path, flatten=False)
+        cols = [c for c in lf.collect_schema().names() if c not in ("__json_error", "__raw_line")]
+        raw = pl.struct(cols).struct.json_encode()
+        if "__raw_line" in lf.collect_schema().names():
+            raw = pl.coalesce(pl.col("__raw_line"), raw)
+        parts.append(
+            lf.with_row_index("__row", offset=1)
+            .filter(pl.col("__row").is_in(rows.implode()))
+            .select(
+                pl.lit(path).alias("__file"),
+                pl.col("__row").cast(pl.Int64),
+                raw.alias("raw"),
+            )
+            .collect()
+        )
+    if not parts:
+        return pl.DataFrame(schema={"__file": pl.String, "__row": pl.Int64, "raw": pl.String})
+    return pl.concat(parts)
+
+
+def _read_pages_file(pages_file: str) -> pl.DataFrame:
+    files = list_files(pages_file)
+    if not files:
+        raise IngestError(f"pages file {pages_file!r} not found; give a CSV, Parquet or JSONL file")
+    lf = scan_file(files[0])
+    cols = lf.collect_schema().names()
+    aliases = {
+        "page_id": ("page_id", "id", "product_id", "item_id"),
+        "page_url": ("url", "page_url", "page_location", "path"),
+        "page_title": ("title", "page_title", "name", "item_name"),
+        "page_description": ("description", "page_description"),
+        "page_category": ("category", "page_category", "category_code", "item_category"),
+        "page_type": ("page_type", "type"),
+        "page_brand": ("brand", "item_brand"),
+        "page_price": ("price", "page_price", "item_price"),
+    }
+    exprs = []
+    for target, names in aliases.items():
+        found = resolve_columns(cols, names)
+        if target == "page_id" and not found:
+            raise IngestError(
+                f"pages file {files[0]} has no page_id column (columns: {', '.join(cols)}); "
+                "fix: name the id column page_id"
+            )
+        exprs.append((_text(found[0]) if found else pl.lit(None, pl.String)).alias(target))
+    df = lf.select(exprs).collect()
+    price, _ = _number("page_price", False)
+    return df.with_columns(page_price=price).unique("page_id", keep="first", maintain_order=True)
+
+
+def _prepare(files: tuple[str, ...], mapping: Mapping, pages_file: str | None) -> _Prepared:
+    stats: dict[str, int] = {"files_read": 0, "empty_files": 0, "rows_read": 0}
+    frames = []
+    for path in files:
+        stats["files_read"] += 1
+        if is_blank(path):
+            stats["empty_files"] += 1
+            continue
+        frame = _read_canonical(path, mapping, stats)
+        if frame is not None:
+            frames.append(frame)
+    if not frames:
+        raise IngestError(
+            f"no event rows in {len(files)} file(s) ({', '.join(files[:5])}): every file is empty "
+            "or holds only a header. Fix: add event rows, or check the source path (UBAP_SOURCE)."
+        )
+    ingested_at = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+    rows = pl.concat(frames, how="diagonal_relaxed")
+    rejected = rows.filter(pl.col("__reason").is_not_null())
+    ignored = rows.filter(pl.col("__reason").is_null() & pl.col("__ignored"))
+    valid = rows.filter(pl.col("__reason").is_null() & ~pl.col("__ignored"))
+    stats["rows_ignored"] = ignored.height
+    for name, n in ignored.group_by("__event_raw").len().sort("__event_raw").iter_rows():
+        stats[f"ignored:{name}"] = n
+
+    # Exact duplicates (same id and content, e.g. the same file twice) collapse into one event.
+    before = valid.height
+    valid = valid.unique(subset=["event_id", *CONTENT], keep="first", maintain_order=True)
+    stats["duplicates"] = before - valid.height
+    # The same event id with different content: the first (by file, row) loads, the rest reject.
+    conflict = pl.col("event_id").is_not_null() & ~pl.col("event_id").is_first_distinct()
+    conflicts = valid.filter(conflict).with_columns(
+        __reason=pl.format("duplicate_event_id: '{}' (same id, different content)", "event_id")
+    )
+    valid = valid.filter(~conflict)
+    rejected = pl.concat([rejected, conflicts], how="diagonal_relaxed")
+
+    loaded = derive_sessions(
+        _normalise(valid.lazy().with_columns(__derived=pl.col("session_id").is_null())),
+        mapping.session_gap_minutes,
+    )
+    loaded = (
+        loaded.with_columns(
+            event_id=pl.coalesce(
+                pl.col("event_id"),
+                pl.lit("h") + pl.struct(list(CONTENT)).hash(seed=8).cast(pl.String),
+            )
+        )
+        .sort("event_ts", "event_id")
+        .collect()
+    )
+    stats["sessions_derived"] = loaded.filter(pl.col("__derived"))["session_id"].n_unique()
+    loaded = loaded.select([pl.col(c).cast(t) for c, t in INTERNAL_SCHEMA.items()])
+
+    raw = _raw_rows(rejected)
+    rejects = (
+        rejected.select("__file", "__row", "__reason")
+        .join(raw, on=["__file", "__row"], how="left")
+        .select(
+            source_file=pl.col("__file"),
+            row_number=pl.col("__row"),
+            reason=pl.col("__reason"),
+            raw=pl.col("raw").fill_null("{}"),
+            ingested_at=pl.lit(ingested_at),
+        )
+        .sort("source_file", "row_number")
+        .select([pl.col(c).cast(t) for c, t in EVENT_REJECTS_SCHEMA.items()])
+    )
+    for reason, n in _reason_counts(rejects):
+        stats[f"rejected:{reason}"] = n
+
+    users = derive_users(loaded.lazy())
+    pages = derive_pages(loaded.lazy())
+    stats["pages_derived"] = pages.height
+    if pages_file:
+        catalogue = complete_pages(_read_pages_file(pages_file))
+        extra = pages.filter(~pl.col("page_id").is_in(catalogue["page_id"].implode()))
+        pages = pl.concat([catalogue, extra]).sort("page_id")
+        stats["pages_from_catalogue"] = catalogue.height
+        stats["pages_derived"] = extra.height
+    stats.update(
+        rows_rejected=rejects.height,
+        rows_valid=loaded.height,
+        users=users.height,
+        pages=pages.height,
+        events_without_page=loaded.filter(pl.col("page_id") == UNKNOWN).height,
+        unknown_columns=sum(1 for k in stats if k.startswith("unknown_column:")),
+    )
+    return _Prepared(loaded, rejects, users, pages, stats)
+
+
+def _reason_counts(rejects: pl.DataFrame) -> list[tuple[str, int]]:
+    return (
+        rejects.group_by(reason=pl.col("reason").str.extract(r"^([a-z_]+)", 1))
+        .len()
+        .sort(["len", "reason"], descending=[True, False])
+        .iter_rows()
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def _prepare_cached(
+    fingerprint: tuple[tuple[str, int, int], ...],
+    mapping_spec: str | None,
+    mapping_key: str,
+    pages_file: str | None,
+    pages_fingerprint: tuple[int, int] | None,
+) -> _Prepared:
+    # Keyed on names, sizes and mtimes: calling once per partition window reads the files once.
+    del mapping_key, pages_fingerprint  # part of the cache key only
+    files = tuple(f for f, _, _ in fingerprint)
+    return _prepare(files, load_mapping(mapping_spec), pages_file)
+
+
+def _fingerprint(path: str) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_mtime_ns, st.st_size
+
+
+def _naive_utc(value: datetime | None) -> datetime | None:
+    if value is None or value.tzinfo is None:
+        return value
+    return value.astimezone(UTC).replace(tzinfo=None)
+
+
+def _share_error(prepared: _Prepared, share: float, limit: float, mapping: Mapping) -> str:
+    stats = prepared.stats
+    top = sorted(
+        ((k.split(":", 1)[1], v) for k, v in stats.items() if k.startswith("rejected:")),
+        key=lambda kv: -kv[1],
+    )[:3]
+    examples = []
+    for code, n in top:
+        example = prepared.rejects.filter(pl.col("reason").str.starts_with(code))
+        first = example.row(0, named=True) if example.height else None
+        where = f" e.g. {first['reason']!r} at {first['source_file']} row {first['row_number']}"
+        examples.append(f"{code} ({n:,}){where if first else ''}")
+    hints = {
+        "missing_column": "the files are in another shape: set UBAP_SOURCE_MAPPING to a built-in "
+        "mapping (native, segment, ecommerce, ga4) or a mapping file",
+        "bad_timestamp": "set timestamp_format / time_zone in a mapping file",
+        "unknown_event_type": "map those names in event_types of a mapping file (null ignores "
+        "them) or set unmapped_event_types",
+        "missing_user": "map user_id to the column holding the user (columns.user_id)",
+        "duplicate_event_id": "event ids must be unique; map event_id to a unique column or "
+        "leave it unmapped to use a content hash",
+    }
+    fixes = [hints[c] for c, _ in top if c in hints]
+    return (
+        f"ingestion rejected {stats['rows_rejected']:,} of {stats['rows_read']:,} rows "
+        f"({share:.1%}), above the allowed share of {limit:.1%} (max_reject_share, "
+        f"UBAP_MAX_REJECT_SHARE). Mapping: {mapping.name}. Top reasons: {'; '.join(examples)}. "
+        f"Fix: {'; '.join(fixes) or 'correct the rows listed in the rejects'}, or raise the "
+        "allowed share. The rejects frame (event_rejects) lists every row with its reason."
+    )
+
+
+def ingest_files(
+    source: str,
+    mapping: str | None = None,
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    max_reject_share: float = 0.05,
+    pages_file: str | None = None,
+) -> IngestResult:
+    """Read every event file under ``source`` into the ubap schema.
+
+    ``source``: a directory (read recursively), a glob or one file; CSV (delimiter sniffed),
+    Parquet, JSON Lines or a JSON array. ``mapping``: None for the native schema, a built-in name
+    (segment, ecommerce, ga4) or a JSON/TOML mapping file. ``events`` holds the events in
+    ``[start, end)`` (naive UTC, or aware datetimes converted); rejects, users and pages always
+    cover the whole source. Raises IngestError when rejects exceed ``max_reject_share`` of the
+    rows read (the error carries the result in ``.result``), when no file or no row is found.
+    """
+    try:
+        resolved = load_mapping(mapping)
+    except MappingError as exc:
+        raise IngestError(str(exc)) from exc
+    if not 0.0 <= max_reject_share <= 1.0:
+        raise IngestError(f"max_reject_share must lie in [0, 1], got {max_reject_share}")
+    files = list_files(source)
+    if not files:
+        raise IngestError(
+            f"no event files found at {source!r} (looked for {', '.join(SUFFIXES)}). Fix: put "
+            "files there or point UBAP_SOURCE at the folder or glob that holds them."
+        )
+    fingerprint = tuple((f, *_fingerprint(f)) for f in files)
+    pages_fp = _fingerprint(pages_file) if pages_file and os.path.isfile(pages_file) else None
+    prepared = _prepare_cached(fingerprint, mapping, resolved.key(), pages_file, pages_fp)
+    start, end = _naive_utc(start), _naive_utc(end)
+    window = pl.lit(True)
+    if start is not None:
+        window = window & (pl.col("event_ts") >= start)
+    if end is not None:
+        window = window & (pl.col("event_ts") < end)
+    events = prepared.loaded.filter(window).select(list(EVENTS_SCHEMA))
+    stats = dict(prepared.stats)
+    stats["rows_loaded"] = events.height
+    stats["rows_outside_window"] = prepared.loaded.height - events.height
+    result = IngestResult(
+        events=events,
+        rejects=prepared.rejects,
+        users=prepared.users,
+        pages=prepared.pages,
+        files=list(files),
+        stats=stats,
+    )
+    share = stats["rows_rejected"] / max(stats["rows_read"], 1)
+    if share > max_reject_share:
+        raise IngestError(_share_error(prepared, share, max_reject_share, resolved), result)
+    return result
+
+
+def empty_result() -> IngestResult:
+    """An IngestResult with no rows (schemas intact)."""
+    return IngestResult(
+        events=pl.DataFrame(schema=EVENTS_SCHEMA),
+        rejects=pl.DataFrame(schema=EVENT_REJECTS_SCHEMA),
+        users=pl.DataFrame(schema=USERS_SCHEMA),
+        pages=pl.DataFrame(schema=PAGES_SCHEMA),
+        files=[],
+        stats={},
+    )

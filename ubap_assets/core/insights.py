@@ -1,0 +1,403 @@
+"""Actionable site-optimization insights for the admin (Dagster-free).
+
+Four kinds, each with its numbers and a suggested action:
+- ``high_exit_page`` / ``high_bounce_page``: top-quartile-traffic pages whose exit (or bounce)
+  rate is well above the site median.
+- ``funnel_dropoff``: a funnel step (session reached A -> also reached B) that converts far
+  worse than usual, either for a device/traffic source or on a recent day.
+- ``never_recommended``: candidate pages that no user's recommendation list contains.
+- ``content_island``: pages with no close semantic neighbour (or no text at all).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+import duckdb
+import polars as pl
+
+SCHEMA: dict[str, pl.DataType] = {
+    "insight_id": pl.String,
+    "kind": pl.String,
+    "severity": pl.String,
+    "subject": pl.String,
+    "subject_title": pl.String,
+    "metric": pl.String,
+    "value": pl.Float64,
+    "baseline": pl.Float64,
+    "volume": pl.Int64,
+    "details": pl.String,
+    "suggested_action": pl.String,
+    "as_of": pl.Date,
+}
+FUNNEL: tuple[tuple[str, str], ...] = (
+    ("session", "any event"),
+    ("product_view", "viewed a product"),
+    ("add_to_cart", "added to cart"),
+    ("checkout_start", "started checkout"),
+    ("purchase", "purchased"),
+)
+_SEVERITY_ORDER = {"high": 0, "medium": 1, "low": 2}
+
+
+@dataclass(frozen=True)
+class InsightParams:
+    window_days: int = 28  # page and funnel statistics use the last N days
+    min_page_views: int = 50  # pages with fewer views are not judged
+    rate_ratio: float = 1.25  # flag exit/bounce rates at least this many times the median
+    funnel_min_sessions: int = 200  # smallest step volume judged for a segment or a day
+    funnel_gap: float = 0.25  # flag a segment converting this much (relative) below overall
+    funnel_z: float = 3.5  # flag a day whose step conversion is this many robust SDs low
+    recent_days: int = 28  # days checked for a daily drop
+    island_similarity: float = 0.35  # max cosine to any other page below this = island
+    max_per_kind: int = 15
+
+
+def _severity(ratio: float, high: float, medium: float) -> str:
+    return "high" if ratio >= high else "medium" if ratio >= medium else "low"
+
+
+def _frame(rows: list[dict], as_of: date) -> pl.DataFrame:
+    if not rows:
+        return pl.DataFrame(schema=SCHEMA)
+    return (
+        pl.DataFrame(rows)
+        .with_columns(as_of=pl.lit(as_of, dtype=pl.Date))
+        .select(list(SCHEMA))
+        .cast(SCHEMA)
+        .with_columns(pl.col("value", "baseline").fill_nan(0.0).fill_null(0.0).round(4))
+    )
+
+
+# --------------------------------------------------------------------------- pages
+
+
+def page_exit_stats(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> pl.DataFrame:
+    """Per page: views, sessions, exits (last page of a non-purchasing session), entries, bounces."""
+    return con.execute(
+        """
+        WITH e AS (
+            SELECT session_id, page_id, event_type,
+                   row_number() OVER (PARTITION BY session_id ORDER BY event_ts, event_id) AS first_n,
+                   row_number() OVER (PARTITION BY session_id
+                                      ORDER BY event_ts DESC, event_id DESC) AS last_n,
+                   count(*) OVER (PARTITION BY session_id) AS n_events,
+                   bool_or(event_type = 'purchase') OVER (PARTITION BY session_id) AS bought
+            FROM events
+            WHERE event_ts >= ? AND event_ts < ? AND session_id IS NOT NULL
+              AND page_id IS NOT NULL
+        )
+        SELECT page_id,
+               count(*) FILTER (WHERE event_type = 'page_view')::BIGINT AS views,
+               count(DISTINCT session_id)::BIGINT AS sessions,
+               count(*) FILTER (WHERE last_n = 1 AND NOT bought)::BIGINT AS exits,
+               count(*) FILTER (WHERE first_n = 1)::BIGINT AS entries,
+               count(*) FILTER (WHERE first_n = 1 AND n_events = 1
+                                AND event_type = 'page_view')::BIGINT AS bounces
+        FROM e GROUP BY page_id
+        """,
+        [start, end],
+    ).pl()
+
+
+def page_insights(stats: pl.DataFrame, pages: pl.DataFrame, p: InsightParams) -> list[dict]:
+    judged = stats.filter(pl.col("views") >= p.min_page_views).with_columns(
+        exit_rate=pl.col("exits") / pl.col("sessions"),
+        bounce_rate=pl.when(pl.col("entries") > 0)
+        .then(pl.col("bounces") / pl.col("entries")).otherwise(None),
+    )
+    if judged.height < 4:
+        return []
+    busy = judged.filter(pl.col("views") >= judged["views"].quantile(0.75))
+    titles = dict(zip(pages["page_id"].to_list(), pages["title"].fill_null("").to_list()))
+    rows: list[dict] = []
+    for metric, kind, volume_col, action in (
+        ("exit_rate", "high_exit_page", "sessions",
+         "Many visitors leave the site here. Add clear next steps (related products, a visible "
+         "call to action, internal links) and check load time and content on this page."),
+        ("bounce_rate", "high_bounce_page", "entries",
+         "Visitors who land here leave without a second action. Check that the landing page "
+         "matches the campaign or search intent and make the first screen answer it."),
+    ):
+        rates = judged[metric].drop_nulls()
+        if rates.is_empty():
+            continue
+        median = float(rates.median())
+        if median <= 0:
+            continue
+        hits = busy.filter(pl.col(metric) >= p.rate_ratio * median).sort(metric, descending=True)
+        for r in hits.head(p.max_per_kind).iter_rows(named=True):
+            ratio = r[metric] / median
+            label = metric.replace("_", " ")
+            rows.append({
+                "insight_id": f"{kind}:{r['page_id']}",
+                "kind": kind,
+                "severity": _severity(ratio, 1.6, 1.35),
+                "subject": r["page_id"],
+                "subject_title": titles.get(r["page_id"], r["page_id"]),
+                "metric": metric,
+                "value": r[metric],
+                "baseline": median,
+                "volume": r[volume_col],
+                "details": (
+                    f"{label} {r[metric]:.1%} vs site median {median:.1%} ({ratio:.2f}x) on "
+                    f"{r['views']:,} views / {r[volume_col]:,} {volume_col} in the window"
+                ),
+                "suggested_action": action,
+            })
+    return rows
+
+
+# --------------------------------------------------------------------------- funnel
+
+
+def funnel_sessions(
+    con: duckdb.DuckDBPyConnection, start: datetime, end: datetime
+) -> pl.DataFrame:
+    """One row per session: its day, device, source and which funnel steps it reached.
+
+    Needs ``_insight_pages(page_id, page_type)`` registered on ``con`` (see build_insights).
+    """
+    return con.execute(
+        """
+        SELECT e.session_id,
+               min(e.event_ts)::DATE AS day,
+               any_value(e.device) AS device,
+               any_value(e.traffic_source) AS traffic_source,
+               TRUE AS session,
+               bool_or(e.event_type = 'page_view' AND p.page_type = 'product') AS product_view,
+               bool_or(e.event_type = 'add_to_cart') AS add_to_cart,
+               bool_or(e.event_type = 'checkout_start') AS checkout_start,
+               bool_or(e.event_type = 'purchase') AS purchase
+        FROM events e LEFT JOIN _insight_pages p USING (page_id)
+        WHERE e.event_ts >= ? AND e.event_ts < ? AND e.session_id IS NOT NULL
+        GROUP BY e.session_id
+        """,
+        [start, end],
+    ).pl()
+
+
+def _step_rates(sessions: pl.DataFrame, by: list[str]) -> pl.DataFrame:
+    """Per group and step: sessions entering the step, how many reach the next, the rate."""
+    frames = []
+    for (a, a_label), (b, b_label) in zip(FUNNEL, FUNNEL[1:]):
+        frames.append(
+            sessions.filter(pl.col(a).fill_null(False))
+            .group_by(by or pl.lit(1).alias("_all"))
+            .agg(entered=pl.len(), reached=pl.col(b).fill_null(False).sum())
+            .with_columns(step=pl.lit(f"{a} -> {b}"), label=pl.lit(f"{a_label} -> {b_label}"))
+        )
+    return pl.concat(frames, how="diagonal").with_columns(
+        rate=pl.col("reached") / pl.col("entered")
+    )
+
+
+def funnel_insights(sessions: pl.DataFrame, p: InsightParams, last_day: date) -> list[dict]:
+    if sessions.is_empty():
+        return []
+    overall = _step_rates(sessions, []).select("step", overall_rate="rate")
+    rows: list[dict] = []
+    for dim in ("device", "traffic_source"):
+        seg = (
+            _step_rates(sessions.with_columns(pl.col(dim).fill_null("unknown")), [dim])
+            .join(overall, on="step")
+            .filter((pl.col("entered") >= p.funnel_min_sessions) & (pl.col("overall_rate") > 0))
+            .with_columns(gap=1 - pl.col("rate") / pl.col("overall_rate"))
+            .filter(pl.col("gap") >= p.funnel_gap)
+            .sort("gap", descending=True)
+        )
+        for r in seg.head(p.max_per_kind).iter_rows(named=True):
+            rows.append({
+                "insight_id": f"funnel_dropoff:{r['step']}:{dim}={r[dim]}",
+                "kind": "funnel_dropoff",
+                "severity": _severity(r["gap"], 0.5, 0.35),
+                "subject": f"{r['step']} [{dim}={r[dim]}]",
+                "subject_title": f"{r['label']} ({dim} {r[dim]})",
+                "metric": "step_conversion",
+                "value": r["rate"],
+                "baseline": r["overall_rate"],
+                "volume": r["entered"],
+                "details": (
+                    f"{r['reached']:,} of {r['entered']:,} {dim}={r[dim]} sessions "
+                    f"({r['rate']:.1%}) made '{r['label']}' vs {r['overall_rate']:.1%} overall "
+                    f"({r['gap']:.0%} worse)"
+                ),
+                "suggested_action": (
+                    f"Test this step on {r[dim]} ({dim}): look for UX bugs, slow pages or a "
+                    "broken form on that platform/channel, and review the landing experience."
+                ),
+            })
+    daily = _step_rates(sessions, ["day"])
+    first_recent = last_day - timedelta(days=p.recent_days - 1)
+    for step, group in daily.group_by("step"):
+        group = group.filter(pl.col("entered") >= p.funnel_min_sessions // 4)
+        if group.height < 7:
+            continue
+        median = float(group["rate"].median())
+        mad = float((group["rate"] - median).abs().median()) * 1.4826
+        spread = max(mad, 0.02 * median, 1e-6)
+        low = group.filter(
+            (pl.col("day") >= first_recent)
+            & ((pl.col("rate") - median) / spread <= -p.funnel_z)
+        ).sort("day")
+        for r in low.iter_rows(named=True):
+            z = (r["rate"] - median) / spread
+            rows.append({
+                "insight_id": f"funnel_dropoff:{r['step']}:day={r['day']}",
+                "kind": "funnel_dropoff",
+                "severity": "high" if z <= -2 * p.funnel_z else "medium",
+                "subject": f"{r['step']} [day={r['day']}]",
+                "subject_title": f"{r['label']} on {r['day']}",
+                "metric": "step_conversion",
+                "value": r["rate"],
+                "baseline": median,
+                "volume": r["entered"],
+                "details": (
+                    f"on {r['day']} {r['reached']:,} of {r['entered']:,} sessions ({r['rate']:.1%})"
+                    f" made '{r['label']}' vs a usual {median:.1%} (robust z {z:.1f})"
+                ),
+                "suggested_action": (
+                    "Check deploys, payment/checkout errors and outages on that day; if it is "
+                    "ongoing, alert the on-call engineer."
+                ),
+            })
+    return rows
+
+
+# --------------------------------------------------------------------------- recommendations & content
+
+
+def never_recommended(
+    pages: pl.DataFrame,
+    recommended: pl.DataFrame,
+    n_lists: int,
+    stats: pl.DataFrame,
+    candidate_types: set[str] | None,
+    p: InsightParams,
+) -> list[dict]:
+    """Candidate pages in nobody's recommendation list (``recommended`` has page_id), busiest first."""
+    shown = set(recommended["page_id"].unique().to_list()) if recommended.height else set()
+    cands = pages if candidate_types is None else pages.filter(
+        pl.col("page_type").is_in(sorted(candidate_types)))
+    views = stats.select("page_id", "views")
+    gaps = (
+        cands.filter(~pl.col("page_id").is_in(sorted(shown)))
+        .join(views, on="page_id", how="left")
+        .with_columns(pl.col("views").fill_null(0))
+        .sort("views", descending=True)
+    )
+    if gaps.is_empty():
+        return []
+    busy = float(stats["views"].quantile(0.5)) if stats.height else 0.0
+    rows = []
+    for r in gaps.head(p.max_per_kind).iter_rows(named=True):
+        rows.append({
+            "insight_id": f"never_recommended:{r['page_id']}",
+            "kind": "never_recommended",
+            "severity": "medium" if r["views"] >= busy and busy > 0 else "low",
+            "subject": r["page_id"],
+            "subject_title": r["title"] or r["page_id"],
+            "metric": "times_recommended",
+            "value": 0.0,
+            "baseline": float(n_lists),
+            "volume": r["views"],
+            "details": (
+                f"in none of {n_lists:,} users' recommendation lists although it had "
+                f"{r['views']:,} views in the window ({len(gaps)} such pages in total)"
+            ),
+            "suggested_action": (
+                "Surface it: add it to related-product slots and category pages, enrich its "
+                "description so content similarity finds it, or retire it if it is obsolete."
+            ),
+        })
+    return rows
+
+
+def content_islands(
+    page_embeddings: pl.DataFrame, similar: pl.DataFrame, pages: pl.DataFrame, p: InsightParams
+) -> list[dict]:
+    """Pages with no text, or whose nearest other page is below the similarity threshold."""
+    best = similar.filter(pl.col("rank") == 1).select(
+        "page_id", "similarity", nearest="similar_title")
+    frame = (
+        page_embeddings.select("page_id", "has_text")
+        .join(best, on="page_id", how="left")
+        .join(pages.select("page_id", "title"), on="page_id", how="left")
+    )
+    islands = frame.filter(
+        ~pl.col("has_text") | (pl.col("similarity").fill_null(0.0) < p.island_similarity)
+    ).sort(pl.col("similarity").fill_null(-1.0))
+    rows = []
+    for r in islands.head(p.max_per_kind).iter_rows(named=True):
+        empty = not r["has_text"]
+        sim = r["similarity"] if r["similarity"] is not None else 0.0
+        rows.append({
+            "insight_id": f"content_island:{r['page_id']}",
+            "kind": "content_island",
+            "severity": "high" if empty else _severity(p.island_similarity - sim, 0.15, 0.05),
+            "subject": r["page_id"],
+            "subject_title": r["title"] or r["page_id"],
+            "metric": "max_similarity",
+            "value": float(sim),
+            "baseline": p.island_similarity,
+            "volume": 0,
+            "details": (
+                "the page has no title, description or category to embed" if empty else
+                f"closest page is '{r['nearest']}' at cosine {sim:.2f}, below "
+                f"{p.island_similarity:.2f}: nothing in the catalogue is close to it"
+            ),
+            "suggested_action": (
+                "Write a title and description so it can be found and recommended."
+                if empty else
+                "Link it from related pages or a category hub, or write related content around "
+                "it; otherwise visitors can only reach it by search."
+            ),
+        })
+    return rows
+
+
+def build_insights(
+    con: duckdb.DuckDBPyConnection,
+    pages: pl.DataFrame,
+    page_embeddings: pl.DataFrame,
+    similar: pl.DataFrame,
+    recommended: pl.DataFrame,
+    n_lists: int,
+    candidate_types: set[str] | None,
+    end: datetime,
+    p: InsightParams = InsightParams(),
+) -> pl.DataFrame:
+    """All insights over the last ``window_days`` before ``end``, most severe first.
+
+    ``recommended``: the distinct page_ids of user_recommendations; ``n_lists``: users with a list.
+    """
+    start = end - timedelta(days=p.window_days)
+    as_of = (end - timedelta(days=1)).date()
+    stats = page_exit_stats(con, start, end)
+    con.register("_insight_pages", pages.select("page_id", "page_type"))
+    try:
+        sessions = funnel_sessions(con, start, end)
+    finally:
+        con.unregister("_insight_pages")
+    rows = (
+        page_insights(stats, pages, p)
+        + funnel_insights(sessions, p, as_of)
+        + never_recommended(pages, recommended, n_lists, stats, candidate_types, p)
+        + content_islands(page_embeddings, similar, pages, p)
+    )
+    out = _frame(rows, as_of)
+    if out.is_empty():
+        return out
+    return out.sort(
+        pl.col("severity").replace_strict(_SEVERITY_ORDER, return_dtype=pl.Int32), "kind",
+        pl.col("volume"), descending=[False, False, True],
+    ).unique("insight_id", keep="first", maintain_order=True)
+
+
+def severity_counts(insights: pl.DataFrame) -> dict[str, int]:
+    """How many insights of each kind (for asset metadata)."""
+    if insights.is_empty():
+        return {}
+    return dict(zip(*insights.group_by("kind").len().sort("kind").to_dict(as_series=False).values()))
+

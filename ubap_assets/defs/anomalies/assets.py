@@ -1,0 +1,169 @@
+"""Anomaly detection over the daily metrics, its history and its score (group "anomalies")."""
+
+import dagster as dg
+import polars as pl
+from pydantic import Field
+
+from ubap_assets.core import anomaly
+from ubap_assets.warehouse import tables as t
+
+GROUP = "anomalies"
+OWNERS = ["team:analytics"]
+KINDS = {"polars", "duckdb"}
+_DEFAULTS = anomaly.DetectorSettings()
+
+
+def _md(frame: pl.DataFrame, rows: int = 10) -> dg.MetadataValue:
+    if frame.height == 0:
+        return dg.MetadataValue.md("_no rows_")
+    return dg.MetadataValue.md(frame.head(rows).to_pandas().to_markdown(index=False))
+
+
+def _notes(notes: list[str]) -> dg.MetadataValue:
+    return dg.MetadataValue.md("\n".join(f"- {n}" for n in notes) or "none")
+
+
+class AnomalyConfig(dg.Config):
+    """The detectors' knobs; ``threshold`` is the sensitivity (lower = more alerts)."""
+
+    threshold: float = Field(
+        default=_DEFAULTS.threshold,
+        description="Robust z-score (median/MAD units) a point must exceed to be flagged.",
+    )
+    baseline_weeks: int = Field(
+        default=_DEFAULTS.baseline_weeks,
+        description="Same-weekday values of previous weeks in the seasonal baseline.",
+    )
+    min_baseline_weeks: int = Field(
+        default=_DEFAULTS.min_baseline_weeks,
+        description="Fewer previous same-weekday values than this: the day is warm-up.",
+    )
+    level_window_days: int = Field(
+        default=_DEFAULTS.level_window_days,
+        description="Trailing days whose median is the level detector's baseline.",
+    )
+    scale_window_days: int = Field(
+        default=_DEFAULTS.scale_window_days,
+        description="Trailing days of residuals that estimate the spread (MAD).",
+    )
+    min_scale_points: int = Field(
+        default=_DEFAULTS.min_scale_points,
+        description="Fewer trailing residuals than this: the day is warm-up.",
+    )
+    min_relative_scale: float = Field(
+        default=_DEFAULTS.min_relative_scale,
+        description="Floor of the spread as a share of the expected value (avoids zero MAD).",
+    )
+
+    def settings(self) -> anomaly.DetectorSettings:
+        s = anomaly.DetectorSettings(**self.model_dump())
+        problems = s.problems()
+        if problems:
+            raise dg.Failure(
+                description="Invalid anomaly configuration: " + "; ".join(problems),
+                metadata={"fix": "correct the run config of anomaly_history"},
+            )
+        return s
+
+
+class LatestConfig(dg.Config):
+    latest_days: int = Field(
+        default=7, description="The latest period: this many complete days up to the last one."
+    )
+
+
+@dg.asset(
+    group_name=GROUP,
+    owners=OWNERS,
+    kinds=KINDS,
+    ins={
+        "daily_trends": dg.AssetIn(t.DAILY_TRENDS),
+        "segment_trends": dg.AssetIn(t.SEGMENT_TRENDS),
+    },
+)
+def anomaly_history(
+    context: dg.AssetExecutionContext,
+    config: AnomalyConfig,
+    daily_trends: pl.DataFrame,
+    segment_trends: pl.DataFrame,
+) -> dg.Output:
+    """One row per complete day x scope (all, device, traffic source, segment) x metric: value,
+    expected value and range, both detectors' scores, the ensemble flag, direction, severity."""
+    settings = config.settings()
+    series = anomaly.series_frame(daily_trends, segment_trends)
+    history = anomaly.detect(series, settings)
+    notes = anomaly.history_notes(series, history, settings)
+    for note in notes:
+        context.log.info(note)
+    flagged = history.filter(pl.col("is_anomaly"))
+    overall = flagged.filter(pl.col("dimension") == "all")
+    return dg.Output(
+        history,
+        metadata={
+            "rows": history.height,
+            "threshold": settings.threshold,
+            "warmup_days": settings.warmup_days,
+            "scopes": history.select("dimension", "dimension_value").n_unique(),
+            "flagged_points": flagged.height,
+            "flagged_points_overall": overall.height,
+            "notes": _notes(notes),
+            "flagged_overall": _md(
+                overall.sort("day").select("day", "metric", "value", "expected", "score",
+                                           "direction", "severity"), 20
+            ),
+        },
+    )
+
+
+@dg.asset(group_name=GROUP, owners=OWNERS, kinds=KINDS, ins={"history": dg.AssetIn(t.ANOMALY_HISTORY)})
+def anomalies(
+    context: dg.AssetExecutionContext, config: LatestConfig, history: pl.DataFrame
+) -> dg.Output:
+    """One row per flagged point (day x scope x metric) in the latest period of complete days,
+    worst first: value, expected value and range, direction and severity."""
+    if config.latest_days < 1:
+        raise dg.Failure(description=f"latest_days must be at least 1 (got {config.latest_days})")
+    frame = anomaly.latest(history, config.latest_days)
+    notes = []
+    if history.height == 0:
+        notes.append("anomaly_history is empty: no complete day to look at")
+    elif not history.filter(pl.col("has_baseline")).height:
+        notes.append("history shorter than the detector window: nothing scored yet")
+    return dg.Output(
+        frame,
+        metadata={
+            "rows": frame.height,
+            "as_of": str(history["day"].max()) if history.height else "none",
+            "latest_days": config.latest_days,
+            "high_severity": frame.filter(pl.col("severity") == "high").height,
+            "notes": _notes(notes),
+            "preview": _md(frame.select("day", "dimension", "dimension_value", "metric", "value",
+                                        "expected", "direction", "severity")),
+        },
+    )
+
+
+@dg.asset(
+    group_name=GROUP,
+    owners=OWNERS,
+    kinds=KINDS,
+    ins={
+        "history": dg.AssetIn(t.ANOMALY_HISTORY),
+        "injected": dg.AssetIn(t.INJECTED_ANOMALIES),
+    },
+)
+def anomaly_scores(
+    context: dg.AssetExecutionContext, history: pl.DataFrame, injected: pl.DataFrame
+) -> dg.Output:
+    """One row per detector x anomaly kind (+ overall): precision, recall and F1 of the detection
+    against the generator's planted anomalies (empty without ground truth)."""
+    scores, notes = anomaly.score_detection(history, injected)
+    for note in notes:
+        context.log.info(note)
+    metadata: dict[str, object] = {"rows": scores.height, "notes": _notes(notes)}
+    ens = scores.filter(pl.col("detector") == "ensemble")
+    for row in ens.iter_rows(named=True):
+        for m in ("precision", "recall", "f1"):
+            metadata[f"{row['kind']}_{m}"] = round(float(row[m]), 4)
+    metadata["scores"] = _md(scores.drop("note"), 20)
+    return dg.Output(scores, metadata=metadata)

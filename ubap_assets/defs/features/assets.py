@@ -1,0 +1,74 @@
+"""Per-user behaviour features over the whole observation window (group "features")."""
+
+import dagster as dg
+import polars as pl
+from dagster_duckdb import DuckDBResource
+from pydantic import Field
+
+from ubap_assets.core import features as fx
+from ubap_assets.warehouse import tables as t
+
+GROUP = "features"
+OWNERS = ["team:analytics"]
+KINDS = {"duckdb", "polars"}
+
+
+def preview(frame: pl.DataFrame, rows: int = 8) -> dg.MetadataValue:
+    if frame.height == 0:
+        return dg.MetadataValue.md("_no rows_")
+    return dg.MetadataValue.md(frame.head(rows).to_pandas().to_markdown(index=False))
+
+
+def feature_dictionary() -> dg.MetadataValue:
+    lines = ["| feature | meaning |", "|---|---|"]
+    lines += [f"| `{k}` | {v} |" for k, v in fx.FEATURE_DICTIONARY.items()]
+    return dg.MetadataValue.md("\n".join(lines))
+
+
+class FeaturesConfig(dg.Config):
+    lookback_days: int = Field(
+        default=0,
+        description="Days of history before the cutoff to describe; 0 = all the history.",
+    )
+
+
+def profile_window(con, lookback_days: int = 0):
+    """The cutoff (midnight after the last day of events) and the lookback to use."""
+    first, end = fx.event_span(con)
+    span = (end - first).days
+    return end, span if lookback_days <= 0 else min(lookback_days, span)
+
+
+@dg.asset(
+    name=t.USER_FEATURES,
+    group_name=GROUP,
+    owners=OWNERS,
+    kinds=KINDS,
+    deps=[t.EVENTS, t.USERS, t.PAGES],
+)
+def user_features(
+    context: dg.AssetExecutionContext, config: FeaturesConfig, warehouse: DuckDBResource
+) -> dg.Output:
+    """One row per user: behaviour over the observation window up to the last day of events
+    (recency, frequency, sessions, pages per session, shares of page types, cart, purchases,
+    revenue, device, traffic source, tenure)."""
+    try:
+        with warehouse.get_connection() as con:
+            cutoff, lookback = profile_window(con, config.lookback_days)
+            frame = fx.compute_features(con, cutoff, lookback)
+    except fx.FeatureWindowError as err:
+        raise dg.Failure(description=f"user_features: {err}") from err
+    active = frame.filter(pl.col("sessions") > 0)
+    context.log.info(f"{frame.height} users, {active.height} active, cutoff {cutoff}")
+    return dg.Output(
+        frame,
+        metadata={
+            "rows": frame.height,
+            "active_users": active.height,
+            "cutoff": cutoff.isoformat(),
+            "lookback_days": lookback,
+            "buyers": frame.filter(pl.col("purchases") > 0).height,
+            "feature_dictionary": feature_dictionary(),
+            "preview": preview(frame),
+        },
+    )

@@ -1,0 +1,128 @@
+"""Watch the event inbox: a new or changed file refreshes the day partitions it touches.
+
+The sensor runs only when the source is files (``UBAP_SOURCE`` = ``inbox`` or a folder/glob);
+with the synthetic source it is stopped by default (it can still be switched on in the UI).
+It watches the folder ``UBAP_SOURCE`` names, or the inbox (``UBAP_INBOX_DIR``, data/inbox) when
+the source is synthetic. Its cursor remembers each file's mtime, size and first/last day, so a
+removed file also refreshes the days it used to cover.
+"""
+
+import hashlib
+import json
+from datetime import date, timedelta
+
+import dagster as dg
+
+from ubap_assets.core.ingest import (
+    IngestError,
+    SourceSettingsError,
+    file_days,
+    inbox_state,
+    source_settings,
+)
+from ubap_assets.core.ingest.inbox import diff_inbox
+from ubap_assets.defs.events.partitions import daily_partitions
+from ubap_assets.warehouse.paths import inbox_dir
+
+# A file must be this old before it is read, so a half-copied upload waits for the next tick.
+SETTLE_SECONDS = 5
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
+
+# The events partitions, the unpartitioned tables of the same source, and all downstream.
+ingest_refresh_job = dg.define_asset_job(
+    "ingest_refresh_job",
+    selection=dg.AssetSelection.keys(
+        "events", "users", "pages", "user_personas", "injected_anomalies", "event_rejects"
+    ).downstream(),
+    partitions_def=daily_partitions,
+    description="Re-ingest the day partitions new event files touch, then refresh downstream.",
+)
+
+
+def _default_status() -> dg.DefaultSensorStatus:
+    try:
+        files = source_settings().is_files
+    except SourceSettingsError:
+        files = False  # a bad setting surfaces as a clear error when the sensor is switched on
+    return dg.DefaultSensorStatus.RUNNING if files else dg.DefaultSensorStatus.STOPPED
+
+
+def _ranges(days: list[date]) -> list[tuple[date, date]]:
+    """Consecutive days grouped into (first, last) ranges."""
+    ranges: list[tuple[date, date]] = []
+    for day in sorted(days):
+        if ranges and day == ranges[-1][1] + timedelta(days=1):
+            ranges[-1] = (ranges[-1][0], day)
+        else:
+            ranges.append((day, day))
+    return ranges
+
+
+def plan_runs(
+    changed_days: set[date], valid_keys: set[str], change_id: str
+) -> tuple[list[dg.RunRequest], list[str]]:
+    """One run per range of consecutive valid day partitions; days outside are returned apart."""
+    keys = sorted(d for d in changed_days if d.isoformat() in valid_keys)
+    outside = sorted(d.isoformat() for d in changed_days if d.isoformat() not in valid_keys)
+    requests = []
+    for first, last in _ranges(keys):
+        run_key = f"inbox-{first}-{last}-{change_id}"
+        if first == last:
+            requests.append(dg.RunRequest(run_key=run_key, partition_key=first.isoformat()))
+        else:
+            tags = {RANGE_START_TAG: first.isoformat(), RANGE_END_TAG: last.isoformat()}
+            requests.append(dg.RunRequest(run_key=run_key, tags=tags))
+    return requests, outside
+
+
+@dg.sensor(
+    job=ingest_refresh_job,
+    minimum_interval_seconds=30,
+    default_status=_default_status(),
+    description=(
+        "Watches the event inbox (UBAP_SOURCE folder, or UBAP_INBOX_DIR): a new or changed file "
+        "re-ingests the days it touches and refreshes everything downstream."
+    ),
+)
+def inbox_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
+    settings = source_settings()
+    folder = settings.path if settings.is_files and settings.path else str(inbox_dir())
+    # cursor: path -> [fingerprint, first day, last day]
+    previous: dict[str, list] = json.loads(context.cursor) if context.cursor else {}
+    current = inbox_state(folder, min_age_s=SETTLE_SECONDS)
+    change = diff_inbox({p: v[0] for p, v in previous.items()}, current)
+    if not change.changed and not change.removed:
+        return dg.SkipReason(f"no new, changed or removed event files in {folder}")
+
+    cursor = {p: v for p, v in previous.items() if p in current}
+    days: set[date] = set()
+    for path in change.changed:
+        try:
+            touched = file_days(path, settings.mapping)
+        except IngestError as err:
+            context.log.warning(f"cannot read the days of {path}: {err}")
+            touched = []
+        days.update(touched)
+        first, last = (touched[0].isoformat(), touched[-1].isoformat()) if touched else ("", "")
+        cursor[path] = [current[path], first, last]
+    for path in change.removed:
+        _, first, last = previous[path]
+        if first:
+            start, end = date.fromisoformat(first), date.fromisoformat(last)
+            days.update(start + timedelta(days=i) for i in range((end - start).days + 1))
+
+    fingerprint = json.dumps([change.changed, [current[p] for p in change.changed], change.removed])
+    change_id = hashlib.sha1(fingerprint.encode()).hexdigest()[:12]
+    valid = set(daily_partitions.get_partition_keys())
+    requests, outside = plan_runs(days, valid, change_id)
+    if outside:
+        context.log.warning(
+            f"{len(outside)} day(s) of the new files lie outside the event partitions "
+            f"({outside[0]} .. {outside[-1]}); set UBAP_START_DATE to cover them"
+        )
+    context.log.info(
+        f"{len(change.changed)} new/changed and {len(change.removed)} removed file(s) in {folder}: "
+        f"{len(requests)} run(s) over {len(days) - len(outside)} day(s)"
+    )
+    return dg.SensorResult(run_requests=requests, cursor=json.dumps(cursor, sort_keys=True))

@@ -1,0 +1,94 @@
+"""Run-config knobs of the recommendation assets (mirrors ``core.recommend.RecParams``)."""
+
+import dagster as dg
+from pydantic import Field
+
+from ubap_assets.core.insights import InsightParams
+from ubap_assets.core.recommend import (
+    DEFAULT_EVENT_WEIGHTS,
+    DEFAULT_NON_RECOMMENDABLE,
+    RecommendationError,
+    RecParams,
+)
+
+
+class HybridConfig(dg.Config):
+    """The hybrid recommender; user_recommendations and rec_evaluation share these defaults."""
+
+    k: int = Field(default=10, description="Recommendations per user.")
+    w_content: float = Field(default=0.25, description="Weight of content similarity.")
+    w_collaborative: float = Field(default=0.6, description="Weight of collaborative filtering.")
+    w_popularity: float = Field(
+        default=0.15, description="Weight of popularity (the user's segment's when known)."
+    )
+    collaborative: str = Field(
+        default="item_knn", description="Collaborative component: item_knn, user_knn or blend."
+    )
+    half_life_days: float = Field(default=14.0, description="Time-decay half-life of events.")
+    history_days: int = Field(default=90, description="Days of events the model learns from.")
+    event_weights: dict[str, float] = Field(
+        default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS),
+        description="Implicit-feedback weight per event type (view < add_to_cart < purchase).",
+    )
+    exclude: str = Field(
+        default="converted",
+        description="Pages never recommended to a user: converted (bought), seen, or none.",
+    )
+    conversion_events: list[str] = Field(
+        default_factory=lambda: ["purchase"], description="Event types that mean converted."
+    )
+    non_recommendable_page_types: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_NON_RECOMMENDABLE),
+        description="Navigation page types never recommended.",
+    )
+    use_segments: bool = Field(
+        default=True, description="Use user_segments for segment popularity when it exists."
+    )
+    user_pool: int = Field(default=20_000, description="Max neighbour pool for user-kNN.")
+    seed: int = Field(default=0, description="Seed (user-kNN pool sample, random baseline).")
+
+    def params(self) -> RecParams:
+        try:
+            return RecParams(
+                k=self.k, w_content=self.w_content, w_collaborative=self.w_collaborative,
+                w_popularity=self.w_popularity, collaborative=self.collaborative,
+                half_life_days=self.half_life_days, history_days=self.history_days,
+                event_weights=dict(self.event_weights), exclude=self.exclude,
+                conversion_events=tuple(self.conversion_events),
+                non_recommendable_page_types=tuple(self.non_recommendable_page_types),
+                use_segments=self.use_segments, user_pool=self.user_pool, seed=self.seed,
+            ).validate()
+        except RecommendationError as exc:
+            raise dg.Failure(description=f"Invalid recommendation config: {exc}",
+                             metadata={"fix": "correct the run config"}) from exc
+
+
+class RecommendationsConfig(HybridConfig):
+    """Knobs of user_recommendations."""
+
+
+class EvaluationConfig(HybridConfig):
+    """Knobs of rec_evaluation (the hybrid is the same as user_recommendations' by default)."""
+
+    test_days: int = Field(default=7, description="Test window [T, T + test_days) after cutoff T.")
+
+
+class SimilarPagesConfig(dg.Config):
+    k: int = Field(default=10, description="Neighbours per page.")
+
+
+class InsightsConfig(dg.Config):
+    window_days: int = Field(default=28, description="Days of events judged.")
+    min_page_views: int = Field(default=50, description="Pages with fewer views are not judged.")
+    rate_ratio: float = Field(default=1.25, description="Flag exit/bounce >= this x the median.")
+    funnel_gap: float = Field(default=0.25, description="Flag a segment this much below overall.")
+    island_similarity: float = Field(
+        default=0.35, description="A page whose nearest neighbour is below this is an island."
+    )
+
+    def params(self) -> InsightParams:
+        return InsightParams(
+            window_days=self.window_days, min_page_views=self.min_page_views,
+            rate_ratio=self.rate_ratio, funnel_gap=self.funnel_gap,
+            island_similarity=self.island_similarity, recent_days=self.window_days,
+        )

@@ -1,0 +1,112 @@
+"""Overview: the headline KPIs against the previous period, the summary and the daily trend."""
+
+from datetime import timedelta
+
+import streamlit as st
+
+from ubap_assets.warehouse import tables as t
+from ubap_dashboard import charts, data, ui
+
+snap, info = ui.snapshot_and_info()
+
+st.title("Overview")
+
+if ui.require(info, t.DAILY_TRENDS, what="The KPIs and the daily trend"):
+    period = data.kpis(snap)
+    if period is None:
+        st.info("The trends hold no complete day yet.")
+    else:
+        st.caption(
+            f"Last 7 complete days, {period.start} → {period.end}"
+            + (
+                f"; deltas against {period.previous_start} → {period.start - timedelta(days=1)}"
+                if period.previous_start
+                else "; no earlier period to compare with"
+            )
+        )
+        columns = st.columns(len(period.kpis))
+        for column, kpi in zip(columns, period.kpis, strict=True):
+            fmt = charts.metric_format(kpi.metric)
+            inverse = kpi.metric == "bounce_rate"  # a falling bounce rate is good news
+            if fmt == charts.PERCENT:
+                value = f"{kpi.value:.1%}"
+                delta = None if kpi.delta is None else f"{kpi.delta * 100:+.1f} pp"
+            elif fmt == charts.MONEY:
+                value = (
+                    f"${kpi.value / 1000:,.1f}k" if kpi.value >= 10_000 else f"${kpi.value:,.0f}"
+                )
+                delta = None if kpi.delta_pct is None else f"{kpi.delta_pct:+.1%}"
+            else:
+                value = f"{kpi.value:,.0f}"
+                delta = None if kpi.delta_pct is None else f"{kpi.delta_pct:+.1%}"
+            column.metric(
+                kpi.label,
+                value,
+                delta,
+                delta_color="inverse" if inverse else "normal",
+                border=True,
+            )
+
+if info.has(t.ANOMALIES):
+    recent = data.latest_anomalies(snap)
+    if recent.height:
+        flagged = recent.filter(recent["dimension"] == "all")
+        top = (flagged if flagged.height else recent).head(3)
+        lines = [
+            f"- **{row['metric']}** on {row['day']} ({row['dimension_value']}): "
+            f"a {row['direction']} to {row['value']:,.3g} "
+            f"against an expected {row['expected']:,.3g}"
+            for row in top.iter_rows(named=True)
+        ]
+        st.warning(
+            f"{recent.height} anomalies flagged in the latest days — see the Anomalies page.\n\n"
+            + "\n".join(lines),
+            icon=":material/warning:",
+        )
+
+st.subheader("Summary")
+if ui.require(info, t.SUMMARY, what="The summary"):
+    summary = data.table(snap, t.SUMMARY, "generated_at DESC")
+    if summary.is_empty():
+        st.info("The summary table is empty.")
+    else:
+        row = summary.row(0, named=True)
+        label = (
+            f"written by {row['model']}"
+            if row["mode"] == "llm"
+            else "deterministic summary (no LLM)"
+        )
+        with st.container(border=True):
+            st.markdown(row["narrative"])
+            st.caption(
+                f"{row['period_start']} → {row['period_end']} · {label}"
+                + (f" · {row['fallback_reason']}" if row.get("fallback_reason") else "")
+                + f" · from {row['source_tables']}"
+            )
+
+st.subheader("Daily trend")
+if info.has(t.DAILY_TRENDS):
+    left, right = st.columns(2)
+    with left:
+        metric = st.selectbox(
+            "Metric",
+            list(data.TREND_METRICS),
+            format_func=data.TREND_METRICS.get,
+            key="overview_metric",
+        )
+    series = data.trend_series(snap, metric)
+    st.altair_chart(
+        charts.trend_line(
+            series,
+            y_title=data.TREND_METRICS[metric],
+            y_format=charts.metric_format(metric),
+        ),
+        width="stretch",
+    )
+    with right:
+        st.caption(
+            "Every day in the data, all users. Partial days are included and marked "
+            "`is_complete = false` in the table below."
+        )
+    with st.expander("The numbers"):
+        ui.table(series.drop("segment"), f"daily_{metric}")

@@ -1,0 +1,70 @@
+"""Pipeline: which snapshot is being served, how fresh it is, and how the asset checks went."""
+
+import polars as pl
+import streamlit as st
+
+from ubap_assets.warehouse import tables as t
+from ubap_dashboard import data, ui
+
+snap, info = ui.snapshot_and_info()
+meta = info.meta
+
+st.title("Pipeline")
+
+cards = st.columns(4)
+cards[0].metric("Snapshot", meta.snapshot_id, border=True)
+cards[1].metric(
+    "Published",
+    data.freshness(meta.materialized_at),
+    help=f"materialized at {meta.materialized_at} UTC",
+    border=True,
+)
+cards[2].metric("Data from", f"{meta.data_start or '?'}", border=True)
+cards[3].metric("Data to", f"{meta.data_end or '?'}", border=True)
+st.caption(
+    f"Run `{meta.run_id or 'unknown'}` published this snapshot at {meta.materialized_at} UTC. "
+    "The dashboard and the API read only published snapshots; a refresh switches them over "
+    "atomically, and a failed run leaves this one in service."
+)
+
+st.subheader("Asset checks")
+if ui.require(info, t.CHECK_RESULTS, what="The asset-check status"):
+    checks = data.table(snap, t.CHECK_RESULTS, "passed, blocking DESC, asset_key, check_name")
+    if checks.is_empty():
+        st.info("No asset check was evaluated in the publishing run.")
+    else:
+        failed = checks.filter(~pl.col("passed"))
+        status = st.columns(3)
+        status[0].metric("Checks", checks.height, border=True)
+        status[1].metric("Passed", checks.height - failed.height, border=True)
+        status[2].metric("Failed (warnings)", failed.height, border=True)
+        if failed.height:
+            st.warning(
+                "Failed non-blocking checks: "
+                + "; ".join(
+                    f"`{row['asset_key']}` {row['check_name']}: {row['description']}"
+                    for row in failed.iter_rows(named=True)
+                ),
+                icon=":material/warning:",
+            )
+        else:
+            st.success("Every asset check passed.", icon=":material/check:")
+        ui.table(checks, "check_results")
+
+st.subheader("Tables in this snapshot")
+served = tuple(name for name in t.SERVING_TABLES if name in info.tables)
+counts = data.row_counts(snap, served)
+missing = [name for name in t.SERVING_TABLES if name not in info.tables]
+if missing:
+    st.info(
+        f"Not in this snapshot: {', '.join(f'`{m}`' for m in missing)}. Their assets were not "
+        f"materialized before the snapshot was published; `{ui.MAKE_UP}` builds everything.",
+        icon=":material/info:",
+    )
+ui.table(counts, "snapshot_tables", column_config={"rows": ui.number("rows", "%d")})
+if info.has(t.EVENT_REJECTS):
+    rejects = data.table(snap, t.EVENT_REJECTS, "source_file, row_number")
+    if rejects.height:
+        st.subheader("Rejected input rows")
+        st.caption("Rows of ingested files that failed validation (they are not in the events).")
+        ui.table(rejects.head(1000), "event_rejects")

@@ -1,0 +1,124 @@
+"""Recommendations: look a user up, see what we would show them and why; similar pages; quality."""
+
+import streamlit as st
+
+from ubap_assets.warehouse import tables as t
+from ubap_dashboard import charts, data, ui
+
+snap, info = ui.snapshot_and_info()
+
+st.title("Recommendations")
+
+st.subheader("Look up a user")
+if ui.require(info, t.USER_RECOMMENDATIONS, what="The user lookup"):
+    suggestions = data.sample_user_ids(snap)
+    left, right = st.columns([1, 2])
+    with left:
+        picked = st.selectbox(
+            "User",
+            suggestions,
+            index=0 if suggestions else None,
+            accept_new_options=True,
+            placeholder="Type or pick a user id",
+            help="Pick one of the users with personalised recommendations, or type any user id.",
+            key="rec_user",
+        )
+    user_id = (picked or "").strip()
+    if not user_id:
+        st.info("Pick or type a user id.")
+    else:
+        profile = data.user_profile(snap, user_id)
+        recs = data.user_recommendations(snap, user_id)
+        if profile is None and recs.is_empty():
+            st.warning(f"No user `{user_id}` in this snapshot.")
+        else:
+            with right:
+                if profile:
+                    facts = [
+                        f"signed up {profile.get('signup_date')}",
+                        f"{profile.get('country')}",
+                        f"{profile.get('device')}",
+                        f"via {profile.get('traffic_source')}",
+                    ]
+                    if profile.get("segment_name"):
+                        facts.append(f"segment **{profile['segment_name']}**")
+                    if profile.get("conversion_probability") is not None:
+                        facts.append(f"P(purchase) {profile['conversion_probability']:.0%}")
+                    st.markdown(f"**{user_id}** · " + " · ".join(facts))
+                if recs.height:
+                    source = recs["source"][0]
+                    st.caption(
+                        "Personalised (hybrid of content, collaborative and popularity signals)."
+                        if source == "hybrid"
+                        else f"Cold start: filled from {source.replace('_', ' ')}."
+                    )
+            ui.table(
+                recs,
+                "user_recommendations",
+                column_config={
+                    "reason": st.column_config.TextColumn("why", width="large"),
+                    "score": ui.number("score", "%.3f"),
+                },
+            )
+            if info.has(t.EVENTS):
+                with st.expander("What this user did recently"):
+                    ui.table(data.user_history(snap, user_id), "user_recent_activity")
+
+st.subheader("Similar pages")
+if ui.require(info, t.SIMILAR_PAGES, t.PAGES, what="The similar pages"):
+    choices = data.page_choices(snap)
+    if choices.is_empty():
+        st.info("No page has neighbours in this snapshot.")
+    else:
+        labels = {
+            row["page_id"]: f"{row['title']} ({row['category']})"
+            for row in choices.iter_rows(named=True)
+        }
+        page_id = st.selectbox("Page", list(labels), format_func=labels.get, key="rec_page")
+        similar = data.similar_pages(snap, page_id)
+        st.altair_chart(
+            charts.bars(
+                similar,
+                category="similar_title",
+                value="similarity",
+                value_title="cosine similarity",
+                value_format=".2f",
+                color="same_category",
+            ),
+            width="stretch",
+        )
+        ui.table(similar, "similar_pages", column_config={"similarity": ui.number("similarity")})
+
+st.subheader("Offline evaluation")
+if ui.require(info, t.REC_EVALUATION, what="The evaluation table"):
+    evaluation = data.table(snap, t.REC_EVALUATION, "is_baseline, ndcg_at_k DESC")
+    if evaluation.is_empty():
+        st.info("The evaluation table is empty.")
+    else:
+        row = evaluation.row(0, named=True)
+        st.caption(
+            f"Trained on events before {row['cutoff_ts']}, tested on the pages each user engaged "
+            f"with up to {row['test_end_ts']} ({row['users_evaluated']:,} users, k = {row['k']}). "
+            "Baselines are random and popularity rankings."
+        )
+        st.altair_chart(
+            charts.grouped_metric_bars(
+                data.evaluation_long(evaluation),
+                group="method",
+                metric="metric",
+                value="value",
+                highlight="kind",
+            ),
+        )
+        ui.table(
+            evaluation,
+            "rec_evaluation",
+            column_config={
+                "hr_at_k": ui.number("HR@k"),
+                "ndcg_at_k": ui.number("NDCG@k"),
+                "recall_at_k": ui.number("recall@k"),
+                "map_at_k": ui.number("MAP@k"),
+                "coverage": ui.percent("coverage"),
+                "novelty": ui.number("novelty (bits)", "%.2f"),
+            },
+        )

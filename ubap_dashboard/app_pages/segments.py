@@ -1,0 +1,110 @@
+"""Segments: who the users are — profiles, sizes, trends and a map of users by segment."""
+
+import polars as pl
+import streamlit as st
+
+from ubap_assets.warehouse import tables as t
+from ubap_dashboard import charts, data, ui
+
+snap, info = ui.snapshot_and_info()
+
+st.title("Segments")
+
+if ui.require(info, t.SEGMENT_PROFILES, what="The segment profiles"):
+    profiles = data.segment_profiles(snap)
+    if profiles.is_empty():
+        st.info("No segments in this snapshot.")
+    else:
+        first = profiles.row(0, named=True)
+        quality = st.columns(4)
+        quality[0].metric("Segments (k)", f"{first['k']}", border=True)
+        quality[1].metric(
+            "Silhouette",
+            f"{first['silhouette']:.2f}",
+            help="How well separated the segments are (-1..1, higher is better).",
+            border=True,
+        )
+        quality[2].metric(
+            "Davies–Bouldin",
+            f"{first['davies_bouldin']:.2f}",
+            help="Average similarity of each segment to its closest one (lower is better).",
+            border=True,
+        )
+        ari = first.get("persona_ari")
+        quality[3].metric(
+            "Persona recovery (ARI)",
+            "n/a" if ari is None else f"{ari:.2f}",
+            help="Adjusted Rand index against the generator's hidden personas (synthetic only).",
+            border=True,
+        )
+
+        left, right = st.columns([2, 3])
+        with left:
+            st.markdown("**Size**")
+            st.altair_chart(
+                charts.bars(profiles, category="segment_name", value="users", value_title="users"),
+                width="stretch",
+            )
+        with right:
+            st.markdown("**Conversion rate**")
+            st.altair_chart(
+                charts.bars(
+                    profiles,
+                    category="segment_name",
+                    value="conversion_rate",
+                    value_title="users with a purchase",
+                    value_format=charts.PERCENT,
+                ),
+                width="stretch",
+            )
+        st.subheader("Profiles")
+        st.caption("Mean of each feature over the segment's users (original units).")
+        ui.table(
+            profiles.drop("run_id", strict=False),
+            "segment_profiles",
+            column_config={
+                "share": ui.percent("share of users"),
+                "conversion_rate": ui.percent("conversion rate"),
+                "bounce_rate": ui.percent("bounce rate"),
+                "product_share": ui.percent("product share"),
+                "blog_share": ui.percent("blog share"),
+                "help_share": ui.percent("help share"),
+            },
+        )
+
+st.subheader("Segment trends")
+if ui.require(info, t.SEGMENT_TRENDS, what="The segment trends"):
+    metric = st.selectbox(
+        "Metric",
+        list(data.TREND_METRICS),
+        format_func=data.TREND_METRICS.get,
+        key="segment_metric",
+    )
+    trend = data.segment_trend(snap, metric)
+    if trend.is_empty():
+        st.info("The segment trends have only the all-users series so far.")
+    else:
+        st.altair_chart(
+            charts.trend_line(
+                trend,
+                color="segment",
+                y_title=data.TREND_METRICS[metric],
+                y_format=charts.metric_format(metric),
+            ),
+            width="stretch",
+        )
+        ui.table(trend, f"segment_trends_{metric}")
+
+st.subheader("Map of users")
+if ui.require(info, t.USER_FEATURES, t.USER_SEGMENTS, what="The map of users"):
+    points = data.user_map(snap)
+    if points.is_empty():
+        st.info("Too few users to draw the map.")
+    else:
+        st.altair_chart(charts.segment_map(points), width="stretch")
+        st.caption(
+            f"{points.height:,} users (a random sample) on the first two principal components of "
+            "their log-scaled, standardised behaviour features, coloured by segment."
+        )
+        counts = points.group_by("segment").agg(pl.len().alias("users")).sort("segment")
+        ui.table(points, "user_map_sample", height=240, caption=f"{counts.height} segments shown.")

@@ -1,0 +1,71 @@
+"""Trends: any metric, daily or weekly, over a date range, broken down by device or source."""
+
+import streamlit as st
+
+from ubap_assets.warehouse import tables as t
+from ubap_dashboard import charts, data, ui
+
+snap, info = ui.snapshot_and_info()
+
+st.title("Trends")
+
+if ui.require(info, t.DAILY_TRENDS, t.WEEKLY_TRENDS, what="The trends page"):
+    bounds = data.trend_days(snap)
+    if bounds is None:
+        st.info("The trends tables hold no days yet.")
+        st.stop()
+    first, last = bounds
+    controls = st.columns([2, 1, 2, 2])
+    metric = controls[0].selectbox(
+        "Metric", list(data.TREND_METRICS), format_func=data.TREND_METRICS.get, key="trend_metric"
+    )
+    grain = controls[1].segmented_control(
+        "Grain", ["daily", "weekly"], default="daily", required=True, key="trend_grain"
+    )
+    picked = controls[2].date_input(
+        "Date range", value=(first, last), min_value=first, max_value=last, key="trend_range"
+    )
+    breakdown = controls[3].segmented_control(
+        "Breakdown",
+        list(data.BREAKDOWNS),
+        format_func=data.BREAKDOWNS.get,
+        default="all",
+        required=True,
+        key="trend_breakdown",
+    )
+    # The range picker returns one date while the second is being picked.
+    start, end = (picked if len(picked) == 2 else (picked[0], last)) if picked else (first, last)
+
+    series = data.trend_series(snap, metric, grain, breakdown, start, end)
+    label = data.TREND_METRICS[metric]
+    if series.is_empty():
+        st.info("No data in the chosen range.")
+    else:
+        st.altair_chart(
+            charts.trend_line(
+                series,
+                color=None if breakdown == "all" else "segment",
+                y_title=label,
+                y_format=charts.metric_format(metric),
+            ),
+            width="stretch",
+        )
+        partial = series.filter(~series["is_complete"]).height
+        st.caption(
+            f"{label} per {'day' if grain == 'daily' else 'ISO week (Monday start)'}"
+            + (f", by {data.BREAKDOWNS[breakdown].lower()}" if breakdown != "all" else "")
+            + (f". {partial} point(s) cover an incomplete period." if partial else ".")
+        )
+
+    st.subheader("All metrics")
+    ui.table(
+        data.trend_table(snap, grain, breakdown, start, end),
+        f"{grain}_trends_{breakdown}",
+        column_config={
+            "conversion_rate": ui.percent("conversion rate"),
+            "bounce_rate": ui.percent("bounce rate"),
+            "revenue": st.column_config.NumberColumn("revenue", format="dollar"),
+            "mean_session_duration_s": ui.number("mean session (s)", "%.0f"),
+            "pages_per_session": ui.number("pages / session", "%.2f"),
+        },
+    )

@@ -1,0 +1,120 @@
+"""Small UI building blocks shared by the pages: tables with a CSV download, empty states."""
+
+import polars as pl
+import streamlit as st
+
+from ubap_assets.warehouse.snapshots import Snapshot
+from ubap_dashboard import data
+
+_SNAPSHOT_KEY = "ubap_snapshot"
+MAKE_UP = "make up"
+
+
+def set_snapshot(snap: Snapshot) -> None:
+    """Called by the entry script once per run: every page of the run reads this snapshot."""
+    st.session_state[_SNAPSHOT_KEY] = snap
+
+
+def snapshot() -> Snapshot:
+    snap = st.session_state.get(_SNAPSHOT_KEY)
+    if snap is None:  # a page run without the entry script (should not happen)
+        snap = data.current()
+        if snap is None:
+            empty_state(data.no_snapshot_reason())
+            st.stop()
+    return snap
+
+
+def snapshot_and_info() -> tuple[Snapshot, data.SnapshotInfo]:
+    snap = snapshot()
+    return snap, data.snapshot_info(snap)
+
+
+def empty_state(reason: str) -> None:
+    """What the whole app shows before the pipeline has published anything."""
+    st.title("No data yet")
+    st.info(
+        "The dashboard reads the pipeline's serving snapshot, and none has been published yet. "
+        "Run the pipeline once to build every table and publish the first snapshot:",
+        icon=":material/hourglass_empty:",
+    )
+    st.code(MAKE_UP, language="bash")
+    st.caption(
+        "Or materialize the assets in the Dagster UI (http://127.0.0.1:3000), ending with "
+        "`serving_snapshot`. This page picks the new snapshot up on its next refresh."
+    )
+    if reason:
+        st.caption(f"Details: {reason}")
+
+
+def require(info: data.SnapshotInfo, *tables: str, what: str = "This section") -> bool:
+    """True when the snapshot has every table; otherwise a note naming what to materialize."""
+    missing = [name for name in tables if name not in info.tables]
+    if not missing:
+        return True
+    names = ", ".join(f"`{name}`" for name in missing)
+    st.info(
+        f"{what} needs {names}, which the current snapshot `{info.meta.snapshot_id}` does not "
+        f"contain. Run `{MAKE_UP}` (or materialize {names} and then `serving_snapshot`) to "
+        "publish a snapshot that has it.",
+        icon=":material/info:",
+    )
+    return False
+
+
+def _csv(frame: pl.DataFrame) -> bytes:
+    flat = frame.with_columns(
+        [
+            pl.col(name).struct.json_encode()
+            if isinstance(dtype, pl.Struct)
+            else pl.col(name).cast(pl.List(pl.String)).list.join(";")
+            for name, dtype in frame.schema.items()
+            if isinstance(dtype, pl.Struct | pl.List | pl.Array)
+        ]
+    )
+    return flat.write_csv().encode()
+
+
+def _time_formats(frame: pl.DataFrame) -> dict:
+    """Show dates as dates and timestamps to the minute (the grid's default adds midnight)."""
+    config: dict = {}
+    for name, dtype in frame.schema.items():
+        if dtype == pl.Date:
+            config[name] = st.column_config.DateColumn(name, format="YYYY-MM-DD")
+        elif isinstance(dtype, pl.Datetime):
+            config[name] = st.column_config.DatetimeColumn(name, format="YYYY-MM-DD HH:mm")
+    return config
+
+
+def table(
+    frame: pl.DataFrame,
+    name: str,
+    *,
+    column_config: dict | None = None,
+    height: int | str = "auto",
+    caption: str | None = None,
+) -> None:
+    """A dataframe and, right under it, a button that downloads exactly these rows as CSV."""
+    if caption:
+        st.caption(caption)
+    if frame.is_empty():
+        st.caption("No rows.")
+    config = {**_time_formats(frame), **(column_config or {})}
+    st.dataframe(frame, hide_index=True, column_config=config, height=height)
+    st.download_button(
+        f"Download {name}.csv",
+        data=_csv(frame),
+        file_name=f"{name}.csv",
+        mime="text/csv",
+        key=f"download_{name}",
+        icon=":material/download:",
+        on_click="ignore",
+    )
+
+
+def percent(label: str, help: str | None = None) -> st.column_config.NumberColumn:
+    return st.column_config.NumberColumn(label, format="percent", help=help)
+
+
+def number(label: str, fmt: str = "%.3f", help: str | None = None) -> st.column_config.NumberColumn:
+    return st.column_config.NumberColumn(label, format=fmt, help=help)
