@@ -93,7 +93,8 @@ def test_list_endpoints_page_with_totals(client, path):
     body = r.json()
     assert body["limit"] == 3 and body["offset"] == 0
     assert body["count"] == len(body["data"]) == min(3, body["total"])
-    assert body["total"] > 0, f"{path} served no rows"
+    # Recent anomalies may legitimately be none; every other list has rows in this world.
+    assert body["total"] > 0 or path == "/api/anomalies/recent", f"{path} served no rows"
     # The next page continues where this one stopped.
     if body["total"] > 3:
         nxt = client.get(path, params={"limit": 3, "offset": 3}).json()
@@ -296,7 +297,7 @@ def test_user_detail(client, reader, some_user):
     stamps = [a["event_ts"] for a in activity]
     assert stamps == sorted(stamps, reverse=True)
     latest = reader.scalar("SELECT max(event_ts) FROM events WHERE user_id = ?", [some_user])
-    assert stamps[0] == latest.isoformat()
+    assert stamps[0] == latest.isoformat() + "Z"
     assert len(body["recommendations"]) == 5
 
 

@@ -13,6 +13,8 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import polars as pl
+import pytest
+from streamlit.testing.v1 import AppTest
 
 from ubap_assets.core.synthetic import WorldSpec, generate_world
 from ubap_assets.warehouse import tables as t
@@ -536,12 +538,16 @@ def contract_tables(world, rng: np.random.Generator) -> dict[str, pl.DataFrame]:
         ]
     )
     rejects = pl.DataFrame(
-        schema={
-            "source_file": pl.String,
-            "row_number": pl.Int64,
-            "reason": pl.String,
-            "raw": pl.String,
-            "ingested_at": pl.Datetime("us"),
+        {
+            "source_file": ["inbox/day1.csv", "inbox/day1.csv", "inbox/day2.csv"],
+            "row_number": [3, 9, 1],
+            "reason": [
+                "bad_timestamp: 'yesterday'",
+                "unknown_event_type: 'hover'",
+                "bad_timestamp: ''",
+            ],
+            "raw": ['{"event_ts": "yesterday"}', '{"event_type": "hover"}', "{}"],
+            "ingested_at": [cutoff] * 3,
         }
     )
     return {
@@ -636,3 +642,216 @@ def build_snapshot(snapshot_dir: Path, *, omit: tuple[str, ...] = (), users: int
 
 
 # --- AppTest -------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def snapshot_dir(tmp_path_factory) -> Path:
+    directory = tmp_path_factory.mktemp("dashboard") / "snapshots"
+    build_snapshot(directory)
+    return directory
+
+
+@pytest.fixture
+def serving(snapshot_dir, monkeypatch) -> Path:
+    monkeypatch.setenv("UBAP_SNAPSHOT_DIR", str(snapshot_dir))
+    return snapshot_dir
+
+
+def _open(page: str) -> AppTest:
+    at = AppTest.from_file(str(APP), default_timeout=60)
+    at.run()
+    if page != "overview":
+        at.switch_page(f"app_pages/{PAGE_FILES[page]}")
+        at.run()
+    return at
+
+
+def _no_exception(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+# page -> (title, charts at least, tables at least, what else must be there)
+EXPECTED = {
+    "overview": ("Overview", 1, 1, lambda at: len(at.metric) == 6 and at.markdown),
+    "trends": ("Trends", 1, 1, lambda at: at.selectbox(key="trend_metric")),
+    "funnels": ("Funnels & retention", 3, 4, lambda at: len(at.metric) == 2),
+    "segments": ("Segments", 4, 3, lambda at: len(at.metric) == 4),
+    "predictions": ("Predictions", 2, 4, lambda at: len(at.tabs) == 2 and at.expander),
+    "anomalies": ("Anomalies", 1, 3, lambda at: at.selectbox(key="anomaly_metric")),
+    "recommendations": ("Recommendations", 2, 3, lambda at: at.selectbox(key="rec_user")),
+    "admin": ("Admin insights", 1, 1, lambda at: len(at.metric) == 3),
+    "pipeline": ("Pipeline", 1, 3, lambda at: len(at.metric) >= 7),
+}
+
+
+@pytest.mark.parametrize("page", list(PAGE_FILES))
+def test_every_page_renders_its_key_elements(serving, page):
+    at = _open(page)
+    _no_exception(at)
+    title, charts, tables, extra = EXPECTED[page]
+    assert at.title[0].value == title
+    assert len(at.get("vega_lite_chart")) >= charts
+    assert len(at.dataframe) >= tables
+    # every table shown comes with a CSV download of exactly its rows
+    assert len(at.get("download_button")) == len(at.dataframe)
+    assert extra(at)
+    assert "test-snapshot" in at.sidebar.caption[0].value
+
+
+def test_empty_state_names_the_command(tmp_path, monkeypatch):
+    monkeypatch.setenv("UBAP_SNAPSHOT_DIR", str(tmp_path / "nothing-published"))
+    for page in ("overview", "predictions"):
+        at = _open(page)
+        _no_exception(at)
+        assert at.title[0].value == "No data yet"
+        assert at.code[0].value == "make up"
+
+
+def test_missing_tables_get_a_note_not_an_error(tmp_path, monkeypatch):
+    omit = (
+        t.SUMMARY,
+        t.MODEL_CURVES,
+        t.ANOMALY_HISTORY,
+        t.SEGMENT_TRENDS,
+        t.REC_EVALUATION,
+        t.ADMIN_INSIGHTS,
+        t.CHECK_RESULTS,
+        t.LIFECYCLE_WEEKLY,
+    )
+    build_snapshot(tmp_path, omit=omit, users=120)
+    monkeypatch.setenv("UBAP_SNAPSHOT_DIR", str(tmp_path))
+    notes = []
+    for page in PAGE_FILES:
+        at = _open(page)
+        _no_exception(at)
+        notes += [box.value for box in at.info]
+    for table in omit:
+        if table == t.CHECK_RESULTS:  # publish_snapshot always writes it
+            continue
+        assert any(f"`{table}`" in note and "make up" in note for note in notes), table
+
+
+def test_trend_controls_change_the_series(serving):
+    at = _open("trends")
+    at.selectbox(key="trend_metric").set_value("conversion_rate").run()
+    at.segmented_control(key="trend_breakdown").set_value("device").run()
+    _no_exception(at)
+    shown = at.dataframe[0].value
+    assert set(shown["dimension"]) == {"device"}
+    assert shown["dimension_value"].nunique() >= 2
+    at.segmented_control(key="trend_grain").set_value("weekly").run()
+    _no_exception(at)
+    assert "week_start" in at.dataframe[0].value.columns
+
+
+def test_recommendation_lookup_shows_that_users_list(serving, snapshot_dir):
+    at = _open("recommendations")
+    user_id = "u0000007"
+    at.selectbox(key="rec_user").set_value(user_id).run()
+    _no_exception(at)
+    recs = at.dataframe[0].value
+    expected = _read(
+        snapshot_dir,
+        "SELECT page_id FROM user_recommendations WHERE user_id = ? ORDER BY rank",
+        [user_id],
+    )
+    assert list(recs["page_id"]) == expected["page_id"].to_list()
+    assert user_id in at.markdown[0].value
+    at.text_input(key="rec_user_typed").input("no-such-user").run()
+    _no_exception(at)
+    assert "no-such-user" in at.warning[0].value
+
+
+def test_a_new_snapshot_is_picked_up_on_the_next_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("UBAP_SNAPSHOT_DIR", str(tmp_path))
+    build_snapshot(tmp_path, users=120)
+    at = _open("pipeline")
+    assert "test-snapshot" in at.markdown[0].value
+    con = duckdb.connect()
+    con.execute("CREATE TABLE users AS SELECT 'u1' AS user_id")
+    publish_snapshot(con, [t.USERS], tmp_path, "second-snapshot")
+    at.run()
+    _no_exception(at)
+    assert "second-snapshot" in at.markdown[0].value
+    assert any("`daily_trends`" in box.value for box in at.info)
+
+
+# --- data.py and ui.py on their own ---------------------------------------------------------
+
+
+def _read(directory: Path, sql: str, params: list | None = None) -> pl.DataFrame:
+    with duckdb.connect(str(directory / "test-snapshot.duckdb"), read_only=True) as con:
+        return con.execute(sql, params or []).pl()
+
+
+def test_kpis_compare_the_last_week_with_the_one_before(serving, snapshot_dir):
+    from ubap_dashboard import data
+
+    period = data.kpis(data.current())
+    daily = _read(snapshot_dir, "SELECT * FROM daily_trends WHERE dimension = 'all' ORDER BY day")
+    last = daily["day"].max()
+    this_week = daily.filter(pl.col("day") > last - timedelta(days=7))
+    week_before = daily.filter(
+        (pl.col("day") <= last - timedelta(days=7)) & (pl.col("day") > last - timedelta(days=14))
+    )
+    by_metric = {k.metric: k for k in period.kpis}
+    assert period.end == last and period.start == this_week["day"].min()
+    assert by_metric["sessions"].value == this_week["sessions"].sum()
+    assert by_metric["sessions"].previous == week_before["sessions"].sum()
+    rate = this_week["converted_sessions"].sum() / this_week["sessions"].sum()
+    assert by_metric["conversion_rate"].value == pytest.approx(rate)
+    assert by_metric["revenue"].delta == pytest.approx(
+        this_week["revenue"].sum() - week_before["revenue"].sum()
+    )
+
+
+def test_funnel_rates_follow_from_the_counts(serving):
+    from ubap_dashboard import data
+
+    steps = data.funnel(data.current(), None, None)
+    assert steps["step"].to_list() == list(STEPS)
+    counts = steps["sessions"].to_list()
+    assert counts == sorted(counts, reverse=True)
+    for i in range(1, len(counts)):
+        assert steps["step_conversion"][i] == pytest.approx(counts[i] / counts[i - 1])
+        assert steps["drop_off"][i] == pytest.approx(1 - counts[i] / counts[i - 1])
+    assert steps["overall_conversion"][-1] == pytest.approx(counts[-1] / counts[0])
+
+
+def test_user_map_is_a_sample_with_every_segment(serving):
+    from ubap_dashboard import data
+
+    points = data.user_map(data.current(), sample=150)
+    assert points.height == 150
+    assert points["user_id"].n_unique() == 150
+    assert set(points["segment"]) <= set(SEGMENTS.values())
+    assert points["segment"].n_unique() == len(SEGMENTS)
+    assert points.select(pl.col("x", "y").is_finite().all()).row(0) == (True, True)
+    assert points["x"].std() > 0
+
+
+def test_bad_names_never_reach_sql(serving):
+    from ubap_dashboard import data
+
+    snap = data.current()
+    with pytest.raises(ValueError, match="unknown metric"):
+        data.trend_series(snap, "sessions; DROP TABLE users")
+    with pytest.raises(ValueError, match="not a serving table"):
+        data.table(snap, "duckdb_settings()")
+
+
+def test_csv_download_flattens_nested_columns():
+    from ubap_dashboard import ui
+
+    frame = pl.DataFrame({"page_id": ["p1"], "embedding": [[0.5, 0.25]], "n": [3]})
+    text = ui._csv(frame).decode()
+    assert text.splitlines() == ["page_id,embedding,n", "p1,0.5;0.25,3"]
+
+
+def test_a_pruned_snapshot_asks_for_a_rerun(tmp_path):
+    from ubap_dashboard import data
+
+    gone = Snapshot("gone", tmp_path / "gone.duckdb")
+    with pytest.raises(data.SnapshotChanged):
+        data.table(gone, t.USERS)

@@ -3,7 +3,9 @@
 Streamlit runs as a subprocess on a free port against a snapshot published into ``tmp_path``;
 Playwright drives the system Chromium (Debian's ``chromium`` package; its own browser download
 does not work offline). Each page is screenshotted into ``tmp_path/screenshots`` and, when
-``UBAP_SCREENSHOT_DIR`` is set, copied there too.
+``UBAP_SCREENSHOT_DIR`` is set, copied there too. ``UBAP_DASHBOARD_SNAPSHOT_DIR`` serves an
+existing snapshot folder instead (for example ``data/snapshots`` after ``make up``), so the same
+test checks the dashboard on the real pipeline's data.
 """
 
 import os
@@ -13,6 +15,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -57,11 +61,13 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _wait_healthy(url: str, process: subprocess.Popen, timeout: float = 45.0) -> None:
+def _wait_healthy(url: str, process: subprocess.Popen, log: Path, timeout: float = 45.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"streamlit exited with {process.returncode}")
+            raise RuntimeError(
+                f"streamlit exited with {process.returncode}:\n{log.read_text()[-2000:]}"
+            )
         try:
             with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
                 if response.status == 200:
@@ -71,51 +77,45 @@ def _wait_healthy(url: str, process: subprocess.Popen, timeout: float = 45.0) ->
     raise TimeoutError(f"streamlit did not answer on {url} within {timeout:.0f} s")
 
 
-@pytest.fixture(scope="module")
-def app_url(tmp_path_factory):
-    """A running dashboard on a free port, reading a freshly published snapshot."""
-    root = tmp_path_factory.mktemp("dashboard-browser")
-    build_snapshot(root / "snapshots")
+@contextmanager
+def _serve(snapshots: Path, workdir: Path) -> Iterator[str]:
+    """Run the dashboard on a free port against ``snapshots``; yield its base URL."""
     port = _free_port()
     env = {
         **os.environ,
-        "UBAP_DATA_DIR": str(root),
-        "UBAP_SNAPSHOT_DIR": str(root / "snapshots"),
+        "UBAP_DATA_DIR": str(workdir),
+        "UBAP_SNAPSHOT_DIR": str(snapshots.resolve()),
         "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false",
     }
-    log = (root / "streamlit.log").open("w")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            str(APP),
-            "--server.address",
-            "127.0.0.1",
-            "--server.port",
-            str(port),
-            "--server.headless",
-            "true",
-            "--server.fileWatcherType",
-            "none",
-        ],
-        cwd=APP.parents[1],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(url, process)
-        yield url
-    finally:
-        process.terminate()
+    log_path = workdir / f"streamlit-{port}.log"
+    command = [sys.executable, "-m", "streamlit", "run", str(APP)]
+    command += ["--server.address", "127.0.0.1", "--server.port", str(port)]
+    command += ["--server.headless", "true", "--server.fileWatcherType", "none"]
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            command, cwd=APP.parents[1], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+        url = f"http://127.0.0.1:{port}"
         try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
+            _wait_healthy(url, process, log_path)
+            yield url
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _copy_out(shots: list[Path]) -> None:
+    """Copy screenshots to UBAP_SCREENSHOT_DIR when it is set."""
+    target = os.environ.get("UBAP_SCREENSHOT_DIR")
+    if not target:
+        return
+    Path(target).mkdir(parents=True, exist_ok=True)
+    for shot in shots:
+        shutil.copy2(shot, Path(target) / shot.name)
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +144,7 @@ def _settle(page, title: str) -> None:
     charts = page.locator('[data-testid="stVegaLiteChart"]')
     for index in range(charts.count()):
         charts.nth(index).locator("canvas, svg").first.wait_for(timeout=15_000)
-    page.wait_for_timeout(300)  # let the last layout pass land before the screenshot
+    page.wait_for_timeout(100)  # let the last layout pass land
 
 
 def _full_page_screenshot(page, target: Path) -> None:
@@ -159,84 +159,59 @@ def _full_page_screenshot(page, target: Path) -> None:
     page.set_viewport_size(VIEWPORT)
 
 
-def test_every_page_renders_without_an_error_box(app_url, browser, tmp_path):
+def _check_empty_state(page, url: str, shots: Path) -> Path:
+    """Before the first pipeline run the app explains itself and names the command."""
+    page.goto(f"{url}/trends", wait_until="domcontentloaded")
+    _settle(page, "No data yet")
+    shot = shots / "empty_state.png"
+    page.screenshot(path=str(shot))
+    assert page.locator(ERROR_BOXES[0]).count() == 0
+    assert "make up" in page.locator('[data-testid="stCode"]').first.inner_text()
+    return shot
+
+
+def _check_page(page, url: str, path: str, title: str, shots: Path) -> Path:
+    page.goto(f"{url}/{path}", wait_until="domcontentloaded")
+    _settle(page, title)
+    shot = shots / f"{path or 'overview'}.png"
+    _full_page_screenshot(page, shot)
+    for selector in ERROR_BOXES:
+        boxes = page.locator(selector)
+        assert boxes.count() == 0, (
+            f"page '{title}' shows an error: {boxes.first.inner_text()[:500]}"
+        )
+    if path != "pipeline":  # the pipeline page has a chart only when input rows were rejected
+        assert page.locator('[data-testid="stVegaLiteChart"]').count() > 0, f"'{title}': no chart"
+    assert page.locator('[data-testid="stDownloadButton"]').count() > 0, (
+        f"page '{title}' offers no CSV download"
+    )
+    return shot
+
+
+def test_every_page_renders_without_an_error_box(browser, tmp_path):
+    """Empty state first; then a snapshot is published and the same server shows every page.
+
+    With UBAP_DASHBOARD_SNAPSHOT_DIR set, that folder is served as it is (no empty state).
+    """
     shots = tmp_path / "screenshots"
     shots.mkdir()
-    context = browser.new_context(viewport=VIEWPORT)
-    page = context.new_page()
-    console_errors: list[str] = []
-    page.on("pageerror", lambda err: console_errors.append(str(err)))
-    taken = []
-    try:
-        for path, title in PAGES.items():
-            page.goto(f"{app_url}/{path}", wait_until="domcontentloaded")
-            _settle(page, title)
-            name = path or "overview"
-            target = shots / f"{name}.png"
-            _full_page_screenshot(page, target)
-            taken.append(target)
-            for selector in ERROR_BOXES:
-                boxes = page.locator(selector)
-                assert boxes.count() == 0, (
-                    f"page '{title}' shows an error: {boxes.first.inner_text()[:500]}"
-                )
-            assert page.locator('[data-testid="stVegaLiteChart"]').count() > 0 or name in (
-                "pipeline",
-            ), f"page '{title}' drew no chart"
-            assert page.locator('[data-testid="stDownloadButton"]').count() > 0, (
-                f"page '{title}' offers no CSV download"
-            )
-    finally:
-        context.close()
-        copy_to = os.environ.get("UBAP_SCREENSHOT_DIR")
-        if copy_to:
-            Path(copy_to).mkdir(parents=True, exist_ok=True)
-            for shot in taken:
-                shutil.copy2(shot, Path(copy_to) / shot.name)
-    assert [p.stem for p in taken] == [p or "overview" for p in PAGES]
+    served = os.environ.get("UBAP_DASHBOARD_SNAPSHOT_DIR")  # e.g. data/snapshots after `make up`
+    snapshots = Path(served) if served else tmp_path / "snapshots"
+    taken: list[Path] = []
+    with _serve(snapshots, tmp_path) as url:
+        context = browser.new_context(viewport=VIEWPORT)
+        page = context.new_page()
+        js_errors: list[str] = []
+        page.on("pageerror", lambda err: js_errors.append(str(err)))
+        try:
+            if not served:
+                taken.append(_check_empty_state(page, url, shots))
+                build_snapshot(snapshots)  # the running app picks it up on the next load
+            for path, title in PAGES.items():
+                taken.append(_check_page(page, url, path, title, shots))
+        finally:
+            context.close()
+            _copy_out(taken)
+    assert {p.stem for p in taken} >= {p or "overview" for p in PAGES}
     assert all(p.stat().st_size > 10_000 for p in taken), "a screenshot is blank"
-    assert not console_errors, f"JavaScript errors in the page: {console_errors[:3]}"
-
-
-def test_empty_state_names_the_command(browser, tmp_path):
-    """Before the first pipeline run the app explains itself instead of failing."""
-    port = _free_port()
-    env = {
-        **os.environ,
-        "UBAP_DATA_DIR": str(tmp_path),
-        "UBAP_SNAPSHOT_DIR": str(tmp_path / "none"),
-    }
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            str(APP),
-            "--server.address",
-            "127.0.0.1",
-            "--server.port",
-            str(port),
-            "--server.headless",
-            "true",
-            "--server.fileWatcherType",
-            "none",
-        ],
-        cwd=APP.parents[1],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(url, process)
-        page = browser.new_page(viewport={"width": 1200, "height": 800})
-        page.goto(f"{url}/trends", wait_until="domcontentloaded")
-        _settle(page, "No data yet")
-        page.screenshot(path=str(tmp_path / "empty_state.png"))
-        assert page.locator(ERROR_BOXES[0]).count() == 0
-        assert "make up" in page.locator('[data-testid="stCode"]').first.inner_text()
-        page.close()
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    assert not js_errors, f"JavaScript errors in the page: {js_errors[:3]}"

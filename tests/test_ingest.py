@@ -49,9 +49,9 @@ def test_native_round_trip_parquet_and_csv(tiny_world, tmp_path):
     events.head(half).write_parquet(tmp_path / "in" / "a.parquet", mkdir=True)
     events.tail(events.height - half).write_parquet(tmp_path / "in" / "b.parquet")
     events.write_csv(tmp_path / "in" / "again.csv")
-    tiny_world.pages.write_csv(tmp_path / "pages.csv")
+    tiny_world.pages.write_csv(tmp_path / "in" / "pages.csv")  # next to the events: not events
 
-    result = ingest_files(str(tmp_path / "in"), pages_file=str(tmp_path / "pages.csv"))
+    result = ingest_files(str(tmp_path / "in"), pages_file=str(tmp_path / "in" / "pages.csv"))
 
     assert result.events.schema == pl.Schema(EVENTS_SCHEMA)
     assert result.events.equals(events.sort("event_ts", "event_id"))

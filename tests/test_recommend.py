@@ -26,20 +26,41 @@ def _pages(n: int = 6) -> pl.DataFrame:
         ("d", "/d", "Espresso machine", "Pump espresso machine", "Kitchen", "product"),
         ("e", "/e", "", None, None, "blog"),  # a page with no text at all
     ][:n]
-    return pl.DataFrame(rows, schema=["page_id", "url", "title", "description", "category",
-                                      "page_type"], orient="row").with_columns(price=pl.lit(1.0))
+    return pl.DataFrame(
+        rows,
+        schema=["page_id", "url", "title", "description", "category", "page_type"],
+        orient="row",
+    ).with_columns(price=pl.lit(1.0))
 
 
 def _events(rows: list[tuple[str, str, str, int]]) -> pl.DataFrame:
     """(user, page, event_type, days before T0 + 10d)."""
     return pl.DataFrame(
-        [{"event_id": f"e{i}", "user_id": u, "session_id": f"s{u}{d}", "event_ts":
-          T0 + timedelta(days=10 - d, hours=i % 5), "event_type": t, "page_id": p,
-          "device": "mobile", "traffic_source": "organic", "revenue": None}
-         for i, (u, p, t, d) in enumerate(rows)],
-        schema={"event_id": pl.String, "user_id": pl.String, "session_id": pl.String,
-                "event_ts": pl.Datetime("us"), "event_type": pl.String, "page_id": pl.String,
-                "device": pl.String, "traffic_source": pl.String, "revenue": pl.Float64},
+        [
+            {
+                "event_id": f"e{i}",
+                "user_id": u,
+                "session_id": f"s{u}{d}",
+                "event_ts": T0 + timedelta(days=10 - d, hours=i % 5),
+                "event_type": t,
+                "page_id": p,
+                "device": "mobile",
+                "traffic_source": "organic",
+                "revenue": None,
+            }
+            for i, (u, p, t, d) in enumerate(rows)
+        ],
+        schema={
+            "event_id": pl.String,
+            "user_id": pl.String,
+            "session_id": pl.String,
+            "event_ts": pl.Datetime("us"),
+            "event_type": pl.String,
+            "page_id": pl.String,
+            "device": pl.String,
+            "traffic_source": pl.String,
+            "revenue": pl.Float64,
+        },
     )
 
 
@@ -61,16 +82,30 @@ def _model(pages, events, params=rec.RecParams(k=3), segments=None):
 
 
 SMALL = [
-    ("u1", "a", "page_view", 1), ("u1", "a", "purchase", 1), ("u1", "b", "page_view", 2),
-    ("u2", "a", "page_view", 3), ("u2", "b", "add_to_cart", 3), ("u2", "c", "page_view", 20),
-    ("u3", "c", "page_view", 1), ("u3", "d", "page_view", 1), ("u3", "d", "purchase", 1),
+    ("u1", "a", "page_view", 1),
+    ("u1", "a", "purchase", 1),
+    ("u1", "b", "page_view", 2),
+    ("u2", "a", "page_view", 3),
+    ("u2", "b", "add_to_cart", 3),
+    ("u2", "c", "page_view", 20),
+    ("u3", "c", "page_view", 1),
+    ("u3", "d", "page_view", 1),
+    ("u3", "d", "purchase", 1),
     ("u4", "h", "page_view", 1),
 ]
 
 
 def test_interactions_weight_event_types_and_decay():
-    con = _con(_events([("u", "a", "page_view", 0), ("u", "b", "purchase", 0),
-                        ("v", "a", "page_view", 0), ("v", "b", "page_view", 28)]))
+    con = _con(
+        _events(
+            [
+                ("u", "a", "page_view", 0),
+                ("u", "b", "purchase", 0),
+                ("v", "a", "page_view", 0),
+                ("v", "b", "page_view", 28),
+            ]
+        )
+    )
     end = rec.data_end(con)
     frame = rec.load_interactions(con, end - timedelta(days=90), end, rec.RecParams())
     w = {(r["user_id"], r["page_id"]): r for r in frame.iter_rows(named=True)}
@@ -86,7 +121,8 @@ def test_page_texts_and_empty_page():
     row = texts.filter(pl.col("page_id") == "e").row(0, named=True)
     assert row["text"] == "" and not row["has_text"]
     assert texts.filter(pl.col("page_id") == "a")["text"][0] == (
-        "Quiet ANC headphones. Over-ear noise cancelling. Audio")
+        "Quiet ANC headphones. Over-ear noise cancelling. Audio"
+    )
 
 
 def test_similar_pages_skips_self_and_textless_pages():
@@ -137,8 +173,13 @@ def test_exclude_seen_and_repeat_fill_when_catalogue_runs_out():
 
 
 def test_segment_popularity_for_cold_users_and_fallback():
-    seg = pl.DataFrame({"user_id": ["u3", "newbie"], "segment_id": [1, 1],
-                        "segment_name": ["kitchen fans", "kitchen fans"]})
+    seg = pl.DataFrame(
+        {
+            "user_id": ["u3", "newbie"],
+            "segment_id": [1, 1],
+            "segment_name": ["kitchen fans", "kitchen fans"],
+        }
+    )
     model, end, _ = _model(_pages(), _events(SMALL), rec.RecParams(k=2), seg)
     recs = rec.recommend(model, ["newbie", "stranger"], end)
     newbie = recs.filter(pl.col("user_id") == "newbie")
@@ -188,15 +229,23 @@ def test_recommendations_on_synthetic_world(tiny_world):
     emb = rec.embeddings_frame(texts, HashingEmbedder().embed(texts["text"].to_list()), "h")
     end = rec.data_end(con)
     cat = rec.build_catalogue(tiny_world.pages, emb, params)
-    model = rec.fit(cat, rec.build_interactions(
-        rec.load_interactions(con, end - timedelta(days=90), end, params), cat), params)
+    model = rec.fit(
+        cat,
+        rec.build_interactions(
+            rec.load_interactions(con, end - timedelta(days=90), end, params), cat
+        ),
+        params,
+    )
     users = tiny_world.users["user_id"].to_numpy()
     recs = rec.recommend(model, users, end)
     assert recs.height == len(users) * params.k
     # a user's favourite category dominates their hybrid list
     fav = tiny_world.personas.select("user_id", "favourite_category")
-    cats = recs.filter(pl.col("source") == "hybrid").join(
-        tiny_world.pages.select("page_id", "category"), on="page_id").join(fav, on="user_id")
+    cats = (
+        recs.filter(pl.col("source") == "hybrid")
+        .join(tiny_world.pages.select("page_id", "category"), on="page_id")
+        .join(fav, on="user_id")
+    )
     share = (cats["category"] == cats["favourite_category"]).mean()
     assert share > 0.3, f"only {share:.0%} of hybrid picks are in the favourite category"
     assert np.isfinite(recs["score"].to_numpy()).all()
@@ -211,8 +260,11 @@ def warehouse_file(tmp_path, tiny_world):
         con.register("_f", frame)
         con.execute(f"CREATE TABLE {name} AS SELECT * FROM _f")
         con.unregister("_f")
-    seg = w.personas.select("user_id", segment_id=pl.col("persona").rank("dense").cast(pl.Int64),
-                            segment_name=pl.col("persona"))
+    seg = w.personas.select(
+        "user_id",
+        segment_id=pl.col("persona").rank("dense").cast(pl.Int64),
+        segment_name=pl.col("persona"),
+    )
     con.register("_f", seg)
     con.execute("CREATE TABLE user_segments AS SELECT * FROM _f")
     con.close()
@@ -221,16 +273,27 @@ def warehouse_file(tmp_path, tiny_world):
 
 @pytest.mark.slow
 def test_assets_materialize_with_checks(warehouse_file):
-    from ubap_assets.defs.events.assets import pages as pages_asset
-    from ubap_assets.defs.events.assets import users as users_asset
     from ubap_assets.defs.recommendations import assets, checks
 
-    mine = [assets.page_embeddings, assets.similar_pages, assets.user_recommendations,
-            assets.rec_evaluation, assets.admin_insights]
+    # pages, users, events and user_segments already sit in the warehouse file (fixture)
+    upstream = [dg.AssetSpec(name) for name in ("pages", "users", "events", "user_segments")]
+
+    mine = [
+        assets.page_embeddings,
+        assets.similar_pages,
+        assets.user_recommendations,
+        assets.rec_evaluation,
+        assets.admin_insights,
+    ]
     result = dg.materialize(
-        [*mine, pages_asset, users_asset, checks.hybrid_beats_popularity,
-         checks.every_user_gets_k, checks.no_self_neighbours, checks.embeddings_unit_length],
-        selection=[a.key for a in mine],
+        [
+            *mine,
+            *upstream,
+            checks.hybrid_beats_popularity,
+            checks.every_user_gets_k,
+            checks.no_self_neighbours,
+            checks.embeddings_unit_length,
+        ],
         resources={
             "io_manager": DuckDBWarehouseIOManager(database=warehouse_file),
             "warehouse": DuckDBResource(database=warehouse_file),
@@ -242,14 +305,15 @@ def test_assets_materialize_with_checks(warehouse_file):
     assert evaluations["every_user_gets_k"] and evaluations["embeddings_unit_length"]
     assert evaluations["no_self_neighbours"]
     with duckdb.connect(warehouse_file, read_only=True) as con:
-        ev = con.execute("SELECT method, ndcg_at_k, users_evaluated, note FROM rec_evaluation"
-                         ).pl()
+        ev = con.execute("SELECT method, ndcg_at_k, users_evaluated, note FROM rec_evaluation").pl()
         kinds = con.execute("SELECT DISTINCT kind FROM admin_insights").pl()["kind"].to_list()
-        emb_type = con.execute("SELECT data_type FROM information_schema.columns WHERE "
-                               "table_name='page_embeddings' AND column_name='embedding'"
-                               ).fetchone()[0]
-        n_users = con.execute("SELECT count(DISTINCT user_id) FROM user_recommendations"
-                              ).fetchone()[0]
+        emb_type = con.execute(
+            "SELECT data_type FROM information_schema.columns WHERE "
+            "table_name='page_embeddings' AND column_name='embedding'"
+        ).fetchone()[0]
+        n_users = con.execute(
+            "SELECT count(DISTINCT user_id) FROM user_recommendations"
+        ).fetchone()[0]
     assert emb_type == "FLOAT[]"
     assert n_users == 800
     assert set(ev["method"]) >= {"random", "global_popularity", "hybrid", "user_knn"}

@@ -1,11 +1,13 @@
 """Dependencies: settings, the bearer-token guard and the per-request snapshot reader."""
 
 import secrets
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import date
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Query, Request, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from ubap_api.settings import Settings
@@ -14,7 +16,7 @@ from ubap_assets.warehouse.reader import SnapshotReader, open_reader
 SNAPSHOT_HEADER = "X-UBAP-Snapshot"
 
 
-def get_app_settings(request: Request) -> Settings:
+async def get_app_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
@@ -23,7 +25,7 @@ SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 _bearer = HTTPBearer(auto_error=False, description="UBAP_API_TOKEN, when the server sets one")
 
 
-def require_token(
+async def require_token(
     settings: SettingsDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:
@@ -40,8 +42,13 @@ def require_token(
         )
 
 
-def get_reader(request: Request, settings: SettingsDep) -> Iterator[SnapshotReader]:
-    """One reader per request, bound to the snapshot that is current when the request starts."""
+async def get_reader(request: Request, settings: SettingsDep) -> AsyncIterator[SnapshotReader]:
+    """One reader per request, bound to the snapshot that is current when the request starts.
+
+    Async on purpose (as are the routes): everything a request reads is memoized per immutable
+    snapshot or a sub-millisecond DuckDB lookup, so a thread-pool hop would cost more than it
+    saves on a 2-core machine.
+    """
     reader = open_reader(settings.snapshots)  # NoSnapshotError -> 503 (see main.py)
     request.state.snapshot_id = reader.snapshot_id
     try:
@@ -53,40 +60,49 @@ def get_reader(request: Request, settings: SettingsDep) -> Iterator[SnapshotRead
 ReaderDep = Annotated[SnapshotReader, Depends(get_reader)]
 
 
+MAX_PAGE_SIZE = 1000
+
+
+@dataclass(frozen=True)
 class Paging:
+    limit: int
+    offset: int
+
+
+async def get_paging(
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Rows per page.")] = 100,
+    offset: Annotated[int, Query(ge=0, le=10_000_000, description="Rows to skip.")] = 0,
+) -> Paging:
     """limit/offset query parameters."""
-
-    def __init__(
-        self,
-        settings: SettingsDep,
-        limit: Annotated[int, Query(ge=1, le=10_000, description="Rows per page.")] = 100,
-        offset: Annotated[int, Query(ge=0, le=10_000_000, description="Rows to skip.")] = 0,
-    ):
-        if limit > settings.max_page_size:
-            raise HTTPException(
-                status_code=422, detail=f"limit must be at most {settings.max_page_size}"
-            )
-        self.limit = limit
-        self.offset = offset
+    return Paging(limit, offset)
 
 
-PagingDep = Annotated[Paging, Depends()]
+PagingDep = Annotated[Paging, Depends(get_paging)]
 
 
+@dataclass(frozen=True)
 class DateRange:
+    start: date | None
+    end: date | None
+
+
+async def get_date_range(
+    start: Annotated[date | None, Query(description="First day (inclusive).")] = None,
+    end: Annotated[date | None, Query(description="Last day (inclusive).")] = None,
+) -> DateRange:
     """Inclusive start/end date filters (ISO dates); either may be left out."""
+    if start is not None and end is not None and start > end:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "value_error",
+                    "loc": ("query", "start"),
+                    "msg": f"start ({start}) must not be after end ({end})",
+                    "input": str(start),
+                }
+            ]
+        )
+    return DateRange(start, end)
 
-    def __init__(
-        self,
-        start: Annotated[date | None, Query(description="First day (inclusive).")] = None,
-        end: Annotated[date | None, Query(description="Last day (inclusive).")] = None,
-    ):
-        if start is not None and end is not None and start > end:
-            raise HTTPException(
-                status_code=422, detail=f"start ({start}) must not be after end ({end})"
-            )
-        self.start = start
-        self.end = end
 
-
-DateRangeDep = Annotated[DateRange, Depends()]
+DateRangeDep = Annotated[DateRange, Depends(get_date_range)]

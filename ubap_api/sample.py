@@ -59,6 +59,7 @@ def build_warehouse(
     _store(con, t.USER_FEATURES, feats)
     _segments(con, feats, world, kmeans=kmeans, k_max=k_max)
 
+    trends.build_sessions(con)  # the one pass over events that the trend functions read
     daily = trends.daily_trends(con)
     segment_daily = trends.segment_trends(con)
     for name, frame in (

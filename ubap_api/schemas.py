@@ -3,12 +3,32 @@
 Columns follow docs/tables/*.md (the producers' contract).
 """
 
-from datetime import date, datetime
-from typing import Generic, TypeVar
+from datetime import UTC, date, datetime
+from typing import Annotated, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 T = TypeVar("T")
+
+
+def _as_utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# Tables hold naive UTC timestamps; the API states the zone (RFC 3339, "...Z").
+UtcDateTime = Annotated[datetime, AfterValidator(_as_utc)]
+
+
+class Problem(BaseModel):
+    detail: str = Field(description="What went wrong and how to fix it.")
+
+
+# Documented error answers: every /api route may say 401 (token) or 503 (no snapshot/table).
+API_ERRORS: dict[int | str, dict] = {
+    401: {"model": Problem, "description": "Missing or wrong bearer token (UBAP_API_TOKEN)."},
+    503: {"model": Problem, "description": "No snapshot published yet, or a table missing."},
+}
+NOT_FOUND: dict[int | str, dict] = {404: {"model": Problem, "description": "Unknown id."}}
 
 
 class Row(BaseModel):
@@ -36,14 +56,14 @@ class CheckResult(Row):
     severity: str
     blocking: bool
     description: str
-    evaluated_at: datetime
+    evaluated_at: UtcDateTime
     run_id: str
 
 
 class Meta(BaseModel):
     snapshot_id: str
     run_id: str | None
-    materialized_at: datetime | None
+    materialized_at: UtcDateTime | None
     age_seconds: float | None = Field(description="Seconds since the snapshot was published.")
     data_start: date | None
     data_end: date | None
@@ -165,7 +185,7 @@ class ScoredUser(Row):
     conversion_model: str
     bounce_model: str
     model_version: str
-    scored_at: datetime
+    scored_at: UtcDateTime
 
 
 class ModelMetric(Row):
@@ -197,7 +217,7 @@ class Recommendation(Row):
     source: str
     top_signal: str
     reason: str
-    generated_at: datetime
+    generated_at: UtcDateTime
 
 
 class UserRecommendations(BaseModel):
@@ -255,8 +275,8 @@ class RecEvaluation(Row):
     coverage: float
     novelty: float
     users_evaluated: int
-    cutoff_ts: datetime
-    test_end_ts: datetime
+    cutoff_ts: UtcDateTime
+    test_end_ts: UtcDateTime
     note: str | None = None
 
 
@@ -293,7 +313,7 @@ class Summary(BaseModel):
     source_tables: list[str]
     missing_tables: list[str]
     fallback_reason: str
-    generated_at: datetime
+    generated_at: UtcDateTime
 
 
 # --- funnels, retention ---
@@ -347,7 +367,7 @@ class User(Row):
 
 
 class Activity(Row):
-    event_ts: datetime
+    event_ts: UtcDateTime
     event_type: str
     page_id: str | None
     page_title: str | None
@@ -366,7 +386,7 @@ class UserPrediction(Row):
     conversion_model: str
     bounce_model: str
     model_version: str
-    scored_at: datetime
+    scored_at: UtcDateTime
 
 
 class UserDetail(BaseModel):

@@ -28,7 +28,6 @@ class Settings(BaseSettings):
         description="UBAP_SNAPSHOT_DIR: where serving snapshots are published "
         "(default <UBAP_DATA_DIR>/snapshots).",
     )
-    max_page_size: int = Field(default=1000, ge=1, description="Largest accepted `limit`.")
 
     @property
     def cors_origin_list(self) -> list[str]:

@@ -86,7 +86,14 @@ def bars(
             sort=sort,
             axis=alt.Axis(labelOverlap=False, labelLimit=220),
         ),
-        "x": alt.X(f"{value}:Q", title=value_title, axis=alt.Axis(format=value_format)),
+        "x": alt.X(
+            f"{value}:Q",
+            title=value_title,
+            # whole counts get whole ticks (no "0 0 0 1 1 1" axis on small numbers)
+            axis=alt.Axis(format=value_format, tickMinStep=1)
+            if value_format == NUMBER
+            else alt.Axis(format=value_format),
+        ),
         "tooltip": tooltip,
     }
     if color:
@@ -137,31 +144,31 @@ def retention_heatmap(frame: pl.DataFrame) -> alt.Chart:
     Columns: ``cohort_week`` (date), ``weeks_since`` (int), ``retention`` (0..1),
     ``cohort_users`` and ``active_users``.
     """
-    base = alt.Chart(frame).encode(
-        x=alt.X("weeks_since:O", title="weeks since first seen"),
-        y=alt.Y("yearmonthdate(cohort_week):O", title="cohort (week of first visit)"),
+    cohorts = frame.with_columns(cohort=pl.col("cohort_week").cast(pl.String))
+    base = alt.Chart(cohorts).encode(
+        x=alt.X("weeks_since:O", title="weeks since first seen", axis=alt.Axis(labelAngle=0)),
+        y=alt.Y("cohort:O", title="cohort (week of first visit)", sort="ascending"),
     )
     cells = base.mark_rect().encode(
         color=alt.Color(
             "retention:Q",
             title="retained",
-            scale=alt.Scale(scheme="blues"),
+            scale=alt.Scale(scheme="blues", domain=[0, 1]),
             legend=alt.Legend(format=".0%"),
         ),
         tooltip=[
-            alt.Tooltip("cohort_week:T", title="cohort", format="%d %b %Y"),
+            alt.Tooltip("cohort:O", title="cohort week"),
             alt.Tooltip("weeks_since:O", title="weeks since"),
             alt.Tooltip("cohort_users:Q", title="cohort size", format=NUMBER),
             alt.Tooltip("active_users:Q", title="active", format=NUMBER),
             alt.Tooltip("retention:Q", title="retained", format=PERCENT),
         ],
     )
-    text = base.mark_text(fontSize=10).encode(
+    text = base.mark_text(fontSize=11).encode(
         text=alt.Text("retention:Q", format=".0%"),
         color=alt.condition("datum.retention > 0.5", alt.value("white"), alt.value("black")),
     )
-    rows = frame["cohort_week"].n_unique() if frame.height else 1
-    return (cells + text).properties(height=min(40 + 28 * rows, 600))
+    return (cells + text).properties(height=alt.Step(30))
 
 
 def stacked_bars(
@@ -171,19 +178,20 @@ def stacked_bars(
     y: str,
     color: str,
     y_title: str = "users",
-    x_type: str = "T",
     height: int = 320,
 ) -> alt.Chart:
-    """Stacked columns over time (lifecycle states per week, segment sizes per day)."""
+    """Stacked columns per period (lifecycle states per week); ``x`` is a date column."""
+    periods = frame.with_columns(period=pl.col(x).cast(pl.String))
+    label = x.replace("_", " ")
     return (
-        alt.Chart(frame)
+        alt.Chart(periods)
         .mark_bar()
         .encode(
-            x=alt.X(f"{x}:{x_type}", title=None),
+            x=alt.X("period:O", title=label, axis=alt.Axis(labelAngle=-45)),
             y=alt.Y(f"{y}:Q", title=y_title, axis=alt.Axis(format=NUMBER)),
             color=alt.Color(f"{color}:N", title=color.replace("_", " "), scale=_CATEGORIES),
             tooltip=[
-                alt.Tooltip(f"{x}:{x_type}", title=x.replace("_", " ")),
+                alt.Tooltip("period:O", title=label),
                 alt.Tooltip(f"{color}:N", title=color.replace("_", " ")),
                 alt.Tooltip(f"{y}:Q", title=y_title, format=NUMBER),
             ],
@@ -253,7 +261,7 @@ def anomaly_timeline(frame: pl.DataFrame, *, y_title: str, y_format: str) -> alt
     """A metric's daily values over its expected range, flagged days marked in red.
 
     Columns: ``day``, ``value``, ``expected``, ``lower``, ``upper``, ``is_anomaly`` (bool),
-    ``direction`` and ``severity``.
+    ``direction``, ``score`` and ``severity``.
     """
     base = alt.Chart(frame).encode(x=alt.X("day:T", title=None))
     band = base.mark_area(opacity=0.35, color=_BAND_BLUE).encode(
@@ -285,7 +293,8 @@ def anomaly_timeline(frame: pl.DataFrame, *, y_title: str, y_format: str) -> alt
                 alt.Tooltip("value:Q", title=y_title, format=y_format),
                 alt.Tooltip("expected:Q", title="expected", format=y_format),
                 alt.Tooltip("direction:N", title="direction"),
-                alt.Tooltip("severity:Q", title="severity", format=".1f"),
+                alt.Tooltip("score:Q", title="score", format=".1f"),
+                alt.Tooltip("severity:N", title="severity"),
             ],
         )
     )

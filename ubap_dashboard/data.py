@@ -129,6 +129,15 @@ def table(snap: Snapshot, name: str, order_by: str | None = None) -> pl.DataFram
 
 
 @st.cache_data(ttl=_TTL, max_entries=_ENTRIES, show_spinner=False)
+def rejects(snap: Snapshot, limit: int = 1000) -> tuple[pl.DataFrame, int]:
+    """The first ``limit`` rejected input rows and how many there are in all."""
+    name = _contract(t.EVENT_REJECTS)
+    rows = _query(snap, f"SELECT * FROM {name} ORDER BY source_file, row_number LIMIT ?", [limit])
+    total = _query(snap, f"SELECT count(*) AS n FROM {name}")["n"][0]
+    return rows, int(total)
+
+
+@st.cache_data(ttl=_TTL, max_entries=_ENTRIES, show_spinner=False)
 def row_counts(snap: Snapshot, names: tuple[str, ...]) -> pl.DataFrame:
     parts = [f"SELECT '{n}' AS table_name, count(*) AS rows FROM {_contract(n)}" for n in names]
     if not parts:
@@ -338,7 +347,7 @@ def funnel_by_segment(snap: Snapshot, start: date | None, end: date | None) -> p
             .otherwise(0.0)
         )
         .drop("entered", "completed")
-        .sort("overall_conversion", descending=True)
+        .sort(pl.col("segment") != "All users", "overall_conversion", descending=[False, True])
     )
 
 
@@ -509,8 +518,8 @@ def anomaly_scopes(snap: Snapshot) -> pl.DataFrame:
 def anomaly_series(snap: Snapshot, dimension: str, value: str, metric: str) -> pl.DataFrame:
     return _query(
         snap,
-        "SELECT day, value, expected, lower, upper, is_anomaly, direction, score AS severity, "
-        "severity AS severity_level, seasonal_flag, level_flag, has_baseline "
+        "SELECT day, value, expected, lower, upper, is_anomaly, direction, score, severity, "
+        "seasonal_flag, level_flag, has_baseline "
         f"FROM {_contract(t.ANOMALY_HISTORY)} "
         "WHERE dimension = ? AND dimension_value = ? AND metric = ? ORDER BY day",
         [dimension, value, metric],
@@ -645,4 +654,4 @@ def freshness(materialized_at: datetime | None, now: datetime | None = None) -> 
     hours = minutes / 60
     if hours < 36:
         return f"{hours:.1f} hours ago"
-    return f"{hours / 24:.1f} days ago"
+    return f"{hours / 24:.0f} days ago"

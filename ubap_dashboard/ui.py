@@ -4,7 +4,7 @@ import polars as pl
 import streamlit as st
 
 from ubap_assets.warehouse.snapshots import Snapshot
-from ubap_dashboard import data
+from ubap_dashboard import charts, data
 
 _SNAPSHOT_KEY = "ubap_snapshot"
 MAKE_UP = "make up"
@@ -118,3 +118,29 @@ def percent(label: str, help: str | None = None) -> st.column_config.NumberColum
 
 def number(label: str, fmt: str = "%.3f", help: str | None = None) -> st.column_config.NumberColumn:
     return st.column_config.NumberColumn(label, format=fmt, help=help)
+
+
+def kpi(figure: data.Kpi) -> None:
+    """A bordered metric: rates move in percentage points, counts and money in percent."""
+    fmt = charts.metric_format(figure.metric)
+    if fmt == charts.PERCENT:
+        value = f"{figure.value:.1%}"
+        delta = None if figure.delta is None else f"{figure.delta * 100:+.1f} pp"
+    else:
+        if fmt == charts.MONEY:
+            value = (
+                f"${figure.value / 1000:,.1f}k"
+                if figure.value >= 10_000
+                else f"${figure.value:,.0f}"
+            )
+        else:
+            value = f"{figure.value:,.0f}"
+        delta = None if figure.delta_pct is None else f"{figure.delta_pct:+.1%}"
+    st.metric(
+        figure.label,
+        value,
+        delta,
+        # a falling bounce rate is good news
+        delta_color="inverse" if figure.metric == "bounce_rate" else "normal",
+        border=True,
+    )

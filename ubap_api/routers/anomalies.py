@@ -6,15 +6,18 @@ from fastapi import APIRouter, Depends, Query
 
 from ubap_api.deps import DateRangeDep, PagingDep, ReaderDep, require_token
 from ubap_api.records import page_of
-from ubap_api.schemas import Anomaly, Page, RecentAnomaly
+from ubap_api.schemas import API_ERRORS, Anomaly, Page, RecentAnomaly
 
 router = APIRouter(
-    prefix="/api/anomalies", tags=["anomalies"], dependencies=[Depends(require_token)]
+    prefix="/api/anomalies",
+    tags=["anomalies"],
+    dependencies=[Depends(require_token)],
+    responses=API_ERRORS,
 )
 
 
 @router.get("", response_model=Page[Anomaly])
-def anomalies(
+async def anomalies(
     reader: ReaderDep,
     dates: DateRangeDep,
     paging: PagingDep,
@@ -28,6 +31,6 @@ def anomalies(
 
 
 @router.get("/recent", response_model=Page[RecentAnomaly])
-def recent(reader: ReaderDep, paging: PagingDep) -> dict:
+async def recent(reader: ReaderDep, paging: PagingDep) -> dict:
     """Flagged points of the latest period (7 complete days by default), largest first."""
     return page_of(reader.anomalies_recent(), paging)

@@ -6,9 +6,14 @@ from fastapi import APIRouter, Depends, Query
 
 from ubap_api.deps import DateRangeDep, PagingDep, ReaderDep, require_token
 from ubap_api.records import not_found, page_of, records
-from ubap_api.schemas import Funnel, FunnelDay, Page
+from ubap_api.schemas import API_ERRORS, NOT_FOUND, Funnel, FunnelDay, Page
 
-router = APIRouter(prefix="/api/funnels", tags=["funnels"], dependencies=[Depends(require_token)])
+router = APIRouter(
+    prefix="/api/funnels",
+    tags=["funnels"],
+    dependencies=[Depends(require_token)],
+    responses=API_ERRORS,
+)
 
 SegmentId = Annotated[
     str, Query(max_length=50, description="'all', or a segment id from /api/segments/list.")
@@ -20,8 +25,8 @@ def _check_segment(reader: ReaderDep, segment_id: str) -> None:
         raise not_found("segment", segment_id, "see /api/segments/list for segment ids")
 
 
-@router.get("", response_model=Funnel)
-def funnel(reader: ReaderDep, dates: DateRangeDep, segment_id: SegmentId = "all") -> dict:
+@router.get("", response_model=Funnel, responses=NOT_FOUND)
+async def funnel(reader: ReaderDep, dates: DateRangeDep, segment_id: SegmentId = "all") -> dict:
     """Sessions reaching each step over the range, with step and overall conversion."""
     _check_segment(reader, segment_id)
     steps = reader.funnel(dates.start, dates.end, segment_id)
@@ -33,8 +38,8 @@ def funnel(reader: ReaderDep, dates: DateRangeDep, segment_id: SegmentId = "all"
     }
 
 
-@router.get("/daily", response_model=Page[FunnelDay])
-def funnel_daily(
+@router.get("/daily", response_model=Page[FunnelDay], responses=NOT_FOUND)
+async def funnel_daily(
     reader: ReaderDep, dates: DateRangeDep, paging: PagingDep, segment_id: SegmentId = "all"
 ) -> dict:
     """One row per day x step, oldest first."""

@@ -6,15 +6,20 @@ from fastapi import APIRouter, Depends, Request
 
 from ubap_api.deps import ReaderDep, SettingsDep, require_token
 from ubap_api.records import records
-from ubap_api.schemas import Health, Meta
+from ubap_api.schemas import API_ERRORS, Health, Meta
 from ubap_assets.warehouse.snapshots import NoSnapshotError, current_snapshot
 
 health_router = APIRouter(tags=["service"])
-router = APIRouter(prefix="/api", tags=["service"], dependencies=[Depends(require_token)])
+router = APIRouter(
+    prefix="/api",
+    tags=["service"],
+    dependencies=[Depends(require_token)],
+    responses=API_ERRORS,
+)
 
 
 @health_router.get("/health", response_model=Health)
-def health(request: Request, settings: SettingsDep) -> dict:
+async def health(request: Request, settings: SettingsDep) -> dict:
     """Liveness (no token needed): 200 always; says whether a snapshot is being served."""
     try:
         snapshot_id = current_snapshot(settings.snapshots).snapshot_id
@@ -25,7 +30,7 @@ def health(request: Request, settings: SettingsDep) -> dict:
 
 
 @router.get("/meta", response_model=Meta)
-def meta(reader: ReaderDep) -> dict:
+async def meta(reader: ReaderDep) -> dict:
     """The snapshot behind every response now: id, run, publication time, data range, checks."""
     m = reader.meta()
     checks = records(reader.check_results()) if reader.has_table("check_results") else []

@@ -7,10 +7,13 @@ from fastapi import APIRouter, Depends, Path, Query
 
 from ubap_api.deps import PagingDep, ReaderDep, require_token
 from ubap_api.records import not_found, page_of, with_reasons
-from ubap_api.schemas import ModelMetric, Page, ScoredUser, SegmentPrediction
+from ubap_api.schemas import API_ERRORS, NOT_FOUND, ModelMetric, Page, ScoredUser, SegmentPrediction
 
 router = APIRouter(
-    prefix="/api/predictions", tags=["predictions"], dependencies=[Depends(require_token)]
+    prefix="/api/predictions",
+    tags=["predictions"],
+    dependencies=[Depends(require_token)],
+    responses=API_ERRORS,
 )
 
 Probability = Annotated[float, Query(ge=0.0, le=1.0, description="Lowest probability kept.")]
@@ -23,13 +26,13 @@ def _scored_page(frame: pl.DataFrame, paging: PagingDep) -> dict:
 
 
 @router.get("/segments", response_model=Page[SegmentPrediction])
-def by_segment(reader: ReaderDep, paging: PagingDep) -> dict:
+async def by_segment(reader: ReaderDep, paging: PagingDep) -> dict:
     """Per segment: users, mean purchase and bounce probability, at-risk users."""
     return page_of(reader.segment_predictions(), paging)
 
 
-@router.get("/high-value/{model}", response_model=Page[ScoredUser])
-def high_value(
+@router.get("/high-value/{model}", response_model=Page[ScoredUser], responses=NOT_FOUND)
+async def high_value(
     reader: ReaderDep,
     paging: PagingDep,
     model: Annotated[
@@ -55,7 +58,7 @@ def high_value(
 
 
 @router.get("/at-risk", response_model=Page[ScoredUser])
-def at_risk(
+async def at_risk(
     reader: ReaderDep,
     paging: PagingDep,
     min_probability: Annotated[
@@ -68,7 +71,7 @@ def at_risk(
 
 
 @router.get("/models", response_model=Page[ModelMetric])
-def models(
+async def models(
     reader: ReaderDep,
     paging: PagingDep,
     task: Annotated[Literal["conversion", "bounce"] | None, Query()] = None,

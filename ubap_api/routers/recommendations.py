@@ -7,6 +7,8 @@ from fastapi import APIRouter, Depends, Path, Query
 from ubap_api.deps import PagingDep, ReaderDep, require_token
 from ubap_api.records import not_found, page_of, records
 from ubap_api.schemas import (
+    API_ERRORS,
+    NOT_FOUND,
     AdminInsight,
     Page,
     PageRecommendations,
@@ -18,6 +20,7 @@ router = APIRouter(
     prefix="/api/recommendations",
     tags=["recommendations"],
     dependencies=[Depends(require_token)],
+    responses=API_ERRORS,
 )
 
 UserId = Annotated[str, Path(min_length=1, max_length=200, description="A user id.")]
@@ -25,8 +28,8 @@ PageId = Annotated[str, Path(min_length=1, max_length=200, description="A page i
 Limit = Annotated[int, Query(ge=1, le=100, description="How many to return.")]
 
 
-@router.get("/users/{user_id}", response_model=UserRecommendations)
-def for_user(reader: ReaderDep, user_id: UserId, limit: Limit = 10) -> dict:
+@router.get("/users/{user_id}", response_model=UserRecommendations, responses=NOT_FOUND)
+async def for_user(reader: ReaderDep, user_id: UserId, limit: Limit = 10) -> dict:
     """The pages recommended to a user, best first, each with why."""
     if reader.user(user_id) is None:
         raise not_found("user", user_id, "see /api/predictions/high-value/best for user ids")
@@ -34,8 +37,8 @@ def for_user(reader: ReaderDep, user_id: UserId, limit: Limit = 10) -> dict:
     return {"user_id": user_id, "data": data, "count": len(data)}
 
 
-@router.get("/pages/{page_id}", response_model=PageRecommendations)
-def for_page(reader: ReaderDep, page_id: PageId, limit: Limit = 10) -> dict:
+@router.get("/pages/{page_id}", response_model=PageRecommendations, responses=NOT_FOUND)
+async def for_page(reader: ReaderDep, page_id: PageId, limit: Limit = 10) -> dict:
     """Pages most similar to a page (content embeddings)."""
     page = reader.page(page_id)
     if page is None:
@@ -45,7 +48,7 @@ def for_page(reader: ReaderDep, page_id: PageId, limit: Limit = 10) -> dict:
 
 
 @router.get("/admin", response_model=Page[AdminInsight])
-def admin(
+async def admin(
     reader: ReaderDep,
     paging: PagingDep,
     kind: Annotated[
@@ -59,6 +62,6 @@ def admin(
 
 
 @router.get("/metrics", response_model=Page[RecEvaluation])
-def metrics(reader: ReaderDep, paging: PagingDep) -> dict:
+async def metrics(reader: ReaderDep, paging: PagingDep) -> dict:
     """Offline ranking metrics (HR, NDCG, recall, MAP, coverage, novelty) per method."""
     return page_of(reader.rec_evaluation(), paging)

@@ -4,20 +4,23 @@ from fastapi import APIRouter, Depends
 
 from ubap_api.deps import DateRangeDep, PagingDep, ReaderDep, require_token
 from ubap_api.records import page_of
-from ubap_api.schemas import LifecycleWeek, Page, RetentionCohort
+from ubap_api.schemas import API_ERRORS, LifecycleWeek, Page, RetentionCohort
 
 router = APIRouter(
-    prefix="/api/retention", tags=["retention"], dependencies=[Depends(require_token)]
+    prefix="/api/retention",
+    tags=["retention"],
+    dependencies=[Depends(require_token)],
+    responses=API_ERRORS,
 )
 
 
 @router.get("", response_model=Page[RetentionCohort])
-def retention(reader: ReaderDep, dates: DateRangeDep, paging: PagingDep) -> dict:
+async def retention(reader: ReaderDep, dates: DateRangeDep, paging: PagingDep) -> dict:
     """Cohorts (cohort_week in the range) x weeks since first seen, with retention rate."""
     return page_of(reader.retention_cohorts(dates.start, dates.end), paging)
 
 
 @router.get("/lifecycle", response_model=Page[LifecycleWeek])
-def lifecycle(reader: ReaderDep, dates: DateRangeDep, paging: PagingDep) -> dict:
+async def lifecycle(reader: ReaderDep, dates: DateRangeDep, paging: PagingDep) -> dict:
     """Users per week by state: new, returning, resurrecting, dormant."""
     return page_of(reader.lifecycle_weekly(dates.start, dates.end), paging)

@@ -6,13 +6,24 @@ from fastapi import APIRouter, Depends, Query
 
 from ubap_api.deps import DateRangeDep, PagingDep, ReaderDep, require_token
 from ubap_api.records import page_of, records
-from ubap_api.schemas import Page, SegmentProfile, SegmentSummary, SegmentTrend
+from ubap_api.schemas import (
+    API_ERRORS,
+    Page,
+    SegmentProfile,
+    SegmentSummary,
+    SegmentTrend,
+)
 
-router = APIRouter(prefix="/api/segments", tags=["segments"], dependencies=[Depends(require_token)])
+router = APIRouter(
+    prefix="/api/segments",
+    tags=["segments"],
+    dependencies=[Depends(require_token)],
+    responses=API_ERRORS,
+)
 
 
 @router.get("/trends", response_model=Page[SegmentTrend])
-def segment_trends(
+async def segment_trends(
     reader: ReaderDep,
     dates: DateRangeDep,
     paging: PagingDep,
@@ -25,13 +36,13 @@ def segment_trends(
 
 
 @router.get("/list", response_model=Page[SegmentProfile])
-def segment_list(reader: ReaderDep, paging: PagingDep) -> dict:
+async def segment_list(reader: ReaderDep, paging: PagingDep) -> dict:
     """Every segment with its size and mean behaviour, largest first."""
     return page_of(reader.segment_profiles(), paging)
 
 
 @router.get("/summary", response_model=SegmentSummary)
-def segment_summary(reader: ReaderDep) -> dict:
+async def segment_summary(reader: ReaderDep) -> dict:
     """The clustering: chosen k, quality scores, and each segment's share."""
     profiles = reader.segment_profiles()
     rows = records(profiles)

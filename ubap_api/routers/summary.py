@@ -5,17 +5,22 @@ import json
 from fastapi import APIRouter, Depends, HTTPException
 
 from ubap_api.deps import ReaderDep, require_token
-from ubap_api.schemas import Summary
+from ubap_api.schemas import API_ERRORS, NOT_FOUND, Summary
 
-router = APIRouter(prefix="/api/summary", tags=["summary"], dependencies=[Depends(require_token)])
+router = APIRouter(
+    prefix="/api/summary",
+    tags=["summary"],
+    dependencies=[Depends(require_token)],
+    responses=API_ERRORS,
+)
 
 
 def _split(text: str | None) -> list[str]:
     return [part for part in (text or "").split(",") if part]
 
 
-@router.get("/llm", response_model=Summary)
-def llm_summary(reader: ReaderDep) -> dict:
+@router.get("/llm", response_model=Summary, responses=NOT_FOUND)
+async def llm_summary(reader: ReaderDep) -> dict:
     """The latest period in words (Gemini when configured, else deterministic), with its facts."""
     row = reader.summary()
     if row is None:

@@ -6,9 +6,14 @@ from fastapi import APIRouter, Depends, Query
 
 from ubap_api.deps import DateRangeDep, PagingDep, ReaderDep, require_token
 from ubap_api.records import page_of
-from ubap_api.schemas import DailyTrend, Page, WeeklyTrend
+from ubap_api.schemas import API_ERRORS, DailyTrend, Page, WeeklyTrend
 
-router = APIRouter(prefix="/api/trends", tags=["trends"], dependencies=[Depends(require_token)])
+router = APIRouter(
+    prefix="/api/trends",
+    tags=["trends"],
+    dependencies=[Depends(require_token)],
+    responses=API_ERRORS,
+)
 
 Dimension = Annotated[
     Literal["all", "device", "traffic_source"],
@@ -20,7 +25,7 @@ DimensionValue = Annotated[
 
 
 @router.get("/daily", response_model=Page[DailyTrend])
-def daily(
+async def daily(
     reader: ReaderDep,
     dates: DateRangeDep,
     paging: PagingDep,
@@ -33,7 +38,7 @@ def daily(
 
 
 @router.get("/weekly", response_model=Page[WeeklyTrend])
-def weekly(
+async def weekly(
     reader: ReaderDep,
     dates: DateRangeDep,
     paging: PagingDep,

@@ -6,14 +6,19 @@ from fastapi import APIRouter, Depends, Path, Query
 
 from ubap_api.deps import ReaderDep, require_token
 from ubap_api.records import not_found, records, with_reasons
-from ubap_api.schemas import UserDetail
+from ubap_api.schemas import API_ERRORS, NOT_FOUND, UserDetail
 from ubap_assets.warehouse import tables as t
 
-router = APIRouter(prefix="/api/users", tags=["users"], dependencies=[Depends(require_token)])
+router = APIRouter(
+    prefix="/api/users",
+    tags=["users"],
+    dependencies=[Depends(require_token)],
+    responses=API_ERRORS,
+)
 
 
-@router.get("/{user_id}", response_model=UserDetail)
-def user_detail(
+@router.get("/{user_id}", response_model=UserDetail, responses=NOT_FOUND)
+async def user_detail(
     reader: ReaderDep,
     user_id: Annotated[str, Path(min_length=1, max_length=200)],
     activity: Annotated[int, Query(ge=1, le=200, description="Recent events to return.")] = 20,

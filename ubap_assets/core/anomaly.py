@@ -49,13 +49,19 @@ class DetectorSettings:
     scale_window_days: int = 28  # trailing residuals that estimate the spread
     min_scale_points: int = 7  # fewer residuals than this: no score yet
     min_relative_scale: float = 0.02  # the spread is at least this share of the expected value
+    min_daily_sessions: float = 30.0  # scopes with a median below this are too small to score
 
     def problems(self) -> list[str]:
         out = []
         if not self.threshold > 0:
             out.append(f"threshold must be > 0 (got {self.threshold})")
-        for name in ("baseline_weeks", "min_baseline_weeks", "level_window_days",
-                     "scale_window_days", "min_scale_points"):
+        for name in (
+            "baseline_weeks",
+            "min_baseline_weeks",
+            "level_window_days",
+            "scale_window_days",
+            "min_scale_points",
+        ):
             if getattr(self, name) < 1:
                 out.append(f"{name} must be at least 1 (got {getattr(self, name)})")
         if self.min_baseline_weeks > self.baseline_weeks:
@@ -64,6 +70,8 @@ class DetectorSettings:
             out.append("min_scale_points must not exceed scale_window_days")
         if self.min_relative_scale < 0:
             out.append("min_relative_scale must be >= 0")
+        if self.min_daily_sessions < 0:
+            out.append("min_daily_sessions must be >= 0")
         return out
 
     @property
@@ -168,6 +176,24 @@ def score_series(x: np.ndarray, metric: str, s: DetectorSettings) -> dict[str, n
     }
 
 
+def _unscored(out: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    x = out["value"]
+    zeros, no = np.zeros_like(x), np.zeros(len(x), dtype=bool)
+    return {
+        **out,
+        "expected": x,
+        "lower": x,
+        "upper": x,
+        "seasonal_score": zeros,
+        "level_score": zeros,
+        "score": zeros,
+        "seasonal_flag": no,
+        "level_flag": no,
+        "is_anomaly": no,
+        "has_baseline": no,
+    }
+
+
 HISTORY_SCHEMA: dict[str, pl.DataType] = {
     "day": pl.Date,
     "dimension": pl.String,
@@ -223,8 +249,12 @@ def detect(series: pl.DataFrame, settings: DetectorSettings) -> pl.DataFrame:
         part = days.join(part, on="day", how="left").with_columns(
             [pl.col(m).cast(pl.Float64).fill_null(0.0).fill_nan(0.0) for m in MONITORED]
         )
+        # Tiny scopes (a rare device, a small segment) are noise, not signal: not scored.
+        too_small = float(part["sessions"].median() or 0.0) < settings.min_daily_sessions
         for metric in MONITORED:
             out = score_series(part[metric].to_numpy(), metric, settings)
+            if too_small:
+                out = _unscored(out)
             frames.append(
                 pl.DataFrame(
                     {
@@ -326,7 +356,9 @@ def score_detection(history: pl.DataFrame, injected: pl.DataFrame) -> tuple[pl.D
         flags = overall.filter(pl.col(flag_col[det])).select(
             "day",
             "metric",
-            pl.when(pl.col(score_col[det]) > 0).then(pl.lit("spike")).otherwise(pl.lit("drop"))
+            pl.when(pl.col(score_col[det]) > 0)
+            .then(pl.lit("spike"))
+            .otherwise(pl.lit("drop"))
             .alias("dir"),
         )
         flagged = set(flags.iter_rows())
@@ -362,6 +394,17 @@ def history_notes(series: pl.DataFrame, history: pl.DataFrame, s: DetectorSettin
     empty = overall.filter(pl.col("events") == 0)["day"].to_list() if n_days else []
     if empty:
         notes.append(f"{len(empty)} day(s) with no events: " + ", ".join(map(str, empty[:5])))
+    small = (
+        series.group_by("dimension", "dimension_value")
+        .agg(pl.col("sessions").median().alias("m"))
+        .filter(pl.col("m") < s.min_daily_sessions)
+    )
+    if small.height:
+        names = [f"{d}={v}" for d, v in small.select("dimension", "dimension_value").iter_rows()]
+        notes.append(
+            f"{small.height} scope(s) below {s.min_daily_sessions:g} median daily sessions are "
+            "not scored: " + ", ".join(names[:8])
+        )
     scored = history.filter(pl.col("has_baseline") & (pl.col("dimension") == "all"))
     if scored.height:
         first: date = scored["day"].min()

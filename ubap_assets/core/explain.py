@@ -52,8 +52,13 @@ def contributions(model: xgb.XGBClassifier, x: np.ndarray) -> np.ndarray:
     return booster.predict(xgb.DMatrix(x), pred_contribs=True)[:, :-1]
 
 
-def top_reasons(model: xgb.XGBClassifier, design: Design, frame: pl.DataFrame, top: int = 3,
-                outcome: str = "purchase chance") -> pl.DataFrame:
+def top_reasons(
+    model: xgb.XGBClassifier,
+    design: Design,
+    frame: pl.DataFrame,
+    top: int = 3,
+    outcome: str = "purchase chance",
+) -> pl.DataFrame:
     """``user_id`` plus ``reason_1..reason_<top>`` for every row of ``frame``."""
     x = design.matrix(frame)
     contrib = contributions(model, x)

@@ -198,8 +198,9 @@ def _sql(template: str, events: str, users: str = "users", pages: str = "pages")
 def event_span(con: duckdb.DuckDBPyConnection, events: str = "events") -> tuple[datetime, datetime]:
     """Midnight of the first day with events and midnight after the last one."""
     lo, hi = con.execute(
-        _sql("SELECT CAST(min(event_ts) AS DATE), CAST(max(event_ts) AS DATE) FROM {events}",
-             events)
+        _sql(
+            "SELECT CAST(min(event_ts) AS DATE), CAST(max(event_ts) AS DATE) FROM {events}", events
+        )
     ).fetchone()
     if lo is None:
         raise FeatureWindowError(
@@ -210,8 +211,13 @@ def event_span(con: duckdb.DuckDBPyConnection, events: str = "events") -> tuple[
     return first, end
 
 
-def plan_windows(first_day: datetime, end: datetime, horizon_days: int = 14,
-                 lookback_days: int = 0, min_lookback_days: int = 7) -> TimePlan:
+def plan_windows(
+    first_day: datetime,
+    end: datetime,
+    horizon_days: int = 14,
+    lookback_days: int = 0,
+    min_lookback_days: int = 7,
+) -> TimePlan:
     """Place the two cutoffs at the end of the history; the lookback is what exists before the
     training cutoff (capped at ``lookback_days`` when that is > 0).
 
@@ -228,16 +234,21 @@ def plan_windows(first_day: datetime, end: datetime, horizon_days: int = 14,
         days = (end - first_day).days
         raise FeatureWindowError(
             f"empty window: {days} days of events leave {max(available, 0)} days of history "
-            f"before the training cutoff {train_cutoff:%Y-%m-%d}, fewer than the {min_lookback_days}"
-            f" needed (2 x horizon {horizon_days} + lookback); load more days of events or lower "
-            "horizon_days"
+            f"before the training cutoff {train_cutoff:%Y-%m-%d}, fewer than the "
+            f"{min_lookback_days} needed (2 x horizon {horizon_days} + lookback); load more days "
+            "of events or lower horizon_days"
         )
     return TimePlan(first_day, end, train_cutoff, valid_cutoff, horizon_days, lookback)
 
 
-def compute_features(con: duckdb.DuckDBPyConnection, cutoff: datetime, lookback_days: int,
-                     events: str = "events", users: str = "users",
-                     pages: str = "pages") -> pl.DataFrame:
+def compute_features(
+    con: duckdb.DuckDBPyConnection,
+    cutoff: datetime,
+    lookback_days: int,
+    events: str = "events",
+    users: str = "users",
+    pages: str = "pages",
+) -> pl.DataFrame:
     """One row per user known before ``cutoff``; reads only events in the lookback window."""
     params = {
         "cutoff": cutoff,
@@ -254,32 +265,43 @@ def compute_features(con: duckdb.DuckDBPyConnection, cutoff: datetime, lookback_
     return frame
 
 
-def conversion_labels(con: duckdb.DuckDBPyConnection, features: pl.DataFrame, cutoff: datetime,
-                      horizon_days: int, events: str = "events") -> pl.DataFrame:
+def conversion_labels(
+    con: duckdb.DuckDBPyConnection,
+    features: pl.DataFrame,
+    cutoff: datetime,
+    horizon_days: int,
+    events: str = "events",
+) -> pl.DataFrame:
     """``features`` plus ``label``: the user purchases in ``[cutoff, cutoff + horizon)``."""
     future = con.execute(
         _sql(_CONVERSION_SQL, events),
         {"cutoff": cutoff, "label_end": cutoff + timedelta(days=horizon_days)},
     ).pl()
-    return features.join(future, on="user_id", how="left").with_columns(
-        label=pl.col("future_purchases").fill_null(0) > 0
-    ).drop("future_purchases")
+    return (
+        features.join(future, on="user_id", how="left")
+        .with_columns(label=pl.col("future_purchases").fill_null(0) > 0)
+        .drop("future_purchases")
+    )
 
 
-def bounce_labels(con: duckdb.DuckDBPyConnection, features: pl.DataFrame, cutoff: datetime,
-                  horizon_days: int, events: str = "events") -> pl.DataFrame:
+def bounce_labels(
+    con: duckdb.DuckDBPyConnection,
+    features: pl.DataFrame,
+    cutoff: datetime,
+    horizon_days: int,
+    events: str = "events",
+) -> pl.DataFrame:
     """Users with a session starting in the horizon, plus ``label``: that session bounced."""
     nxt = con.execute(
         _sql(_BOUNCE_SQL, events),
         {"cutoff": cutoff, "label_end": cutoff + timedelta(days=horizon_days)},
     ).pl()
-    return features.join(nxt, on="user_id", how="inner").rename(
-        {"next_session_bounced": "label"}
-    )
+    return features.join(nxt, on="user_id", how="inner").rename({"next_session_bounced": "label"})
 
 
-def future_events_guard(con: duckdb.DuckDBPyConnection, cutoff: datetime, lookback_days: int,
-                        events: str = "events") -> int:
+def future_events_guard(
+    con: duckdb.DuckDBPyConnection, cutoff: datetime, lookback_days: int, events: str = "events"
+) -> int:
     """Rows that differ between features over all events and over events before ``cutoff``.
 
     Every event at or after the cutoff is a "planted future event": if the feature SQL read
@@ -301,7 +323,13 @@ def future_events_guard(con: duckdb.DuckDBPyConnection, cutoff: datetime, lookba
     if full.height != past.height:
         return abs(full.height - past.height) or 1
     joined = full.join(past, on="user_id", how="full", suffix="_past")
+    # Floats are compared to 1e-9 (relative): parallel sums may add in another order.
     differ = pl.any_horizontal(
-        pl.col(c).ne_missing(pl.col(f"{c}_past")) for c in full.columns if c != "user_id"
+        (pl.col(c) - pl.col(f"{c}_past")).abs().fill_null(1.0)
+        > 1e-9 * pl.max_horizontal(pl.col(c).abs(), pl.lit(1.0))
+        if d.is_float()
+        else pl.col(c).ne_missing(pl.col(f"{c}_past"))
+        for c, d in full.schema.items()
+        if c != "user_id"
     )
     return joined.filter(differ).height

@@ -98,14 +98,25 @@ def make_models(seed: int = 0, n_jobs: int = 2) -> dict[str, object]:
             LogisticRegression(max_iter=2000, C=1.0),
         ),
         "random_forest": RandomForestClassifier(
-            n_estimators=120, max_depth=10, min_samples_leaf=20, max_samples=0.5,
-            n_jobs=n_jobs, random_state=seed,
+            n_estimators=120,
+            max_depth=10,
+            min_samples_leaf=20,
+            max_samples=0.5,
+            n_jobs=n_jobs,
+            random_state=seed,
         ),
         "xgboost": XGBClassifier(
-            n_estimators=250, max_depth=4, learning_rate=0.06, subsample=0.8,
-            colsample_bytree=0.8, min_child_weight=5, tree_method="hist",
+            n_estimators=250,
+            max_depth=4,
+            learning_rate=0.06,
+            subsample=0.8,
+            colsample_bytree=0.8,
+            min_child_weight=5,
+            tree_method="hist",
             # One thread: on a busy 2-core machine OpenMP spin-waits made 2 threads 50x slower.
-            eval_metric="logloss", n_jobs=1, random_state=seed,
+            eval_metric="logloss",
+            n_jobs=1,
+            random_state=seed,
         ),
     }
 
@@ -130,8 +141,9 @@ def evaluate(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     """Ranking and calibration metrics, and the F1-optimal threshold."""
     p = np.clip(p, 1e-6, 1 - 1e-6)
     precision, recall, thresholds = precision_recall_curve(y, p)
-    f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall + 1e-12),
-                  0.0)[:-1]
+    f1 = np.where(
+        precision + recall > 0, 2 * precision * recall / (precision + recall + 1e-12), 0.0
+    )[:-1]
     best = int(np.argmax(f1)) if len(f1) else 0
     return {
         "roc_auc": float(roc_auc_score(y, p)),
@@ -153,12 +165,19 @@ def curve_points(task: str, model: str, y: np.ndarray, p: np.ndarray) -> pl.Data
     frames = []
     for curve, x, yy, t in (("roc", fpr, tpr, roc_t), ("pr", recall, precision, pr_t)):
         idx = np.unique(np.linspace(0, len(x) - 1, min(CURVE_POINTS, len(x))).astype(int))
-        frames.append(pl.DataFrame({
-            "task": task, "model": model, "curve": curve,
-            "point": np.arange(len(idx), dtype=np.int64),
-            "x": x[idx].astype(float), "y": yy[idx].astype(float),
-            "threshold": np.clip(np.nan_to_num(t[idx].astype(float), posinf=1.0), 0.0, 1.0),
-        }))
+        frames.append(
+            pl.DataFrame(
+                {
+                    "task": task,
+                    "model": model,
+                    "curve": curve,
+                    "point": np.arange(len(idx), dtype=np.int64),
+                    "x": x[idx].astype(float),
+                    "y": yy[idx].astype(float),
+                    "threshold": np.clip(np.nan_to_num(t[idx].astype(float), posinf=1.0), 0.0, 1.0),
+                }
+            )
+        )
     return pl.concat(frames)
 
 
@@ -206,9 +225,16 @@ class TaskResult:
         return float(row["threshold"][0])
 
 
-def train_task(task: str, train: pl.DataFrame, valid: pl.DataFrame, plan: TimePlan, *,
-               seed: int = 0, n_jobs: int = 2,
-               ceiling: pl.DataFrame | None = None) -> TaskResult:
+def train_task(
+    task: str,
+    train: pl.DataFrame,
+    valid: pl.DataFrame,
+    plan: TimePlan,
+    *,
+    seed: int = 0,
+    n_jobs: int = 2,
+    ceiling: pl.DataFrame | None = None,
+) -> TaskResult:
     """Fit the three models on ``train``, score them on ``valid`` (both carry ``label``).
 
     ``ceiling``: optional frame (user_id, score) of ground-truth probabilities; its ROC-AUC on
@@ -244,13 +270,12 @@ def train_task(task: str, train: pl.DataFrame, valid: pl.DataFrame, plan: TimePl
             curves.append(curve_points(task, CEILING, yc, pc))
             ceiling_auc = rows[-1]["roc_auc"]
     metrics = pl.DataFrame(rows)
-    best = (
-        metrics.filter(pl.col("model") != CEILING).sort("pr_auc", descending=True)["model"][0]
-    )
+    best = metrics.filter(pl.col("model") != CEILING).sort("pr_auc", descending=True)["model"][0]
     metrics = metrics.with_columns(
         task=pl.lit(task),
-        auc_vs_ceiling=(pl.col("roc_auc") / ceiling_auc) if ceiling_auc else pl.lit(None,
-                                                                                     pl.Float64),
+        auc_vs_ceiling=(pl.col("roc_auc") / ceiling_auc)
+        if ceiling_auc
+        else pl.lit(None, pl.Float64),
         is_best=pl.col("model") == best,
         n_train=pl.lit(len(y_train), pl.Int64),
         n_valid=pl.lit(len(y_valid), pl.Int64),
@@ -259,13 +284,36 @@ def train_task(task: str, train: pl.DataFrame, valid: pl.DataFrame, plan: TimePl
         valid_cutoff=pl.lit(plan.valid_cutoff),
         horizon_days=pl.lit(plan.horizon_days, pl.Int32),
     ).select(
-        "task", "model", "roc_auc", "pr_auc", "brier", "log_loss", "threshold", "f1",
-        "precision", "recall", "auc_vs_ceiling", "is_best", "n_train", "n_valid",
-        "valid_positive_rate", "train_cutoff", "valid_cutoff", "horizon_days",
+        "task",
+        "model",
+        "roc_auc",
+        "pr_auc",
+        "brier",
+        "log_loss",
+        "threshold",
+        "f1",
+        "precision",
+        "recall",
+        "auc_vs_ceiling",
+        "is_best",
+        "n_train",
+        "n_valid",
+        "valid_positive_rate",
+        "train_cutoff",
+        "valid_cutoff",
+        "horizon_days",
     )
-    return TaskResult(task, design, models, metrics, pl.concat(curves), best,
-                      len(y_train), len(y_valid),
-                      {"max_single_feature_auc": leak_auc, "feature": leak_feature})
+    return TaskResult(
+        task,
+        design,
+        models,
+        metrics,
+        pl.concat(curves),
+        best,
+        len(y_train),
+        len(y_valid),
+        {"max_single_feature_auc": leak_auc, "feature": leak_feature},
+    )
 
 
 def predict(model: object, design: Design, frame: pl.DataFrame) -> np.ndarray:
@@ -275,8 +323,9 @@ def predict(model: object, design: Design, frame: pl.DataFrame) -> np.ndarray:
 LABELLERS = {"conversion": conversion_labels, "bounce": bounce_labels}
 
 
-def training_data(con: duckdb.DuckDBPyConnection, plan: TimePlan,
-                  task: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+def training_data(
+    con: duckdb.DuckDBPyConnection, plan: TimePlan, task: str
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Features at each cutoff joined to the labels of the window right after it."""
     label = LABELLERS[task]
     frames = []
@@ -286,9 +335,15 @@ def training_data(con: duckdb.DuckDBPyConnection, plan: TimePlan,
     return frames[0], frames[1]
 
 
-def train_all(con: duckdb.DuckDBPyConnection, plan: TimePlan, *,
-              personas: pl.DataFrame | None = None, seed: int = 0, n_jobs: int = 2,
-              tasks: tuple[str, ...] = TASKS) -> dict[str, TaskResult]:
+def train_all(
+    con: duckdb.DuckDBPyConnection,
+    plan: TimePlan,
+    *,
+    personas: pl.DataFrame | None = None,
+    seed: int = 0,
+    n_jobs: int = 2,
+    tasks: tuple[str, ...] = TASKS,
+) -> dict[str, TaskResult]:
     """Train and validate every task; the conversion ceiling comes from ``personas``."""
     ceiling = None
     if personas is not None and not personas.is_empty():
@@ -296,41 +351,63 @@ def train_all(con: duckdb.DuckDBPyConnection, plan: TimePlan, *,
     results = {}
     for task in tasks:
         train, valid = training_data(con, plan, task)
-        results[task] = train_task(task, train, valid, plan, seed=seed, n_jobs=n_jobs,
-                                   ceiling=ceiling if task == "conversion" else None)
+        results[task] = train_task(
+            task,
+            train,
+            valid,
+            plan,
+            seed=seed,
+            n_jobs=n_jobs,
+            ceiling=ceiling if task == "conversion" else None,
+        )
     return results
 
 
-def model_cards_frame(results: dict[str, TaskResult], plan: TimePlan, version: str,
-                      paths: dict[tuple[str, str], str], created_at: datetime) -> pl.DataFrame:
+def model_cards_frame(
+    results: dict[str, TaskResult],
+    plan: TimePlan,
+    version: str,
+    paths: dict[tuple[str, str], str],
+    created_at: datetime,
+) -> pl.DataFrame:
     """One row per (task, model) fitted in the run."""
     rows = []
     for task, result in results.items():
         for metrics in result.metrics.filter(pl.col("model") != CEILING).iter_rows(named=True):
             model = metrics["model"]
-            keep = ("roc_auc", "pr_auc", "brier", "log_loss", "f1", "precision", "recall",
-                    "auc_vs_ceiling")
-            rows.append({
-                "model_version": version,
-                "task": task,
-                "model": model,
-                "is_best": model == result.best,
-                "features_json": json.dumps(result.design.names),
-                "train_cutoff": plan.train_cutoff,
-                "valid_cutoff": plan.valid_cutoff,
-                "label_window_train_end": plan.valid_cutoff,
-                "label_window_valid_end": plan.end,
-                "horizon_days": plan.horizon_days,
-                "lookback_days": plan.lookback_days,
-                "n_train": result.n_train,
-                "n_valid": result.n_valid,
-                "metrics_json": json.dumps({k: metrics[k] for k in keep}),
-                "threshold": metrics["threshold"],
-                "max_single_feature_auc": float(result.leakage["max_single_feature_auc"]),
-                "leakiest_feature": str(result.leakage["feature"]),
-                "artifact_path": paths.get((task, model), ""),
-                "created_at": created_at,
-            })
+            keep = (
+                "roc_auc",
+                "pr_auc",
+                "brier",
+                "log_loss",
+                "f1",
+                "precision",
+                "recall",
+                "auc_vs_ceiling",
+            )
+            rows.append(
+                {
+                    "model_version": version,
+                    "task": task,
+                    "model": model,
+                    "is_best": model == result.best,
+                    "features_json": json.dumps(result.design.names),
+                    "train_cutoff": plan.train_cutoff,
+                    "valid_cutoff": plan.valid_cutoff,
+                    "label_window_train_end": plan.valid_cutoff,
+                    "label_window_valid_end": plan.end,
+                    "horizon_days": plan.horizon_days,
+                    "lookback_days": plan.lookback_days,
+                    "n_train": result.n_train,
+                    "n_valid": result.n_valid,
+                    "metrics_json": json.dumps({k: metrics[k] for k in keep}),
+                    "threshold": metrics["threshold"],
+                    "max_single_feature_auc": float(result.leakage["max_single_feature_auc"]),
+                    "leakiest_feature": str(result.leakage["feature"]),
+                    "artifact_path": paths.get((task, model), ""),
+                    "created_at": created_at,
+                }
+            )
     return pl.DataFrame(rows).with_columns(
         pl.col("horizon_days", "lookback_days").cast(pl.Int32),
         pl.col("n_train", "n_valid").cast(pl.Int64),

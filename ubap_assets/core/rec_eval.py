@@ -132,7 +132,8 @@ def evaluate(
     users = np.flatnonzero(np.diff(rel.indptr) > 0)
     note = "; ".join(x for x in [note, *model.notes] if x)
     if not len(users):
-        return _empty_result(split, k, note or "no user has a new page in the test window")
+        why = "no user with training history has a new page in the test window"
+        return _empty_result(split, k, "; ".join(x for x in [why, note] if x))
 
     rng = np.random.default_rng(model.params.seed)
     counts = model.user_counts

@@ -347,7 +347,7 @@ class RecModel:
     segment_names: np.ndarray
     segment_pop: np.ndarray  # (segments, pages)
     user_segment: np.ndarray  # (train users,) segment number or -1
-    segment_of: dict[str, int]  # user_id -> segment number, for users outside train too
+    segment_of: pl.DataFrame  # user_id, _s (segment number), for users outside train too
     notes: list[str]
     _pool: np.ndarray | None = None  # train indices of the user-kNN neighbour pool
     _user_norm_t: np.ndarray | None = None  # (pages, pool) dense, unit-length user columns
@@ -459,7 +459,7 @@ def fit(
     seg_names = np.array([], dtype=str)
     seg_pop = np.zeros((0, n), dtype=np.float32)
     user_segment = np.full(train.n_users, -1, dtype=np.int64)
-    segment_of: dict[str, int] = {}
+    segment_of = pl.DataFrame(schema={"user_id": pl.String, "_s": pl.Int64})
     if segments is not None and params.use_segments and not segments.is_empty():
         labels = segments.unique("user_id", keep="first").select(
             pl.col("user_id").cast(pl.String), pl.col("segment_id").cast(pl.String),
@@ -471,7 +471,7 @@ def fit(
         code = {s: i for i, s in enumerate(seg_ids)}
         labels = labels.with_columns(
             _s=pl.col("segment_id").replace_strict(code, return_dtype=pl.Int64))
-        segment_of = dict(zip(labels["user_id"].to_list(), labels["_s"].to_list()))
+        segment_of = labels.select("user_id", "_s")
         joined = pl.DataFrame({"user_id": train.user_ids}).join(
             labels.select("user_id", "_s"), on="user_id", how="left", maintain_order="left")
         user_segment = joined["_s"].fill_null(-1).to_numpy().astype(np.int64)
@@ -520,10 +520,6 @@ def _exclusion(model: RecModel, rows_idx: np.ndarray) -> np.ndarray:
     return out
 
 
-def _title(model: RecModel, idx: np.ndarray) -> np.ndarray:
-    return model.catalogue.titles[idx]
-
-
 def recommend(
     model: RecModel, user_ids: np.ndarray | list[str], generated_at: datetime
 ) -> pl.DataFrame:
@@ -536,14 +532,15 @@ def recommend(
     user_ids = np.asarray(user_ids, dtype=str)
     cat = model.catalogue
     k = min(model.params.k, int(cat.recommendable.sum()))
-    lookup = pl.DataFrame({"user_id": user_ids}).join(
-        pl.DataFrame({"user_id": model.train.user_ids,
-                      "_i": np.arange(model.train.n_users, dtype=np.int64)}),
-        on="user_id", how="left", maintain_order="left",
+    lookup = (
+        pl.DataFrame({"user_id": user_ids})
+        .join(pl.DataFrame({"user_id": model.train.user_ids,
+                            "_i": np.arange(model.train.n_users, dtype=np.int64)}),
+              on="user_id", how="left", maintain_order="left")
+        .join(model.segment_of, on="user_id", how="left", maintain_order="left")
     )
     train_idx = lookup["_i"].fill_null(-1).to_numpy()
-    segment = np.array([model.segment_of.get(u, -1) for u in user_ids], dtype=np.int64) \
-        if model.segment_of else np.full(len(user_ids), -1, dtype=np.int64)
+    segment = lookup["_s"].fill_null(-1).to_numpy().astype(np.int64)
     frames = [
         _recommend_block(model, user_ids[s:s + _BLOCK], train_idx[s:s + _BLOCK],
                          segment[s:s + _BLOCK], k)
@@ -581,33 +578,35 @@ def _recommend_block(
 
     # Which component contributed most, and which history page explains it.
     stack = np.stack([np.take_along_axis(weighted[c], top, axis=1) for c in COMPONENTS])
-    signal = np.array(COMPONENTS)[np.argmax(stack, axis=0)]
     dense = rows.toarray()
     anchor_c = np.argmax(dense[:, None, :] * model.content_sim.T[top], axis=2)
     anchor_i = np.argmax(dense[:, None, :] * model.item_sim.T[top], axis=2)
     has_c = np.take_along_axis(dense @ model.content_sim, top, axis=1) > 0
     has_i = np.take_along_axis(dense @ model.item_sim, top, axis=1) > 0
 
+    # Strings are gathered inside polars from small lookup series (fast), never built in numpy.
     seg_known = segment >= 0
-    source = np.where(known, "hybrid", np.where(seg_known, "segment_popularity",
-                                                "global_popularity"))
-    source = np.where(repeat, "repeat", np.repeat(source[:, None], k, axis=1))
-    top_signal = np.where(known[:, None], signal, source)
-    seg_name = (model.segment_names[np.clip(segment, 0, None)] if len(model.segment_names)
-                else np.full(n, "", dtype=str))
+    user_src = np.where(known, 0, np.where(seg_known, 1, 2))  # index into SOURCES
+    src = np.where(repeat, 3, np.repeat(user_src[:, None], k, axis=1)).ravel()
+    sig = np.where(known[:, None], np.argmax(stack, axis=0), 3 + user_src[:, None]).ravel()
+    names = pl.Series(list(SOURCES) + ["repeat"])
+    signals = pl.Series(list(COMPONENTS) + list(SOURCES))
+    pages = pl.Series(cat.page_ids.tolist())
+    titles = pl.Series(cat.titles.tolist())
+    seg_names = pl.Series([""] + model.segment_names.tolist())
     frame = pl.DataFrame({
-        "user_id": np.repeat(users, k),
+        "user_id": pl.Series(users.tolist()).gather(np.repeat(np.arange(n), k)),
         "rank": np.tile(np.arange(1, k + 1, dtype=np.int32), n),
-        "page_id": cat.page_ids[top].ravel(),
-        "title": _title(model, top).ravel(),
+        "page_id": pages.gather(top.ravel()),
+        "title": titles.gather(top.ravel()),
         "score": np.where(repeat, 0.0, top_score).ravel().astype(np.float64),
-        "source": source.ravel(),
-        "top_signal": top_signal.ravel(),
-        "anchor_content": _title(model, anchor_c).ravel(),
-        "anchor_item": _title(model, anchor_i).ravel(),
+        "source": names.gather(src),
+        "top_signal": signals.gather(sig),
+        "anchor_content": titles.gather(anchor_c.ravel()),
+        "anchor_item": titles.gather(anchor_i.ravel()),
         "has_c": has_c.ravel(),
         "has_i": has_i.ravel(),
-        "segment_name": np.repeat(np.where(seg_known, seg_name, ""), k),
+        "segment_name": seg_names.gather(np.repeat(np.where(seg_known, segment + 1, 0), k)),
         "w_c": np.take_along_axis(weighted["content"], top, axis=1).ravel(),
         "w_i": np.take_along_axis(weighted["collaborative"], top, axis=1).ravel(),
         "w_p": np.take_along_axis(weighted["popularity"], top, axis=1).ravel(),

@@ -69,8 +69,9 @@ def _sample(n: int, size: int, rng: np.random.Generator) -> np.ndarray:
     return np.arange(n) if n <= size else np.sort(rng.choice(n, size=size, replace=False))
 
 
-def _stable_ids(centroids_log: np.ndarray, scaler: StandardScaler,
-                previous: pl.DataFrame | None) -> np.ndarray:
+def _stable_ids(
+    centroids_log: np.ndarray, scaler: StandardScaler, previous: pl.DataFrame | None
+) -> np.ndarray:
     """New cluster index -> segment id: Hungarian match to the previous run's centroids."""
     k = len(centroids_log)
     if previous is None or previous.is_empty() or "centroid_json" not in previous.columns:
@@ -117,19 +118,44 @@ def _name_segments(profiles: pl.DataFrame, overall: dict[str, float]) -> list[st
         else:
             name = "Casual browsers"
         names.append(name)
+    return _disambiguate(names, profiles, overall)
+
+
+def _disambiguate(names: list[str], profiles: pl.DataFrame, overall: dict[str, float]) -> list[str]:
+    """Segments that got the same name are told apart by how often and how deep they visit."""
+    counts = {n: names.count(n) for n in names}
+    out = []
+    for name, row in zip(names, profiles.iter_rows(named=True), strict=True):
+        if counts[name] > 1:
+            often = "frequent" if row["sessions"] >= overall["sessions"] else "occasional"
+            deep = (
+                "long-visit"
+                if row["pages_per_session"] >= overall["pages_per_session"]
+                else "short-visit"
+            )
+            name = f"{name} ({often}, {deep})"
+        out.append(name)
     seen: dict[str, int] = {}
     unique = []
-    for name in names:
+    for name in out:
         seen[name] = seen.get(name, 0) + 1
         unique.append(name if seen[name] == 1 else f"{name} {seen[name]}")
     return unique
 
 
-def segment_users(features: pl.DataFrame, *, k_min: int = 3, k_max: int = 10, seed: int = 0,
-                  previous_profiles: pl.DataFrame | None = None,
-                  personas: pl.DataFrame | None = None, run_id: str = "",
-                  silhouette_sample: int = 5000, ward_sample: int = 3000,
-                  kmeans_sample: int = 30000) -> SegmentationResult:
+def segment_users(
+    features: pl.DataFrame,
+    *,
+    k_min: int = 3,
+    k_max: int = 10,
+    seed: int = 0,
+    previous_profiles: pl.DataFrame | None = None,
+    personas: pl.DataFrame | None = None,
+    run_id: str = "",
+    silhouette_sample: int = 5000,
+    ward_sample: int = 3000,
+    kmeans_sample: int = 30000,
+) -> SegmentationResult:
     """Cluster users; return per-user labels, per-segment profiles and quality metrics."""
     if k_min < 2 or k_max < k_min:
         raise SegmentationError(f"k range must satisfy 2 <= k_min <= k_max (got {k_min}..{k_max})")
@@ -162,8 +188,7 @@ def segment_users(features: pl.DataFrame, *, k_min: int = 3, k_max: int = 10, se
     if not k_scores:
         raise SegmentationError("K-means found fewer than two distinct clusters for every k")
     k = max(k_scores, key=k_scores.get)
-    km = KMeans(n_clusters=k, init=fitted[k].cluster_centers_, n_init=1,
-                random_state=seed).fit(x)
+    km = KMeans(n_clusters=k, init=fitted[k].cluster_centers_, n_init=1, random_state=seed).fit(x)
     labels = km.labels_
     centroids_log = scaler.inverse_transform(km.cluster_centers_)
     ids = _stable_ids(centroids_log, scaler, previous_profiles)
@@ -183,7 +208,8 @@ def segment_users(features: pl.DataFrame, *, k_min: int = 3, k_max: int = 10, se
         "silhouette": k_scores[k],
         "davies_bouldin": float(davies_bouldin_score(x[sil_idx], labels[sil_idx])),
         "ward_silhouette": float(silhouette_score(x[sil_idx], ward[sil_idx], random_state=seed))
-        if len(np.unique(ward[sil_idx])) > 1 else 0.0,
+        if len(np.unique(ward[sil_idx])) > 1
+        else 0.0,
         "ward_agreement_ari": float(adjusted_rand_score(labels, ward)),
         "persona_ari": None,
         "users": n,
@@ -205,18 +231,32 @@ def segment_users(features: pl.DataFrame, *, k_min: int = 3, k_max: int = 10, se
         segments = segments.with_columns(persona=pl.lit(None, dtype=pl.String))
 
     profiles = _profiles(features, segments, centroids_log, ids, metrics, run_id)
-    names = dict(zip(profiles["segment_id"].to_list(), profiles["segment_name"].to_list(),
-                     strict=True))
+    names = dict(
+        zip(profiles["segment_id"].to_list(), profiles["segment_name"].to_list(), strict=True)
+    )
     segments = segments.with_columns(
         segment_name=pl.col("segment_id").replace_strict(names, return_dtype=pl.String),
         run_id=pl.lit(run_id),
-    ).select("user_id", "segment_id", "segment_name", "ward_segment_id",
-             "distance_to_centroid", "persona", "run_id")
+    ).select(
+        "user_id",
+        "segment_id",
+        "segment_name",
+        "ward_segment_id",
+        "distance_to_centroid",
+        "persona",
+        "run_id",
+    )
     return SegmentationResult(segments, profiles, metrics, k_scores)
 
 
-def _profiles(features: pl.DataFrame, segments: pl.DataFrame, centroids_log: np.ndarray,
-              ids: np.ndarray, metrics: dict, run_id: str) -> pl.DataFrame:
+def _profiles(
+    features: pl.DataFrame,
+    segments: pl.DataFrame,
+    centroids_log: np.ndarray,
+    ids: np.ndarray,
+    metrics: dict,
+    run_id: str,
+) -> pl.DataFrame:
     means = [pl.col(c).cast(pl.Float64).mean().alias(c) for c in PROFILE_FEATURES]
     joined = features.with_columns(segment_id=segments["segment_id"])
     profiles = (
@@ -233,11 +273,13 @@ def _profiles(features: pl.DataFrame, segments: pl.DataFrame, centroids_log: np.
         (pl.col("purchases") > 0).mean().alias("conversion_rate"),
         *means,
         pl.col("lookback_days").max().cast(pl.Float64).alias("lookback_days")
-        if "lookback_days" in features.columns else pl.lit(28.0).alias("lookback_days"),
+        if "lookback_days" in features.columns
+        else pl.lit(28.0).alias("lookback_days"),
     ).row(0, named=True)
     centroid_by_id = {
-        int(i): json.dumps({f: round(float(v), 6) for f, v in zip(SEGMENT_FEATURES, c,
-                                                                  strict=True)})
+        int(i): json.dumps(
+            {f: round(float(v), 6) for f, v in zip(SEGMENT_FEATURES, c, strict=True)}
+        )
         for i, c in zip(ids, centroids_log, strict=True)
     }
     profiles = profiles.with_columns(
@@ -252,7 +294,18 @@ def _profiles(features: pl.DataFrame, segments: pl.DataFrame, centroids_log: np.
         run_id=pl.lit(run_id),
     )
     return profiles.select(
-        "segment_id", "segment_name", "users", "share", "conversion_rate", *PROFILE_FEATURES,
-        "centroid_json", "k", "silhouette", "davies_bouldin", "ward_silhouette",
-        "ward_agreement_ari", "persona_ari", "run_id",
+        "segment_id",
+        "segment_name",
+        "users",
+        "share",
+        "conversion_rate",
+        *PROFILE_FEATURES,
+        "centroid_json",
+        "k",
+        "silhouette",
+        "davies_bouldin",
+        "ward_silhouette",
+        "ward_agreement_ari",
+        "persona_ari",
+        "run_id",
     )

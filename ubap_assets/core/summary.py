@@ -125,8 +125,15 @@ def gather_facts(con: duckdb.DuckDBPyConnection, period_days: int = PERIOD_DAYS)
         )
     changes = {
         m: _change(k_cur[m], k_prev.get(m))
-        for m in ("sessions", "revenue", "avg_daily_active_users", "conversion_rate",
-                  "bounce_rate", "purchases", "new_users")
+        for m in (
+            "sessions",
+            "revenue",
+            "avg_daily_active_users",
+            "conversion_rate",
+            "bounce_rate",
+            "purchases",
+            "new_users",
+        )
     }
     data: dict = {
         "as_of": str(as_of),
@@ -145,7 +152,10 @@ def gather_facts(con: duckdb.DuckDBPyConnection, period_days: int = PERIOD_DAYS)
             pl.col("sessions").filter(pl.col("day") < start).sum().alias("prev"),
         )
         data["sessions_by_device"] = {
-            r["dimension_value"]: {"sessions": int(r["cur"]), "change": _change(r["cur"], r["prev"])}
+            r["dimension_value"]: {
+                "sessions": int(r["cur"]),
+                "change": _change(r["cur"], r["prev"]),
+            }
             for r in g.sort("cur", descending=True).iter_rows(named=True)
         }
 
@@ -158,8 +168,16 @@ def gather_facts(con: duckdb.DuckDBPyConnection, period_days: int = PERIOD_DAYS)
             "top": [
                 {k: _clean(v) for k, v in r.items()}
                 for r in top.select(
-                    "day", "dimension", "dimension_value", "metric", "value", "expected",
-                    "lower", "upper", "direction", "severity",
+                    "day",
+                    "dimension",
+                    "dimension_value",
+                    "metric",
+                    "value",
+                    "expected",
+                    "lower",
+                    "upper",
+                    "direction",
+                    "severity",
                 ).iter_rows(named=True)
             ],
         }
@@ -176,18 +194,24 @@ def gather_facts(con: duckdb.DuckDBPyConnection, period_days: int = PERIOD_DAYS)
     if seg is not None:
         seg = seg.filter(pl.col("is_complete") & (pl.col("segment_id") != "all"))
         if seg.height:
-            g = seg.filter(pl.col("day") >= prev_start).group_by("segment_name").agg(
-                pl.col("sessions").filter(pl.col("day") >= start).sum().alias("sessions"),
-                pl.col("sessions").filter(pl.col("day") < start).sum().alias("prev_sessions"),
-                pl.col("converted_sessions").filter(pl.col("day") >= start).sum().alias("conv"),
-                pl.col("revenue").filter(pl.col("day") >= start).sum().alias("revenue"),
+            g = (
+                seg.filter(pl.col("day") >= prev_start)
+                .group_by("segment_name")
+                .agg(
+                    pl.col("sessions").filter(pl.col("day") >= start).sum().alias("sessions"),
+                    pl.col("sessions").filter(pl.col("day") < start).sum().alias("prev_sessions"),
+                    pl.col("converted_sessions").filter(pl.col("day") >= start).sum().alias("conv"),
+                    pl.col("revenue").filter(pl.col("day") >= start).sum().alias("revenue"),
+                )
             )
             data["segments"] = [
                 {
                     "segment": r["segment_name"],
                     "sessions": int(r["sessions"]),
                     "sessions_change": _change(r["sessions"], r["prev_sessions"]),
-                    "conversion_rate": round(r["conv"] / r["sessions"], 4) if r["sessions"] else 0.0,
+                    "conversion_rate": round(r["conv"] / r["sessions"], 4)
+                    if r["sessions"]
+                    else 0.0,
                     "revenue": round(float(r["revenue"]), 2),
                 }
                 for r in g.sort("sessions", descending=True).iter_rows(named=True)
@@ -197,8 +221,11 @@ def gather_facts(con: duckdb.DuckDBPyConnection, period_days: int = PERIOD_DAYS)
 
     profiles = _read(con, t.SEGMENT_PROFILES, facts)
     if profiles is not None and profiles.height and "segment_name" in profiles.columns:
-        cols = [c for c in ("segment_name", "users", "share", "conversion_rate")
-                if c in profiles.columns]
+        cols = [
+            c
+            for c in ("segment_name", "users", "share", "conversion_rate")
+            if c in profiles.columns
+        ]
         data["segment_profiles"] = [
             {k: _clean(v) for k, v in r.items()}
             for r in profiles.select(cols).iter_rows(named=True)
@@ -207,10 +234,14 @@ def gather_facts(con: duckdb.DuckDBPyConnection, period_days: int = PERIOD_DAYS)
     funnel = _read(con, t.FUNNEL_DAILY, facts)
     if funnel is not None and funnel.height:
         f = funnel.filter(pl.col("is_complete") & (pl.col("day") >= prev_start))
-        steps = f.group_by("step_index", "step").agg(
-            pl.col("sessions").filter(pl.col("day") >= start).sum().alias("cur"),
-            pl.col("sessions").filter(pl.col("day") < start).sum().alias("prev"),
-        ).sort("step_index")
+        steps = (
+            f.group_by("step_index", "step")
+            .agg(
+                pl.col("sessions").filter(pl.col("day") >= start).sum().alias("cur"),
+                pl.col("sessions").filter(pl.col("day") < start).sum().alias("prev"),
+            )
+            .sort("step_index")
+        )
         if steps.height:
             first, first_prev = steps["cur"][0], steps["prev"][0]
             data["funnel"] = {
@@ -221,13 +252,16 @@ def gather_facts(con: duckdb.DuckDBPyConnection, period_days: int = PERIOD_DAYS)
                 ),
             }
             worst = (
-                steps.with_columns(
-                    (pl.col("cur") / pl.col("cur").shift(1)).alias("conv")
-                ).drop_nulls("conv").filter(pl.col("conv").is_finite()).sort("conv").head(1)
+                steps.with_columns((pl.col("cur") / pl.col("cur").shift(1)).alias("conv"))
+                .drop_nulls("conv")
+                .filter(pl.col("conv").is_finite())
+                .sort("conv")
+                .head(1)
             )
             if worst.height:
                 data["funnel"]["weakest_step"] = {
-                    "step": worst["step"][0], "step_conversion": round(worst["conv"][0], 4)
+                    "step": worst["step"][0],
+                    "step_conversion": round(worst["conv"][0], 4),
                 }
 
     preds = _read(con, t.USER_PREDICTIONS, facts)
@@ -291,7 +325,8 @@ def deterministic_narrative(facts: Facts) -> str:
         return "No complete day of data to summarise yet. " + " ".join(facts.notes)
     k, c = d["kpis"], d["relative_change"]
     lines = [
-        f"**Week {d['period']['start']} to {d['period']['end']}** (as of {d['as_of']}): "
+        f"**Latest {d['period']['days']} days, {d['period']['start']} to "
+        f"{d['period']['end']}**: "
         f"{k['sessions']:,} sessions ({_pct(c['sessions'])} vs the previous "
         f"{d['period']['days']} days), {_num(k['avg_daily_active_users'])} active users a day "
         f"({_pct(c['avg_daily_active_users'])}), revenue {_num(k['revenue'])} "
@@ -311,8 +346,11 @@ def deterministic_narrative(facts: Facts) -> str:
             f"{_value(a['metric'], a['expected'])}, {a['severity']})"
             for a in an["top"][:3]
         ]
-        lines.append(f"Anomalies: {an['count']} flagged ({an['high']} high severity); "
-                     + "; ".join(items) + ".")
+        lines.append(
+            f"Anomalies: {an['count']} flagged ({an['high']} high severity); "
+            + "; ".join(items)
+            + "."
+        )
     segs = d.get("segments")
     if segs:
         top = segs[0]
@@ -330,8 +368,11 @@ def deterministic_narrative(facts: Facts) -> str:
         lines.append(
             f"Funnel: {_rate(fun['overall_conversion'])} of sessions with a page view reach a "
             f"purchase (previously {_rate(fun['previous_overall_conversion'])})"
-            + (f"; weakest step {weak['step']} ({_rate(weak['step_conversion'])})." if weak
-               else ".")
+            + (
+                f"; weakest step {weak['step']} ({_rate(weak['step_conversion'])})."
+                if weak
+                else "."
+            )
         )
     pr = d.get("predictions")
     if pr:
@@ -349,8 +390,7 @@ def deterministic_narrative(facts: Facts) -> str:
     if rec:
         text = f"Recommendations: best method {rec['best_method']} (NDCG@k {rec['ndcg_at_k']}"
         if "best_baseline" in rec:
-            text += (f", {_pct(rec['lift_over_baseline'])} vs the {rec['best_baseline']} "
-                     "baseline")
+            text += f", {_pct(rec['lift_over_baseline'])} vs the {rec['best_baseline']} baseline"
         lines.append(text + ").")
     else:
         lines.append("Recommendations: not available (rec_evaluation missing).")

@@ -43,9 +43,7 @@ class ModelStore(dg.ConfigurableResource):
         tmp = target.with_suffix(".tmp")
         joblib.dump(artifact, tmp)
         tmp.replace(target)
-        self.path(version, task, model, ".json").write_text(
-            json.dumps(card, indent=2, default=str)
-        )
+        self.path(version, task, model, ".json").write_text(json.dumps(card, indent=2, default=str))
         return str(target.relative_to(self.root_path()))
 
     def load(self, version: str, task: str, model: str) -> object:

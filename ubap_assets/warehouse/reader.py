@@ -72,6 +72,22 @@ class _OpenSnapshot:
         self.retired = False
         self.results: OrderedDict[tuple, Any] = OrderedDict()
         self.results_lock = threading.Lock()
+        self.indexes: dict[str, _KeyedTable] = {}
+        self.index_lock = threading.Lock()
+
+    def keyed(self, table: str, key: str, order: tuple[str, ...] = ()) -> "_KeyedTable":
+        """``table`` in memory, sorted by ``key``: point lookups in microseconds, built once."""
+        with self.index_lock:
+            index = self.indexes.get(table)
+            if index is None:
+                cur = self.connection.cursor()
+                try:
+                    frame = cur.execute(f'SELECT * FROM "{table}"').pl()
+                finally:
+                    cur.close()
+                index = _KeyedTable(frame.sort(key, *order), key)
+                self.indexes[table] = index
+            return index
 
     def cached(self, key: tuple, compute: Callable[[], Any]) -> Any:
         with self.results_lock:
@@ -84,6 +100,19 @@ class _OpenSnapshot:
             if len(self.results) > _MAX_CACHED_RESULTS:
                 self.results.popitem(last=False)
         return value
+
+
+class _KeyedTable:
+    """A frame sorted by one key column; ``rows(value)`` is a binary search and a slice."""
+
+    def __init__(self, frame: pl.DataFrame, key: str):
+        self.frame = frame
+        self.keys = frame[key]
+
+    def rows(self, value: str) -> pl.DataFrame:
+        lo = self.keys.search_sorted(value, "left")
+        hi = self.keys.search_sorted(value, "right")
+        return self.frame.slice(lo, hi - lo)
 
 
 class _ConnectionCache:
@@ -261,13 +290,13 @@ class SnapshotReader:
     @_memoized
     def user(self, user_id: str) -> dict[str, Any] | None:
         self.require(t.USERS)
-        found = self.rows(f"SELECT * FROM {t.USERS} WHERE user_id = ?", [user_id])
+        found = self._entry.keyed(t.USERS, "user_id").rows(user_id).to_dicts()
         return found[0] if found else None
 
     @_memoized
     def page(self, page_id: str) -> dict[str, Any] | None:
         self.require(t.PAGES)
-        found = self.rows(f"SELECT * FROM {t.PAGES} WHERE page_id = ?", [page_id])
+        found = self._entry.keyed(t.PAGES, "page_id").rows(page_id).to_dicts()
         return found[0] if found else None
 
     @_memoized
@@ -371,7 +400,7 @@ class SnapshotReader:
         """The user's user_segments row (None if unsegmented or the table is absent)."""
         if not self.has_table(t.USER_SEGMENTS):
             return None
-        found = self.rows(f"SELECT * FROM {t.USER_SEGMENTS} WHERE user_id = ?", [user_id])
+        found = self._entry.keyed(t.USER_SEGMENTS, "user_id").rows(user_id).to_dicts()
         return found[0] if found else None
 
     @_memoized
@@ -379,7 +408,7 @@ class SnapshotReader:
         """The user's user_predictions row (None if not scored or the table is absent)."""
         if not self.has_table(t.USER_PREDICTIONS):
             return None
-        found = self.rows(f"SELECT * FROM {t.USER_PREDICTIONS} WHERE user_id = ?", [user_id])
+        found = self._entry.keyed(t.USER_PREDICTIONS, "user_id").rows(user_id).to_dicts()
         return found[0] if found else None
 
     def _predictions_with_segment(self) -> str:
@@ -485,20 +514,25 @@ class SnapshotReader:
         steps = (
             daily.group_by("step_index", "step").agg(pl.col("sessions").sum()).sort("step_index")
         )
-        first = int(steps["sessions"][0]) if steps.height else 0
-        prev = pl.col("sessions").shift(1)
-        # Column by column (a scalar divisor becomes a reciprocal product: 0.999...).
-        overall = pl.col("sessions") / pl.col("sessions").first() if first else pl.lit(0.0)
+        sessions = [int(n) for n in steps["sessions"]]
+        prev = [None, *sessions[:-1]]
+        step_conv = [
+            1.0 if p is None else (n / p if p else 0.0) for n, p in zip(sessions, prev, strict=True)
+        ]
         return steps.with_columns(
-            pl.when(prev.is_null())
-            .then(1.0)
-            .when(prev == 0)
-            .then(0.0)
-            .otherwise(pl.col("sessions") / prev)
-            .alias("step_conversion"),
-            overall.cast(pl.Float64).alias("overall_conversion"),
-            (prev - pl.col("sessions")).fill_null(0).alias("drop_off"),
-        ).with_columns((1.0 - pl.col("step_conversion")).alias("drop_off_rate"))
+            pl.Series("step_conversion", step_conv, dtype=pl.Float64),
+            pl.Series(
+                "overall_conversion",
+                [n / sessions[0] if sessions[0] else 0.0 for n in sessions],
+                dtype=pl.Float64,
+            ),
+            pl.Series(
+                "drop_off",
+                [0 if p is None else p - n for n, p in zip(sessions, prev, strict=True)],
+                dtype=pl.Int64,
+            ),
+            pl.Series("drop_off_rate", [1.0 - c for c in step_conv], dtype=pl.Float64),
+        )
 
     @_memoized
     def retention_cohorts(self, start: date | None = None, end: date | None = None) -> pl.DataFrame:
@@ -568,19 +602,14 @@ class SnapshotReader:
     def user_recommendations(self, user_id: str, limit: int = 10) -> pl.DataFrame:
         """The user's recommended pages, best first (empty for an unknown user)."""
         self.require(t.USER_RECOMMENDATIONS)
-        return self.query(
-            f"SELECT * FROM {t.USER_RECOMMENDATIONS} WHERE user_id = ? ORDER BY rank LIMIT ?",
-            [user_id, limit],
-        )
+        index = self._entry.keyed(t.USER_RECOMMENDATIONS, "user_id", ("rank",))
+        return index.rows(user_id).head(limit)
 
     @_memoized
     def similar_pages(self, page_id: str, limit: int = 10) -> pl.DataFrame:
         """Pages most similar to page_id, most similar first."""
         self.require(t.SIMILAR_PAGES)
-        return self.query(
-            f"SELECT * FROM {t.SIMILAR_PAGES} WHERE page_id = ? ORDER BY rank LIMIT ?",
-            [page_id, limit],
-        )
+        return self._entry.keyed(t.SIMILAR_PAGES, "page_id", ("rank",)).rows(page_id).head(limit)
 
     @_memoized
     def admin_insights(self, kind: str | None = None, severity: str | None = None) -> pl.DataFrame:

@@ -24,6 +24,7 @@ MODEL_CURVES: Final = "model_curves"
 USER_PREDICTIONS: Final = "user_predictions"
 
 # --- trends, funnels, retention, anomalies, summary ---
+SESSIONS: Final = "sessions"  # one row per session: the one pass over events the trends read
 DAILY_TRENDS: Final = "daily_trends"
 WEEKLY_TRENDS: Final = "weekly_trends"
 SEGMENT_TRENDS: Final = "segment_trends"

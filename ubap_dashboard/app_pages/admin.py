@@ -17,6 +17,7 @@ SEVERITY_ICON = {
 }
 KIND_LABEL = {
     "high_exit_page": "Pages where visits end",
+    "high_bounce_page": "Pages visitors bounce from",
     "funnel_dropoff": "Funnel steps losing people",
     "never_recommended": "Pages never recommended",
     "content_island": "Pages unlike any other",
@@ -56,8 +57,9 @@ if ui.require(info, t.ADMIN_INSIGHTS, what="The admin insights"):
             key="insight_severity",
         )
         shown = insights.filter(pl.col("severity").is_in(chosen))
-        for row in shown.head(12).iter_rows(named=True):
-            with st.container(border=True):
+        cards = st.columns(2)
+        for index, row in enumerate(shown.head(12).iter_rows(named=True)):
+            with cards[index % 2].container(border=True):
                 st.markdown(
                     f"{SEVERITY_ICON.get(row['severity'], '')} "
                     f"**{row['subject_title'] or row['subject']}** · "

@@ -29,7 +29,10 @@ if ui.require(info, t.ANOMALY_HISTORY, what="The anomaly timeline"):
         in_scope = scopes.filter(scopes["dimension"] == dimension)
         values = in_scope["dimension_value"].unique(maintain_order=True).to_list()
         value = controls[1].selectbox("Value", values, key="anomaly_value")
-        metrics = in_scope.filter(in_scope["dimension_value"] == value)
+        # the metric with the most flagged days first, so the default view shows something
+        metrics = in_scope.filter(in_scope["dimension_value"] == value).sort(
+            "flagged", descending=True, maintain_order=True
+        )
         metric = controls[2].selectbox(
             "Metric",
             metrics["metric"].to_list(),

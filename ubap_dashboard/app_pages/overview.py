@@ -26,26 +26,8 @@ if ui.require(info, t.DAILY_TRENDS, what="The KPIs and the daily trend"):
         )
         columns = st.columns(len(period.kpis))
         for column, kpi in zip(columns, period.kpis, strict=True):
-            fmt = charts.metric_format(kpi.metric)
-            inverse = kpi.metric == "bounce_rate"  # a falling bounce rate is good news
-            if fmt == charts.PERCENT:
-                value = f"{kpi.value:.1%}"
-                delta = None if kpi.delta is None else f"{kpi.delta * 100:+.1f} pp"
-            elif fmt == charts.MONEY:
-                value = (
-                    f"${kpi.value / 1000:,.1f}k" if kpi.value >= 10_000 else f"${kpi.value:,.0f}"
-                )
-                delta = None if kpi.delta_pct is None else f"{kpi.delta_pct:+.1%}"
-            else:
-                value = f"{kpi.value:,.0f}"
-                delta = None if kpi.delta_pct is None else f"{kpi.delta_pct:+.1%}"
-            column.metric(
-                kpi.label,
-                value,
-                delta,
-                delta_color="inverse" if inverse else "normal",
-                border=True,
-            )
+            with column:
+                ui.kpi(kpi)
 
 if info.has(t.ANOMALIES):
     recent = data.latest_anomalies(snap)
@@ -78,11 +60,7 @@ if ui.require(info, t.SUMMARY, what="The summary"):
         )
         with st.container(border=True):
             st.markdown(row["narrative"])
-            st.caption(
-                f"{row['period_start']} → {row['period_end']} · {label}"
-                + (f" · {row['fallback_reason']}" if row.get("fallback_reason") else "")
-                + f" · from {row['source_tables']}"
-            )
+            st.caption(f"{row['period_start']} → {row['period_end']} · {label}")
 
 st.subheader("Daily trend")
 if info.has(t.DAILY_TRENDS):

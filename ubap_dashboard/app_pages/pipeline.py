@@ -4,15 +4,16 @@ import polars as pl
 import streamlit as st
 
 from ubap_assets.warehouse import tables as t
-from ubap_dashboard import data, ui
+from ubap_dashboard import charts, data, ui
 
 snap, info = ui.snapshot_and_info()
 meta = info.meta
 
 st.title("Pipeline")
 
+st.markdown(f"Serving snapshot `{meta.snapshot_id}`")
 cards = st.columns(4)
-cards[0].metric("Snapshot", meta.snapshot_id, border=True)
+cards[0].metric("Tables", len(info.tables), border=True)
 cards[1].metric(
     "Published",
     data.freshness(meta.materialized_at),
@@ -61,10 +62,25 @@ if missing:
         f"materialized before the snapshot was published; `{ui.MAKE_UP}` builds everything.",
         icon=":material/info:",
     )
-ui.table(counts, "snapshot_tables", column_config={"rows": ui.number("rows", "%d")})
+ui.table(
+    counts,
+    "snapshot_tables",
+    column_config={"rows": ui.number("rows", "%d")},
+    height=min(36 * (counts.height + 1) + 4, 1100),
+)
 if info.has(t.EVENT_REJECTS):
-    rejects = data.table(snap, t.EVENT_REJECTS, "source_file, row_number")
-    if rejects.height:
+    rejects, total = data.rejects(snap)
+    if total:
         st.subheader("Rejected input rows")
-        st.caption("Rows of ingested files that failed validation (they are not in the events).")
-        ui.table(rejects.head(1000), "event_rejects")
+        st.caption(
+            f"{total:,} rows of the ingested files failed validation and are not in the events"
+            + (f"; the first {rejects.height:,} are shown." if total > rejects.height else ".")
+        )
+        reasons = rejects.group_by(pl.col("reason").str.split(":").list.first().alias("code")).agg(
+            pl.len().alias("rows")
+        )
+        st.altair_chart(
+            charts.bars(reasons, category="code", value="rows", value_title="rejected rows"),
+            width="stretch",
+        )
+        ui.table(rejects, "event_rejects")

@@ -74,7 +74,7 @@ if ui.require(info, t.MODEL_METRICS, what="The model cards"):
             border=True,
         )
         st.caption(
-            f"Trained on labels up to {row['valid_cutoff']}, validated on the "
+            f"Trained on labels up to {row['valid_cutoff']:%Y-%m-%d}, validated on the "
             f"{row['horizon_days']} days after it ({row['n_valid']:,} users)."
         )
     ui.table(
@@ -119,4 +119,4 @@ if ui.require(info, t.MODEL_METRICS, what="The model cards"):
                     f"- {len(features)} features: {', '.join(features)}"
                 )
                 st.json(json.loads(card["metrics_json"] or "{}"), expanded=False)
-        ui.table(cards_frame, f"model_cards_{task}", height=200)
+        ui.table(cards_frame, f"model_cards_{task}")

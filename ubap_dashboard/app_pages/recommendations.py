@@ -14,18 +14,19 @@ if ui.require(info, t.USER_RECOMMENDATIONS, what="The user lookup"):
     suggestions = data.sample_user_ids(snap)
     left, right = st.columns([1, 2])
     with left:
+        typed = st.text_input(
+            "User id", placeholder="type any user id", key="rec_user_typed"
+        ).strip()
         picked = st.selectbox(
-            "User",
+            "…or pick a user with personalised recommendations",
             suggestions,
             index=0 if suggestions else None,
-            accept_new_options=True,
-            placeholder="Type or pick a user id",
-            help="Pick one of the users with personalised recommendations, or type any user id.",
+            disabled=bool(typed),
             key="rec_user",
         )
-    user_id = (picked or "").strip()
+    user_id = typed or picked or ""
     if not user_id:
-        st.info("Pick or type a user id.")
+        st.info("Type or pick a user id.")
     else:
         profile = data.user_profile(snap, user_id)
         recs = data.user_recommendations(snap, user_id)

@@ -15,17 +15,18 @@ if ui.require(info, t.DAILY_TRENDS, t.WEEKLY_TRENDS, what="The trends page"):
         st.info("The trends tables hold no days yet.")
         st.stop()
     first, last = bounds
-    controls = st.columns([2, 1, 2, 2])
-    metric = controls[0].selectbox(
+    top = st.columns(2)
+    metric = top[0].selectbox(
         "Metric", list(data.TREND_METRICS), format_func=data.TREND_METRICS.get, key="trend_metric"
     )
-    grain = controls[1].segmented_control(
-        "Grain", ["daily", "weekly"], default="daily", required=True, key="trend_grain"
-    )
-    picked = controls[2].date_input(
+    picked = top[1].date_input(
         "Date range", value=(first, last), min_value=first, max_value=last, key="trend_range"
     )
-    breakdown = controls[3].segmented_control(
+    bottom = st.columns(2)
+    grain = bottom[0].segmented_control(
+        "Grain", ["daily", "weekly"], default="daily", required=True, key="trend_grain"
+    )
+    breakdown = bottom[1].segmented_control(
         "Breakdown",
         list(data.BREAKDOWNS),
         format_func=data.BREAKDOWNS.get,

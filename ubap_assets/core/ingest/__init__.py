@@ -10,7 +10,12 @@ See docs/ingest.md.
 from ubap_assets.core.ingest.errors import IngestError, MappingError, SourceSettingsError
 from ubap_assets.core.ingest.inbox import file_days, inbox_state
 from ubap_assets.core.ingest.mapping import Mapping, load_mapping, parse_mapping
-from ubap_assets.core.ingest.pipeline import IngestResult, empty_result, ingest_files
+from ubap_assets.core.ingest.pipeline import (
+    IngestResult,
+    clear_cache,
+    empty_result,
+    ingest_files,
+)
 from ubap_assets.core.ingest.read import list_files
 from ubap_assets.core.ingest.settings import SourceSettings, source_settings
 
@@ -21,6 +26,7 @@ __all__ = [
     "MappingError",
     "SourceSettings",
     "SourceSettingsError",
+    "clear_cache",
     "empty_result",
     "file_days",
     "inbox_state",

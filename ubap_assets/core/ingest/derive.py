@@ -21,36 +21,40 @@ def slug(text: pl.Expr) -> pl.Expr:
     return text.str.to_lowercase().str.replace_all(r"[^a-z0-9]+", "-").str.strip_chars("-")
 
 
-def derive_sessions(events: pl.LazyFrame, gap_minutes: int) -> pl.LazyFrame:
+def derive_sessions(events: pl.DataFrame, gap_minutes: int) -> pl.DataFrame:
     """Rows without a session id get ``<user_id>-<session start, yyyymmddThhmmss>``.
 
-    A session ends after ``gap_minutes`` without an event of the same user.
+    A session ends after ``gap_minutes`` without an event of the same user. Rows keep their order.
     """
-    gap = pl.duration(minutes=gap_minutes)
-    need = pl.col("session_id").is_null()
-    ts = pl.col("event_ts")
-    # Among each user's session-less rows, a row opens a session when the gap before it is long.
-    prev = ts.shift(1).over("user_id", "__need", order_by="event_ts")
-    opens = (prev.is_null() | ((ts - prev) > gap)).cast(pl.Int32)
-    start = ts.first().over("user_id", "__need", "__sess", order_by="event_ts")
-    return (
-        events.with_columns(__need=need)
-        .with_columns(__sess=opens.cum_sum().over("user_id", "__need", order_by="event_ts"))
-        .with_columns(
-            session_id=pl.when(pl.col("__need"))
-            .then(pl.concat_str(pl.col("user_id"), pl.lit("-"), start.dt.strftime("%Y%m%dT%H%M%S")))
-            .otherwise(pl.col("session_id")),
-        )
-        .drop("__need", "__sess")
+    need = events["session_id"].is_null()
+    if not need.any():
+        return events
+    ts, user = pl.col("event_ts"), pl.col("user_id")
+    opens = (user != user.shift(1)).fill_null(True) | (
+        (ts - ts.shift(1)) > pl.duration(minutes=gap_minutes)
     )
+    derived = (
+        events.with_row_index("__i")
+        .filter(need)
+        .select("__i", "user_id", "event_ts")
+        .sort("user_id", "event_ts")
+        .with_columns(__start=pl.when(opens).then(ts).forward_fill())
+        .select(
+            "__i",
+            __sid=pl.concat_str(user, pl.lit("-"), pl.col("__start").dt.strftime("%Y%m%dT%H%M%S")),
+        )
+        .sort("__i")
+    )
+    sid = events["session_id"].scatter(need.arg_true(), derived["__sid"])
+    return events.with_columns(session_id=sid)
 
 
 def derive_users(events: pl.LazyFrame) -> pl.DataFrame:
     """One row per user: signup date (given, else first day seen), first device and source."""
     first_seen = pl.col("event_ts").min().dt.date()
+    # The events come sorted by event_ts, and group_by keeps that order inside each group.
     return (
-        events.sort("event_ts", "event_id")
-        .group_by("user_id")
+        events.group_by("user_id")
         .agg(
             signup_date=pl.min_horizontal(pl.col("signup_date").min(), first_seen),
             country=pl.col("country").drop_nulls().first(),

@@ -27,7 +27,14 @@ from ubap_assets.core.ingest.mapping import (
     resolve_columns,
     suggest_mapping,
 )
-from ubap_assets.core.ingest.read import SUFFIXES, is_blank, list_files, scan_file
+from ubap_assets.core.ingest.read import (
+    SUFFIXES,
+    expand_lists,
+    flatten,
+    is_blank,
+    list_files,
+    scan_file,
+)
 from ubap_assets.core.ingest.timestamps import to_utc
 from ubap_assets.core.schema import (
     EVENT_REJECTS_SCHEMA,
@@ -37,22 +44,6 @@ from ubap_assets.core.schema import (
     USERS_SCHEMA,
 )
 
-TEXT_FIELDS = (
-    "event_id",
-    "user_id",
-    "session_id",
-    "event_type",
-    "page_id",
-    "device",
-    "traffic_source",
-    "country",
-    "page_url",
-    "page_title",
-    "page_description",
-    "page_category",
-    "page_type",
-    "page_brand",
-)
 NUMBER_FIELDS = ("revenue", "page_price")
 # Two rows with the same values here are the same event (used when a file has no event ids).
 CONTENT = (
@@ -65,6 +56,12 @@ CONTENT = (
     "traffic_source",
     "revenue",
 )
+REJECTED_SCHEMA: dict[str, pl.DataType] = {
+    "__file": pl.String,
+    "__row": pl.Int64,
+    "__reason": pl.String,
+    "raw": pl.String,
+}
 # Internal frame: the events columns plus what users and pages are derived from.
 INTERNAL_SCHEMA: dict[str, pl.DataType] = {
     **EVENTS_SCHEMA,
@@ -103,8 +100,8 @@ class _Prepared:
 
 
 def _text(col: str) -> pl.Expr:
-    value = pl.col(col).cast(pl.String).str.strip_chars()
-    return pl.when(value == "").then(None).otherwise(value)
+    """Text without surrounding blanks; empty text is null."""
+    return pl.col(col).cast(pl.String).str.strip_chars().replace("", None)
 
 
 def _field_expr(spec: FieldSpec, columns: list[str], schema: pl.Schema, numeric: bool):
@@ -157,11 +154,16 @@ def _number(col: str, schema_numeric: bool) -> tuple[pl.Expr, pl.Expr]:
     return pl.when(bad).then(None).otherwise(value), bad
 
 
-def _read_canonical(path: str, mapping: Mapping, stats: dict[str, int]) -> pl.DataFrame | None:
-    """One file as INTERNAL_SCHEMA columns plus __file, __row and __reason (null = valid)."""
-    lf = scan_file(path)
+def _read_canonical(
+    path: str, mapping: Mapping, stats: dict[str, int]
+) -> tuple[pl.DataFrame, pl.DataFrame] | None:
+    """One file as (rows: INTERNAL_SCHEMA plus __file, __row, __ignored, __event_raw;
+    rejected: __file, __row, __reason), or None when it holds no rows."""
+    # The file as it is (kept for the raw text of its rejects), then flattened for the mapping.
+    orig = scan_file(path, flat=False).with_row_index("__row", offset=1).collect()
+    lf = flatten(expand_lists(orig).lazy())
     schema = lf.collect_schema()
-    columns = list(schema)
+    columns = [c for c in schema if c != "__row"]
     exprs: dict[str, pl.Expr] = {}
     used: set[str] = set()
     ts_cols: list[str] = []
@@ -173,7 +175,7 @@ def _read_canonical(path: str, mapping: Mapping, stats: dict[str, int]) -> pl.Da
             if not ts_cols:
                 missing.append(name)
             continue
-        expr, cols = _field_expr(spec, columns, schema, name in ("revenue", "page_price", "_"))
+        expr, cols = _field_expr(spec, columns, schema, name in NUMBER_FIELDS)
         used.update(cols)
         if expr is None:
             if name in REQUIRED_FIELDS:
@@ -186,31 +188,26 @@ def _read_canonical(path: str, mapping: Mapping, stats: dict[str, int]) -> pl.Da
         key = f"unknown_column:{c}"
         stats[key] = stats.get(key, 0) + 1
 
-    df = (
-        lf.with_row_index("__row", offset=1)
-        .select(
-            pl.col("__row").cast(pl.Int64),
-            *exprs.values(),
-            *[pl.col(c).alias(f"__ts{i}") for i, c in enumerate(ts_cols)],
-            (pl.col("__json_error") if broken else pl.lit(None, pl.String)).alias("__json_error"),
-        )
-        .collect()
-    )
+    df = lf.select(
+        pl.col("__row").cast(pl.Int64),
+        *exprs.values(),
+        *[pl.col(c).alias(f"__ts{i}") for i, c in enumerate(ts_cols)],
+        (pl.col("__json_error") if broken else pl.lit(None, pl.String)).alias("__json_error"),
+    ).collect()
     stats["rows_read"] = stats.get("rows_read", 0) + df.height
     if df.height == 0:
         stats["empty_files"] = stats.get("empty_files", 0) + 1
         return None
 
     # Timestamps: the first candidate column that parses wins; mixed zones are fine per row.
-    parsed = [
-        to_utc(df[f"__ts{i}"], mapping.timestamp_format, mapping.time_zone)
-        for i in range(len(ts_cols))
-    ]
-    raw_ts = [df[f"__ts{i}"].cast(pl.String) for i in range(len(ts_cols))]
+    ts_names = [f"__ts{i}" for i in range(len(ts_cols))]
+    parsed = [to_utc(df[c], mapping.timestamp_format, mapping.time_zone) for c in ts_names]
     df = df.with_columns(
         event_ts=pl.coalesce(parsed) if parsed else pl.lit(None, pl.Datetime("us")),
-        __ts_raw=pl.coalesce(raw_ts) if raw_ts else pl.lit(None, pl.String),
-    ).drop([f"__ts{i}" for i in range(len(ts_cols))])
+        __ts_given=pl.any_horizontal([pl.col(c).is_not_null() for c in ts_names])
+        if ts_names
+        else pl.lit(False),
+    )
     for name in INTERNAL_SCHEMA:
         if name not in df.columns:
             df = df.with_columns(pl.lit(None, INTERNAL_SCHEMA[name]).alias(name))
@@ -222,49 +219,67 @@ def _read_canonical(path: str, mapping: Mapping, stats: dict[str, int]) -> pl.Da
     revenue, bad_revenue = _number("revenue", df.schema["revenue"].is_numeric())
     price, _ = _number("page_price", df.schema["page_price"].is_numeric())
     is_purchase = pl.col("__type") == "purchase"
-    signup = to_utc(
-        df["signup_date"].cast(pl.String)
-        if df["signup_date"].dtype == pl.Null
-        else df["signup_date"],
-        "auto",
-        mapping.time_zone,
-    ).dt.date()
+    df = df.with_columns(signup_date=to_utc(df["signup_date"], "auto", mapping.time_zone).dt.date())
 
-    def detail(code: str, col: str) -> pl.Expr:
-        return pl.format(code + ": '{}'", pl.col(col).cast(pl.String).str.slice(0, 60))
-
-    reason = (
+    # Reason codes first (cheap literals); the details are written for the rejected rows only.
+    code = (
         pl.when(pl.col("__json_error").is_not_null())
-        .then(pl.format("bad_json: {}", pl.col("__json_error")))
+        .then(pl.lit("bad_json"))
         .when(pl.lit(bool(missing)))
-        .then(pl.lit(_missing_reason(missing, mapping, columns)))
+        .then(pl.lit("missing_column"))
         .when(pl.col("__type") == IGNORE)
         .then(None)
-        .when(pl.col("__ts_raw").is_null())
+        .when(~pl.col("__ts_given"))
         .then(pl.lit("missing_timestamp"))
         .when(pl.col("event_ts").is_null())
-        .then(detail("bad_timestamp", "__ts_raw"))
+        .then(pl.lit("bad_timestamp"))
         .when(pl.col("user_id").is_null())
         .then(pl.lit("missing_user"))
         .when(pl.col("event_type").is_null())
         .then(pl.lit("missing_event_type"))
         .when(pl.col("__type").is_null())
-        .then(detail("unknown_event_type", "event_type"))
-        .when(is_purchase & bad_revenue)
-        .then(detail("bad_revenue", "revenue"))
-        .when(is_purchase & (revenue < 0))
-        .then(detail("bad_revenue", "revenue"))
+        .then(pl.lit("unknown_event_type"))
+        .when(is_purchase & (bad_revenue | (revenue < 0)))
+        .then(pl.lit("bad_revenue"))
     )
-    return df.with_columns(
+    df = df.with_columns(__code=code)
+    rejected = df.filter(pl.col("__code").is_not_null())
+    if rejected.height:
+        df = df.filter(pl.col("__code").is_null())
+
+        def quoted(col: pl.Expr) -> pl.Expr:
+            return pl.format("'{}'", col.cast(pl.String).str.slice(0, 60))
+
+        ts_raw = pl.coalesce([pl.col(c).cast(pl.String) for c in ts_names]) if ts_names else None
+        detail = {
+            "bad_json": pl.col("__json_error"),
+            "missing_column": pl.lit(_missing_reason(missing, mapping, columns)),
+            "bad_timestamp": quoted(ts_raw) if ts_raw is not None else None,
+            "unknown_event_type": quoted(pl.col("event_type")),
+            "bad_revenue": quoted(pl.col("revenue")),
+        }
+        text = pl.col("__code")
+        for name, expr in detail.items():
+            if expr is not None:
+                text = (
+                    pl.when(pl.col("__code") == name)
+                    .then(pl.format(name + ": {}", expr))
+                    .otherwise(text)
+                )
+        rejected = rejected.select(__file=pl.lit(path), __row=pl.col("__row"), __reason=text).join(
+            _raw_json(orig, rejected["__row"]), on="__row", how="left"
+        )
+    else:
+        rejected = pl.DataFrame(schema=REJECTED_SCHEMA)
+    good = df.with_columns(
         __file=pl.lit(path),
-        __reason=reason,
-        __ignored=(pl.col("__type") == IGNORE).fill_null(False) & pl.lit(not missing),
+        __ignored=(pl.col("__type") == IGNORE).fill_null(False),
         __event_raw=pl.col("event_type"),
         event_type=pl.col("__type"),
         revenue=pl.when(is_purchase).then(revenue),
         page_price=price,
-        signup_date=signup,
-    ).drop("__type", "__json_error")
+    ).drop("__type", "__json_error", "__code", "__ts_given", *ts_names)
+    return good, rejected
 
 
 def _missing_reason(missing: list[str], mapping: Mapping, columns: list[str]) -> str:
@@ -280,50 +295,83 @@ def _missing_reason(missing: list[str], mapping: Mapping, columns: list[str]) ->
 # --- the whole source -------------------------------------------------------------------------
 
 
-def _normalise(loaded: pl.LazyFrame) -> pl.LazyFrame:
+def _map_distinct(values: pl.Series, fn) -> pl.Series:
+    """Apply an expression to the distinct values only (a few devices, a few hundred pages)."""
+    distinct = values.unique()
+    mapped = pl.select(fn(pl.lit(distinct))).to_series()
+    return values.replace_strict(distinct, mapped, return_dtype=pl.String)
+
+
+def _label(value: pl.Expr) -> pl.Expr:
+    value = value.str.to_lowercase().str.strip_chars("() ").str.replace_all(r"\s+", "_")
+    return pl.when(value.is_null() | (value == "")).then(pl.lit(UNKNOWN)).otherwise(value)
+
+
+def _page_id(page_id: pl.Expr) -> pl.Expr:
+    # A URL used as the page id is reduced to its path, like page_url.
+    looks_like_url = page_id.str.contains(r"^(/|[a-zA-Z][a-zA-Z0-9+.-]*://)")
+    return pl.when(looks_like_url).then(url_to_page_id(page_id)).otherwise(page_id)
+
+
+def _normalise(valid: pl.DataFrame) -> pl.DataFrame:
     """Lower-case devices and sources, and a page id for every event (from url or title)."""
-
-    def label(col: str) -> pl.Expr:
-        value = pl.col(col).str.to_lowercase().str.strip_chars("() ").str.replace_all(r"\s+", "_")
-        return pl.when(value.is_null() | (value == "")).then(pl.lit(UNKNOWN)).otherwise(value)
-
-    return loaded.with_columns(
-        device=label("device"),
-        traffic_source=label("traffic_source"),
-        page_id=pl.coalesce(
-            pl.col("page_id"),
-            url_to_page_id(pl.col("page_url")),
-            pl.when(pl.col("page_title").is_not_null()).then(
-                pl.lit("/") + slug(pl.col("page_title"))
-            ),
-            pl.lit(UNKNOWN),
-        ),
+    page_id = _map_distinct(valid["page_id"], _page_id)
+    if page_id.null_count():
+        from_url = _map_distinct(valid["page_url"], url_to_page_id)
+        from_title = _map_distinct(
+            valid["page_title"],
+            lambda t: pl.when(t.is_not_null()).then(pl.lit("/") + slug(t)),
+        )
+        page_id = pl.select(
+            pl.coalesce(pl.lit(page_id), pl.lit(from_url), pl.lit(from_title), pl.lit(UNKNOWN))
+        ).to_series()
+    return valid.with_columns(
+        device=_map_distinct(valid["device"], _label),
+        traffic_source=_map_distinct(valid["traffic_source"], _label),
+        page_id=page_id,
     )
 
 
+def _dedup(valid: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, int]:
+    """(kept rows, rows whose id another row with other content already holds, duplicates).
+
+    Exact duplicates (same id and content, e.g. the same file twice) collapse into the first;
+    only rows sharing an id, or rows without one, are compared column by column.
+    """
+    valid = valid.with_row_index("__i")
+    has_id = valid["event_id"].is_not_null()
+    shared = has_id & valid["event_id"].is_duplicated()
+    check = valid.filter(shared | ~has_id)
+    if check.height == 0:
+        return valid.drop("__i"), valid.head(0).drop("__i"), 0
+    kept = check.unique(subset=["event_id", *CONTENT], keep="first", maintain_order=True)
+    duplicates = check.height - kept.height
+    conflict = kept["event_id"].is_not_null() & ~kept["event_id"].is_first_distinct()
+    conflicts = kept.filter(conflict)
+    keep = kept.filter(~conflict)["__i"].implode()
+    out = valid.filter(~(shared | ~has_id) | pl.col("__i").is_in(keep))
+    return out.drop("__i"), conflicts.drop("__i"), duplicates
+
+
+def _raw_json(orig: pl.DataFrame, rows: pl.Series) -> pl.DataFrame:
+    """__row -> the original row as JSON text (the line itself for broken JSON)."""
+    cols = [c for c in orig.columns if c not in ("__row", "__json_error", "__raw_line")]
+    raw = pl.struct(cols).struct.json_encode() if cols else pl.lit("{}")
+    if "__raw_line" in orig.columns:
+        raw = pl.coalesce(pl.col("__raw_line"), raw)
+    picked = orig.filter(pl.col("__row").is_in(rows.cast(orig.schema["__row"]).implode()))
+    return picked.select(pl.col("__row").cast(pl.Int64), raw.alias("raw"))
+
+
 def _raw_rows(rejected: pl.DataFrame) -> pl.DataFrame:
-    """The original text of each rejected row, as JSON, read back from its file."""
+    """Read back the original text of rejected rows found after the files were read."""
     parts = []
     for path in rejected["__file"].unique().sort().to_list():
         rows = rejected.filter(pl.col("__file") == path)["__row"]
-        lf = scan_file(path, flatten=False)
-        cols = [c for c in lf.collect_schema().names() if c not in ("__json_error", "__raw_line")]
-        raw = pl.struct(cols).struct.json_encode()
-        if "__raw_line" in lf.collect_schema().names():
-            raw = pl.coalesce(pl.col("__raw_line"), raw)
-        parts.append(
-            lf.with_row_index("__row", offset=1)
-            .filter(pl.col("__row").is_in(rows.implode()))
-            .select(
-                pl.lit(path).alias("__file"),
-                pl.col("__row").cast(pl.Int64),
-                raw.alias("raw"),
-            )
-            .collect()
-        )
-    if not parts:
-        return pl.DataFrame(schema={"__file": pl.String, "__row": pl.Int64, "raw": pl.String})
-    return pl.concat(parts)
+        orig = scan_file(path, flat=False).with_row_index("__row", offset=1)
+        orig = orig.filter(pl.col("__row").is_in(rows.implode())).collect()
+        parts.append(_raw_json(orig, rows).with_columns(__file=pl.lit(path)))
+    return pl.concat(parts) if parts else pl.DataFrame(schema=REJECTED_SCHEMA)
 
 
 def _read_pages_file(pages_file: str) -> pl.DataFrame:
@@ -358,63 +406,59 @@ def _read_pages_file(pages_file: str) -> pl.DataFrame:
 
 def _prepare(files: tuple[str, ...], mapping: Mapping, pages_file: str | None) -> _Prepared:
     stats: dict[str, int] = {"files_read": 0, "empty_files": 0, "rows_read": 0}
-    frames = []
+    frames, rejected_parts = [], []
     for path in files:
         stats["files_read"] += 1
         if is_blank(path):
             stats["empty_files"] += 1
             continue
-        frame = _read_canonical(path, mapping, stats)
-        if frame is not None:
-            frames.append(frame)
+        read = _read_canonical(path, mapping, stats)
+        if read is not None:
+            frames.append(read[0])
+            rejected_parts.append(read[1])
     if not frames:
         raise IngestError(
             f"no event rows in {len(files)} file(s) ({', '.join(files[:5])}): every file is empty "
             "or holds only a header. Fix: add event rows, or check the source path (UBAP_SOURCE)."
         )
     ingested_at = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
-    rows = pl.concat(frames, how="diagonal_relaxed")
-    rejected = rows.filter(pl.col("__reason").is_not_null())
-    ignored = rows.filter(pl.col("__reason").is_null() & pl.col("__ignored"))
-    valid = rows.filter(pl.col("__reason").is_null() & ~pl.col("__ignored"))
+    rows = frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
+    del frames
+    rejected = pl.concat(rejected_parts)
+    if rows["__ignored"].any():
+        ignored = rows.filter(pl.col("__ignored"))
+        valid = rows.filter(~pl.col("__ignored"))
+    else:
+        ignored, valid = rows.head(0), rows
+    del rows
     stats["rows_ignored"] = ignored.height
     for name, n in ignored.group_by("__event_raw").len().sort("__event_raw").iter_rows():
         stats[f"ignored:{name}"] = n
 
-    # Exact duplicates (same id and content, e.g. the same file twice) collapse into one event.
-    before = valid.height
-    valid = valid.unique(subset=["event_id", *CONTENT], keep="first", maintain_order=True)
-    stats["duplicates"] = before - valid.height
-    # The same event id with different content: the first (by file, row) loads, the rest reject.
-    conflict = pl.col("event_id").is_not_null() & ~pl.col("event_id").is_first_distinct()
-    conflicts = valid.filter(conflict).with_columns(
-        __reason=pl.format("duplicate_event_id: '{}' (same id, different content)", "event_id")
-    )
-    valid = valid.filter(~conflict)
-    rejected = pl.concat([rejected, conflicts], how="diagonal_relaxed")
+    valid, conflicts, stats["duplicates"] = _dedup(valid)
+    if conflicts.height:
+        conflicts = conflicts.select(
+            "__file",
+            "__row",
+            __reason=pl.format("duplicate_event_id: '{}' (same id, different content)", "event_id"),
+        ).join(_raw_rows(conflicts.select("__file", "__row")), on=["__file", "__row"], how="left")
+        rejected = pl.concat([rejected, conflicts.select(list(REJECTED_SCHEMA))])
 
-    loaded = derive_sessions(
-        _normalise(valid.lazy().with_columns(__derived=pl.col("session_id").is_null())),
-        mapping.session_gap_minutes,
-    )
-    loaded = (
-        loaded.with_columns(
-            event_id=pl.coalesce(
-                pl.col("event_id"),
-                pl.lit("h") + pl.struct(list(CONTENT)).hash(seed=8).cast(pl.String),
-            )
+    if valid["event_id"].null_count():
+        # No id in the file: a hash of what the file says (before anything is derived).
+        content_hash = pl.struct(list(CONTENT)).hash(seed=8).cast(pl.String)
+        valid = valid.with_columns(
+            event_id=pl.coalesce(pl.col("event_id"), pl.lit("h") + content_hash)
         )
-        .sort("event_ts", "event_id")
-        .collect()
+    derived = valid["session_id"].is_null()
+    loaded = derive_sessions(_normalise(valid), mapping.session_gap_minutes)
+    stats["sessions_derived"] = loaded.filter(derived)["session_id"].n_unique()
+    loaded = loaded.select([pl.col(c).cast(t) for c, t in INTERNAL_SCHEMA.items()]).sort(
+        "event_ts", "event_id"
     )
-    stats["sessions_derived"] = loaded.filter(pl.col("__derived"))["session_id"].n_unique()
-    loaded = loaded.select([pl.col(c).cast(t) for c, t in INTERNAL_SCHEMA.items()])
 
-    raw = _raw_rows(rejected)
     rejects = (
-        rejected.select("__file", "__row", "__reason")
-        .join(raw, on=["__file", "__row"], how="left")
-        .select(
+        rejected.select(
             source_file=pl.col("__file"),
             row_number=pl.col("__row"),
             reason=pl.col("__reason"),
@@ -468,6 +512,11 @@ def _prepare_cached(
     del mapping_key, pages_fingerprint  # part of the cache key only
     files = tuple(f for f, _, _ in fingerprint)
     return _prepare(files, load_mapping(mapping_spec), pages_file)
+
+
+def clear_cache() -> None:
+    """Forget the last source read (it is kept so per-partition calls read the files once)."""
+    _prepare_cached.cache_clear()
 
 
 def _fingerprint(path: str) -> tuple[int, int]:
@@ -538,6 +587,8 @@ def ingest_files(
     if not 0.0 <= max_reject_share <= 1.0:
         raise IngestError(f"max_reject_share must lie in [0, 1], got {max_reject_share}")
     files = list_files(source)
+    if pages_file:  # a catalogue kept next to the events is not an event file
+        files = [f for f in files if os.path.abspath(f) != os.path.abspath(pages_file)]
     if not files:
         raise IngestError(
             f"no event files found at {source!r} (looked for {', '.join(SUFFIXES)}). Fix: put "

@@ -66,7 +66,7 @@ def sniff_delimiter(path: str) -> str:
     return best
 
 
-def _flatten(lf: pl.LazyFrame) -> pl.LazyFrame:
+def flatten(lf: pl.LazyFrame) -> pl.LazyFrame:
     """Nested struct columns become dotted columns (``context`` -> ``context.page.url``)."""
     schema = lf.collect_schema()
     if not any(isinstance(dt, pl.Struct) for dt in schema.values()):
@@ -84,6 +84,34 @@ def _flatten(lf: pl.LazyFrame) -> pl.LazyFrame:
     for name, dtype in schema.items():
         walk(pl.col(name), name, dtype)
     return lf.select(exprs)
+
+
+def expand_lists(frame: pl.DataFrame, index: str = "__row") -> pl.DataFrame:
+    """Lists of structs become columns: key/value lists (GA4 ``event_params``) one column per
+    key (``event_params.ga_session_id``, values as text); other lists (``items``) their first
+    element, which ``flatten`` then spreads into ``items.item_id``..."""
+    for name, dtype in frame.schema.items():
+        if not (isinstance(dtype, pl.List) and isinstance(dtype.inner, pl.Struct)):
+            continue
+        fields = {f.name: f.dtype for f in dtype.inner.fields}
+        if "key" not in fields or "value" not in fields:
+            frame = frame.with_columns(pl.col(name).list.first())
+            continue
+        value = pl.col("value")
+        if isinstance(fields["value"], pl.Struct):
+            parts = [f.name for f in fields["value"].fields]
+            value = pl.coalesce([value.struct.field(f).cast(pl.String) for f in parts])
+        long = (
+            frame.select(index, pl.col(name))
+            .explode(name)
+            .unnest(name)
+            .select(index, pl.col("key").cast(pl.String), value.cast(pl.String).alias("__value"))
+            .filter(pl.col("key").is_not_null())
+        )
+        wide = long.pivot(on="key", index=index, values="__value", aggregate_function="first")
+        wide = wide.rename({c: f"{name}.{c}" for c in wide.columns if c != index})
+        frame = frame.drop(name).join(wide, on=index, how="left", maintain_order="left")
+    return frame
 
 
 def _json_kind(path: str) -> str:
@@ -116,7 +144,7 @@ def _read_json_lines(path: str) -> pl.DataFrame:
     return frame
 
 
-def scan_file(path: str, *, flatten: bool = True) -> pl.LazyFrame:
+def scan_file(path: str, *, flat: bool = True) -> pl.LazyFrame:
     """A lazy frame of one file's rows (CSV as all-text columns), nested fields flattened.
 
     Raises IngestError naming the file when it cannot be parsed at all.
@@ -148,4 +176,4 @@ def scan_file(path: str, *, flatten: bool = True) -> pl.LazyFrame:
     renames = {c: c.strip().lstrip("\ufeff") for c in schema if c != c.strip().lstrip("\ufeff")}
     if renames:
         lf = lf.rename(renames)
-    return _flatten(lf) if flatten else lf
+    return flatten(lf) if flat else lf

@@ -74,27 +74,40 @@ def _parse_text(s: pl.Series, fmt: str, tz: str) -> pl.Series:
             return _aware_to_naive(parsed)
         return _localize(parsed, "UTC" if fmt.endswith("UTC") else tz)
 
+    # Formats in the order they fit a sample, epoch numbers last; each pass reads only the rows
+    # no earlier pass could parse, so one format costs one pass and a mixed file a few more.
+    sample = s.drop_nulls().head(500)
+    candidates = [(f, "aware") for f in AWARE_FORMATS]
+    candidates += [(f, "utc") for f in UTC_SUFFIX_FORMATS] + [(f, "") for f in NAIVE_FORMATS]
+    fits = [
+        sample.str.to_datetime(f, strict=False, time_unit="us").is_not_null().sum()
+        for f, _ in candidates
+    ]
+    order = sorted(range(len(candidates)), key=lambda i: -fits[i])
     out = pl.Series(s.name, [None] * len(s), dtype=pl.Datetime("us"))
     todo = s.is_not_null()
-    # Epoch numbers written as text (GA4 exports, Unix logs).
-    numeric = todo & s.str.contains(r"^-?\d{9,19}(\.\d+)?$")
-    if numeric.any():
-        out = out.scatter(numeric.arg_true(), _from_epoch(s.filter(numeric), "auto"))
-        todo = todo & ~numeric
-    for group, kind in ((AWARE_FORMATS, "aware"), (UTC_SUFFIX_FORMATS, "utc"), (NAIVE_FORMATS, "")):
-        for candidate in group:
-            if not todo.any():
-                return out
-            idx = todo.arg_true()
-            parsed = s.gather(idx).str.to_datetime(candidate, strict=False, time_unit="us")
+    for i in [*order, -1]:
+        if not todo.any():
+            break
+        every = todo.all()
+        idx = None if every else todo.arg_true()
+        values = s if every else s.gather(idx)
+        if i == -1:  # epoch numbers written as text (GA4 exports, Unix logs)
+            numeric = values.str.contains(r"^-?\d{9,19}(\.\d+)?$")
+            parsed = _from_epoch(values.set(~numeric, None), "auto")
+        else:
+            fmt_i, kind = candidates[i]
+            parsed = values.str.to_datetime(fmt_i, strict=False, time_unit="us")
             if kind == "aware":
                 parsed = _aware_to_naive(parsed)
             else:
                 parsed = _localize(parsed, "UTC" if kind == "utc" else tz)
-            ok = parsed.is_not_null()
-            if ok.any():
-                out = out.scatter(idx.filter(ok), parsed.filter(ok))
-                todo = todo.scatter(idx.filter(ok), False)
+        ok = parsed.is_not_null()
+        if every:
+            out, todo = parsed, todo & ~ok
+        elif ok.any():
+            out = out.scatter(idx.filter(ok), parsed.filter(ok))
+            todo = todo.scatter(idx.filter(ok), False)
     return out
 
 
@@ -104,6 +117,8 @@ def to_utc(s: pl.Series, fmt: str = "auto", tz: str = "UTC") -> pl.Series:
     Values that cannot be read, or fall outside 1990..2100, become null.
     """
     dtype = s.dtype
+    if s.null_count() == len(s):
+        return pl.Series(s.name, [None] * len(s), dtype=pl.Datetime("us"))
     if isinstance(dtype, pl.Datetime):
         out = _aware_to_naive(s) if dtype.time_zone else _localize(s, tz)
     elif dtype == pl.Date:

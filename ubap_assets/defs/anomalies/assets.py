@@ -54,6 +54,10 @@ class AnomalyConfig(dg.Config):
         default=_DEFAULTS.min_relative_scale,
         description="Floor of the spread as a share of the expected value (avoids zero MAD).",
     )
+    min_daily_sessions: float = Field(
+        default=_DEFAULTS.min_daily_sessions,
+        description="Scopes whose median daily sessions are below this are not scored (noise).",
+    )
 
     def settings(self) -> anomaly.DetectorSettings:
         s = anomaly.DetectorSettings(**self.model_dump())
@@ -108,14 +112,18 @@ def anomaly_history(
             "flagged_points_overall": overall.height,
             "notes": _notes(notes),
             "flagged_overall": _md(
-                overall.sort("day").select("day", "metric", "value", "expected", "score",
-                                           "direction", "severity"), 20
+                overall.sort("day").select(
+                    "day", "metric", "value", "expected", "score", "direction", "severity"
+                ),
+                20,
             ),
         },
     )
 
 
-@dg.asset(group_name=GROUP, owners=OWNERS, kinds=KINDS, ins={"history": dg.AssetIn(t.ANOMALY_HISTORY)})
+@dg.asset(
+    group_name=GROUP, owners=OWNERS, kinds=KINDS, ins={"history": dg.AssetIn(t.ANOMALY_HISTORY)}
+)
 def anomalies(
     context: dg.AssetExecutionContext, config: LatestConfig, history: pl.DataFrame
 ) -> dg.Output:
@@ -137,8 +145,18 @@ def anomalies(
             "latest_days": config.latest_days,
             "high_severity": frame.filter(pl.col("severity") == "high").height,
             "notes": _notes(notes),
-            "preview": _md(frame.select("day", "dimension", "dimension_value", "metric", "value",
-                                        "expected", "direction", "severity")),
+            "preview": _md(
+                frame.select(
+                    "day",
+                    "dimension",
+                    "dimension_value",
+                    "metric",
+                    "value",
+                    "expected",
+                    "direction",
+                    "severity",
+                )
+            ),
         },
     )
 

@@ -8,13 +8,15 @@ from ubap_assets.warehouse import tables as t
 MIN_F1 = 0.8
 
 
-@dg.asset_check(asset=t.ANOMALY_SCORES, description=(
-    f"The ensemble's overall F1 against the planted anomalies is at least {MIN_F1} "
-    "(warns; skipped when there is no ground truth)."))
+@dg.asset_check(
+    asset=t.ANOMALY_SCORES,
+    description=(
+        f"The ensemble's overall F1 against the planted anomalies is at least {MIN_F1} "
+        "(warns; skipped when there is no ground truth)."
+    ),
+)
 def anomaly_detection_f1(anomaly_scores: pl.DataFrame) -> dg.AssetCheckResult:
-    row = anomaly_scores.filter(
-        (pl.col("detector") == "ensemble") & (pl.col("kind") == "overall")
-    )
+    row = anomaly_scores.filter((pl.col("detector") == "ensemble") & (pl.col("kind") == "overall"))
     if row.height == 0:
         return dg.AssetCheckResult(
             passed=True,
@@ -36,12 +38,16 @@ def anomaly_detection_f1(anomaly_scores: pl.DataFrame) -> dg.AssetCheckResult:
     )
 
 
-@dg.asset_check(asset=t.ANOMALY_HISTORY, blocking=True, description=(
-    "No NaN or null in the scores, ranges and values; lower <= upper."))
+@dg.asset_check(
+    asset=t.ANOMALY_HISTORY,
+    blocking=True,
+    description=("No NaN or null in the scores, ranges and values; lower <= upper."),
+)
 def anomaly_history_finite(anomaly_history: pl.DataFrame) -> dg.AssetCheckResult:
     floats = [c for c, d in anomaly_history.schema.items() if d == pl.Float64]
-    bad = [c for c in floats
-           if anomaly_history[c].is_nan().any() or anomaly_history[c].is_null().any()]
+    bad = [
+        c for c in floats if anomaly_history[c].is_nan().any() or anomaly_history[c].is_null().any()
+    ]
     inverted = anomaly_history.filter(pl.col("lower") > pl.col("upper") + 1e-9).height
     return dg.AssetCheckResult(
         passed=not bad and inverted == 0,

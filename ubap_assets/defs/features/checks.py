@@ -42,13 +42,22 @@ def user_features_complete(user_features: pl.DataFrame) -> dg.AssetCheckResult:
     """One row per user, and no null or NaN in any feature."""
     numeric = [c for c, d in user_features.schema.items() if d.is_numeric()]
     nulls = int(user_features.null_count().sum_horizontal()[0]) if user_features.height else 0
-    nans = int(
-        user_features.select(pl.col(c).cast(pl.Float64).is_nan().sum() for c in numeric)
-        .sum_horizontal()[0]
-    ) if user_features.height else 0
+    nans = (
+        int(
+            user_features.select(
+                pl.col(c).cast(pl.Float64).is_nan().sum() for c in numeric
+            ).sum_horizontal()[0]
+        )
+        if user_features.height
+        else 0
+    )
     duplicates = user_features.height - user_features["user_id"].n_unique()
     return dg.AssetCheckResult(
         passed=nulls == 0 and nans == 0 and duplicates == 0 and user_features.height > 0,
-        metadata={"rows": user_features.height, "nulls": nulls, "nans": nans,
-                  "duplicate_users": duplicates},
+        metadata={
+            "rows": user_features.height,
+            "nulls": nulls,
+            "nans": nans,
+            "duplicate_users": duplicates,
+        },
     )

@@ -133,7 +133,8 @@ def user_recommendations(
         "rows": recs.height,
         "users_with_history": model.train.n_users,
         "users_by_source": dg.MetadataValue.json(dict(by_source.iter_rows())),
-        "catalogue_coverage": round(recs["page_id"].n_unique() / catalogue.recommendable.sum(), 4),
+        "catalogue_coverage": round(
+            float(recs["page_id"].n_unique() / catalogue.recommendable.sum()), 4),
         "weights": dg.MetadataValue.json({"content": params.w_content,
                                           "collaborative": params.w_collaborative,
                                           "popularity": params.w_popularity}),

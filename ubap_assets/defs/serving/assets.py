@@ -24,7 +24,13 @@ class ServingSnapshotConfig(dg.Config):
 
 def _latest_check_results(context: dg.AssetExecutionContext) -> pl.DataFrame:
     """The latest evaluation of every asset check in the code location, one row per check."""
-    graph = context.repository_def.asset_graph
+    # Every check of the code location; under dg.materialize (no repository) the job's own.
+    try:
+        graph = context.repository_def.asset_graph
+    except dg.DagsterInvariantViolationError:
+        graph = context.job_def.asset_layer.asset_graph
+    except Exception:  # noqa: BLE001 - dagster raises a private CheckError here
+        graph = context.job_def.asset_layer.asset_graph
     rows = []
     for key in sorted(graph.asset_check_keys, key=lambda k: (k.asset_key.to_user_string(), k.name)):
         record = context.instance.get_latest_asset_check_evaluation_record(key)

@@ -62,7 +62,12 @@ def summary(
     if mode != "llm":
         text = s.deterministic_narrative(facts)
     frame = s.summary_frame(
-        facts, text, mode, model, reason, context.run_id,
+        facts,
+        text,
+        mode,
+        model,
+        reason,
+        context.run_id,
         datetime.now(UTC).replace(tzinfo=None),
     )
     return dg.Output(
@@ -81,8 +86,10 @@ def summary(
     )
 
 
-@dg.asset_check(asset=t.SUMMARY, description=(
-    "The summary has one row with a non-empty narrative that names its sources."))
+@dg.asset_check(
+    asset=t.SUMMARY,
+    description=("The summary has one row with a non-empty narrative that names its sources."),
+)
 def summary_has_narrative(summary: pl.DataFrame) -> dg.AssetCheckResult:
     ok = summary.height == 1 and len(summary["narrative"][0].strip()) > 40
     return dg.AssetCheckResult(

@@ -1,7 +1,8 @@
-"""Daily and weekly trends, segment trends, funnels, retention and lifecycle (group "trends").
+"""Sessions, daily and weekly trends, segment trends, funnels, retention, lifecycle ("trends").
 
-Every asset computes in DuckDB SQL over the big ``events`` table through the ``warehouse``
-resource and returns a small polars frame for the IO manager to store.
+``sessions`` is the one pass over the big ``events`` table (written inside DuckDB); every other
+asset aggregates it in SQL through the ``warehouse`` resource and returns a small polars frame
+for the IO manager to store.
 """
 
 from collections.abc import Callable
@@ -67,7 +68,34 @@ def _run(
     return dg.Output(frame, metadata=metadata)
 
 
-@dg.asset(group_name=GROUP, owners=OWNERS, kinds=KINDS, deps=[t.EVENTS])
+@dg.asset(group_name=GROUP, owners=OWNERS, kinds={"duckdb"}, deps=[t.EVENTS, t.PAGES])
+def sessions(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.MaterializeResult:
+    """One row per session: user, start day, device and source of its first event, events, page
+    views, purchases, revenue, bounce / conversion flags and the funnel steps reached in order."""
+    with warehouse.get_connection() as con:
+        try:
+            n = trends.build_sessions(con)
+        except LookupError as err:
+            raise dg.Failure(description=str(err)) from err
+        bounds = trends.data_bounds(con)
+        stats = con.execute(
+            "SELECT avg(events), avg(CAST(is_bounce AS INTEGER)), avg(duration_s) "
+            f"FROM {t.SESSIONS}"
+        ).fetchone()
+    metadata: dict[str, object] = {
+        "dagster/row_count": n,
+        "events": bounds.events,
+        "first_day": str(bounds.first_day),
+        "last_day": str(bounds.last_day),
+        "last_complete_day": str(bounds.last_complete_day),
+        "events_per_session": round(float(stats[0] or 0), 2),
+        "bounce_share": round(float(stats[1] or 0), 4),
+        "notes": dg.MetadataValue.md("\n".join(f"- {x}" for x in bounds.notes) or "none"),
+    }
+    return dg.MaterializeResult(metadata=metadata)
+
+
+@dg.asset(group_name=GROUP, owners=OWNERS, kinds=KINDS, deps=[t.SESSIONS])
 def daily_trends(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.Output:
     """One row per day x dimension (all / device / traffic_source) x value: users, sessions,
     events, page views, conversion and bounce rate, session duration, revenue, new/returning."""
@@ -86,21 +114,21 @@ def daily_trends(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -
     return _run(context, warehouse, lambda con: frame, "day", **extra)
 
 
-@dg.asset(group_name=GROUP, owners=OWNERS, kinds=KINDS, deps=[t.EVENTS])
+@dg.asset(group_name=GROUP, owners=OWNERS, kinds=KINDS, deps=[t.SESSIONS])
 def weekly_trends(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.Output:
     """One row per ISO week x dimension x value: the daily_trends metrics over whole weeks
     (distinct users counted over the week)."""
     return _run(context, warehouse, trends.weekly_trends, "week_start")
 
 
-@dg.asset(group_name=GROUP, owners=OWNERS, kinds=KINDS, deps=[t.EVENTS, t.USER_SEGMENTS])
+@dg.asset(group_name=GROUP, owners=OWNERS, kinds=KINDS, deps=[t.SESSIONS, t.USER_SEGMENTS])
 def segment_trends(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.Output:
     """One row per day x segment (plus 'all'): the daily_trends metrics per user segment;
     only 'all' until user_segments exists."""
     return _run(context, warehouse, trends.segment_trends, "day")
 
 
-@dg.asset(group_name=GROUP, owners=OWNERS, kinds=KINDS, deps=[t.EVENTS, t.PAGES])
+@dg.asset(group_name=GROUP, owners=OWNERS, kinds=KINDS, deps=[t.SESSIONS])
 def funnel_daily(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.Output:
     """One row per day x funnel step (page_view, product_view, add_to_cart, checkout_start,
     purchase): sessions reaching the step in order, step conversion and drop-off."""
@@ -115,16 +143,14 @@ def funnel_daily(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -
     return _run(context, warehouse, lambda con: frame, "day", **extra)
 
 
-@dg.asset(
-    group_name=GROUP, owners=OWNERS, kinds=KINDS, deps=[t.EVENTS, t.PAGES, t.USER_SEGMENTS]
-)
+@dg.asset(group_name=GROUP, owners=OWNERS, kinds=KINDS, deps=[t.SESSIONS, t.USER_SEGMENTS])
 def funnel_segments(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.Output:
     """One row per day x segment x funnel step (segment 'all' always; the others once
     user_segments exists)."""
     return _run(context, warehouse, trends.funnel_segments, "day")
 
 
-@dg.asset(group_name=GROUP, owners=OWNERS, kinds=KINDS, deps=[t.EVENTS])
+@dg.asset(group_name=GROUP, owners=OWNERS, kinds=KINDS, deps=[t.SESSIONS])
 def retention_cohorts(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.Output:
     """One row per weekly first-seen cohort x weeks since: cohort size, active users and the
     retention rate."""
@@ -139,7 +165,7 @@ def retention_cohorts(context: dg.AssetExecutionContext, warehouse: DuckDBResour
     return _run(context, warehouse, lambda con: frame, "cohort_week", **extra)
 
 
-@dg.asset(group_name=GROUP, owners=OWNERS, kinds=KINDS, deps=[t.EVENTS])
+@dg.asset(group_name=GROUP, owners=OWNERS, kinds=KINDS, deps=[t.SESSIONS])
 def lifecycle_weekly(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.Output:
     """One row per week x lifecycle state (new, returning, resurrecting, dormant) with the
     week's quick ratio."""

@@ -14,9 +14,14 @@ def _no_nan(frame: pl.DataFrame) -> list[str]:
     return bad
 
 
-@dg.asset_check(asset=t.DAILY_TRENDS, blocking=True, description=(
-    "Totals of daily_trends equal a recount from the raw events (events, page views, purchases, "
-    "revenue, active users, sessions per day) and breakdowns add up to the totals."))
+@dg.asset_check(
+    asset=t.DAILY_TRENDS,
+    blocking=True,
+    description=(
+        "Totals of daily_trends equal a recount from the raw events (events, page views, "
+        "purchases, revenue, active users, sessions per day) and breakdowns add up to the totals."
+    ),
+)
 def daily_trends_reconcile(
     warehouse: DuckDBResource, daily_trends: pl.DataFrame
 ) -> dg.AssetCheckResult:
@@ -27,14 +32,18 @@ def daily_trends_reconcile(
         problems.append(f"NaN/null in {nan_cols}")
     return dg.AssetCheckResult(
         passed=not problems,
-        metadata={"problems": dg.MetadataValue.md("\n".join(f"- {p}" for p in problems) or "none"),
-                  "days": daily_trends["day"].n_unique()},
+        metadata={
+            "problems": dg.MetadataValue.md("\n".join(f"- {p}" for p in problems) or "none"),
+            "days": daily_trends["day"].n_unique(),
+        },
     )
 
 
-@dg.asset_check(asset=t.WEEKLY_TRENDS, additional_ins={"daily_trends": dg.AssetIn(t.DAILY_TRENDS)},
-                description=(
-    "Weekly events, sessions and revenue equal the sums of the daily ones; no NaN."))
+@dg.asset_check(
+    asset=t.WEEKLY_TRENDS,
+    additional_ins={"daily_trends": dg.AssetIn(t.DAILY_TRENDS)},
+    description=("Weekly events, sessions and revenue equal the sums of the daily ones; no NaN."),
+)
 def weekly_trends_reconcile(
     weekly_trends: pl.DataFrame, daily_trends: pl.DataFrame
 ) -> dg.AssetCheckResult:
@@ -44,7 +53,10 @@ def weekly_trends_reconcile(
         .agg(pl.col("events").sum(), pl.col("sessions").sum(), pl.col("revenue").sum())
     )
     joined = weekly_trends.join(
-        daily, on=["week_start", "dimension", "dimension_value"], how="full", suffix="_d",
+        daily,
+        on=["week_start", "dimension", "dimension_value"],
+        how="full",
+        suffix="_d",
         coalesce=True,
     )
     bad = joined.filter(
@@ -59,9 +71,13 @@ def weekly_trends_reconcile(
     )
 
 
-@dg.asset_check(asset=t.SEGMENT_TRENDS, additional_ins={"daily_trends": dg.AssetIn(t.DAILY_TRENDS)},
-                description=(
-    "Segment 'all' equals daily_trends overall; segment sessions add up to at most the total."))
+@dg.asset_check(
+    asset=t.SEGMENT_TRENDS,
+    additional_ins={"daily_trends": dg.AssetIn(t.DAILY_TRENDS)},
+    description=(
+        "Segment 'all' equals daily_trends overall; segment sessions add up to at most the total."
+    ),
+)
 def segment_trends_reconcile(
     segment_trends: pl.DataFrame, daily_trends: pl.DataFrame
 ) -> dg.AssetCheckResult:
@@ -74,7 +90,8 @@ def segment_trends_reconcile(
     ).height
     parts = (
         segment_trends.filter(pl.col("segment_id") != trends.ALL_SEGMENT_ID)
-        .group_by("day").agg(pl.col("events").sum().alias("seg_events"))
+        .group_by("day")
+        .agg(pl.col("events").sum().alias("seg_events"))
     )
     over = overall.join(parts, on="day").filter(pl.col("seg_events") > pl.col("events")).height
     return dg.AssetCheckResult(
@@ -83,9 +100,13 @@ def segment_trends_reconcile(
     )
 
 
-@dg.asset_check(asset=t.FUNNEL_DAILY, description=(
-    "Funnel steps never grow (each step <= the previous one); step 1 equals sessions with a "
-    "page view; rates in [0, 1]."))
+@dg.asset_check(
+    asset=t.FUNNEL_DAILY,
+    description=(
+        "Funnel steps never grow (each step <= the previous one); step 1 equals sessions with a "
+        "page view; rates in [0, 1]."
+    ),
+)
 def funnel_daily_monotonic(funnel_daily: pl.DataFrame) -> dg.AssetCheckResult:
     grew = (
         funnel_daily.sort("day", "step_index")
@@ -94,8 +115,7 @@ def funnel_daily_monotonic(funnel_daily: pl.DataFrame) -> dg.AssetCheckResult:
         .height
     )
     out_of_range = funnel_daily.filter(
-        (pl.col("step_conversion") < 0) | (pl.col("step_conversion") > 1)
-        | (pl.col("drop_off") < 0)
+        (pl.col("step_conversion") < 0) | (pl.col("step_conversion") > 1) | (pl.col("drop_off") < 0)
     ).height
     return dg.AssetCheckResult(
         passed=grew == 0 and out_of_range == 0 and not _no_nan(funnel_daily),
@@ -103,8 +123,10 @@ def funnel_daily_monotonic(funnel_daily: pl.DataFrame) -> dg.AssetCheckResult:
     )
 
 
-@dg.asset_check(asset=t.RETENTION_COHORTS, description=(
-    "Week 0 retention is 1.0 for every cohort and no rate exceeds 1."))
+@dg.asset_check(
+    asset=t.RETENTION_COHORTS,
+    description=("Week 0 retention is 1.0 for every cohort and no rate exceeds 1."),
+)
 def retention_cohorts_sane(retention_cohorts: pl.DataFrame) -> dg.AssetCheckResult:
     week0 = retention_cohorts.filter(
         (pl.col("weeks_since") == 0) & (pl.col("active_users") != pl.col("cohort_size"))

@@ -1,0 +1,151 @@
+"""Benchmark: features + segmentation + model training + predictions over ~10M events.
+
+A child process generates the synthetic world (default 100k users x 90 days, about 10M events)
+into a temporary DuckDB file day by day, so the generator's memory is not counted; this process
+then runs each stage the way the assets do and prints seconds per stage and peak RSS.
+Targets: under 120 s in total and under 4 GB peak RSS.
+
+    .venv/bin/python bench/bench_models.py [--users 100000] [--days 90] [--db PATH]
+"""
+
+import argparse
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+import duckdb
+
+from ubap_assets.core import features as fx
+from ubap_assets.core import models as mdl
+from ubap_assets.core import segmentation as seg
+from ubap_assets.core import synthetic
+from ubap_assets.core.predictions import predict_users
+
+TARGET_SECONDS = 120
+TARGET_RSS_MIB = 4096
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def generate(db: str, users: int, days: int, seed: int) -> None:
+    """Write users, pages, personas and events (one day at a time) into ``db``."""
+    spec = synthetic.WorldSpec(users=users, days=days, seed=seed, start_date=date(2026, 1, 5))
+    pop = synthetic.population(spec)
+    pages = synthetic.page_catalogue()
+    con = duckdb.connect(db)
+    for name, frame in (
+        ("users", synthetic.users_frame(spec, pop)),
+        ("pages", pages),
+        ("user_personas", synthetic.personas_frame(spec, pop)),
+    ):
+        con.register("incoming", frame)
+        con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM incoming")
+        con.unregister("incoming")
+    first = True
+    for day in synthetic.events_by_day(spec, spec.start_date, spec.end_date, pop, pages):
+        con.register("incoming", day)
+        if first:
+            con.execute("CREATE OR REPLACE TABLE events AS SELECT * FROM incoming")
+            first = False
+        else:
+            con.execute("INSERT INTO events SELECT * FROM incoming")
+        con.unregister("incoming")
+    con.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=100_000)
+    parser.add_argument("--days", type=int, default=90)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--db", default="", help="reuse (or create) this DuckDB file")
+    parser.add_argument("--generate-only", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.generate_only:
+        generate(args.db, args.users, args.days, args.seed)
+        return
+
+    tmp = tempfile.TemporaryDirectory()
+    db = args.db or str(Path(tmp.name) / "bench.duckdb")
+    if not Path(db).exists():
+        t0 = time.perf_counter()
+        subprocess.run(
+            [sys.executable, __file__, "--generate-only", "--db", db, "--users", str(args.users),
+             "--days", str(args.days), "--seed", str(args.seed)],
+            check=True,
+        )
+        print(f"generated in a child process in {time.perf_counter() - t0:.1f} s (not counted)")
+    con = duckdb.connect(db)
+    n_events, n_users = con.execute("SELECT count(*), count(DISTINCT user_id) FROM events").fetchone()
+    print(f"events: {n_events:,} rows, {n_users:,} active users, {args.days} days")
+
+    seconds: dict[str, float] = {}
+    state: dict[str, object] = {}
+
+    def stage(name: str, fn) -> None:
+        t = time.perf_counter()
+        state[name] = fn()
+        seconds[name] = time.perf_counter() - t
+        print(f"  {name:<32} {seconds[name]:7.2f} s   peak RSS {peak_rss_mib():7.0f} MiB",
+              flush=True)
+
+    first, end = fx.event_span(con)
+    plan = fx.plan_windows(first, end, horizon_days=14)
+    personas = con.execute("SELECT * FROM user_personas").pl()
+
+    stage("user_features (SQL, full history)",
+          lambda: fx.compute_features(con, end, (end - first).days))
+    stage("segments (k=3..10, Ward)",
+          lambda: seg.segment_users(state["user_features (SQL, full history)"], personas=personas))
+    for task in mdl.TASKS:
+        stage(f"{task}: features + labels x2", lambda task=task: mdl.training_data(con, plan, task))
+        train, valid = state[f"{task}: features + labels x2"]
+        stage(f"{task}: fit + validate 3 models",
+              lambda task=task, train=train, valid=valid: mdl.train_task(
+                  task, train, valid, plan, n_jobs=2,
+                  ceiling=personas.select("user_id", score="purchase_propensity_14d")
+                  if task == "conversion" else None))
+
+    def predictions():
+        conv = state["conversion: fit + validate 3 models"]
+        bounce = state["bounce: fit + validate 3 models"]
+        features = fx.compute_features(con, end, plan.lookback_days)
+        return predict_users(
+            features,
+            conversion={"model": conv.models[conv.best], "design": conv.design},
+            bounce={"model": bounce.models[bounce.best], "design": bounce.design},
+            explainer={"model": conv.models["xgboost"], "design": conv.design},
+            conversion_model=conv.best, bounce_model=bounce.best,
+            bounce_threshold=bounce.threshold(), model_version="bench", scored_at=end,
+        )
+
+    stage("user_predictions (+ reasons)", predictions)
+
+    total = sum(seconds.values())
+    peak = peak_rss_mib()
+    result = state["segments (k=3..10, Ward)"]
+    print(f"segments: k={result.metrics['k']} silhouette={result.metrics['silhouette']:.3f} "
+          f"persona ARI={result.metrics['persona_ari']:.3f}")
+    for task in mdl.TASKS:
+        m = state[f"{task}: fit + validate 3 models"].metrics
+        for row in m.iter_rows(named=True):
+            ratio = row["auc_vs_ceiling"]
+            print(f"{task:<10} {row['model']:<20} ROC-AUC {row['roc_auc']:.3f}  "
+                  f"PR-AUC {row['pr_auc']:.3f}  Brier {row['brier']:.4f}  "
+                  f"logloss {row['log_loss']:.4f}"
+                  + (f"  AUC/ceiling {ratio:.3f}" if ratio is not None else ""))
+    print(f"TOTAL {total:.1f} s (target < {TARGET_SECONDS} s)   "
+          f"peak RSS {peak:.0f} MiB (target < {TARGET_RSS_MIB} MiB)   "
+          f"{'OK' if total < TARGET_SECONDS and peak < TARGET_RSS_MIB else 'OVER TARGET'}")
+    con.close()
+    tmp.cleanup()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,434 @@
+"""Realistic files of each supported shape, and the malformed ones real exports contain."""
+
+import json
+from datetime import datetime
+
+import polars as pl
+import pytest
+
+from ubap_assets.core.ingest import IngestError, ingest_files
+from ubap_assets.core.schema import EVENT_TYPES, EVENTS_SCHEMA, PAGES_SCHEMA
+
+NATIVE = [
+    ["e1", "u1", "s1", "2026-01-05T10:00:00Z", "page_view", "p1", "mobile", "organic", ""],
+    ["e2", "u1", "s1", "2026-01-05T10:00:30Z", "add_to_cart", "p1", "mobile", "organic", ""],
+    ["e3", "u1", "s1", "2026-01-05T10:01:00Z", "purchase", "p9", "mobile", "organic", "19.99"],
+    ["e4", "u2", "s2", "2026-01-06T08:00:00Z", "search", "p2", "desktop", "paid", ""],
+]
+COLUMNS = "event_id user_id session_id event_ts event_type page_id device traffic_source revenue"
+
+
+def _write(path, text: str, encoding: str = "utf-8"):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(text.encode(encoding))
+    return path
+
+
+def _lines(path, records: list[dict]):
+    return _write(path, "".join(json.dumps(r) + "\n" for r in records))
+
+
+def _clean(result) -> None:
+    """What every result must satisfy: exact schemas, known event types, no NaN."""
+    assert result.events.schema == pl.Schema(EVENTS_SCHEMA)
+    assert result.pages.schema == pl.Schema(PAGES_SCHEMA)
+    assert set(result.events["event_type"]) <= set(EVENT_TYPES)
+    assert result.events.select(pl.col("revenue").is_nan().any()).item() in (False, None)
+    assert result.events["event_ts"].is_sorted()
+    pages = set(result.pages["page_id"])
+    assert set(result.events["page_id"]) <= pages
+
+
+@pytest.mark.parametrize("delimiter", [",", ";", "\t", "|"])
+def test_any_delimiter_with_a_byte_order_mark(tmp_path, delimiter):
+    rows = [delimiter.join(COLUMNS.split())] + [delimiter.join(r) for r in NATIVE]
+    _write(tmp_path / "in" / "events.csv", "\n".join(rows) + "\n", encoding="utf-8-sig")
+    result = ingest_files(str(tmp_path / "in"))
+    _clean(result)
+    assert result.events["event_id"].to_list() == ["e1", "e2", "e3", "e4"]
+    assert result.events["revenue"].to_list() == [None, None, 19.99, None]
+    assert result.stats["unknown_columns"] == 0 and result.rejects.height == 0
+
+
+def test_segment_track_log_as_json_lines(tmp_path):
+    ctx = {
+        "device": {"type": "mobile"},
+        "campaign": {"source": "newsletter"},
+        "location": {"country": "FR"},
+        "page": {
+            "path": "/checkout/confirmation",
+            "url": "https://shop.example/checkout/confirmation",
+        },
+    }
+    records = [
+        {
+            "messageId": "m1",
+            "type": "page",
+            "userId": None,
+            "anonymousId": "anon-1",
+            "timestamp": "2026-01-05T10:00:00.123Z",
+            "name": "Home",
+            "properties": {"path": "/", "url": "https://shop.example/", "title": "Home"},
+            "context": ctx,
+        },
+        {
+            "messageId": "m2",
+            "type": "track",
+            "event": "Product Viewed",
+            "userId": "user-1",
+            "anonymousId": "anon-1",
+            "timestamp": "2026-01-05T11:01:00+01:00",
+            "properties": {
+                "product_id": "sku-1",
+                "name": "Quiet 700 ANC",
+                "price": 299,
+                "category": "Headphones",
+                "brand": "Quiet",
+                "url": "https://shop.example/p/sku-1",
+            },
+            "context": ctx,
+        },
+        {
+            "messageId": "m3",
+            "type": "track",
+            "event": "Product Added",
+            "userId": "user-1",
+            "timestamp": "2026-01-05T10:02:00Z",
+            "properties": {"product_id": "sku-1", "price": 299.0},
+            "context": ctx,
+        },
+        {
+            "messageId": "m4",
+            "type": "track",
+            "event": "Order Completed",
+            "userId": "user-1",
+            "timestamp": "2026-01-05T10:05:00Z",
+            "properties": {"revenue": 299.0},
+            "context": ctx,
+        },
+        {
+            "messageId": "m5",
+            "type": "identify",
+            "userId": "user-1",
+            "timestamp": "2026-01-05T10:06:00Z",
+            "traits": {"email": "a@example.com"},
+        },
+        {
+            "messageId": "m6",
+            "type": "track",
+            "event": "Products Searched",
+            "userId": "user-2",
+            "timestamp": "2026-01-06T09:00:00-05:00",
+            "properties": {"query": "ssd"},
+        },
+    ]
+    _lines(tmp_path / "in" / "segment.jsonl", records)
+    result = ingest_files(str(tmp_path / "in"), "segment")
+    _clean(result)
+    ev = result.events
+    assert ev["event_id"].to_list() == ["m1", "m2", "m3", "m4", "m6"]
+    assert ev["event_type"].to_list() == [
+        "page_view",
+        "page_view",
+        "add_to_cart",
+        "purchase",
+        "search",
+    ]
+    assert ev["user_id"].to_list() == ["anon-1"] + ["user-1"] * 3 + ["user-2"]
+    assert ev["event_ts"].to_list()[-1] == datetime(2026, 1, 6, 14, 0)  # -05:00 to UTC
+    assert ev["page_id"].to_list()[:4] == ["/", "sku-1", "sku-1", "/checkout/confirmation"]
+    assert ev["revenue"].to_list() == [None, None, None, 299.0, None]
+    assert ev["device"].to_list()[:4] == ["mobile"] * 4 and ev["device"][4] == "unknown"
+    assert ev["traffic_source"][0] == "newsletter"
+    assert result.stats["ignored:identify"] == 1 and result.stats["rows_ignored"] == 1
+    assert result.stats["unknown_column:traits.email"] == 1
+    sku = result.pages.filter(pl.col("page_id") == "sku-1").row(0, named=True)
+    assert sku["title"] == "Quiet 700 ANC" and sku["price"] == 299.0
+    assert sku["category"] == "Headphones" and sku["url"] == "https://shop.example/p/sku-1"
+    assert result.users.filter(pl.col("user_id") == "anon-1")["country"].item() == "FR"
+
+
+def test_segment_export_flattened_to_csv(tmp_path):
+    _write(
+        tmp_path / "in" / "segment.csv",
+        "message_id,user_id,anonymous_id,event,timestamp,properties_url,properties_revenue\n"
+        "m1,,a1,Page Viewed,2026-01-05T10:00:00Z,https://shop.example/deals,\n"
+        "m2,u1,a1,Order Completed,2026-01-05T10:03:00Z,https://shop.example/checkout,42.5\n",
+    )
+    result = ingest_files(str(tmp_path / "in"), "segment")
+    _clean(result)
+    assert result.events["user_id"].to_list() == ["a1", "u1"]
+    assert result.events["page_id"].to_list() == ["/deals", "/checkout"]
+    assert result.events["revenue"].to_list() == [None, 42.5]
+    assert dict(zip(result.pages["page_id"], result.pages["page_type"], strict=True)) == {
+        "/checkout": "checkout",
+        "/deals": "deals",
+    }
+
+
+def test_ecommerce_store_log(tmp_path):
+    _write(
+        tmp_path / "in" / "2019-Nov.csv",
+        "event_time,event_type,product_id,category_id,category_code,brand,price,user_id,"
+        "user_session\n"
+        "2019-11-01 00:00:00 UTC,view,1003461,2053013555631882655,electronics.smartphone,xiaomi,"
+        "489.07,520088904,4d3b30da-a5e4-49df-b1a8-ba5943f1dd33\n"
+        "2019-11-01 00:00:05 UTC,cart,1003461,2053013555631882655,electronics.smartphone,xiaomi,"
+        "489.07,520088904,4d3b30da-a5e4-49df-b1a8-ba5943f1dd33\n"
+        "2019-11-01 00:01:10 UTC,remove_from_cart,1003461,2053013555631882655,"
+        "electronics.smartphone,xiaomi,489.07,520088904,4d3b30da-a5e4-49df-b1a8-ba5943f1dd33\n"
+        "2019-11-01 00:02:00 UTC,purchase,5000088,2053013566100866035,appliances.sewing_machine,"
+        "janome,293.65,530496790,8e5f4f83-366c-4f70-860e-ca7417414283\n"
+        "2019-11-01 00:02:00 UTC,purchase,5000088,2053013566100866035,appliances.sewing_machine,"
+        "janome,293.65,530496790,8e5f4f83-366c-4f70-860e-ca7417414283\n"
+        "2019-11-01 00:03:00 UTC,view,17302664,2053013553853497655,,creed,28.31,561587266,"
+        "755422e7-9040-477b-9bd2-6a6e8fd97387\n",
+    )
+    result = ingest_files(str(tmp_path / "in"), "ecommerce")
+    _clean(result)
+    ev = result.events
+    assert ev["event_type"].to_list() == ["page_view", "add_to_cart", "purchase", "page_view"]
+    assert ev["revenue"].to_list() == [None, None, 293.65, None]
+    assert ev["session_id"][0] == "4d3b30da-a5e4-49df-b1a8-ba5943f1dd33"
+    assert ev["event_ts"][0] == datetime(2019, 11, 1)
+    assert result.stats["duplicates"] == 1 and result.stats["ignored:remove_from_cart"] == 1
+    assert result.stats["sessions_derived"] == 0
+    phone = result.pages.filter(pl.col("page_id") == "1003461").row(0, named=True)
+    assert phone["title"] == "Xiaomi Smartphone" and phone["category"] == "Electronics"
+    assert phone["page_type"] == "product" and phone["price"] == 489.07
+    assert "Electronics > Smartphone" in phone["description"]
+    no_category = result.pages.filter(pl.col("page_id") == "17302664").row(0, named=True)
+    assert no_category["title"] == "Creed" and no_category["category"] == "Other"
+
+
+def test_ga4_flattened_export_as_parquet(tmp_path):
+    base = 1_767_607_200_000_000  # 2026-01-05 10:00:00 UTC in microseconds
+    frame = pl.DataFrame(
+        {
+            "event_date": ["20260105"] * 5,
+            "event_timestamp": [base + i * 60_000_000 for i in range(5)],
+            "event_name": ["session_start", "page_view", "view_item", "begin_checkout", "purchase"],
+            "user_pseudo_id": ["123.456"] * 5,
+            "user_id": [None] * 5,
+            "ga_session_id": [1767607200] * 5,
+            "page_location": [
+                "https://shop.example/?gclid=x",
+                "https://shop.example/?gclid=x",
+                "https://shop.example/product/espresso-pro",
+                "https://shop.example/checkout",
+                "https://shop.example/checkout/thanks",
+            ],
+            "page_title": ["Home", "Home", "Espresso Pro", "Checkout", "Thanks"],
+            "device": [{"category": "desktop"}] * 5,
+            "geo": [{"country": "Germany"}] * 5,
+            "traffic_source": [{"source": "google", "medium": "cpc"}] * 5,
+            "ecommerce": [{"purchase_revenue": None}] * 4 + [{"purchase_revenue": 349.0}],
+        }
+    )
+    frame.write_parquet(tmp_path / "in" / "events_20260105.parquet", mkdir=True)
+    result = ingest_files(str(tmp_path / "in"), "ga4")
+    _clean(result)
+    ev = result.events
+    assert ev["event_type"].to_list() == ["page_view", "page_view", "checkout_start", "purchase"]
+    assert ev["event_ts"][0] == datetime(2026, 1, 5, 10, 1)
+    assert ev["session_id"].unique().to_list() == ["123.456-1767607200"]
+    assert ev["page_id"].to_list() == [
+        "/",
+        "/product/espresso-pro",
+        "/checkout",
+        "/checkout/thanks",
+    ]
+    assert ev["device"].unique().to_list() == ["desktop"]
+    assert ev["traffic_source"].unique().to_list() == ["google"]
+    assert ev["revenue"].to_list() == [None, None, None, 349.0]
+    assert result.stats["ignored:session_start"] == 1
+    assert result.users["country"].item() == "Germany"
+    espresso = result.pages.filter(pl.col("page_id") == "/product/espresso-pro").row(0, named=True)
+    assert espresso["title"] == "Espresso Pro" and espresso["page_type"] == "product"
+
+
+def test_mixed_time_zones_and_a_toml_mapping(tmp_path):
+    mapping = _write(
+        tmp_path / "shop.toml",
+        'name = "shop"\ntime_zone = "America/New_York"\nunmapped_event_types = "click"\n'
+        '[columns]\nuser_id = "customer"\nevent_ts = "when"\nevent_type = "what"\n'
+        'page_id = "page"\nsession_id = { concat = ["customer", "visit"], sep = ":" }\n'
+        'device = { value = "tablet" }\n'
+        '[event_types]\n"Viewed Page" = "page_view"\n"Heartbeat" = "ignore"\n',
+    )
+    _write(
+        tmp_path / "in" / "log.csv",
+        "customer,visit,when,what,page,note\n"
+        "c1,1,2026-01-05 10:00:00,Viewed Page,home,naive: New York time\n"
+        "c1,1,2026-01-05T15:05:00Z,Viewed Page,home,UTC\n"
+        "c1,1,2026-01-05T17:10:00+02:00,Zoomed,home,offset\n"
+        "c1,1,1767629400,Viewed Page,home,epoch seconds\n"
+        "c1,1,2026-01-05T15:20:00Z,Heartbeat,home,ignored\n",
+    )
+    result = ingest_files(str(tmp_path / "in"), str(mapping))
+    _clean(result)
+    ev = result.events
+    assert ev["event_ts"].to_list() == [
+        datetime(2026, 1, 5, 15, 0),
+        datetime(2026, 1, 5, 15, 5),
+        datetime(2026, 1, 5, 15, 10),
+        datetime(2026, 1, 5, 16, 10),
+    ]
+    assert ev["event_type"].to_list() == ["page_view", "page_view", "click", "page_view"]
+    assert ev["session_id"].unique().to_list() == ["c1:1"]
+    assert ev["device"].unique().to_list() == ["tablet"]
+    assert result.stats["unknown_column:note"] == 1 and result.stats["ignored:Heartbeat"] == 1
+
+
+def test_custom_timestamp_format_in_a_json_mapping_and_a_json_array(tmp_path):
+    mapping = _write(
+        tmp_path / "m.json",
+        json.dumps(
+            {
+                "columns": {
+                    "user_id": "uid",
+                    "event_ts": "at",
+                    "event_type": "kind",
+                    "page_url": "link",
+                },
+                "timestamp_format": "%d/%m/%Y %H:%M",
+                "time_zone": "Europe/Berlin",
+            }
+        ),
+    )
+    _write(
+        tmp_path / "in" / "export.json",
+        json.dumps(
+            [
+                {"uid": 7, "at": "05/01/2026 11:00", "kind": "page_view", "link": "/blog/a"},
+                {"uid": 7, "at": "31/02/2026 11:00", "kind": "page_view", "link": "/blog/a"},
+            ]
+        ),
+    )
+    result = ingest_files(str(tmp_path / "in"), str(mapping), max_reject_share=0.5)
+    assert result.events["event_ts"].to_list() == [datetime(2026, 1, 5, 10, 0)]
+    assert result.events["user_id"].to_list() == ["7"]
+    assert result.rejects["reason"].to_list() == ["bad_timestamp: '31/02/2026 11:00'"]
+
+
+def test_empty_and_header_only_files_are_skipped_with_a_count(tmp_path):
+    _write(tmp_path / "in" / "a_empty.csv", "")
+    _write(tmp_path / "in" / "b_header.csv", COLUMNS.replace(" ", ",") + "\n")
+    _write(tmp_path / "in" / "c_blank.jsonl", "\n\n")
+    _write(tmp_path / "in" / "d.csv", COLUMNS.replace(" ", ",") + "\n" + ",".join(NATIVE[0]))
+    result = ingest_files(str(tmp_path / "in"))
+    assert result.events.height == 1
+    assert result.stats["empty_files"] == 3 and result.stats["files_read"] == 4
+
+
+def test_nothing_to_read_is_a_clear_error(tmp_path):
+    _write(tmp_path / "only" / "empty.csv", "\ufeff")
+    with pytest.raises(IngestError, match="no event rows in 1 file.*empty.csv.*Fix"):
+        ingest_files(str(tmp_path / "only"))
+    with pytest.raises(IngestError, match="no event files found.*UBAP_SOURCE"):
+        ingest_files(str(tmp_path / "nowhere"))
+
+
+def test_a_file_in_another_shape_points_at_the_right_mapping(tmp_path):
+    _lines(
+        tmp_path / "in" / "track.jsonl",
+        [{"userId": "u1", "event": "Product Viewed", "timestamp": "2026-01-05T10:00:00Z"}],
+    )
+    with pytest.raises(IngestError) as caught:
+        ingest_files(str(tmp_path / "in"))
+    message = str(caught.value)
+    assert "missing_column" in message and "UBAP_SOURCE_MAPPING=segment" in message
+    assert "100.0%" in message
+
+
+def test_ragged_rows_duplicates_and_broken_json_lines(tmp_path):
+    header = COLUMNS.replace(" ", ",")
+    _write(
+        tmp_path / "in" / "a.csv",
+        header + "\n" + ",".join(NATIVE[0]) + "\n" + ",".join(NATIVE[0]) + "\n"
+        "e9,u9,s9,2026-01-05T10:00:00Z\n"  # a cut-off row: no event type
+         + ",".join(NATIVE[1]) + ",surplus,fields\n",
+    )
+    _write(
+        tmp_path / "in" / "b.jsonl",
+        json.dumps(dict(zip(COLUMNS.split(), NATIVE[3], strict=True))) + "\n"
+        '{"event_id": "e5", "user_id": "u5", broken\n',
+    )
+    result = ingest_files(str(tmp_path / "in"), max_reject_share=0.5)
+    assert result.events["event_id"].to_list() == ["e1", "e2", "e4"]
+    assert result.stats["duplicates"] == 1
+    reasons = result.rejects.select("source_file", "row_number", "reason").rows()
+    assert [(f.rsplit("/", 1)[-1], n, r.split(":")[0]) for f, n, r in reasons] == [
+        ("a.csv", 3, "missing_event_type"),
+        ("b.jsonl", 2, "bad_json"),
+    ]
+    assert result.rejects["raw"][1].startswith('{"event_id": "e5"')
+
+
+def test_ga4_raw_export_with_nested_event_params_and_items(tmp_path):
+    value = pl.Struct(
+        {"string_value": pl.String, "int_value": pl.Int64, "double_value": pl.Float64}
+    )
+    params_type = pl.List(pl.Struct({"key": pl.String, "value": value}))
+
+    def params(location: str, title: str, revenue: float | None = None) -> list[dict]:
+        rows = [
+            {"key": "ga_session_id", "value": {"int_value": 42}},
+            {"key": "page_location", "value": {"string_value": location}},
+            {"key": "page_title", "value": {"string_value": title}},
+        ]
+        return rows + ([{"key": "value", "value": {"double_value": revenue}}] if revenue else [])
+
+    item = {
+        "item_id": "sku-9",
+        "item_name": "Xphone 9",
+        "item_brand": "Acme",
+        "item_category": "Phones",
+        "price": 99.5,
+    }
+    base = 1_767_607_200_000_000
+    frame = pl.DataFrame(
+        {
+            "event_timestamp": [base, base + 60_000_000, base + 120_000_000],
+            "event_name": ["page_view", "view_item", "purchase"],
+            "user_pseudo_id": ["1.2"] * 3,
+            "event_params": [
+                params("https://s.example/", "Home"),
+                params("https://s.example/p/sku-9", "Xphone 9"),
+                params("https://s.example/checkout/done", "Thanks", 99.5),
+            ],
+            "items": [[], [item], [item]],
+        },
+        schema_overrides={"event_params": params_type},
+    )
+    frame.write_parquet(tmp_path / "in" / "events_20260105.parquet", mkdir=True)
+    result = ingest_files(str(tmp_path / "in"), "ga4")
+    _clean(result)
+    ev = result.events
+    assert ev["session_id"].unique().to_list() == ["1.2-42"]
+    assert ev["page_id"].to_list() == ["/", "sku-9", "sku-9"]
+    assert ev["revenue"].to_list() == [None, None, 99.5]
+    phone = result.pages.filter(pl.col("page_id") == "sku-9").row(0, named=True)
+    assert phone["title"] == "Xphone 9" and phone["category"] == "Phones"
+    assert phone["price"] == 99.5 and phone["page_type"] == "product"
+
+
+def test_parquet_with_zone_aware_nanosecond_timestamps_and_numeric_ids(tmp_path):
+    frame = pl.DataFrame(
+        {
+            "user_id": [101, 102],
+            "event_ts": pl.Series(
+                [datetime(2026, 3, 29, 1, 30), datetime(2026, 3, 29, 3, 30)],
+                dtype=pl.Datetime("ns"),
+            ).dt.replace_time_zone("Europe/Berlin"),
+            "event_type": ["page_view", "purchase"],
+            "page_id": ["p1", "p2"],
+            "revenue": [None, float("nan")],
+        }
+    )
+    frame.write_parquet(tmp_path / "in" / "zoned.parquet", mkdir=True)
+    result = ingest_files(str(tmp_path / "in"), max_reject_share=0.5)
+    # 01:30 CET is 00:30 UTC; 03:30 CEST (after the switch at 02:00) is 01:30 UTC.
+    assert result.events["event_ts"].to_list() == [datetime(2026, 3, 29, 0, 30)]
+    assert result.events["user_id"].to_list() == ["101"]
+    assert result.rejects["reason"].to_list() == ["bad_revenue: 'NaN'"]

@@ -1,0 +1,130 @@
+"""Segmentation: k by silhouette, profiles, names, stable ids across runs, bad input."""
+
+import json
+
+import duckdb
+import numpy as np
+import polars as pl
+import pytest
+from scipy.optimize import linear_sum_assignment
+
+from ubap_assets.core import features as fx
+from ubap_assets.core import segmentation as seg
+
+
+@pytest.fixture(scope="module")
+def world_features(tiny_world):
+    con = duckdb.connect()
+    for table, frame in (
+        ("users", tiny_world.users),
+        ("pages", tiny_world.pages),
+        ("events", tiny_world.events),
+    ):
+        con.register("incoming", frame)
+        con.execute(f"CREATE TABLE {table} AS SELECT * FROM incoming")
+        con.unregister("incoming")
+    first, end = fx.event_span(con)
+    return fx.compute_features(con, end, (end - first).days)
+
+
+@pytest.fixture(scope="module")
+def result(world_features, tiny_world):
+    return seg.segment_users(
+        world_features, k_min=3, k_max=8, seed=0, personas=tiny_world.personas, run_id="run-1"
+    )
+
+
+def test_k_is_the_best_silhouette_in_range(result):
+    m = result.metrics
+    assert 3 <= m["k"] <= 8
+    assert m["k"] == max(result.k_scores, key=result.k_scores.get)
+    assert m["silhouette"] == result.k_scores[m["k"]]
+    assert m["davies_bouldin"] > 0
+    assert -1 <= m["ward_silhouette"] <= 1 and -1 <= m["ward_agreement_ari"] <= 1
+
+
+def test_segments_cover_every_user(result, world_features):
+    s = result.segments
+    assert s.height == world_features.height and s["user_id"].n_unique() == s.height
+    assert s["segment_id"].n_unique() == result.metrics["k"]
+    assert s["ward_segment_id"].n_unique() <= result.metrics["k"]
+    assert s["persona"].null_count() == 0
+    assert s.null_count().drop("persona").sum_horizontal()[0] == 0
+
+
+def test_profiles_describe_each_segment(result, world_features):
+    p = result.profiles
+    assert p.height == result.metrics["k"]
+    assert p["users"].sum() == world_features.height
+    assert p["share"].sum() == pytest.approx(1.0)
+    assert p["segment_name"].n_unique() == p.height
+    assert ((p["conversion_rate"] >= 0) & (p["conversion_rate"] <= 1)).all()
+    # the profile's conversion rate is the share of its users who bought
+    joined = world_features.join(result.segments, on="user_id")
+    sid = int(p["segment_id"][0])
+    expected = (
+        joined.filter(pl.col("segment_id") == sid).select((pl.col("purchases") > 0).mean()).item()
+    )
+    assert p.filter(pl.col("segment_id") == sid)["conversion_rate"][0] == pytest.approx(expected)
+    # buyers and bouncers are told apart: the best-converting segment converts far more
+    assert p["conversion_rate"].max() > 3 * p["conversion_rate"].min() + 0.1
+    assert any("bouncer" in n.lower() for n in p["segment_name"])
+
+
+def test_persona_recovery_is_scored(result):
+    ari = result.metrics["persona_ari"]
+    assert ari is not None and 0.1 < ari <= 1.0
+    assert result.profiles["persona_ari"].unique().to_list() == [pytest.approx(ari)]
+
+
+def test_segment_ids_are_stable_across_runs(result, world_features, tiny_world):
+    # the previous run numbered the same clusters differently: ids must follow the centroids
+    previous = result.profiles.with_columns(segment_id=pl.col("segment_id") * 10 + 7)
+    noisy = world_features.sample(fraction=0.9, seed=1)
+    again = seg.segment_users(
+        noisy,
+        k_min=result.metrics["k"],
+        k_max=result.metrics["k"],
+        seed=5,
+        previous_profiles=previous,
+        run_id="run-2",
+    )
+    old = result.segments.select("user_id", old=pl.col("segment_id") * 10 + 7)
+    both = again.segments.join(old, on="user_id")
+    agreement = (both["segment_id"] == both["old"]).mean()
+    # the best any relabelling could do: Hungarian matching on the contingency table
+    table = (
+        both.group_by("segment_id", "old")
+        .len()
+        .pivot(on="old", index="segment_id", values="len")
+        .fill_null(0)
+        .drop("segment_id")
+        .to_numpy()
+    )
+    rows, cols = linear_sum_assignment(-table)
+    best = table[rows, cols].sum() / both.height
+    assert agreement >= 0.95 * best, f"{agreement:.0%} kept their id, {best:.0%} possible"
+    assert agreement > 0.6
+    assert set(again.profiles["segment_id"]) <= set(previous["segment_id"])
+
+
+def test_centroids_are_stored_for_the_next_run(result):
+    centroid = json.loads(result.profiles["centroid_json"][0])
+    assert list(centroid) == list(seg.SEGMENT_FEATURES)
+    assert all(np.isfinite(v) for v in centroid.values())
+
+
+def test_without_personas_ari_is_null(world_features):
+    r = seg.segment_users(world_features, k_min=3, k_max=3, seed=0, personas=None)
+    assert r.metrics["persona_ari"] is None
+    assert r.profiles["persona_ari"].null_count() == r.profiles.height
+
+
+def test_too_few_users_for_k_fails_clearly(world_features):
+    with pytest.raises(seg.SegmentationError, match="too few users for k.*lower k_min"):
+        seg.segment_users(world_features.head(25), k_min=3, k_max=10)
+
+
+def test_bad_k_range_fails_clearly(world_features):
+    with pytest.raises(seg.SegmentationError, match="k_min <= k_max"):
+        seg.segment_users(world_features, k_min=6, k_max=4)

@@ -1,0 +1,274 @@
+"""Trends, funnels, retention and lifecycle on hand-made events with known answers."""
+
+from datetime import date, datetime
+
+import duckdb
+import polars as pl
+import pytest
+
+from ubap_assets.core import trends
+from ubap_assets.core.schema import EVENTS_SCHEMA, PAGES_SCHEMA
+
+PAGES = pl.DataFrame(
+    {
+        "page_id": ["home", "p1", "cart", "checkout"],
+        "url": ["/", "/p/1", "/cart", "/checkout"],
+        "title": ["Home", "P1", "Cart", "Checkout"],
+        "description": ["", "", "", ""],
+        "category": ["", "shoes", "", ""],
+        "page_type": ["home", "product", "cart", "checkout"],
+        "price": [None, 50.0, None, None],
+    },
+    schema=PAGES_SCHEMA,
+)
+
+
+def ev(user, session, ts, kind, page="home", device="desktop", source="organic", revenue=None):
+    return {
+        "event_id": f"{session}-{ts}",
+        "user_id": user,
+        "session_id": session,
+        "event_ts": datetime.fromisoformat(ts),
+        "event_type": kind,
+        "page_id": page,
+        "device": device,
+        "traffic_source": source,
+        "revenue": revenue,
+    }
+
+
+def hand_made_events() -> list[dict]:
+    """Mon 2026-01-05 .. Tue 01-13; nothing on 01-07; u2 comes back the week after."""
+    return [
+        # u1: the whole funnel, desktop / organic, 240 s.
+        ev("u1", "s1", "2026-01-05 10:00:00", "page_view"),
+        ev("u1", "s1", "2026-01-05 10:01:00", "page_view", "p1"),
+        ev("u1", "s1", "2026-01-05 10:02:00", "add_to_cart", "p1"),
+        ev("u1", "s1", "2026-01-05 10:03:00", "checkout_start", "checkout"),
+        ev("u1", "s1", "2026-01-05 10:04:00", "purchase", "checkout", revenue=50.0),
+        # u2: two bounces on mobile / paid (a scroll does not break a bounce).
+        ev("u2", "s2", "2026-01-05 11:00:00", "page_view", device="mobile", source="paid"),
+        ev("u2", "s3", "2026-01-05 12:00:00", "page_view", device="mobile", source="paid"),
+        ev("u2", "s3", "2026-01-05 12:00:05", "scroll", device="mobile", source="paid"),
+        # u3: adds to cart BEFORE viewing the product: the ordered funnel stops at step 2.
+        ev("u3", "s4", "2026-01-06 09:00:00", "add_to_cart", "p1", source="direct"),
+        ev("u3", "s4", "2026-01-06 09:01:00", "page_view", "p1", source="direct"),
+        # u1 returns on Thursday.
+        ev("u1", "s5", "2026-01-08 15:00:00", "page_view"),
+        ev("u1", "s5", "2026-01-08 15:01:00", "click"),
+        # u2 returns the next week; the data ends late that day (a complete day).
+        ev("u2", "s6", "2026-01-13 23:30:00", "page_view", device="mobile", source="paid"),
+    ]
+
+
+def connect(rows: list[dict], segments: pl.DataFrame | None = None) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect()
+    events = pl.DataFrame(rows, schema=EVENTS_SCHEMA)  # noqa: F841 - DuckDB replacement scan
+    pages = PAGES  # noqa: F841
+    con.execute("CREATE TABLE events AS SELECT * FROM events")
+    con.execute("CREATE TABLE pages AS SELECT * FROM pages")
+    if segments is not None:
+        con.execute("CREATE TABLE user_segments AS SELECT * FROM segments")
+    trends.build_sessions(con)
+    return con
+
+
+@pytest.fixture
+def con():
+    c = connect(hand_made_events())
+    yield c
+    c.close()
+
+
+def _row(frame: pl.DataFrame, **where) -> dict:
+    for k, v in where.items():
+        frame = frame.filter(pl.col(k) == v)
+    assert frame.height == 1, where
+    return frame.row(0, named=True)
+
+
+def _no_nan(frame: pl.DataFrame) -> None:
+    for c, dtype in frame.schema.items():
+        assert frame[c].null_count() == 0, c
+        if dtype == pl.Float64:
+            assert not frame[c].is_nan().any(), c
+
+
+def test_sessions_table(con):
+    s = con.execute("SELECT * FROM sessions ORDER BY session_id").pl()
+    assert s["session_id"].to_list() == ["s1", "s2", "s3", "s4", "s5", "s6"]
+    assert s["is_bounce"].to_list() == [False, True, True, False, False, True]
+    assert s["converted"].to_list() == [True, False, False, False, False, False]
+    assert s["duration_s"].to_list() == [240.0, 0.0, 5.0, 60.0, 60.0, 0.0]
+    assert s["reached_add_to_cart"].to_list() == [True] + [False] * 5
+    assert s["reached_product_view"].to_list() == [True, False, False, True, False, False]
+
+
+def test_daily_trends_known_values(con):
+    daily = trends.daily_trends(con)
+    _no_nan(daily)
+    assert daily.filter(pl.col("dimension") == "all")["day"].to_list() == [
+        date(2026, 1, d) for d in range(5, 14)
+    ]
+    mon = _row(daily, day=date(2026, 1, 5), dimension="all")
+    assert (mon["active_users"], mon["new_users"], mon["returning_users"]) == (2, 2, 0)
+    assert (mon["sessions"], mon["converted_sessions"], mon["bounced_sessions"]) == (3, 1, 2)
+    assert (mon["events"], mon["page_views"], mon["purchases"]) == (8, 4, 1)
+    assert mon["revenue"] == 50.0
+    assert mon["conversion_rate"] == pytest.approx(1 / 3)
+    assert mon["bounce_rate"] == pytest.approx(2 / 3)
+    assert mon["mean_session_duration_s"] == pytest.approx(245 / 3)
+    assert mon["pages_per_session"] == pytest.approx(4 / 3)
+    thu = _row(daily, day=date(2026, 1, 8), dimension="all")
+    assert (thu["active_users"], thu["new_users"], thu["returning_users"]) == (1, 0, 1)
+    mobile = _row(daily, day=date(2026, 1, 5), dimension="device", dimension_value="mobile")
+    assert (mobile["sessions"], mobile["bounce_rate"]) == (2, 1.0)
+    assert daily["is_complete"].all()
+
+
+def test_day_without_events_is_zero_not_nan(con):
+    daily = trends.daily_trends(con)
+    empty = _row(daily, day=date(2026, 1, 7), dimension="all")
+    assert empty["events"] == 0 and empty["sessions"] == 0
+    assert empty["conversion_rate"] == 0.0 and empty["mean_session_duration_s"] == 0.0
+    # Every breakdown value gets a zero row too, so series have no gaps.
+    assert (
+        daily.filter(pl.col("day") == date(2026, 1, 7)).height
+        == daily.filter(pl.col("day") == date(2026, 1, 5)).height
+    )
+
+
+def test_partial_last_day_is_not_complete():
+    rows = [r for r in hand_made_events() if r["session_id"] != "s6"]
+    rows.append(ev("u2", "s6", "2026-01-13 08:00:00", "page_view", device="mobile"))
+    c = connect(rows)
+    daily = trends.daily_trends(c)
+    assert not _row(daily, day=date(2026, 1, 13), dimension="all")["is_complete"]
+    assert _row(daily, day=date(2026, 1, 12), dimension="all")["is_complete"]
+    weekly = trends.weekly_trends(c).filter(pl.col("dimension") == "all")
+    assert weekly["is_complete"].to_list() == [True, False]
+    assert trends.data_bounds(c).last_complete_day == date(2026, 1, 12)
+    c.close()
+
+
+def test_weekly_trends_count_distinct_users_over_the_week(con):
+    weekly = trends.weekly_trends(con)
+    _no_nan(weekly)
+    w1 = _row(weekly, week_start=date(2026, 1, 5), dimension="all")
+    assert (w1["active_users"], w1["new_users"], w1["sessions"]) == (3, 3, 5)
+    assert w1["days_with_data"] == 3
+    assert w1["is_complete"]
+    w2 = _row(weekly, week_start=date(2026, 1, 12), dimension="all")
+    assert (w2["active_users"], w2["returning_users"]) == (1, 1)
+    assert not w2["is_complete"]
+
+
+def test_reconciliation_with_raw_events(con):
+    assert trends.reconcile_daily(con, trends.daily_trends(con)) == []
+    tampered = trends.daily_trends(con).with_columns(
+        pl.when(pl.col("day") == date(2026, 1, 5))
+        .then(pl.col("events") + 1)
+        .otherwise(pl.col("events"))
+        .alias("events")
+    )
+    problems = trends.reconcile_daily(con, tampered)
+    assert any(p.startswith("events differs on 1 day") for p in problems)
+
+
+def test_funnel_is_ordered(con):
+    funnel = trends.funnel_daily(con)
+    _no_nan(funnel)
+    mon = funnel.filter(pl.col("day") == date(2026, 1, 5))
+    assert mon["sessions"].to_list() == [3, 1, 1, 1, 1]
+    assert mon["step_conversion"].to_list() == pytest.approx([1.0, 1 / 3, 1.0, 1.0, 1.0])
+    assert mon["drop_off"].to_list() == [0, 2, 0, 0, 0]
+    tue = funnel.filter(pl.col("day") == date(2026, 1, 6))
+    assert tue["sessions"].to_list() == [1, 1, 0, 0, 0]  # cart before the product view
+    assert tue["drop_off_rate"].to_list() == pytest.approx([0.0, 0.0, 1.0, 0.0, 0.0])
+    wed = funnel.filter(pl.col("day") == date(2026, 1, 7))
+    assert wed["sessions"].sum() == 0 and wed["step_conversion"].sum() == 0.0
+
+
+def test_retention_and_lifecycle(con):
+    ret = trends.retention_cohorts(con)
+    _no_nan(ret)
+    assert ret.select("weeks_since", "cohort_size", "active_users").rows() == [(0, 3, 3), (1, 3, 1)]
+    assert ret["retention_rate"].to_list() == pytest.approx([1.0, 1 / 3])
+    life = trends.lifecycle_weekly(con)
+    _no_nan(life)
+    users = {(r["week_start"].day, r["state"]): r["users"] for r in life.iter_rows(named=True)}
+    assert users[(5, "new")] == 3
+    assert (users[(12, "returning")], users[(12, "dormant")], users[(12, "new")]) == (1, 2, 0)
+    assert _row(life, week_start=date(2026, 1, 12), state="dormant")["signed_users"] == -2
+
+
+def test_segments_when_present_and_absent(con):
+    only_all = trends.segment_trends(con)
+    assert only_all["segment_id"].unique().to_list() == ["all"]
+    segments = pl.DataFrame(
+        {"user_id": ["u1", "u2"], "segment_id": [0, 1], "segment_name": ["Buyers", "Bouncers"]}
+    )
+    c = connect(hand_made_events(), segments)
+    seg = trends.segment_trends(c)
+    _no_nan(seg)
+    mon = seg.filter(pl.col("day") == date(2026, 1, 5))
+    assert dict(zip(mon["segment_name"], mon["sessions"], strict=True)) == {
+        "All users": 3,
+        "Buyers": 1,
+        "Bouncers": 2,
+    }
+    # u3 has no segment: counted in 'all' only.
+    assert _row(seg, day=date(2026, 1, 6), segment_id="all")["sessions"] == 1
+    assert (
+        seg.filter((pl.col("day") == date(2026, 1, 6)) & (pl.col("segment_id") != "all"))[
+            "sessions"
+        ].sum()
+        == 0
+    )
+    fs = trends.funnel_segments(c)
+    buyers = fs.filter((pl.col("segment_name") == "Buyers") & (pl.col("day") == date(2026, 1, 5)))
+    assert buyers["sessions"].to_list() == [1, 1, 1, 1, 1]
+    c.close()
+
+
+def test_empty_events_give_empty_tables():
+    c = connect([])
+    for fn in (
+        trends.daily_trends,
+        trends.weekly_trends,
+        trends.segment_trends,
+        trends.funnel_daily,
+        trends.funnel_segments,
+        trends.retention_cohorts,
+        trends.lifecycle_weekly,
+    ):
+        assert fn(c).height == 0, fn.__name__
+    assert trends.data_bounds(c).notes == ["events is empty: nothing to aggregate"]
+    c.close()
+
+
+def test_tiny_world_reconciles(tiny_world):
+    c = duckdb.connect()
+    events, pages = tiny_world.events, tiny_world.pages  # noqa: F841
+    c.execute("CREATE TABLE events AS SELECT * FROM events")
+    c.execute("CREATE TABLE pages AS SELECT * FROM pages")
+    n = trends.build_sessions(c)
+    assert n == tiny_world.events["session_id"].n_unique()
+    daily = trends.daily_trends(c)
+    _no_nan(daily)
+    assert trends.reconcile_daily(c, daily) == []
+    overall = daily.filter(pl.col("dimension") == "all")
+    assert overall["events"].sum() == tiny_world.events.height
+    assert overall["revenue"].sum() == pytest.approx(tiny_world.events["revenue"].sum())
+    funnel = trends.funnel_daily(c)
+    grew = funnel.with_columns(pl.col("sessions").diff().over("day").alias("d")).filter(
+        pl.col("d") > 0
+    )
+    assert grew.height == 0
+    assert funnel.filter(pl.col("step") == "purchase")["sessions"].sum() > 0
+    c.close()
+
+
+def test_missing_events_table_is_a_clear_error():
+    with duckdb.connect() as c, pytest.raises(LookupError, match="materialize the events"):
+        trends.build_sessions(c)

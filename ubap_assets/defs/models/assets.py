@@ -1,0 +1,158 @@
+"""Conversion and bounce models: metrics, model cards and curves (group "models")."""
+
+from datetime import UTC, datetime
+
+import dagster as dg
+import polars as pl
+from dagster_duckdb import DuckDBResource
+from pydantic import Field
+
+from ubap_assets.core import features as fx
+from ubap_assets.core import models as mdl
+from ubap_assets.lib.model_store import ModelStore
+from ubap_assets.warehouse import tables as t
+
+GROUP = "models"
+OWNERS = ["team:analytics"]
+KINDS = {"scikit-learn", "xgboost", "duckdb"}
+
+
+def preview(frame: pl.DataFrame, rows: int = 12) -> dg.MetadataValue:
+    if frame.height == 0:
+        return dg.MetadataValue.md("_no rows_")
+    return dg.MetadataValue.md(frame.head(rows).to_pandas().to_markdown(index=False))
+
+
+class ModelsConfig(dg.Config):
+    horizon_days: int = Field(
+        default=14, description="Label window after a cutoff: purchase / next session within it."
+    )
+    lookback_days: int = Field(
+        default=0,
+        description="Days of history the features read before a cutoff; 0 = all that exists "
+        "before the training cutoff (the same length at every cutoff).",
+    )
+    seed: int = Field(default=0, description="Seed of every model.")
+    n_jobs: int = Field(default=2, description="Threads of the random forest.")
+
+
+@dg.multi_asset(
+    outs={
+        t.MODEL_METRICS: dg.AssetOut(
+            description="One row per (task, model): ROC-AUC, PR-AUC, Brier, log loss and the "
+            "F1-optimal threshold on the held-out later window; the ceiling of the true "
+            "propensities; which model is used.",
+            group_name=GROUP,
+            owners=OWNERS,
+            kinds=KINDS,
+        ),
+        t.MODEL_CARDS: dg.AssetOut(
+            description="One row per (task, model) fitted in the run: features, cutoffs, label "
+            "windows, metrics, threshold, leakage guard and where the artifact is stored.",
+            group_name=GROUP,
+            owners=OWNERS,
+            kinds=KINDS,
+        ),
+        t.MODEL_CURVES: dg.AssetOut(
+            description="One row per point of a ROC or PR curve per (task, model).",
+            group_name=GROUP,
+            owners=OWNERS,
+            kinds=KINDS,
+        ),
+    },
+    deps=[t.EVENTS, t.USERS, t.PAGES],
+    ins={"user_personas": dg.AssetIn(t.USER_PERSONAS)},
+)
+def model_training(
+    context: dg.AssetExecutionContext,
+    config: ModelsConfig,
+    warehouse: DuckDBResource,
+    model_store: ModelStore,
+    user_personas: pl.DataFrame,
+):
+    """Train on an earlier cutoff, validate on a later one; the best by PR-AUC is used."""
+    version = context.run.run_id
+    try:
+        with warehouse.get_connection() as con:
+            first, end = fx.event_span(con)
+            plan = fx.plan_windows(first, end, config.horizon_days, config.lookback_days)
+            results = mdl.train_all(
+                con, plan, personas=user_personas, seed=config.seed, n_jobs=config.n_jobs
+            )
+    except (fx.FeatureWindowError, mdl.LabelError, mdl.LeakageError) as err:
+        raise dg.Failure(description=f"models: {err}") from err
+
+    # Everything is computed: only now store artifacts and publish the tables.
+    paths = {}
+    created_at = datetime.now(UTC).replace(tzinfo=None)
+    for task, result in results.items():
+        for name, model in result.models.items():
+            card = {
+                "task": task,
+                "model": name,
+                "model_version": version,
+                "features": result.design.names,
+                "plan": plan.as_dict(),
+                "metrics": result.metrics.filter(pl.col("model") == name).to_dicts()[0],
+                "is_best": name == result.best,
+            }
+            artifact = {"model": model, "design": result.design}
+            paths[(task, name)] = model_store.save(version, task, name, artifact, card)
+    metrics = pl.concat([r.metrics for r in results.values()]).with_columns(
+        model_version=pl.lit(version)
+    )
+    cards = mdl.model_cards_frame(results, plan, version, paths, created_at)
+    curves = pl.concat([r.curves for r in results.values()])
+
+    summary: dict[str, object] = {"model_version": version, **plan.as_dict()}
+    for task, result in results.items():
+        best = result.metrics.filter(pl.col("is_best")).row(0, named=True)
+        summary[f"{task}_best_model"] = result.best
+        summary[f"{task}_roc_auc"] = round(best["roc_auc"], 4)
+        summary[f"{task}_pr_auc"] = round(best["pr_auc"], 4)
+        summary[f"{task}_threshold"] = round(best["threshold"], 4)
+        if best["auc_vs_ceiling"] is not None:
+            summary[f"{task}_auc_vs_ceiling"] = round(best["auc_vs_ceiling"], 4)
+    shown = metrics.select(
+        "task",
+        "model",
+        "roc_auc",
+        "pr_auc",
+        "brier",
+        "log_loss",
+        "threshold",
+        "f1",
+        "auc_vs_ceiling",
+        "is_best",
+    )
+    context.log.info(f"models: {summary}")
+    yield dg.Output(
+        metrics,
+        t.MODEL_METRICS,
+        metadata={
+            "rows": metrics.height,
+            **summary,
+            "metrics": preview(shown),
+        },
+    )
+    yield dg.Output(
+        cards,
+        t.MODEL_CARDS,
+        metadata={
+            "rows": cards.height,
+            "model_version": version,
+            "store": dg.MetadataValue.path(str(model_store.root_path() / version)),
+            "cards": preview(
+                cards.select(
+                    "task",
+                    "model",
+                    "is_best",
+                    "train_cutoff",
+                    "valid_cutoff",
+                    "lookback_days",
+                    "artifact_path",
+                )
+            ),
+        },
+    )
+    yield dg.Output(curves, t.MODEL_CURVES, metadata={"rows": curves.height})

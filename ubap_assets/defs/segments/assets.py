@@ -1,0 +1,114 @@
+"""User segments and their profiles (group "segments")."""
+
+import dagster as dg
+import polars as pl
+from dagster_duckdb import DuckDBResource
+from pydantic import Field
+
+from ubap_assets.core import segmentation as seg
+from ubap_assets.core.trends import table_exists
+from ubap_assets.warehouse import tables as t
+
+GROUP = "segments"
+OWNERS = ["team:analytics"]
+KINDS = {"scikit-learn", "polars"}
+
+
+def preview(frame: pl.DataFrame, rows: int = 12) -> dg.MetadataValue:
+    if frame.height == 0:
+        return dg.MetadataValue.md("_no rows_")
+    return dg.MetadataValue.md(frame.head(rows).to_pandas().to_markdown(index=False))
+
+
+class SegmentsConfig(dg.Config):
+    k_min: int = Field(default=3, description="Smallest number of segments tried.")
+    k_max: int = Field(default=10, description="Largest number of segments tried.")
+    seed: int = Field(default=0, description="Seed of K-means and of the scoring samples.")
+    keep_ids: bool = Field(
+        default=True,
+        description="Match new centroids to the previous run's so segment ids stay stable.",
+    )
+
+
+@dg.multi_asset(
+    outs={
+        t.USER_SEGMENTS: dg.AssetOut(
+            description="One row per user: K-means segment (stable id and name), Ward segment, "
+            "distance to the centroid, and the generator's persona where known.",
+            group_name=GROUP,
+            owners=OWNERS,
+            kinds=KINDS,
+        ),
+        t.SEGMENT_PROFILES: dg.AssetOut(
+            description="One row per segment: size, conversion rate, mean features, centroid, "
+            "a human-readable name and the clustering quality (k, silhouette, Davies-Bouldin, "
+            "Ward agreement, ARI vs personas).",
+            group_name=GROUP,
+            owners=OWNERS,
+            kinds=KINDS,
+        ),
+    },
+    ins={
+        "user_features": dg.AssetIn(t.USER_FEATURES),
+        "user_personas": dg.AssetIn(t.USER_PERSONAS),
+    },
+)
+def user_segmentation(
+    context: dg.AssetExecutionContext,
+    config: SegmentsConfig,
+    warehouse: DuckDBResource,
+    user_features: pl.DataFrame,
+    user_personas: pl.DataFrame,
+):
+    """K-means on log-scaled behaviour with k chosen by silhouette; Ward for comparison."""
+    previous = None
+    if config.keep_ids:
+        with warehouse.get_connection() as con:
+            if table_exists(con, t.SEGMENT_PROFILES):
+                previous = con.execute(f"SELECT * FROM main.{t.SEGMENT_PROFILES}").pl()
+    try:
+        result = seg.segment_users(
+            user_features,
+            k_min=config.k_min,
+            k_max=config.k_max,
+            seed=config.seed,
+            previous_profiles=previous,
+            personas=user_personas,
+            run_id=context.run.run_id,
+        )
+    except seg.SegmentationError as err:
+        raise dg.Failure(description=f"user_segments: {err}") from err
+    m = result.metrics
+    notes = []
+    if m["persona_ari"] is None:
+        notes.append("no ground-truth personas (ingested data): ARI not scored")
+    if previous is not None:
+        notes.append(f"segment ids matched to the previous run's {previous.height} centroids")
+    quality = {
+        "k": int(m["k"]),
+        "silhouette": round(float(m["silhouette"]), 4),
+        "davies_bouldin": round(float(m["davies_bouldin"]), 4),
+        "ward_silhouette": round(float(m["ward_silhouette"]), 4),
+        "ward_agreement_ari": round(float(m["ward_agreement_ari"]), 4),
+        "persona_ari": round(float(m["persona_ari"]), 4) if m["persona_ari"] is not None else "n/a",
+    }
+    context.log.info(f"segments: {quality}")
+    names = result.profiles.select("segment_id", "segment_name", "users", "conversion_rate")
+    yield dg.Output(
+        result.segments,
+        t.USER_SEGMENTS,
+        metadata={"rows": result.segments.height, **quality, "segments": preview(names)},
+    )
+    yield dg.Output(
+        result.profiles,
+        t.SEGMENT_PROFILES,
+        metadata={
+            "rows": result.profiles.height,
+            **quality,
+            "silhouette_by_k": dg.MetadataValue.json(
+                {str(k): round(v, 4) for k, v in result.k_scores.items()}
+            ),
+            "notes": dg.MetadataValue.md("\n".join(f"- {n}" for n in notes) or "none"),
+            "profiles": preview(result.profiles.drop("centroid_json", "run_id")),
+        },
+    )
