@@ -6,7 +6,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
-export DAGSTER_HOME := $(CURDIR)/data/dagster
+UBAP_DATA_DIR ?= $(CURDIR)/data
+export DAGSTER_HOME ?= $(UBAP_DATA_DIR)/dagster
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 API_PORT ?= 8000
@@ -42,17 +43,19 @@ materialize: $(INSTALLED) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/python -m ubap_assets.materialize
 
 # Dagster UI (webserver + daemon, so the nightly schedule and the sensors run), API, dashboard.
-# Ctrl-C stops all three.
+# Each runs in its own process group; Ctrl-C (or any one of them exiting) stops all three.
 serve: $(INSTALLED) $(DAGSTER_HOME)/dagster.yaml
 	@echo "Dagster UI  http://127.0.0.1:$(DAGSTER_PORT)"
 	@echo "API         http://127.0.0.1:$(API_PORT)/docs"
 	@echo "Dashboard   http://127.0.0.1:$(DASHBOARD_PORT)"
-	@trap 'trap - INT TERM; kill 0' INT TERM; \
-	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(DAGSTER_PORT) & \
-	$(BIN)/uvicorn ubap_api.main:app --host 127.0.0.1 --port $(API_PORT) & \
+	@set -m; pids=""; \
+	stop() { trap - INT TERM; for p in $$pids; do kill -INT -$$p 2>/dev/null; done; wait; }; \
+	trap 'stop; exit 130' INT TERM; \
+	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(DAGSTER_PORT) & pids="$$pids $$!"; \
+	$(BIN)/uvicorn ubap_api.main:app --host 127.0.0.1 --port $(API_PORT) & pids="$$pids $$!"; \
 	$(BIN)/streamlit run ubap_dashboard/streamlit_app.py --server.address 127.0.0.1 \
-		--server.port $(DASHBOARD_PORT) --server.headless true & \
-	wait
+		--server.port $(DASHBOARD_PORT) --server.headless true & pids="$$pids $$!"; \
+	wait -n; status=$$?; echo "a service exited ($$status): stopping the others" >&2; stop; exit $$status
 
 up: materialize serve
 
