@@ -45,6 +45,7 @@ def build_sample(users: int, days: int, seed: int) -> Path:
     root = Path(tempfile.mkdtemp(prefix="ubap-bench-"))
     with duckdb.connect(str(root / "warehouse.duckdb")) as con:
         con.execute("SET preserve_insertion_order = false")
+        con.execute("SET enable_progress_bar = false")
         build_warehouse(con, world, kmeans=users <= 20_000)
         del world
         publish_sample(con, root / "snapshots", "bench-1")
@@ -61,7 +62,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(snapshots: Path, port: int) -> subprocess.Popen:
+def start_server(snapshots: Path, port: int, workers: int = 1) -> subprocess.Popen:
     env = {**os.environ, "UBAP_SNAPSHOT_DIR": str(snapshots)}
     env.pop("UBAP_API_TOKEN", None)
     cmd = [
@@ -77,6 +78,8 @@ def start_server(snapshots: Path, port: int) -> subprocess.Popen:
         "warning",
         "--no-access-log",
     ]
+    if workers > 1:
+        cmd += ["--workers", str(workers)]
     proc = subprocess.Popen(cmd, cwd=REPO, env=env)
     deadline = time.time() + 60
     while time.time() < deadline:
@@ -113,12 +116,12 @@ class Connection:
         return status, headers.get("x-ubap-snapshot", ""), len(body)
 
 
-async def load(port: int, paths, seconds: float, concurrency: int) -> dict:
+async def load(port: int, paths, seconds: float, concurrency: int, first: int = 0) -> dict:
     """Closed loop: ``concurrency`` connections, each sends its next request on an answer."""
     latencies: list[float] = []
     errors = 0
     snapshots: set[str] = set()
-    counter = iter(range(10**12))
+    counter = iter(range(first, 10**12))
     stop_at = time.perf_counter() + seconds
 
     async def worker() -> None:
@@ -156,6 +159,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--seconds", type=float, default=8.0, help="measured time per endpoint")
     parser.add_argument("--concurrency", type=int, default=8, help="open connections")
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
     args = parser.parse_args()
 
     if args.users:
@@ -190,24 +194,28 @@ def main() -> None:
         "/health (ceiling)": lambda i: "/health",
         "trend series (30 days)": lambda i: f"/api/trends/daily?start={start}&end={end}",
         "user recommendations": lambda i: f"/api/recommendations/users/{users[i % len(users)]}",
+        # (users are shuffled; a request never repeats within a run of fewer than len(users))
         "at-risk list (50/page)": lambda i: (
             f"/api/predictions/at-risk?limit=50&offset={50 * (i % pages)}"
         ),
     }
     port = free_port()
-    server = start_server(snapshots, port)
+    server = start_server(snapshots, port, args.workers)
     results = {}
     try:
         for name, paths in endpoints.items():
             asyncio.run(load(port, paths, 1.0, args.concurrency))  # warm-up
-            results[name] = asyncio.run(load(port, paths, args.seconds, args.concurrency))
+            # Measured requests start past the warm-up's, so no user is asked for twice.
+            measured = load(port, paths, args.seconds, args.concurrency, first=len(users) // 2)
+            results[name] = asyncio.run(measured)
     finally:
         server.terminate()
         server.wait(timeout=10)
 
     ceiling = results["/health (ceiling)"]["rps"]
     print(
-        f"\n{os.cpu_count()} CPUs, 1 uvicorn worker, {args.concurrency} keep-alive connections, "
+        f"\n{os.cpu_count()} CPUs, {args.workers} uvicorn worker(s), {args.concurrency} keep-alive "
+        "connections, "
         f"{args.seconds:.0f} s per endpoint (after 1 s warm-up)"
     )
     print(

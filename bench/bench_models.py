@@ -14,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 
 import duckdb
@@ -76,13 +76,26 @@ def main() -> None:
     if not Path(db).exists():
         t0 = time.perf_counter()
         subprocess.run(
-            [sys.executable, __file__, "--generate-only", "--db", db, "--users", str(args.users),
-             "--days", str(args.days), "--seed", str(args.seed)],
+            [
+                sys.executable,
+                __file__,
+                "--generate-only",
+                "--db",
+                db,
+                "--users",
+                str(args.users),
+                "--days",
+                str(args.days),
+                "--seed",
+                str(args.seed),
+            ],
             check=True,
         )
         print(f"generated in a child process in {time.perf_counter() - t0:.1f} s (not counted)")
     con = duckdb.connect(db)
-    n_events, n_users = con.execute("SELECT count(*), count(DISTINCT user_id) FROM events").fetchone()
+    n_events, n_users = con.execute(
+        "SELECT count(*), count(DISTINCT user_id) FROM events"
+    ).fetchone()
     print(f"events: {n_events:,} rows, {n_users:,} active users, {args.days} days")
 
     seconds: dict[str, float] = {}
@@ -92,25 +105,41 @@ def main() -> None:
         t = time.perf_counter()
         state[name] = fn()
         seconds[name] = time.perf_counter() - t
-        print(f"  {name:<32} {seconds[name]:7.2f} s   peak RSS {peak_rss_mib():7.0f} MiB",
-              flush=True)
+        print(
+            f"  {name:<32} {seconds[name]:7.2f} s   peak RSS {peak_rss_mib():7.0f} MiB", flush=True
+        )
 
     first, end = fx.event_span(con)
     plan = fx.plan_windows(first, end, horizon_days=14)
     personas = con.execute("SELECT * FROM user_personas").pl()
 
-    stage("user_features (SQL, full history)",
-          lambda: fx.compute_features(con, end, (end - first).days))
-    stage("segments (k=3..10, Ward)",
-          lambda: seg.segment_users(state["user_features (SQL, full history)"], personas=personas))
+    stage(
+        "user_features (SQL, full history)",
+        lambda: fx.compute_features(con, end, (end - first).days),
+    )
+    stage(
+        "segments (k=3..10, Ward)",
+        lambda: seg.segment_users(state["user_features (SQL, full history)"], personas=personas),
+    )
+    stage("features at 2 cutoffs", lambda: mdl.cutoff_features(con, plan))
     for task in mdl.TASKS:
-        stage(f"{task}: features + labels x2", lambda task=task: mdl.training_data(con, plan, task))
-        train, valid = state[f"{task}: features + labels x2"]
-        stage(f"{task}: fit + validate 3 models",
-              lambda task=task, train=train, valid=valid: mdl.train_task(
-                  task, train, valid, plan, n_jobs=2,
-                  ceiling=personas.select("user_id", score="purchase_propensity_14d")
-                  if task == "conversion" else None))
+        stage(
+            f"{task}: labels",
+            lambda task=task: mdl.training_data(con, plan, task, state["features at 2 cutoffs"]),
+        )
+        train, valid = state[f"{task}: labels"]
+        ceiling = personas.select("user_id", score="purchase_propensity_14d")
+        stage(
+            f"{task}: fit + validate 3 models",
+            lambda task=task, train=train, valid=valid, ceiling=ceiling: mdl.train_task(
+                task,
+                train,
+                valid,
+                plan,
+                n_jobs=2,
+                ceiling=ceiling if task == "conversion" else None,
+            ),
+        )
 
     def predictions():
         conv = state["conversion: fit + validate 3 models"]
@@ -121,8 +150,11 @@ def main() -> None:
             conversion={"model": conv.models[conv.best], "design": conv.design},
             bounce={"model": bounce.models[bounce.best], "design": bounce.design},
             explainer={"model": conv.models["xgboost"], "design": conv.design},
-            conversion_model=conv.best, bounce_model=bounce.best,
-            bounce_threshold=bounce.threshold(), model_version="bench", scored_at=end,
+            conversion_model=conv.best,
+            bounce_model=bounce.best,
+            bounce_threshold=bounce.threshold(),
+            model_version="bench",
+            scored_at=end,
         )
 
     stage("user_predictions (+ reasons)", predictions)
@@ -130,19 +162,25 @@ def main() -> None:
     total = sum(seconds.values())
     peak = peak_rss_mib()
     result = state["segments (k=3..10, Ward)"]
-    print(f"segments: k={result.metrics['k']} silhouette={result.metrics['silhouette']:.3f} "
-          f"persona ARI={result.metrics['persona_ari']:.3f}")
+    print(
+        f"segments: k={result.metrics['k']} silhouette={result.metrics['silhouette']:.3f} "
+        f"persona ARI={result.metrics['persona_ari']:.3f}"
+    )
     for task in mdl.TASKS:
         m = state[f"{task}: fit + validate 3 models"].metrics
         for row in m.iter_rows(named=True):
             ratio = row["auc_vs_ceiling"]
-            print(f"{task:<10} {row['model']:<20} ROC-AUC {row['roc_auc']:.3f}  "
-                  f"PR-AUC {row['pr_auc']:.3f}  Brier {row['brier']:.4f}  "
-                  f"logloss {row['log_loss']:.4f}"
-                  + (f"  AUC/ceiling {ratio:.3f}" if ratio is not None else ""))
-    print(f"TOTAL {total:.1f} s (target < {TARGET_SECONDS} s)   "
-          f"peak RSS {peak:.0f} MiB (target < {TARGET_RSS_MIB} MiB)   "
-          f"{'OK' if total < TARGET_SECONDS and peak < TARGET_RSS_MIB else 'OVER TARGET'}")
+            print(
+                f"{task:<10} {row['model']:<20} ROC-AUC {row['roc_auc']:.3f}  "
+                f"PR-AUC {row['pr_auc']:.3f}  Brier {row['brier']:.4f}  "
+                f"logloss {row['log_loss']:.4f}"
+                + (f"  AUC/ceiling {ratio:.3f}" if ratio is not None else "")
+            )
+    print(
+        f"TOTAL {total:.1f} s (target < {TARGET_SECONDS} s)   "
+        f"peak RSS {peak:.0f} MiB (target < {TARGET_RSS_MIB} MiB)   "
+        f"{'OK' if total < TARGET_SECONDS and peak < TARGET_RSS_MIB else 'OVER TARGET'}"
+    )
     con.close()
     tmp.cleanup()
 

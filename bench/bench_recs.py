@@ -23,8 +23,9 @@ from ubap_assets.core import recommend as rec
 from ubap_assets.core.catalogue import page_catalogue
 from ubap_assets.lib.embedder import HashingEmbedder, SentenceEmbedder
 
-EVENT_TYPES = np.array(["page_view", "click", "scroll", "search", "add_to_cart",
-                        "checkout_start", "purchase"])
+EVENT_TYPES = np.array(
+    ["page_view", "click", "scroll", "search", "add_to_cart", "checkout_start", "purchase"]
+)
 EVENT_P = np.array([0.55, 0.15, 0.12, 0.05, 0.07, 0.035, 0.025])
 
 
@@ -35,15 +36,19 @@ def catalogue(n_pages: int) -> pl.DataFrame:
     if extra <= 0:
         return base.head(n_pages)
     cats = base.filter(pl.col("page_type") == "product")["category"].unique().sort().to_list()
-    pad = pl.DataFrame({
-        "page_id": [f"x{i:04d}" for i in range(extra)],
-        "url": [f"/extra/{i}" for i in range(extra)],
-        "title": [f"{cats[i % len(cats)]} accessory {i}" for i in range(extra)],
-        "description": [f"An accessory for {cats[i % len(cats)].lower()}" for i in range(extra)],
-        "category": [cats[i % len(cats)] for i in range(extra)],
-        "page_type": ["product"] * extra,
-        "price": [19.0] * extra,
-    })
+    pad = pl.DataFrame(
+        {
+            "page_id": [f"x{i:04d}" for i in range(extra)],
+            "url": [f"/extra/{i}" for i in range(extra)],
+            "title": [f"{cats[i % len(cats)]} accessory {i}" for i in range(extra)],
+            "description": [
+                f"An accessory for {cats[i % len(cats)].lower()}" for i in range(extra)
+            ],
+            "category": [cats[i % len(cats)] for i in range(extra)],
+            "page_type": ["product"] * extra,
+            "price": [19.0] * extra,
+        }
+    )
     return pl.concat([base, pad.cast(base.schema)])
 
 
@@ -62,15 +67,18 @@ def events(pages: pl.DataFrame, users: int, seed: int, end: datetime) -> pl.Data
         rows = np.flatnonzero(in_fav & (fav == ci))
         page[rows] = pool[rng.zipf(1.6, len(rows)).clip(1, len(pool)) - 1]
     seconds = rng.integers(0, 60 * 86400, n)
-    return pl.DataFrame({
-        "event_id": np.arange(n),
-        "user_id": user,
-        "session_id": user * 100 + seconds // 3600 % 100,
-        "event_ts": np.datetime64(end) - seconds.astype("timedelta64[s]"),
-        "event_type": pl.Series(EVENT_TYPES.tolist()).gather(
-            rng.choice(len(EVENT_TYPES), n, p=EVENT_P)),
-        "page_id": pages["page_id"].gather(page),
-    }).with_columns(
+    return pl.DataFrame(
+        {
+            "event_id": np.arange(n),
+            "user_id": user,
+            "session_id": user * 100 + seconds // 3600 % 100,
+            "event_ts": np.datetime64(end) - seconds.astype("timedelta64[s]"),
+            "event_type": pl.Series(EVENT_TYPES.tolist()).gather(
+                rng.choice(len(EVENT_TYPES), n, p=EVENT_P)
+            ),
+            "page_id": pages["page_id"].gather(page),
+        }
+    ).with_columns(
         pl.col("event_id").cast(pl.String),
         pl.concat_str(pl.lit("u"), pl.col("user_id").cast(pl.String)).alias("user_id"),
         pl.concat_str(pl.lit("s"), pl.col("session_id").cast(pl.String)).alias("session_id"),
@@ -100,9 +108,11 @@ def main() -> None:
     con.execute("CREATE TABLE events AS SELECT * FROM _ev")
     con.unregister("_ev")
     del frame
-    print(f"data        {time.perf_counter() - t:6.2f} s  "
-          f"({args.users:,} users, {len(pages)} pages, "
-          f"{con.execute('SELECT count(*) FROM events').fetchone()[0]:,} events)")
+    print(
+        f"data        {time.perf_counter() - t:6.2f} s  "
+        f"({args.users:,} users, {len(pages)} pages, "
+        f"{con.execute('SELECT count(*) FROM events').fetchone()[0]:,} events)"
+    )
 
     t = time.perf_counter()
     embedder = HashingEmbedder() if args.hashing else SentenceEmbedder()
@@ -115,8 +125,9 @@ def main() -> None:
     total = time.perf_counter()
     t = time.perf_counter()
     data_end = rec.data_end(con)
-    inter = rec.load_interactions(con, data_end - timedelta(days=params.history_days), data_end,
-                                  params)
+    inter = rec.load_interactions(
+        con, data_end - timedelta(days=params.history_days), data_end, params
+    )
     print(f"interactions{time.perf_counter() - t:6.2f} s  ({inter.height:,} user-page pairs)")
     t = time.perf_counter()
     cat = rec.build_catalogue(pages, emb, params)
@@ -125,19 +136,25 @@ def main() -> None:
     t = time.perf_counter()
     users = pl.Series(np.arange(args.users)).cast(pl.String).str.replace(r"^", "u").to_numpy()
     recs = rec.recommend(model, users, data_end)
-    print(f"recommend   {time.perf_counter() - t:6.2f} s  ({recs.height:,} rows, "
-          f"{recs['user_id'].n_unique():,} users)")
+    print(
+        f"recommend   {time.perf_counter() - t:6.2f} s  ({recs.height:,} rows, "
+        f"{recs['user_id'].n_unique():,} users)"
+    )
     elapsed = time.perf_counter() - total
     print(f"TOTAL       {elapsed:6.2f} s  (interactions + fit + recommend; target < 60 s)")
-    print(f"peak RSS    {peak_rss_mb():8.0f} MB (whole process incl. data and model; "
-          f"{rss_before:.0f} MB before recommending; target < 4096 MB)")
+    print(
+        f"peak RSS    {peak_rss_mb():8.0f} MB (whole process incl. data and model; "
+        f"{rss_before:.0f} MB before recommending; target < 4096 MB)"
+    )
     assert recs.group_by("user_id").len()["len"].min() == params.k
 
     if args.eval:
         t = time.perf_counter()
         result = rec_eval.run_evaluation(con, cat, params, None)
-        print(f"evaluation  {time.perf_counter() - t:6.2f} s  "
-              f"({result['users_evaluated'][0]:,} users, all 7 methods)")
+        print(
+            f"evaluation  {time.perf_counter() - t:6.2f} s  "
+            f"({result['users_evaluated'][0]:,} users, all 7 methods)"
+        )
         print(result.select("method", "ndcg_at_k", "hr_at_k", "coverage"))
         print(f"peak RSS    {peak_rss_mb():8.0f} MB")
 

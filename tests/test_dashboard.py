@@ -18,7 +18,7 @@ from streamlit.testing.v1 import AppTest
 
 from ubap_assets.core.synthetic import WorldSpec, generate_world
 from ubap_assets.warehouse import tables as t
-from ubap_assets.warehouse.snapshots import Snapshot, publish_snapshot
+from ubap_assets.warehouse.snapshots import Snapshot, publish_snapshot, snapshot_meta_frame
 
 APP = Path(__file__).resolve().parents[1] / "ubap_dashboard" / "streamlit_app.py"
 START = date(2026, 1, 5)  # a Monday
@@ -331,7 +331,11 @@ def contract_tables(world, rng: np.random.Generator) -> dict[str, pl.DataFrame]:
                     "label_window_valid_end": cutoff,
                     "horizon_days": 14,
                     "lookback_days": 28,
+                    "n_train": n,
+                    "n_valid": n,
                     "metrics_json": json.dumps({"roc_auc": auc}),
+                    "max_single_feature_auc": 0.71,
+                    "leakiest_feature": "sessions",
                     "threshold": 0.3,
                     "artifact_path": f"models/r1/{task}_{model}.joblib",
                     "created_at": cutoff,
@@ -580,54 +584,41 @@ def contract_tables(world, rng: np.random.Generator) -> dict[str, pl.DataFrame]:
     }
 
 
-def build_snapshot(snapshot_dir: Path, *, omit: tuple[str, ...] = (), users: int = 300) -> Snapshot:
-    """Publish a serving snapshot of a small synthetic world into ``snapshot_dir``."""
-    world = generate_world(WorldSpec(users=users, days=DAYS, seed=3, start_date=START))
-    frames = contract_tables(world, np.random.default_rng(3))
+def build_snapshot(
+    snapshot_dir: Path, *, omit: tuple[str, ...] = (), source: Path | None = None
+) -> Snapshot:
+    """Publish a serving snapshot of a small synthetic world into ``snapshot_dir``.
+
+    With ``source`` (an earlier snapshot file) its tables are re-published instead of generated,
+    which is quicker; ``omit`` leaves tables out (a pipeline run that lacked their assets).
+    """
     con = duckdb.connect()
-    for name, frame in frames.items():
-        if name in omit:
-            continue
-        con.register("frame_view", frame)
-        con.execute(f'CREATE TABLE "{name}" AS SELECT * FROM frame_view')
-        con.unregister("frame_view")
-    published = [n for n in t.SERVING_TABLES if n in frames and n not in omit]
+    if source is None:
+        world = generate_world(WorldSpec(users=300, days=DAYS, seed=3, start_date=START))
+        frames = contract_tables(world, np.random.default_rng(3))
+        for name, frame in frames.items():
+            con.register("frame_view", frame)
+            con.execute(f'CREATE TABLE "{name}" AS SELECT * FROM frame_view')
+            con.unregister("frame_view")
+    else:
+        path = str(source).replace("'", "''")  # ATTACH takes no parameters; a tmp_path file
+        con.execute(f"ATTACH '{path}' AS source (READ_ONLY)")
+        for name in t.SERVING_TABLES:
+            con.execute(f'CREATE VIEW "{name}" AS SELECT * FROM source."{name}"')
+    published = [n for n in t.SERVING_TABLES if n not in omit]
     now = datetime(2026, 2, 2, 3, 0, 0)
-    meta = pl.DataFrame(
-        [
-            {
-                "snapshot_id": "test-snapshot",
-                "run_id": "run-1",
-                "materialized_at": now,
-                "data_start": START,
-                "data_end": START + timedelta(days=DAYS - 1),
-                "tables": ",".join(published),
-                "missing_tables": ",".join(omit),
-            }
-        ]
+    meta = snapshot_meta_frame(
+        "test-snapshot", "run-1", now, START, START + timedelta(days=DAYS - 1), published, omit
     )
+    check = {"severity": "ERROR", "blocking": True, "evaluated_at": now, "run_id": "run-1"}
     checks = pl.DataFrame(
         [
-            {
-                "asset_key": "daily_trends",
-                "check_name": "reconciles_with_events",
-                "passed": True,
-                "severity": "ERROR",
-                "blocking": True,
-                "description": "totals match the events",
-                "evaluated_at": now,
-                "run_id": "run-1",
-            },
-            {
-                "asset_key": "anomalies",
-                "check_name": "detection_f1",
-                "passed": False,
-                "severity": "WARN",
-                "blocking": False,
-                "description": "F1 0.67 below 0.8",
-                "evaluated_at": now,
-                "run_id": "run-1",
-            },
+            check
+            | {"asset_key": "daily_trends", "check_name": "reconciles_with_events"}
+            | {"passed": True, "description": "totals match the events"},
+            check
+            | {"asset_key": "anomalies", "check_name": "detection_f1", "passed": False}
+            | {"severity": "WARN", "blocking": False, "description": "F1 0.67 below 0.8"},
         ]
     )
     snap = publish_snapshot(
@@ -708,7 +699,7 @@ def test_empty_state_names_the_command(tmp_path, monkeypatch):
         assert at.code[0].value == "make up"
 
 
-def test_missing_tables_get_a_note_not_an_error(tmp_path, monkeypatch):
+def test_missing_tables_get_a_note_not_an_error(snapshot_dir, tmp_path, monkeypatch):
     omit = (
         t.SUMMARY,
         t.MODEL_CURVES,
@@ -716,10 +707,9 @@ def test_missing_tables_get_a_note_not_an_error(tmp_path, monkeypatch):
         t.SEGMENT_TRENDS,
         t.REC_EVALUATION,
         t.ADMIN_INSIGHTS,
-        t.CHECK_RESULTS,
         t.LIFECYCLE_WEEKLY,
     )
-    build_snapshot(tmp_path, omit=omit, users=120)
+    build_snapshot(tmp_path, omit=omit, source=snapshot_dir / "test-snapshot.duckdb")
     monkeypatch.setenv("UBAP_SNAPSHOT_DIR", str(tmp_path))
     notes = []
     for page in PAGE_FILES:
@@ -727,8 +717,6 @@ def test_missing_tables_get_a_note_not_an_error(tmp_path, monkeypatch):
         _no_exception(at)
         notes += [box.value for box in at.info]
     for table in omit:
-        if table == t.CHECK_RESULTS:  # publish_snapshot always writes it
-            continue
         assert any(f"`{table}`" in note and "make up" in note for note in notes), table
 
 
@@ -763,9 +751,9 @@ def test_recommendation_lookup_shows_that_users_list(serving, snapshot_dir):
     assert "no-such-user" in at.warning[0].value
 
 
-def test_a_new_snapshot_is_picked_up_on_the_next_run(tmp_path, monkeypatch):
+def test_a_new_snapshot_is_picked_up_on_the_next_run(snapshot_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("UBAP_SNAPSHOT_DIR", str(tmp_path))
-    build_snapshot(tmp_path, users=120)
+    build_snapshot(tmp_path, source=snapshot_dir / "test-snapshot.duckdb")
     at = _open("pipeline")
     assert "test-snapshot" in at.markdown[0].value
     con = duckdb.connect()

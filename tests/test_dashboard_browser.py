@@ -171,7 +171,11 @@ def _check_empty_state(page, url: str, shots: Path) -> Path:
 
 
 def _check_page(page, url: str, path: str, title: str, shots: Path) -> Path:
-    page.goto(f"{url}/{path}", wait_until="domcontentloaded")
+    link = page.locator(f'[data-testid="stSidebarNav"] a[href$="/{path}"]')
+    if path and link.count():
+        link.first.click()  # through the sidebar, as a person would
+    else:
+        page.goto(f"{url}/{path}", wait_until="domcontentloaded")
     _settle(page, title)
     shot = shots / f"{path or 'overview'}.png"
     _full_page_screenshot(page, shot)

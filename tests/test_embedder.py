@@ -14,8 +14,9 @@ def minilm():
 
 
 def test_minilm_loads_offline_and_normalizes(minilm):
-    vectors = minilm.embed(["Noise cancelling headphones", "Wireless earbuds with ANC",
-                            "Burr coffee grinder", ""])
+    vectors = minilm.embed(
+        ["Noise cancelling headphones", "Wireless earbuds with ANC", "Burr coffee grinder", ""]
+    )
     assert vectors.shape == (4, 384)
     assert vectors.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(vectors[:3], axis=1), 1.0, atol=1e-4)

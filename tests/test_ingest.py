@@ -76,7 +76,8 @@ def test_every_bad_row_is_rejected_with_its_reason(tmp_path):
         + "e5,u2,s2,2026-01-05T10:02:00Z,wishlist,p2,desktop,direct,\n"  # unknown type
         + "e6,u2,s2,2026-01-05T10:03:00Z,purchase,p2,desktop,direct,lots\n"  # bad revenue
         + "e7,u2,s2,,click,p2,desktop,direct,\n"  # missing timestamp
-        + "e2,u1,s1,2026-01-05T11:00:00Z,purchase,p1,mobile,organic,5.00\n",  # id reused
+        + "e2,u1,s1,2026-01-05T11:00:00Z,purchase,p1,mobile,organic,5.00\n"  # id reused
+        + "e8,NULL,s8,2026-01-05T10:00:00Z,click,p2,desktop,direct,\n",  # a null token
     )
     result = ingest_files(str(tmp_path / "in"), max_reject_share=1.0)
 
@@ -89,10 +90,11 @@ def test_every_bad_row_is_rejected_with_its_reason(tmp_path):
     assert reasons[6] == "bad_revenue: 'lots'"
     assert reasons[7] == "missing_timestamp"
     assert reasons[8].startswith("duplicate_event_id: 'e2'")
+    assert reasons[9] == "missing_user"
     raw = json.loads(result.rejects.filter(pl.col("row_number") == 5)["raw"].item())
     assert raw["event_type"] == "wishlist" and raw["user_id"] == "u2"
     assert result.stats["rejected:bad_timestamp"] == 1
-    assert result.stats["rows_rejected"] == 6 and _accounted(result.stats)
+    assert result.stats["rows_rejected"] == 7 and _accounted(result.stats)
     assert result.rejects["ingested_at"].null_count() == 0
 
 

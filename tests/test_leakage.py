@@ -95,6 +95,17 @@ def test_future_events_guard_on_the_world(world_con, plan):
     assert fx.future_events_guard(world_con, plan.train_cutoff, plan.lookback_days) == 0
 
 
+def test_the_guard_catches_a_feature_that_peeks_past_its_cutoff(world_con, plan):
+    def peeking(con, cutoff, lookback_days, events="events"):
+        # a bug: the window ends a week after the cutoff
+        return fx.compute_features(con, cutoff + timedelta(days=7), lookback_days, events=events)
+
+    changed = fx.future_events_guard(
+        world_con, plan.train_cutoff, plan.lookback_days, compute=peeking
+    )
+    assert changed > 0
+
+
 def test_labels_only_read_their_window(world_con, plan):
     feats = fx.compute_features(world_con, plan.train_cutoff, plan.lookback_days)
     labels = fx.conversion_labels(world_con, feats, plan.train_cutoff, plan.horizon_days)

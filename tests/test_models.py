@@ -8,6 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 from dagster_duckdb import DuckDBResource
+from polars.testing import assert_frame_equal
 
 from ubap_assets.core import features as fx
 from ubap_assets.core import models as mdl
@@ -103,6 +104,12 @@ def test_curves_are_thinned_and_ordered(results):
     roc = curves.filter((pl.col("curve") == "roc") & (pl.col("model") == "xgboost"))
     assert roc["x"].is_sorted() and roc["x"][0] == 0.0 and roc["x"][-1] == 1.0
     assert curves.select(pl.col("x", "y", "threshold").is_finite().all()).to_numpy().all()
+
+
+def test_same_data_and_seed_give_the_same_models(world_con, plan, results):
+    train, valid = mdl.training_data(world_con, plan, "bounce")
+    again = mdl.train_task("bounce", train, valid, plan, seed=0, n_jobs=1)
+    assert_frame_equal(again.metrics, results["bounce"].metrics)
 
 
 def test_single_class_labels_fail_clearly(world_con, plan):

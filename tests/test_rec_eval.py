@@ -58,14 +58,14 @@ def test_every_method_on_one_split(world_con, catalogue):
     for col in ("hr_at_k", "ndcg_at_k", "recall_at_k", "map_at_k", "coverage"):
         assert result[col].is_between(0.0, 1.0).all(), col
     assert not any(result[c].is_nan().any() for c in ("ndcg_at_k", "novelty"))
-    ndcg = dict(zip(result["method"], result["ndcg_at_k"]))
+    ndcg = dict(zip(result["method"], result["ndcg_at_k"], strict=False))
     assert ndcg["global_popularity"] > ndcg["random"]
     assert ndcg["hybrid"] > ndcg["global_popularity"], ndcg
     assert ndcg["item_knn"] > ndcg["global_popularity"], ndcg
     # without segments the segment baseline is global popularity, and the note says so
     assert ndcg["segment_popularity"] == ndcg["global_popularity"]
     assert "segment popularity = global" in result["note"][0]
-    cov = dict(zip(result["method"], result["coverage"]))
+    cov = dict(zip(result["method"], result["coverage"], strict=False))
     assert cov["random"] > cov["global_popularity"]
     assert result["cutoff_ts"][0] + timedelta(days=7) == result["test_end_ts"][0]
 
@@ -101,7 +101,7 @@ def test_segments_change_the_segment_baseline(world_con, catalogue, tiny_world):
         segment_name=pl.col("favourite_category"),
     )
     result = rec_eval.run_evaluation(world_con, catalogue, rec.RecParams(), segments=seg)
-    ndcg = dict(zip(result["method"], result["ndcg_at_k"]))
+    ndcg = dict(zip(result["method"], result["ndcg_at_k"], strict=False))
     assert ndcg["segment_popularity"] > ndcg["global_popularity"]
 
 

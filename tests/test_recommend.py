@@ -1,4 +1,4 @@
-"""Recommendations: interactions, similar pages, the hybrid, bad input, and the assets in Dagster."""
+"""Recommendations: interactions, similar pages, the hybrid, bad input, the assets in Dagster."""
 
 from datetime import datetime, timedelta
 
@@ -71,7 +71,8 @@ def _con(events: pl.DataFrame) -> duckdb.DuckDBPyConnection:
     return con
 
 
-def _model(pages, events, params=rec.RecParams(k=3), segments=None):
+def _model(pages, events, params=None, segments=None):
+    params = params or rec.RecParams(k=3)
     texts = rec.page_texts(pages)
     emb = rec.embeddings_frame(texts, HashingEmbedder().embed(texts["text"].to_list()), "hash")
     con = _con(events)
@@ -107,7 +108,9 @@ def test_interactions_weight_event_types_and_decay():
         )
     )
     end = rec.data_end(con)
-    frame = rec.load_interactions(con, end - timedelta(days=90), end, rec.RecParams())
+    frame = rec.load_interactions(
+        con, end - timedelta(days=90), end, rec.RecParams(half_life_days=14)
+    )
     w = {(r["user_id"], r["page_id"]): r for r in frame.iter_rows(named=True)}
     assert w[("u", "b")]["weight"] > w[("u", "a")]["weight"]  # purchase > view
     assert w[("u", "b")]["converted"] and not w[("u", "a")]["converted"]

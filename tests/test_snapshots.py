@@ -214,3 +214,13 @@ def test_a_failed_blocking_check_keeps_the_previous_snapshot(tmp_path, monkeypat
     assert failed_steps == ["users"]  # serving_snapshot never ran
     check = run.get_asset_check_evaluations()[0]
     assert (check.check_name, check.passed) == ("users_not_empty", False)
+
+
+def test_a_pruned_snapshot_never_opened_raises_file_not_found(warehouse, tmp_path):
+    _put(warehouse, "users", _users(4))
+    gone = publish_snapshot(warehouse, ["users"], tmp_path, "gone")
+    publish_snapshot(warehouse, ["users"], tmp_path, "next", keep=1)
+    with pytest.raises(FileNotFoundError, match="open_reader"):
+        SnapshotReader(gone)
+    with open_reader(tmp_path) as r:
+        assert r.snapshot_id == "next"

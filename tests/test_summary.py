@@ -100,6 +100,14 @@ def test_success_sends_model_prompt_and_system(fake, monkeypatch):
     assert body["systemInstruction"]["parts"][0]["text"] == "be brief"
 
 
+def test_generation_settings_reach_the_server(fake):
+    fake.resource(thinking_budget=0, temperature=0.0).generate("x")
+    config = fake.requests[0][1]["generationConfig"]
+    thinking = config["thinkingConfig"]  # the client sends this one in snake case
+    assert thinking.get("thinkingBudget", thinking.get("thinking_budget")) == 0
+    assert config["temperature"] == 0.0 and config["maxOutputTokens"] == 4096
+
+
 def test_429_is_retried(fake):
     fake.script = [(429, error(429, "RESOURCE_EXHAUSTED"), 0.0), (200, answer("second try"), 0.0)]
     assert fake.resource().generate("x") == "second try"
@@ -254,3 +262,51 @@ def test_summary_with_gemini_and_with_a_failing_gemini(warehouse, fake):
     row = read(db, "summary").row(0, named=True)
     assert row["mode"] == "deterministic"
     assert "Gemini failed: HTTP 500" in row["fallback_reason"]
+
+
+@pytest.mark.slow
+def test_summary_uses_the_other_helpers_tables_when_present(warehouse, tmp_path):
+    import shutil
+
+    db = str(tmp_path / "copy.duckdb")
+    shutil.copy(warehouse[0], db)
+    profiles = pl.DataFrame(  # noqa: F841 - DuckDB replacement scans below
+        {
+            "segment_id": [0, 1],
+            "segment_name": ["Loyal buyers", "Bouncers"],
+            "users": [300, 500],
+            "share": [0.375, 0.625],
+            "conversion_rate": [0.4, 0.02],
+        }
+    )
+    predictions = pl.DataFrame(  # noqa: F841
+        {
+            "user_id": ["a", "b", "c"],
+            "conversion_probability": [0.9, 0.6, 0.1],
+            "conversion_rank": [1, 2, 3],
+            "at_risk": [False, True, True],
+            "reason_1": ["many visits", "many visits", "few visits"],
+        }
+    )
+    rec = pl.DataFrame(  # noqa: F841
+        {
+            "method": ["global_popularity", "hybrid"],
+            "is_baseline": [True, False],
+            "k": [10, 10],
+            "ndcg_at_k": [0.1, 0.25],
+            "hr_at_k": [0.3, 0.5],
+            "coverage": [0.1, 0.6],
+        }
+    )
+    with duckdb.connect(db) as con:
+        con.execute("CREATE TABLE segment_profiles AS SELECT * FROM profiles")
+        con.execute("CREATE TABLE user_predictions AS SELECT * FROM predictions")
+        con.execute("CREATE TABLE rec_evaluation AS SELECT * FROM rec")
+        facts = s.gather_facts(con)
+    assert facts.missing == []
+    assert facts.data["predictions"]["users_above_50pct"] == 2
+    assert facts.data["recommendations"]["lift_over_baseline"] == pytest.approx(1.5)
+    text = s.deterministic_narrative(facts)
+    assert "3 users scored, 2 with a purchase probability of 50% or more" in text
+    assert "best method hybrid (NDCG@k 0.25, +150.0% vs the global_popularity baseline)" in text
+    assert s.ungrounded_numbers(text, facts) == []

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Annotated
 
+import duckdb
 from fastapi import Depends, HTTPException, Query, Request, status
 from fastapi.exceptions import RequestValidationError
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from ubap_api.settings import Settings
 from ubap_assets.warehouse.reader import SnapshotReader, open_reader
@@ -22,34 +22,46 @@ async def get_app_settings(request: Request) -> Settings:
 
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 
-_bearer = HTTPBearer(auto_error=False, description="UBAP_API_TOKEN, when the server sets one")
 
-
-async def require_token(
-    settings: SettingsDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> None:
-    """Reject the request unless it carries the configured bearer token (if one is set)."""
+def token_problem(settings: Settings, authorization: str | None) -> str | None:
+    """Why a request is refused (None when no token is configured or it matches)."""
     expected = settings.api_token
     if not expected:
-        return
-    given = credentials.credentials if credentials else ""
-    if not secrets.compare_digest(given.encode(), expected.encode()):
+        return None
+    scheme, _, given = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not secrets.compare_digest(
+        given.strip().encode(), expected.encode()
+    ):
+        return "missing or wrong bearer token: send 'Authorization: Bearer <UBAP_API_TOKEN>'"
+    return None
+
+
+async def require_token(request: Request) -> None:
+    """Reject the request unless it carries the configured bearer token (if one is set)."""
+    problem = token_problem(request.app.state.settings, request.headers.get("authorization"))
+    if problem:
         raise HTTPException(
             status_code=status.HTTP_401_UNAUTHORIZED,
-            detail="missing or wrong bearer token: send 'Authorization: Bearer <UBAP_API_TOKEN>'",
+            detail=problem,
             headers={"WWW-Authenticate": "Bearer"},
         )
 
 
-async def get_reader(request: Request, settings: SettingsDep) -> AsyncIterator[SnapshotReader]:
+async def get_reader(request: Request) -> AsyncIterator[SnapshotReader]:
     """One reader per request, bound to the snapshot that is current when the request starts.
 
-    Async on purpose (as are the routes): everything a request reads is memoized per immutable
-    snapshot or a sub-millisecond DuckDB lookup, so a thread-pool hop would cost more than it
-    saves on a 2-core machine.
+    Async on purpose (as are the routes and the other dependencies): what a request reads is
+    memoized per immutable snapshot or an in-memory lookup, so a thread-pool hop would cost
+    more than it saves on a 2-core machine.
     """
-    reader = open_reader(settings.snapshots)  # NoSnapshotError -> 503 (see main.py)
+    # Resolved once per request: by the response cache in front, else here.
+    snapshot = request.scope.get("state", {}).get("ubap_snapshot")
+    try:
+        reader = SnapshotReader(snapshot) if snapshot is not None else None
+    except (FileNotFoundError, duckdb.IOException):
+        reader = None  # pruned in between (needs `keep` newer publications): resolve again
+    if reader is None:
+        reader = open_reader(request.app.state.settings.snapshots)  # NoSnapshotError -> 503
     request.state.snapshot_id = reader.snapshot_id
     try:
         yield reader

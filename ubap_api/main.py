@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ubap_api.cache import ResponseCache
 from ubap_api.deps import SNAPSHOT_HEADER
 from ubap_api.routers import (
     anomalies,
@@ -35,7 +36,7 @@ from ubap_assets.warehouse.reader import (
 )
 from ubap_assets.warehouse.snapshots import current_snapshot
 
-log = logging.getLogger("ubap_api")
+log = logging.getLogger("uvicorn.error")  # shown with uvicorn's own startup lines
 
 
 class SnapshotHeaderMiddleware:
@@ -82,6 +83,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    # Outermost last: CORS(SnapshotHeader(ResponseCache(routes))).
+    app.add_middleware(ResponseCache)
     app.add_middleware(SnapshotHeaderMiddleware)
     app.add_middleware(
         CORSMiddleware,

@@ -9,11 +9,18 @@ from ubap_api.deps import Paging
 
 
 def records(frame: pl.DataFrame) -> list[dict[str, Any]]:
-    """Rows as dicts; a NaN (never expected in published tables) becomes null, not a 500."""
+    """Rows as dicts; a NaN (never expected in published tables) becomes null, not a 500.
+
+    Plain Python on purpose: a polars expression here costs milliseconds per request.
+    """
+    rows = frame.to_dicts()
     floats = [name for name, dtype in frame.schema.items() if dtype.is_float()]
-    if floats:
-        frame = frame.with_columns(pl.col(floats).fill_nan(None))
-    return frame.to_dicts()
+    for row in rows:
+        for name in floats:
+            value = row[name]
+            if value is not None and value != value:
+                row[name] = None
+    return rows
 
 
 def page_of(frame: pl.DataFrame, paging: Paging) -> dict[str, Any]:

@@ -93,23 +93,36 @@ class TrendMetrics(Row):
     is_complete: bool
 
 
-class DailyTrend(TrendMetrics):
+# Keys first in the JSON: pydantic orders fields from the last base to the class itself.
+class _DailyKeys(Row):
     day: date
     dimension: str
     dimension_value: str
 
 
-class WeeklyTrend(TrendMetrics):
+class DailyTrend(TrendMetrics, _DailyKeys):
+    pass
+
+
+class _WeeklyKeys(Row):
     week_start: date
     dimension: str
     dimension_value: str
     days_with_data: int
 
 
-class SegmentTrend(TrendMetrics):
+class WeeklyTrend(TrendMetrics, _WeeklyKeys):
+    pass
+
+
+class _SegmentKeys(Row):
     day: date
     segment_id: str
     segment_name: str
+
+
+class SegmentTrend(TrendMetrics, _SegmentKeys):
+    pass
 
 
 # --- segments ---
@@ -334,8 +347,11 @@ class Funnel(BaseModel):
     steps: list[FunnelStep]
 
 
-class FunnelDay(FunnelStep):
+class _FunnelDayKeys(Row):
     day: date
+
+
+class FunnelDay(FunnelStep, _FunnelDayKeys):
     is_complete: bool
 
 

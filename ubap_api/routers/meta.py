@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 
 from fastapi import APIRouter, Depends, Request
 
-from ubap_api.deps import ReaderDep, SettingsDep, require_token
+from ubap_api.deps import ReaderDep, require_token
 from ubap_api.records import records
 from ubap_api.schemas import API_ERRORS, Health, Meta
 from ubap_assets.warehouse.snapshots import NoSnapshotError, current_snapshot
@@ -19,10 +19,10 @@ router = APIRouter(
 
 
 @health_router.get("/health", response_model=Health)
-async def health(request: Request, settings: SettingsDep) -> dict:
+async def health(request: Request) -> dict:
     """Liveness (no token needed): 200 always; says whether a snapshot is being served."""
     try:
-        snapshot_id = current_snapshot(settings.snapshots).snapshot_id
+        snapshot_id = current_snapshot(request.app.state.settings.snapshots).snapshot_id
     except NoSnapshotError:
         return {"status": "no_snapshot", "snapshot_id": None}
     request.state.snapshot_id = snapshot_id

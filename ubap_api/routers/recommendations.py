@@ -31,9 +31,10 @@ Limit = Annotated[int, Query(ge=1, le=100, description="How many to return.")]
 @router.get("/users/{user_id}", response_model=UserRecommendations, responses=NOT_FOUND)
 async def for_user(reader: ReaderDep, user_id: UserId, limit: Limit = 10) -> dict:
     """The pages recommended to a user, best first, each with why."""
-    if reader.user(user_id) is None:
-        raise not_found("user", user_id, "see /api/predictions/high-value/best for user ids")
     data = records(reader.user_recommendations(user_id, limit))
+    # Every known user has recommendations; only an empty answer needs the users lookup.
+    if not data and reader.user(user_id) is None:
+        raise not_found("user", user_id, "see /api/predictions/high-value/best for user ids")
     return {"user_id": user_id, "data": data, "count": len(data)}
 
 

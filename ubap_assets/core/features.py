@@ -9,6 +9,7 @@ search, cart, checkout or purchase).
 """
 
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
@@ -278,7 +279,7 @@ def conversion_labels(
         {"cutoff": cutoff, "label_end": cutoff + timedelta(days=horizon_days)},
     ).pl()
     return (
-        features.join(future, on="user_id", how="left")
+        features.join(future, on="user_id", how="left", maintain_order="left")
         .with_columns(label=pl.col("future_purchases").fill_null(0) > 0)
         .drop("future_purchases")
     )
@@ -296,17 +297,25 @@ def bounce_labels(
         _sql(_BOUNCE_SQL, events),
         {"cutoff": cutoff, "label_end": cutoff + timedelta(days=horizon_days)},
     ).pl()
-    return features.join(nxt, on="user_id", how="inner").rename({"next_session_bounced": "label"})
+    return features.join(nxt, on="user_id", how="inner", maintain_order="left").rename(
+        {"next_session_bounced": "label"}
+    )
 
 
 def future_events_guard(
-    con: duckdb.DuckDBPyConnection, cutoff: datetime, lookback_days: int, events: str = "events"
+    con: duckdb.DuckDBPyConnection,
+    cutoff: datetime,
+    lookback_days: int,
+    events: str = "events",
+    compute: Callable[..., pl.DataFrame] | None = None,
 ) -> int:
     """Rows that differ between features over all events and over events before ``cutoff``.
 
     Every event at or after the cutoff is a "planted future event": if the feature SQL read
-    any of them, the two frames differ. 0 means the features ignore the future.
+    any of them, the two frames differ. 0 means the features ignore the future. ``compute``
+    (default ``compute_features``) is the feature function under test.
     """
+    compute = compute or compute_features
     if not _IDENT.match(events):
         raise ValueError(f"not a table name: {events!r}")
     # Only the lookback window is copied (a day of margin), never the whole table.
@@ -316,8 +325,8 @@ def future_events_guard(
         {"cutoff": cutoff, "start": cutoff - timedelta(days=lookback_days + 1)},
     )
     try:
-        full = compute_features(con, cutoff, lookback_days, events=events)
-        past = compute_features(con, cutoff, lookback_days, events="ubap_events_before_cutoff")
+        full = compute(con, cutoff, lookback_days, events=events)
+        past = compute(con, cutoff, lookback_days, events="ubap_events_before_cutoff")
     finally:
         con.execute("DROP TABLE IF EXISTS ubap_events_before_cutoff")
     if full.height != past.height:

@@ -74,12 +74,13 @@ def _frame(rows: list[dict], as_of: date) -> pl.DataFrame:
 
 
 def page_exit_stats(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> pl.DataFrame:
-    """Per page: views, sessions, exits (last page of a non-purchasing session), entries, bounces."""
+    """Per page: views, sessions, exits (last page of a session without purchase), bounces."""
     return con.execute(
         """
         WITH e AS (
             SELECT session_id, page_id, event_type,
-                   row_number() OVER (PARTITION BY session_id ORDER BY event_ts, event_id) AS first_n,
+                   row_number() OVER (PARTITION BY session_id
+                                      ORDER BY event_ts, event_id) AS first_n,
                    row_number() OVER (PARTITION BY session_id
                                       ORDER BY event_ts DESC, event_id DESC) AS last_n,
                    count(*) OVER (PARTITION BY session_id) AS n_events,
@@ -105,20 +106,31 @@ def page_insights(stats: pl.DataFrame, pages: pl.DataFrame, p: InsightParams) ->
     judged = stats.filter(pl.col("views") >= p.min_page_views).with_columns(
         exit_rate=pl.col("exits") / pl.col("sessions"),
         bounce_rate=pl.when(pl.col("entries") > 0)
-        .then(pl.col("bounces") / pl.col("entries")).otherwise(None),
+        .then(pl.col("bounces") / pl.col("entries"))
+        .otherwise(None),
     )
     if judged.height < 4:
         return []
     busy = judged.filter(pl.col("views") >= judged["views"].quantile(0.75))
-    titles = dict(zip(pages["page_id"].to_list(), pages["title"].fill_null("").to_list()))
+    titles = dict(
+        zip(pages["page_id"].to_list(), pages["title"].fill_null("").to_list(), strict=False)
+    )
     rows: list[dict] = []
     for metric, kind, volume_col, action in (
-        ("exit_rate", "high_exit_page", "sessions",
-         "Many visitors leave the site here. Add clear next steps (related products, a visible "
-         "call to action, internal links) and check load time and content on this page."),
-        ("bounce_rate", "high_bounce_page", "entries",
-         "Visitors who land here leave without a second action. Check that the landing page "
-         "matches the campaign or search intent and make the first screen answer it."),
+        (
+            "exit_rate",
+            "high_exit_page",
+            "sessions",
+            "Many visitors leave the site here. Add clear next steps (related products, a visible "
+            "call to action, internal links) and check load time and content on this page.",
+        ),
+        (
+            "bounce_rate",
+            "high_bounce_page",
+            "entries",
+            "Visitors who land here leave without a second action. Check that the landing page "
+            "matches the campaign or search intent and make the first screen answer it.",
+        ),
     ):
         rates = judged[metric].drop_nulls()
         if rates.is_empty():
@@ -130,31 +142,31 @@ def page_insights(stats: pl.DataFrame, pages: pl.DataFrame, p: InsightParams) ->
         for r in hits.head(p.max_per_kind).iter_rows(named=True):
             ratio = r[metric] / median
             label = metric.replace("_", " ")
-            rows.append({
-                "insight_id": f"{kind}:{r['page_id']}",
-                "kind": kind,
-                "severity": _severity(ratio, 1.6, 1.35),
-                "subject": r["page_id"],
-                "subject_title": titles.get(r["page_id"], r["page_id"]),
-                "metric": metric,
-                "value": r[metric],
-                "baseline": median,
-                "volume": r[volume_col],
-                "details": (
-                    f"{label} {r[metric]:.1%} vs site median {median:.1%} ({ratio:.2f}x) on "
-                    f"{r['views']:,} views / {r[volume_col]:,} {volume_col} in the window"
-                ),
-                "suggested_action": action,
-            })
+            rows.append(
+                {
+                    "insight_id": f"{kind}:{r['page_id']}",
+                    "kind": kind,
+                    "severity": _severity(ratio, 1.6, 1.35),
+                    "subject": r["page_id"],
+                    "subject_title": titles.get(r["page_id"], r["page_id"]),
+                    "metric": metric,
+                    "value": r[metric],
+                    "baseline": median,
+                    "volume": r[volume_col],
+                    "details": (
+                        f"{label} {r[metric]:.1%} vs site median {median:.1%} ({ratio:.2f}x) on "
+                        f"{r['views']:,} views / {r[volume_col]:,} {volume_col} in the window"
+                    ),
+                    "suggested_action": action,
+                }
+            )
     return rows
 
 
 # --------------------------------------------------------------------------- funnel
 
 
-def funnel_sessions(
-    con: duckdb.DuckDBPyConnection, start: datetime, end: datetime
-) -> pl.DataFrame:
+def funnel_sessions(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> pl.DataFrame:
     """One row per session: its day, device, source and which funnel steps it reached.
 
     Needs ``_insight_pages(page_id, page_type)`` registered on ``con`` (see build_insights).
@@ -181,7 +193,7 @@ def funnel_sessions(
 def _step_rates(sessions: pl.DataFrame, by: list[str]) -> pl.DataFrame:
     """Per group and step: sessions entering the step, how many reach the next, the rate."""
     frames = []
-    for (a, a_label), (b, b_label) in zip(FUNNEL, FUNNEL[1:]):
+    for (a, a_label), (b, b_label) in zip(FUNNEL, FUNNEL[1:], strict=False):
         frames.append(
             sessions.filter(pl.col(a).fill_null(False))
             .group_by(by or pl.lit(1).alias("_all"))
@@ -208,29 +220,31 @@ def funnel_insights(sessions: pl.DataFrame, p: InsightParams, last_day: date) ->
             .sort("gap", descending=True)
         )
         for r in seg.head(p.max_per_kind).iter_rows(named=True):
-            rows.append({
-                "insight_id": f"funnel_dropoff:{r['step']}:{dim}={r[dim]}",
-                "kind": "funnel_dropoff",
-                "severity": _severity(r["gap"], 0.5, 0.35),
-                "subject": f"{r['step']} [{dim}={r[dim]}]",
-                "subject_title": f"{r['label']} ({dim} {r[dim]})",
-                "metric": "step_conversion",
-                "value": r["rate"],
-                "baseline": r["overall_rate"],
-                "volume": r["entered"],
-                "details": (
-                    f"{r['reached']:,} of {r['entered']:,} {dim}={r[dim]} sessions "
-                    f"({r['rate']:.1%}) made '{r['label']}' vs {r['overall_rate']:.1%} overall "
-                    f"({r['gap']:.0%} worse)"
-                ),
-                "suggested_action": (
-                    f"Test this step on {r[dim]} ({dim}): look for UX bugs, slow pages or a "
-                    "broken form on that platform/channel, and review the landing experience."
-                ),
-            })
+            rows.append(
+                {
+                    "insight_id": f"funnel_dropoff:{r['step']}:{dim}={r[dim]}",
+                    "kind": "funnel_dropoff",
+                    "severity": _severity(r["gap"], 0.5, 0.35),
+                    "subject": f"{r['step']} [{dim}={r[dim]}]",
+                    "subject_title": f"{r['label']} ({dim} {r[dim]})",
+                    "metric": "step_conversion",
+                    "value": r["rate"],
+                    "baseline": r["overall_rate"],
+                    "volume": r["entered"],
+                    "details": (
+                        f"{r['reached']:,} of {r['entered']:,} {dim}={r[dim]} sessions "
+                        f"({r['rate']:.1%}) made '{r['label']}' vs {r['overall_rate']:.1%} overall "
+                        f"({r['gap']:.0%} worse)"
+                    ),
+                    "suggested_action": (
+                        f"Test this step on {r[dim]} ({dim}): look for UX bugs, slow pages or a "
+                        "broken form on that platform/channel, and review the landing experience."
+                    ),
+                }
+            )
     daily = _step_rates(sessions, ["day"])
     first_recent = last_day - timedelta(days=p.recent_days - 1)
-    for step, group in daily.group_by("step"):
+    for _step, group in daily.group_by("step"):
         group = group.filter(pl.col("entered") >= p.funnel_min_sessions // 4)
         if group.height < 7:
             continue
@@ -238,34 +252,36 @@ def funnel_insights(sessions: pl.DataFrame, p: InsightParams, last_day: date) ->
         mad = float((group["rate"] - median).abs().median()) * 1.4826
         spread = max(mad, 0.02 * median, 1e-6)
         low = group.filter(
-            (pl.col("day") >= first_recent)
-            & ((pl.col("rate") - median) / spread <= -p.funnel_z)
+            (pl.col("day") >= first_recent) & ((pl.col("rate") - median) / spread <= -p.funnel_z)
         ).sort("day")
         for r in low.iter_rows(named=True):
             z = (r["rate"] - median) / spread
-            rows.append({
-                "insight_id": f"funnel_dropoff:{r['step']}:day={r['day']}",
-                "kind": "funnel_dropoff",
-                "severity": "high" if z <= -2 * p.funnel_z else "medium",
-                "subject": f"{r['step']} [day={r['day']}]",
-                "subject_title": f"{r['label']} on {r['day']}",
-                "metric": "step_conversion",
-                "value": r["rate"],
-                "baseline": median,
-                "volume": r["entered"],
-                "details": (
-                    f"on {r['day']} {r['reached']:,} of {r['entered']:,} sessions ({r['rate']:.1%})"
-                    f" made '{r['label']}' vs a usual {median:.1%} (robust z {z:.1f})"
-                ),
-                "suggested_action": (
-                    "Check deploys, payment/checkout errors and outages on that day; if it is "
-                    "ongoing, alert the on-call engineer."
-                ),
-            })
+            rows.append(
+                {
+                    "insight_id": f"funnel_dropoff:{r['step']}:day={r['day']}",
+                    "kind": "funnel_dropoff",
+                    "severity": "high" if z <= -2 * p.funnel_z else "medium",
+                    "subject": f"{r['step']} [day={r['day']}]",
+                    "subject_title": f"{r['label']} on {r['day']}",
+                    "metric": "step_conversion",
+                    "value": r["rate"],
+                    "baseline": median,
+                    "volume": r["entered"],
+                    "details": (
+                        f"on {r['day']} {r['reached']:,} of {r['entered']:,} sessions "
+                        f"({r['rate']:.1%})"
+                        f" made '{r['label']}' vs a usual {median:.1%} (robust z {z:.1f})"
+                    ),
+                    "suggested_action": (
+                        "Check deploys, payment/checkout errors and outages on that day; if it is "
+                        "ongoing, alert the on-call engineer."
+                    ),
+                }
+            )
     return rows
 
 
-# --------------------------------------------------------------------------- recommendations & content
+# ------------------------------------------------------------------ recommendations & content
 
 
 def never_recommended(
@@ -276,10 +292,13 @@ def never_recommended(
     candidate_types: set[str] | None,
     p: InsightParams,
 ) -> list[dict]:
-    """Candidate pages in nobody's recommendation list (``recommended`` has page_id), busiest first."""
+    """Candidate pages in nobody's recommendation list (``recommended``: page_id), busiest first."""
     shown = set(recommended["page_id"].unique().to_list()) if recommended.height else set()
-    cands = pages if candidate_types is None else pages.filter(
-        pl.col("page_type").is_in(sorted(candidate_types)))
+    cands = (
+        pages
+        if candidate_types is None
+        else pages.filter(pl.col("page_type").is_in(sorted(candidate_types)))
+    )
     views = stats.select("page_id", "views")
     gaps = (
         cands.filter(~pl.col("page_id").is_in(sorted(shown)))
@@ -292,25 +311,27 @@ def never_recommended(
     busy = float(stats["views"].quantile(0.5)) if stats.height else 0.0
     rows = []
     for r in gaps.head(p.max_per_kind).iter_rows(named=True):
-        rows.append({
-            "insight_id": f"never_recommended:{r['page_id']}",
-            "kind": "never_recommended",
-            "severity": "medium" if r["views"] >= busy and busy > 0 else "low",
-            "subject": r["page_id"],
-            "subject_title": r["title"] or r["page_id"],
-            "metric": "times_recommended",
-            "value": 0.0,
-            "baseline": float(n_lists),
-            "volume": r["views"],
-            "details": (
-                f"in none of {n_lists:,} users' recommendation lists although it had "
-                f"{r['views']:,} views in the window ({len(gaps)} such pages in total)"
-            ),
-            "suggested_action": (
-                "Surface it: add it to related-product slots and category pages, enrich its "
-                "description so content similarity finds it, or retire it if it is obsolete."
-            ),
-        })
+        rows.append(
+            {
+                "insight_id": f"never_recommended:{r['page_id']}",
+                "kind": "never_recommended",
+                "severity": "medium" if r["views"] >= busy and busy > 0 else "low",
+                "subject": r["page_id"],
+                "subject_title": r["title"] or r["page_id"],
+                "metric": "times_recommended",
+                "value": 0.0,
+                "baseline": float(n_lists),
+                "volume": r["views"],
+                "details": (
+                    f"in none of {n_lists:,} users' recommendation lists although it had "
+                    f"{r['views']:,} views in the window ({len(gaps)} such pages in total)"
+                ),
+                "suggested_action": (
+                    "Surface it: add it to related-product slots and category pages, enrich its "
+                    "description so content similarity finds it, or retire it if it is obsolete."
+                ),
+            }
+        )
     return rows
 
 
@@ -319,7 +340,8 @@ def content_islands(
 ) -> list[dict]:
     """Pages with no text, or whose nearest other page is below the similarity threshold."""
     best = similar.filter(pl.col("rank") == 1).select(
-        "page_id", "similarity", nearest="similar_title")
+        "page_id", "similarity", nearest="similar_title"
+    )
     frame = (
         page_embeddings.select("page_id", "has_text")
         .join(best, on="page_id", how="left")
@@ -332,28 +354,31 @@ def content_islands(
     for r in islands.head(p.max_per_kind).iter_rows(named=True):
         empty = not r["has_text"]
         sim = r["similarity"] if r["similarity"] is not None else 0.0
-        rows.append({
-            "insight_id": f"content_island:{r['page_id']}",
-            "kind": "content_island",
-            "severity": "high" if empty else _severity(p.island_similarity - sim, 0.15, 0.05),
-            "subject": r["page_id"],
-            "subject_title": r["title"] or r["page_id"],
-            "metric": "max_similarity",
-            "value": float(sim),
-            "baseline": p.island_similarity,
-            "volume": 0,
-            "details": (
-                "the page has no title, description or category to embed" if empty else
-                f"closest page is '{r['nearest']}' at cosine {sim:.2f}, below "
-                f"{p.island_similarity:.2f}: nothing in the catalogue is close to it"
-            ),
-            "suggested_action": (
-                "Write a title and description so it can be found and recommended."
-                if empty else
-                "Link it from related pages or a category hub, or write related content around "
-                "it; otherwise visitors can only reach it by search."
-            ),
-        })
+        rows.append(
+            {
+                "insight_id": f"content_island:{r['page_id']}",
+                "kind": "content_island",
+                "severity": "high" if empty else _severity(p.island_similarity - sim, 0.15, 0.05),
+                "subject": r["page_id"],
+                "subject_title": r["title"] or r["page_id"],
+                "metric": "max_similarity",
+                "value": float(sim),
+                "baseline": p.island_similarity,
+                "volume": 0,
+                "details": (
+                    "the page has no title, description or category to embed"
+                    if empty
+                    else f"closest page is '{r['nearest']}' at cosine {sim:.2f}, below "
+                    f"{p.island_similarity:.2f}: nothing in the catalogue is close to it"
+                ),
+                "suggested_action": (
+                    "Write a title and description so it can be found and recommended."
+                    if empty
+                    else "Link it from related pages or a category hub, or write related content "
+                    "around it; otherwise visitors can only reach it by search."
+                ),
+            }
+        )
     return rows
 
 
@@ -390,8 +415,10 @@ def build_insights(
     if out.is_empty():
         return out
     return out.sort(
-        pl.col("severity").replace_strict(_SEVERITY_ORDER, return_dtype=pl.Int32), "kind",
-        pl.col("volume"), descending=[False, False, True],
+        pl.col("severity").replace_strict(_SEVERITY_ORDER, return_dtype=pl.Int32),
+        "kind",
+        pl.col("volume"),
+        descending=[False, False, True],
     ).unique("insight_id", keep="first", maintain_order=True)
 
 
@@ -399,5 +426,9 @@ def severity_counts(insights: pl.DataFrame) -> dict[str, int]:
     """How many insights of each kind (for asset metadata)."""
     if insights.is_empty():
         return {}
-    return dict(zip(*insights.group_by("kind").len().sort("kind").to_dict(as_series=False).values()))
-
+    return dict(
+        zip(
+            *insights.group_by("kind").len().sort("kind").to_dict(as_series=False).values(),
+            strict=False,
+        )
+    )

@@ -24,6 +24,7 @@ from sklearn.metrics import (
 )
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
+from threadpoolctl import threadpool_limits
 from xgboost import XGBClassifier
 
 from ubap_assets.core.features import (
@@ -89,8 +90,12 @@ class Design:
         return {"numeric": self.numeric, "categories": self.categories}
 
 
-def make_models(seed: int = 0, n_jobs: int = 2) -> dict[str, object]:
-    """Small enough to train in seconds on tens of thousands of users."""
+def make_models(
+    seed: int = 0, n_jobs: int = 2, threads: int = 1, n_rows: int = 0
+) -> dict[str, object]:
+    """Small enough to train in seconds on tens of thousands of users; each forest tree sees at
+    most 25k rows (half the rows below 50k), so 100k users still train in seconds."""
+    max_samples = min(0.5, 25_000 / n_rows) if n_rows else 0.5
     return {
         "logistic_regression": make_pipeline(
             FunctionTransformer(log1p_nonneg),
@@ -98,10 +103,10 @@ def make_models(seed: int = 0, n_jobs: int = 2) -> dict[str, object]:
             LogisticRegression(max_iter=2000, C=1.0),
         ),
         "random_forest": RandomForestClassifier(
-            n_estimators=120,
+            n_estimators=100,
             max_depth=10,
             min_samples_leaf=20,
-            max_samples=0.5,
+            max_samples=max_samples,
             n_jobs=n_jobs,
             random_state=seed,
         ),
@@ -113,9 +118,10 @@ def make_models(seed: int = 0, n_jobs: int = 2) -> dict[str, object]:
             colsample_bytree=0.8,
             min_child_weight=5,
             tree_method="hist",
-            # One thread: on a busy 2-core machine OpenMP spin-waits made 2 threads 50x slower.
+            # One thread by default: on a busy 2-core machine OpenMP spin-waits made 2 threads
+            # 50x slower than 1.
             eval_metric="logloss",
-            n_jobs=1,
+            n_jobs=threads,
             random_state=seed,
         ),
     }
@@ -231,9 +237,25 @@ def train_task(
     valid: pl.DataFrame,
     plan: TimePlan,
     *,
+    threads: int = 1,
+    **kwargs,
+) -> TaskResult:
+    """Fit and validate the three models of ``task`` (see ``_train_task``); ``threads`` caps
+    BLAS/OpenMP threads, which spin-wait and slow down on a busy machine."""
+    with threadpool_limits(limits=threads):
+        return _train_task(task, train, valid, plan, threads=threads, **kwargs)
+
+
+def _train_task(
+    task: str,
+    train: pl.DataFrame,
+    valid: pl.DataFrame,
+    plan: TimePlan,
+    *,
     seed: int = 0,
     n_jobs: int = 2,
     ceiling: pl.DataFrame | None = None,
+    threads: int = 1,
 ) -> TaskResult:
     """Fit the three models on ``train``, score them on ``valid`` (both carry ``label``).
 
@@ -253,7 +275,7 @@ def train_task(
             f"(ROC-AUC {leak_auc:.3f}); the label is derivable from the features"
         )
     x_train, x_valid = design.matrix(train), design.matrix(valid)
-    models = make_models(seed, n_jobs)
+    models = make_models(seed, n_jobs, threads, n_rows=len(y_train))
     rows, curves = [], []
     for name, model in models.items():
         model.fit(x_train, y_train)
@@ -323,16 +345,29 @@ def predict(model: object, design: Design, frame: pl.DataFrame) -> np.ndarray:
 LABELLERS = {"conversion": conversion_labels, "bounce": bounce_labels}
 
 
+def cutoff_features(
+    con: duckdb.DuckDBPyConnection, plan: TimePlan
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Features at the training and at the validation cutoff (shared by every task)."""
+    return (
+        compute_features(con, plan.train_cutoff, plan.lookback_days),
+        compute_features(con, plan.valid_cutoff, plan.lookback_days),
+    )
+
+
 def training_data(
-    con: duckdb.DuckDBPyConnection, plan: TimePlan, task: str
+    con: duckdb.DuckDBPyConnection,
+    plan: TimePlan,
+    task: str,
+    features: tuple[pl.DataFrame, pl.DataFrame] | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Features at each cutoff joined to the labels of the window right after it."""
     label = LABELLERS[task]
-    frames = []
-    for cutoff in (plan.train_cutoff, plan.valid_cutoff):
-        features = compute_features(con, cutoff, plan.lookback_days)
-        frames.append(label(con, features, cutoff, plan.horizon_days))
-    return frames[0], frames[1]
+    train, valid = features if features is not None else cutoff_features(con, plan)
+    return (
+        label(con, train, plan.train_cutoff, plan.horizon_days),
+        label(con, valid, plan.valid_cutoff, plan.horizon_days),
+    )
 
 
 def train_all(
@@ -342,6 +377,7 @@ def train_all(
     personas: pl.DataFrame | None = None,
     seed: int = 0,
     n_jobs: int = 2,
+    threads: int = 1,
     tasks: tuple[str, ...] = TASKS,
 ) -> dict[str, TaskResult]:
     """Train and validate every task; the conversion ceiling comes from ``personas``."""
@@ -349,8 +385,9 @@ def train_all(
     if personas is not None and not personas.is_empty():
         ceiling = personas.select("user_id", score=pl.col("purchase_propensity_14d"))
     results = {}
+    features = cutoff_features(con, plan)
     for task in tasks:
-        train, valid = training_data(con, plan, task)
+        train, valid = training_data(con, plan, task, features)
         results[task] = train_task(
             task,
             train,
@@ -358,6 +395,7 @@ def train_all(
             plan,
             seed=seed,
             n_jobs=n_jobs,
+            threads=threads,
             ceiling=ceiling if task == "conversion" else None,
         )
     return results

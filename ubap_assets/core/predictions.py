@@ -50,7 +50,7 @@ def predict_users(
         at_risk_probability=pl.Series(p_risk, dtype=pl.Float64),
     )
     return (
-        frame.join(reasons, on="user_id", how="left")
+        frame.join(reasons, on="user_id", how="left", maintain_order="left")
         .with_columns(
             conversion_rank=pl.col("conversion_probability")
             .rank("ordinal", descending=True)

@@ -25,6 +25,7 @@ METHODS: tuple[str, ...] = (
     "content",
     "item_knn",
     "user_knn",
+    "ease",
     "hybrid",
 )
 BASELINES = frozenset({"random", "global_popularity", "segment_popularity"})
@@ -82,6 +83,8 @@ def scores_for(
         base = model.item_knn(rows)
     elif method == "user_knn":
         base = model.user_knn(rows, self_index)
+    elif method == "ease":
+        base = model.ease(rows)
     elif method == "hybrid":
         base, _ = model.hybrid(model.components(rows, segment, self_index))
     else:
@@ -141,7 +144,7 @@ def evaluate(
     sums = {m: {"hr": 0.0, "ndcg": 0.0, "recall": 0.0, "ap": 0.0, "novelty": 0.0} for m in methods}
     seen = {m: np.zeros(cat.size, dtype=bool) for m in methods}
     for start in range(0, len(users), rec._BLOCK):
-        block = users[start:start + rec._BLOCK]
+        block = users[start : start + rec._BLOCK]
         rows = train.strength[block]
         relevant = rel[block].toarray() > 0
         segment = model.user_segment[block]
@@ -175,18 +178,32 @@ def evaluate(
         for m in methods
     ]
     return pl.DataFrame(rows_out, schema=SCHEMA).with_columns(
-        pl.col(c).round(5) for c in ("hr_at_k", "ndcg_at_k", "recall_at_k", "map_at_k",
-                                     "coverage", "novelty")
+        pl.col(c).round(5)
+        for c in ("hr_at_k", "ndcg_at_k", "recall_at_k", "map_at_k", "coverage", "novelty")
     )
 
 
 def _empty_result(split: Split, k: int, note: str) -> pl.DataFrame:
     """No evaluable user: one row per method with zero metrics and the reason in ``note``."""
     return pl.DataFrame(
-        [{"method": m, "is_baseline": m in BASELINES, "k": k, "hr_at_k": 0.0, "ndcg_at_k": 0.0,
-          "recall_at_k": 0.0, "map_at_k": 0.0, "coverage": 0.0, "novelty": 0.0,
-          "users_evaluated": 0, "cutoff_ts": split.cutoff, "test_end_ts": split.test_end,
-          "note": note} for m in METHODS],
+        [
+            {
+                "method": m,
+                "is_baseline": m in BASELINES,
+                "k": k,
+                "hr_at_k": 0.0,
+                "ndcg_at_k": 0.0,
+                "recall_at_k": 0.0,
+                "map_at_k": 0.0,
+                "coverage": 0.0,
+                "novelty": 0.0,
+                "users_evaluated": 0,
+                "cutoff_ts": split.cutoff,
+                "test_end_ts": split.test_end,
+                "note": note,
+            }
+            for m in METHODS
+        ],
         schema=SCHEMA,
     )
 

@@ -11,7 +11,7 @@ min-max scales each component per user and mixes them with configurable weights.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import duckdb
@@ -33,7 +33,7 @@ DEFAULT_NON_RECOMMENDABLE: tuple[str, ...] = ("home", "search", "cart", "checkou
 SOURCES = ("hybrid", "segment_popularity", "global_popularity")
 COMPONENTS = ("content", "collaborative", "popularity")
 EXCLUDE_MODES = ("converted", "seen", "none")
-COLLABORATIVE_METHODS = ("item_knn", "user_knn", "blend")
+COLLABORATIVE_METHODS = ("ease", "item_knn", "user_knn", "blend")
 _BLOCK = 4096  # users scored at once
 _REPEAT = -1e6  # score offset of excluded pages used only to fill a list up to k
 
@@ -47,15 +47,16 @@ class RecParams:
     """Knobs of the recommender (the Dagster configs mirror these fields)."""
 
     k: int = 10
-    w_content: float = 0.25
-    w_collaborative: float = 0.6
-    w_popularity: float = 0.15
-    collaborative: str = "item_knn"
+    w_content: float = 0.1
+    w_collaborative: float = 0.85
+    w_popularity: float = 0.05
+    collaborative: str = "ease"
+    ease_lambda: float = 500.0
     content_neighbours: int = 20
     item_neighbours: int = 40
     user_neighbours: int = 50
     user_pool: int = 20_000
-    half_life_days: float = 14.0
+    half_life_days: float = 30.0
     history_days: int = 90
     event_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS))
     conversion_events: tuple[str, ...] = ("purchase",)
@@ -74,13 +75,17 @@ class RecParams:
                 f"collaborative={self.w_collaborative}, popularity={self.w_popularity})"
             )
         if self.exclude not in EXCLUDE_MODES:
-            raise RecommendationError(f"exclude must be one of {EXCLUDE_MODES} (got {self.exclude!r})")
+            raise RecommendationError(
+                f"exclude must be one of {EXCLUDE_MODES} (got {self.exclude!r})"
+            )
         if self.collaborative not in COLLABORATIVE_METHODS:
             raise RecommendationError(
                 f"collaborative must be one of {COLLABORATIVE_METHODS} (got {self.collaborative!r})"
             )
         if self.half_life_days <= 0 or self.history_days < 1:
             raise RecommendationError("half_life_days must be > 0 and history_days >= 1")
+        if self.ease_lambda <= 0:
+            raise RecommendationError(f"ease_lambda must be > 0 (got {self.ease_lambda})")
         if min(self.content_neighbours, self.item_neighbours, self.user_neighbours) < 1:
             raise RecommendationError("neighbour counts must be at least 1")
         return self
@@ -93,16 +98,17 @@ def page_texts(pages: pl.DataFrame) -> pl.DataFrame:
     """page_id, text (title. description. category), has_text — what gets embedded."""
     if pages.is_empty():
         raise RecommendationError("the pages table is empty: materialize 'pages' first")
-    parts = [pl.col(c).cast(pl.String).fill_null("").str.strip_chars() for c in
-             ("title", "description", "category")]
-    return (
-        pages.select(
-            "page_id",
-            pl.concat_list(parts).list.eval(pl.element().filter(pl.element() != ""))
-            .list.join(". ").alias("text"),
-        )
-        .with_columns(has_text=pl.col("text").str.len_chars() > 0)
-    )
+    parts = [
+        pl.col(c).cast(pl.String).fill_null("").str.strip_chars()
+        for c in ("title", "description", "category")
+    ]
+    return pages.select(
+        "page_id",
+        pl.concat_list(parts)
+        .list.eval(pl.element().filter(pl.element() != ""))
+        .list.join(". ")
+        .alias("text"),
+    ).with_columns(has_text=pl.col("text").str.len_chars() > 0)
 
 
 def embeddings_frame(texts: pl.DataFrame, vectors: np.ndarray, model: str) -> pl.DataFrame:
@@ -123,7 +129,10 @@ def embedding_matrix(page_embeddings: pl.DataFrame, page_ids: np.ndarray) -> np.
         return np.zeros((len(page_ids), 1), dtype=np.float32)
     dim = len(page_embeddings["embedding"][0])
     ordered = pl.DataFrame({"page_id": page_ids}).join(
-        page_embeddings.select("page_id", "embedding"), on="page_id", how="left", maintain_order="left"
+        page_embeddings.select("page_id", "embedding"),
+        on="page_id",
+        how="left",
+        maintain_order="left",
     )
     filled = ordered["embedding"].fill_null(pl.lit([0.0] * dim, dtype=pl.List(pl.Float32)))
     return np.nan_to_num(np.asarray(filled.to_list(), dtype=np.float32)).reshape(len(page_ids), dim)
@@ -131,8 +140,14 @@ def embedding_matrix(page_embeddings: pl.DataFrame, page_ids: np.ndarray) -> np.
 
 def similar_pages(page_embeddings: pl.DataFrame, pages: pl.DataFrame, k: int = 10) -> pl.DataFrame:
     """Top-k cosine neighbours per page (never itself; pages without text get no neighbours)."""
-    schema = {"page_id": pl.String, "rank": pl.Int32, "similar_page_id": pl.String,
-              "similarity": pl.Float64, "same_category": pl.Boolean, "similar_title": pl.String}
+    schema = {
+        "page_id": pl.String,
+        "rank": pl.Int32,
+        "similar_page_id": pl.String,
+        "similarity": pl.Float64,
+        "same_category": pl.Boolean,
+        "similar_title": pl.String,
+    }
     ids = page_embeddings["page_id"].to_numpy()
     n = len(ids)
     if n < 2:
@@ -149,16 +164,23 @@ def similar_pages(page_embeddings: pl.DataFrame, pages: pl.DataFrame, k: int = 1
     score = sims[rows, cols]
     keep = np.isfinite(score) & valid[rows]
     meta = pages.select("page_id", "title", "category")
-    out = pl.DataFrame({
-        "page_id": ids[rows[keep]],
-        "rank": np.tile(np.arange(1, kk + 1, dtype=np.int32), n)[keep],
-        "similar_page_id": ids[cols[keep]],
-        "similarity": score[keep].astype(np.float64).round(6),
-    })
+    out = pl.DataFrame(
+        {
+            "page_id": ids[rows[keep]],
+            "rank": np.tile(np.arange(1, kk + 1, dtype=np.int32), n)[keep],
+            "similar_page_id": ids[cols[keep]],
+            "similarity": score[keep].astype(np.float64).round(6),
+        }
+    )
     return (
         out.join(meta.select("page_id", pl.col("category").alias("_c")), on="page_id", how="left")
-        .join(meta.rename({"page_id": "similar_page_id", "title": "similar_title",
-                           "category": "_sc"}), on="similar_page_id", how="left")
+        .join(
+            meta.rename(
+                {"page_id": "similar_page_id", "title": "similar_title", "category": "_sc"}
+            ),
+            on="similar_page_id",
+            how="left",
+        )
         .with_columns(same_category=(pl.col("_c") == pl.col("_sc")).fill_null(False))
         .select(list(schema))
         .cast(schema)
@@ -205,8 +227,14 @@ def load_interactions(
         WHERE w > 0
         GROUP BY user_id, page_id
     """
-    args = [decay_to or end, params.half_life_days, list(params.conversion_events),
-            *case_params, start, end]
+    args = [
+        decay_to or end,
+        params.half_life_days,
+        list(params.conversion_events),
+        *case_params,
+        start,
+        end,
+    ]
     return con.execute(sql, args).pl()
 
 
@@ -221,9 +249,13 @@ def engaged_pages(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime
 
 def load_segments(con: duckdb.DuckDBPyConnection) -> tuple[pl.DataFrame | None, str]:
     """user_segments(user_id, segment_id, segment_name) if the table exists, else (None, why)."""
-    cols = {r[0] for r in con.execute(
-        "SELECT column_name FROM information_schema.columns "
-        "WHERE table_schema = 'main' AND table_name = 'user_segments'").fetchall()}
+    cols = {
+        r[0]
+        for r in con.execute(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = 'main' AND table_name = 'user_segments'"
+        ).fetchall()
+    }
     if not cols:
         return None, "user_segments does not exist yet: segment popularity falls back to global"
     if not {"user_id", "segment_id"} <= cols:
@@ -267,8 +299,11 @@ def build_catalogue(
     if not recommendable.any():
         recommendable[:] = True
         note = "no page outside the non-recommendable types: every page is a candidate"
-    emb = (embedding_matrix(page_embeddings, ids) if page_embeddings is not None
-           else np.zeros((len(ids), 1), dtype=np.float32))
+    emb = (
+        embedding_matrix(page_embeddings, ids)
+        if page_embeddings is not None
+        else np.zeros((len(ids), 1), dtype=np.float32)
+    )
     return Catalogue(ids, titles, recommendable, emb, note)
 
 
@@ -286,8 +321,9 @@ class Interactions:
 
 def build_interactions(frame: pl.DataFrame, catalogue: Catalogue) -> Interactions:
     """Sparse matrices from ``load_interactions`` rows; pages outside the catalogue are dropped."""
-    page_index = pl.DataFrame({"page_id": catalogue.page_ids,
-                               "_p": np.arange(catalogue.size, dtype=np.int64)})
+    page_index = pl.DataFrame(
+        {"page_id": catalogue.page_ids, "_p": np.arange(catalogue.size, dtype=np.int64)}
+    )
     rows = frame.join(page_index, on="page_id", how="inner")
     users = rows["user_id"].unique().sort()
     user_index = pl.DataFrame({"user_id": users, "_u": np.arange(len(users), dtype=np.int64)})
@@ -295,7 +331,9 @@ def build_interactions(frame: pl.DataFrame, catalogue: Catalogue) -> Interaction
     u = rows["_u"].to_numpy()
     p = rows["_p"].to_numpy()
     shape = (len(users), catalogue.size)
-    w = np.log1p(rows["weight"].fill_null(0.0).fill_nan(0.0).clip(0.0).to_numpy()).astype(np.float32)
+    w = np.log1p(rows["weight"].fill_null(0.0).fill_nan(0.0).clip(0.0).to_numpy()).astype(
+        np.float32
+    )
     strength = sp.csr_matrix((w, (u, p)), shape=shape, dtype=np.float32)
     conv = rows["converted"].fill_null(False).to_numpy().astype(np.float32)
     converted = sp.csr_matrix((conv, (u, p)), shape=shape, dtype=np.float32)
@@ -341,6 +379,7 @@ class RecModel:
     params: RecParams
     content_sim: np.ndarray  # (pages, pages) pruned cosine of embeddings
     item_sim: np.ndarray  # (pages, pages) pruned cosine of interaction columns
+    ease_weights: np.ndarray  # (pages, pages) EASE item-item regression weights, zero diagonal
     popularity: np.ndarray  # (pages,) decayed preference mass
     user_counts: np.ndarray  # (pages,) distinct users (novelty)
     segment_ids: np.ndarray  # segment labels (index = segment number)
@@ -360,6 +399,10 @@ class RecModel:
     def item_knn(self, rows: sp.csr_matrix) -> np.ndarray:
         return np.asarray(rows @ self.item_sim, dtype=np.float32)
 
+    def ease(self, rows: sp.csr_matrix) -> np.ndarray:
+        """EASE (Steck 2019): a closed-form linear item-item model learned from all users."""
+        return np.asarray(rows @ self.ease_weights, dtype=np.float32)
+
     def user_knn(self, rows: sp.csr_matrix, self_index: np.ndarray | None = None) -> np.ndarray:
         """Sum of the n most similar users' preferences, weighted by cosine similarity.
 
@@ -375,8 +418,11 @@ class RecModel:
             hit = np.flatnonzero((pool[pos] == self_index) & (self_index >= 0))
             sims[hit, pos[hit]] = 0.0
         n = min(self.params.user_neighbours, sims.shape[1])
-        idx = np.argpartition(-sims, n - 1, axis=1)[:, :n] if n < sims.shape[1] else \
-            np.broadcast_to(np.arange(sims.shape[1]), sims.shape)
+        idx = (
+            np.argpartition(-sims, n - 1, axis=1)[:, :n]
+            if n < sims.shape[1]
+            else np.broadcast_to(np.arange(sims.shape[1]), sims.shape)
+        )
         vals = np.take_along_axis(sims, idx, axis=1)
         graph = sp.csr_matrix(
             (vals.ravel(), (np.repeat(np.arange(len(idx)), idx.shape[1]), idx.ravel())),
@@ -386,11 +432,17 @@ class RecModel:
 
     def collaborative(self, rows: sp.csr_matrix, self_index: np.ndarray | None) -> np.ndarray:
         how = self.params.collaborative
+        if how == "ease":
+            return self.ease(rows)
         if how == "item_knn":
             return self.item_knn(rows)
         if how == "user_knn":
             return self.user_knn(rows, self_index)
-        return _minmax_rows(self.item_knn(rows)) + _minmax_rows(self.user_knn(rows, self_index))
+        return (
+            _minmax_rows(self.ease(rows))
+            + _minmax_rows(self.item_knn(rows))
+            + _minmax_rows(self.user_knn(rows, self_index))
+        )
 
     def popularity_for(self, segment: np.ndarray) -> np.ndarray:
         """Per-user popularity: the user's segment's where known, else global."""
@@ -412,8 +464,11 @@ class RecModel:
     def hybrid(self, parts: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Weighted sum of per-user min-max scaled components, and each weighted part."""
         p = self.params
-        weights = {"content": p.w_content, "collaborative": p.w_collaborative,
-                   "popularity": p.w_popularity}
+        weights = {
+            "content": p.w_content,
+            "collaborative": p.w_collaborative,
+            "popularity": p.w_popularity,
+        }
         weighted = {name: weights[name] * _minmax_rows(parts[name]) for name in COMPONENTS}
         total = weighted["content"] + weighted["collaborative"] + weighted["popularity"]
         return total, weighted
@@ -433,6 +488,16 @@ def _row_normalize(m: sp.csr_matrix) -> sp.csr_matrix:
     return sp.csr_matrix(sp.diags(inv.astype(np.float32)) @ m)
 
 
+def _ease(strength: sp.csr_matrix, lam: float) -> np.ndarray:
+    """EASE weights B = -P / diag(P) with P = (X'X + lam I)^-1 and a zero diagonal."""
+    gram = np.asarray((strength.T @ strength).todense(), dtype=np.float64)
+    gram[np.diag_indices_from(gram)] += lam
+    inv = np.linalg.inv(gram)
+    weights = -inv / np.diag(inv)
+    np.fill_diagonal(weights, 0.0)
+    return weights.astype(np.float32)
+
+
 def fit(
     catalogue: Catalogue,
     train: Interactions,
@@ -448,8 +513,12 @@ def fit(
     if not np.abs(emb).sum():
         notes.append("no page embeddings: the content component is zero")
     cols = _row_normalize(sp.csr_matrix(train.strength.T))
-    item = _prune(np.asarray((cols @ cols.T).todense()), params.item_neighbours) if n > 1 \
+    item = (
+        _prune(np.asarray((cols @ cols.T).todense()), params.item_neighbours)
+        if n > 1
         else np.zeros((n, n))
+    )
+    ease = _ease(train.strength, params.ease_lambda)
     popularity = np.asarray(train.strength.sum(axis=0)).ravel().astype(np.float32)
     counts = np.diff(sp.csc_matrix(train.strength).indptr).astype(np.float64)
     if train.n_users == 0:
@@ -462,7 +531,8 @@ def fit(
     segment_of = pl.DataFrame(schema={"user_id": pl.String, "_s": pl.Int64})
     if segments is not None and params.use_segments and not segments.is_empty():
         labels = segments.unique("user_id", keep="first").select(
-            pl.col("user_id").cast(pl.String), pl.col("segment_id").cast(pl.String),
+            pl.col("user_id").cast(pl.String),
+            pl.col("segment_id").cast(pl.String),
             pl.col("segment_name").cast(pl.String).fill_null(pl.col("segment_id").cast(pl.String)),
         )
         names = labels.unique("segment_id", keep="first").sort("segment_id")
@@ -470,15 +540,19 @@ def fit(
         seg_names = names["segment_name"].to_numpy().astype(str)
         code = {s: i for i, s in enumerate(seg_ids)}
         labels = labels.with_columns(
-            _s=pl.col("segment_id").replace_strict(code, return_dtype=pl.Int64))
+            _s=pl.col("segment_id").replace_strict(code, return_dtype=pl.Int64)
+        )
         segment_of = labels.select("user_id", "_s")
         joined = pl.DataFrame({"user_id": train.user_ids}).join(
-            labels.select("user_id", "_s"), on="user_id", how="left", maintain_order="left")
+            labels.select("user_id", "_s"), on="user_id", how="left", maintain_order="left"
+        )
         user_segment = joined["_s"].fill_null(-1).to_numpy().astype(np.int64)
         member = user_segment >= 0
         onehot = sp.csr_matrix(
-            (np.ones(member.sum(), dtype=np.float32),
-             (user_segment[member], np.flatnonzero(member))),
+            (
+                np.ones(member.sum(), dtype=np.float32),
+                (user_segment[member], np.flatnonzero(member)),
+            ),
             shape=(len(seg_ids), train.n_users),
         )
         seg_pop = np.asarray((onehot @ train.strength).todense(), dtype=np.float32)
@@ -490,18 +564,35 @@ def fit(
     elif params.use_segments:
         notes.append("no segments: segment popularity = global popularity")
 
-    model = RecModel(catalogue, train, params, content.astype(np.float32),
-                     item.astype(np.float32), popularity, counts, seg_ids, seg_names, seg_pop,
-                     user_segment, segment_of, notes)
+    model = RecModel(
+        catalogue,
+        train,
+        params,
+        content.astype(np.float32),
+        item.astype(np.float32),
+        ease,
+        popularity,
+        counts,
+        seg_ids,
+        seg_names,
+        seg_pop,
+        user_segment,
+        segment_of,
+        notes,
+    )
     # user-kNN compares against a seeded sample of at most user_pool users (bounded cost).
     rng = np.random.default_rng(params.seed)
     size = min(params.user_pool, train.n_users)
-    pool = np.sort(rng.choice(train.n_users, size=size, replace=False)) if size else \
-        np.zeros(0, dtype=np.int64)
+    pool = (
+        np.sort(rng.choice(train.n_users, size=size, replace=False))
+        if size
+        else np.zeros(0, dtype=np.int64)
+    )
     model._pool = pool
     model._pool_strength = train.strength[pool]
     model._user_norm_t = np.ascontiguousarray(
-        _row_normalize(model._pool_strength).toarray().T, dtype=np.float32)
+        _row_normalize(model._pool_strength).toarray().T, dtype=np.float32
+    )
     return model
 
 
@@ -534,24 +625,43 @@ def recommend(
     k = min(model.params.k, int(cat.recommendable.sum()))
     lookup = (
         pl.DataFrame({"user_id": user_ids})
-        .join(pl.DataFrame({"user_id": model.train.user_ids,
-                            "_i": np.arange(model.train.n_users, dtype=np.int64)}),
-              on="user_id", how="left", maintain_order="left")
+        .join(
+            pl.DataFrame(
+                {
+                    "user_id": model.train.user_ids,
+                    "_i": np.arange(model.train.n_users, dtype=np.int64),
+                }
+            ),
+            on="user_id",
+            how="left",
+            maintain_order="left",
+        )
         .join(model.segment_of, on="user_id", how="left", maintain_order="left")
     )
     train_idx = lookup["_i"].fill_null(-1).to_numpy()
     segment = lookup["_s"].fill_null(-1).to_numpy().astype(np.int64)
     frames = [
-        _recommend_block(model, user_ids[s:s + _BLOCK], train_idx[s:s + _BLOCK],
-                         segment[s:s + _BLOCK], k)
+        _recommend_block(
+            model, user_ids[s : s + _BLOCK], train_idx[s : s + _BLOCK], segment[s : s + _BLOCK], k
+        )
         for s in range(0, len(user_ids), _BLOCK)
     ]
-    schema = {"user_id": pl.String, "rank": pl.Int32, "page_id": pl.String, "title": pl.String,
-              "score": pl.Float64, "source": pl.String, "top_signal": pl.String,
-              "reason": pl.String}
+    schema = {
+        "user_id": pl.String,
+        "rank": pl.Int32,
+        "page_id": pl.String,
+        "title": pl.String,
+        "score": pl.Float64,
+        "source": pl.String,
+        "top_signal": pl.String,
+        "reason": pl.String,
+    }
     out = pl.concat(frames) if frames else pl.DataFrame(schema=schema)
-    return out.select(list(schema)).cast(schema).with_columns(
-        generated_at=pl.lit(generated_at, dtype=pl.Datetime("us")))
+    return (
+        out.select(list(schema))
+        .cast(schema)
+        .with_columns(generated_at=pl.lit(generated_at, dtype=pl.Datetime("us")))
+    )
 
 
 def _recommend_block(
@@ -578,11 +688,13 @@ def _recommend_block(
 
     # Which component contributed most, and which history page explains it.
     stack = np.stack([np.take_along_axis(weighted[c], top, axis=1) for c in COMPONENTS])
-    dense = rows.toarray()
+    # Explain with history pages a person would recognise (not navigation pages like Home).
+    dense = rows.toarray() * cat.recommendable[None, :]
     anchor_c = np.argmax(dense[:, None, :] * model.content_sim.T[top], axis=2)
-    anchor_i = np.argmax(dense[:, None, :] * model.item_sim.T[top], axis=2)
+    item_graph = model.ease_weights if model.params.collaborative == "ease" else model.item_sim
+    anchor_i = np.argmax(dense[:, None, :] * item_graph.T[top], axis=2)
     has_c = np.take_along_axis(dense @ model.content_sim, top, axis=1) > 0
-    has_i = np.take_along_axis(dense @ model.item_sim, top, axis=1) > 0
+    has_i = np.take_along_axis(dense @ np.clip(item_graph, 0, None), top, axis=1) > 0
 
     # Strings are gathered inside polars from small lookup series (fast), never built in numpy.
     seg_known = segment >= 0
@@ -594,23 +706,25 @@ def _recommend_block(
     pages = pl.Series(cat.page_ids.tolist())
     titles = pl.Series(cat.titles.tolist())
     seg_names = pl.Series([""] + model.segment_names.tolist())
-    frame = pl.DataFrame({
-        "user_id": pl.Series(users.tolist()).gather(np.repeat(np.arange(n), k)),
-        "rank": np.tile(np.arange(1, k + 1, dtype=np.int32), n),
-        "page_id": pages.gather(top.ravel()),
-        "title": titles.gather(top.ravel()),
-        "score": np.where(repeat, 0.0, top_score).ravel().astype(np.float64),
-        "source": names.gather(src),
-        "top_signal": signals.gather(sig),
-        "anchor_content": titles.gather(anchor_c.ravel()),
-        "anchor_item": titles.gather(anchor_i.ravel()),
-        "has_c": has_c.ravel(),
-        "has_i": has_i.ravel(),
-        "segment_name": seg_names.gather(np.repeat(np.where(seg_known, segment + 1, 0), k)),
-        "w_c": np.take_along_axis(weighted["content"], top, axis=1).ravel(),
-        "w_i": np.take_along_axis(weighted["collaborative"], top, axis=1).ravel(),
-        "w_p": np.take_along_axis(weighted["popularity"], top, axis=1).ravel(),
-    })
+    frame = pl.DataFrame(
+        {
+            "user_id": pl.Series(users.tolist()).gather(np.repeat(np.arange(n), k)),
+            "rank": np.tile(np.arange(1, k + 1, dtype=np.int32), n),
+            "page_id": pages.gather(top.ravel()),
+            "title": titles.gather(top.ravel()),
+            "score": np.where(repeat, 0.0, top_score).ravel().astype(np.float64),
+            "source": names.gather(src),
+            "top_signal": signals.gather(sig),
+            "anchor_content": titles.gather(anchor_c.ravel()),
+            "anchor_item": titles.gather(anchor_i.ravel()),
+            "has_c": has_c.ravel(),
+            "has_i": has_i.ravel(),
+            "segment_name": seg_names.gather(np.repeat(np.where(seg_known, segment + 1, 0), k)),
+            "w_c": np.take_along_axis(weighted["content"], top, axis=1).ravel(),
+            "w_i": np.take_along_axis(weighted["collaborative"], top, axis=1).ravel(),
+            "w_p": np.take_along_axis(weighted["popularity"], top, axis=1).ravel(),
+        }
+    )
     return frame.with_columns(score=pl.col("score").round(6), reason=_reason(model))
 
 
@@ -619,17 +733,36 @@ def _reason(model: RecModel) -> pl.Expr:
     seg = pl.col("segment_name")
     in_segment = pl.concat_str(pl.lit("popular in your segment '"), seg, pl.lit("'"))
     popular = pl.when(seg != "").then(in_segment).otherwise(pl.lit("popular across the site"))
-    content = pl.when(pl.col("has_c")).then(pl.concat_str(
-        pl.lit("similar to '"), pl.col("anchor_content"), pl.lit("' that you engaged with")
-    )).otherwise(popular)
-    collab = (pl.lit("engaged with by users whose history resembles yours") if user_based else
-              pl.when(pl.col("has_i")).then(pl.concat_str(
-                  pl.lit("people who engaged with '"), pl.col("anchor_item"),
-                  pl.lit("' also engaged with this"))).otherwise(popular))
+    content = (
+        pl.when(pl.col("has_c"))
+        .then(
+            pl.concat_str(
+                pl.lit("similar to '"), pl.col("anchor_content"), pl.lit("' that you engaged with")
+            )
+        )
+        .otherwise(popular)
+    )
+    collab = (
+        pl.lit("engaged with by users whose history resembles yours")
+        if user_based
+        else pl.when(pl.col("has_i"))
+        .then(
+            pl.concat_str(
+                pl.lit("people who engaged with '"),
+                pl.col("anchor_item"),
+                pl.lit("' also engaged with this"),
+            )
+        )
+        .otherwise(popular)
+    )
     parts = pl.concat_str(
-        pl.lit(" (content "), pl.col("w_c").round(2).cast(pl.String),
-        pl.lit(", collaborative "), pl.col("w_i").round(2).cast(pl.String),
-        pl.lit(", popularity "), pl.col("w_p").round(2).cast(pl.String), pl.lit(")"),
+        pl.lit(" (content "),
+        pl.col("w_c").round(2).cast(pl.String),
+        pl.lit(", collaborative "),
+        pl.col("w_i").round(2).cast(pl.String),
+        pl.lit(", popularity "),
+        pl.col("w_p").round(2).cast(pl.String),
+        pl.lit(")"),
     )
     sig = pl.col("top_signal")
     return (
@@ -639,7 +772,9 @@ def _reason(model: RecModel) -> pl.Expr:
         .then(pl.concat_str(pl.lit("no history yet: "), in_segment))
         .when(pl.col("source") == "global_popularity")
         .then(pl.lit("no history yet: popular across the site"))
-        .when(sig == "content").then(pl.concat_str(content, parts))
-        .when(sig == "collaborative").then(pl.concat_str(collab, parts))
+        .when(sig == "content")
+        .then(pl.concat_str(content, parts))
+        .when(sig == "collaborative")
+        .then(pl.concat_str(collab, parts))
         .otherwise(pl.concat_str(popular, parts))
     )

@@ -14,6 +14,7 @@ from scipy.optimize import linear_sum_assignment
 from sklearn.cluster import AgglomerativeClustering, KMeans
 from sklearn.metrics import adjusted_rand_score, davies_bouldin_score, silhouette_score
 from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 
 # Clustered on (log1p, standardised): how much, and mostly *how*, people use the site. Rates
 # rather than counts, so a persona is not split by how active its members happen to be.
@@ -143,7 +144,17 @@ def _disambiguate(names: list[str], profiles: pl.DataFrame, overall: dict[str, f
     return unique
 
 
-def segment_users(
+def segment_users(features: pl.DataFrame, *, threads: int = 1, **kwargs) -> SegmentationResult:
+    """Cluster users; return per-user labels, per-segment profiles and quality metrics.
+
+    ``threads`` caps BLAS/OpenMP threads: on a shared 2-core machine more threads spin-wait
+    and run several times slower. Other keyword arguments: see ``_segment_users``.
+    """
+    with threadpool_limits(limits=threads):
+        return _segment_users(features, **kwargs)
+
+
+def _segment_users(
     features: pl.DataFrame,
     *,
     k_min: int = 3,
@@ -152,11 +163,10 @@ def segment_users(
     previous_profiles: pl.DataFrame | None = None,
     personas: pl.DataFrame | None = None,
     run_id: str = "",
-    silhouette_sample: int = 5000,
+    silhouette_sample: int = 3000,
     ward_sample: int = 3000,
     kmeans_sample: int = 30000,
 ) -> SegmentationResult:
-    """Cluster users; return per-user labels, per-segment profiles and quality metrics."""
     if k_min < 2 or k_max < k_min:
         raise SegmentationError(f"k range must satisfy 2 <= k_min <= k_max (got {k_min}..{k_max})")
     n = features.height
@@ -221,7 +231,9 @@ def segment_users(
         distance_to_centroid=pl.Series(distance, dtype=pl.Float64),
     )
     if personas is not None and not personas.is_empty():
-        segments = segments.join(personas.select("user_id", "persona"), on="user_id", how="left")
+        segments = segments.join(
+            personas.select("user_id", "persona"), on="user_id", how="left", maintain_order="left"
+        )
         known = segments.filter(pl.col("persona").is_not_null())
         if known.height:
             metrics["persona_ari"] = float(

@@ -354,7 +354,10 @@ def deterministic_narrative(facts: Facts) -> str:
     segs = d.get("segments")
     if segs:
         top = segs[0]
-        mover = max(segs, key=lambda s: abs(s["sessions_change"] or 0))
+        # The biggest mover among segments with at least 5% of the sessions (tiny ones are noise).
+        total = sum(x["sessions"] for x in segs) or 1
+        sizable = [x for x in segs if x["sessions"] >= 0.05 * total] or segs
+        mover = max(sizable, key=lambda x: abs(x["sessions_change"] or 0))
         lines.append(
             f"Segments: {top['segment']} brings the most sessions ({top['sessions']:,}, "
             f"conversion {_rate(top['conversion_rate'])}); biggest change: {mover['segment']} "

@@ -67,7 +67,7 @@ class Embedder(dg.ConfigurableResource):
         has_text = np.array([bool(t.strip()) for t in texts])
         out = np.zeros((len(texts), self.dimension()), dtype=np.float32)
         if has_text.any():
-            encoded = self._encode([t for t, keep in zip(texts, has_text) if keep])
+            encoded = self._encode([t for t, keep in zip(texts, has_text, strict=False) if keep])
             out[has_text] = _normalize(encoded)
         return out
 
@@ -94,8 +94,9 @@ class SentenceEmbedder(Embedder):
 
     def dimension(self) -> int:
         model = self._model()
-        getter = getattr(model, "get_embedding_dimension", None) or getattr(
-            model, "get_sentence_embedding_dimension"
+        getter = (
+            getattr(model, "get_embedding_dimension", None)
+            or model.get_sentence_embedding_dimension
         )
         return int(getter())
 
@@ -123,7 +124,7 @@ class HashingEmbedder(Embedder):
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         for row, text in enumerate(texts):
             words = _TOKEN.findall(text.lower())
-            for token in words + [f"{a} {b}" for a, b in zip(words, words[1:])]:
+            for token in words + [f"{a} {b}" for a, b in zip(words, words[1:], strict=False)]:
                 digest = hashlib.blake2b(token.encode(), digest_size=8).digest()
                 value = int.from_bytes(digest, "little")
                 out[row, value % self.dim] += 1.0 if (value >> 32) & 1 else -1.0

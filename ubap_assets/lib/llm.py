@@ -38,7 +38,11 @@ class GeminiResource(dg.ConfigurableResource):
     retry_initial_delay_s: float = Field(default=1.0, description="First back-off delay.")
     retry_max_delay_s: float = Field(default=8.0, description="Longest back-off delay.")
     temperature: float = Field(default=0.2, description="Sampling temperature.")
-    max_output_tokens: int = Field(default=1024, description="Longest answer, in tokens.")
+    # Gemini 2.5 models think before answering and the thinking counts against this limit.
+    max_output_tokens: int = Field(default=4096, description="Longest answer, in tokens.")
+    thinking_budget: int = Field(
+        default=-1, description="Thinking tokens (0 = off on Flash); -1 = the model's default."
+    )
 
     def resolved_key(self) -> str:
         return (self.api_key or os.environ.get(KEY_ENV, "")).strip()
@@ -82,6 +86,11 @@ class GeminiResource(dg.ConfigurableResource):
             system_instruction=system,
             temperature=self.temperature,
             max_output_tokens=self.max_output_tokens,
+            thinking_config=(
+                types.ThinkingConfig(thinking_budget=self.thinking_budget)
+                if self.thinking_budget >= 0
+                else None
+            ),
         )
         try:
             with self._client() as client:

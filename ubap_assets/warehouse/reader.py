@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import duckdb
+import numpy as np
 import polars as pl
 
 from ubap_assets.warehouse import tables as t
@@ -107,11 +108,12 @@ class _KeyedTable:
 
     def __init__(self, frame: pl.DataFrame, key: str):
         self.frame = frame
-        self.keys = frame[key]
+        # numpy, not Series.search_sorted: that runs a lazy query (about 1 ms) per call.
+        self.keys = np.asarray(frame[key].fill_null("").to_list(), dtype=str)
 
     def rows(self, value: str) -> pl.DataFrame:
-        lo = self.keys.search_sorted(value, "left")
-        hi = self.keys.search_sorted(value, "right")
+        lo = int(np.searchsorted(self.keys, value, "left"))
+        hi = int(np.searchsorted(self.keys, value, "right"))
         return self.frame.slice(lo, hi - lo)
 
 
@@ -120,14 +122,21 @@ class _ConnectionCache:
 
     def __init__(self, max_open: int = _MAX_OPEN_SNAPSHOTS):
         self._lock = threading.Lock()
-        self._open: OrderedDict[tuple[str, int], _OpenSnapshot] = OrderedDict()
+        self._open: OrderedDict[str, _OpenSnapshot] = OrderedDict()
         self._max_open = max_open
 
     def acquire(self, snapshot: Snapshot) -> _OpenSnapshot:
-        key = (str(snapshot.path), snapshot.path.stat().st_ino)
+        # Snapshot files are never rewritten under the same name (publish refuses), so the path
+        # is the identity; no stat per request.
+        key = str(snapshot.path)
         with self._lock:
             entry = self._open.get(key)
             if entry is None:
+                if not snapshot.path.exists():
+                    raise FileNotFoundError(
+                        f"snapshot file {snapshot.path} is gone (pruned after newer snapshots "
+                        "went live): open a new reader with open_reader()"
+                    )
                 entry = _OpenSnapshot(snapshot)
                 self._open[key] = entry
             self._open.move_to_end(key)
@@ -515,7 +524,7 @@ class SnapshotReader:
             daily.group_by("step_index", "step").agg(pl.col("sessions").sum()).sort("step_index")
         )
         sessions = [int(n) for n in steps["sessions"]]
-        prev = [None, *sessions[:-1]]
+        prev = [None, *sessions[:-1]] if sessions else []
         step_conv = [
             1.0 if p is None else (n / p if p else 0.0) for n, p in zip(sessions, prev, strict=True)
         ]

@@ -109,14 +109,19 @@ if ui.require(info, t.MODEL_METRICS, what="The model cards"):
             title = f"{card['model']}{' (in use)' if card['is_best'] else ''}"
             with st.expander(f"Model card: {title}"):
                 features = json.loads(card["features_json"] or "[]")
-                st.markdown(
-                    f"- version `{card['model_version']}`, artifact `{card['artifact_path']}`\n"
-                    f"- training labels up to {card['label_window_train_end']}, validation labels "
-                    f"up to {card['label_window_valid_end']}\n"
-                    f"- horizon {card['horizon_days']} days, "
-                    f"lookback {card['lookback_days']} days, "
-                    f"threshold {card['threshold']:.3f}\n"
-                    f"- {len(features)} features: {', '.join(features)}"
-                )
+                lines = [
+                    f"- version `{card['model_version']}`, artifact `{card['artifact_path']}`",
+                    f"- training labels up to {card['label_window_train_end']:%Y-%m-%d}, "
+                    f"validation labels up to {card['label_window_valid_end']:%Y-%m-%d}",
+                    f"- horizon {card['horizon_days']} days, lookback {card['lookback_days']} "
+                    f"days, threshold {card['threshold']:.3f}",
+                    f"- {len(features)} features: {', '.join(features)}",
+                ]
+                if card.get("max_single_feature_auc") is not None:
+                    lines.append(
+                        f"- leakage guard: the best single feature ({card['leakiest_feature']}) "
+                        f"reaches ROC-AUC {card['max_single_feature_auc']:.3f} on its own"
+                    )
+                st.markdown("\n".join(lines))
                 st.json(json.loads(card["metrics_json"] or "{}"), expanded=False)
         ui.table(cards_frame, f"model_cards_{task}")

@@ -93,7 +93,11 @@ def _infer_page_type(url: pl.Expr, price: pl.Expr) -> pl.Expr:
 
 
 def _words(text: pl.Expr) -> pl.Expr:
-    return text.str.replace_all(r"[-_.+]+", " ").str.strip_chars().str.to_titlecase()
+    """Slugs and codes as words: "sewing_machine" -> "Sewing Machine"; "TV & Audio" stays."""
+    words = text.str.replace_all(r"[-_.+]+", " ").str.strip_chars()
+    return (
+        pl.when(words == words.str.to_lowercase()).then(words.str.to_titlecase()).otherwise(words)
+    )
 
 
 def derive_pages(events: pl.LazyFrame) -> pl.DataFrame:

@@ -99,9 +99,13 @@ class _Prepared:
 # --- one file -> canonical columns + a reject reason per row ---------------------------------
 
 
+# Text that exports write for "no value" (pandas, Postgres COPY, JavaScript).
+NULL_TOKENS = ["", "null", "NULL", "Null", "None", "none", "nan", "NaN", "undefined", "\\N"]
+
+
 def _text(col: str) -> pl.Expr:
-    """Text without surrounding blanks; empty text is null."""
-    return pl.col(col).cast(pl.String).str.strip_chars().replace("", None)
+    """Text without surrounding blanks; empty text and null tokens ("null", "nan"...) are null."""
+    return pl.col(col).cast(pl.String).str.strip_chars().replace(NULL_TOKENS, None)
 
 
 def _field_expr(spec: FieldSpec, columns: list[str], schema: pl.Schema, numeric: bool):
@@ -213,9 +217,12 @@ def _read_canonical(
             df = df.with_columns(pl.lit(None, INTERNAL_SCHEMA[name]).alias(name))
 
     table = _event_type_table(df["event_type"], mapping)
-    df = df.with_columns(
-        __type=pl.col("event_type").replace_strict(table, default=None, return_dtype=pl.String)
-    )
+    if all(k == v for k, v in table.items()):  # every name already is an event type
+        df = df.with_columns(__type=pl.col("event_type"))
+    else:
+        df = df.with_columns(
+            __type=pl.col("event_type").replace_strict(table, default=None, return_dtype=pl.String)
+        )
     revenue, bad_revenue = _number("revenue", df.schema["revenue"].is_numeric())
     price, _ = _number("page_price", df.schema["page_price"].is_numeric())
     is_purchase = pl.col("__type") == "purchase"
@@ -299,6 +306,8 @@ def _map_distinct(values: pl.Series, fn) -> pl.Series:
     """Apply an expression to the distinct values only (a few devices, a few hundred pages)."""
     distinct = values.unique()
     mapped = pl.select(fn(pl.lit(distinct))).to_series()
+    if mapped.equals(distinct, check_names=False):
+        return values  # already clean: nothing to replace
     return values.replace_strict(distinct, mapped, return_dtype=pl.String)
 
 
@@ -338,19 +347,16 @@ def _dedup(valid: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, int]:
     Exact duplicates (same id and content, e.g. the same file twice) collapse into the first;
     only rows sharing an id, or rows without one, are compared column by column.
     """
-    valid = valid.with_row_index("__i")
     has_id = valid["event_id"].is_not_null()
-    shared = has_id & valid["event_id"].is_duplicated()
-    check = valid.filter(shared | ~has_id)
-    if check.height == 0:
-        return valid.drop("__i"), valid.head(0).drop("__i"), 0
+    candidates = ~has_id | (has_id & valid["event_id"].is_duplicated())
+    if not candidates.any():
+        return valid, valid.head(0), 0
+    idx = candidates.arg_true()
+    check = valid[idx].with_columns(__i=idx)
     kept = check.unique(subset=["event_id", *CONTENT], keep="first", maintain_order=True)
-    duplicates = check.height - kept.height
     conflict = kept["event_id"].is_not_null() & ~kept["event_id"].is_first_distinct()
-    conflicts = kept.filter(conflict)
-    keep = kept.filter(~conflict)["__i"].implode()
-    out = valid.filter(~(shared | ~has_id) | pl.col("__i").is_in(keep))
-    return out.drop("__i"), conflicts.drop("__i"), duplicates
+    keep = (~candidates).scatter(kept.filter(~conflict)["__i"], True)
+    return valid.filter(keep), kept.filter(conflict).drop("__i"), check.height - kept.height
 
 
 def _raw_json(orig: pl.DataFrame, rows: pl.Series) -> pl.DataFrame:

@@ -34,6 +34,10 @@ class ModelsConfig(dg.Config):
     )
     seed: int = Field(default=0, description="Seed of every model.")
     n_jobs: int = Field(default=2, description="Threads of the random forest.")
+    threads: int = Field(
+        default=1,
+        description="BLAS/OpenMP threads (XGBoost, scikit-learn); more spin-wait on a busy box.",
+    )
 
 
 @dg.multi_asset(
@@ -77,7 +81,12 @@ def model_training(
             first, end = fx.event_span(con)
             plan = fx.plan_windows(first, end, config.horizon_days, config.lookback_days)
             results = mdl.train_all(
-                con, plan, personas=user_personas, seed=config.seed, n_jobs=config.n_jobs
+                con,
+                plan,
+                personas=user_personas,
+                seed=config.seed,
+                n_jobs=config.n_jobs,
+                threads=config.threads,
             )
     except (fx.FeatureWindowError, mdl.LabelError, mdl.LeakageError) as err:
         raise dg.Failure(description=f"models: {err}") from err

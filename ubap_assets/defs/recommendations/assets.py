@@ -55,13 +55,16 @@ def page_embeddings(
     empty = frame.filter(~pl.col("has_text"))
     if empty.height:
         context.log.warning(f"{empty.height} pages have no text: zero vectors ({empty['page_id']})")
-    return dg.Output(frame, metadata={
-        "model": embedder.model_id(),
-        "dim": int(vectors.shape[1]),
-        "pages": frame.height,
-        "pages_without_text": empty.height,
-        "embed_seconds": round(time.perf_counter() - started, 2),
-    })
+    return dg.Output(
+        frame,
+        metadata={
+            "model": embedder.model_id(),
+            "dim": int(vectors.shape[1]),
+            "pages": frame.height,
+            "pages_without_text": empty.height,
+            "embed_seconds": round(time.perf_counter() - started, 2),
+        },
+    )
 
 
 @dg.asset(
@@ -78,8 +81,9 @@ def similar_pages(
     note = "" if frame.height else "fewer than two pages with text: no neighbours"
     meta = {
         "pages": frame["page_id"].n_unique() if frame.height else 0,
-        "mean_top1_similarity": round(float(
-            frame.filter(pl.col("rank") == 1)["similarity"].mean() or 0.0), 4),
+        "mean_top1_similarity": round(
+            float(frame.filter(pl.col("rank") == 1)["similarity"].mean() or 0.0), 4
+        ),
         "same_category_share": round(float(frame["same_category"].mean() or 0.0), 4),
         "preview": _md(frame),
     }
@@ -115,34 +119,47 @@ def user_recommendations(
     try:
         with warehouse.get_connection() as con:
             end = rec.data_end(con)
-            frame = rec.load_interactions(con, end - timedelta(days=params.history_days), end,
-                                          params)
+            frame = rec.load_interactions(
+                con, end - timedelta(days=params.history_days), end, params
+            )
             segments, seg_note = _segments(con, params)
         catalogue = rec.build_catalogue(pages, page_embeddings, params)
         model = rec.fit(catalogue, rec.build_interactions(frame, catalogue), params, segments)
-        user_ids = pl.concat([users.select(pl.col("user_id").cast(pl.String)),
-                              pl.DataFrame({"user_id": model.train.user_ids})]).unique()
+        user_ids = pl.concat(
+            [
+                users.select(pl.col("user_id").cast(pl.String)),
+                pl.DataFrame({"user_id": model.train.user_ids}),
+            ]
+        ).unique()
         recs = rec.recommend(model, user_ids["user_id"].sort().to_numpy(), end)
     except rec.RecommendationError as exc:
         raise _fail(exc) from exc
     for note in model.notes:
         context.log.info(note)
     by_source = recs.group_by("source").agg(pl.col("user_id").n_unique()).sort("source")
-    return dg.Output(recs, metadata={
-        "users": recs["user_id"].n_unique(),
-        "rows": recs.height,
-        "users_with_history": model.train.n_users,
-        "users_by_source": dg.MetadataValue.json(dict(by_source.iter_rows())),
-        "catalogue_coverage": round(
-            float(recs["page_id"].n_unique() / catalogue.recommendable.sum()), 4),
-        "weights": dg.MetadataValue.json({"content": params.w_content,
-                                          "collaborative": params.w_collaborative,
-                                          "popularity": params.w_popularity}),
-        "segments": seg_note,
-        "notes": "; ".join(model.notes) or "none",
-        "seconds": round(time.perf_counter() - started, 2),
-        "preview": _md(recs.select("user_id", "rank", "title", "source", "reason")),
-    })
+    return dg.Output(
+        recs,
+        metadata={
+            "users": recs["user_id"].n_unique(),
+            "rows": recs.height,
+            "users_with_history": model.train.n_users,
+            "users_by_source": dg.MetadataValue.json(dict(by_source.iter_rows())),
+            "catalogue_coverage": round(
+                float(recs["page_id"].n_unique() / catalogue.recommendable.sum()), 4
+            ),
+            "weights": dg.MetadataValue.json(
+                {
+                    "content": params.w_content,
+                    "collaborative": params.w_collaborative,
+                    "popularity": params.w_popularity,
+                }
+            ),
+            "segments": seg_note,
+            "notes": "; ".join(model.notes) or "none",
+            "seconds": round(time.perf_counter() - started, 2),
+            "preview": _md(recs.select("user_id", "rank", "title", "source", "reason")),
+        },
+    )
 
 
 @dg.asset(
@@ -167,8 +184,9 @@ def rec_evaluation(
             segments, seg_note = _segments(con, params)
             if segments is not None:
                 seg_note += " (assigned on all history: mild leakage into the test week)"
-            result = rec_eval.run_evaluation(con, catalogue, params, segments,
-                                             test_days=config.test_days, note=seg_note)
+            result = rec_eval.run_evaluation(
+                con, catalogue, params, segments, test_days=config.test_days, note=seg_note
+            )
     except rec.RecommendationError as exc:
         raise _fail(exc) from exc
     by_method = {r["method"]: r for r in result.iter_rows(named=True)}
@@ -179,10 +197,13 @@ def rec_evaluation(
         "cutoff": str(result["cutoff_ts"][0]),
         "hybrid_ndcg_at_10": float(hybrid.get("ndcg_at_k", 0.0)),
         "global_popularity_ndcg_at_10": float(pop.get("ndcg_at_k", 0.0)),
-        "hybrid_lift_over_popularity": round(
-            hybrid.get("ndcg_at_k", 0.0) / pop["ndcg_at_k"], 3) if pop.get("ndcg_at_k") else 0.0,
-        "table": _md(result.drop("cutoff_ts", "test_end_ts", "note", "k", "is_baseline"),
-                     rows=len(rec_eval.METHODS)),
+        "hybrid_lift_over_popularity": round(hybrid.get("ndcg_at_k", 0.0) / pop["ndcg_at_k"], 3)
+        if pop.get("ndcg_at_k")
+        else 0.0,
+        "table": _md(
+            result.drop("cutoff_ts", "test_end_ts", "note", "k", "is_baseline"),
+            rows=len(rec_eval.METHODS),
+        ),
         "note": result["note"][0] or "none",
     }
     context.log.info(f"rec_evaluation: {meta['note']}")
@@ -205,20 +226,34 @@ def admin_insights(
 ) -> dg.Output[pl.DataFrame]:
     """One row per actionable finding (exit/bounce, funnel drop-off, coverage gap, island)."""
     candidates = set(pages["page_type"].drop_nulls().unique().to_list()) - set(
-        rec.DEFAULT_NON_RECOMMENDABLE)
+        rec.DEFAULT_NON_RECOMMENDABLE
+    )
     with warehouse.get_connection() as con:
         end = rec.data_end(con)
         shown = con.execute(
             f"SELECT page_id, count(DISTINCT user_id) AS users "
-            f"FROM main.{tables.USER_RECOMMENDATIONS} GROUP BY page_id").pl()
+            f"FROM main.{tables.USER_RECOMMENDATIONS} GROUP BY page_id"
+        ).pl()
         n_users = con.execute(
             f"SELECT count(DISTINCT user_id) FROM main.{tables.USER_RECOMMENDATIONS}"
         ).fetchone()[0]
-        frame = insights.build_insights(con, pages, page_embeddings, similar_pages, shown,
-                                        int(n_users), candidates, end, config.params())
-    return dg.Output(frame, metadata={
-        "insights": frame.height,
-        "by_kind": dg.MetadataValue.json(insights.severity_counts(frame)),
-        "high_severity": frame.filter(pl.col("severity") == "high").height,
-        "preview": _md(frame.select("kind", "severity", "subject_title", "details"), rows=15),
-    })
+        frame = insights.build_insights(
+            con,
+            pages,
+            page_embeddings,
+            similar_pages,
+            shown,
+            int(n_users),
+            candidates,
+            end,
+            config.params(),
+        )
+    return dg.Output(
+        frame,
+        metadata={
+            "insights": frame.height,
+            "by_kind": dg.MetadataValue.json(insights.severity_counts(frame)),
+            "high_severity": frame.filter(pl.col("severity") == "high").height,
+            "preview": _md(frame.select("kind", "severity", "subject_title", "details"), rows=15),
+        },
+    )

@@ -11,19 +11,25 @@ from ubap_assets.warehouse import tables
 @dg.asset_check(asset=tables.REC_EVALUATION, blocking=False)
 def hybrid_beats_popularity(rec_evaluation: pl.DataFrame) -> dg.AssetCheckResult:
     """Warn when the hybrid's NDCG@10 is not above global popularity's on the same split."""
-    ndcg = dict(zip(rec_evaluation["method"].to_list(), rec_evaluation["ndcg_at_k"].to_list()))
+    ndcg = dict(
+        zip(rec_evaluation["method"].to_list(), rec_evaluation["ndcg_at_k"].to_list(), strict=False)
+    )
     users = int(rec_evaluation["users_evaluated"].max() or 0)
     hybrid, pop = ndcg.get("hybrid"), ndcg.get("global_popularity")
     if hybrid is None or pop is None or users == 0:
         return dg.AssetCheckResult(
-            passed=False, severity=dg.AssetCheckSeverity.WARN,
+            passed=False,
+            severity=dg.AssetCheckSeverity.WARN,
             description="no evaluable users or methods: " + str(rec_evaluation["note"][0]),
         )
     return dg.AssetCheckResult(
         passed=bool(hybrid > pop),
         severity=dg.AssetCheckSeverity.WARN,
-        metadata={"hybrid_ndcg_at_10": hybrid, "global_popularity_ndcg_at_10": pop,
-                  "users_evaluated": users},
+        metadata={
+            "hybrid_ndcg_at_10": hybrid,
+            "global_popularity_ndcg_at_10": pop,
+            "users_evaluated": users,
+        },
         description=f"hybrid NDCG@10 {hybrid:.4f} vs global popularity {pop:.4f}",
     )
 
@@ -45,8 +51,14 @@ def every_user_gets_k(warehouse: DuckDBResource) -> dg.AssetCheckResult:
     passed = users > 0 and lo == hi and dupes == 0 and unexplained == 0 and missing == 0
     return dg.AssetCheckResult(
         passed=passed,
-        metadata={"users": users, "min_rows": lo, "max_rows": hi, "users_with_duplicates": dupes,
-                  "rows_without_reason": unexplained, "users_without_list": missing},
+        metadata={
+            "users": users,
+            "min_rows": lo,
+            "max_rows": hi,
+            "users_with_duplicates": dupes,
+            "rows_without_reason": unexplained,
+            "users_without_list": missing,
+        },
     )
 
 
@@ -55,8 +67,9 @@ def no_self_neighbours(similar_pages: pl.DataFrame) -> dg.AssetCheckResult:
     """A page is never its own neighbour and similarities are cosines in [-1, 1]."""
     selfs = similar_pages.filter(pl.col("page_id") == pl.col("similar_page_id")).height
     bad = similar_pages.filter(~pl.col("similarity").is_between(-1.0001, 1.0001)).height
-    return dg.AssetCheckResult(passed=selfs == 0 and bad == 0,
-                               metadata={"self_neighbours": selfs, "out_of_range": bad})
+    return dg.AssetCheckResult(
+        passed=selfs == 0 and bad == 0, metadata={"self_neighbours": selfs, "out_of_range": bad}
+    )
 
 
 @dg.asset_check(asset=tables.PAGE_EMBEDDINGS, blocking=True)
@@ -70,5 +83,6 @@ def embeddings_unit_length(page_embeddings: pl.DataFrame) -> dg.AssetCheckResult
     has_text = page_embeddings["has_text"].to_numpy()
     bad = int((has_text & (np.abs(norms - 1) > 1e-3)).sum() + (~has_text & (norms > 0)).sum())
     nan = int(np.isnan(vectors).any(axis=1).sum())
-    return dg.AssetCheckResult(passed=bad == 0 and nan == 0,
-                               metadata={"bad_norms": bad, "rows_with_nan": nan, "dim": dim})
+    return dg.AssetCheckResult(
+        passed=bad == 0 and nan == 0, metadata={"bad_norms": bad, "rows_with_nan": nan, "dim": dim}
+    )

@@ -16,15 +16,17 @@ class HybridConfig(dg.Config):
     """The hybrid recommender; user_recommendations and rec_evaluation share these defaults."""
 
     k: int = Field(default=10, description="Recommendations per user.")
-    w_content: float = Field(default=0.25, description="Weight of content similarity.")
-    w_collaborative: float = Field(default=0.6, description="Weight of collaborative filtering.")
+    w_content: float = Field(default=0.1, description="Weight of content similarity.")
+    w_collaborative: float = Field(default=0.85, description="Weight of collaborative filtering.")
     w_popularity: float = Field(
-        default=0.15, description="Weight of popularity (the user's segment's when known)."
+        default=0.05, description="Weight of popularity (the user's segment's when known)."
     )
     collaborative: str = Field(
-        default="item_knn", description="Collaborative component: item_knn, user_knn or blend."
+        default="ease",
+        description="Collaborative component: ease, item_knn, user_knn or blend (all three).",
     )
-    half_life_days: float = Field(default=14.0, description="Time-decay half-life of events.")
+    ease_lambda: float = Field(default=500.0, description="EASE L2 regularization.")
+    half_life_days: float = Field(default=30.0, description="Time-decay half-life of events.")
     history_days: int = Field(default=90, description="Days of events the model learns from.")
     event_weights: dict[str, float] = Field(
         default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS),
@@ -50,17 +52,27 @@ class HybridConfig(dg.Config):
     def params(self) -> RecParams:
         try:
             return RecParams(
-                k=self.k, w_content=self.w_content, w_collaborative=self.w_collaborative,
-                w_popularity=self.w_popularity, collaborative=self.collaborative,
-                half_life_days=self.half_life_days, history_days=self.history_days,
-                event_weights=dict(self.event_weights), exclude=self.exclude,
+                k=self.k,
+                w_content=self.w_content,
+                w_collaborative=self.w_collaborative,
+                w_popularity=self.w_popularity,
+                collaborative=self.collaborative,
+                ease_lambda=self.ease_lambda,
+                half_life_days=self.half_life_days,
+                history_days=self.history_days,
+                event_weights=dict(self.event_weights),
+                exclude=self.exclude,
                 conversion_events=tuple(self.conversion_events),
                 non_recommendable_page_types=tuple(self.non_recommendable_page_types),
-                use_segments=self.use_segments, user_pool=self.user_pool, seed=self.seed,
+                use_segments=self.use_segments,
+                user_pool=self.user_pool,
+                seed=self.seed,
             ).validate()
         except RecommendationError as exc:
-            raise dg.Failure(description=f"Invalid recommendation config: {exc}",
-                             metadata={"fix": "correct the run config"}) from exc
+            raise dg.Failure(
+                description=f"Invalid recommendation config: {exc}",
+                metadata={"fix": "correct the run config"},
+            ) from exc
 
 
 class RecommendationsConfig(HybridConfig):
@@ -88,7 +100,10 @@ class InsightsConfig(dg.Config):
 
     def params(self) -> InsightParams:
         return InsightParams(
-            window_days=self.window_days, min_page_views=self.min_page_views,
-            rate_ratio=self.rate_ratio, funnel_gap=self.funnel_gap,
-            island_similarity=self.island_similarity, recent_days=self.window_days,
+            window_days=self.window_days,
+            min_page_views=self.min_page_views,
+            rate_ratio=self.rate_ratio,
+            funnel_gap=self.funnel_gap,
+            island_similarity=self.island_similarity,
+            recent_days=self.window_days,
         )

@@ -24,6 +24,9 @@ class SegmentsConfig(dg.Config):
     k_min: int = Field(default=3, description="Smallest number of segments tried.")
     k_max: int = Field(default=10, description="Largest number of segments tried.")
     seed: int = Field(default=0, description="Seed of K-means and of the scoring samples.")
+    threads: int = Field(
+        default=1, description="BLAS/OpenMP threads; more spin-wait on a busy machine."
+    )
     keep_ids: bool = Field(
         default=True,
         description="Match new centroids to the previous run's so segment ids stay stable.",
@@ -72,6 +75,7 @@ def user_segmentation(
             k_min=config.k_min,
             k_max=config.k_max,
             seed=config.seed,
+            threads=config.threads,
             previous_profiles=previous,
             personas=user_personas,
             run_id=context.run.run_id,

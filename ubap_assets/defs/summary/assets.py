@@ -87,6 +87,7 @@ def summary(
 
 
 @dg.asset_check(
+    blocking=True,
     asset=t.SUMMARY,
     description=("The summary has one row with a non-empty narrative that names its sources."),
 )

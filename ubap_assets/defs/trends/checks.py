@@ -40,6 +40,7 @@ def daily_trends_reconcile(
 
 
 @dg.asset_check(
+    blocking=True,
     asset=t.WEEKLY_TRENDS,
     additional_ins={"daily_trends": dg.AssetIn(t.DAILY_TRENDS)},
     description=("Weekly events, sessions and revenue equal the sums of the daily ones; no NaN."),
@@ -72,6 +73,7 @@ def weekly_trends_reconcile(
 
 
 @dg.asset_check(
+    blocking=True,
     asset=t.SEGMENT_TRENDS,
     additional_ins={"daily_trends": dg.AssetIn(t.DAILY_TRENDS)},
     description=(
@@ -101,6 +103,7 @@ def segment_trends_reconcile(
 
 
 @dg.asset_check(
+    blocking=True,
     asset=t.FUNNEL_DAILY,
     description=(
         "Funnel steps never grow (each step <= the previous one); step 1 equals sessions with a "
@@ -124,6 +127,7 @@ def funnel_daily_monotonic(funnel_daily: pl.DataFrame) -> dg.AssetCheckResult:
 
 
 @dg.asset_check(
+    blocking=True,
     asset=t.RETENTION_COHORTS,
     description=("Week 0 retention is 1.0 for every cohort and no rate exceeds 1."),
 )
