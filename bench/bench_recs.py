@@ -153,7 +153,7 @@ def main() -> None:
         result = rec_eval.run_evaluation(con, cat, params, None)
         print(
             f"evaluation  {time.perf_counter() - t:6.2f} s  "
-            f"({result['users_evaluated'][0]:,} users, all 7 methods)"
+            f"({result['users_evaluated'][0]:,} users, {result.height} methods)"
         )
         print(result.select("method", "ndcg_at_k", "hr_at_k", "coverage"))
         print(f"peak RSS    {peak_rss_mb():8.0f} MB")

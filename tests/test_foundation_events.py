@@ -59,7 +59,12 @@ def test_source_tables_materialize(tmp_path):
 
 @pytest.mark.parametrize(
     "config, field",
-    [({"users": -5}, "users"), ({"days": 0}, "days"), ({"seed": -1}, "seed")],
+    [
+        ({"users": -5}, "users"),
+        ({"days": 0}, "days"),
+        ({"seed": -1}, "seed"),
+        ({"source": "no/such/folder"}, "UBAP_SOURCE"),
+    ],
 )
 def test_invalid_config_fails_the_run_naming_the_field(tmp_path, config, field):
     result = dg.materialize(

@@ -279,3 +279,19 @@ def test_inbox_sensor_waits_for_files_still_being_written(tmp_path, monkeypatch)
     monkeypatch.setenv("UBAP_SOURCE", str(tmp_path))
     _write(tmp_path / "fresh.csv", "user_id,event_ts,event_type,page_id\nu1,2026-01-06,click,p\n")
     assert isinstance(inbox_sensor(dg.build_sensor_context(cursor=None)), dg.SkipReason)
+
+
+def test_sensor_is_off_for_the_synthetic_source_and_targets_the_refresh_job():
+    from ubap_assets.defs.ingest.sensors import _default_status, inbox_sensor, ingest_refresh_job
+
+    assert _default_status() == dg.DefaultSensorStatus.STOPPED  # conftest: UBAP_SOURCE=synthetic
+    assert inbox_sensor.job_name == ingest_refresh_job.name == "ingest_refresh_job"
+
+
+def test_sensor_is_on_when_the_source_is_files(monkeypatch):
+    from ubap_assets.defs.ingest.sensors import _default_status
+
+    monkeypatch.setenv("UBAP_SOURCE", "inbox")
+    assert _default_status() == dg.DefaultSensorStatus.RUNNING
+    monkeypatch.setenv("UBAP_SOURCE_MAPPING", "shopify")  # invalid: stays off, errors when run
+    assert _default_status() == dg.DefaultSensorStatus.STOPPED

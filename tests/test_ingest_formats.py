@@ -432,3 +432,30 @@ def test_parquet_with_zone_aware_nanosecond_timestamps_and_numeric_ids(tmp_path)
     assert result.events["event_ts"].to_list() == [datetime(2026, 3, 29, 0, 30)]
     assert result.events["user_id"].to_list() == ["101"]
     assert result.rejects["reason"].to_list() == ["bad_revenue: 'NaN'"]
+
+
+def test_date_and_time_in_separate_columns(tmp_path):
+    mapping = _write(
+        tmp_path / "split.json",
+        json.dumps(
+            {
+                "columns": {
+                    "user_id": "visitor",
+                    "event_ts": {"concat": ["day", "clock"], "sep": " "},
+                    "event_type": "action",
+                    "page_url": "path",
+                },
+                "time_zone": "Asia/Tokyo",
+            }
+        ),
+    )
+    _write(
+        tmp_path / "in" / "log.tsv",
+        "visitor\tday\tclock\taction\tpath\n"
+        "v1\t2026-01-06\t09:00:00\tpage_view\t/help/shipping\n"
+        "v1\t2026-01-06\t\tpage_view\t/help/shipping\n",
+    )
+    result = ingest_files(str(tmp_path / "in"), str(mapping), max_reject_share=0.5)
+    assert result.events["event_ts"].to_list() == [datetime(2026, 1, 6, 0, 0)]
+    assert result.rejects["reason"].to_list() == ["missing_timestamp"]
+    assert result.pages["page_type"].to_list() == ["help"]

@@ -329,3 +329,87 @@ def test_catalogue_constant_is_recommendable():
     params = rec.RecParams()
     cat = rec.build_catalogue(page_catalogue(), None, params)
     assert 100 < cat.recommendable.sum() < cat.size
+
+
+# ------------------------------------------------------------------------------ admin insights
+
+
+def test_insights_find_the_planted_checkout_outage(tiny_world):
+    from ubap_assets.core import insights
+
+    con = duckdb.connect()
+    con.register("_ev", tiny_world.events)
+    con.execute("CREATE TABLE events AS SELECT * FROM _ev")
+    end = rec.data_end(con)
+    texts = rec.page_texts(tiny_world.pages)
+    emb = rec.embeddings_frame(texts, HashingEmbedder().embed(texts["text"].to_list()), "h")
+    sim = rec.similar_pages(emb, tiny_world.pages)
+    shown = pl.DataFrame({"page_id": ["p010", "p011"]})
+    out = insights.build_insights(
+        con,
+        tiny_world.pages,
+        emb,
+        sim,
+        shown,
+        800,
+        {"product"},
+        end,
+        insights.InsightParams(funnel_min_sessions=40),
+    )
+    assert out.schema == insights.SCHEMA
+    assert out["insight_id"].is_unique().all()
+    assert out["details"].str.len_chars().min() > 0
+    assert out["suggested_action"].str.len_chars().min() > 0
+    assert out["value"].is_nan().sum() == 0
+    outages = tiny_world.anomalies.filter(pl.col("kind") == "checkout_outage")["anomaly_date"]
+    window = [d for d in outages if d >= (end - timedelta(days=28)).date()]
+    assert window, "the tiny world should plant an outage inside the window"
+    flagged = out.filter(pl.col("kind") == "funnel_dropoff")["subject"].to_list()
+    assert f"checkout_start -> purchase [day={window[0]}]" in flagged
+    days = [s for s in flagged if "[day=" in s]
+    assert len(days) == len(window), f"false daily alarms: {days}"
+    never = out.filter(pl.col("kind") == "never_recommended")
+    assert never.height > 0 and "p010" not in never["subject"].to_list()
+    assert set(out["kind"]) >= {"high_exit_page", "funnel_dropoff", "never_recommended"}
+
+
+def test_content_island_for_a_page_without_text():
+    from ubap_assets.core import insights
+
+    pages = _pages()
+    texts = rec.page_texts(pages)
+    emb = rec.embeddings_frame(texts, HashingEmbedder().embed(texts["text"].to_list()), "h")
+    rows = insights.content_islands(
+        emb, rec.similar_pages(emb, pages), pages, insights.InsightParams()
+    )
+    empty = [r for r in rows if r["subject"] == "e"]
+    assert empty and empty[0]["severity"] == "high"
+    assert "no title" in empty[0]["details"]
+
+
+def test_high_exit_page_is_flagged():
+    from ubap_assets.core import insights
+
+    # 8 pages with equal traffic; sessions on page 'p7' always end there
+    rows = []
+    for s in range(400):
+        first, second = f"p{s % 7}", f"p{(s + 1) % 7}"
+        last = "p7" if s % 2 else f"p{(s + 2) % 7}"
+        for i, page in enumerate((first, second, last)):
+            rows.append((f"s{s}", page, T0 + timedelta(minutes=s * 10 + i)))
+    events = pl.DataFrame(rows, schema=["session_id", "page_id", "event_ts"], orient="row")
+    events = events.with_columns(
+        event_id=pl.int_range(pl.len()).cast(pl.String),
+        user_id=pl.col("session_id"),
+        event_type=pl.lit("page_view"),
+    )
+    con = duckdb.connect()
+    con.register("events", events)
+    stats = insights.page_exit_stats(con, T0, T0 + timedelta(days=30))
+    pages = pl.DataFrame(
+        {"page_id": [f"p{i}" for i in range(8)], "title": [f"Page {i}" for i in range(8)]}
+    )
+    found = insights.page_insights(stats, pages, insights.InsightParams(min_page_views=10))
+    exits = [r for r in found if r["kind"] == "high_exit_page"]
+    assert [r["subject"] for r in exits] == ["p7"]
+    assert exits[0]["value"] == pytest.approx(1.0) and exits[0]["baseline"] < 0.5

@@ -96,12 +96,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(NoSnapshotError, _no_snapshot)
     app.add_exception_handler(MissingTableError, _no_snapshot)
     app.include_router(meta.health_router)
+    # Routes match in order: the busiest (per-user lookups, trends) first.
     for module in (
-        meta,
-        trends,
-        segments,
-        predictions,
         recommendations,
+        trends,
+        predictions,
+        meta,
+        segments,
         anomalies,
         summary,
         funnels,

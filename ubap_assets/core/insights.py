@@ -46,7 +46,8 @@ class InsightParams:
     window_days: int = 28  # page and funnel statistics use the last N days
     min_page_views: int = 50  # pages with fewer views are not judged
     rate_ratio: float = 1.25  # flag exit/bounce rates at least this many times the median
-    funnel_min_sessions: int = 200  # smallest step volume judged for a segment or a day
+    funnel_min_sessions: int = 200  # smallest step volume judged for a device/source
+    funnel_min_day_sessions: int = 10  # smallest step volume judged for a single day
     funnel_gap: float = 0.25  # flag a segment converting this much (relative) below overall
     funnel_z: float = 3.5  # flag a day whose step conversion is this many robust SDs low
     recent_days: int = 28  # days checked for a daily drop
@@ -205,6 +206,18 @@ def _step_rates(sessions: pl.DataFrame, by: list[str]) -> pl.DataFrame:
     )
 
 
+def _day_action(step: str) -> str:
+    if step.startswith("session"):
+        return (
+            "A burst of sessions that do not browse products: check that day's traffic mix "
+            "(campaign landing page, bots) and whether the landing page links to products."
+        )
+    return (
+        "Check deploys, cart/payment errors and outages on that day; if it is ongoing, alert "
+        "the on-call engineer."
+    )
+
+
 def funnel_insights(sessions: pl.DataFrame, p: InsightParams, last_day: date) -> list[dict]:
     if sessions.is_empty():
         return []
@@ -245,17 +258,21 @@ def funnel_insights(sessions: pl.DataFrame, p: InsightParams, last_day: date) ->
     daily = _step_rates(sessions, ["day"])
     first_recent = last_day - timedelta(days=p.recent_days - 1)
     for _step, group in daily.group_by("step"):
-        group = group.filter(pl.col("entered") >= p.funnel_min_sessions // 4)
+        group = group.filter(pl.col("entered") >= p.funnel_min_day_sessions)
         if group.height < 7:
             continue
         median = float(group["rate"].median())
         mad = float((group["rate"] - median).abs().median()) * 1.4826
-        spread = max(mad, 0.02 * median, 1e-6)
-        low = group.filter(
-            (pl.col("day") >= first_recent) & ((pl.col("rate") - median) / spread <= -p.funnel_z)
-        ).sort("day")
+        # A day's spread: the day-to-day scatter, or binomial noise at its volume if larger.
+        binomial = (median * (1 - median) / pl.col("entered")).sqrt()
+        spread = pl.max_horizontal(pl.lit(max(mad, 0.02 * median, 1e-6)), binomial)
+        low = (
+            group.with_columns(z=(pl.col("rate") - median) / spread)
+            .filter((pl.col("day") >= first_recent) & (pl.col("z") <= -p.funnel_z))
+            .sort("day")
+        )
         for r in low.iter_rows(named=True):
-            z = (r["rate"] - median) / spread
+            z = r["z"]
             rows.append(
                 {
                     "insight_id": f"funnel_dropoff:{r['step']}:day={r['day']}",
@@ -272,10 +289,7 @@ def funnel_insights(sessions: pl.DataFrame, p: InsightParams, last_day: date) ->
                         f"({r['rate']:.1%})"
                         f" made '{r['label']}' vs a usual {median:.1%} (robust z {z:.1f})"
                     ),
-                    "suggested_action": (
-                        "Check deploys, payment/checkout errors and outages on that day; if it is "
-                        "ongoing, alert the on-call engineer."
-                    ),
+                    "suggested_action": _day_action(step),
                 }
             )
     return rows
@@ -323,8 +337,13 @@ def never_recommended(
                 "baseline": float(n_lists),
                 "volume": r["views"],
                 "details": (
-                    f"in none of {n_lists:,} users' recommendation lists although it had "
-                    f"{r['views']:,} views in the window ({len(gaps)} such pages in total)"
+                    f"in none of {n_lists:,} users' recommendation lists; "
+                    + (
+                        f"{r['views']:,} views in the window"
+                        if r["views"]
+                        else "no views in the window either: nobody reaches it"
+                    )
+                    + f" ({len(gaps)} such pages in total)"
                 ),
                 "suggested_action": (
                     "Surface it: add it to related-product slots and category pages, enrich its "

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import duckdb
-import numpy as np
 import polars as pl
 
 from ubap_assets.warehouse import tables as t
@@ -86,7 +85,10 @@ class _OpenSnapshot:
                     frame = cur.execute(f'SELECT * FROM "{table}"').pl()
                 finally:
                     cur.close()
-                index = _KeyedTable(frame.sort(key, *order), key)
+                # publish_snapshot stores these tables clustered on (key, order): sort only if not.
+                if not _sorted_by(frame, (key, *order)):
+                    frame = frame.sort(key, *order)
+                index = _KeyedTable(frame, key)
                 self.indexes[table] = index
             return index
 
@@ -103,18 +105,39 @@ class _OpenSnapshot:
         return value
 
 
+def _sorted_by(frame: pl.DataFrame, columns: tuple[str, ...]) -> bool:
+    """Whether rows ascend lexicographically on ``columns`` (each row >= the one before)."""
+    if frame.height < 2:
+        return True
+    expr = pl.col(columns[-1]) >= pl.col(columns[-1]).shift(1)
+    for name in reversed(columns[:-1]):
+        col, prev = pl.col(name), pl.col(name).shift(1)
+        expr = (col > prev) | ((col == prev) & expr)
+    return bool(frame.select(expr.slice(1).fill_null(True).all()).item())
+
+
 class _KeyedTable:
-    """A frame sorted by one key column; ``rows(value)`` is a binary search and a slice."""
+    """A frame sorted by one key column, with each key's row range in a dict: O(1) lookups."""
 
     def __init__(self, frame: pl.DataFrame, key: str):
         self.frame = frame
-        # numpy, not Series.search_sorted: that runs a lazy query (about 1 ms) per call.
-        self.keys = np.asarray(frame[key].fill_null("").to_list(), dtype=str)
+        ranges = (
+            frame.select(pl.col(key).fill_null(""))
+            .with_row_index("start")
+            .group_by(key, maintain_order=True)
+            .agg(pl.col("start").first(), pl.len().alias("rows"))
+        )
+        self.ranges: dict[str, tuple[int, int]] = dict(
+            zip(
+                ranges[key].to_list(),
+                zip(ranges["start"].to_list(), ranges["rows"].to_list(), strict=True),
+                strict=True,
+            )
+        )
 
     def rows(self, value: str) -> pl.DataFrame:
-        lo = int(np.searchsorted(self.keys, value, "left"))
-        hi = int(np.searchsorted(self.keys, value, "right"))
-        return self.frame.slice(lo, hi - lo)
+        start, length = self.ranges.get(value, (0, 0))
+        return self.frame.slice(start, length)
 
 
 class _ConnectionCache:
@@ -240,13 +263,8 @@ class SnapshotReader:
         return self._cursor
 
     def query(self, sql: str, params: Sequence[Any] | None = None) -> pl.DataFrame:
-        """Run read-only SQL with ``?`` parameters and return a polars frame."""
-        cur = self._cur().execute(sql, list(params or []))
-        columns = [d[0] for d in cur.description]
-        rows = cur.fetchall()
-        if not rows:
-            return cur.execute(f"SELECT * FROM ({sql}) LIMIT 0", list(params or [])).pl()
-        return pl.DataFrame(rows, schema=columns, orient="row", infer_schema_length=None)
+        """Run read-only SQL with ``?`` parameters and return a polars frame (exact types)."""
+        return self._cur().execute(sql, list(params or [])).pl()
 
     def rows(self, sql: str, params: Sequence[Any] | None = None) -> list[dict[str, Any]]:
         """Run SQL and return plain dict rows (fast path for small results)."""

@@ -7,7 +7,8 @@ from datetime import date
 
 import polars as pl
 
-from ubap_assets.core.ingest.mapping import load_mapping, resolve_columns
+from ubap_assets.core.ingest.mapping import load_mapping
+from ubap_assets.core.ingest.pipeline import timestamp_exprs
 from ubap_assets.core.ingest.read import is_blank, list_files, scan_file
 from ubap_assets.core.ingest.timestamps import to_utc
 
@@ -45,10 +46,10 @@ def file_days(path: str, mapping: str | None = None) -> list[date]:
     resolved = load_mapping(mapping)
     lf = scan_file(path)
     columns = lf.collect_schema().names()
-    ts_cols = resolve_columns(columns, resolved.fields["event_ts"].candidates)
-    if not ts_cols:
+    exprs, _ = timestamp_exprs(resolved.fields["event_ts"], columns, lf.collect_schema())
+    if not exprs:
         return []
-    df = lf.select(ts_cols).collect()
-    parsed = [to_utc(df[c], resolved.timestamp_format, resolved.time_zone) for c in ts_cols]
+    df = lf.select(e.alias(f"__ts{i}") for i, e in enumerate(exprs)).collect()
+    parsed = [to_utc(s, resolved.timestamp_format, resolved.time_zone) for s in df.iter_columns()]
     days = pl.select(pl.coalesce(parsed).dt.date().alias("day")).to_series()
     return sorted(days.drop_nulls().unique().to_list())

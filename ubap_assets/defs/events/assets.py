@@ -44,7 +44,8 @@ class SourceConfig(dg.Config):
     )
     seed: int = Field(default_factory=settings.default_seed, description="Generator seed.")
     max_reject_share: float = Field(
-        default=0.05, description="Fail ingestion when more than this share of rows is rejected."
+        default_factory=settings.default_max_reject_share,
+        description="Fail ingestion when more than this share of rows is rejected.",
     )
 
     @property
@@ -75,17 +76,33 @@ class SourceConfig(dg.Config):
         )
 
     def ingest(self, **window):
-        from ubap_assets.core.ingest import IngestError, ingest_files
+        """Read the event files (the whole source, or one time window of it)."""
+        from ubap_assets.core.ingest import IngestError, ingest_files, source_settings
 
         try:
+            env = source_settings()
+            named = self.source.lower() in ("inbox", "files")
+            source = env.path if named and env.path else self.source
             return ingest_files(
-                self.source,
+                source,
                 self.mapping or None,
                 max_reject_share=self.max_reject_share,
+                pages_file=env.pages_file,
                 **window,
             )
-        except (IngestError, FileNotFoundError, ValueError) as err:
-            raise dg.Failure(description=f"Ingesting {self.source!r} failed: {err}") from err
+        except IngestError:
+            raise
+        except (FileNotFoundError, ValueError) as err:
+            raise dg.Failure(
+                description=(
+                    f"Invalid source configuration: source={self.source!r} is neither "
+                    f"'synthetic' nor readable event files ({err})"
+                ),
+                metadata={
+                    "fix": "set UBAP_SOURCE (or the run config's source) to 'synthetic', "
+                    "'inbox' or a folder/glob of CSV, Parquet or JSON Lines files"
+                },
+            ) from err
 
 
 def _preview(frame: pl.DataFrame, rows: int = 5) -> dg.MetadataValue:
@@ -144,7 +161,15 @@ def behaviour_source(context: dg.AssetExecutionContext, config: SourceConfig):
         rejects = empty(EVENT_REJECTS_SCHEMA)
         note = f"synthetic world: {spec.users} users, {spec.days} days, seed {spec.seed}"
     else:
-        result = config.ingest()
+        from ubap_assets.core.ingest import IngestError
+
+        try:
+            result = config.ingest()
+        except IngestError as err:
+            # Publish the rejects of a failed ingestion: that is when people need to see them.
+            if err.result is not None:
+                yield dg.Output(err.result.rejects, "event_rejects")
+            raise dg.Failure(description=f"Ingesting {config.source!r} failed: {err}") from err
         users, pages, rejects = result.users, result.pages, result.rejects
         personas, anomalies = empty(USER_PERSONAS_SCHEMA), empty(INJECTED_ANOMALIES_SCHEMA)
         note = f"files: {len(result.files)} read from {config.source}; no ground truth"
@@ -195,7 +220,12 @@ def events(
         spec = config.world()
         chunks = synthetic.events_by_day(spec, start.date(), end.date() - timedelta(days=1))
     else:
-        result = config.ingest(start=start, end=end)
+        from ubap_assets.core.ingest import IngestError
+
+        try:
+            result = config.ingest(start=start, end=end)
+        except IngestError as err:
+            raise dg.Failure(description=f"Ingesting {config.source!r} failed: {err}") from err
         chunks, stats = iter([result.events]), result.stats
     outside = {"rows": 0}
 

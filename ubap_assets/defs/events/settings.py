@@ -43,6 +43,14 @@ def default_mapping() -> str:
     return os.environ.get("UBAP_SOURCE_MAPPING", "").strip()
 
 
+def default_max_reject_share() -> float:
+    raw = os.environ.get("UBAP_MAX_REJECT_SHARE", "").strip()
+    try:
+        return float(raw) if raw else 0.05
+    except ValueError:
+        raise ValueError(f"UBAP_MAX_REJECT_SHARE={raw!r} is not a number: use e.g. 0.05") from None
+
+
 def history_start() -> date:
     """First day of the history: UBAP_START_DATE, else ``UBAP_HISTORY_DAYS`` before today (UTC)."""
     raw = os.environ.get("UBAP_START_DATE", "").strip()
