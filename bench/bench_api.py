@@ -13,8 +13,10 @@ process, so on a 2-core machine client and server share the cores.
 
 import argparse
 import asyncio
+import atexit
 import os
 import random
+import shutil
 import socket
 import statistics
 import subprocess
@@ -28,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
-def build_sample(users: int, days: int, seed: int) -> Path:
+def build_sample(users: int, days: int, seed: int, keep: bool = False) -> Path:
     import duckdb
 
     from ubap_api.sample import build_warehouse, publish_sample
@@ -43,6 +45,8 @@ def build_sample(users: int, days: int, seed: int) -> Path:
         flush=True,
     )
     root = Path(tempfile.mkdtemp(prefix="ubap-bench-"))
+    if not keep:
+        atexit.register(shutil.rmtree, root, ignore_errors=True)
     with duckdb.connect(str(root / "warehouse.duckdb")) as con:
         con.execute("SET preserve_insertion_order = false")
         con.execute("SET enable_progress_bar = false")
@@ -50,7 +54,8 @@ def build_sample(users: int, days: int, seed: int) -> Path:
         del world
         publish_sample(con, root / "snapshots", "bench-1")
     print(
-        f"built and published the sample snapshot in {time.perf_counter() - started:.1f}s",
+        f"built and published the sample snapshot in {time.perf_counter() - started:.1f}s"
+        + (f" (kept: --snapshots {root / 'snapshots'})" if keep else ""),
         flush=True,
     )
     return root / "snapshots"
@@ -157,20 +162,21 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=0, help="build a sample with this many users")
     parser.add_argument("--days", type=int, default=90)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--keep", action="store_true", help="keep a built sample for reuse")
     parser.add_argument("--seconds", type=float, default=8.0, help="measured time per endpoint")
     parser.add_argument("--concurrency", type=int, default=8, help="open connections")
     parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
     args = parser.parse_args()
 
     if args.users:
-        snapshots = build_sample(args.users, args.days, args.seed)
+        snapshots = build_sample(args.users, args.days, args.seed, args.keep)
     else:
         snapshots = args.snapshots or Path(
             os.environ.get("UBAP_SNAPSHOT_DIR", REPO / "data" / "snapshots")
         )
         if not (snapshots / "CURRENT").exists():
             print(f"no snapshot in {snapshots}; building a 20,000-user sample", flush=True)
-            snapshots = build_sample(20_000, args.days, args.seed)
+            snapshots = build_sample(20_000, args.days, args.seed, args.keep)
 
     from ubap_assets.warehouse.reader import close_idle_connections, open_reader
 

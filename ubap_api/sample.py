@@ -7,6 +7,8 @@ simple deterministic stand-ins with the documented columns (docs/tables/*.md), c
 the same events, so every endpoint has data. Nothing here is a model or a reported metric.
 """
 
+import atexit
+import shutil
 import tempfile
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -303,7 +305,9 @@ def _summary(con: duckdb.DuckDBPyConnection, daily: pl.DataFrame) -> None:
 @lru_cache(maxsize=4)
 def sample_warehouse(spec: WorldSpec, kmeans: bool = True) -> Path:
     """A scratch warehouse file for ``spec``, built once per process (tests, benchmark)."""
-    path = Path(tempfile.mkdtemp(prefix="ubap-sample-")) / "warehouse.duckdb"
+    folder = Path(tempfile.mkdtemp(prefix="ubap-sample-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    path = folder / "warehouse.duckdb"
     with duckdb.connect(str(path)) as con:
         build_warehouse(con, generate_world(spec), kmeans=kmeans)
     return path

@@ -289,7 +289,7 @@ def funnel_insights(sessions: pl.DataFrame, p: InsightParams, last_day: date) ->
                         f"({r['rate']:.1%})"
                         f" made '{r['label']}' vs a usual {median:.1%} (robust z {z:.1f})"
                     ),
-                    "suggested_action": _day_action(step),
+                    "suggested_action": _day_action(r["step"]),
                 }
             )
     return rows
