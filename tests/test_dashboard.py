@@ -559,6 +559,7 @@ def contract_tables(world, rng: np.random.Generator) -> dict[str, pl.DataFrame]:
         t.PAGES: pages,
         t.EVENTS: world.events,
         t.EVENT_REJECTS: rejects,
+        t.INJECTED_ANOMALIES: world.anomalies,
         t.USER_FEATURES: features,
         t.USER_SEGMENTS: segments,
         t.SEGMENT_PROFILES: profiles,

@@ -311,7 +311,7 @@ def funnel(snap: Snapshot, start: date | None, end: date | None) -> pl.DataFrame
     """
     frame = _query(
         snap,
-        "SELECT step_index AS step_order, step, sum(sessions) AS sessions "
+        "SELECT step_index AS step_order, step, sum(sessions)::BIGINT AS sessions "
         f"FROM {_contract(t.FUNNEL_DAILY)} "
         "WHERE (? IS NULL OR day >= ?) AND (? IS NULL OR day <= ?) "
         "GROUP BY ALL ORDER BY step_order",
@@ -326,7 +326,7 @@ def funnel_by_segment(snap: Snapshot, start: date | None, end: date | None) -> p
     frame = _query(
         snap,
         "SELECT segment_name AS segment, step_index AS step_order, step, "
-        "sum(sessions) AS sessions "
+        "sum(sessions)::BIGINT AS sessions "
         f"FROM {_contract(t.FUNNEL_SEGMENTS)} "
         "WHERE (? IS NULL OR day >= ?) AND (? IS NULL OR day <= ?) "
         "GROUP BY ALL ORDER BY segment, step_order",
