@@ -44,8 +44,7 @@ def test_whole_graph_materializes(data_dir):
     assert warehouse_path().is_relative_to(data_dir)
     with duckdb.connect(str(warehouse_path()), read_only=True) as con:
         present = {
-            r[0]
-            for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()
+            r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()
         }
         missing = set(tables.SERVING_TABLES) - present
         assert not missing, f"tables never written: {sorted(missing)}"
@@ -58,7 +57,6 @@ def test_whole_graph_materializes(data_dir):
     snapshot = current_snapshot(data_dir / "snapshots")
     with duckdb.connect(str(snapshot.path), read_only=True) as con:
         published = {
-            r[0]
-            for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()
+            r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()
         }
     assert set(tables.SERVING_TABLES) <= published
