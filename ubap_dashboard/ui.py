@@ -120,6 +120,15 @@ def number(label: str, fmt: str = "%.3f", help: str | None = None) -> st.column_
     return st.column_config.NumberColumn(label, format=fmt, help=help)
 
 
+def _compact_money(amount: float) -> str:
+    """Short enough for a KPI card: $950, $12.3k, $2.85M."""
+    if abs(amount) >= 1_000_000:
+        return f"${amount / 1_000_000:,.2f}M"
+    if abs(amount) >= 10_000:
+        return f"${amount / 1000:,.1f}k"
+    return f"${amount:,.0f}"
+
+
 def kpi(figure: data.Kpi) -> None:
     """A bordered metric: rates move in percentage points, counts and money in percent."""
     fmt = charts.metric_format(figure.metric)
@@ -128,11 +137,7 @@ def kpi(figure: data.Kpi) -> None:
         delta = None if figure.delta is None else f"{figure.delta * 100:+.1f} pp"
     else:
         if fmt == charts.MONEY:
-            value = (
-                f"${figure.value / 1000:,.1f}k"
-                if figure.value >= 10_000
-                else f"${figure.value:,.0f}"
-            )
+            value = _compact_money(figure.value)
         else:
             value = f"{figure.value:,.0f}"
         delta = None if figure.delta_pct is None else f"{figure.delta_pct:+.1%}"
