@@ -60,3 +60,11 @@ def test_whole_graph_materializes(data_dir):
             r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()
         }
     assert set(tables.SERVING_TABLES) <= published
+
+    # Every check ran before the snapshot (warn-level ones are blocking too, for order), so the
+    # published check status is this run's, not the previous run's.
+    with duckdb.connect(str(snapshot.path), read_only=True) as con:
+        runs = con.execute(f"SELECT DISTINCT run_id FROM {tables.CHECK_RESULTS}").fetchall()
+        checks = con.execute(f"SELECT count(*) FROM {tables.CHECK_RESULTS}").fetchone()[0]
+    assert runs == [(result.run_id,)]
+    assert checks == len(list(job.asset_layer.asset_graph.asset_check_keys))

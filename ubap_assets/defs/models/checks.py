@@ -74,7 +74,7 @@ def no_label_derivable_from_features(model_cards: pl.DataFrame) -> dg.AssetCheck
     )
 
 
-@dg.asset_check(asset=t.MODEL_METRICS)
+@dg.asset_check(asset=t.MODEL_METRICS, blocking=True)  # WARN severity: orders, never blocks
 def models_below_ceiling(model_metrics: pl.DataFrame) -> dg.AssetCheckResult:
     """No model beats the generator's true propensities (warning: that smells of leakage);
     skipped without ground truth."""

@@ -8,7 +8,7 @@ from dagster_duckdb import DuckDBResource
 from ubap_assets.warehouse import tables
 
 
-@dg.asset_check(asset=tables.REC_EVALUATION, blocking=False)
+@dg.asset_check(asset=tables.REC_EVALUATION, blocking=True)  # WARN: orders, never blocks
 def hybrid_beats_popularity(rec_evaluation: pl.DataFrame) -> dg.AssetCheckResult:
     """Warn when the hybrid's NDCG@10 is not above global popularity's on the same split."""
     ndcg = dict(
@@ -62,7 +62,7 @@ def every_user_gets_k(warehouse: DuckDBResource) -> dg.AssetCheckResult:
     )
 
 
-@dg.asset_check(asset=tables.SIMILAR_PAGES, blocking=False)
+@dg.asset_check(asset=tables.SIMILAR_PAGES, blocking=True)
 def no_self_neighbours(similar_pages: pl.DataFrame) -> dg.AssetCheckResult:
     """A page is never its own neighbour and similarities are cosines in [-1, 1]."""
     selfs = similar_pages.filter(pl.col("page_id") == pl.col("similar_page_id")).height

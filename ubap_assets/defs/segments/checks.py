@@ -8,7 +8,7 @@ from ubap_assets.warehouse import tables as t
 MIN_PERSONA_ARI = 0.6
 
 
-@dg.asset_check(asset=t.SEGMENT_PROFILES)
+@dg.asset_check(asset=t.SEGMENT_PROFILES, blocking=True)  # WARN severity: orders, never blocks
 def segments_recover_personas(segment_profiles: pl.DataFrame) -> dg.AssetCheckResult:
     """Adjusted Rand index of the segments vs the generator's latent personas is >= 0.6
     (warning only; skipped for ingested data, which has no ground truth)."""
