@@ -3,7 +3,8 @@ partitions, the data directory and the synthetic world are the same on every mac
 
 import os
 import tempfile
-from datetime import date
+from dataclasses import dataclass
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -57,3 +58,44 @@ def data_dir(tmp_path, monkeypatch):
     """A private data directory for one test (warehouse, snapshots, models)."""
     monkeypatch.setenv("UBAP_DATA_DIR", str(tmp_path))
     return tmp_path
+
+
+@dataclass(frozen=True)
+class MaterializedGraph:
+    data_dir: Path
+    result: object  # dg.ExecuteInProcessResult
+    job: object  # dg.JobDefinition
+
+    @property
+    def snapshot_dir(self) -> Path:
+        return self.data_dir / "snapshots"
+
+
+@pytest.fixture(scope="session")
+def materialized_graph(tmp_path_factory) -> MaterializedGraph:
+    """The whole graph materialized once, on the tiny world, into its own data directory.
+
+    Shared by the end-to-end test and the tests that serve its snapshot, so the API and the
+    dashboard are also tested on what the pipeline really publishes.
+    """
+    import dagster as dg
+
+    from ubap_assets.definitions import defs
+
+    data = tmp_path_factory.mktemp("pipeline")
+    previous = os.environ["UBAP_DATA_DIR"]
+    os.environ["UBAP_DATA_DIR"] = str(data)
+    try:
+        last = TEST_START + timedelta(days=TEST_DAYS - 1)
+        job = defs().resolve_job_def("refresh_job")
+        result = job.execute_in_process(
+            instance=dg.DagsterInstance.ephemeral(),
+            tags={
+                "dagster/asset_partition_range_start": TEST_START.isoformat(),
+                "dagster/asset_partition_range_end": last.isoformat(),
+            },
+            raise_on_error=False,
+        )
+    finally:
+        os.environ["UBAP_DATA_DIR"] = previous
+    return MaterializedGraph(data, result, job)
