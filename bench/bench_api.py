@@ -33,7 +33,7 @@ sys.path.insert(0, str(REPO))
 def build_sample(users: int, days: int, seed: int, keep: bool = False) -> Path:
     import duckdb
 
-    from ubap_api.sample import build_warehouse, publish_sample
+    from tests.api_sample import build_warehouse, publish_sample
     from ubap_assets.core.synthetic import WorldSpec, generate_world
 
     started = time.perf_counter()

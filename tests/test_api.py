@@ -1,5 +1,5 @@
 """Every API endpoint through TestClient, on a snapshot built from the real generator and the
-real trend/segment/anomaly code (ubap_api.sample)."""
+real trend/segment/anomaly code (tests.api_sample)."""
 
 from datetime import timedelta
 
@@ -7,8 +7,8 @@ import duckdb
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.api_sample import publish_sample, sample_warehouse
 from ubap_api.main import create_app
-from ubap_api.sample import publish_sample, sample_warehouse
 from ubap_api.settings import Settings
 from ubap_assets.warehouse.reader import open_reader
 

@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
+from tests.api_sample import publish_sample, sample_warehouse
 from ubap_api.main import create_app
-from ubap_api.sample import publish_sample, sample_warehouse
 from ubap_api.settings import Settings
 
 SNAPSHOT_ID = "schema-run"

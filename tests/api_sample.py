@@ -28,7 +28,7 @@ from ubap_assets.warehouse.snapshots import (
     warehouse_tables,
 )
 
-SAMPLE_NOTE = "sample stand-in (ubap_api.sample), not a trained model"
+SAMPLE_NOTE = "sample stand-in (tests.api_sample), not a trained model"
 
 
 def _store(con: duckdb.DuckDBPyConnection, name: str, frame: pl.DataFrame) -> None:
