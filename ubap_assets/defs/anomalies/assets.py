@@ -5,18 +5,13 @@ import polars as pl
 from pydantic import Field
 
 from ubap_assets.core import anomaly
+from ubap_assets.lib.metadata import markdown_preview
 from ubap_assets.warehouse import tables as t
 
 GROUP = "anomalies"
 OWNERS = ["team:analytics"]
 KINDS = {"polars", "duckdb"}
 _DEFAULTS = anomaly.DetectorSettings()
-
-
-def _md(frame: pl.DataFrame, rows: int = 10) -> dg.MetadataValue:
-    if frame.height == 0:
-        return dg.MetadataValue.md("_no rows_")
-    return dg.MetadataValue.md(frame.head(rows).to_pandas().to_markdown(index=False))
 
 
 def _notes(notes: list[str]) -> dg.MetadataValue:
@@ -111,7 +106,7 @@ def anomaly_history(
             "flagged_points": flagged.height,
             "flagged_points_overall": overall.height,
             "notes": _notes(notes),
-            "flagged_overall": _md(
+            "flagged_overall": markdown_preview(
                 overall.sort("day").select(
                     "day", "metric", "value", "expected", "score", "direction", "severity"
                 ),
@@ -145,7 +140,7 @@ def anomalies(
             "latest_days": config.latest_days,
             "high_severity": frame.filter(pl.col("severity") == "high").height,
             "notes": _notes(notes),
-            "preview": _md(
+            "preview": markdown_preview(
                 frame.select(
                     "day",
                     "dimension",
@@ -183,5 +178,5 @@ def anomaly_scores(
     for row in ens.iter_rows(named=True):
         for m in ("precision", "recall", "f1"):
             metadata[f"{row['kind']}_{m}"] = round(float(row[m]), 4)
-    metadata["scores"] = _md(scores.drop("note"), 20)
+    metadata["scores"] = markdown_preview(scores.drop("note"), 20)
     return dg.Output(scores, metadata=metadata)

@@ -18,6 +18,7 @@ from ubap_assets.core.schema import (
 from ubap_assets.defs.events import settings
 from ubap_assets.defs.events.checks import event_check_results, event_check_specs
 from ubap_assets.defs.events.partitions import daily_partitions
+from ubap_assets.lib.metadata import markdown_preview
 from ubap_assets.lib.warehouse_io import replace_window
 from ubap_assets.warehouse.tables import EVENTS
 
@@ -105,10 +106,6 @@ class SourceConfig(dg.Config):
             ) from err
 
 
-def _preview(frame: pl.DataFrame, rows: int = 5) -> dg.MetadataValue:
-    return dg.MetadataValue.md(frame.head(rows).to_pandas().to_markdown(index=False))
-
-
 @dg.multi_asset(
     outs={
         "users": dg.AssetOut(
@@ -174,13 +171,13 @@ def behaviour_source(context: dg.AssetExecutionContext, config: SourceConfig):
         personas, anomalies = empty(USER_PERSONAS_SCHEMA), empty(INJECTED_ANOMALIES_SCHEMA)
         note = f"files: {len(result.files)} read from {config.source}; no ground truth"
     context.log.info(note)
-    yield dg.Output(users, "users", metadata={"source": note, "preview": _preview(users)})
-    yield dg.Output(pages, "pages", metadata={"source": note, "preview": _preview(pages)})
+    yield dg.Output(users, "users", metadata={"source": note, "preview": markdown_preview(users)})
+    yield dg.Output(pages, "pages", metadata={"source": note, "preview": markdown_preview(pages)})
     yield dg.Output(personas, "user_personas", metadata={"source": note})
     yield dg.Output(
         anomalies,
         "injected_anomalies",
-        metadata={"source": note, "preview": _preview(anomalies, 20)},
+        metadata={"source": note, "preview": markdown_preview(anomalies, 20)},
     )
     yield dg.Output(
         rejects,

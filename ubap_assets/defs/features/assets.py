@@ -6,17 +6,12 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from ubap_assets.core import features as fx
+from ubap_assets.lib.metadata import markdown_preview
 from ubap_assets.warehouse import tables as t
 
 GROUP = "features"
 OWNERS = ["team:analytics"]
 KINDS = {"duckdb", "polars"}
-
-
-def preview(frame: pl.DataFrame, rows: int = 8) -> dg.MetadataValue:
-    if frame.height == 0:
-        return dg.MetadataValue.md("_no rows_")
-    return dg.MetadataValue.md(frame.head(rows).to_pandas().to_markdown(index=False))
 
 
 def feature_dictionary() -> dg.MetadataValue:
@@ -69,6 +64,6 @@ def user_features(
             "lookback_days": lookback,
             "buyers": frame.filter(pl.col("purchases") > 0).height,
             "feature_dictionary": feature_dictionary(),
-            "preview": preview(frame),
+            "preview": markdown_preview(frame),
         },
     )

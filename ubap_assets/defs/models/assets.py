@@ -9,18 +9,13 @@ from pydantic import Field
 
 from ubap_assets.core import features as fx
 from ubap_assets.core import models as mdl
+from ubap_assets.lib.metadata import markdown_preview
 from ubap_assets.lib.model_store import ModelStore
 from ubap_assets.warehouse import tables as t
 
 GROUP = "models"
 OWNERS = ["team:analytics"]
 KINDS = {"scikit-learn", "xgboost", "duckdb"}
-
-
-def preview(frame: pl.DataFrame, rows: int = 12) -> dg.MetadataValue:
-    if frame.height == 0:
-        return dg.MetadataValue.md("_no rows_")
-    return dg.MetadataValue.md(frame.head(rows).to_pandas().to_markdown(index=False))
 
 
 class ModelsConfig(dg.Config):
@@ -141,7 +136,7 @@ def model_training(
         metadata={
             "rows": metrics.height,
             **summary,
-            "metrics": preview(shown),
+            "metrics": markdown_preview(shown),
         },
     )
     yield dg.Output(
@@ -151,7 +146,7 @@ def model_training(
             "rows": cards.height,
             "model_version": version,
             "store": dg.MetadataValue.path(str(model_store.root_path() / version)),
-            "cards": preview(
+            "cards": markdown_preview(
                 cards.select(
                     "task",
                     "model",

@@ -6,18 +6,13 @@ from dagster_duckdb import DuckDBResource
 
 from ubap_assets.core import features as fx
 from ubap_assets.core.predictions import predict_users
+from ubap_assets.lib.metadata import markdown_preview
 from ubap_assets.lib.model_store import ModelStore
 from ubap_assets.warehouse import tables as t
 
 GROUP = "predictions"
 OWNERS = ["team:analytics"]
 KINDS = {"xgboost", "scikit-learn", "polars"}
-
-
-def preview(frame: pl.DataFrame, rows: int = 10) -> dg.MetadataValue:
-    if frame.height == 0:
-        return dg.MetadataValue.md("_no rows_")
-    return dg.MetadataValue.md(frame.head(rows).to_pandas().to_markdown(index=False))
 
 
 def _best(cards: pl.DataFrame, task: str) -> dict:
@@ -84,7 +79,7 @@ def user_predictions(
             "lookback_days": lookback,
             "mean_conversion_probability": round(float(frame["conversion_probability"].mean()), 4),
             "at_risk_users": at_risk,
-            "high_value": preview(top),
-            "at_risk": preview(risky),
+            "high_value": markdown_preview(top),
+            "at_risk": markdown_preview(risky),
         },
     )

@@ -7,17 +7,12 @@ from pydantic import Field
 
 from ubap_assets.core import segmentation as seg
 from ubap_assets.core.trends import table_exists
+from ubap_assets.lib.metadata import markdown_preview
 from ubap_assets.warehouse import tables as t
 
 GROUP = "segments"
 OWNERS = ["team:analytics"]
 KINDS = {"scikit-learn", "polars"}
-
-
-def preview(frame: pl.DataFrame, rows: int = 12) -> dg.MetadataValue:
-    if frame.height == 0:
-        return dg.MetadataValue.md("_no rows_")
-    return dg.MetadataValue.md(frame.head(rows).to_pandas().to_markdown(index=False))
 
 
 class SegmentsConfig(dg.Config):
@@ -101,7 +96,7 @@ def user_segmentation(
     yield dg.Output(
         result.segments,
         t.USER_SEGMENTS,
-        metadata={"rows": result.segments.height, **quality, "segments": preview(names)},
+        metadata={"rows": result.segments.height, **quality, "segments": markdown_preview(names)},
     )
     yield dg.Output(
         result.profiles,
@@ -113,6 +108,6 @@ def user_segmentation(
                 {str(k): round(v, 4) for k, v in result.k_scores.items()}
             ),
             "notes": dg.MetadataValue.md("\n".join(f"- {n}" for n in notes) or "none"),
-            "profiles": preview(result.profiles.drop("centroid_json", "run_id")),
+            "profiles": markdown_preview(result.profiles.drop("centroid_json", "run_id")),
         },
     )

@@ -13,15 +13,12 @@ import polars as pl
 from dagster_duckdb import DuckDBResource
 
 from ubap_assets.core import trends
+from ubap_assets.lib.metadata import markdown_preview
 from ubap_assets.warehouse import tables as t
 
 GROUP = "trends"
 OWNERS = ["team:analytics"]
 KINDS = {"duckdb", "polars"}
-
-
-def preview(frame: pl.DataFrame, rows: int = 8) -> dg.MetadataValue:
-    return dg.MetadataValue.md(frame.head(rows).to_pandas().to_markdown(index=False))
 
 
 def _notes(con: duckdb.DuckDBPyConnection, frame: pl.DataFrame) -> list[str]:
@@ -54,7 +51,7 @@ def _run(
     metadata: dict[str, object] = {
         "rows": frame.height,
         "notes": dg.MetadataValue.md("\n".join(f"- {n}" for n in notes) or "none"),
-        "preview": preview(frame),
+        "preview": markdown_preview(frame),
         **extra,
     }
     if frame.height and period in frame.columns:
@@ -138,7 +135,7 @@ def funnel_daily(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -
     first = totals["sessions"][0] if totals.height else 0
     extra = {
         "overall_conversion": round(float(totals["sessions"][-1] / first), 4) if first else 0.0,
-        "funnel_totals": preview(totals, 5),
+        "funnel_totals": markdown_preview(totals, 5),
     }
     return _run(context, warehouse, lambda con: frame, "day", **extra)
 
