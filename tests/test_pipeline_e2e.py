@@ -55,3 +55,33 @@ def test_snapshot_holds_every_serving_table_and_this_runs_checks(materialized_gr
     assert runs == [(materialized_graph.result.run_id,)]
     graph = materialized_graph.job.asset_layer.asset_graph
     assert checks == len(list(graph.asset_check_keys))
+
+
+@pytest.mark.slow
+def test_a_nightly_run_refreshes_one_day_and_publishes_a_new_snapshot(
+    materialized_graph, tmp_path, monkeypatch
+):
+    import shutil
+    from datetime import timedelta
+
+    from tests.conftest import TEST_START
+    from ubap_assets.definitions import defs
+
+    data = tmp_path / "data"
+    shutil.copytree(materialized_graph.data_dir, data)
+    monkeypatch.setenv("UBAP_DATA_DIR", str(data))
+    before = current_snapshot(data / "snapshots")
+    with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as con:
+        events_before = con.execute("SELECT count(*) FROM events").fetchone()[0]
+
+    last_day = (TEST_START + timedelta(days=TEST_DAYS - 1)).isoformat()
+    result = defs().resolve_job_def("refresh_job").execute_in_process(
+        instance=dg.DagsterInstance.ephemeral(), partition_key=last_day, raise_on_error=False
+    )
+    assert result.success, [e.step_key for e in result.get_step_failure_events()]
+
+    after = current_snapshot(data / "snapshots")
+    assert after.snapshot_id != before.snapshot_id
+    assert before.path.exists()  # the previous snapshot stays on disk for readers mid-request
+    with duckdb.connect(str(after.path), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM events").fetchone()[0] == events_before
