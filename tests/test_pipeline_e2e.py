@@ -75,8 +75,12 @@ def test_a_nightly_run_refreshes_one_day_and_publishes_a_new_snapshot(
         events_before = con.execute("SELECT count(*) FROM events").fetchone()[0]
 
     last_day = (TEST_START + timedelta(days=TEST_DAYS - 1)).isoformat()
-    result = defs().resolve_job_def("refresh_job").execute_in_process(
-        instance=dg.DagsterInstance.ephemeral(), partition_key=last_day, raise_on_error=False
+    result = (
+        defs()
+        .resolve_job_def("refresh_job")
+        .execute_in_process(
+            instance=dg.DagsterInstance.ephemeral(), partition_key=last_day, raise_on_error=False
+        )
     )
     assert result.success, [e.step_key for e in result.get_step_failure_events()]
 
