@@ -16,6 +16,7 @@ import polars as pl
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from ubap_assets.core import trends
 from ubap_assets.core.synthetic import WorldSpec, generate_world
 from ubap_assets.warehouse import tables as t
 from ubap_assets.warehouse.snapshots import Snapshot, publish_snapshot, snapshot_meta_frame
@@ -36,22 +37,7 @@ PAGE_FILES = {
 }
 SEGMENTS = {0: "Loyal buyers", 1: "Researchers", 2: "One-page bouncers", 3: "Casual browsers"}
 STEPS = ("page_view", "product_view", "add_to_cart", "checkout_start", "purchase")
-TREND_METRICS = (
-    "active_users",
-    "new_users",
-    "returning_users",
-    "sessions",
-    "converted_sessions",
-    "bounced_sessions",
-    "events",
-    "page_views",
-    "purchases",
-    "revenue",
-    "conversion_rate",
-    "bounce_rate",
-    "mean_session_duration_s",
-    "pages_per_session",
-)
+TREND_METRICS = trends.METRICS  # the documented trend columns
 
 
 # --- the snapshot: real users/pages/events, contract-shaped derived tables ---------------------
