@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
+import duckdb
 import pytest
 
 TEST_START = date(2026, 1, 5)  # a Monday
@@ -36,6 +37,21 @@ for _var in (
     "UBAP_SOURCE_MAPPING",
 ):
     os.environ.pop(_var, None)
+
+
+def world_db(world) -> duckdb.DuckDBPyConnection:
+    """An in-memory warehouse holding a synthetic world's tables (feature and leakage tests)."""
+    con = duckdb.connect()
+    for table, frame in (
+        ("users", world.users),
+        ("pages", world.pages),
+        ("events", world.events),
+        ("user_personas", world.personas),
+    ):
+        con.register("incoming", frame)
+        con.execute(f"CREATE TABLE {table} AS SELECT * FROM incoming")
+        con.unregister("incoming")
+    return con
 
 
 @pytest.fixture(scope="session")

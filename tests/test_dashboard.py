@@ -16,7 +16,7 @@ import polars as pl
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from ubap_assets.core import trends
+from ubap_assets.core import segmentation, trends
 from ubap_assets.core.synthetic import WorldSpec, generate_world
 from ubap_assets.warehouse import tables as t
 from ubap_assets.warehouse.snapshots import Snapshot, publish_snapshot, snapshot_meta_frame
@@ -224,20 +224,7 @@ def contract_tables(world, rng: np.random.Generator) -> dict[str, pl.DataFrame]:
             "traffic_source": world.users["traffic_source"],
         }
     )
-    profile_means = (
-        "sessions",
-        "pages_per_session",
-        "avg_session_minutes",
-        "bounce_rate",
-        "product_share",
-        "blog_share",
-        "help_share",
-        "add_to_cart_rate",
-        "purchases",
-        "revenue",
-        "recency_days",
-        "active_days",
-    )
+    profile_means = segmentation.PROFILE_FEATURES
     profiles = (
         features.join(segments, on="user_id")
         .group_by("segment_id", "segment_name")

@@ -6,26 +6,12 @@ import duckdb
 import polars as pl
 import pytest
 
+from tests.conftest import world_db
 from ubap_assets.core import features as fx
 from ubap_assets.core.catalogue import page_catalogue
 from ubap_assets.core.schema import EVENTS_SCHEMA, USERS_SCHEMA
 
 CUTOFF = datetime(2026, 3, 1)
-
-
-def world_db(world) -> duckdb.DuckDBPyConnection:
-    """An in-memory warehouse holding a synthetic world's tables (shared by the model tests)."""
-    con = duckdb.connect()
-    for table, frame in (
-        ("users", world.users),
-        ("pages", world.pages),
-        ("events", world.events),
-        ("user_personas", world.personas),
-    ):
-        con.register("incoming", frame)
-        con.execute(f"CREATE TABLE {table} AS SELECT * FROM incoming")
-        con.unregister("incoming")
-    return con
 
 
 def _pages() -> dict[str, str]:

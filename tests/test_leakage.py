@@ -3,29 +3,14 @@ leaked into a feature is caught."""
 
 from datetime import datetime, timedelta
 
-import duckdb
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+from tests.conftest import world_db
 from ubap_assets.core import features as fx
 from ubap_assets.core import models as mdl
 from ubap_assets.core.schema import EVENTS_SCHEMA
-
-
-def world_db(world) -> duckdb.DuckDBPyConnection:
-    """An in-memory warehouse holding a synthetic world's tables."""
-    con = duckdb.connect()
-    for table, frame in (
-        ("users", world.users),
-        ("pages", world.pages),
-        ("events", world.events),
-        ("user_personas", world.personas),
-    ):
-        con.register("incoming", frame)
-        con.execute(f"CREATE TABLE {table} AS SELECT * FROM incoming")
-        con.unregister("incoming")
-    return con
 
 
 @pytest.fixture(scope="module")

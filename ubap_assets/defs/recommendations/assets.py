@@ -16,19 +16,11 @@ from ubap_assets.defs.recommendations.config import (
     SimilarPagesConfig,
 )
 from ubap_assets.lib.embedder import Embedder
+from ubap_assets.lib.metadata import markdown_preview
 from ubap_assets.warehouse import tables
 
 GROUP = "recommendations"
 OWNERS = ["team:analytics"]
-
-
-def _md(frame: pl.DataFrame, rows: int = 10) -> dg.MetadataValue:
-    head = frame.head(rows)
-    cols = head.columns
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for r in head.iter_rows():
-        lines.append("| " + " | ".join(str(v) for v in r) + " |")
-    return dg.MetadataValue.md("\n".join(lines))
 
 
 def _fail(exc: Exception) -> dg.Failure:
@@ -85,7 +77,7 @@ def similar_pages(
             float(frame.filter(pl.col("rank") == 1)["similarity"].mean() or 0.0), 4
         ),
         "same_category_share": round(float(frame["same_category"].mean() or 0.0), 4),
-        "preview": _md(frame),
+        "preview": markdown_preview(frame),
     }
     if note:
         meta["note"] = note
@@ -157,7 +149,9 @@ def user_recommendations(
             "segments": seg_note,
             "notes": "; ".join(model.notes) or "none",
             "seconds": round(time.perf_counter() - started, 2),
-            "preview": _md(recs.select("user_id", "rank", "title", "source", "reason")),
+            "preview": markdown_preview(
+                recs.select("user_id", "rank", "title", "source", "reason")
+            ),
         },
     )
 
@@ -200,7 +194,7 @@ def rec_evaluation(
         "hybrid_lift_over_popularity": round(hybrid.get("ndcg_at_k", 0.0) / pop["ndcg_at_k"], 3)
         if pop.get("ndcg_at_k")
         else 0.0,
-        "table": _md(
+        "table": markdown_preview(
             result.drop("cutoff_ts", "test_end_ts", "note", "k", "is_baseline"),
             rows=len(rec_eval.METHODS),
         ),
@@ -254,6 +248,8 @@ def admin_insights(
             "insights": frame.height,
             "by_kind": dg.MetadataValue.json(insights.severity_counts(frame)),
             "high_severity": frame.filter(pl.col("severity") == "high").height,
-            "preview": _md(frame.select("kind", "severity", "subject_title", "details"), rows=15),
+            "preview": markdown_preview(
+                frame.select("kind", "severity", "subject_title", "details"), rows=15
+            ),
         },
     )
