@@ -1,9 +1,8 @@
 """Every resource of the code location, bound in one place."""
 
 import dagster as dg
-from dagster_duckdb import DuckDBResource
 
-from ubap_assets.lib.warehouse_io import DuckDBWarehouseIOManager
+from ubap_assets.lib.warehouse_io import DuckDBWarehouseIOManager, WarehouseResource
 from ubap_assets.warehouse.paths import warehouse_path
 
 
@@ -15,7 +14,8 @@ def resources() -> dg.Definitions:
         resources={
             # Assets that return polars frames are stored as main.<asset name>.
             "io_manager": DuckDBWarehouseIOManager(database=database),
-            # Assets that compute in SQL (over the big events table) use this connection.
-            "warehouse": DuckDBResource(database=database),
+            # Assets that compute in SQL (over the big events table) use this connection; it
+            # connects exactly like the IO manager and always closes (see WarehouseResource).
+            "warehouse": WarehouseResource(database=database),
         }
     )

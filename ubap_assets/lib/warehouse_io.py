@@ -7,12 +7,50 @@ a partition's time window inside one transaction, so a table is always either th
 new version, and re-materializing a partition is idempotent.
 """
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import dagster as dg
 import duckdb
 import polars as pl
+from dagster_duckdb import DuckDBResource
+
+
+def connect_warehouse(database: str) -> duckdb.DuckDBPyConnection:
+    """The one way the pipeline opens the warehouse: read-write, DuckDB's default configuration.
+
+    DuckDB refuses a second connection to a file that one process already has open with another
+    configuration ("Can't open a connection to same database file with a different
+    configuration"). The IO manager and the `warehouse` resource therefore connect identically,
+    so even a connection that outlives its step (held by a failed step's traceback until the
+    garbage collector runs) cannot break the steps after it.
+    """
+    return duckdb.connect(database)
+
+
+class WarehouseResource(DuckDBResource):
+    """dagster-duckdb's DuckDBResource with two fixes for a run of many steps in one process.
+
+    The upstream ``get_connection`` closes its connection only when the block succeeds and adds
+    a ``custom_user_agent`` setting that the IO manager's connections lack; after a step failed
+    inside the block, its still-open connection made every later connection with the other
+    configuration fail. This one always closes, and connects like the IO manager. Assets keep
+    annotating the resource as ``DuckDBResource``.
+    """
+
+    @contextmanager
+    def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        if self.connection_config:
+            raise dg.DagsterInvariantViolationError(
+                "the warehouse resource takes no connection_config: every connection to the "
+                "file must share one configuration (see connect_warehouse)"
+            )
+        con = connect_warehouse(self.database)
+        try:
+            yield con
+        finally:
+            con.close()
 
 
 def _naive_utc(ts: datetime) -> datetime:
@@ -86,7 +124,7 @@ class DuckDBWarehouseIOManager(dg.ConfigurableIOManager):
     database: str  # path of the DuckDB warehouse file
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
-        return duckdb.connect(self.database)
+        return connect_warehouse(self.database)
 
     def handle_output(self, context: dg.OutputContext, obj: pl.DataFrame | None) -> None:
         if obj is None:
@@ -111,4 +149,9 @@ class DuckDBWarehouseIOManager(dg.ConfigurableIOManager):
     def load_input(self, context: dg.InputContext) -> pl.DataFrame:
         table = context.upstream_output.asset_key.path[-1]
         with self._connect() as con:
+            if not _exists(con, table):
+                raise dg.Failure(
+                    description=f"table main.{table} is not in the warehouse: materialize "
+                    f"{table} first (a degraded run may have left it unwritten)"
+                )
             return con.execute(f'SELECT * FROM main."{table}"').pl()
