@@ -1,7 +1,8 @@
 """Serving snapshots: atomic publication, pruning, failure safety, the reader, the asset."""
 
+import errno
 import threading
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import dagster as dg
 import duckdb
@@ -14,10 +15,14 @@ from ubap_assets.warehouse import tables as t
 from ubap_assets.warehouse.reader import MissingTableError, SnapshotReader, open_reader
 from ubap_assets.warehouse.snapshots import (
     CURRENT_POINTER,
+    RECENT_EVENTS_PER_USER,
+    TABLE_STATUS,
+    TABLE_STATUS_SCHEMA,
     NoSnapshotError,
     current_snapshot,
     list_snapshots,
     publish_snapshot,
+    read_table_status,
 )
 
 
@@ -224,3 +229,111 @@ def test_a_pruned_snapshot_never_opened_raises_file_not_found(warehouse, tmp_pat
         SnapshotReader(gone)
     with open_reader(tmp_path) as r:
         assert r.snapshot_id == "next"
+
+
+# --- publishing that cannot be wedged -------------------------------------------------------
+
+
+class _FullDisk:
+    """A warehouse connection on a full disk: copying into the staging file fails half-way
+    (ENOSPC) and so does the DETACH of the cleanup; everything else is the real connection."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection):
+        self._con = con
+
+    def execute(self, sql: str, *args):
+        if sql.startswith("CREATE TABLE ") and "FROM main." in sql:
+            self._con.execute(sql, *args)  # the file grows, then the disk is full
+            raise OSError(errno.ENOSPC, "No space left on device")
+        if sql.startswith("DETACH"):
+            self._con.execute(sql, *args)
+            raise duckdb.IOException("Could not write file: No space left on device")
+        return self._con.execute(sql, *args)
+
+    def __getattr__(self, name: str):
+        return getattr(self._con, name)
+
+
+def test_a_full_disk_leaves_no_staging_file_and_the_next_publish_works(warehouse, tmp_path):
+    snaps = tmp_path / "snapshots"
+    _put(warehouse, "users", _users(10))
+    publish_snapshot(warehouse, ["users"], snaps, "good")
+    with pytest.raises(OSError, match="No space left"):
+        publish_snapshot(_FullDisk(warehouse), ["users"], snaps, "full")
+    assert sorted(p.name for p in snaps.iterdir()) == [CURRENT_POINTER, "good.duckdb"]
+    assert current_snapshot(snaps).snapshot_id == "good"
+
+    # A publish that crashed outright (kill -9) leaves its staging files: the next one prunes them.
+    (snaps / ".crashed.staging.duckdb").write_bytes(b"\0" * 4096)
+    (snaps / ".crashed.staging.duckdb.wal").write_bytes(b"\0" * 16)
+    _put(warehouse, "users", _users(12))
+    publish_snapshot(warehouse, ["users"], snaps, "next")
+    assert sorted(p.name for p in snaps.iterdir()) == [
+        CURRENT_POINTER,
+        "good.duckdb",
+        "next.duckdb",
+    ]
+    with open_reader(snaps) as r:
+        assert (r.snapshot_id, r.scalar("SELECT count(*) FROM users")) == ("next", 12)
+
+
+def _events(per_user: dict[str, int]) -> pl.DataFrame:
+    rows = []
+    for user, n in per_user.items():
+        for i in range(n):
+            rows.append(
+                {
+                    "event_id": f"{user}-{i:04d}",
+                    "user_id": user,
+                    "session_id": f"{user}-s{i // 10}",
+                    "event_ts": datetime(2026, 1, 5) + timedelta(minutes=i),
+                    "event_type": "page_view",
+                    "page_id": f"p{i % 7}",
+                    "device": "mobile",
+                    "traffic_source": "organic",
+                    "revenue": None,
+                }
+            )
+    return pl.DataFrame(rows)
+
+
+def test_the_snapshot_keeps_only_the_recent_events_a_reader_shows(warehouse, tmp_path):
+    heavy = RECENT_EVENTS_PER_USER + 40
+    _put(warehouse, "events", _events({"u001": heavy, "u002": 3}))
+    publish_snapshot(warehouse, ["events"], tmp_path, "trimmed")
+    with open_reader(tmp_path) as r:
+        columns = r.query("SELECT * FROM events LIMIT 0").columns
+        per_user = dict(r.query("SELECT user_id, count(*) AS n FROM events GROUP BY 1").rows())
+        latest = r.recent_activity("u001", limit=RECENT_EVENTS_PER_USER)
+    assert "traffic_source" not in columns  # no reader shows it
+    assert per_user == {"u001": RECENT_EVENTS_PER_USER, "u002": 3}
+    # What the reader answers is what the whole table would have answered.
+    assert latest["event_ts"].to_list()[0] == datetime(2026, 1, 5) + timedelta(minutes=heavy - 1)
+    assert latest.height == RECENT_EVENTS_PER_USER
+    assert latest["event_ts"].min() == datetime(2026, 1, 5) + timedelta(minutes=40)
+
+
+def test_read_table_status_lists_only_the_tables_not_refreshed(warehouse, tmp_path):
+    _put(warehouse, "users", _users(3))
+    old = publish_snapshot(warehouse, ["users"], tmp_path, "before_status")
+    with duckdb.connect(str(old.path), read_only=True) as con:
+        assert read_table_status(con) == {}  # an older snapshot without the table
+    status = pl.DataFrame(
+        [
+            {"table_name": "users", "refreshed": True, "reason": None, "materialized_at": None},
+            {
+                "table_name": "model_cards",
+                "refreshed": False,
+                "reason": "model_training failed: single class in the training labels",
+                "materialized_at": datetime(2026, 1, 4, 2),
+            },
+        ],
+        schema=TABLE_STATUS_SCHEMA,
+    )
+    new = publish_snapshot(
+        warehouse, ["users"], tmp_path, "with_status", extra={TABLE_STATUS: status}
+    )
+    with duckdb.connect(str(new.path), read_only=True) as con:
+        assert read_table_status(con) == {
+            "model_cards": "model_training failed: single class in the training labels"
+        }

@@ -7,8 +7,10 @@ a new file ``<snapshot_id>.duckdb`` and then swaps the one-line ``CURRENT`` file
 run never touches the pointer, so the previous snapshot stays in service.
 """
 
+import contextlib
 import os
 import re
+import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -36,7 +38,26 @@ CLUSTER_KEYS: dict[str, tuple[str, ...]] = {
 }
 
 
-# The two tables written only into a snapshot (never into the warehouse).
+# What a snapshot holds of a table, where that is less than the whole warehouse table.
+# `events` is the only raw table a reader touches, and only for a user's latest activity
+# (reader.recent_activity; the API's `activity` parameter allows at most 200 rows): the snapshot
+# keeps each user's newest RECENT_EVENTS_PER_USER events and the columns shown, not every event.
+# Everything aggregated from the events is served from the derived tables.
+RECENT_EVENTS_PER_USER = 200
+RECENT_EVENT_COLUMNS = (
+    "event_id",
+    "user_id",
+    "session_id",
+    "event_ts",
+    "event_type",
+    "page_id",
+    "device",
+    "revenue",
+)
+
+TABLE_STATUS = "table_status"  # one row per served table: refreshed by the run, or why not
+
+# The tables written only into a snapshot (never into the warehouse).
 CHECK_RESULTS_SCHEMA: dict[str, pl.DataType] = {
     "asset_key": pl.String,
     "check_name": pl.String,
@@ -46,6 +67,13 @@ CHECK_RESULTS_SCHEMA: dict[str, pl.DataType] = {
     "description": pl.String,
     "evaluated_at": pl.Datetime("us"),
     "run_id": pl.String,
+}
+
+TABLE_STATUS_SCHEMA: dict[str, pl.DataType] = {
+    "table_name": pl.String,
+    "refreshed": pl.Boolean,
+    "reason": pl.String,  # NULL when refreshed; else why the served data is older than the run
+    "materialized_at": pl.Datetime("us"),  # when the served data was written (NULL: unknown)
 }
 
 SNAPSHOT_META_SCHEMA: dict[str, pl.DataType] = {
@@ -79,6 +107,26 @@ def snapshot_meta_frame(
         "missing_tables": ",".join(missing_tables),
     }
     return pl.DataFrame([row], schema=SNAPSHOT_META_SCHEMA)
+
+
+def read_table_status(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    """Table name -> reason, for the served tables the publishing run did NOT refresh.
+
+    ``con`` is a connection to a snapshot. Empty when every table is fresh, and for snapshots
+    published before table_status existed.
+    """
+    present = con.execute(
+        "SELECT count(*) FROM information_schema.tables "
+        "WHERE table_schema = 'main' AND table_name = ?",
+        [TABLE_STATUS],
+    ).fetchone()[0]
+    if not present:
+        return {}
+    rows = con.execute(
+        f"SELECT table_name, coalesce(reason, 'not refreshed') FROM main.{TABLE_STATUS} "
+        "WHERE NOT refreshed ORDER BY table_name"
+    ).fetchall()
+    return {name: reason for name, reason in rows}
 
 
 class NoSnapshotError(RuntimeError):
@@ -131,40 +179,44 @@ def publish_snapshot(
     snapshot_id: str,
     keep: int = 3,
     extra: Mapping[str, pl.DataFrame] | None = None,
+    carried: Mapping[str, Path] | None = None,
 ) -> Snapshot:
     """Copy ``tables`` from the open warehouse into a new snapshot file and make it current.
 
-    ``extra`` frames (snapshot_meta, check_results) are written into the snapshot only, never
-    into the warehouse. Tables missing from the warehouse are skipped (the caller records
-    which). The new file is complete and closed before the pointer moves; the ``keep`` newest
-    snapshots stay on disk so a reader that resolved an older pointer a moment ago can finish.
+    ``extra`` frames (snapshot_meta, check_results, table_status) are written into the snapshot
+    only, never into the warehouse. ``carried`` maps a table to an older snapshot file to copy
+    it from instead of the warehouse (its warehouse version failed a blocking check). Tables
+    missing from the warehouse are skipped (the caller records which). The new file is complete
+    and closed before the pointer moves; the ``keep`` newest snapshots stay on disk so a reader
+    that resolved an older pointer a moment ago can finish.
+
+    The staging file is removed whatever goes wrong (a full disk included), and staging files
+    that a crashed earlier publish left behind are removed first: only one process can write
+    the warehouse, so no other publish can be under way.
     """
     if not _SNAPSHOT_ID.match(snapshot_id):
         raise ValueError(f"snapshot id {snapshot_id!r} must be letters, digits, '_', '.', '-'")
-    for name in [*tables, *(extra or {})]:
+    carried = dict(carried or {})
+    for name in [*tables, *(extra or {}), *carried]:
         if not _TABLE_NAME.match(name):
             raise ValueError(f"table name {name!r} must be snake_case letters and digits")
     snapshot_dir.mkdir(parents=True, exist_ok=True)
     final = snapshot_dir / f"{snapshot_id}.duckdb"
     if final.exists():
         raise FileExistsError(f"snapshot {final.name} already exists; snapshots are immutable")
-    staging = snapshot_dir / f".{snapshot_id}.staging.duckdb"
-    staging.unlink(missing_ok=True)
-    alias = "ubap_snapshot_staging"
+    prune_staging(snapshot_dir)
+    staging = snapshot_dir / f".{snapshot_id}{_STAGING_SUFFIX}"
+    alias = f"ubap_staging_{secrets.token_hex(4)}"
     present = warehouse_tables(warehouse)
-    warehouse.execute(f"ATTACH '{_sql_literal(staging)}' AS {alias}")
+    attached = False
     try:
+        warehouse.execute(f"ATTACH '{_sql_literal(staging)}' AS {alias}")
+        attached = True
         for table in tables:
-            if table not in present:
-                continue
-            columns = _columns(warehouse, table)
-            keys = CLUSTER_KEYS.get(table, ())
-            order = ""
-            if keys and keys[0] in columns:
-                order = " ORDER BY " + ", ".join(f'"{k}"' for k in keys if k in columns)
-            warehouse.execute(
-                f'CREATE TABLE {alias}."{table}" AS SELECT * FROM main."{table}"{order}'
-            )
+            if table in carried:
+                _copy_carried(warehouse, alias, table, carried[table])
+            elif table in present:
+                _copy_table(warehouse, alias, table)
         for name, frame in (extra or {}).items():
             view = f"ubap_extra_{name}"
             warehouse.register(view, frame)
@@ -172,16 +224,84 @@ def publish_snapshot(
                 warehouse.execute(f'CREATE TABLE {alias}."{name}" AS SELECT * FROM "{view}"')
             finally:
                 warehouse.unregister(view)
-    except BaseException:
         warehouse.execute(f"DETACH {alias}")
-        staging.unlink(missing_ok=True)
-        staging.with_name(staging.name + ".wal").unlink(missing_ok=True)
+        attached = False
+        os.replace(staging, final)
+    except BaseException:
+        if attached:
+            # On a full disk DETACH fails too; the file is removed below all the same.
+            with contextlib.suppress(duckdb.Error):
+                warehouse.execute(f"DETACH {alias}")
+        _remove_staging(staging)
         raise
-    warehouse.execute(f"DETACH {alias}")
-    os.replace(staging, final)
     _write_atomically(snapshot_dir / CURRENT_POINTER, snapshot_id + "\n")
     _prune(snapshot_dir, keep=keep, current=final)
     return Snapshot(snapshot_id, final)
+
+
+_STAGING_SUFFIX = ".staging.duckdb"
+
+
+def _remove_staging(staging: Path) -> None:
+    for path in (staging, staging.with_name(staging.name + ".wal")):
+        with contextlib.suppress(OSError):
+            path.unlink(missing_ok=True)
+
+
+def prune_staging(snapshot_dir: Path) -> list[str]:
+    """Remove the staging files (and the pointer's temp file) a crashed publish left behind."""
+    removed = []
+    for path in snapshot_dir.glob(".*"):
+        name = path.name
+        if name.endswith((_STAGING_SUFFIX, _STAGING_SUFFIX + ".wal", ".tmp")) and path.is_file():
+            with contextlib.suppress(OSError):
+                path.unlink()
+                removed.append(name)
+    return removed
+
+
+def _select_for_snapshot(warehouse: duckdb.DuckDBPyConnection, table: str, source: str) -> str:
+    """The SELECT that copies ``table`` from ``source`` (a schema) into a snapshot, clustered."""
+    columns = _columns(warehouse, table) if source == "main" else None
+    keys = CLUSTER_KEYS.get(table, ())
+    if columns is not None and table == "events":
+        kept = [c for c in RECENT_EVENT_COLUMNS if c in columns]
+        newest = "event_ts DESC" + (", event_id DESC" if "event_id" in columns else "")
+        body = (
+            "SELECT " + ", ".join(f'"{c}"' for c in kept) + f' FROM {source}."{table}" '
+            f"QUALIFY row_number() OVER (PARTITION BY user_id ORDER BY {newest}) "
+            f"<= {int(RECENT_EVENTS_PER_USER)}"
+        )
+        columns = kept
+    else:
+        body = f'SELECT * FROM {source}."{table}"'
+    order = ""
+    if keys and (columns is None or keys[0] in columns):
+        order = " ORDER BY " + ", ".join(f'"{k}"' for k in keys if columns is None or k in columns)
+    return body + order
+
+
+def _copy_table(warehouse: duckdb.DuckDBPyConnection, alias: str, table: str) -> None:
+    select = _select_for_snapshot(warehouse, table, "main")
+    warehouse.execute(f'CREATE TABLE {alias}."{table}" AS {select}')
+
+
+def _copy_carried(
+    warehouse: duckdb.DuckDBPyConnection, alias: str, table: str, previous: Path
+) -> None:
+    """Copy ``table`` as an earlier snapshot holds it (already trimmed and clustered)."""
+    source = f"ubap_previous_{secrets.token_hex(4)}"
+    warehouse.execute(f"ATTACH '{_sql_literal(previous)}' AS {source} (READ_ONLY)")
+    try:
+        warehouse.execute(f'CREATE TABLE {alias}."{table}" AS SELECT * FROM {source}."{table}"')
+    finally:
+        warehouse.execute(f"DETACH {source}")
+
+
+def snapshot_tables(path: Path) -> set[str]:
+    """Names of the tables a published snapshot file holds."""
+    with duckdb.connect(str(path), read_only=True) as con:
+        return warehouse_tables(con)
 
 
 def _sql_literal(path: Path) -> str:
