@@ -148,6 +148,30 @@ def test_windows_slice_the_events_and_nothing_else(tiny_world, tmp_path):
     assert pl.concat([p.events for p in parts]).equals(three)
 
 
+def test_events_in_the_same_second_on_different_pages_are_not_duplicates(tmp_path):
+    # No event ids and no page ids: the page comes from the URL, so two events in the same
+    # second differ only in what is derived from them. Exact copies still collapse.
+    rows = (
+        "u1,2026-01-05T10:00:00Z,page_view,https://shop.example/p/1\n"
+        "u1,2026-01-05T10:00:00Z,page_view,https://shop.example/p/2\n"
+        "u1,2026-01-05T10:00:00Z,page_view,https://shop.example/p/2?ref=mail\n"
+        "u1,2026-01-05T10:00:00Z,page_view,https://shop.example/p/2\n"
+        "u2,2026-01-05T10:00:00Z,click,,Spring sale\n"
+        "u2,2026-01-05T10:00:00Z,click,,Winter sale\n"
+    )
+    _write(tmp_path / "in" / "a.csv", "user_id,event_ts,event_type,url,title\n" + rows)
+    result = ingest_files(str(tmp_path / "in"))
+    assert sorted(result.events["page_id"].to_list()) == [
+        "/p/1",
+        "/p/2",
+        "/p/2",
+        "/spring-sale",
+        "/winter-sale",
+    ]
+    assert result.stats["duplicates"] == 1 and _accounted(result.stats)
+    assert result.events["event_id"].n_unique() == result.events.height
+
+
 def test_sessions_split_after_thirty_minutes_of_inactivity(tmp_path):
     times = ["10:00", "10:29", "10:58", "11:29", "11:30", "12:01"]
     rows = "".join(f"u1,2026-01-05 {t}:00,page_view,p1\n" for t in times)
@@ -230,6 +254,23 @@ def test_mapping_content_is_validated():
         parse_mapping({**base, "time_zone": "Mars/Olympus"})
     with pytest.raises(IngestError, match="neither a built-in mapping"):
         ingest_files(".", "shopify")
+
+
+def test_mapping_errors_name_the_field_and_the_fix():
+    base = {"user_id": "u", "event_ts": "t", "event_type": "e"}
+    spec = parse_mapping({"columns": {**base, "revenue": {"column": "r", "scale": 1e-6}}})
+    assert spec.fields["revenue"].candidates == ("r",) and spec.fields["revenue"].scale == 1e-6
+    with pytest.raises(MappingError, match=r"columns\.revenue\.scale.*number"):
+        parse_mapping({"columns": {**base, "revenue": {"column": "r", "scale": "micros"}}})
+    with pytest.raises(MappingError, match=r"columns\.revenue.*offset.*only.*event_ts"):
+        parse_mapping({"columns": {**base, "revenue": {"column": "r", "offset": "x"}}})
+    with pytest.raises(MappingError, match=r"offset_unit.*'s', 'ms', 'us' or 'ns'"):
+        ts = {"column": "t", "offset": "o", "offset_unit": "hours"}
+        parse_mapping({"columns": {**base, "event_ts": ts}})
+    with pytest.raises(MappingError, match=r"columns\.user_id\.colum.*unknown key.*column"):
+        parse_mapping({"columns": {**base, "user_id": {"colum": "u"}}})
+    with pytest.raises(MappingError, match=r"session_gap_minutes.*positive"):
+        parse_mapping({"columns": base, "session_gap_minutes": 0})
 
 
 # --- the inbox sensor ---------------------------------------------------------------------------

@@ -459,3 +459,184 @@ def test_date_and_time_in_separate_columns(tmp_path):
     assert result.events["event_ts"].to_list() == [datetime(2026, 1, 6, 0, 0)]
     assert result.rejects["reason"].to_list() == ["missing_timestamp"]
     assert result.pages["page_type"].to_list() == ["help"]
+
+
+# --- malformed regions, spreadsheet damage, mapping arithmetic ---------------------------------
+
+GOOD_ROWS = "".join(
+    f"e{i},u{i % 5},s{i % 5},2026-01-05T10:{i:02d}:00Z,page_view,p{i % 3},mobile,organic,\n"
+    for i in range(50)
+)
+GARBAGE_TAILS = {
+    # An export cut off inside a quoted field, then what the crash left behind.
+    "unterminated_quote": (
+        'e98,u1,s1,"2026-01-05T11:00:00Z,page_view,p1\nzzz,yyy\n',
+        [],
+        [(51, "malformed_csv: line 52: unterminated quote"), (52, "missing_timestamp")],
+    ),
+    # A stray quote inside a value (kept as text), then binary bytes (a disk or transfer fault).
+    "stray_quote_and_binary": (
+        'e98,u1,s1,2026-01-05T11:00:00Z,page_view,p"1,,,\n'
+        '\x00\x01\x02\xff garbage ,,,, "" " x\n\x00\x00\n',
+        ["e98"],
+        [
+            (52, "malformed_csv: line 53: binary data"),
+            (53, "malformed_csv: line 54: binary data"),
+        ],
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("tail", "loaded", "rejected"), GARBAGE_TAILS.values(), ids=GARBAGE_TAILS.keys()
+)
+def test_a_garbage_tail_becomes_rejects_with_file_and_line_and_the_rest_loads(
+    tmp_path, tail, loaded, rejected
+):
+    header = COLUMNS.replace(" ", ",") + "\n"
+    path = tmp_path / "in" / "cut.csv"
+    path.parent.mkdir(parents=True)
+    path.write_bytes((header + GOOD_ROWS).encode() + tail.encode("latin-1"))
+    result = ingest_files(str(tmp_path / "in"), max_reject_share=0.1)
+    _clean(result)
+    assert result.events["event_id"].to_list() == [f"e{i}" for i in range(50)] + loaded
+    assert set(result.rejects["source_file"]) == {str(path)}
+    # row_number counts data rows (line 52 is data row 51: the header is line 1).
+    reasons = [
+        (n, r.split(" (")[0]) for n, r in result.rejects.select("row_number", "reason").rows()
+    ]
+    assert reasons == rejected
+    assert (
+        result.rejects["raw"][0]
+        == tail.encode("latin-1").decode("utf-8", "replace").split("\n")[len(loaded)]
+    )
+    assert result.stats["rows_read"] == 50 + len(loaded) + len(rejected)
+    assert result.stats["rows_valid"] == 50 + len(loaded)
+    # Above the allowed share the run fails naming the file and the row, not a parser error.
+    first = rejected[0][0]
+    with pytest.raises(IngestError, match=rf"cut\.csv row {first}"):
+        ingest_files(str(tmp_path / "in"), max_reject_share=0.0)
+
+
+def test_an_unterminated_quote_mid_file_rejects_one_line_and_keeps_the_rest(tmp_path):
+    header = COLUMNS.replace(" ", ",") + "\n"
+    bad = 'e97,u1,s1,2026-01-05T11:00:00Z,page_view,"p1,mobile,organic,\n'
+    quoted = 'e96,u1,s1,2026-01-05T11:01:00Z,page_view,"p, with comma",mobile,organic,\n'
+    lines = GOOD_ROWS.splitlines(keepends=True)
+    _write(
+        tmp_path / "in" / "mid.csv",
+        header + "".join(lines[:10]) + bad + quoted + "".join(lines[10:]),
+    )
+    result = ingest_files(str(tmp_path / "in"), max_reject_share=0.1)
+    assert result.events.height == 51
+    assert "p, with comma" in result.events["page_id"].to_list()
+    assert result.rejects.select("row_number", "reason").rows() == [
+        (11, "malformed_csv: line 12: unterminated quote (the quoted field never closes)")
+    ]
+    assert result.rejects["raw"][0] == bad.rstrip("\n")  # the line as written
+
+
+def test_numeric_ids_in_scientific_notation_are_rejected_with_the_spreadsheet_cause(tmp_path):
+    _write(
+        tmp_path / "in" / "saved_by_excel.csv",
+        "event_id,user_id,session_id,event_ts,event_type,page_id\n"
+        "1,2.81772E+18,s1,2026-01-05T10:00:00Z,page_view,p1\n"
+        "2,281772000000000000,s1,2026-01-05T10:01:00Z,page_view,p1\n"
+        "3,u3,4.5E+17,2026-01-05T10:02:00Z,page_view,p1\n"
+        "4,u4,s4,2026-01-05T10:03:00Z,page_view,1.23457E+11\n"
+        "5.1E+9,u5,s5,2026-01-05T10:04:00Z,page_view,p1\n"
+        "6,u6,s6,2026-01-05T10:05:00Z,page_view,3E10\n",  # a product code, not a number
+    )
+    result = ingest_files(str(tmp_path / "in"), max_reject_share=1.0)
+    assert result.events["event_id"].to_list() == ["2", "6"]
+    reasons = dict(zip(result.rejects["row_number"], result.rejects["reason"], strict=True))
+    assert set(reasons) == {1, 3, 4, 5}
+    assert reasons[1] == (
+        "id_in_scientific_notation: user_id '2.81772E+18': ids in scientific notation: the file "
+        "was probably saved by a spreadsheet; export ids as text"
+    )
+    assert reasons[3].startswith("id_in_scientific_notation: session_id '4.5E+17'")
+    assert reasons[4].startswith("id_in_scientific_notation: page_id '1.23457E+11'")
+    assert reasons[5].startswith("id_in_scientific_notation: event_id '5.1E+9'")
+    with pytest.raises(IngestError, match="spreadsheet.*export ids as text"):
+        ingest_files(str(tmp_path / "in"))
+
+
+def test_a_mapping_scales_revenue_and_adds_an_offset_column_to_a_base_time(tmp_path):
+    mapping = _write(
+        tmp_path / "offsets.toml",
+        'name = "app"\n[columns]\nuser_id = "device"\nevent_type = "what"\npage_id = "screen"\n'
+        'event_ts = { column = "session_start", offset = "seconds_in", offset_unit = "s" }\n'
+        'revenue = { column = "revenue_micros", scale = 0.000001 }\n',
+    )
+    _write(
+        tmp_path / "in" / "app.csv",
+        "device,session_start,seconds_in,what,screen,revenue_micros\n"
+        "d1,2026-01-05T10:00:00Z,0,page_view,home,\n"
+        "d1,2026-01-05T10:00:00Z,90.5,add_to_cart,sku-1,\n"
+        "d1,2026-01-05T10:00:00Z,600,purchase,cart,19990000\n"
+        "d1,2026-01-05T10:00:00Z,soon,page_view,home,\n",
+    )
+    result = ingest_files(str(tmp_path / "in"), str(mapping), max_reject_share=0.5)
+    _clean(result)
+    assert result.events["event_ts"].to_list() == [
+        datetime(2026, 1, 5, 10, 0),
+        datetime(2026, 1, 5, 10, 1, 30, 500000),
+        datetime(2026, 1, 5, 10, 10),
+    ]
+    assert result.events["revenue"].to_list() == [None, None, pytest.approx(19.99)]
+    assert result.rejects["reason"].to_list() == ["bad_timestamp: offset 'soon' is not a number"]
+
+
+def test_a_json_mapping_offsets_epoch_microseconds_and_scales_a_price(tmp_path):
+    mapping = _write(
+        tmp_path / "m.json",
+        json.dumps(
+            {
+                "columns": {
+                    "user_id": "uid",
+                    "event_type": "kind",
+                    "event_ts": {
+                        "column": "batch_ts",
+                        "offset": ["delta_ms", "delta"],
+                        "offset_unit": "ms",
+                    },
+                    "page_id": "item",
+                    "page_price": {"column": "price_cents", "scale": 0.01},
+                },
+                "timestamp_format": "epoch_us",
+            }
+        ),
+    )
+    pl.DataFrame(
+        {
+            "uid": ["a", "a"],
+            "kind": ["page_view", "click"],
+            "batch_ts": [1_767_607_200_000_000] * 2,  # 2026-01-05 10:00 UTC in microseconds
+            "delta_ms": [250, 61_000],
+            "item": ["x", "x"],
+            "price_cents": [1999, 2001],
+        }
+    ).write_parquet(tmp_path / "in" / "batch.parquet", mkdir=True)
+    result = ingest_files(str(tmp_path / "in"), str(mapping))
+    assert result.events["event_ts"].to_list() == [
+        datetime(2026, 1, 5, 10, 0, 0, 250000),
+        datetime(2026, 1, 5, 10, 1, 1),
+    ]
+    assert result.pages["price"].to_list() == [pytest.approx(20.0)]
+
+
+def test_ga4_prefers_revenue_in_usd(tmp_path):
+    base = 1_767_607_200_000_000
+    pl.DataFrame(
+        {
+            "event_timestamp": [base],
+            "event_name": ["purchase"],
+            "user_pseudo_id": ["1.2"],
+            "ecommerce": [{"purchase_revenue": 90.0, "purchase_revenue_in_usd": 100.0}],
+            "event_value_in_usd": [100.0],
+        }
+    ).write_parquet(tmp_path / "in" / "events.parquet", mkdir=True)
+    result = ingest_files(str(tmp_path / "in"), "ga4")
+    assert result.events["revenue"].to_list() == [100.0]
+    assert result.stats["unknown_columns"] == 0

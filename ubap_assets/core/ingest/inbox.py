@@ -5,12 +5,9 @@ import time
 from dataclasses import dataclass
 from datetime import date
 
-import polars as pl
-
 from ubap_assets.core.ingest.mapping import load_mapping
-from ubap_assets.core.ingest.pipeline import timestamp_exprs
-from ubap_assets.core.ingest.read import is_blank, list_files, scan_file
-from ubap_assets.core.ingest.timestamps import to_utc
+from ubap_assets.core.ingest.pipeline import event_timestamps, timestamp_exprs
+from ubap_assets.core.ingest.read import is_blank, list_files, read_file
 
 
 def inbox_state(source: str, min_age_s: float = 0.0) -> dict[str, str]:
@@ -44,12 +41,14 @@ def file_days(path: str, mapping: str | None = None) -> list[date]:
     if is_blank(path):
         return []
     resolved = load_mapping(mapping)
-    lf = scan_file(path)
-    columns = lf.collect_schema().names()
-    exprs, _ = timestamp_exprs(resolved.fields["event_ts"], columns, lf.collect_schema())
+    frame = read_file(path)
+    exprs, offset, _ = timestamp_exprs(resolved.fields["event_ts"], frame.columns, frame.schema)
     if not exprs:
         return []
-    df = lf.select(e.alias(f"__ts{i}") for i, e in enumerate(exprs)).collect()
-    parsed = [to_utc(s, resolved.timestamp_format, resolved.time_zone) for s in df.iter_columns()]
-    days = pl.select(pl.coalesce(parsed).dt.date().alias("day")).to_series()
-    return sorted(days.drop_nulls().unique().to_list())
+    df = frame.select(
+        *(e.alias(f"__ts{i}") for i, e in enumerate(exprs)),
+        *([offset.alias("__offset")] if offset is not None else []),
+    )
+    candidates = [df[f"__ts{i}"] for i in range(len(exprs))]
+    ts = event_timestamps(candidates, df["__offset"] if offset is not None else None, resolved)
+    return sorted(ts["event_ts"].dt.date().drop_nulls().unique().to_list())

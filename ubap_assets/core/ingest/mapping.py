@@ -6,7 +6,9 @@ import tomllib
 import zoneinfo
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+import pydantic
 
 from ubap_assets.core.ingest.errors import MappingError
 from ubap_assets.core.mappings import BUILTIN_MAPPINGS
@@ -61,17 +63,25 @@ def resolve_columns(columns: list[str], names: tuple[str, ...]) -> list[str]:
     return found
 
 
+OFFSET_UNITS: dict[str, float] = {"s": 1e6, "ms": 1e3, "us": 1.0, "ns": 1e-3}  # -> microseconds
+NUMBER_FIELDS: tuple[str, ...] = ("revenue", "page_price")
+
+
 @dataclass(frozen=True)
 class FieldSpec:
-    """Where one target field comes from: candidate columns, a concatenation, or a constant."""
+    """Where one target field comes from: candidate columns, a concatenation, or a constant;
+    numbers times ``scale``; a timestamp plus the number in an ``offset`` column."""
 
     candidates: tuple[str, ...] = ()
     concat: tuple[tuple[str, ...], ...] = ()
     sep: str = "-"
     value: str | None = None
+    scale: float | None = None
+    offset: tuple[str, ...] = ()
+    offset_unit: str = "s"
 
     def columns(self) -> tuple[str, ...]:
-        return self.candidates + tuple(c for part in self.concat for c in part)
+        return self.candidates + tuple(c for part in self.concat for c in part) + self.offset
 
 
 @dataclass(frozen=True)
@@ -101,94 +111,182 @@ class Mapping:
         )
 
 
-def _field_spec(field: str, spec: Any, where: str) -> FieldSpec:
-    def names(value: Any) -> tuple[str, ...]:
-        if isinstance(value, str):
-            return (value,)
-        if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
-            return tuple(value)
-        raise MappingError(
-            f"{where}: columns.{field} must be a column name, a list of candidate column names, "
-            f'{{"concat": [...], "sep": "-"}} or {{"value": "..."}}; got {value!r}'
+# --- the file format, validated by pydantic -------------------------------------------------
+
+Names = str | list[str]
+
+
+def _names(value: Names) -> tuple[str, ...]:
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
+class ColumnSpec(pydantic.BaseModel):
+    """One entry of ``columns``: a column name, a list of candidates, or an object."""
+
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
+
+    column: Names | None = None
+    concat: list[Names] | None = None
+    sep: str = "-"
+    value: str | int | float | bool | None = None
+    scale: pydantic.FiniteFloat | None = None
+    offset: Names | None = None
+    offset_unit: Literal["s", "ms", "us", "ns"] = "s"
+
+    @pydantic.model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        return {"column": data} if isinstance(data, str | list) else data
+
+    @pydantic.field_validator("column", "offset")
+    @classmethod
+    def _some_names(cls, value: Names | None) -> Names | None:
+        if value is not None and (value == [] or "" in _names(value)):
+            raise ValueError("give a column name or a non-empty list of column names")
+        return value
+
+    @pydantic.model_validator(mode="after")
+    def _one_source(self) -> "ColumnSpec":
+        given = [k for k in ("column", "concat", "value") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one of a column name, a list of candidate column names, "
+                f'{{"column": ...}}, {{"concat": [...], "sep": "-"}} or {{"value": "..."}}; '
+                f"got {', '.join(given) or 'none'}"
+            )
+        if self.concat == []:
+            raise ValueError("concat needs at least one column")
+        return self
+
+    def to_field(self) -> FieldSpec:
+        return FieldSpec(
+            candidates=_names(self.column) if self.column is not None else (),
+            concat=tuple(_names(part) for part in self.concat or ()),
+            sep=self.sep,
+            value=None if self.value is None else str(self.value),
+            scale=self.scale,
+            offset=_names(self.offset) if self.offset is not None else (),
+            offset_unit=self.offset_unit,
         )
 
-    if isinstance(spec, dict):
-        if "value" in spec:
-            return FieldSpec(value=str(spec["value"]))
-        if "concat" in spec and isinstance(spec["concat"], list) and spec["concat"]:
-            return FieldSpec(
-                concat=tuple(names(part) for part in spec["concat"]), sep=str(spec.get("sep", "-"))
+
+class MappingFile(pydantic.BaseModel):
+    """A mapping file (JSON or TOML) or a built-in mapping: see docs/ingest.md."""
+
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
+
+    name: str | None = None
+    description: str | None = None
+    columns: dict[str, ColumnSpec]
+    event_types: dict[str, str | None] = {}
+    unmapped_event_types: str = "reject"
+    timestamp_format: str = "auto"
+    time_zone: str = "UTC"
+    session_gap_minutes: int = 30
+
+    @pydantic.field_validator("columns")
+    @classmethod
+    def _targets(cls, columns: dict[str, ColumnSpec]) -> dict[str, ColumnSpec]:
+        bad = sorted(set(columns) - set(TARGET_FIELDS))
+        if bad:
+            raise ValueError(f"unknown target fields {bad}; valid: {', '.join(TARGET_FIELDS)}")
+        missing = [f for f in REQUIRED_FIELDS if f not in columns]
+        if missing:
+            raise ValueError(f"must map the required fields {missing}")
+        return columns
+
+    @pydantic.model_validator(mode="after")
+    def _options_fit_their_field(self) -> "MappingFile":
+        for name, spec in self.columns.items():
+            if spec.scale is not None and name not in NUMBER_FIELDS:
+                raise ValueError(
+                    f"columns.{name}: scale applies only to {' and '.join(NUMBER_FIELDS)}"
+                )
+            if spec.offset is not None and name != "event_ts":
+                raise ValueError(f"columns.{name}: offset applies only to event_ts")
+        return self
+
+    @pydantic.field_validator("event_types")
+    @classmethod
+    def _event_types(cls, event_types: dict[str, str | None]) -> dict[str, str | None]:
+        for source, target in event_types.items():
+            if target is not None and target not in (*EVENT_TYPES, "ignore"):
+                raise ValueError(
+                    f"{source!r}: {target!r} is not an event type; use one of "
+                    f"{', '.join(EVENT_TYPES)}, or null / 'ignore' to ignore such rows"
+                )
+        return event_types
+
+    @pydantic.field_validator("unmapped_event_types")
+    @classmethod
+    def _unmapped(cls, value: str) -> str:
+        if value not in ("reject", "ignore", *EVENT_TYPES):
+            raise ValueError(f"must be 'reject', 'ignore' or an event type; got {value!r}")
+        return value
+
+    @pydantic.field_validator("timestamp_format")
+    @classmethod
+    def _timestamp_format(cls, value: str) -> str:
+        if value not in ("auto", *EPOCH_FORMATS) and "%" not in value:
+            raise ValueError(
+                f"{value!r} is neither 'auto', one of {', '.join(EPOCH_FORMATS)} nor a strftime "
+                "format such as '%d/%m/%Y %H:%M'"
             )
-    return FieldSpec(candidates=names(spec))
+        return value
+
+    @pydantic.field_validator("time_zone")
+    @classmethod
+    def _time_zone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"{value!r} is not an IANA zone (e.g. 'Europe/Berlin')") from exc
+        return value
+
+    @pydantic.field_validator("session_gap_minutes", mode="before")
+    @classmethod
+    def _gap(cls, value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ValueError(f"must be a positive integer (minutes), got {value!r}")
+        return value
+
+
+def _explain(exc: pydantic.ValidationError, where: str) -> MappingError:
+    """One line per problem: where it is (``columns.revenue.scale``) and what is wrong."""
+    keys = ", ".join(ColumnSpec.model_fields)
+    problems = []
+    for error in exc.errors(include_url=False):
+        loc = ".".join(str(part) for part in error["loc"])
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = (
+                f"unknown key; valid keys: {keys}"
+                if loc.startswith("columns.")
+                else f"unknown key; valid keys: {', '.join(MappingFile.model_fields)}"
+            )
+        problems.append(f"{loc}: {message}" if loc else message)
+    return MappingError(f"{where}: {'; '.join(problems)} (see docs/ingest.md)")
 
 
 def parse_mapping(raw: dict[str, Any], where: str = "mapping") -> Mapping:
     """Validate mapping content (a dict shaped like a mapping file) into a Mapping."""
     if not isinstance(raw, dict):
         raise MappingError(f"{where}: a mapping is a JSON/TOML object, got {type(raw).__name__}")
-    unknown_keys = set(raw) - {
-        "name",
-        "description",
-        "columns",
-        "event_types",
-        "unmapped_event_types",
-        "timestamp_format",
-        "time_zone",
-        "session_gap_minutes",
-    }
-    if unknown_keys:
-        raise MappingError(f"{where}: unknown keys {sorted(unknown_keys)}; see docs/ingest.md")
-    columns = raw.get("columns") or {}
-    if not isinstance(columns, dict):
-        raise MappingError(f"{where}: 'columns' must be an object of target field -> column")
-    bad = sorted(set(columns) - set(TARGET_FIELDS))
-    if bad:
-        raise MappingError(
-            f"{where}: unknown target fields {bad} in 'columns'; valid: {', '.join(TARGET_FIELDS)}"
-        )
-    fields = {f: _field_spec(f, spec, where) for f, spec in columns.items()}
-    missing = [f for f in REQUIRED_FIELDS if f not in fields]
-    if missing:
-        raise MappingError(f"{where}: 'columns' must map the required fields {missing}")
-
-    event_types: dict[str, str] = {}
-    for source, target in (raw.get("event_types") or {}).items():
-        if target is not None and target not in (*EVENT_TYPES, "ignore"):
-            raise MappingError(
-                f"{where}: event_types[{source!r}] = {target!r} is not an event type; use one of "
-                f"{', '.join(EVENT_TYPES)}, or null / 'ignore' to ignore such rows"
-            )
-        event_types[norm_event(str(source))] = IGNORE if target in (None, "ignore") else target
-    unmapped = raw.get("unmapped_event_types", "reject")
-    if unmapped not in ("reject", "ignore", *EVENT_TYPES):
-        raise MappingError(
-            f"{where}: unmapped_event_types must be 'reject', 'ignore' or an event type; "
-            f"got {unmapped!r}"
-        )
-    ts_format = raw.get("timestamp_format") or "auto"
-    if ts_format not in ("auto", *EPOCH_FORMATS) and "%" not in ts_format:
-        raise MappingError(
-            f"{where}: timestamp_format {ts_format!r} is neither 'auto', one of "
-            f"{', '.join(EPOCH_FORMATS)} nor a strftime format such as '%d/%m/%Y %H:%M'"
-        )
-    tz = raw.get("time_zone") or "UTC"
     try:
-        zoneinfo.ZoneInfo(tz)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
-        raise MappingError(
-            f"{where}: time_zone {tz!r} is not an IANA zone (e.g. 'Europe/Berlin')"
-        ) from exc
-    gap = raw.get("session_gap_minutes", 30)
-    if not isinstance(gap, int) or gap <= 0:
-        raise MappingError(f"{where}: session_gap_minutes must be a positive integer, got {gap!r}")
+        spec = MappingFile.model_validate(raw)
+    except pydantic.ValidationError as exc:
+        raise _explain(exc, where) from None
     return Mapping(
-        name=str(raw.get("name") or where),
-        fields=fields,
-        event_types=event_types,
-        unmapped_event_types=unmapped,
-        timestamp_format=ts_format,
-        time_zone=tz,
-        session_gap_minutes=gap,
+        name=spec.name or where,
+        fields={name: column.to_field() for name, column in spec.columns.items()},
+        event_types={
+            norm_event(source): IGNORE if target in (None, "ignore") else target
+            for source, target in spec.event_types.items()
+        },
+        unmapped_event_types=spec.unmapped_event_types,
+        timestamp_format=spec.timestamp_format,
+        time_zone=spec.time_zone,
+        session_gap_minutes=spec.session_gap_minutes,
     )
 
 

@@ -19,6 +19,8 @@ from ubap_assets.core.ingest.derive import (
 from ubap_assets.core.ingest.errors import IngestError, MappingError
 from ubap_assets.core.ingest.mapping import (
     IGNORE,
+    NUMBER_FIELDS,
+    OFFSET_UNITS,
     REQUIRED_FIELDS,
     FieldSpec,
     Mapping,
@@ -28,14 +30,16 @@ from ubap_assets.core.ingest.mapping import (
     suggest_mapping,
 )
 from ubap_assets.core.ingest.read import (
+    PARSE_ERROR,
+    RAW_LINE,
     SUFFIXES,
     expand_lists,
     flatten,
     is_blank,
     list_files,
-    scan_file,
+    read_file,
 )
-from ubap_assets.core.ingest.timestamps import to_utc
+from ubap_assets.core.ingest.timestamps import EARLIEST, LATEST, to_utc
 from ubap_assets.core.schema import (
     EVENT_REJECTS_SCHEMA,
     EVENT_TYPES,
@@ -44,8 +48,9 @@ from ubap_assets.core.schema import (
     USERS_SCHEMA,
 )
 
-NUMBER_FIELDS = ("revenue", "page_price")
-# Two rows with the same values here are the same event (used when a file has no event ids).
+# Two rows with the same values here, after page ids are derived, are the same event (used when a
+# file has no event ids). The URL and title stay in: two events in the same second on pages that
+# only differ in their query string, or derived from their titles, are two events.
 CONTENT = (
     "user_id",
     "session_id",
@@ -55,6 +60,15 @@ CONTENT = (
     "device",
     "traffic_source",
     "revenue",
+    "page_url",
+    "page_title",
+)
+ID_FIELDS = ("event_id", "user_id", "session_id", "page_id")
+# What a spreadsheet makes of a long number: a mantissa with a decimal point or a signed
+# exponent (2.81772E+18, 4.5E+17). "3E10" stays an id: product codes look like that.
+SCIENTIFIC = r"^[+-]?\d+(?:\.\d*[eE][+-]?\d+|[eE][+-]\d+)$"
+SCIENTIFIC_FIX = (
+    "ids in scientific notation: the file was probably saved by a spreadsheet; export ids as text"
 )
 REJECTED_SCHEMA: dict[str, pl.DataType] = {
     "__file": pl.String,
@@ -135,14 +149,48 @@ def _field_expr(spec: FieldSpec, columns: list[str], schema: pl.Schema, numeric:
 
 def timestamp_exprs(
     spec: FieldSpec, columns: list[str], schema: pl.Schema
-) -> tuple[list[pl.Expr], list[str]]:
-    """(candidate timestamp expressions in order, columns used): each candidate column keeps its
-    type (text, number, datetime); a concat (a date and a time column) is one text candidate."""
+) -> tuple[list[pl.Expr], pl.Expr | None, list[str]]:
+    """(candidate timestamp expressions in order, the offset expression or None, columns used):
+    each candidate column keeps its type (text, number, datetime); a concat (a date and a time
+    column) is one text candidate. With an offset but no offset column there is no timestamp."""
     if spec.concat or spec.value is not None:
-        expr, cols = _field_expr(spec, columns, schema, False)
-        return ([expr] if expr is not None else []), cols
-    cols = resolve_columns(columns, spec.candidates)
-    return [pl.col(c) for c in cols], cols
+        expr, cols = _field_expr(
+            FieldSpec(concat=spec.concat, sep=spec.sep, value=spec.value), columns, schema, False
+        )
+        exprs = [expr] if expr is not None else []
+    else:
+        cols = resolve_columns(columns, spec.candidates)
+        exprs = [pl.col(c) for c in cols]
+    if not spec.offset:
+        return exprs, None, cols
+    offset, offset_cols = _field_expr(FieldSpec(candidates=spec.offset), columns, schema, True)
+    if offset is None:
+        return [], None, cols
+    return exprs, offset, cols + offset_cols
+
+
+def event_timestamps(
+    candidates: list[pl.Series], offset: pl.Series | None, mapping: Mapping
+) -> pl.DataFrame:
+    """event_ts (naive UTC: the first candidate that parses, plus the offset), __ts_given (a
+    timestamp and, when mapped, an offset were there) and __bad_offset (an offset that is no
+    number)."""
+    height = len(candidates[0]) if candidates else 0
+    parsed = [to_utc(c, mapping.timestamp_format, mapping.time_zone) for c in candidates]
+    ts = pl.coalesce(parsed) if parsed else pl.lit(None, pl.Datetime("us"))
+    given = pl.any_horizontal([c.is_not_null() for c in candidates]) if candidates else False
+    bad_offset = pl.lit(False)
+    if offset is not None:
+        number, bad_offset = _number(offset, offset.dtype.is_numeric())
+        unit = OFFSET_UNITS[mapping.fields["event_ts"].offset_unit]
+        micros = (number * unit).round(0).cast(pl.Int64)
+        ts = ts + pl.duration(microseconds=micros)
+        ts = pl.when(ts.is_between(EARLIEST, LATEST, closed="left")).then(ts)
+        given = given & offset.is_not_null()
+    frame = pl.select(
+        event_ts=ts.cast(pl.Datetime("us")), __ts_given=given, __bad_offset=bad_offset
+    )
+    return frame if frame.height == height else frame.select(pl.all().repeat_by(height).explode())
 
 
 def _event_type_table(values: pl.Series, mapping: Mapping) -> dict[str, str | None]:
@@ -158,9 +206,9 @@ def _event_type_table(values: pl.Series, mapping: Mapping) -> dict[str, str | No
     return table
 
 
-def _number(col: str, schema_numeric: bool) -> tuple[pl.Expr, pl.Expr]:
+def _number(col: str | pl.Series, schema_numeric: bool) -> tuple[pl.Expr, pl.Expr]:
     """(value, is_bad) of a number column: text that is not a finite number is bad."""
-    raw = pl.col(col)
+    raw = pl.col(col) if isinstance(col, str) else pl.lit(col)
     value = (
         raw
         if schema_numeric
@@ -176,17 +224,24 @@ def _read_canonical(
     """One file as (rows: INTERNAL_SCHEMA plus __file, __row, __ignored, __rejected,
     __event_raw; rejected: __file, __row, __reason, raw), or None when it holds no rows."""
     # The file as it is (kept for the raw text of its rejects), then flattened for the mapping.
-    orig = scan_file(path, flat=False).with_row_index("__row", offset=1).collect()
-    lf = flatten(expand_lists(orig).lazy())
-    schema = lf.collect_schema()
+    orig = read_file(path, flat=False).with_row_index("__row", offset=1)
+    try:
+        lf = flatten(expand_lists(orig).lazy())
+        schema = lf.collect_schema()
+    except pl.exceptions.PolarsError as exc:
+        raise IngestError(
+            f"cannot read the columns of {path}: {exc}. Fix: give it flat columns or the nested "
+            "shape of a built-in mapping, or move it out of the source folder."
+        ) from exc
     columns = [c for c in schema if c != "__row"]
     exprs: dict[str, pl.Expr] = {}
     used: set[str] = set()
     ts_exprs: list[pl.Expr] = []
+    ts_offset: pl.Expr | None = None
     missing: list[str] = []
     for name, spec in mapping.fields.items():
         if name == "event_ts":
-            ts_exprs, ts_cols = timestamp_exprs(spec, columns, schema)
+            ts_exprs, ts_offset, ts_cols = timestamp_exprs(spec, columns, schema)
             used.update(ts_cols)
             if not ts_exprs:
                 missing.append(name)
@@ -198,8 +253,8 @@ def _read_canonical(
                 missing.append(name)
             continue
         exprs[name] = expr.alias(name)
-    broken = "__json_error" in columns
-    used.update(("__json_error", "__raw_line"))
+    broken = PARSE_ERROR in columns
+    used.update((PARSE_ERROR, RAW_LINE))
     for c in sorted(set(columns) - used):
         key = f"unknown_column:{c}"
         stats[key] = stats.get(key, 0) + 1
@@ -208,7 +263,8 @@ def _read_canonical(
         pl.col("__row").cast(pl.Int64),
         *exprs.values(),
         *[e.alias(f"__ts{i}") for i, e in enumerate(ts_exprs)],
-        (pl.col("__json_error") if broken else pl.lit(None, pl.String)).alias("__json_error"),
+        *([ts_offset.alias("__ts_offset")] if ts_offset is not None else []),
+        (pl.col(PARSE_ERROR) if broken else pl.lit(None, pl.String)).alias(PARSE_ERROR),
     ).collect()
     stats["rows_read"] = stats.get("rows_read", 0) + df.height
     if df.height == 0:
@@ -217,13 +273,8 @@ def _read_canonical(
 
     # Timestamps: the first candidate column that parses wins; mixed zones are fine per row.
     ts_names = [f"__ts{i}" for i in range(len(ts_exprs))]
-    parsed = [to_utc(df[c], mapping.timestamp_format, mapping.time_zone) for c in ts_names]
-    df = df.with_columns(
-        event_ts=pl.coalesce(parsed) if parsed else pl.lit(None, pl.Datetime("us")),
-        __ts_given=pl.any_horizontal([pl.col(c).is_not_null() for c in ts_names])
-        if ts_names
-        else pl.lit(False),
-    )
+    offset = df["__ts_offset"] if ts_offset is not None else None
+    df = df.with_columns(event_timestamps([df[c] for c in ts_names], offset, mapping))
     for name in INTERNAL_SCHEMA:
         if name not in df.columns:
             df = df.with_columns(pl.lit(None, INTERNAL_SCHEMA[name]).alias(name))
@@ -237,23 +288,32 @@ def _read_canonical(
         )
     revenue, bad_revenue = _number("revenue", df.schema["revenue"].is_numeric())
     price, _ = _number("page_price", df.schema["page_price"].is_numeric())
+    if (scale := _scale(mapping, "revenue")) is not None:
+        revenue = revenue * scale
+    if (scale := _scale(mapping, "page_price")) is not None:
+        price = price * scale
+    scientific = {f: pl.col(f).str.contains(SCIENTIFIC).fill_null(False) for f in ID_FIELDS}
     is_purchase = pl.col("__type") == "purchase"
     df = df.with_columns(signup_date=to_utc(df["signup_date"], "auto", mapping.time_zone).dt.date())
 
     # Reason codes first (cheap literals); the details are written for the rejected rows only.
     code = (
-        pl.when(pl.col("__json_error").is_not_null())
-        .then(pl.lit("bad_json"))
+        pl.when(pl.col(PARSE_ERROR).is_not_null())
+        .then(pl.lit("parse_error"))
         .when(pl.lit(bool(missing)))
         .then(pl.lit("missing_column"))
         .when(pl.col("__type") == IGNORE)
         .then(None)
         .when(~pl.col("__ts_given"))
         .then(pl.lit("missing_timestamp"))
+        .when(pl.col("__bad_offset"))
+        .then(pl.lit("bad_offset"))
         .when(pl.col("event_ts").is_null())
         .then(pl.lit("bad_timestamp"))
         .when(pl.col("user_id").is_null())
         .then(pl.lit("missing_user"))
+        .when(pl.any_horizontal(scientific.values()))
+        .then(pl.lit("id_in_scientific_notation"))
         .when(pl.col("event_type").is_null())
         .then(pl.lit("missing_event_type"))
         .when(pl.col("__type").is_null())
@@ -269,21 +329,31 @@ def _read_canonical(
             return pl.format("'{}'", col.cast(pl.String).str.slice(0, 60))
 
         ts_raw = pl.coalesce([pl.col(c).cast(pl.String) for c in ts_names]) if ts_names else None
+        which_id = pl.when(False).then(None)
+        for name, is_scientific in scientific.items():
+            named = pl.format(name + " {}", quoted(pl.col(name)))
+            which_id = which_id.when(is_scientific).then(named)
         detail = {
-            "bad_json": pl.col("__json_error"),
             "missing_column": pl.lit(_missing_reason(missing, mapping, columns)),
             "bad_timestamp": quoted(ts_raw) if ts_raw is not None else None,
+            "bad_offset": pl.format("offset {} is not a number", quoted(pl.col("__ts_offset")))
+            if offset is not None
+            else None,
+            "id_in_scientific_notation": pl.format("{}: " + SCIENTIFIC_FIX, which_id),
             "unknown_event_type": quoted(pl.col("event_type")),
             "bad_revenue": quoted(pl.col("revenue")),
         }
+        codes = {"bad_offset": "bad_timestamp"}  # how a code reads in the reason
         text = pl.col("__code")
         for name, expr in detail.items():
             if expr is not None:
                 text = (
                     pl.when(pl.col("__code") == name)
-                    .then(pl.format(name + ": {}", expr))
+                    .then(pl.format(codes.get(name, name) + ": {}", expr))
                     .otherwise(text)
                 )
+        # The reader wrote the whole reason (bad_json: ..., malformed_csv: line N: ...).
+        text = pl.when(pl.col("__code") == "parse_error").then(pl.col(PARSE_ERROR)).otherwise(text)
         rejected = rejected.select(__file=pl.lit(path), __row=pl.col("__row"), __reason=text).join(
             _raw_json(orig, rejected["__row"]), on="__row", how="left"
         )
@@ -297,8 +367,15 @@ def _read_canonical(
         revenue=pl.when(is_purchase).then(revenue),
         page_price=price,
         __rejected=pl.col("__code").is_not_null(),
-    ).drop("__type", "__json_error", "__code", "__ts_given", *ts_names)
+    ).drop("__type", PARSE_ERROR, "__code", "__ts_given", "__bad_offset", *ts_names)
+    if offset is not None:
+        good = good.drop("__ts_offset")
     return good, rejected
+
+
+def _scale(mapping: Mapping, field: str) -> float | None:
+    spec = mapping.fields.get(field)
+    return spec.scale if spec is not None else None
 
 
 def _missing_reason(missing: list[str], mapping: Mapping, columns: list[str]) -> str:
@@ -373,10 +450,10 @@ def _dedup(valid: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, int]:
 
 def _raw_json(orig: pl.DataFrame, rows: pl.Series) -> pl.DataFrame:
     """__row -> the original row as JSON text (the line itself for broken JSON)."""
-    cols = [c for c in orig.columns if c not in ("__row", "__json_error", "__raw_line")]
+    cols = [c for c in orig.columns if c not in ("__row", PARSE_ERROR, RAW_LINE)]
     raw = pl.struct(cols).struct.json_encode() if cols else pl.lit("{}")
-    if "__raw_line" in orig.columns:
-        raw = pl.coalesce(pl.col("__raw_line"), raw)
+    if RAW_LINE in orig.columns:
+        raw = pl.coalesce(pl.col(RAW_LINE), raw)
     picked = orig.filter(pl.col("__row").is_in(rows.cast(orig.schema["__row"]).implode()))
     return picked.select(pl.col("__row").cast(pl.Int64), raw.alias("raw"))
 
@@ -386,8 +463,8 @@ def _raw_rows(rejected: pl.DataFrame) -> pl.DataFrame:
     parts = []
     for path in rejected["__file"].unique().sort().to_list():
         rows = rejected.filter(pl.col("__file") == path)["__row"]
-        orig = scan_file(path, flat=False).with_row_index("__row", offset=1)
-        orig = orig.filter(pl.col("__row").is_in(rows.implode())).collect()
+        orig = read_file(path, flat=False).with_row_index("__row", offset=1)
+        orig = orig.filter(pl.col("__row").is_in(rows.implode()))
         parts.append(_raw_json(orig, rows).with_columns(__file=pl.lit(path)))
     return pl.concat(parts) if parts else pl.DataFrame(schema=REJECTED_SCHEMA)
 
@@ -396,7 +473,7 @@ def _read_pages_file(pages_file: str) -> pl.DataFrame:
     files = list_files(pages_file)
     if not files:
         raise IngestError(f"pages file {pages_file!r} not found; give a CSV, Parquet or JSONL file")
-    lf = scan_file(files[0])
+    lf = read_file(files[0]).lazy()
     cols = lf.collect_schema().names()
     aliases = {
         "page_id": ("page_id", "id", "product_id", "item_id"),
@@ -452,6 +529,9 @@ def _prepare(files: tuple[str, ...], mapping: Mapping, pages_file: str | None) -
     for name, n in ignored.group_by("__event_raw").len().sort("__event_raw").iter_rows():
         stats[f"ignored:{name}"] = n
 
+    # Duplicates are judged on what the events are once page ids are derived (two events in the
+    # same second on two URLs are two events).
+    valid = _normalise(valid)
     valid, conflicts, stats["duplicates"] = _dedup(valid)
     if conflicts.height:
         conflicts = conflicts.select(
@@ -462,13 +542,13 @@ def _prepare(files: tuple[str, ...], mapping: Mapping, pages_file: str | None) -
         rejected = pl.concat([rejected, conflicts.select(list(REJECTED_SCHEMA))])
 
     if valid["event_id"].null_count():
-        # No id in the file: a hash of what the file says (before anything is derived).
+        # No id in the file: a hash of what the event is (page ids derived, sessions not yet).
         content_hash = pl.struct(list(CONTENT)).hash(seed=8).cast(pl.String)
         valid = valid.with_columns(
             event_id=pl.coalesce(pl.col("event_id"), pl.lit("h") + content_hash)
         )
     derived = valid["session_id"].is_null()
-    loaded = derive_sessions(_normalise(valid), mapping.session_gap_minutes)
+    loaded = derive_sessions(valid, mapping.session_gap_minutes)
     stats["sessions_derived"] = loaded.filter(derived)["session_id"].n_unique()
     loaded = loaded.select([pl.col(c).cast(t) for c, t in INTERNAL_SCHEMA.items()]).sort(
         "event_ts", "event_id"
@@ -566,6 +646,10 @@ def _share_error(prepared: _Prepared, share: float, limit: float, mapping: Mappi
         "unknown_event_type": "map those names in event_types of a mapping file (null ignores "
         "them) or set unmapped_event_types",
         "missing_user": "map user_id to the column holding the user (columns.user_id)",
+        "id_in_scientific_notation": "re-export the file with the id columns as text (a "
+        "spreadsheet turned long numbers into 2.81772E+18)",
+        "malformed_csv": "repair or cut the listed lines (a cut-off export, stray quotes, "
+        "binary data)",
         "duplicate_event_id": "event ids must be unique; map event_id to a unique column or "
         "leave it unmapped to use a content hash",
     }

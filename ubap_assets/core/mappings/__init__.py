@@ -163,7 +163,11 @@ GA4: dict[str, Any] = {
             "traffic_source.medium",
             "source",
         ],
+        # US dollars first (one currency across properties), then the property's currency.
         "revenue": [
+            "ecommerce.purchase_revenue_in_usd",
+            "purchase_revenue_in_usd",
+            "event_value_in_usd",
             "ecommerce.purchase_revenue",
             "purchase_revenue",
             "event_params.value",
