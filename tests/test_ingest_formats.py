@@ -1,7 +1,7 @@
 """Realistic files of each supported shape, and the malformed ones real exports contain."""
 
 import json
-from datetime import datetime
+from datetime import date, datetime
 
 import polars as pl
 import pytest
@@ -640,3 +640,24 @@ def test_ga4_prefers_revenue_in_usd(tmp_path):
     result = ingest_files(str(tmp_path / "in"), "ga4")
     assert result.events["revenue"].to_list() == [100.0]
     assert result.stats["unknown_columns"] == 0
+
+
+def test_the_sensor_day_lookup_adds_the_offset_too(tmp_path):
+    from ubap_assets.core.ingest import file_days
+
+    mapping = _write(
+        tmp_path / "m.json",
+        json.dumps(
+            {
+                "columns": {
+                    "user_id": "u",
+                    "event_type": "e",
+                    "event_ts": {"column": "start", "offset": "secs"},
+                }
+            }
+        ),
+    )
+    path = _write(
+        tmp_path / "in" / "late.csv", "u,start,secs,e\nu1,2026-01-05T23:59:00Z,120,page_view\n"
+    )
+    assert file_days(str(path), str(mapping)) == [date(2026, 1, 6)]

@@ -5,9 +5,11 @@ import time
 from dataclasses import dataclass
 from datetime import date
 
+import polars as pl
+
 from ubap_assets.core.ingest.mapping import load_mapping
 from ubap_assets.core.ingest.pipeline import event_timestamps, timestamp_exprs
-from ubap_assets.core.ingest.read import is_blank, list_files, read_file
+from ubap_assets.core.ingest.read import is_blank, list_files, scan_file
 
 
 def inbox_state(source: str, min_age_s: float = 0.0) -> dict[str, str]:
@@ -41,14 +43,16 @@ def file_days(path: str, mapping: str | None = None) -> list[date]:
     if is_blank(path):
         return []
     resolved = load_mapping(mapping)
-    frame = read_file(path)
-    exprs, offset, _ = timestamp_exprs(resolved.fields["event_ts"], frame.columns, frame.schema)
+    lf = scan_file(path)
+    schema = lf.collect_schema()
+    exprs, offset, _ = timestamp_exprs(resolved.fields["event_ts"], schema.names(), schema)
     if not exprs:
         return []
-    df = frame.select(
+    df = lf.select(
         *(e.alias(f"__ts{i}") for i, e in enumerate(exprs)),
         *([offset.alias("__offset")] if offset is not None else []),
-    )
+    ).collect()
     candidates = [df[f"__ts{i}"] for i in range(len(exprs))]
     ts = event_timestamps(candidates, df["__offset"] if offset is not None else None, resolved)
-    return sorted(ts["event_ts"].dt.date().drop_nulls().unique().to_list())
+    days = pl.select(ts["event_ts"].dt.date()).to_series()
+    return sorted(days.drop_nulls().unique().to_list())

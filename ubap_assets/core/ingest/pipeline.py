@@ -171,26 +171,25 @@ def timestamp_exprs(
 
 def event_timestamps(
     candidates: list[pl.Series], offset: pl.Series | None, mapping: Mapping
-) -> pl.DataFrame:
-    """event_ts (naive UTC: the first candidate that parses, plus the offset), __ts_given (a
-    timestamp and, when mapped, an offset were there) and __bad_offset (an offset that is no
-    number)."""
-    height = len(candidates[0]) if candidates else 0
+) -> dict[str, pl.Expr]:
+    """Columns for ``with_columns``: event_ts (naive UTC: the first candidate that parses, plus
+    the offset), __ts_given (a timestamp and, when mapped, an offset were there) and __bad_offset
+    (an offset that is no number)."""
     parsed = [to_utc(c, mapping.timestamp_format, mapping.time_zone) for c in candidates]
     ts = pl.coalesce(parsed) if parsed else pl.lit(None, pl.Datetime("us"))
-    given = pl.any_horizontal([c.is_not_null() for c in candidates]) if candidates else False
+    given = pl.any_horizontal([c.is_not_null() for c in candidates]) if candidates else None
     bad_offset = pl.lit(False)
     if offset is not None:
         number, bad_offset = _number(offset, offset.dtype.is_numeric())
         unit = OFFSET_UNITS[mapping.fields["event_ts"].offset_unit]
-        micros = (number * unit).round(0).cast(pl.Int64)
-        ts = ts + pl.duration(microseconds=micros)
+        ts = ts + pl.duration(microseconds=(number * unit).round(0).cast(pl.Int64))
         ts = pl.when(ts.is_between(EARLIEST, LATEST, closed="left")).then(ts)
-        given = given & offset.is_not_null()
-    frame = pl.select(
-        event_ts=ts.cast(pl.Datetime("us")), __ts_given=given, __bad_offset=bad_offset
-    )
-    return frame if frame.height == height else frame.select(pl.all().repeat_by(height).explode())
+        given = given & offset.is_not_null() if given is not None else None
+    return {
+        "event_ts": ts.cast(pl.Datetime("us")),
+        "__ts_given": given if given is not None else pl.lit(False),
+        "__bad_offset": bad_offset,
+    }
 
 
 def _event_type_table(values: pl.Series, mapping: Mapping) -> dict[str, str | None]:
@@ -274,7 +273,7 @@ def _read_canonical(
     # Timestamps: the first candidate column that parses wins; mixed zones are fine per row.
     ts_names = [f"__ts{i}" for i in range(len(ts_exprs))]
     offset = df["__ts_offset"] if ts_offset is not None else None
-    df = df.with_columns(event_timestamps([df[c] for c in ts_names], offset, mapping))
+    df = df.with_columns(**event_timestamps([df[c] for c in ts_names], offset, mapping))
     for name in INTERNAL_SCHEMA:
         if name not in df.columns:
             df = df.with_columns(pl.lit(None, INTERNAL_SCHEMA[name]).alias(name))

@@ -269,3 +269,19 @@ def read_file(path: str, *, flat: bool = True) -> pl.DataFrame:
     renames = {c: c.strip().lstrip("\ufeff") for c in frame.columns}
     frame = frame.rename({k: v for k, v in renames.items() if k != v})
     return flatten(frame.lazy()).collect() if flat else frame
+
+
+def scan_file(path: str) -> pl.LazyFrame:
+    """``read_file`` as a lazy frame; Parquet is scanned, so a caller that selects a few columns
+    (the sensor's day lookup) reads only those."""
+    if Path(path).suffix.lower() in PARQUET_SUFFIXES:
+        try:
+            lf = pl.scan_parquet(path)
+            lf.collect_schema()
+        except (pl.exceptions.PolarsError, OSError) as exc:
+            raise IngestError(
+                f"cannot read {path}: {exc}. Fix: make it valid Parquet, or move it out of the "
+                "source folder."
+            ) from exc
+        return flatten(lf)
+    return read_file(path).lazy()
