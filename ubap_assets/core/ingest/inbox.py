@@ -7,8 +7,8 @@ from datetime import date
 
 import polars as pl
 
+from ubap_assets.core.ingest.canonical import event_timestamps, timestamp_exprs
 from ubap_assets.core.ingest.mapping import load_mapping
-from ubap_assets.core.ingest.pipeline import event_timestamps, timestamp_exprs
 from ubap_assets.core.ingest.read import is_blank, list_files, scan_file
 
 
