@@ -1,11 +1,24 @@
 """Graceful degradation: one failing step never takes the unrelated ones, or the snapshot, down."""
 
 import gc
+from datetime import date
 
 import dagster as dg
 import duckdb
 import polars as pl
+import pytest
 from dagster_duckdb import DuckDBResource
+
+from ubap_assets.defs.models import assets as model_assets
+from ubap_assets.defs.models import checks as model_checks
+from ubap_assets.defs.predictions import assets as prediction_assets
+from ubap_assets.defs.predictions import checks as prediction_checks
+from ubap_assets.defs.serving.assets import serving_snapshot
+from ubap_assets.defs.serving.sensors import publish_after_failure
+from ubap_assets.defs.serving.status import check_results
+from ubap_assets.lib.model_store import ModelStore
+from ubap_assets.warehouse import tables as t
+from ubap_assets.warehouse.snapshots import current_snapshot, read_table_status
 
 
 def _project_resources(data_dir) -> dict:
@@ -51,3 +64,162 @@ def test_a_failed_step_leaves_later_steps_connections_working(data_dir):
     assert result.asset_materializations_for_node("unrelated_sql")[0].metadata["total"].value == 3
     with duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True) as con:
         assert con.execute("SELECT sessions FROM unrelated_frame").fetchone() == (3,)
+
+
+# --- publishing after a failed run ----------------------------------------------------------
+
+
+def _snapshot_status(data_dir) -> tuple[dict[str, str], set[str]]:
+    snap = current_snapshot(data_dir / "snapshots")
+    with duckdb.connect(str(snap.path), read_only=True) as con:
+        rows = con.execute("SELECT table_name FROM information_schema.tables").fetchall()
+        tables = {name for (name,) in rows}
+        return read_table_status(con), tables
+
+
+def _publish_after(run: dg.ExecuteInProcessResult, instance: dg.DagsterInstance):
+    """What the daemon does on a failed run: evaluate the sensor and return its request."""
+    failure = next(e for e in run.all_events if e.event_type_value == "PIPELINE_FAILURE")
+    context = dg.build_run_status_sensor_context(
+        sensor_name="publish_after_failure",
+        dagster_event=failure,
+        dagster_instance=instance,
+        dagster_run=instance.get_run_by_id(run.run_id),
+    ).for_run_failure()
+    return publish_after_failure(context)
+
+
+def test_planned_check_evaluations_of_a_failed_run_do_not_break_publishing(data_dir):
+    """A run that failed before its checks ran leaves *planned* evaluations (no `passed`) as the
+    checks' latest records. Only completed evaluations count, and publishing alone afterwards
+    works, with the failed table marked stale."""
+    source_up = {"up": True}
+
+    @dg.asset(
+        name="users",
+        check_specs=[dg.AssetCheckSpec("users_not_empty", asset="users", blocking=True)],
+    )
+    def users_export() -> dg.MaterializeResult:
+        if not source_up["up"]:
+            raise dg.Failure(description="the user export is unreachable")
+        return dg.MaterializeResult(
+            check_results=[dg.AssetCheckResult(check_name="users_not_empty", passed=True)]
+        )
+
+    with duckdb.connect(str(data_dir / "warehouse.duckdb")) as con:  # last night's users
+        con.execute("CREATE TABLE users AS SELECT 'u1' AS user_id, 'DE' AS country")
+    instance = dg.DagsterInstance.ephemeral()
+    resources = _project_resources(data_dir)
+    assets = [users_export, serving_snapshot]
+    night = dg.materialize(assets, resources=resources, instance=instance)
+    source_up["up"] = False
+    failed = dg.materialize(assets, resources=resources, instance=instance, raise_on_error=False)
+    assert not failed.success
+    assert isinstance(_publish_after(failed, instance), dg.RunRequest)
+
+    # The code location's graph (what a deployed run sees) holds the check; its latest record
+    # is the failed run's planned evaluation.
+    graph = dg.Definitions(assets=assets, resources=resources).resolve_asset_graph()
+    checks = check_results(instance, graph)
+    assert checks.select("check_name", "passed", "run_id").rows() == [
+        ("users_not_empty", True, night.run_id)
+    ]
+
+    publish = dg.materialize(
+        assets, selection=[serving_snapshot], resources=resources, instance=instance
+    )
+    assert publish.success
+    status, tables = _snapshot_status(data_dir)
+    assert "users" in tables  # last night's users, marked stale
+    assert status["users"] == (
+        f"users failed in run {failed.run_id[:8]}: the user export is unreachable"
+    )
+
+
+SOURCES = ("users", "pages", "events", "user_personas")
+
+
+def _load_world(data_dir, world, purchases: bool = True) -> None:
+    frames = {
+        "users": world.users,
+        "pages": world.pages,
+        "events": world.events
+        if purchases
+        else world.events.filter(pl.col("event_type") != "purchase"),
+        "user_personas": world.personas,
+    }
+    with duckdb.connect(str(data_dir / "warehouse.duckdb")) as con:
+        for table, frame in frames.items():
+            con.register("incoming", frame)
+            con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM incoming")
+            con.unregister("incoming")
+
+
+@dg.asset(name=t.DAILY_TRENDS)
+def daily_trends_built() -> pl.DataFrame:
+    """Stands in for every step unrelated to the models (trends, segments, recommendations)."""
+    return pl.DataFrame({"day": [date(2026, 2, 1)], "sessions": [5]})
+
+
+def _model_graph() -> list:
+    return [
+        *(dg.AssetSpec(name) for name in SOURCES),
+        model_assets.model_training,
+        prediction_assets.user_predictions,
+        *dg.load_asset_checks_from_modules([model_checks, prediction_checks]),
+        daily_trends_built,
+        serving_snapshot,
+    ]
+
+
+def _model_resources(data_dir) -> dict:
+    return {**_project_resources(data_dir), "model_store": ModelStore(root="")}
+
+
+@pytest.mark.slow
+def test_single_class_labels_without_earlier_models_still_publish_the_rest(tiny_world, data_dir):
+    _load_world(data_dir, tiny_world, purchases=False)  # conversion labels: all negative
+    instance = dg.DagsterInstance.ephemeral()
+    resources = _model_resources(data_dir)
+    run = dg.materialize(
+        _model_graph(), resources=resources, instance=instance, raise_on_error=False
+    )
+    assert [e.step_key for e in run.get_step_failure_events()] == ["model_training"]
+    request = _publish_after(run, instance)
+    assert isinstance(request, dg.RunRequest)
+
+    publish = dg.materialize(
+        _model_graph(), selection=[serving_snapshot], resources=resources, instance=instance
+    )
+    assert publish.success
+    status, tables = _snapshot_status(data_dir)
+    assert t.DAILY_TRENDS in tables and t.DAILY_TRENDS not in status
+    for table in (t.MODEL_METRICS, t.MODEL_CARDS, t.MODEL_CURVES):
+        assert "model_training failed" in status[table] and "single class" in status[table]
+    assert "model_training failed: models: conversion: single class" in status[t.USER_PREDICTIONS]
+
+
+@pytest.mark.slow
+def test_single_class_labels_keep_the_earlier_models_in_service(tiny_world, data_dir):
+    instance = dg.DagsterInstance.ephemeral()
+    resources = _model_resources(data_dir)
+    _load_world(data_dir, tiny_world)
+    assert dg.materialize(_model_graph(), resources=resources, instance=instance).success
+    with duckdb.connect(str(data_dir / "warehouse.duckdb")) as con:
+        version = con.execute("SELECT DISTINCT model_version FROM model_cards").fetchall()
+
+    _load_world(data_dir, tiny_world, purchases=False)
+    night = dg.materialize(_model_graph(), resources=resources, instance=instance)
+    assert night.success  # the snapshot is published by the run itself
+    status, tables = _snapshot_status(data_dir)
+    assert {t.MODEL_CARDS, t.USER_PREDICTIONS, t.DAILY_TRENDS} <= tables
+    built_here = {t.MODEL_METRICS, t.MODEL_CARDS, t.MODEL_CURVES, t.USER_PREDICTIONS}
+    assert {n for n in status if n in built_here | {t.DAILY_TRENDS}} == built_here - {
+        t.USER_PREDICTIONS
+    }
+    assert "single class" in status[t.MODEL_CARDS]
+    assert version[0][0][:8] in status[t.MODEL_CARDS]
+    with duckdb.connect(str(data_dir / "warehouse.duckdb")) as con:
+        assert con.execute("SELECT DISTINCT model_version FROM model_cards").fetchall() == version
+        scored = con.execute("SELECT DISTINCT model_version FROM user_predictions").fetchall()
+    assert scored == version  # re-scored today with the models kept in service

@@ -53,6 +53,16 @@ class WarehouseResource(DuckDBResource):
             con.close()
 
 
+# Materialization metadata of an asset that met a known data problem (single-class labels, too
+# few rows) and kept its previous table: the value says why. An output of None writes nothing.
+NOT_REFRESHED = "ubap/not_refreshed"
+
+
+def kept_previous(reason: str) -> dict[str, dg.MetadataValue]:
+    """Metadata of an output that leaves the previous table in place (the output value is None)."""
+    return {NOT_REFRESHED: dg.MetadataValue.text(reason)}
+
+
 def _naive_utc(ts: datetime) -> datetime:
     return ts.astimezone(UTC).replace(tzinfo=None) if ts.tzinfo else ts
 

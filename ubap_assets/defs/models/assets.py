@@ -11,7 +11,9 @@ from ubap_assets.core import features as fx
 from ubap_assets.core import models as mdl
 from ubap_assets.lib.metadata import markdown_preview
 from ubap_assets.lib.model_store import ModelStore
+from ubap_assets.lib.warehouse_io import kept_previous
 from ubap_assets.warehouse import tables as t
+from ubap_assets.warehouse.snapshots import warehouse_tables
 
 GROUP = "models"
 OWNERS = ["team:analytics"]
@@ -33,6 +35,29 @@ class ModelsConfig(dg.Config):
         default=1,
         description="BLAS/OpenMP threads (XGBoost, scikit-learn); more spin-wait on a busy box.",
     )
+
+
+MODEL_TABLES = (t.MODEL_METRICS, t.MODEL_CARDS, t.MODEL_CURVES)
+# user_predictions needs each task's best model, and the conversion XGBoost for its reasons.
+_TASKS = ("conversion", "bounce")
+
+
+def usable_previous_models(warehouse: DuckDBResource, model_store: ModelStore) -> str | None:
+    """The version of the models an earlier run stored, when its tables and every artifact that
+    user_predictions loads are still there; None otherwise."""
+    with warehouse.get_connection() as con:
+        if not set(MODEL_TABLES) <= warehouse_tables(con):
+            return None
+        best = con.execute(
+            f"SELECT task, model, model_version FROM {t.MODEL_CARDS} WHERE is_best"
+        ).fetchall()
+    if {task for task, _, _ in best} != set(_TASKS) or len({v for *_, v in best}) != 1:
+        return None
+    version = best[0][2]
+    needed = [(task, model) for task, model, _ in best] + [("conversion", "xgboost")]
+    if not all(model_store.path(version, task, model).exists() for task, model in needed):
+        return None
+    return version
 
 
 @dg.multi_asset(
@@ -69,7 +94,13 @@ def model_training(
     model_store: ModelStore,
     user_personas: pl.DataFrame,
 ):
-    """Train on an earlier cutoff, validate on a later one; the best by PR-AUC is used."""
+    """Train on an earlier cutoff, validate on a later one; the best by PR-AUC is used.
+
+    When the data cannot train a classifier (one class in the labels, too few days) and an
+    earlier run's models exist, they stay in service: nothing is written, and each table's
+    materialization says why it was not refreshed. Without earlier models the step fails and
+    `publish_after_failure` publishes everything else.
+    """
     version = context.run.run_id
     try:
         with warehouse.get_connection() as con:
@@ -83,7 +114,18 @@ def model_training(
                 n_jobs=config.n_jobs,
                 threads=config.threads,
             )
-    except (fx.FeatureWindowError, mdl.LabelError, mdl.LeakageError) as err:
+    except (fx.FeatureWindowError, mdl.LabelError) as err:
+        kept = usable_previous_models(warehouse, model_store)
+        if kept is None:
+            raise dg.Failure(
+                description=f"models: {err} (no earlier models to keep in service)"
+            ) from err
+        reason = f"models not retrained: {err}; serving the models of run {kept[:8]}"
+        context.log.warning(reason)
+        for name in MODEL_TABLES:
+            yield dg.Output(None, name, metadata=kept_previous(reason))
+        return
+    except mdl.LeakageError as err:
         raise dg.Failure(description=f"models: {err}") from err
 
     # Everything is computed: only now store artifacts and publish the tables.

@@ -1,0 +1,207 @@
+"""What a snapshot is about to serve: the latest completed checks and, per table, whether the
+run refreshed it — worked out from the Dagster instance, so a publish-only run after a failed
+run can say which tables are stale and why."""
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import dagster as dg
+import polars as pl
+
+from ubap_assets.lib.warehouse_io import NOT_REFRESHED
+from ubap_assets.warehouse.snapshots import CHECK_RESULTS_SCHEMA, TABLE_STATUS_SCHEMA
+
+_HISTORY_PAGE = 25
+_MAX_REASON = 400
+
+
+def _naive(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, UTC).replace(tzinfo=None)
+
+
+def latest_completed_evaluation(
+    instance: dg.DagsterInstance, key: dg.AssetCheckKey
+) -> tuple[dg.AssetCheckEvaluation, object] | None:
+    """The newest evaluation of a check that actually ran to a result, with its record.
+
+    A run that was queued, failed or was killed before a check ran leaves a *planned*
+    evaluation (no `passed`) as the check's latest record; those never count.
+    """
+    cursor = None
+    while True:
+        records = instance.event_log_storage.get_asset_check_execution_history(
+            key, limit=_HISTORY_PAGE, cursor=cursor
+        )
+        for record in records:
+            if isinstance(record.evaluation, dg.AssetCheckEvaluation):
+                return record.evaluation, record
+        if len(records) < _HISTORY_PAGE:
+            return None
+        cursor = records[-1].id
+
+
+def check_results(instance: dg.DagsterInstance, graph) -> pl.DataFrame:
+    """The latest completed evaluation of every asset check in ``graph``, one row per check."""
+    rows = []
+    for key in sorted(graph.asset_check_keys, key=lambda k: (k.asset_key.to_user_string(), k.name)):
+        found = latest_completed_evaluation(instance, key)
+        if found is None:
+            continue
+        evaluation, record = found
+        spec = graph.get_check_spec(key)
+        rows.append(
+            {
+                "asset_key": key.asset_key.to_user_string(),
+                "check_name": key.name,
+                "passed": bool(evaluation.passed),
+                "severity": evaluation.severity.value,
+                "blocking": bool(evaluation.blocking or spec.blocking),
+                "description": evaluation.description or spec.description or "",
+                "evaluated_at": _naive(record.create_timestamp),
+                "run_id": record.run_id,
+            }
+        )
+    return pl.DataFrame(rows, schema=CHECK_RESULTS_SCHEMA)
+
+
+def failed_blocking(checks: pl.DataFrame) -> dict[str, str]:
+    """Asset -> reason, for assets whose latest completed blocking check failed with ERROR
+    severity (Dagster's own rule: only those stop downstream)."""
+    failed = checks.filter(pl.col("blocking") & ~pl.col("passed") & (pl.col("severity") == "ERROR"))
+    reasons: dict[str, list[str]] = {}
+    for row in failed.iter_rows(named=True):
+        reasons.setdefault(row["asset_key"], []).append(row["check_name"])
+    return {
+        asset: f"blocking check {', '.join(names)} failed; serving the previous data"
+        for asset, names in reasons.items()
+    }
+
+
+def _short_error(error) -> str:
+    """The user's own message out of a serialized Dagster step error."""
+    while error.cause is not None and "DagsterExecutionStepExecutionError" in error.message:
+        error = error.cause
+    line = (error.message or "").strip().splitlines()[0] if error.message else ""
+    line = re.sub(r"^dagster\._core\.definitions\.events\.Failure: ", "", line)
+    line = re.sub(r"^(?:[a-z_][\w]*\.)+(?=\w+: )", "", line)  # module path of the exception
+    return line[:_MAX_REASON]
+
+
+@dataclass(frozen=True)
+class _RunOutcome:
+    run_id: str
+    status: str
+    finished: bool
+    failures: dict[str, str]  # step key -> short error
+    steps: dict[str, str]  # asset key string -> step key that plans it
+
+
+def _run_outcome(instance: dg.DagsterInstance, run_id: str) -> _RunOutcome:
+    run = instance.get_run_by_id(run_id)
+    events = instance.get_records_for_run(
+        run_id,
+        of_type={
+            dg.DagsterEventType.STEP_FAILURE,
+            dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED,
+        },
+    ).records
+    failures: dict[str, str] = {}
+    steps: dict[str, str] = {}
+    for record in events:
+        event = record.event_log_entry.dagster_event
+        if event is None:
+            continue
+        if event.event_type == dg.DagsterEventType.STEP_FAILURE:
+            failures.setdefault(event.step_key, _short_error(event.step_failure_data.error))
+        elif event.asset_key is not None and event.step_key:
+            steps[event.asset_key.to_user_string()] = event.step_key
+    return _RunOutcome(
+        run_id=run_id,
+        status=run.status.value if run else "UNKNOWN",
+        finished=run.is_finished if run else True,
+        failures=failures,
+        steps=steps,
+    )
+
+
+def _reason_not_materialized(outcome: _RunOutcome, table: str) -> str:
+    run = outcome.run_id[:8]
+    step = outcome.steps.get(table)
+    if step in outcome.failures:
+        return f"{step} failed in run {run}: {outcome.failures[step]}"
+    if outcome.failures:
+        first, message = next(iter(outcome.failures.items()))
+        return f"not built in run {run}, where {first} failed: {message}"[:_MAX_REASON]
+    return f"not built in run {run} ({outcome.status.lower()})"
+
+
+def table_status(
+    instance: dg.DagsterInstance,
+    tables: Iterable[str],
+    present: set[str],
+    current_run_id: str,
+    blocked: dict[str, str] | None = None,
+    carried: dict[str, datetime | None] | None = None,
+) -> pl.DataFrame:
+    """One row per served table: refreshed, or the reason the served data is older.
+
+    A table is not refreshed when: a blocking check failed on it (``blocked``: the previous
+    snapshot's copy is served, ``carried`` gives when that was materialized); its asset kept the
+    previous table on a known data problem (``ubap/not_refreshed`` metadata); a finished run
+    planned it after its latest materialization but did not build it (that run's step failure
+    is the reason); or it is not in the warehouse at all.
+    """
+    blocked, carried = blocked or {}, carried or {}
+    outcomes: dict[str, _RunOutcome] = {}
+    rows = []
+    for table in tables:
+        key = dg.AssetKey(table)
+        latest = instance.fetch_materializations(key, limit=1).records
+        mat = latest[0] if latest else None
+        materialized_at = _naive(mat.timestamp) if mat else None
+        reason = None
+        if table in blocked:
+            reason = blocked[table]
+            materialized_at = carried.get(table)
+            if table not in carried:
+                reason = f"{reason} (none published before: left out)"
+        elif mat is not None and NOT_REFRESHED in mat.asset_materialization.metadata:
+            reason = str(mat.asset_materialization.metadata[NOT_REFRESHED].value)
+            materialized_at = _previous_write(instance, key, mat)
+        else:
+            planned = instance.get_latest_planned_materialization_info(key)
+            if planned is not None and (mat is None or planned.storage_id > mat.storage_id):
+                if planned.run_id not in outcomes:
+                    outcomes[planned.run_id] = _run_outcome(instance, planned.run_id)
+                outcome = outcomes[planned.run_id]
+                if outcome.finished or planned.run_id == current_run_id:
+                    reason = _reason_not_materialized(outcome, table)
+        if reason is None and table not in present and table not in carried:
+            reason = "never built: not in the warehouse"
+        rows.append(
+            {
+                "table_name": table,
+                "refreshed": reason is None,
+                "reason": reason,
+                "materialized_at": materialized_at,
+            }
+        )
+    return pl.DataFrame(rows, schema=TABLE_STATUS_SCHEMA)
+
+
+def _previous_write(instance: dg.DagsterInstance, key: dg.AssetKey, kept) -> datetime | None:
+    """When the data a degraded materialization kept was written: the newest materialization
+    before it that did write."""
+    cursor = None
+    while True:
+        result = instance.fetch_materializations(key, limit=_HISTORY_PAGE, cursor=cursor)
+        for record in result.records:
+            if record.storage_id < kept.storage_id and (
+                NOT_REFRESHED not in record.asset_materialization.metadata
+            ):
+                return _naive(record.timestamp)
+        if not result.has_more:
+            return None
+        cursor = result.cursor
