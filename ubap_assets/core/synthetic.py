@@ -260,28 +260,43 @@ _ANOMALY_KINDS = (
 )
 
 
-def anomaly_plan(spec: WorldSpec) -> pl.DataFrame:
-    """Planted anomalies: one of each kind per ~30 days, after a 3-4 week clean baseline."""
+def anomaly_plan(spec: WorldSpec, through: date | None = None) -> pl.DataFrame:
+    """Planted anomalies on or before ``through`` (default: the last day of ``spec``).
+
+    In the first ``spec.days`` days: one of each kind per ~30 days after a 3-4 week clean
+    baseline, never on the last of those days. After them (the world grows a day each night):
+    one anomaly per slot of ``width`` days, the kinds in turn, its day drawn from (seed, slot).
+    A day's anomalies depend only on the world (seed, start, days), never on how far it has been
+    generated, so the plan through a later day extends the plan through an earlier one.
+    """
+    through = spec.end_date if through is None else through
     rng = _rng(spec.seed, 2)
     baseline, width = (28, 10) if spec.days >= 70 else (21, 6)
     usable = spec.days - baseline - 1  # never in the baseline, never the last day
     slots = usable // width
-    rows = []
+    offsets: list[int] = []
     if slots >= 1:
         n = min(slots, max(len(_ANOMALY_KINDS), (spec.days // 30) * len(_ANOMALY_KINDS)))
         chosen = np.sort(rng.choice(slots, size=n, replace=False))
-        for i, slot in enumerate(chosen):
-            kind, metric, direction, text = _ANOMALY_KINDS[i % len(_ANOMALY_KINDS)]
-            offset = baseline + int(slot) * width + int(rng.integers(0, width))
-            rows.append(
-                {
-                    "anomaly_date": spec.start_date + timedelta(days=offset),
-                    "kind": kind,
-                    "metric": metric,
-                    "direction": direction,
-                    "description": text,
-                }
-            )
+        offsets = [baseline + int(slot) * width + int(rng.integers(0, width)) for slot in chosen]
+    # Beyond the first history: slot j covers [grown + j * width, grown + (j + 1) * width).
+    grown, last = max(spec.days, baseline), (through - spec.start_date).days
+    for j in range((last - grown) // width + 1 if last >= grown else 0):
+        offsets.append(grown + j * width + int(_rng(spec.seed, 2, 1, j).integers(0, width)))
+    rows = []
+    for i, offset in enumerate(offsets):
+        if offset > last:
+            break
+        kind, metric, direction, text = _ANOMALY_KINDS[i % len(_ANOMALY_KINDS)]
+        rows.append(
+            {
+                "anomaly_date": spec.start_date + timedelta(days=offset),
+                "kind": kind,
+                "metric": metric,
+                "direction": direction,
+                "description": text,
+            }
+        )
     return pl.DataFrame(rows, schema=INJECTED_ANOMALIES_SCHEMA)
 
 
@@ -363,7 +378,7 @@ def day_events(
     rng = _rng(spec.seed, 3, day.toordinal())
     cat = _catalogue(pages)
     if anomalies is None:
-        anomalies = anomaly_plan(spec)
+        anomalies = anomaly_plan(spec, through=day)
     kinds_today = set(anomalies.filter(pl.col("anomaly_date") == day)["kind"].to_list())
 
     # Sessions per user: persona rate x activity x weekday x trend.
@@ -540,7 +555,7 @@ def events_by_day(
     """Each day's events, first..last inclusive (days after the history keep going)."""
     pop = pop if pop is not None else population(spec)
     pages = pages if pages is not None else page_catalogue()
-    plan = anomaly_plan(spec)
+    plan = anomaly_plan(spec, through=last)
     day = max(first, spec.start_date)
     while day <= last:
         yield day_events(spec, day, pop, pages, plan)

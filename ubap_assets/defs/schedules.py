@@ -7,7 +7,7 @@ import dagster as dg
 
 from ubap_assets.defs.events.partitions import daily_partitions
 
-NIGHTLY_CRON = os.environ.get("UBAP_NIGHTLY_CRON", "0 2 * * *")
+DEFAULT_CRON = "0 2 * * *"
 
 # Everything: a day partition of events (or a range of them) and the whole graph downstream.
 refresh_job = dg.define_asset_job(
@@ -18,13 +18,34 @@ refresh_job = dg.define_asset_job(
 )
 
 
-@dg.schedule(
-    job=refresh_job,
-    cron_schedule=NIGHTLY_CRON,
-    execution_timezone="UTC",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Every night: yesterday's events, then everything downstream (UBAP_NIGHTLY_CRON).",
-)
-def nightly_refresh(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+def _nightly(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
     yesterday = (context.scheduled_execution_time - timedelta(days=1)).strftime("%Y-%m-%d")
     return dg.RunRequest(run_key=f"nightly-{yesterday}", partition_key=yesterday)
+
+
+def nightly_schedule(cron: str | None = None) -> dg.ScheduleDefinition:
+    """The nightly refresh on ``UBAP_NIGHTLY_CRON``. An invalid cron does not break the code
+    location: the schedule falls back to the default time, stopped, and says why (logged too)."""
+    cron = (os.environ.get("UBAP_NIGHTLY_CRON") or DEFAULT_CRON) if cron is None else cron
+    description = "Every night: yesterday's events, then everything downstream (UBAP_NIGHTLY_CRON)."
+    status = dg.DefaultScheduleStatus.RUNNING
+    try:
+        dg.ScheduleDefinition(name="cron_probe", job=refresh_job, cron_schedule=cron)
+    except dg.DagsterInvalidDefinitionError:
+        problem = (
+            f"UBAP_NIGHTLY_CRON={cron!r} is not a cron expression: use five fields such as "
+            f"'{DEFAULT_CRON}' (02:00 UTC), or unset it; the nightly schedule is stopped"
+        )
+        dg.get_dagster_logger().error(f"ubap configuration error: {problem}")
+        cron, status, description = DEFAULT_CRON, dg.DefaultScheduleStatus.STOPPED, problem
+    return dg.schedule(
+        job=refresh_job,
+        cron_schedule=cron,
+        execution_timezone="UTC",
+        default_status=status,
+        description=description,
+        name="nightly_refresh",
+    )(_nightly)
+
+
+nightly_refresh = nightly_schedule()

@@ -1,6 +1,6 @@
 """The behaviour data: users, the page catalogue, events, rejects and the generator's truth."""
 
-from datetime import UTC, date, timedelta
+from datetime import UTC, timedelta
 
 import dagster as dg
 import polars as pl
@@ -17,13 +17,22 @@ from ubap_assets.core.schema import (
 )
 from ubap_assets.defs.events import settings
 from ubap_assets.defs.events.checks import event_check_results, event_check_specs
-from ubap_assets.defs.events.partitions import daily_partitions
+from ubap_assets.defs.events.partitions import LOAD_PROBLEMS, daily_partitions
+from ubap_assets.defs.events.world import resolve
 from ubap_assets.lib.metadata import markdown_preview
 from ubap_assets.lib.warehouse_io import replace_window
 from ubap_assets.warehouse.tables import EVENTS
 
 GROUP = "events"
 OWNERS = ["team:data-platform"]
+
+
+def _fail_on(problems) -> None:
+    if problems:
+        raise dg.Failure(
+            description="Invalid configuration: " + "; ".join(problems),
+            metadata={"fix": "correct the run config or the UBAP_* environment variables"},
+        )
 
 
 class SourceConfig(dg.Config):
@@ -41,7 +50,11 @@ class SourceConfig(dg.Config):
         default_factory=settings.default_users, description="Synthetic users in the population."
     )
     days: int = Field(
-        default_factory=settings.history_days, description="Days of synthetic history."
+        default_factory=settings.history_days,
+        description=(
+            "Days of the synthetic world's first history (they shape the population and the "
+            "planted anomalies); the world then grows a day each night."
+        ),
     )
     seed: int = Field(default_factory=settings.default_seed, description="Generator seed.")
     max_reject_share: float = Field(
@@ -53,8 +66,9 @@ class SourceConfig(dg.Config):
     def is_synthetic(self) -> bool:
         return self.source == settings.SYNTHETIC
 
-    def world(self) -> synthetic.WorldSpec:
-        """The generator's spec, or a dg.Failure naming the bad field."""
+    def check(self) -> None:
+        """Fail the run (dg.Failure, one line per problem naming the variable or field and the
+        fix) when the run config or the UBAP_* environment variables are invalid."""
         problems = []
         if self.users < 1:
             problems.append(f"users must be at least 1 (got {self.users})")
@@ -64,16 +78,22 @@ class SourceConfig(dg.Config):
             problems.append(f"seed must be zero or more (got {self.seed})")
         if not 0 <= self.max_reject_share <= 1:
             problems.append(f"max_reject_share must be in [0, 1] (got {self.max_reject_share})")
-        if problems:
-            raise dg.Failure(
-                description="Invalid source configuration: " + "; ".join(problems),
-                metadata={"fix": "correct the run config (or the UBAP_* environment variables)"},
-            )
+        problems.extend(settings.problems())
+        _fail_on(problems)
+
+    def world(self) -> synthetic.WorldSpec:
+        """The generator's spec of the pinned world (recorded the first time), or a dg.Failure
+        naming the bad field, variable or the difference from the recorded world."""
+        self.check()
+        resolved = resolve(
+            settings.load().settings, users=self.users, seed=self.seed, days=self.days
+        )
+        _fail_on(resolved.problems)
         return synthetic.WorldSpec(
             users=self.users,
             days=self.days,
             seed=self.seed,
-            start_date=date.fromisoformat(daily_partitions.start.strftime("%Y-%m-%d")),
+            start_date=resolved.world.first_day,
         )
 
     def ingest(self, **window):
@@ -129,15 +149,6 @@ class SourceConfig(dg.Config):
             owners=OWNERS,
             kinds={"polars", "duckdb"},
         ),
-        "injected_anomalies": dg.AssetOut(
-            description=(
-                "Ground truth, one row per anomaly the generator planted (date, kind, metric, "
-                "direction); empty for ingested data."
-            ),
-            group_name=GROUP,
-            owners=OWNERS,
-            kinds={"polars", "duckdb"},
-        ),
         "event_rejects": dg.AssetOut(
             description="One row per ingested row that failed validation, with its reason.",
             group_name=GROUP,
@@ -154,12 +165,12 @@ def behaviour_source(context: dg.AssetExecutionContext, config: SourceConfig):
         users = synthetic.users_frame(spec, pop)
         pages = page_catalogue()
         personas = synthetic.personas_frame(spec, pop)
-        anomalies = synthetic.anomaly_plan(spec)
         rejects = empty(EVENT_REJECTS_SCHEMA)
         note = f"synthetic world: {spec.users} users, {spec.days} days, seed {spec.seed}"
     else:
         from ubap_assets.core.ingest import IngestError
 
+        config.check()
         try:
             result = config.ingest()
         except IngestError as err:
@@ -168,17 +179,12 @@ def behaviour_source(context: dg.AssetExecutionContext, config: SourceConfig):
                 yield dg.Output(err.result.rejects, "event_rejects")
             raise dg.Failure(description=f"Ingesting {config.source!r} failed: {err}") from err
         users, pages, rejects = result.users, result.pages, result.rejects
-        personas, anomalies = empty(USER_PERSONAS_SCHEMA), empty(INJECTED_ANOMALIES_SCHEMA)
+        personas = empty(USER_PERSONAS_SCHEMA)
         note = f"files: {len(result.files)} read from {config.source}; no ground truth"
     context.log.info(note)
     yield dg.Output(users, "users", metadata={"source": note, "preview": markdown_preview(users)})
     yield dg.Output(pages, "pages", metadata={"source": note, "preview": markdown_preview(pages)})
     yield dg.Output(personas, "user_personas", metadata={"source": note})
-    yield dg.Output(
-        anomalies,
-        "injected_anomalies",
-        metadata={"source": note, "preview": markdown_preview(anomalies, 20)},
-    )
     yield dg.Output(
         rejects,
         "event_rejects",
@@ -192,10 +198,15 @@ def behaviour_source(context: dg.AssetExecutionContext, config: SourceConfig):
     )
 
 
+def _load_note() -> dict[str, str]:
+    # Shown on the asset in the UI when the code location loaded with a bad setting.
+    return {"configuration_error": " | ".join(LOAD_PROBLEMS)} if LOAD_PROBLEMS else {}
+
+
 @dg.asset(
     partitions_def=daily_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
-    metadata={"partition_expr": "event_ts"},
+    metadata={"partition_expr": "event_ts", **_load_note()},
     group_name=GROUP,
     owners=OWNERS,
     kinds={"polars", "duckdb"},
@@ -219,6 +230,7 @@ def events(
     else:
         from ubap_assets.core.ingest import IngestError
 
+        config.check()
         try:
             result = config.ingest(start=start, end=end)
         except IngestError as err:
@@ -256,3 +268,47 @@ def events(
         },
         check_results=checks,
     )
+
+
+@dg.asset(
+    deps=[events],
+    group_name=GROUP,
+    owners=OWNERS,
+    kinds={"polars", "duckdb"},
+)
+def injected_anomalies(
+    context: dg.AssetExecutionContext, config: SourceConfig, warehouse: DuckDBResource
+) -> dg.Output:
+    """Ground truth, one row per anomaly the generator planted on a day the events table holds
+    (date, kind, metric, direction); empty for ingested data.
+
+    Derived from the pinned world and the days actually stored, so it grows with the nightly
+    runs and never names a day whose events were generated without it (or not generated).
+    """
+    if not config.is_synthetic:
+        config.check()
+        frame = empty(INJECTED_ANOMALIES_SCHEMA)
+        note = "files: no ground truth"
+    else:
+        spec = config.world()
+        with warehouse.get_connection() as con:
+            stored = con.execute(
+                "SELECT count(*) FROM information_schema.tables "
+                "WHERE table_schema = 'main' AND table_name = ?",
+                [EVENTS],
+            ).fetchone()[0]
+            days = (
+                [d for (d,) in con.execute("SELECT DISTINCT event_ts::DATE FROM events").fetchall()]
+                if stored
+                else []
+            )
+        plan = synthetic.anomaly_plan(spec, through=max(days)) if days else None
+        frame = (
+            plan.filter(pl.col("anomaly_date").is_in(days))
+            if plan is not None
+            else empty(INJECTED_ANOMALIES_SCHEMA)
+        )
+        covered = f"{min(days)} .. {max(days)}" if days else "no events yet"
+        note = f"synthetic world from {spec.start_date}: {len(days)} stored day(s), {covered}"
+    context.log.info(note)
+    return dg.Output(frame, metadata={"source": note, "preview": markdown_preview(frame, 20)})
