@@ -13,6 +13,7 @@ from ubap_assets.defs.models import assets as model_assets
 from ubap_assets.defs.models import checks as model_checks
 from ubap_assets.defs.predictions import assets as prediction_assets
 from ubap_assets.defs.predictions import checks as prediction_checks
+from ubap_assets.defs.serving import assets as serving_assets
 from ubap_assets.defs.serving.assets import serving_snapshot
 from ubap_assets.defs.serving.sensors import publish_after_failure
 from ubap_assets.defs.serving.status import check_results
@@ -89,7 +90,7 @@ def _publish_after(run: dg.ExecuteInProcessResult, instance: dg.DagsterInstance)
     return publish_after_failure(context)
 
 
-def test_planned_check_evaluations_of_a_failed_run_do_not_break_publishing(data_dir):
+def test_planned_check_evaluations_of_a_failed_run_do_not_break_publishing(data_dir, monkeypatch):
     """A run that failed before its checks ran leaves *planned* evaluations (no `passed`) as the
     checks' latest records. Only completed evaluations count, and publishing alone afterwards
     works, with the failed table marked stale."""
@@ -125,6 +126,7 @@ def test_planned_check_evaluations_of_a_failed_run_do_not_break_publishing(data_
         ("users_not_empty", True, night.run_id)
     ]
 
+    _as_deployed(monkeypatch, assets, resources)
     publish = dg.materialize(
         assets, selection=[serving_snapshot], resources=resources, instance=instance
     )
@@ -223,3 +225,48 @@ def test_single_class_labels_keep_the_earlier_models_in_service(tiny_world, data
         assert con.execute("SELECT DISTINCT model_version FROM model_cards").fetchall() == version
         scored = con.execute("SELECT DISTINCT model_version FROM user_predictions").fetchall()
     assert scored == version  # re-scored today with the models kept in service
+
+
+def _as_deployed(monkeypatch, assets: list, resources: dict) -> None:
+    """A run launched from the code location sees every check of it; dg.materialize with a
+    selection sees only the selected assets'. Give serving_snapshot the code location's graph."""
+    graph = dg.Definitions(assets=assets, resources=resources).resolve_asset_graph()
+    monkeypatch.setattr(serving_assets, "_asset_graph", lambda context: graph)
+
+
+def test_a_table_whose_blocking_check_failed_is_served_from_the_previous_snapshot(
+    data_dir, monkeypatch
+):
+    rows = {"n": 3}
+
+    @dg.asset(
+        name="users",
+        check_specs=[dg.AssetCheckSpec("users_not_empty", asset="users", blocking=True)],
+    )
+    def users_export(warehouse: DuckDBResource) -> dg.MaterializeResult:
+        with warehouse.get_connection() as con:
+            con.execute(
+                "CREATE OR REPLACE TABLE users AS SELECT 'u' || range AS user_id FROM range(?)",
+                [rows["n"]],
+            )
+        return dg.MaterializeResult(
+            check_results=[dg.AssetCheckResult(check_name="users_not_empty", passed=rows["n"] > 0)]
+        )
+
+    instance = dg.DagsterInstance.ephemeral()
+    resources = _project_resources(data_dir)
+    assets = [users_export, serving_snapshot]
+    assert dg.materialize(assets, resources=resources, instance=instance).success
+    rows["n"] = 0  # today's export is empty: the check fails and blocks the snapshot
+    failed = dg.materialize(assets, resources=resources, instance=instance, raise_on_error=False)
+    assert not failed.success
+    assert isinstance(_publish_after(failed, instance), dg.RunRequest)
+
+    _as_deployed(monkeypatch, assets, resources)
+    assert dg.materialize(
+        assets, selection=[serving_snapshot], resources=resources, instance=instance
+    ).success
+    status, _ = _snapshot_status(data_dir)
+    assert status["users"] == "blocking check users_not_empty failed; serving the previous data"
+    with duckdb.connect(str(current_snapshot(data_dir / "snapshots").path), read_only=True) as c:
+        assert c.execute("SELECT count(*) FROM users").fetchone() == (3,)
