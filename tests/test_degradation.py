@@ -1,13 +1,15 @@
 """Graceful degradation: one failing step never takes the unrelated ones, or the snapshot, down."""
 
 import gc
-from datetime import date
+from datetime import date, datetime
+from pathlib import Path
 
 import dagster as dg
 import duckdb
 import polars as pl
 import pytest
 from dagster_duckdb import DuckDBResource
+from streamlit.testing.v1 import AppTest
 
 from ubap_assets.defs.models import assets as model_assets
 from ubap_assets.defs.models import checks as model_checks
@@ -19,7 +21,13 @@ from ubap_assets.defs.serving.sensors import publish_after_failure
 from ubap_assets.defs.serving.status import check_results
 from ubap_assets.lib.model_store import ModelStore
 from ubap_assets.warehouse import tables as t
-from ubap_assets.warehouse.snapshots import current_snapshot, read_table_status
+from ubap_assets.warehouse.snapshots import (
+    TABLE_STATUS,
+    TABLE_STATUS_SCHEMA,
+    current_snapshot,
+    publish_snapshot,
+    read_table_status,
+)
 
 
 def _project_resources(data_dir) -> dict:
@@ -270,3 +278,61 @@ def test_a_table_whose_blocking_check_failed_is_served_from_the_previous_snapsho
     assert status["users"] == "blocking check users_not_empty failed; serving the previous data"
     with duckdb.connect(str(current_snapshot(data_dir / "snapshots").path), read_only=True) as c:
         assert c.execute("SELECT count(*) FROM users").fetchone() == (3,)
+
+
+# --- the dashboard says which pages show stale data ---------------------------------------------
+
+STALE_REASON = "models not retrained: conversion: single class in the training labels"
+
+
+def _stale_snapshot(tmp_path) -> Path:
+    from test_dashboard import build_snapshot
+
+    base = build_snapshot(tmp_path / "base")
+    con = duckdb.connect()
+    con.execute(f"ATTACH '{base.path}' AS base (READ_ONLY)")
+    names = [*t.SERVING_TABLES, t.SNAPSHOT_META, t.CHECK_RESULTS]
+    for name in names:
+        con.execute(f'CREATE VIEW "{name}" AS SELECT * FROM base."{name}"')
+    stale = {t.MODEL_METRICS, t.MODEL_CARDS, t.MODEL_CURVES}
+    status = pl.DataFrame(
+        [
+            {
+                "table_name": name,
+                "refreshed": name not in stale,
+                "reason": STALE_REASON if name in stale else None,
+                "materialized_at": datetime(2026, 2, 1, 2),
+            }
+            for name in t.SERVING_TABLES
+        ],
+        schema=TABLE_STATUS_SCHEMA,
+    )
+    target = tmp_path / "snapshots"
+    publish_snapshot(con, names, target, "stale-models", extra={TABLE_STATUS: status})
+    con.close()
+    return target
+
+
+def _page(name: str) -> AppTest:
+    from test_dashboard import APP, PAGE_FILES
+
+    at = AppTest.from_file(str(APP), default_timeout=60)
+    at.run()
+    if name != "overview":
+        at.switch_page(f"app_pages/{PAGE_FILES[name]}")
+        at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_the_dashboard_warns_on_the_pages_whose_data_was_not_refreshed(tmp_path, monkeypatch):
+    monkeypatch.setenv("UBAP_SNAPSHOT_DIR", str(_stale_snapshot(tmp_path)))
+    predictions = " ".join(w.value for w in _page("predictions").warning)
+    assert f"`model_cards` not refreshed: {STALE_REASON}" in predictions
+    assert "`user_predictions`" not in predictions  # re-scored: fresh
+    for page in ("overview", "trends"):
+        assert not any("not refreshed" in w.value for w in _page(page).warning), page
+    pipeline = _page("pipeline")
+    listed = " ".join(w.value for w in pipeline.warning)
+    assert "3 of 27 tables were not refreshed" in listed and "`model_curves`" in listed
+    assert any(set(d.value.columns) >= {"table_name", "reason"} for d in pipeline.dataframe)

@@ -18,7 +18,13 @@ import streamlit as st
 from ubap_assets.warehouse import tables as t
 from ubap_assets.warehouse.paths import snapshot_dir
 from ubap_assets.warehouse.reader import SnapshotMeta, SnapshotReader
-from ubap_assets.warehouse.snapshots import NoSnapshotError, Snapshot, current_snapshot
+from ubap_assets.warehouse.snapshots import (
+    TABLE_STATUS,
+    TABLE_STATUS_SCHEMA,
+    NoSnapshotError,
+    Snapshot,
+    current_snapshot,
+)
 
 # Snapshots are immutable, so a long TTL is safe; it only bounds memory.
 _TTL = "1h"
@@ -103,7 +109,7 @@ def _query(snap: Snapshot, sql: str, params: list | None = None) -> pl.DataFrame
 
 def _contract(table: str) -> str:
     """A table name from the contract, safe to put into SQL as an identifier."""
-    known = {*t.SERVING_TABLES, t.SNAPSHOT_META, t.CHECK_RESULTS}
+    known = {*t.SERVING_TABLES, t.SNAPSHOT_META, t.CHECK_RESULTS, TABLE_STATUS}
     if table not in known:
         raise ValueError(f"{table!r} is not a serving table (see ubap_assets/warehouse/tables.py)")
     return f'"{table}"'
@@ -119,6 +125,30 @@ def snapshot_info(snap: Snapshot) -> SnapshotInfo:
             return SnapshotInfo(meta=reader.meta(), tables=reader.tables)
     except FileNotFoundError as err:
         raise SnapshotChanged(str(err)) from err
+
+
+@st.cache_data(ttl=_TTL, max_entries=_ENTRIES, show_spinner=False)
+def table_status(snap: Snapshot) -> pl.DataFrame:
+    """One row per served table: refreshed by the publishing run, or the reason it was not.
+    Empty for snapshots published before the table existed."""
+    try:
+        with SnapshotReader(snap) as reader:
+            if not reader.has_table(TABLE_STATUS):
+                return pl.DataFrame(schema=TABLE_STATUS_SCHEMA)
+            return reader.query(
+                f"SELECT * FROM {_contract(TABLE_STATUS)} ORDER BY refreshed, table_name"
+            )
+    except FileNotFoundError as err:
+        raise SnapshotChanged(str(err)) from err
+
+
+def not_refreshed(snap: Snapshot) -> dict[str, str]:
+    """Table name -> reason, for the served tables the publishing run did not refresh."""
+    status = table_status(snap).filter(~pl.col("refreshed"))
+    return {
+        name: reason or "not refreshed"
+        for name, reason in status.select("table_name", "reason").rows()
+    }
 
 
 @st.cache_data(ttl=_TTL, max_entries=_ENTRIES, show_spinner=False)

@@ -47,6 +47,24 @@ def empty_state(reason: str) -> None:
         st.caption(f"Details: {reason}")
 
 
+def stale_banner(snap: Snapshot, *tables: str) -> None:
+    """A warning naming each of ``tables`` that the latest run did not refresh, and why.
+
+    Pages call it under their title with the tables they show; the data stays visible (it is
+    the last good version), the banner says it is older than the rest of the snapshot.
+    """
+    stale = data.not_refreshed(snap)
+    hits = [(name, stale[name]) for name in tables if name in stale]
+    if not hits:
+        return
+    lines = "\n".join(f"- `{name}` not refreshed: {reason}" for name, reason in hits)
+    st.warning(
+        "Part of this page shows older data: the latest pipeline run did not refresh it.\n\n"
+        f"{lines}\n\nThe Pipeline page lists every table's status.",
+        icon=":material/history:",
+    )
+
+
 def require(info: data.SnapshotInfo, *tables: str, what: str = "This section") -> bool:
     """True when the snapshot has every table; otherwise a note naming what to materialize."""
     missing = [name for name in tables if name not in info.tables]

@@ -9,6 +9,7 @@ from ubap_dashboard import charts, data, ui
 snap, info = ui.snapshot_and_info()
 
 st.title("Admin insights")
+ui.stale_banner(snap, t.ADMIN_INSIGHTS)
 SEVERITY_ORDER = {"high": 0, "medium": 1, "low": 2}
 SEVERITY_ICON = {
     "high": ":material/error:",

@@ -8,6 +8,7 @@ from ubap_dashboard import charts, data, ui
 snap, info = ui.snapshot_and_info()
 
 st.title("Anomalies")
+ui.stale_banner(snap, t.ANOMALIES, t.ANOMALY_HISTORY, t.ANOMALY_SCORES)
 
 st.subheader("Flagged in the latest days")
 if ui.require(info, t.ANOMALIES, what="The latest anomalies"):

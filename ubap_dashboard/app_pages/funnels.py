@@ -8,6 +8,7 @@ from ubap_dashboard import charts, data, ui
 snap, info = ui.snapshot_and_info()
 
 st.title("Funnels & retention")
+ui.stale_banner(snap, t.FUNNEL_DAILY, t.FUNNEL_SEGMENTS, t.RETENTION_COHORTS, t.LIFECYCLE_WEEKLY)
 
 st.subheader("Purchase funnel")
 if ui.require(info, t.FUNNEL_DAILY, what="The funnel"):

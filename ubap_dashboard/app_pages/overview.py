@@ -10,6 +10,7 @@ from ubap_dashboard import charts, data, ui
 snap, info = ui.snapshot_and_info()
 
 st.title("Overview")
+ui.stale_banner(snap, t.DAILY_TRENDS, t.ANOMALIES, t.SUMMARY)
 
 if ui.require(info, t.DAILY_TRENDS, what="The KPIs and the daily trend"):
     period = data.kpis(snap)

@@ -28,6 +28,37 @@ st.caption(
     "atomically, and a failed run leaves this one in service."
 )
 
+st.subheader("Table freshness")
+status = data.table_status(snap)
+if status.is_empty():
+    st.info(
+        f"Snapshot `{meta.snapshot_id}` was published before per-table freshness was recorded; "
+        f"the next run (`{ui.MAKE_UP}`) records it.",
+        icon=":material/info:",
+    )
+else:
+    stale = status.filter(~pl.col("refreshed"))
+    fresh = status.height - stale.height
+    if stale.height:
+        st.warning(
+            f"{stale.height} of {status.height} tables were not refreshed by the latest run; "
+            "they serve their last good version (or are missing). Fix the cause and rerun; "
+            "a failed run republishes on its own what did succeed.\n\n"
+            + "\n".join(
+                f"- `{row['table_name']}` not refreshed: {row['reason']}"
+                for row in stale.iter_rows(named=True)
+            ),
+            icon=":material/history:",
+        )
+    else:
+        st.success(f"All {fresh} tables were refreshed by the latest run.", icon=":material/check:")
+    ui.table(
+        status,
+        "table_status",
+        column_config={"refreshed": st.column_config.CheckboxColumn("refreshed")},
+        height=min(36 * (status.height + 1) + 4, 1100),
+    )
+
 st.subheader("Asset checks")
 if ui.require(info, t.CHECK_RESULTS, what="The asset-check status"):
     checks = data.table(snap, t.CHECK_RESULTS, "passed, blocking DESC, asset_key, check_name")

@@ -10,6 +10,7 @@ from ubap_dashboard import charts, data, ui
 snap, info = ui.snapshot_and_info()
 
 st.title("Predictions")
+ui.stale_banner(snap, t.USER_PREDICTIONS, t.MODEL_METRICS, t.MODEL_CARDS, t.MODEL_CURVES)
 
 LIST_COLUMNS = {
     "conversion_probability": ui.percent("P(purchase)"),

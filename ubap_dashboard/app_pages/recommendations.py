@@ -8,6 +8,7 @@ from ubap_dashboard import charts, data, ui
 snap, info = ui.snapshot_and_info()
 
 st.title("Recommendations")
+ui.stale_banner(snap, t.USER_RECOMMENDATIONS, t.SIMILAR_PAGES, t.REC_EVALUATION, t.EVENTS, t.PAGES)
 
 st.subheader("Look up a user")
 if ui.require(info, t.USER_RECOMMENDATIONS, what="The user lookup"):

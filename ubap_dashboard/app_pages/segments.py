@@ -9,6 +9,7 @@ from ubap_dashboard import charts, data, ui
 snap, info = ui.snapshot_and_info()
 
 st.title("Segments")
+ui.stale_banner(snap, t.SEGMENT_PROFILES, t.SEGMENT_TRENDS, t.USER_SEGMENTS, t.USER_FEATURES)
 
 if ui.require(info, t.SEGMENT_PROFILES, what="The segment profiles"):
     profiles = data.segment_profiles(snap)

@@ -8,6 +8,7 @@ from ubap_dashboard import charts, data, ui
 snap, info = ui.snapshot_and_info()
 
 st.title("Trends")
+ui.stale_banner(snap, t.DAILY_TRENDS, t.WEEKLY_TRENDS)
 
 if ui.require(info, t.DAILY_TRENDS, t.WEEKLY_TRENDS, what="The trends page"):
     bounds = data.trend_days(snap)
