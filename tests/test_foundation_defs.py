@@ -75,3 +75,67 @@ def test_dg_check_defs_passes():
         timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+_LOAD_AND_MATERIALIZE = """
+import sys, tempfile
+import dagster as dg
+from dagster_duckdb import DuckDBResource
+from ubap_assets.definitions import defs
+from ubap_assets.defs.events.assets import events
+from ubap_assets.defs.events.partitions import default_partition_range
+
+definitions = defs()
+definitions.resolve_job_def("refresh_job")
+definitions.resolve_schedule_def("nightly_refresh")
+print("LOADED", flush=True)
+if sys.argv[1] == "materialize":
+    db = tempfile.mkdtemp() + "/w.duckdb"
+    result = dg.materialize(
+        [events], partition_key=default_partition_range()[1],
+        resources={"warehouse": DuckDBResource(database=db)}, raise_on_error=False,
+    )
+    failure = result.get_step_failure_events()[0].step_failure_data.error.message
+    print("FAILED:", failure.replace("\\n", " "))
+"""
+
+
+@pytest.mark.parametrize(
+    "variable, value, materialize",
+    [
+        ("UBAP_HISTORY_DAYS", "0", True),
+        ("UBAP_START_DATE", "garbage", True),
+        ("UBAP_USERS", "many", True),
+        ("UBAP_SEED", "-1", True),
+        ("UBAP_MAX_REJECT_SHARE", "2", True),
+        ("UBAP_NIGHTLY_CRON", "nightly", False),
+    ],
+)
+def test_a_bad_setting_loads_and_fails_the_run_naming_the_variable(
+    tmp_path, monkeypatch, variable, value, materialize
+):
+    """The code location still loads (a safe fallback), logs one line naming the variable and
+    the fix, and a run of events fails with the same message."""
+    env = {**os.environ, "UBAP_DATA_DIR": str(tmp_path), variable: value}
+    result = subprocess.run(
+        [sys.executable, "-c", _LOAD_AND_MATERIALIZE, "materialize" if materialize else "load"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0 and "LOADED" in result.stdout, output
+    logged = [line for line in output.splitlines() if "ubap configuration error" in line]
+    assert len(logged) == 1 and f"{variable}={value!r}" in logged[0], output
+    if materialize:
+        (failed,) = [line for line in result.stdout.splitlines() if line.startswith("FAILED:")]
+        assert f"{variable}={value!r}" in failed and "Invalid configuration" in failed
+    else:
+        from ubap_assets.defs.schedules import nightly_schedule
+
+        monkeypatch.setenv(variable, value)
+        schedule = nightly_schedule()
+        assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
+        assert variable in schedule.description
