@@ -63,6 +63,20 @@ def test_nightly_schedule_targets_yesterday():
     assert request.partition_key == "2026-02-09"
 
 
+def test_nightly_schedule_skips_a_day_without_a_partition():
+    """A historic log's partitions end at its last day: the nightly tick skips, naming the range,
+    instead of requesting a partition that does not exist."""
+    definitions = defs()
+    schedule = definitions.resolve_schedule_def("nightly_refresh")
+    context = dg.build_schedule_context(
+        scheduled_execution_time=datetime(2026, 1, 2, 2, 0),  # before the test world's first day
+        repository_def=definitions.get_repository_def(),
+    )
+    result = schedule.evaluate_tick(context)
+    assert not result.run_requests
+    assert "no event partition for 2026-01-01" in result.skip_message
+
+
 @pytest.mark.slow
 def test_dg_check_defs_passes():
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
