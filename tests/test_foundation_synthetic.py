@@ -163,3 +163,23 @@ def test_sessions_stay_inside_their_day(tiny_world):
     )
     assert (spans["first"] == spans["last"]).all()
     assert (spans["users"] == 1).all()
+
+
+@pytest.mark.parametrize("days", [20, 42, 90])
+def test_the_plan_grows_with_the_world_and_never_rewrites_a_day(days):
+    """A world that grows a night at a time: the plan through a later day extends the plan
+    through an earlier one, nights get anomalies too, and a day's events are the same whether
+    generated alone or as part of a longer range."""
+    spec = synthetic.WorldSpec(users=50, days=days, seed=4, start_date=date(2026, 1, 5))
+    longest = synthetic.anomaly_plan(spec, through=spec.end_date + timedelta(days=60))
+    for extra in range(0, 61, 3):
+        shorter = synthetic.anomaly_plan(spec, through=spec.end_date + timedelta(days=extra))
+        assert longest.head(shorter.height).equals(shorter)
+    assert longest.filter(pl.col("anomaly_date") > spec.end_date).height >= 6
+    assert longest["anomaly_date"].is_sorted() and longest["anomaly_date"].n_unique() == len(
+        longest
+    )
+    day = longest["anomaly_date"][-1]
+    alone = synthetic.events_between(spec, day, day)
+    ranged = synthetic.events_between(spec, day - timedelta(days=2), day)
+    assert ranged.filter(pl.col("event_ts").dt.date() == day).equals(alone)
