@@ -336,3 +336,14 @@ def test_the_dashboard_warns_on_the_pages_whose_data_was_not_refreshed(tmp_path,
     listed = " ".join(w.value for w in pipeline.warning)
     assert "3 of 27 tables were not refreshed" in listed and "`model_curves`" in listed
     assert any(set(d.value.columns) >= {"table_name", "reason"} for d in pipeline.dataframe)
+
+
+@pytest.mark.slow
+def test_a_clean_run_publishes_every_table_as_refreshed(materialized_graph):
+    snapshot = current_snapshot(materialized_graph.snapshot_dir)
+    with duckdb.connect(str(snapshot.path), read_only=True) as con:
+        assert read_table_status(con) == {}
+        status = con.execute(
+            f"SELECT count(*), count(materialized_at) FROM {TABLE_STATUS} WHERE refreshed"
+        ).fetchone()
+    assert status == (len(t.SERVING_TABLES), len(t.SERVING_TABLES))
