@@ -22,6 +22,8 @@ from ubap_assets.core.synthetic import World, WorldSpec, generate_world
 from ubap_assets.warehouse import tables as t
 from ubap_assets.warehouse.snapshots import (
     CHECK_RESULTS_SCHEMA,
+    TABLE_STATUS,
+    TABLE_STATUS_SCHEMA,
     Snapshot,
     publish_snapshot,
     snapshot_meta_frame,
@@ -320,8 +322,10 @@ def publish_sample(
     *,
     keep: int = 3,
     skip: tuple[str, ...] = (),
+    not_refreshed: dict[str, str] | None = None,
 ) -> Snapshot:
-    """Publish the serving tables in ``con`` (minus ``skip``) as a snapshot, with meta."""
+    """Publish the serving tables in ``con`` (minus ``skip``) as a snapshot, with meta; with
+    ``not_refreshed`` ({table: reason}) also a table_status marking those tables stale."""
     present = warehouse_tables(con)
     copied = [n for n in t.SERVING_TABLES if n in present and n not in skip]
     missing = [n for n in t.SERVING_TABLES if n not in copied]
@@ -345,11 +349,19 @@ def publish_sample(
         ],
         schema=CHECK_RESULTS_SCHEMA,
     )
-    return publish_snapshot(
-        con,
-        copied,
-        snapshot_dir,
-        snapshot_id,
-        keep=keep,
-        extra={t.SNAPSHOT_META: meta, t.CHECK_RESULTS: checks},
-    )
+    extra = {t.SNAPSHOT_META: meta, t.CHECK_RESULTS: checks}
+    if not_refreshed is not None:
+        stale = not_refreshed
+        extra[TABLE_STATUS] = pl.DataFrame(
+            [
+                {
+                    "table_name": name,
+                    "refreshed": name not in stale,
+                    "reason": stale.get(name),
+                    "materialized_at": now,
+                }
+                for name in copied
+            ],
+            schema=TABLE_STATUS_SCHEMA,
+        )
+    return publish_snapshot(con, copied, snapshot_dir, snapshot_id, keep=keep, extra=extra)

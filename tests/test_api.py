@@ -65,7 +65,12 @@ def some_user(reader):
 def test_health_needs_nothing_and_names_the_snapshot(client):
     r = client.get("/health")
     assert r.status_code == 200
-    assert r.json() == {"status": "ok", "snapshot_id": SNAPSHOT_ID}
+    assert r.json() == {
+        "status": "ok",
+        "snapshot_id": SNAPSHOT_ID,
+        "detail": "",
+        "not_refreshed": {},
+    }
     assert r.headers[HEADER] == SNAPSHOT_ID
 
 

@@ -4,40 +4,100 @@ A pure ASGI middleware in front of the routes: a GET under /api/ whose (snapshot
 was answered with 200 before is replayed without touching FastAPI, and each entry is keyed by
 the snapshot the route actually read (so a response never mixes two snapshots). The token is
 still checked on every request; only 200s are stored; a new snapshot drops the old entries.
+
+Memory is bounded whatever the query strings: entries live in an LRU with a byte budget
+(``MAX_TOTAL_BYTES``) that counts the body, the key and the headers of each entry.
 """
 
+import threading
 from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ubap_api.deps import token_problem
-from ubap_assets.warehouse.snapshots import NoSnapshotError, current_snapshot
+from ubap_api.deps import stale_tables_read, token_problem
+from ubap_assets.warehouse.reader import NoSnapshotError, resolve_snapshot
+
+
+class SizedLRU:
+    """A thread-safe LRU mapping bounded by the total size of its values, not their count.
+
+    The semantics of ``cachetools.LRUCache(maxsize, getsizeof)`` (not a dependency yet):
+    ``put`` evicts the least recently used entries until the new one fits; a value larger than
+    ``max_item`` (default: the whole budget) is not stored.
+    """
+
+    def __init__(self, maxsize: int, getsizeof: Callable[[Any], int], max_item: int = 0):
+        self.maxsize = maxsize
+        self.max_item = max_item or maxsize
+        self.currsize = 0
+        self._getsizeof = getsizeof
+        self._data: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def get(self, key: Hashable) -> Any | None:
+        with self._lock:
+            found = self._data.get(key)
+            if found is None:
+                return None
+            self._data.move_to_end(key)
+            return found[0]
+
+    def put(self, key: Hashable, value: Any) -> None:
+        size = self._getsizeof(value)
+        if size > min(self.max_item, self.maxsize):
+            return
+        with self._lock:
+            old = self._data.pop(key, None)
+            if old is not None:
+                self.currsize -= old[1]
+            while self._data and self.currsize + size > self.maxsize:
+                _, (_, evicted) = self._data.popitem(last=False)
+                self.currsize -= evicted
+            self._data[key] = (value, size)
+            self.currsize += size
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+            self.currsize = 0
+
 
 MAX_BODY_BYTES = 256 * 1024
-MAX_TOTAL_BYTES = 64 * 2**20
+MAX_TOTAL_BYTES = 24 * 2**20
+_ENTRY_OVERHEAD = 1024  # the tuples, the start message dict, the key's bytes objects
+
+Key = tuple[str, bytes]
+Entry = tuple[Message, bytes, dict[str, str]]  # start message, body, not-refreshed tables
+
+
+def _entry_bytes(entry: tuple[Key, Entry]) -> int:
+    (path, query), (start, body, stale) = entry
+    headers = sum(len(k) + len(v) for k, v in start["headers"])
+    extra = sum(len(k) + len(v) for k, v in stale.items())
+    return len(body) + len(path) + len(query) + headers + extra + _ENTRY_OVERHEAD
 
 
 class ResponseCache:
     def __init__(self, app: ASGIApp):
         self.app = app
         self.snapshot_id: str | None = None
-        self.entries: OrderedDict[tuple[str, bytes], tuple[Message, bytes]] = OrderedDict()
-        self.total_bytes = 0
+        # Values carry their key so the size function can count it.
+        self.entries = SizedLRU(MAX_TOTAL_BYTES, _entry_bytes)
 
     def _switch(self, snapshot_id: str) -> None:
         if snapshot_id != self.snapshot_id:
             self.snapshot_id = snapshot_id
             self.entries.clear()
-            self.total_bytes = 0
 
-    def _store(self, snapshot_id: str, key: tuple[str, bytes], start: Message, body: bytes) -> None:
-        if snapshot_id != self.snapshot_id or len(body) > MAX_BODY_BYTES:
+    def _store(self, snapshot_id: str, key: Key, entry: Entry) -> None:
+        if snapshot_id != self.snapshot_id or len(entry[1]) > MAX_BODY_BYTES:
             return
-        self.entries[key] = (start, body)
-        self.total_bytes += len(body)
-        while self.total_bytes > MAX_TOTAL_BYTES and self.entries:
-            _, (_, old) = self.entries.popitem(last=False)
-            self.total_bytes -= len(old)
+        self.entries.put(key, (key, entry))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -54,7 +114,7 @@ class ResponseCache:
             await self.app(scope, receive, send)  # the route answers 401
             return
         try:
-            snapshot = current_snapshot(settings.snapshots)
+            snapshot = resolve_snapshot(settings.snapshots)
         except NoSnapshotError:
             await self.app(scope, receive, send)  # the route answers 503
             return
@@ -63,9 +123,10 @@ class ResponseCache:
         key = (scope["path"], scope["query_string"])
         hit = self.entries.get(key)
         if hit is not None:
-            self.entries.move_to_end(key)
-            scope.setdefault("state", {})["snapshot_id"] = snapshot_id
-            start, body = hit
+            start, body, stale = hit[1]
+            state = scope.setdefault("state", {})
+            state["snapshot_id"] = snapshot_id
+            state["ubap_not_refreshed"] = stale  # for the X-UBAP-Not-Refreshed header
             # A fresh message each time: outer middleware appends headers in place.
             await send({**start, "headers": list(start["headers"])})
             await send({"type": "http.response.body", "body": body, "more_body": False})
@@ -82,10 +143,12 @@ class ResponseCache:
             elif message["type"] == "http.response.body" and captured["ok"]:
                 captured["chunks"].append(message.get("body", b""))  # type: ignore[union-attr]
                 if not message.get("more_body", False):
-                    read_from = (scope.get("state") or {}).get("snapshot_id")
+                    state = scope.get("state") or {}
+                    read_from = state.get("snapshot_id")
                     body = b"".join(captured["chunks"])  # type: ignore[arg-type]
                     if read_from:
-                        self._store(read_from, key, captured["start"], body)  # type: ignore[arg-type]
+                        stale = stale_tables_read(state)
+                        self._store(read_from, key, (captured["start"], body, stale))  # type: ignore[arg-type]
             await send(message)
 
         await self.app(scope, receive, capture)

@@ -1,12 +1,17 @@
-"""Dependencies: settings, the bearer-token guard and the per-request snapshot reader."""
+"""Dependencies: settings, the bearer-token guard and the per-request snapshot reader.
 
+Everything that touches DuckDB is a plain ``def`` (the reader dependency and every route that
+uses it): FastAPI runs those in its thread pool, so a slow query never blocks the event loop,
+and DuckDB releases the GIL while it works.
+"""
+
+import re
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from typing import Annotated
 
-import duckdb
 from fastapi import Depends, HTTPException, Query, Request, status
 from fastapi.exceptions import RequestValidationError
 
@@ -14,6 +19,23 @@ from ubap_api.settings import Settings
 from ubap_assets.warehouse.reader import SnapshotReader, open_reader
 
 SNAPSHOT_HEADER = "X-UBAP-Snapshot"
+NOT_REFRESHED_HEADER = "X-UBAP-Not-Refreshed"
+READER_STATE = "ubap_reader"  # the request's reader, in the ASGI scope state
+
+
+def not_refreshed_header(stale: dict[str, str]) -> str:
+    """'<table>: <reason>; ...' as one ASCII header line (reasons are free text)."""
+    parts = []
+    for table, reason in stale.items():
+        text = " ".join(reason.replace(";", ",").split())[:200]
+        parts.append(f"{table}: {text.encode('ascii', 'replace').decode()}")
+    return "; ".join(parts)
+
+
+def stale_tables_read(state: dict) -> dict[str, str]:
+    """The not-refreshed tables the request's reader read from ({} without a reader)."""
+    reader = state.get(READER_STATE)
+    return reader.not_refreshed_read() if reader is not None else {}
 
 
 async def get_app_settings(request: Request) -> Settings:
@@ -47,22 +69,23 @@ async def require_token(request: Request) -> None:
         )
 
 
-async def get_reader(request: Request) -> AsyncIterator[SnapshotReader]:
+def get_reader(request: Request) -> Iterator[SnapshotReader]:
     """One reader per request, bound to the snapshot that is current when the request starts.
 
-    Async on purpose (as are the routes and the other dependencies): what a request reads is
-    memoized per immutable snapshot or an in-memory lookup, so a thread-pool hop would cost
-    more than it saves on a 2-core machine.
+    A plain generator: FastAPI runs it (and the routes that take it) in its thread pool. Opening
+    a snapshot file that is damaged raises UnreadableSnapshotError, answered with 503.
     """
     # Resolved once per request: by the response cache in front, else here.
     snapshot = request.scope.get("state", {}).get("ubap_snapshot")
     try:
         reader = SnapshotReader(snapshot) if snapshot is not None else None
-    except (FileNotFoundError, duckdb.IOException):
+    except FileNotFoundError:
         reader = None  # pruned in between (needs `keep` newer publications): resolve again
     if reader is None:
         reader = open_reader(request.app.state.settings.snapshots)  # NoSnapshotError -> 503
     request.state.snapshot_id = reader.snapshot_id
+    # The header middleware reads which stale tables this request used (X-UBAP-Not-Refreshed).
+    setattr(request.state, READER_STATE, reader)
     try:
         yield reader
     finally:
@@ -98,22 +121,48 @@ class DateRange:
     end: date | None
 
 
+EARLIEST_DATE = date(2000, 1, 1)
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def latest_date() -> date:
+    """The last date a range may name: a year from today (no data lies further ahead)."""
+    return date.today() + timedelta(days=366)
+
+
+def _bad_date(name: str, value: object, msg: str) -> RequestValidationError:
+    return RequestValidationError(
+        [{"type": "value_error", "loc": ("query", name), "msg": msg, "input": str(value)}]
+    )
+
+
 async def get_date_range(
-    start: Annotated[date | None, Query(description="First day (inclusive).")] = None,
-    end: Annotated[date | None, Query(description="Last day (inclusive).")] = None,
+    request: Request,
+    start: Annotated[
+        date | None, Query(description="First day (inclusive), YYYY-MM-DD, 2000-01-01 or later.")
+    ] = None,
+    end: Annotated[
+        date | None, Query(description="Last day (inclusive), YYYY-MM-DD, at most a year ahead.")
+    ] = None,
 ) -> DateRange:
-    """Inclusive start/end date filters (ISO dates); either may be left out."""
+    """Inclusive start/end date filters (ISO dates); either may be left out.
+
+    Pydantic also reads a number as a Unix time (``start=0`` is 1970-01-01): only YYYY-MM-DD
+    between 2000-01-01 and a year from today is accepted, else 422 naming the parameter.
+    """
+    latest = latest_date()
+    for name, value in (("start", start), ("end", end)):
+        if value is None:
+            continue
+        raw = request.query_params.get(name, "")
+        if not _ISO_DATE.match(raw):
+            raise _bad_date(name, raw, f"{name} must be an ISO date YYYY-MM-DD, got {raw!r}")
+        if not EARLIEST_DATE <= value <= latest:
+            raise _bad_date(
+                name, raw, f"{name} ({value}) must lie between {EARLIEST_DATE} and {latest}"
+            )
     if start is not None and end is not None and start > end:
-        raise RequestValidationError(
-            [
-                {
-                    "type": "value_error",
-                    "loc": ("query", "start"),
-                    "msg": f"start ({start}) must not be after end ({end})",
-                    "input": str(start),
-                }
-            ]
-        )
+        raise _bad_date("start", start, f"start ({start}) must not be after end ({end})")
     return DateRange(start, end)
 
 

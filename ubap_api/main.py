@@ -1,7 +1,8 @@
 """The ubap API: read-only JSON over the current serving snapshot.
 
 Run: ``uvicorn ubap_api.main:app --host 127.0.0.1 --port 8000`` (OpenAPI at /docs and /redoc).
-Every response carries ``X-UBAP-Snapshot``: the snapshot it was read from.
+Every response carries ``X-UBAP-Snapshot``: the snapshot it was read from; one whose data comes
+from a table the last run could not refresh also carries ``X-UBAP-Not-Refreshed``.
 """
 
 import logging
@@ -15,7 +16,12 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ubap_api.cache import ResponseCache
-from ubap_api.deps import SNAPSHOT_HEADER
+from ubap_api.deps import (
+    NOT_REFRESHED_HEADER,
+    SNAPSHOT_HEADER,
+    not_refreshed_header,
+    stale_tables_read,
+)
 from ubap_api.routers import (
     anomalies,
     funnels,
@@ -33,14 +39,15 @@ from ubap_assets.warehouse.reader import (
     MissingTableError,
     NoSnapshotError,
     close_idle_connections,
+    open_reader,
 )
-from ubap_assets.warehouse.snapshots import current_snapshot
 
 log = logging.getLogger("uvicorn.error")  # shown with uvicorn's own startup lines
 
 
 class SnapshotHeaderMiddleware:
-    """Adds X-UBAP-Snapshot (the snapshot the request read, or 'none') to every response."""
+    """Adds X-UBAP-Snapshot (the snapshot the request read, or 'none') to every response, and
+    X-UBAP-Not-Refreshed when the data came from tables the last run could not refresh."""
 
     def __init__(self, app: ASGIApp):
         self.app = app
@@ -53,7 +60,11 @@ class SnapshotHeaderMiddleware:
         async def send_with_header(message: Message) -> None:
             if message["type"] == "http.response.start":
                 state = scope.get("state") or {}
-                MutableHeaders(scope=message)[SNAPSHOT_HEADER] = state.get("snapshot_id", "none")
+                headers = MutableHeaders(scope=message)
+                headers[SNAPSHOT_HEADER] = state.get("snapshot_id", "none")
+                stale = state.get("ubap_not_refreshed") or stale_tables_read(state)
+                if stale:
+                    headers[NOT_REFRESHED_HEADER] = not_refreshed_header(stale)
             await send(message)
 
         await self.app(scope, receive, send_with_header)
@@ -62,9 +73,12 @@ class SnapshotHeaderMiddleware:
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
-    try:
-        log.info("serving snapshot %s", current_snapshot(settings.snapshots).snapshot_id)
-    except NoSnapshotError as exc:
+    try:  # opened once here, so a damaged snapshot is logged at start; the API starts anyway
+        with open_reader(settings.snapshots) as reader:
+            log.info("serving snapshot %s", reader.snapshot_id)
+            for table, reason in reader.not_refreshed.items():
+                log.warning("table %s not refreshed: %s", table, reason)
+    except NoSnapshotError as exc:  # none yet, or unreadable: every /api route answers 503
         log.warning("%s", exc)
     yield
     close_idle_connections()
@@ -91,7 +105,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         allow_origins=settings.cors_origin_list,
         allow_methods=["GET"],
         allow_headers=["Authorization"],
-        expose_headers=[SNAPSHOT_HEADER],
+        expose_headers=[SNAPSHOT_HEADER, NOT_REFRESHED_HEADER],
     )
     app.add_exception_handler(NoSnapshotError, _no_snapshot)
     app.add_exception_handler(MissingTableError, _no_snapshot)

@@ -4,7 +4,7 @@ Columns follow docs/tables/*.md (the producers' contract).
 """
 
 from datetime import UTC, date, datetime
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated, Generic, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -26,7 +26,11 @@ class Problem(BaseModel):
 # Documented error answers: every /api route may say 401 (token) or 503 (no snapshot/table).
 API_ERRORS: dict[int | str, dict] = {
     401: {"model": Problem, "description": "Missing or wrong bearer token (UBAP_API_TOKEN)."},
-    503: {"model": Problem, "description": "No snapshot published yet, or a table missing."},
+    503: {
+        "model": Problem,
+        "description": "No snapshot published yet, the pointer or snapshot file is unreadable, "
+        "or a table is missing.",
+    },
 }
 NOT_FOUND: dict[int | str, dict] = {404: {"model": Problem, "description": "Unknown id."}}
 
@@ -44,9 +48,24 @@ class Page(BaseModel, Generic[T]):
 
 
 # --- service ---
+NotRefreshed = Annotated[
+    dict[str, str],
+    Field(
+        description="Tables the publishing run could not refresh, with the reason: their data "
+        "is from an earlier run. Empty when everything is fresh."
+    ),
+]
+
+
 class Health(BaseModel):
-    status: str = Field(description="'ok' when a snapshot is being served, else 'no_snapshot'.")
+    status: Literal["ok", "degraded", "no_snapshot", "unreadable"] = Field(
+        description="'ok': a snapshot is served; 'degraded': served, but some tables were not "
+        "refreshed; 'no_snapshot': nothing published yet (200); 'unreadable': the pointer or "
+        "snapshot file is broken (503)."
+    )
     snapshot_id: str | None
+    detail: str = Field(default="", description="What is wrong and how to fix it, if anything.")
+    not_refreshed: NotRefreshed = {}
 
 
 class CheckResult(Row):
@@ -69,6 +88,7 @@ class Meta(BaseModel):
     data_end: date | None
     tables: list[str]
     missing_tables: list[str]
+    not_refreshed: NotRefreshed
     checks_total: int
     checks_failed: int
     checks: list[CheckResult]

@@ -17,7 +17,7 @@ router = APIRouter(
 
 
 @router.get("", response_model=Page[Anomaly])
-async def anomalies(
+def anomalies(
     reader: ReaderDep,
     dates: DateRangeDep,
     paging: PagingDep,
@@ -31,6 +31,6 @@ async def anomalies(
 
 
 @router.get("/recent", response_model=Page[RecentAnomaly])
-async def recent(reader: ReaderDep, paging: PagingDep) -> dict:
+def recent(reader: ReaderDep, paging: PagingDep) -> dict:
     """Flagged points of the latest period (7 complete days by default), largest first."""
     return page_of(reader.anomalies_recent(), paging)

@@ -26,7 +26,7 @@ def _check_segment(reader: ReaderDep, segment_id: str) -> None:
 
 
 @router.get("", response_model=Funnel, responses=NOT_FOUND)
-async def funnel(reader: ReaderDep, dates: DateRangeDep, segment_id: SegmentId = "all") -> dict:
+def funnel(reader: ReaderDep, dates: DateRangeDep, segment_id: SegmentId = "all") -> dict:
     """Sessions reaching each step over the range, with step and overall conversion."""
     _check_segment(reader, segment_id)
     steps = reader.funnel(dates.start, dates.end, segment_id)
@@ -39,7 +39,7 @@ async def funnel(reader: ReaderDep, dates: DateRangeDep, segment_id: SegmentId =
 
 
 @router.get("/daily", response_model=Page[FunnelDay], responses=NOT_FOUND)
-async def funnel_daily(
+def funnel_daily(
     reader: ReaderDep, dates: DateRangeDep, paging: PagingDep, segment_id: SegmentId = "all"
 ) -> dict:
     """One row per day x step, oldest first."""

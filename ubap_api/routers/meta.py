@@ -1,13 +1,13 @@
-"""Service routes: liveness and what snapshot is being served."""
+"""Service routes: health and what snapshot is being served."""
 
 from datetime import UTC, datetime
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Response
 
 from ubap_api.deps import ReaderDep, require_token
 from ubap_api.records import records
 from ubap_api.schemas import API_ERRORS, Health, Meta
-from ubap_assets.warehouse.snapshots import NoSnapshotError, current_snapshot
+from ubap_assets.warehouse.reader import NoSnapshotError, UnreadableSnapshotError, open_reader
 
 health_router = APIRouter(tags=["service"])
 router = APIRouter(
@@ -18,20 +18,39 @@ router = APIRouter(
 )
 
 
-@health_router.get("/health", response_model=Health)
-async def health(request: Request) -> dict:
-    """Liveness (no token needed): 200 always; says whether a snapshot is being served."""
+@health_router.get(
+    "/health",
+    response_model=Health,
+    responses={503: {"model": Health, "description": "The pointer or snapshot is unreadable."}},
+)
+def health(request: Request, response: Response) -> dict:
+    """Health (no token needed): 503 when the snapshot pointer or file cannot be read.
+
+    200 with 'ok', 'degraded' (tables not refreshed, listed) or 'no_snapshot' (nothing
+    published yet). The snapshot is opened, so a damaged file shows here.
+    """
     try:
-        snapshot_id = current_snapshot(request.app.state.settings.snapshots).snapshot_id
-    except NoSnapshotError:
-        return {"status": "no_snapshot", "snapshot_id": None}
-    request.state.snapshot_id = snapshot_id
-    return {"status": "ok", "snapshot_id": snapshot_id}
+        reader = open_reader(request.app.state.settings.snapshots)
+    except UnreadableSnapshotError as exc:
+        response.status_code = 503
+        return {"status": "unreadable", "snapshot_id": None, "detail": str(exc)}
+    except NoSnapshotError as exc:
+        return {"status": "no_snapshot", "snapshot_id": None, "detail": str(exc)}
+    with reader:
+        request.state.snapshot_id = reader.snapshot_id
+        stale = reader.not_refreshed
+        return {
+            "status": "degraded" if stale else "ok",
+            "snapshot_id": reader.snapshot_id,
+            "detail": f"{len(stale)} table(s) not refreshed by the last run" if stale else "",
+            "not_refreshed": stale,
+        }
 
 
 @router.get("/meta", response_model=Meta)
-async def meta(reader: ReaderDep) -> dict:
-    """The snapshot behind every response now: id, run, publication time, data range, checks."""
+def meta(reader: ReaderDep) -> dict:
+    """The snapshot behind every response now: id, run, publication time, data range, checks,
+    and the tables the last run could not refresh."""
     m = reader.meta()
     checks = records(reader.check_results()) if reader.has_table("check_results") else []
     age = None
@@ -46,6 +65,7 @@ async def meta(reader: ReaderDep) -> dict:
         "data_end": m.data_end,
         "tables": list(m.tables),
         "missing_tables": list(m.missing_tables),
+        "not_refreshed": reader.not_refreshed,
         "checks_total": len(checks),
         "checks_failed": sum(1 for c in checks if not c["passed"]),
         "checks": checks,

@@ -6,7 +6,7 @@ import polars as pl
 from fastapi import APIRouter, Depends, Path, Query
 
 from ubap_api.deps import PagingDep, ReaderDep, require_token
-from ubap_api.records import not_found, page_of, with_reasons
+from ubap_api.records import not_found, page_of, records, with_reasons
 from ubap_api.schemas import API_ERRORS, NOT_FOUND, ModelMetric, Page, ScoredUser, SegmentPrediction
 
 router = APIRouter(
@@ -19,20 +19,26 @@ router = APIRouter(
 Probability = Annotated[float, Query(ge=0.0, le=1.0, description="Lowest probability kept.")]
 
 
-def _scored_page(frame: pl.DataFrame, paging: PagingDep) -> dict:
-    page = page_of(frame, paging)
-    page["data"] = [with_reasons(row) for row in page["data"]]
-    return page
+def _scored_page(found: tuple[pl.DataFrame, int], paging: PagingDep) -> dict:
+    frame, total = found
+    data = [with_reasons(row) for row in records(frame)]
+    return {
+        "data": data,
+        "count": len(data),
+        "total": total,
+        "limit": paging.limit,
+        "offset": paging.offset,
+    }
 
 
 @router.get("/segments", response_model=Page[SegmentPrediction])
-async def by_segment(reader: ReaderDep, paging: PagingDep) -> dict:
+def by_segment(reader: ReaderDep, paging: PagingDep) -> dict:
     """Per segment: users, mean purchase and bounce probability, at-risk users."""
     return page_of(reader.segment_predictions(), paging)
 
 
 @router.get("/high-value/{model}", response_model=Page[ScoredUser], responses=NOT_FOUND)
-async def high_value(
+def high_value(
     reader: ReaderDep,
     paging: PagingDep,
     model: Annotated[
@@ -54,11 +60,12 @@ async def high_value(
             )
         names = ", ".join(sorted(fitted - {"true_propensity"})) or "none"
         raise not_found("model", model, f"use 'best' or one of: {names}")
-    return _scored_page(reader.high_value_users(min_probability), paging)
+    found = reader.high_value_users(min_probability, paging.limit, paging.offset)
+    return _scored_page(found, paging)
 
 
 @router.get("/at-risk", response_model=Page[ScoredUser])
-async def at_risk(
+def at_risk(
     reader: ReaderDep,
     paging: PagingDep,
     min_probability: Annotated[
@@ -67,11 +74,11 @@ async def at_risk(
     ] = None,
 ) -> dict:
     """Users whose next session is likely a bounce, most at risk first."""
-    return _scored_page(reader.at_risk_users(min_probability), paging)
+    return _scored_page(reader.at_risk_users(min_probability, paging.limit, paging.offset), paging)
 
 
 @router.get("/models", response_model=Page[ModelMetric])
-async def models(
+def models(
     reader: ReaderDep,
     paging: PagingDep,
     task: Annotated[Literal["conversion", "bounce"] | None, Query()] = None,

@@ -29,7 +29,7 @@ Limit = Annotated[int, Query(ge=1, le=100, description="How many to return.")]
 
 
 @router.get("/users/{user_id}", response_model=UserRecommendations, responses=NOT_FOUND)
-async def for_user(reader: ReaderDep, user_id: UserId, limit: Limit = 10) -> dict:
+def for_user(reader: ReaderDep, user_id: UserId, limit: Limit = 10) -> dict:
     """The pages recommended to a user, best first, each with why."""
     data = records(reader.user_recommendations(user_id, limit))
     # Every known user has recommendations; only an empty answer needs the users lookup.
@@ -39,7 +39,7 @@ async def for_user(reader: ReaderDep, user_id: UserId, limit: Limit = 10) -> dic
 
 
 @router.get("/pages/{page_id}", response_model=PageRecommendations, responses=NOT_FOUND)
-async def for_page(reader: ReaderDep, page_id: PageId, limit: Limit = 10) -> dict:
+def for_page(reader: ReaderDep, page_id: PageId, limit: Limit = 10) -> dict:
     """Pages most similar to a page (content embeddings)."""
     page = reader.page(page_id)
     if page is None:
@@ -49,7 +49,7 @@ async def for_page(reader: ReaderDep, page_id: PageId, limit: Limit = 10) -> dic
 
 
 @router.get("/admin", response_model=Page[AdminInsight])
-async def admin(
+def admin(
     reader: ReaderDep,
     paging: PagingDep,
     kind: Annotated[
@@ -63,6 +63,6 @@ async def admin(
 
 
 @router.get("/metrics", response_model=Page[RecEvaluation])
-async def metrics(reader: ReaderDep, paging: PagingDep) -> dict:
+def metrics(reader: ReaderDep, paging: PagingDep) -> dict:
     """Offline ranking metrics (HR, NDCG, recall, MAP, coverage, novelty) per method."""
     return page_of(reader.rec_evaluation(), paging)

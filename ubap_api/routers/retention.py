@@ -15,12 +15,12 @@ router = APIRouter(
 
 
 @router.get("", response_model=Page[RetentionCohort])
-async def retention(reader: ReaderDep, dates: DateRangeDep, paging: PagingDep) -> dict:
+def retention(reader: ReaderDep, dates: DateRangeDep, paging: PagingDep) -> dict:
     """Cohorts (cohort_week in the range) x weeks since first seen, with retention rate."""
     return page_of(reader.retention_cohorts(dates.start, dates.end), paging)
 
 
 @router.get("/lifecycle", response_model=Page[LifecycleWeek])
-async def lifecycle(reader: ReaderDep, dates: DateRangeDep, paging: PagingDep) -> dict:
+def lifecycle(reader: ReaderDep, dates: DateRangeDep, paging: PagingDep) -> dict:
     """Users per week by state: new, returning, resurrecting, dormant."""
     return page_of(reader.lifecycle_weekly(dates.start, dates.end), paging)

@@ -23,7 +23,7 @@ router = APIRouter(
 
 
 @router.get("/trends", response_model=Page[SegmentTrend])
-async def segment_trends(
+def segment_trends(
     reader: ReaderDep,
     dates: DateRangeDep,
     paging: PagingDep,
@@ -36,13 +36,13 @@ async def segment_trends(
 
 
 @router.get("/list", response_model=Page[SegmentProfile])
-async def segment_list(reader: ReaderDep, paging: PagingDep) -> dict:
+def segment_list(reader: ReaderDep, paging: PagingDep) -> dict:
     """Every segment with its size and mean behaviour, largest first."""
     return page_of(reader.segment_profiles(), paging)
 
 
 @router.get("/summary", response_model=SegmentSummary)
-async def segment_summary(reader: ReaderDep) -> dict:
+def segment_summary(reader: ReaderDep) -> dict:
     """The clustering: chosen k, quality scores, and each segment's share."""
     profiles = reader.segment_profiles()
     rows = records(profiles)

@@ -20,7 +20,7 @@ def _split(text: str | None) -> list[str]:
 
 
 @router.get("/llm", response_model=Summary, responses=NOT_FOUND)
-async def llm_summary(reader: ReaderDep) -> dict:
+def llm_summary(reader: ReaderDep) -> dict:
     """The latest period in words (Gemini when configured, else deterministic), with its facts."""
     row = reader.summary()
     if row is None:

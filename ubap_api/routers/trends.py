@@ -25,7 +25,7 @@ DimensionValue = Annotated[
 
 
 @router.get("/daily", response_model=Page[DailyTrend])
-async def daily(
+def daily(
     reader: ReaderDep,
     dates: DateRangeDep,
     paging: PagingDep,
@@ -38,7 +38,7 @@ async def daily(
 
 
 @router.get("/weekly", response_model=Page[WeeklyTrend])
-async def weekly(
+def weekly(
     reader: ReaderDep,
     dates: DateRangeDep,
     paging: PagingDep,

@@ -18,7 +18,7 @@ router = APIRouter(
 
 
 @router.get("/{user_id}", response_model=UserDetail, responses=NOT_FOUND)
-async def user_detail(
+def user_detail(
     reader: ReaderDep,
     user_id: Annotated[str, Path(min_length=1, max_length=200)],
     activity: Annotated[int, Query(ge=1, le=200, description="Recent events to return.")] = 20,

@@ -5,34 +5,105 @@ from the ``CURRENT`` pointer), so everything read through it comes from the same
 a refresh publishes a new snapshot meanwhile. Connections are opened ``read_only`` once per
 snapshot file and shared; each reader takes its own cursor. Every value from outside is bound
 as a ``?`` parameter; table and column names come only from this module.
+
+No result is cached here, so memory depends on the snapshot, never on the arguments callers
+send: per-user and per-page lookups are slices of per-snapshot in-memory indexes
+(microseconds), everything else is a DuckDB query (milliseconds; long lists are paged in SQL).
+Memoizing frames was measured to cost far more than it saves: a small polars frame from DuckDB
+holds ~30x its ``estimated_size()``. Repeated requests are served by the API's response cache.
+A pointer or snapshot file that cannot be read raises ``UnreadableSnapshotError`` (a
+``NoSnapshotError``) whose message names the problem and the fix.
 """
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
-from functools import wraps
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import duckdb
 import polars as pl
 
 from ubap_assets.warehouse import tables as t
 from ubap_assets.warehouse.paths import snapshot_dir as default_snapshot_dir
-from ubap_assets.warehouse.snapshots import NoSnapshotError, Snapshot, current_snapshot
+from ubap_assets.warehouse.snapshots import (
+    CURRENT_POINTER,
+    NoSnapshotError,
+    Snapshot,
+    current_snapshot,
+    read_table_status,
+)
 
 __all__ = [
     "MissingTableError",
     "NoSnapshotError",
     "SnapshotMeta",
     "SnapshotReader",
+    "UnreadableSnapshotError",
     "open_reader",
+    "resolve_snapshot",
 ]
 
 _MAX_OPEN_SNAPSHOTS = 4  # connections kept open (the current one plus a few just replaced)
-_MAX_CACHED_RESULTS = 4096  # helper results memoized per snapshot
+_REPUBLISH = "publish a new snapshot (materialize the `serving_snapshot` asset, or run `make up`)"
+
+
+class UnreadableSnapshotError(NoSnapshotError):
+    """The CURRENT pointer or the snapshot file it names exists but cannot be read."""
+
+
+def resolve_snapshot(snapshot_dir: Path) -> Snapshot:
+    """The snapshot CURRENT names now.
+
+    Raises NoSnapshotError before the first publication and UnreadableSnapshotError when the
+    folder, the pointer or the file it names is broken, each with a message naming the fix.
+    """
+    pointer = snapshot_dir / CURRENT_POINTER
+    if snapshot_dir.exists() and not snapshot_dir.is_dir():
+        raise UnreadableSnapshotError(
+            f"the snapshot folder {snapshot_dir} is a file, not a folder: set UBAP_SNAPSHOT_DIR "
+            f"to a folder (or move the file away), then {_REPUBLISH}"
+        )
+    try:
+        return current_snapshot(snapshot_dir)
+    except UnicodeDecodeError:
+        raise UnreadableSnapshotError(
+            f"the snapshot pointer {pointer} is corrupt (not text): {_REPUBLISH}; it rewrites "
+            "the pointer"
+        ) from None
+    except OSError as exc:  # a directory named CURRENT, no permission, an I/O error
+        raise UnreadableSnapshotError(
+            f"the snapshot pointer {pointer} cannot be read ({exc.strerror or exc}): fix its "
+            f"permissions or remove it, then {_REPUBLISH}"
+        ) from None
+    except UnreadableSnapshotError:
+        raise
+    except NoSnapshotError as exc:
+        if not pointer.exists():
+            raise  # nothing published yet: the message says which command publishes
+        raise UnreadableSnapshotError(f"{exc}: {_REPUBLISH}; it rewrites the pointer") from None
+
+
+def _unreadable(snapshot: Snapshot, exc: Exception) -> UnreadableSnapshotError:
+    first_line = str(exc).strip().splitlines()[-1 if "Corrupt" in str(exc) else 0]
+    return UnreadableSnapshotError(
+        f"snapshot file {snapshot.path} cannot be read ({first_line}): it is damaged or not a "
+        f"DuckDB file; {_REPUBLISH}"
+    )
+
+
+@contextmanager
+def _reading(snapshot: Snapshot) -> Iterator[None]:
+    """DuckDB I/O errors while reading (a damaged block) become UnreadableSnapshotError."""
+    try:
+        yield
+    except duckdb.Error as exc:
+        if isinstance(exc, duckdb.IOException) or "IO Error" in str(exc):
+            raise _unreadable(snapshot, exc) from exc
+        raise
 
 
 class MissingTableError(LookupError):
@@ -59,19 +130,25 @@ class SnapshotMeta:
 
 
 class _OpenSnapshot:
-    """One read-only connection to one snapshot file, plus its result cache."""
+    """One read-only connection to one snapshot file, its table list and lookup indexes."""
 
     def __init__(self, snapshot: Snapshot):
         self.snapshot = snapshot
-        self.connection = duckdb.connect(str(snapshot.path), read_only=True)
-        names = self.connection.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'"
-        ).fetchall()
-        self.tables = frozenset(n for (n,) in names)
+        try:
+            self.connection = duckdb.connect(str(snapshot.path), read_only=True)
+        except duckdb.Error as exc:
+            raise _unreadable(snapshot, exc) from None
+        try:
+            names = self.connection.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'"
+            ).fetchall()
+            self.tables = frozenset(n for (n,) in names)
+            self.not_refreshed = read_table_status(self.connection)  # {} if all fresh
+        except duckdb.Error as exc:
+            self.connection.close()
+            raise _unreadable(snapshot, exc) from None
         self.users = 0  # readers currently holding a cursor
         self.retired = False
-        self.results: OrderedDict[tuple, Any] = OrderedDict()
-        self.results_lock = threading.Lock()
         self.indexes: dict[str, _KeyedTable] = {}
         self.index_lock = threading.Lock()
 
@@ -82,7 +159,8 @@ class _OpenSnapshot:
             if index is None:
                 cur = self.connection.cursor()
                 try:
-                    frame = cur.execute(f'SELECT * FROM "{table}"').pl()
+                    with _reading(self.snapshot):
+                        frame = cur.execute(f'SELECT * FROM "{table}"').pl()
                 finally:
                     cur.close()
                 # publish_snapshot stores these tables clustered on (key, order): sort only if not.
@@ -91,18 +169,6 @@ class _OpenSnapshot:
                 index = _KeyedTable(frame, key)
                 self.indexes[table] = index
             return index
-
-    def cached(self, key: tuple, compute: Callable[[], Any]) -> Any:
-        with self.results_lock:
-            if key in self.results:
-                self.results.move_to_end(key)
-                return self.results[key]
-        value = compute()
-        with self.results_lock:
-            self.results[key] = value
-            if len(self.results) > _MAX_CACHED_RESULTS:
-                self.results.popitem(last=False)
-        return value
 
 
 def _sorted_by(frame: pl.DataFrame, columns: tuple[str, ...]) -> bool:
@@ -189,19 +255,6 @@ class _ConnectionCache:
 
 _CONNECTIONS = _ConnectionCache()
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _memoized(method: F) -> F:
-    """Cache a helper's result per (snapshot, helper, arguments); snapshots never change."""
-
-    @wraps(method)
-    def wrapper(self: "SnapshotReader", *args: Any, **kwargs: Any) -> Any:
-        key = (method.__name__, args, tuple(sorted(kwargs.items())))
-        return self._entry.cached(key, lambda: method(self, *args, **kwargs))
-
-    return wrapper  # type: ignore[return-value]
-
 
 def _range(column: str, start: date | None, end: date | None) -> tuple[str, list[Any]]:
     """An inclusive date-range WHERE fragment on a trusted column name, with its parameters."""
@@ -224,6 +277,8 @@ class SnapshotReader:
         self._closed = False
         self.snapshot_id = snapshot.snapshot_id
         self.path = snapshot.path
+        self._snapshot = snapshot
+        self.tables_read: set[str] = set()  # tables the helpers called so far read from
 
     # --- lifecycle ---
     def __enter__(self) -> "SnapshotReader":
@@ -246,13 +301,27 @@ class SnapshotReader:
     def tables(self) -> frozenset[str]:
         return self._entry.tables
 
+    @property
+    def not_refreshed(self) -> dict[str, str]:
+        """{table: reason} for the tables the publishing run could not refresh ({} if none)."""
+        return self._entry.not_refreshed
+
+    def not_refreshed_read(self) -> dict[str, str]:
+        """``not_refreshed`` restricted to the tables this reader's helpers have read."""
+        stale = self._entry.not_refreshed
+        return {name: stale[name] for name in sorted(self.tables_read) if name in stale}
+
     def has_table(self, table: str) -> bool:
-        return table in self._entry.tables
+        """Whether the snapshot has ``table`` (helpers that then read it count it as read)."""
+        if table in self._entry.tables:
+            self.tables_read.add(table)
+            return True
+        return False
 
     def require(self, *tables: str) -> None:
         """Raise MissingTableError for the first of ``tables`` this snapshot lacks."""
         for table in tables:
-            if table not in self._entry.tables:
+            if not self.has_table(table):
                 raise MissingTableError(table, self.snapshot_id)
 
     def _cur(self) -> duckdb.DuckDBPyConnection:
@@ -264,32 +333,26 @@ class SnapshotReader:
 
     def query(self, sql: str, params: Sequence[Any] | None = None) -> pl.DataFrame:
         """Run read-only SQL with ``?`` parameters and return a polars frame (exact types)."""
-        return self._cur().execute(sql, list(params or [])).pl()
+        with _reading(self._snapshot):
+            return self._cur().execute(sql, list(params or [])).pl()
 
     def rows(self, sql: str, params: Sequence[Any] | None = None) -> list[dict[str, Any]]:
         """Run SQL and return plain dict rows (fast path for small results)."""
-        cur = self._cur().execute(sql, list(params or []))
-        columns = [d[0] for d in cur.description]
-        return [dict(zip(columns, row, strict=True)) for row in cur.fetchall()]
+        with _reading(self._snapshot):
+            cur = self._cur().execute(sql, list(params or []))
+            columns = [d[0] for d in cur.description]
+            return [dict(zip(columns, row, strict=True)) for row in cur.fetchall()]
 
     def scalar(self, sql: str, params: Sequence[Any] | None = None) -> Any:
-        row = self._cur().execute(sql, list(params or [])).fetchone()
+        with _reading(self._snapshot):
+            row = self._cur().execute(sql, list(params or [])).fetchone()
         return None if row is None else row[0]
 
-    def paged(
-        self, sql: str, params: Sequence[Any] | None, limit: int, offset: int
-    ) -> tuple[pl.DataFrame, int]:
-        """One page of ``sql`` (which must have its ORDER BY) and the total row count."""
-        return self._entry.cached(
-            ("paged", sql, tuple(params or ()), limit, offset),
-            lambda: (
-                self.query(f"{sql} LIMIT ? OFFSET ?", [*(params or []), limit, offset]),
-                int(self.scalar(f"SELECT count(*) FROM ({sql})", params)),
-            ),
-        )
+    def _keyed(self, table: str, key: str, order: tuple[str, ...] = ()) -> "_KeyedTable":
+        self.tables_read.add(table)
+        return self._entry.keyed(table, key, order)
 
     # --- snapshot metadata ---
-    @_memoized
     def meta(self) -> SnapshotMeta:
         present = tuple(sorted(n for n in self._entry.tables))
         row: dict[str, Any] = {}
@@ -308,30 +371,25 @@ class SnapshotReader:
             missing_tables=tuple(m for m in missing.split(",") if m),
         )
 
-    @_memoized
     def check_results(self) -> pl.DataFrame:
         self.require(t.CHECK_RESULTS)
         return self.query(f"SELECT * FROM {t.CHECK_RESULTS} ORDER BY asset_key, check_name")
 
     # --- foundation tables ---
-    @_memoized
     def user(self, user_id: str) -> dict[str, Any] | None:
         self.require(t.USERS)
-        found = self._entry.keyed(t.USERS, "user_id").rows(user_id).to_dicts()
+        found = self._keyed(t.USERS, "user_id").rows(user_id).to_dicts()
         return found[0] if found else None
 
-    @_memoized
     def page(self, page_id: str) -> dict[str, Any] | None:
         self.require(t.PAGES)
-        found = self._entry.keyed(t.PAGES, "page_id").rows(page_id).to_dicts()
+        found = self._keyed(t.PAGES, "page_id").rows(page_id).to_dicts()
         return found[0] if found else None
 
-    @_memoized
     def pages(self) -> pl.DataFrame:
         self.require(t.PAGES)
         return self.query(f"SELECT * FROM {t.PAGES} ORDER BY page_id")
 
-    @_memoized
     def recent_activity(self, user_id: str, limit: int = 20) -> pl.DataFrame:
         """The user's latest events, newest first, with the page title."""
         self.require(t.EVENTS)
@@ -344,7 +402,6 @@ class SnapshotReader:
             [user_id, limit],
         )
 
-    @_memoized
     def events_per_day(self, start: date | None = None, end: date | None = None) -> pl.DataFrame:
         """day, events, users, sessions, purchases, revenue straight from the events."""
         self.require(t.EVENTS)
@@ -359,7 +416,6 @@ class SnapshotReader:
         )
 
     # --- trends ---
-    @_memoized
     def daily_trends(
         self,
         start: date | None = None,
@@ -370,7 +426,6 @@ class SnapshotReader:
         """daily_trends rows of one dimension (all/device/traffic_source), oldest first."""
         return self._trends(t.DAILY_TRENDS, "day", start, end, dimension, dimension_value)
 
-    @_memoized
     def weekly_trends(
         self,
         start: date | None = None,
@@ -401,7 +456,6 @@ class SnapshotReader:
             f"SELECT * FROM {table} WHERE {where} ORDER BY {period}, dimension_value", params
         )
 
-    @_memoized
     def segment_trends(
         self, start: date | None = None, end: date | None = None, segment_id: str | None = None
     ) -> pl.DataFrame:
@@ -416,26 +470,23 @@ class SnapshotReader:
         )
 
     # --- segments and predictions ---
-    @_memoized
     def segment_profiles(self) -> pl.DataFrame:
         """segment_profiles, largest segment first."""
         self.require(t.SEGMENT_PROFILES)
         return self.query(f"SELECT * FROM {t.SEGMENT_PROFILES} ORDER BY users DESC, segment_id")
 
-    @_memoized
     def user_segment(self, user_id: str) -> dict[str, Any] | None:
         """The user's user_segments row (None if unsegmented or the table is absent)."""
         if not self.has_table(t.USER_SEGMENTS):
             return None
-        found = self._entry.keyed(t.USER_SEGMENTS, "user_id").rows(user_id).to_dicts()
+        found = self._keyed(t.USER_SEGMENTS, "user_id").rows(user_id).to_dicts()
         return found[0] if found else None
 
-    @_memoized
     def user_prediction(self, user_id: str) -> dict[str, Any] | None:
         """The user's user_predictions row (None if not scored or the table is absent)."""
         if not self.has_table(t.USER_PREDICTIONS):
             return None
-        found = self._entry.keyed(t.USER_PREDICTIONS, "user_id").rows(user_id).to_dicts()
+        found = self._keyed(t.USER_PREDICTIONS, "user_id").rows(user_id).to_dicts()
         return found[0] if found else None
 
     def _predictions_with_segment(self) -> str:
@@ -449,30 +500,38 @@ class SnapshotReader:
             f"FROM {t.USER_PREDICTIONS} p"
         )
 
-    @_memoized
-    def high_value_users(self, min_probability: float = 0.0) -> pl.DataFrame:
-        """user_predictions (+ segment) by conversion_rank, probability >= min_probability."""
-        self.require(t.USER_PREDICTIONS)
-        return self.query(
-            f"SELECT * FROM ({self._predictions_with_segment()}) "
-            "WHERE conversion_probability >= ? ORDER BY conversion_rank, user_id",
-            [min_probability],
+    def high_value_users(
+        self, min_probability: float = 0.0, limit: int = 100, offset: int = 0
+    ) -> tuple[pl.DataFrame, int]:
+        """One page of user_predictions (+ segment) by conversion_rank, probability >=
+        min_probability, and how many users match in all."""
+        return self._scored_page(
+            "conversion_probability >= ?", [min_probability], "conversion_rank", limit, offset
         )
 
-    @_memoized
-    def at_risk_users(self, min_probability: float | None = None) -> pl.DataFrame:
-        """Users flagged at_risk (or at_risk_probability >= min_probability), riskiest first."""
-        self.require(t.USER_PREDICTIONS)
+    def at_risk_users(
+        self, min_probability: float | None = None, limit: int = 100, offset: int = 0
+    ) -> tuple[pl.DataFrame, int]:
+        """One page of users flagged at_risk (or at_risk_probability >= min_probability),
+        riskiest first, and how many users match in all."""
         where, params = "at_risk", []
         if min_probability is not None:
             where, params = "at_risk_probability >= ?", [min_probability]
-        return self.query(
-            f"SELECT * FROM ({self._predictions_with_segment()}) WHERE {where} "
-            "ORDER BY at_risk_rank, user_id",
-            params,
-        )
+        return self._scored_page(where, params, "at_risk_rank", limit, offset)
 
-    @_memoized
+    def _scored_page(
+        self, where: str, params: list[Any], rank: str, limit: int, offset: int
+    ) -> tuple[pl.DataFrame, int]:
+        # Paged in SQL: a request materializes one page, not every scored user.
+        self.require(t.USER_PREDICTIONS)
+        total = self.scalar(f"SELECT count(*) FROM {t.USER_PREDICTIONS} WHERE {where}", params)
+        page = self.query(
+            f"SELECT * FROM ({self._predictions_with_segment()}) WHERE {where} "
+            f"ORDER BY {rank}, user_id LIMIT ? OFFSET ?",
+            [*params, limit, offset],
+        )
+        return page, int(total)
+
     def segment_predictions(self) -> pl.DataFrame:
         """Per segment: users, mean conversion and at-risk probability, at-risk users/share."""
         self.require(t.USER_PREDICTIONS, t.USER_SEGMENTS)
@@ -488,7 +547,6 @@ class SnapshotReader:
             "GROUP BY s.segment_id ORDER BY users DESC, segment_id"
         )
 
-    @_memoized
     def scoring_models(self) -> dict[str, str]:
         """The models behind user_predictions: {'conversion': name, 'bounce': name}."""
         self.require(t.USER_PREDICTIONS)
@@ -498,7 +556,6 @@ class SnapshotReader:
         )
         return {k: v for k, v in found[0].items() if v is not None} if found else {}
 
-    @_memoized
     def model_metrics(self, task: str | None = None) -> pl.DataFrame:
         """model_metrics rows (optionally one task), best model first within a task."""
         self.require(t.MODEL_METRICS)
@@ -510,7 +567,6 @@ class SnapshotReader:
         )
 
     # --- funnels, retention ---
-    @_memoized
     def funnel_daily(
         self, start: date | None = None, end: date | None = None, segment_id: str | None = None
     ) -> pl.DataFrame:
@@ -525,14 +581,12 @@ class SnapshotReader:
         self.require(table)
         return self.query(f"SELECT * FROM {table} WHERE {where} ORDER BY day, step_index", params)
 
-    @_memoized
     def funnel_segment_ids(self) -> frozenset[str]:
         """Segment ids present in funnel_segments."""
         self.require(t.FUNNEL_SEGMENTS)
         found = self.rows(f"SELECT DISTINCT segment_id FROM {t.FUNNEL_SEGMENTS}")
         return frozenset(str(r["segment_id"]) for r in found)
 
-    @_memoized
     def funnel(
         self, start: date | None = None, end: date | None = None, segment_id: str | None = None
     ) -> pl.DataFrame:
@@ -561,7 +615,6 @@ class SnapshotReader:
             pl.Series("drop_off_rate", [1.0 - c for c in step_conv], dtype=pl.Float64),
         )
 
-    @_memoized
     def retention_cohorts(self, start: date | None = None, end: date | None = None) -> pl.DataFrame:
         """retention_cohorts with cohort_week in [start, end], by cohort then weeks_since."""
         self.require(t.RETENTION_COHORTS)
@@ -571,7 +624,6 @@ class SnapshotReader:
             params,
         )
 
-    @_memoized
     def lifecycle_weekly(self, start: date | None = None, end: date | None = None) -> pl.DataFrame:
         """lifecycle_weekly with week_start in [start, end]."""
         self.require(t.LIFECYCLE_WEEKLY)
@@ -582,13 +634,11 @@ class SnapshotReader:
         )
 
     # --- anomalies, summary ---
-    @_memoized
     def anomalies_recent(self) -> pl.DataFrame:
         """The anomalies table: flagged points of the latest period, largest |score| first."""
         self.require(t.ANOMALIES)
         return self.query(f"SELECT * FROM {t.ANOMALIES} ORDER BY abs(score) DESC, day DESC, metric")
 
-    @_memoized
     def anomaly_history(
         self,
         start: date | None = None,
@@ -612,12 +662,10 @@ class SnapshotReader:
             params,
         )
 
-    @_memoized
     def anomaly_scores(self) -> pl.DataFrame:
         self.require(t.ANOMALY_SCORES)
         return self.query(f"SELECT * FROM {t.ANOMALY_SCORES} ORDER BY detector, kind")
 
-    @_memoized
     def summary(self) -> dict[str, Any] | None:
         """The latest summary row (None when the table is empty)."""
         self.require(t.SUMMARY)
@@ -625,20 +673,17 @@ class SnapshotReader:
         return found[0] if found else None
 
     # --- recommendations ---
-    @_memoized
     def user_recommendations(self, user_id: str, limit: int = 10) -> pl.DataFrame:
         """The user's recommended pages, best first (empty for an unknown user)."""
         self.require(t.USER_RECOMMENDATIONS)
-        index = self._entry.keyed(t.USER_RECOMMENDATIONS, "user_id", ("rank",))
+        index = self._keyed(t.USER_RECOMMENDATIONS, "user_id", ("rank",))
         return index.rows(user_id).head(limit)
 
-    @_memoized
     def similar_pages(self, page_id: str, limit: int = 10) -> pl.DataFrame:
         """Pages most similar to page_id, most similar first."""
         self.require(t.SIMILAR_PAGES)
-        return self._entry.keyed(t.SIMILAR_PAGES, "page_id", ("rank",)).rows(page_id).head(limit)
+        return self._keyed(t.SIMILAR_PAGES, "page_id", ("rank",)).rows(page_id).head(limit)
 
-    @_memoized
     def admin_insights(self, kind: str | None = None, severity: str | None = None) -> pl.DataFrame:
         """admin_insights, high severity first, then by volume."""
         self.require(t.ADMIN_INSIGHTS)
@@ -654,7 +699,6 @@ class SnapshotReader:
             params,
         )
 
-    @_memoized
     def rec_evaluation(self) -> pl.DataFrame:
         """rec_evaluation, best NDCG@k first."""
         self.require(t.REC_EVALUATION)
@@ -662,8 +706,11 @@ class SnapshotReader:
 
 
 def open_reader(snapshot_dir: Path | None = None) -> SnapshotReader:
-    """A reader bound to the snapshot CURRENT names now (raises NoSnapshotError if none)."""
-    return SnapshotReader(current_snapshot(snapshot_dir or default_snapshot_dir()))
+    """A reader bound to the snapshot CURRENT names now.
+
+    Raises NoSnapshotError if none is published, UnreadableSnapshotError if it is broken.
+    """
+    return SnapshotReader(resolve_snapshot(snapshot_dir or default_snapshot_dir()))
 
 
 def close_idle_connections() -> None:
