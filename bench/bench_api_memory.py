@@ -44,10 +44,10 @@ def distinct_paths(n: int, data_start, data_end) -> list[str]:
         elif kind == 1:
             paths.append(f"/api/predictions/at-risk?min_probability={p:.6f}&limit=50")
         elif kind == 2:
-            start, end = ranges[(i * 7919) % len(ranges)]
+            start, end = ranges[(i // 5 * 7919) % len(ranges)]  # distinct while i < 5x
             paths.append(f"/api/trends/daily?start={start}&end={end}&dimension=device")
         elif kind == 3:
-            start, end = ranges[(i * 104729) % len(ranges)]
+            start, end = ranges[(i // 5 * 104729) % len(ranges)]
             paths.append(f"/api/anomalies?start={start}&end={end}&limit=20")
         else:
             paths.append(f"/api/predictions/high-value/best?min_probability={p:.6f}&offset={i}")

@@ -68,7 +68,7 @@ class SizedLRU:
 
 
 MAX_BODY_BYTES = 256 * 1024
-MAX_TOTAL_BYTES = 24 * 2**20
+MAX_TOTAL_BYTES = 16 * 2**20
 _ENTRY_OVERHEAD = 1024  # the tuples, the start message dict, the key's bytes objects
 
 Key = tuple[str, bytes]
