@@ -13,7 +13,7 @@ from dagster_duckdb import DuckDBResource
 
 from ubap_assets.core import synthetic
 from ubap_assets.defs.events import settings, world
-from ubap_assets.defs.events.assets import behaviour_source, events, injected_anomalies
+from ubap_assets.defs.events.assets import behaviour_source, events
 from ubap_assets.defs.events.partitions import build_partitions, default_partition_range
 from ubap_assets.lib.warehouse_io import DuckDBWarehouseIOManager
 
@@ -39,7 +39,7 @@ def _set_today(monkeypatch, day: date) -> None:
 def _materialize(data_dir, instance, **partition) -> None:
     database = str(data_dir / "warehouse.duckdb")
     result = dg.materialize(
-        [behaviour_source, events, injected_anomalies],
+        [behaviour_source, events],
         resources={
             "io_manager": DuckDBWarehouseIOManager(database=database),
             "warehouse": DuckDBResource(database=database),
