@@ -72,13 +72,17 @@ def test_whole_graph_runs_on_an_ecommerce_export(tiny_world, tmp_path, monkeypat
     )
     assert result.success, [e.step_key for e in result.get_step_failure_events()]
 
+    # Every good row reaches the warehouse; the snapshot keeps only what readers show.
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
+        assert con.execute(f"SELECT count(*) FROM {tables.EVENTS}").fetchone()[0] == good_rows
+
     snapshot = current_snapshot(tmp_path / "snapshots")
     with duckdb.connect(str(snapshot.path), read_only=True) as con:
 
         def count(sql: str) -> int:
             return con.execute(sql).fetchone()[0]
 
-        assert count(f"SELECT count(*) FROM {tables.EVENTS}") == good_rows
+        assert 0 < count(f"SELECT count(*) FROM {tables.EVENTS}") <= good_rows
         reasons = {
             r[0].split(":")[0]
             for r in con.execute(f"SELECT reason FROM {tables.EVENT_REJECTS}").fetchall()
