@@ -673,6 +673,27 @@ def test_empty_state_names_the_command(tmp_path, monkeypatch):
         assert at.code[0].value == "make up"
 
 
+@pytest.mark.parametrize("broken", ["pointer", "file", "folder"])
+def test_an_unreadable_snapshot_is_explained_not_a_traceback(broken, tmp_path, monkeypatch):
+    directory = tmp_path / "snapshots"
+    if broken == "folder":  # the snapshot folder is a file
+        directory.write_text("not a folder")
+    else:
+        directory.mkdir()
+        if broken == "pointer":
+            (directory / "CURRENT").write_bytes(b"\xff\xfe\x00garbage")
+        else:
+            (directory / "damaged.duckdb").write_bytes(b"this is not a duckdb file" * 100)
+            (directory / "CURRENT").write_text("damaged.duckdb\n")
+    monkeypatch.setenv("UBAP_SNAPSHOT_DIR", str(directory))
+    at = _open("overview")
+    _no_exception(at)
+    assert at.title[0].value == "No data yet"
+    assert "cannot be read" in at.warning[0].value
+    details = " ".join(c.value for c in at.caption)
+    assert "snapshot" in details and "publish" in details
+
+
 def test_missing_tables_get_a_note_not_an_error(snapshot_dir, tmp_path, monkeypatch):
     omit = (
         t.SUMMARY,

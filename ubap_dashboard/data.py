@@ -17,13 +17,17 @@ import streamlit as st
 
 from ubap_assets.warehouse import tables as t
 from ubap_assets.warehouse.paths import snapshot_dir
-from ubap_assets.warehouse.reader import SnapshotMeta, SnapshotReader
+from ubap_assets.warehouse.reader import (
+    SnapshotMeta,
+    SnapshotReader,
+    UnreadableSnapshotError,
+    resolve_snapshot,
+)
 from ubap_assets.warehouse.snapshots import (
     TABLE_STATUS,
     TABLE_STATUS_SCHEMA,
     NoSnapshotError,
     Snapshot,
-    current_snapshot,
 )
 
 # Snapshots are immutable, so a long TTL is safe; it only bounds memory.
@@ -83,20 +87,26 @@ class SnapshotInfo:
 
 
 def current() -> Snapshot | None:
-    """The snapshot the CURRENT pointer names now, or None before the first publication."""
+    """The snapshot the CURRENT pointer names now, or None when there is none to read (before
+    the first publication, or a broken pointer or file: ``no_snapshot_reason`` says which)."""
     try:
-        return current_snapshot(snapshot_dir())
+        snap = resolve_snapshot(snapshot_dir())
+        snapshot_info(snap)  # opens the file once (cached), so a damaged one is caught here
+        return snap
     except NoSnapshotError:
         return None
 
 
-def no_snapshot_reason() -> str:
-    """Why there is nothing to show (the read module's message names the command to run)."""
+def no_snapshot_reason() -> tuple[str, bool]:
+    """Why there is nothing to show (the read module's message names the command to run), and
+    whether that is because what was published cannot be read."""
     try:
-        current_snapshot(snapshot_dir())
+        snapshot_info(resolve_snapshot(snapshot_dir()))
+    except UnreadableSnapshotError as err:
+        return str(err), True
     except NoSnapshotError as err:
-        return str(err)
-    return ""
+        return str(err), False
+    return "", False
 
 
 def _query(snap: Snapshot, sql: str, params: list | None = None) -> pl.DataFrame:

@@ -44,7 +44,7 @@ navigation = st.navigation(
 
 snapshot = data.current()
 if snapshot is None:
-    ui.empty_state(data.no_snapshot_reason())
+    ui.empty_state(*data.no_snapshot_reason())
     st.stop()
 
 ui.set_snapshot(snapshot)

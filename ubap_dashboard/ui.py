@@ -20,7 +20,7 @@ def snapshot() -> Snapshot:
     if snap is None:  # a page run without the entry script (should not happen)
         snap = data.current()
         if snap is None:
-            empty_state(data.no_snapshot_reason())
+            empty_state(*data.no_snapshot_reason())
             st.stop()
     return snap
 
@@ -30,14 +30,22 @@ def snapshot_and_info() -> tuple[Snapshot, data.SnapshotInfo]:
     return snap, data.snapshot_info(snap)
 
 
-def empty_state(reason: str) -> None:
-    """What the whole app shows before the pipeline has published anything."""
+def empty_state(reason: str, unreadable: bool = False) -> None:
+    """What the whole app shows before the pipeline has published anything, or when the
+    published snapshot cannot be read (``reason`` says what is broken and the fix)."""
     st.title("No data yet")
-    st.info(
-        "The dashboard reads the pipeline's serving snapshot, and none has been published yet. "
-        "Run the pipeline once to build every table and publish the first snapshot:",
-        icon=":material/hourglass_empty:",
-    )
+    if unreadable:
+        st.warning(
+            "The pipeline's serving snapshot cannot be read, so there is nothing to show. "
+            "Publishing a new snapshot repairs it:",
+            icon=":material/report:",
+        )
+    else:
+        st.info(
+            "The dashboard reads the pipeline's serving snapshot, and none has been published "
+            "yet. Run the pipeline once to build every table and publish the first snapshot:",
+            icon=":material/hourglass_empty:",
+        )
     st.code(MAKE_UP, language="bash")
     st.caption(
         "Or materialize the assets in the Dagster UI (http://127.0.0.1:3000), ending with "
