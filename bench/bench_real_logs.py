@@ -199,7 +199,7 @@ def report(con, where: str, meta: dict[str, dict]) -> None:
             print(f"      {c:>8,}  {reason}")
     stats = meta.get("events", {})
     keys = ("rows_read", "rows_valid", "rows_rejected", "rows_ignored", "duplicates")
-    shown = {k: stats[k] for k in keys if k in stats}
+    shown = {k: stats[f"ingest_{k}"] for k in keys if f"ingest_{k}" in stats}
     if shown:
         print(f"  ingest stats        {shown}")
 
