@@ -1,6 +1,7 @@
 """Conversion and bounce models, the model store, predictions, and the assets end to end."""
 
 import json
+import os
 
 import dagster as dg
 import duckdb
@@ -319,3 +320,16 @@ def test_too_few_users_fail_segmentation_cleanly(tiny_world, tmp_path):
     message = result.get_step_failure_events()[0].event_specific_data.error.message
     assert "too few users for k" in message
     assert not {t.USER_SEGMENTS, t.SEGMENT_PROFILES} & _tables(tmp_path)
+
+
+def test_the_model_store_keeps_the_newest_versions_and_the_one_in_service(tmp_path):
+    store = ModelStore(root=str(tmp_path))
+    for age, version in enumerate(["v5", "v4", "v3", "v2", "v1"]):  # v1 is the oldest
+        store.save(version, "conversion", "logreg", {"fitted": version}, {"v": version})
+        stamp = 1_000_000 - age * 1000
+        os.utime(tmp_path / version, (stamp, stamp))
+    removed = store.prune(keep=2, protect={"v1"})
+    assert sorted(removed) == ["v2", "v3"]
+    assert store.versions() == ["v1", "v4", "v5"]
+    with pytest.raises(ValueError, match="keep at least"):
+        store.prune(keep=0)

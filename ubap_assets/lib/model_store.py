@@ -8,6 +8,7 @@ Layout under the root (by default ``<data dir>/models``)::
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import dagster as dg
@@ -61,3 +62,18 @@ class ModelStore(dg.ConfigurableResource):
     def versions(self) -> list[str]:
         root = self.root_path()
         return sorted(p.name for p in root.iterdir() if p.is_dir()) if root.exists() else []
+
+    def prune(self, keep: int, protect: set[str] = frozenset()) -> list[str]:
+        """Remove all but the ``keep`` newest versions (by folder time), never one in
+        ``protect`` (the version in service); returns the versions removed."""
+        if keep < 1:
+            raise ValueError(f"keep={keep}: keep at least the version in service")
+        root = self.root_path()
+        folders = [p for p in root.iterdir() if p.is_dir()] if root.exists() else []
+        folders.sort(key=lambda p: p.stat().st_mtime, reverse=True)
+        removed = []
+        for folder in folders[keep:]:
+            if folder.name not in protect:
+                shutil.rmtree(folder, ignore_errors=True)
+                removed.append(folder.name)
+        return removed

@@ -35,6 +35,12 @@ class ModelsConfig(dg.Config):
         default=1,
         description="BLAS/OpenMP threads (XGBoost, scikit-learn); more spin-wait on a busy box.",
     )
+    keep_versions: int = Field(
+        default=3,
+        ge=1,
+        description="Model versions (one folder per training run) kept on disk; older ones are "
+        "removed after a successful training, never the version in service.",
+    )
 
 
 MODEL_TABLES = (t.MODEL_METRICS, t.MODEL_CARDS, t.MODEL_CURVES)
@@ -144,6 +150,9 @@ def model_training(
             }
             artifact = {"model": model, "design": result.design}
             paths[(task, name)] = model_store.save(version, task, name, artifact, card)
+    pruned = model_store.prune(config.keep_versions, protect={version})
+    if pruned:
+        context.log.info(f"models: removed {len(pruned)} old model versions: {pruned}")
     metrics = pl.concat([r.metrics for r in results.values()]).with_columns(
         model_version=pl.lit(version)
     )
