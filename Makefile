@@ -17,7 +17,7 @@ DAGSTER_PORT ?= 3000
 .PHONY: help install up materialize serve test bench lint clean
 
 help:
-	@echo "make up     set up, materialize the whole graph, serve Dagster UI :$(DAGSTER_PORT), API :$(API_PORT), dashboard :$(DASHBOARD_PORT)"
+	@echo "make up     set up, serve Dagster UI :$(DAGSTER_PORT), API :$(API_PORT), dashboard :$(DASHBOARD_PORT), and run the whole graph (RUN_CONFIG=file.yaml for run config)"
 	@echo "make test   set up and run the tests"
 	@echo "make bench  run the benchmarks under bench/ (prints figures)"
 	@echo "make clean  remove data/ (warehouse, snapshots, Dagster instance); keeps .venv"
@@ -38,26 +38,55 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	@mkdir -p $(DAGSTER_HOME)
 	cp dagster.yaml $@
 
-# The whole graph over the full history, in one run recorded in the local Dagster instance.
-materialize: $(INSTALLED) $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/python -m ubap_assets.materialize
+DAGSTER_URL := http://127.0.0.1:$(DAGSTER_PORT)
+DAGSTER_LOG ?= $(DAGSTER_HOME)/dagster-dev.log
+# `make up RUN_CONFIG=run.yaml` (or make materialize): run config for the run, as in the launchpad.
+RUN_ARGS = $(if $(RUN_CONFIG),--config $(RUN_CONFIG))
 
-# Dagster UI (webserver + daemon, so the nightly schedule and the sensors run), API, dashboard.
-# Each runs in its own process group; Ctrl-C (or any one of them exiting) stops all three.
+# The whole graph over the full history as one queued run of the instance, followed in the
+# terminal; starts a `dagster dev` for the run's duration unless one answers at DAGSTER_URL.
+materialize: $(INSTALLED) $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/python -m ubap_assets.materialize --start-dagster --url $(DAGSTER_URL) $(RUN_ARGS)
+
+# Dagster UI (webserver + daemon, so the run queue, the schedule and the sensors run), API,
+# dashboard. Each runs in its own process group; Ctrl-C (or any one of them exiting) stops all
+# three. With FOLLOW_RUN=1 (make up) dagster dev logs to DAGSTER_LOG and ubap_assets.materialize
+# queues the whole-history run through the webserver and prints one line per finished step.
 serve: $(INSTALLED) $(DAGSTER_HOME)/dagster.yaml
-	@echo "Dagster UI  http://127.0.0.1:$(DAGSTER_PORT)"
+	@echo "Dagster UI  $(DAGSTER_URL)"
 	@echo "API         http://127.0.0.1:$(API_PORT)/docs"
 	@echo "Dashboard   http://127.0.0.1:$(DASHBOARD_PORT)"
-	@set -m; pids=""; \
-	stop() { trap - INT TERM; for p in $$pids; do kill -INT -$$p 2>/dev/null; done; wait; }; \
+	@set -m; pids=""; follower=""; \
+	stop() { trap - INT TERM; \
+		if [ -n "$$follower" ]; then kill -INT -$$follower 2>/dev/null; wait $$follower; fi; \
+		for p in $$pids; do kill -INT -$$p 2>/dev/null; done; wait; }; \
 	trap 'stop; exit 130' INT TERM; \
-	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(DAGSTER_PORT) & pids="$$pids $$!"; \
+	if [ -n "$(FOLLOW_RUN)" ]; then \
+		echo "Dagster log $(DAGSTER_LOG)"; \
+		$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(DAGSTER_PORT) >>"$(DAGSTER_LOG)" 2>&1 & \
+		pids="$$pids $$!"; \
+	else \
+		$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(DAGSTER_PORT) & pids="$$pids $$!"; \
+	fi; \
 	$(BIN)/uvicorn ubap_api.main:app --host 127.0.0.1 --port $(API_PORT) & pids="$$pids $$!"; \
 	$(BIN)/streamlit run ubap_dashboard/streamlit_app.py --server.address 127.0.0.1 \
 		--server.port $(DASHBOARD_PORT) --server.headless true & pids="$$pids $$!"; \
-	wait -n; status=$$?; echo "a service exited ($$status): stopping the others" >&2; stop; exit $$status
+	if [ -n "$(FOLLOW_RUN)" ]; then \
+		$(BIN)/python -m ubap_assets.materialize --url $(DAGSTER_URL) $(RUN_ARGS) \
+			--api-url http://127.0.0.1:$(API_PORT)/docs \
+			--dashboard-url http://127.0.0.1:$(DASHBOARD_PORT) & follower=$$!; \
+	fi; \
+	while :; do \
+		wait -n; status=$$?; down=""; \
+		for p in $$pids; do kill -0 $$p 2>/dev/null || down=$$p; done; \
+		[ -z "$$down" ] || break; \
+		follower=""; \
+	done; \
+	echo "a service exited ($$status): stopping the others" >&2; stop; exit $$status
 
-up: materialize serve
+# Serve, and meanwhile run the whole graph through the instance's queue (see materialize).
+up: FOLLOW_RUN := 1
+up: serve
 
 # Debian's chromium drives the real-browser dashboard test.
 /usr/bin/chromium:
