@@ -62,12 +62,13 @@ serve: $(INSTALLED) $(DAGSTER_HOME)/dagster.yaml
 		for p in $$pids; do kill -INT -$$p 2>/dev/null; done; wait; }; \
 	trap 'stop; exit 130' INT TERM; \
 	if [ -n "$(FOLLOW_RUN)" ]; then \
-		echo "Dagster log $(DAGSTER_LOG)"; \
-		$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(DAGSTER_PORT) >>"$(DAGSTER_LOG)" 2>&1 & \
-		pids="$$pids $$!"; \
+		echo "Dagster log $(DAGSTER_LOG) (the previous one: .1)"; \
+		if [ -f "$(DAGSTER_LOG)" ]; then mv -f "$(DAGSTER_LOG)" "$(DAGSTER_LOG).1"; fi; \
+		$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(DAGSTER_PORT) >"$(DAGSTER_LOG)" 2>&1 & \
 	else \
-		$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(DAGSTER_PORT) & pids="$$pids $$!"; \
+		$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(DAGSTER_PORT) & \
 	fi; \
+	dagster=$$!; pids="$$pids $$!"; \
 	$(BIN)/uvicorn ubap_api.main:app --host 127.0.0.1 --port $(API_PORT) & pids="$$pids $$!"; \
 	$(BIN)/streamlit run ubap_dashboard/streamlit_app.py --server.address 127.0.0.1 \
 		--server.port $(DASHBOARD_PORT) --server.headless true & pids="$$pids $$!"; \
@@ -82,7 +83,9 @@ serve: $(INSTALLED) $(DAGSTER_HOME)/dagster.yaml
 		[ -z "$$down" ] || break; \
 		follower=""; \
 	done; \
-	echo "a service exited ($$status): stopping the others" >&2; stop; exit $$status
+	echo "a service exited ($$status): stopping the others" >&2; \
+	if [ -n "$(FOLLOW_RUN)" ] && [ "$$down" = "$$dagster" ]; then tail -n 15 "$(DAGSTER_LOG)" >&2; fi; \
+	stop; exit $$status
 
 # Serve, and meanwhile run the whole graph through the instance's queue (see materialize).
 up: FOLLOW_RUN := 1

@@ -76,6 +76,10 @@ def wait_for_location(url: str, timeout_s: float = 300.0, location: str = LOCATI
     while time.monotonic() < deadline:
         try:
             workspace = graphql(url, _WORKSPACE_QUERY)["workspaceOrError"]
+        except urllib.error.HTTPError as err:
+            last = f"something else answers there (HTTP {err.code}): is the port taken?"
+            time.sleep(1.0)
+            continue
         except (urllib.error.URLError, ConnectionError, TimeoutError, KeyError, ValueError):
             time.sleep(1.0)
             continue

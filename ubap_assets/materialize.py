@@ -138,13 +138,16 @@ def run(args: argparse.Namespace) -> int:
         with dg.DagsterInstance.get() as instance:
             final = RunFollower(instance, out=lambda line: print(line, flush=True)).follow(run_id)
         ok = final.status == dg.DagsterRunStatus.SUCCESS
-        if not ok:
-            print(f"see the failed run and re-execute it at {args.url}/runs/{final.run_id}")
-        for name, link in (("Dagster UI", args.url), ("API", args.api_url)):
+        where = f"{args.url}/runs/{final.run_id}"
+        if dagster_dev is not None:  # stopped below: the run stays in the instance
+            print(f"stopping dagster dev; `make serve` shows the run at {where}")
+        elif not ok:
+            print(f"the failed run, its logs and Re-execute: {where}")
+        links = {"Dagster UI": args.url if dagster_dev is None else None}
+        links |= {"API": args.api_url, "Dashboard": args.dashboard_url}
+        for name, link in links.items():
             if link:
-                print(f"{name:<11} {link}")
-        if args.dashboard_url:
-            print(f"{'Dashboard':<11} {args.dashboard_url}")
+                print(f"{name:<11} {link}", flush=True)
         return 0 if ok else 1
     except KeyboardInterrupt:
         if run_id is not None:
