@@ -152,26 +152,32 @@ def _wait_for(condition, timeout_s: float, what: str) -> None:
 
 @pytest.mark.slow
 @pytest.mark.timeout(420)
-def test_make_up_run_queues_behind_a_killed_run_then_succeeds(dagster_dev, tmp_path, capsys):
-    """kill -9 of everything mid-run (a crash, a reboot): once Dagster is back the killed run is
-    marked FAILED within a poll interval and ``make up``'s queued run goes ahead and succeeds."""
+def test_killed_runs_fail_and_make_up_run_then_succeeds(dagster_dev, tmp_path, capsys):
+    """kill -9 of a run worker: its run fails within seconds and the queue moves on. kill -9 of
+    everything mid-run (a crash, a reboot): once Dagster is back the run is marked FAILED within a
+    poll interval and ``make up``'s queued run goes ahead and succeeds."""
     url = dagster_dev.url
-    no_retry = {"dagster/max_retries": "0"}  # a retry would only queue up behind make up's run
+    no_retry = {"dagster/max_retries": "0"}  # a retry would only queue up behind the next run
     config = tmp_path / "run.yaml"
     config.write_text("ops:\n  anomaly_history:\n    config:\n      threshold: 3.5\n")
     args = ["--url", url, "--config", str(config), "--first-day", FIRST, "--last-day", LAST]
 
+    def first_step_done(run_id: str) -> bool:
+        success = dg.DagsterEventType.STEP_SUCCESS
+        return bool(instance.get_records_for_run(run_id, of_type=success, limit=1).records)
+
     with dg.DagsterInstance.get() as instance:
+        worker_killed = submit_refresh_run(url, FIRST, LAST, trigger="test", extra_tags=no_retry)
         killed = submit_refresh_run(url, FIRST, LAST, trigger="test", extra_tags=no_retry)
-        _wait_for(
-            lambda: (
-                instance.get_records_for_run(
-                    killed, of_type=dg.DagsterEventType.STEP_SUCCESS, limit=1
-                ).records
-            ),
-            120,
-            "the first run's first step",
-        )
+        _wait_for(lambda: first_step_done(worker_killed), 120, "the first run's first step")
+        assert instance.get_run_by_id(killed).status == dg.DagsterRunStatus.QUEUED
+
+        pid, _ = worker_pid(instance, worker_killed)
+        os.kill(pid, signal.SIGKILL)  # the worker alone: its code server reports it
+        _wait_for(lambda: instance.get_run_by_id(worker_killed).is_finished, 60, "the run")
+        assert instance.get_run_by_id(worker_killed).status == dg.DagsterRunStatus.FAILURE
+        _wait_for(lambda: first_step_done(killed), 120, "the next run's first step")
+
         follower = _in_background(materialize.main, args)  # make up: submit, then follow
         submitted = dg.RunsFilter(
             tags={"ubap/trigger": "make up"},
