@@ -49,6 +49,7 @@ Real logs it was tried on (none is committed; fetch the repository and copy the 
 import argparse
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -89,7 +90,11 @@ def run_graph(args, data_dir: Path, start: str, last: str) -> tuple[int, float, 
     env["UBAP_SOURCE_MAPPING"] = args.mapping or ""
     if args.pages:
         env["UBAP_PAGES_FILE"] = str(Path(args.pages).resolve())
-    cmd = [sys.executable, "-m", "ubap_assets.materialize", "--last-day", last]
+    with socket.socket() as probe:  # a private dagster dev on a free port, for this run only
+        probe.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    cmd = [sys.executable, "-m", "ubap_assets.materialize", "--start-dagster", "--url", url]
+    cmd += ["--last-day", last]
     started = time.perf_counter()
     proc = subprocess.run(
         cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=args.timeout
