@@ -1,7 +1,8 @@
 """``make up``'s run goes through the instance, and a killed run fails so the queue moves on.
 
-Both tests run a real ``dagster dev`` (webserver + daemon, as ``make serve`` starts it) on a free
-port, over a private DAGSTER_HOME holding the project's dagster.yaml and a small synthetic world.
+The slow tests run a real ``dagster dev`` (webserver + daemon, as ``make serve`` starts it) on a
+free port, over a private DAGSTER_HOME holding the project's dagster.yaml and a small synthetic
+world (300 users x 42 days, the hashing embedder).
 """
 
 import os
