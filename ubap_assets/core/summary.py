@@ -14,8 +14,8 @@ from datetime import date, timedelta
 import duckdb
 import polars as pl
 
-from ubap_assets.core.trends import table_exists
 from ubap_assets.warehouse import tables as t
+from ubap_assets.warehouse.introspect import table_exists
 
 PERIOD_DAYS = 7
 # Tables the summary reads when present; daily_trends is required.

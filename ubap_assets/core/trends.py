@@ -19,6 +19,7 @@ import duckdb
 import polars as pl
 
 from ubap_assets.warehouse import tables
+from ubap_assets.warehouse.introspect import table_exists
 
 DIMENSIONS: tuple[str, ...] = ("device", "traffic_source")
 FUNNEL_STEPS: tuple[str, ...] = (
@@ -85,13 +86,6 @@ def data_bounds(con: duckdb.DuckDBPyConnection, sessions: str = tables.SESSIONS)
     if not n:
         return Bounds(0, None, None, None, ["events is empty: nothing to aggregate"])
     return Bounds(int(n), first_ts.date(), last_ts.date(), last_ts)
-
-
-def table_exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
-    row = con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]
-    ).fetchone()
-    return bool(row and row[0])
 
 
 # --- sessions: the one pass over the raw events -------------------------------------------

@@ -6,9 +6,9 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from ubap_assets.core import segmentation as seg
-from ubap_assets.core.trends import table_exists
 from ubap_assets.lib.metadata import markdown_preview
 from ubap_assets.warehouse import tables as t
+from ubap_assets.warehouse.introspect import table_exists
 
 GROUP = "segments"
 OWNERS = ["team:analytics"]

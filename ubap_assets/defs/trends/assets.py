@@ -15,6 +15,7 @@ from dagster_duckdb import DuckDBResource
 from ubap_assets.core import trends
 from ubap_assets.lib.metadata import markdown_preview
 from ubap_assets.warehouse import tables as t
+from ubap_assets.warehouse.introspect import table_exists
 
 GROUP = "trends"
 OWNERS = ["team:analytics"]
@@ -47,7 +48,7 @@ def _run(
     with warehouse.get_connection() as con:
         frame = compute(con)
         notes = _notes(con, frame)
-        has_segments = trends.table_exists(con, t.USER_SEGMENTS)
+        has_segments = table_exists(con, t.USER_SEGMENTS)
     metadata: dict[str, object] = {
         "rows": frame.height,
         "notes": dg.MetadataValue.md("\n".join(f"- {n}" for n in notes) or "none"),
