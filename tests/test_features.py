@@ -7,7 +7,7 @@ import polars as pl
 import pytest
 
 from tests.conftest import world_db
-from ubap_assets.core import features as fx
+from ubap_assets.core import features
 from ubap_assets.core.catalogue import page_catalogue
 from ubap_assets.core.schema import EVENTS_SCHEMA, USERS_SCHEMA
 
@@ -68,7 +68,7 @@ def hand_made(extra: list[dict] | None = None) -> duckdb.DuckDBPyConnection:
 
 
 def test_features_on_hand_made_events():
-    frame = fx.compute_features(hand_made(), CUTOFF, 7)
+    frame = features.compute_features(hand_made(), CUTOFF, 7)
     rows = {r["user_id"]: r for r in frame.iter_rows(named=True)}
     assert set(rows) == {"a", "b", "c"}
     a = rows["a"]
@@ -90,7 +90,7 @@ def test_features_on_hand_made_events():
 
 
 def test_longer_lookback_sees_older_events():
-    frame = fx.compute_features(hand_made(), CUTOFF, 30)
+    frame = features.compute_features(hand_made(), CUTOFF, 30)
     b = frame.filter(pl.col("user_id") == "b").row(0, named=True)
     assert b["sessions"] == 1 and b["bounce_rate"] == 1.0
     assert b["recency_days"] == pytest.approx(20.0)
@@ -98,46 +98,50 @@ def test_longer_lookback_sees_older_events():
 
 def test_labels_come_from_the_window_after_the_cutoff():
     con = hand_made()
-    feats = fx.compute_features(con, CUTOFF, 7)
-    conv = dict(fx.conversion_labels(con, feats, CUTOFF, 14).select("user_id", "label").rows())
+    feats = features.compute_features(con, CUTOFF, 7)
+    conv = dict(
+        features.conversion_labels(con, feats, CUTOFF, 14).select("user_id", "label").rows()
+    )
     assert conv == {"a": False, "b": True, "c": False}
-    bounce = fx.bounce_labels(con, feats, CUTOFF, 14)
+    bounce = features.bounce_labels(con, feats, CUTOFF, 14)
     # b's next session (s4) is one purchase event: not a page-view bounce; a and c never return.
     assert dict(bounce.select("user_id", "label").rows()) == {"b": False}
 
 
 def test_plan_windows_places_disjoint_cutoffs():
-    plan = fx.plan_windows(datetime(2026, 1, 1), datetime(2026, 3, 31), horizon_days=14)
+    plan = features.plan_windows(datetime(2026, 1, 1), datetime(2026, 3, 31), horizon_days=14)
     assert plan.valid_cutoff == plan.end - timedelta(days=14)
     assert plan.train_cutoff == plan.valid_cutoff - timedelta(days=14)
     assert plan.lookback_days == (plan.train_cutoff - plan.first_day).days
-    capped = fx.plan_windows(datetime(2026, 1, 1), datetime(2026, 3, 31), lookback_days=10)
+    capped = features.plan_windows(datetime(2026, 1, 1), datetime(2026, 3, 31), lookback_days=10)
     assert capped.lookback_days == 10
 
 
 def test_too_short_history_is_an_empty_window():
-    with pytest.raises(fx.FeatureWindowError, match="empty window.*horizon_days"):
-        fx.plan_windows(datetime(2026, 1, 1), datetime(2026, 1, 30), horizon_days=14)
+    with pytest.raises(features.FeatureWindowError, match="empty window.*horizon_days"):
+        features.plan_windows(datetime(2026, 1, 1), datetime(2026, 1, 30), horizon_days=14)
 
 
 def test_no_events_in_the_window_fails_clearly():
-    with pytest.raises(fx.FeatureWindowError, match="no events in"):
-        fx.compute_features(hand_made(), CUTOFF - timedelta(days=60), 7)
+    with pytest.raises(features.FeatureWindowError, match="no events in"):
+        features.compute_features(hand_made(), CUTOFF - timedelta(days=60), 7)
     frame = pl.DataFrame(schema=EVENTS_SCHEMA)  # noqa: F841 - read by DuckDB
     empty = duckdb.connect()
     empty.execute("CREATE TABLE events AS SELECT * FROM frame")
-    with pytest.raises(fx.FeatureWindowError, match="events table is empty"):
-        fx.event_span(empty)
+    with pytest.raises(features.FeatureWindowError, match="events table is empty"):
+        features.event_span(empty)
 
 
 def test_features_of_the_synthetic_world(tiny_world):
     con = world_db(tiny_world)
-    first, end = fx.event_span(con)
-    frame = fx.compute_features(con, end, (end - first).days)
+    first, end = features.event_span(con)
+    frame = features.compute_features(con, end, (end - first).days)
     assert frame.height == tiny_world.users.height
     assert frame["user_id"].n_unique() == frame.height
     total = tiny_world.events.filter(pl.col("event_type") == "purchase").height
     assert frame["purchases"].sum() == total
     numeric = [c for c, d in frame.schema.items() if d.is_float()]
     assert not frame.select(pl.col(c).is_nan().any() for c in numeric).to_numpy().any()
-    assert set(fx.FEATURE_DICTIONARY) >= set(fx.NUMERIC_FEATURES) | set(fx.CATEGORICAL_FEATURES)
+    assert set(features.FEATURE_DICTIONARY) >= set(features.NUMERIC_FEATURES) | set(
+        features.CATEGORICAL_FEATURES
+    )

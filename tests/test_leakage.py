@@ -8,8 +8,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from tests.conftest import world_db
-from ubap_assets.core import features as fx
-from ubap_assets.core import models as mdl
+from ubap_assets.core import features, models
 from ubap_assets.core.schema import EVENTS_SCHEMA
 
 
@@ -20,8 +19,8 @@ def world_con(tiny_world):
 
 @pytest.fixture(scope="module")
 def plan(world_con):
-    first, end = fx.event_span(world_con)
-    return fx.plan_windows(first, end, horizon_days=14)
+    first, end = features.event_span(world_con)
+    return features.plan_windows(first, end, horizon_days=14)
 
 
 def _plant(con, rows: list[dict]) -> None:
@@ -31,7 +30,7 @@ def _plant(con, rows: list[dict]) -> None:
 
 def test_planted_future_events_change_no_feature(tiny_world, plan):
     con = world_db(tiny_world)
-    before = fx.compute_features(con, plan.train_cutoff, plan.lookback_days)
+    before = features.compute_features(con, plan.train_cutoff, plan.lookback_days)
     users = before["user_id"].head(50).to_list()
     at = plan.train_cutoff
     rows = []
@@ -54,7 +53,7 @@ def test_planted_future_events_change_no_feature(tiny_world, plan):
                 }
             )
     _plant(con, rows)
-    after = fx.compute_features(con, plan.train_cutoff, plan.lookback_days)
+    after = features.compute_features(con, plan.train_cutoff, plan.lookback_days)
     assert_frame_equal(after, before, rtol=1e-9)  # floats: parallel sums may reorder
     # ... while the same events, planted one microsecond earlier, do change them.
     earlier = [
@@ -66,7 +65,7 @@ def test_planted_future_events_change_no_feature(tiny_world, plan):
         for r in rows
     ]
     _plant(con, earlier)
-    changed = fx.compute_features(con, plan.train_cutoff, plan.lookback_days)
+    changed = features.compute_features(con, plan.train_cutoff, plan.lookback_days)
     with pytest.raises(AssertionError):
         assert_frame_equal(changed, before, rtol=1e-9)
     assert changed["purchases"].sum() == before["purchases"].sum() + len(users)
@@ -77,23 +76,25 @@ def test_future_events_guard_on_the_world(world_con, plan):
         "SELECT count(*) FROM events WHERE event_ts >= ?", [plan.train_cutoff]
     ).fetchone()[0]
     assert future > 0
-    assert fx.future_events_guard(world_con, plan.train_cutoff, plan.lookback_days) == 0
+    assert features.future_events_guard(world_con, plan.train_cutoff, plan.lookback_days) == 0
 
 
 def test_the_guard_catches_a_feature_that_peeks_past_its_cutoff(world_con, plan):
     def peeking(con, cutoff, lookback_days, events="events"):
         # a bug: the window ends a week after the cutoff
-        return fx.compute_features(con, cutoff + timedelta(days=7), lookback_days, events=events)
+        return features.compute_features(
+            con, cutoff + timedelta(days=7), lookback_days, events=events
+        )
 
-    changed = fx.future_events_guard(
+    changed = features.future_events_guard(
         world_con, plan.train_cutoff, plan.lookback_days, compute=peeking
     )
     assert changed > 0
 
 
 def test_labels_only_read_their_window(world_con, plan):
-    feats = fx.compute_features(world_con, plan.train_cutoff, plan.lookback_days)
-    labels = fx.conversion_labels(world_con, feats, plan.train_cutoff, plan.horizon_days)
+    feats = features.compute_features(world_con, plan.train_cutoff, plan.lookback_days)
+    labels = features.conversion_labels(world_con, feats, plan.train_cutoff, plan.horizon_days)
     buyers = set(
         world_con.execute(
             "SELECT DISTINCT user_id FROM events WHERE event_type = 'purchase' "
@@ -107,7 +108,7 @@ def test_labels_only_read_their_window(world_con, plan):
 
 
 def test_training_and_validation_windows_do_not_overlap(plan):
-    mdl.check_windows(plan)
+    models.check_windows(plan)
     train_labels = (plan.train_cutoff, plan.train_cutoff + timedelta(days=plan.horizon_days))
     valid_labels = (plan.valid_cutoff, plan.valid_cutoff + timedelta(days=plan.horizon_days))
     assert train_labels[1] <= valid_labels[0]
@@ -119,13 +120,13 @@ def test_training_and_validation_windows_do_not_overlap(plan):
 @pytest.mark.parametrize("days", [35, 42, 60, 90, 365])
 def test_planned_windows_never_overlap(days):
     first = datetime(2026, 1, 1)
-    plan = fx.plan_windows(first, first + timedelta(days=days), horizon_days=14)
-    mdl.check_windows(plan)
+    plan = features.plan_windows(first, first + timedelta(days=days), horizon_days=14)
+    models.check_windows(plan)
     assert plan.train_cutoff - timedelta(days=plan.lookback_days) >= first
 
 
 def test_overlapping_windows_are_rejected(plan):
-    overlapping = fx.TimePlan(
+    overlapping = features.TimePlan(
         plan.first_day,
         plan.end,
         plan.train_cutoff,
@@ -133,17 +134,17 @@ def test_overlapping_windows_are_rejected(plan):
         plan.horizon_days,
         plan.lookback_days,
     )
-    with pytest.raises(mdl.LeakageError, match="runs into the validation"):
-        mdl.check_windows(overlapping)
+    with pytest.raises(models.LeakageError, match="runs into the validation"):
+        models.check_windows(overlapping)
 
 
 def test_a_label_derivable_from_the_features_is_caught(world_con, plan):
-    train, valid = mdl.training_data(world_con, plan, "conversion")
+    train, valid = models.training_data(world_con, plan, "conversion")
     # the label leaks into a feature: "purchases" now counts the future purchase too
     leaky = train.with_columns(
         purchases=pl.col("purchases") * 0 + pl.col("label").cast(pl.Int64) * 3
     )
-    with pytest.raises(mdl.LeakageError, match="purchases.*derivable"):
-        mdl.train_task("conversion", leaky, valid, plan)
-    name, auc = mdl.max_single_feature_auc(train, mdl.Design.fit(train))
-    assert auc < mdl.LEAKAGE_AUC, f"{name} separates the honest labels: {auc}"
+    with pytest.raises(models.LeakageError, match="purchases.*derivable"):
+        models.train_task("conversion", leaky, valid, plan)
+    name, auc = models.max_single_feature_auc(train, models.Design.fit(train))
+    assert auc < models.LEAKAGE_AUC, f"{name} separates the honest labels: {auc}"

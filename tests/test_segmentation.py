@@ -8,8 +8,7 @@ import polars as pl
 import pytest
 from scipy.optimize import linear_sum_assignment
 
-from ubap_assets.core import features as fx
-from ubap_assets.core import segmentation as seg
+from ubap_assets.core import features, segmentation
 
 
 @pytest.fixture(scope="module")
@@ -23,13 +22,13 @@ def world_features(tiny_world):
         con.register("incoming", frame)
         con.execute(f"CREATE TABLE {table} AS SELECT * FROM incoming")
         con.unregister("incoming")
-    first, end = fx.event_span(con)
-    return fx.compute_features(con, end, (end - first).days)
+    first, end = features.event_span(con)
+    return features.compute_features(con, end, (end - first).days)
 
 
 @pytest.fixture(scope="module")
 def result(world_features, tiny_world):
-    return seg.segment_users(
+    return segmentation.segment_users(
         world_features, k_min=3, k_max=8, seed=0, personas=tiny_world.personas, run_id="run-1"
     )
 
@@ -81,7 +80,7 @@ def test_segment_ids_are_stable_across_runs(result, world_features, tiny_world):
     # the previous run numbered the same clusters differently: ids must follow the centroids
     previous = result.profiles.with_columns(segment_id=pl.col("segment_id") * 10 + 7)
     noisy = world_features.sample(fraction=0.9, seed=1)
-    again = seg.segment_users(
+    again = segmentation.segment_users(
         noisy,
         k_min=result.metrics["k"],
         k_max=result.metrics["k"],
@@ -110,21 +109,21 @@ def test_segment_ids_are_stable_across_runs(result, world_features, tiny_world):
 
 def test_centroids_are_stored_for_the_next_run(result):
     centroid = json.loads(result.profiles["centroid_json"][0])
-    assert list(centroid) == list(seg.SEGMENT_FEATURES)
+    assert list(centroid) == list(features.SEGMENT_FEATURES)
     assert all(np.isfinite(v) for v in centroid.values())
 
 
 def test_without_personas_ari_is_null(world_features):
-    r = seg.segment_users(world_features, k_min=3, k_max=3, seed=0, personas=None)
+    r = segmentation.segment_users(world_features, k_min=3, k_max=3, seed=0, personas=None)
     assert r.metrics["persona_ari"] is None
     assert r.profiles["persona_ari"].null_count() == r.profiles.height
 
 
 def test_too_few_users_for_k_fails_clearly(world_features):
-    with pytest.raises(seg.SegmentationError, match="too few users for k.*lower k_min"):
-        seg.segment_users(world_features.head(25), k_min=3, k_max=10)
+    with pytest.raises(segmentation.SegmentationError, match="too few users for k.*lower k_min"):
+        segmentation.segment_users(world_features.head(25), k_min=3, k_max=10)
 
 
 def test_bad_k_range_fails_clearly(world_features):
-    with pytest.raises(seg.SegmentationError, match="k_min <= k_max"):
-        seg.segment_users(world_features, k_min=6, k_max=4)
+    with pytest.raises(segmentation.SegmentationError, match="k_min <= k_max"):
+        segmentation.segment_users(world_features, k_min=6, k_max=4)

@@ -5,7 +5,8 @@ Dagster-free. Every query takes the cutoff as a bound parameter and reads only e
 horizon`` for labels, so a feature can never see the period its label comes from.
 
 A *bounce* session has exactly one event and that event is a page view (no click, scroll,
-search, cart, checkout or purchase).
+search, cart, checkout or purchase): ``core.metrics.FEATURE_BOUNCE``, stricter than the
+trends' session bounce.
 """
 
 import re
@@ -39,6 +40,35 @@ NUMERIC_FEATURES: tuple[str, ...] = (
     "days_since_signup",
 )
 CATEGORICAL_FEATURES: tuple[str, ...] = ("device", "traffic_source")
+# The one feature list the segmentation clusters on and the user map projects (both log1p,
+# standardised): how much, and mostly *how*, people use the site. Rates rather than counts, so
+# a persona is not split by how active its members happen to be.
+SEGMENT_FEATURES: tuple[str, ...] = (
+    "sessions",
+    "pages_per_session",
+    "avg_session_minutes",
+    "bounce_rate",
+    "product_share",
+    "blog_share",
+    "help_share",
+    "add_to_cart_rate",
+    "purchase_rate",
+)
+# Segment means published in segment_profiles (original units).
+PROFILE_FEATURES: tuple[str, ...] = (
+    "sessions",
+    "active_days",
+    "pages_per_session",
+    "avg_session_minutes",
+    "bounce_rate",
+    "product_share",
+    "blog_share",
+    "help_share",
+    "add_to_cart_rate",
+    "purchases",
+    "revenue",
+    "recency_days",
+)
 
 # name -> meaning, shown in the Dagster UI and used to phrase prediction reasons.
 FEATURE_DICTIONARY: dict[str, str] = {

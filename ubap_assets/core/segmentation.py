@@ -16,34 +16,8 @@ from sklearn.metrics import adjusted_rand_score, davies_bouldin_score, silhouett
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-# Clustered on (log1p, standardised): how much, and mostly *how*, people use the site. Rates
-# rather than counts, so a persona is not split by how active its members happen to be.
-SEGMENT_FEATURES: tuple[str, ...] = (
-    "sessions",
-    "pages_per_session",
-    "avg_session_minutes",
-    "bounce_rate",
-    "product_share",
-    "blog_share",
-    "help_share",
-    "add_to_cart_rate",
-    "purchase_rate",
-)
-# Segment means published in segment_profiles (original units).
-PROFILE_FEATURES: tuple[str, ...] = (
-    "sessions",
-    "active_days",
-    "pages_per_session",
-    "avg_session_minutes",
-    "bounce_rate",
-    "product_share",
-    "blog_share",
-    "help_share",
-    "add_to_cart_rate",
-    "purchases",
-    "revenue",
-    "recency_days",
-)
+from ubap_assets.core.features import PROFILE_FEATURES, SEGMENT_FEATURES
+
 MIN_USERS_PER_CLUSTER = 10
 
 

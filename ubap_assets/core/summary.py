@@ -14,6 +14,7 @@ from datetime import date, timedelta
 import duckdb
 import polars as pl
 
+from ubap_assets.core.metrics import overall_complete_days, period_kpis, split_periods
 from ubap_assets.warehouse import tables as t
 from ubap_assets.warehouse.introspect import table_exists
 
@@ -62,33 +63,22 @@ def _change(cur: float, prev: float | None) -> float | None:
 
 
 def _kpis(frame: pl.DataFrame) -> dict:
-    if frame.height == 0:
+    """The period's KPIs (``core.metrics.period_kpis``) rounded for the facts."""
+    kpis = period_kpis(frame)
+    if not kpis:
         return {}
-    s = frame.select(
-        pl.col("sessions").sum(),
-        pl.col("converted_sessions").sum(),
-        pl.col("bounced_sessions").sum(),
-        pl.col("events").sum(),
-        pl.col("page_views").sum(),
-        pl.col("purchases").sum(),
-        pl.col("revenue").sum(),
-        pl.col("new_users").sum(),
-        pl.col("active_users").mean().alias("avg_daily_active_users"),
-        (pl.col("mean_session_duration_s") * pl.col("sessions")).sum().alias("_dur"),
-    ).row(0, named=True)
-    sessions = s["sessions"] or 0
     return {
-        "days": frame.height,
-        "sessions": int(sessions),
-        "events": int(s["events"]),
-        "page_views": int(s["page_views"]),
-        "purchases": int(s["purchases"]),
-        "revenue": round(float(s["revenue"]), 2),
-        "new_users": int(s["new_users"]),
-        "avg_daily_active_users": round(float(s["avg_daily_active_users"]), 1),
-        "conversion_rate": round(s["converted_sessions"] / sessions, 4) if sessions else 0.0,
-        "bounce_rate": round(s["bounced_sessions"] / sessions, 4) if sessions else 0.0,
-        "mean_session_duration_s": round(s["_dur"] / sessions, 1) if sessions else 0.0,
+        "days": kpis["days"],
+        "sessions": int(kpis["sessions"]),
+        "events": int(kpis["events"]),
+        "page_views": int(kpis["page_views"]),
+        "purchases": int(kpis["purchases"]),
+        "revenue": round(kpis["revenue"], 2),
+        "new_users": int(kpis["new_users"]),
+        "avg_daily_active_users": round(kpis["active_users"], 1),
+        "conversion_rate": round(kpis["conversion_rate"], 4),
+        "bounce_rate": round(kpis["bounce_rate"], 4),
+        "mean_session_duration_s": round(kpis["mean_session_duration_s"], 1),
     }
 
 
@@ -107,15 +97,14 @@ def gather_facts(con: duckdb.DuckDBPyConnection, period_days: int = PERIOD_DAYS)
     if daily is None:
         facts.notes.append("daily_trends is missing: materialize the trends group first")
         return facts
-    overall = daily.filter((pl.col("dimension") == "all") & pl.col("is_complete")).sort("day")
+    overall = overall_complete_days(daily)
     if overall.height == 0:
         facts.notes.append("no complete day in daily_trends: nothing to summarise")
         return facts
     as_of = overall["day"].max()
     start = as_of - timedelta(days=period_days - 1)
     prev_start = start - timedelta(days=period_days)
-    cur = overall.filter(pl.col("day") >= start)
-    prev = overall.filter((pl.col("day") >= prev_start) & (pl.col("day") < start))
+    cur, prev = split_periods(overall, period_days)
     facts.as_of, facts.period_start, facts.period_end = as_of, start, as_of
     k_cur, k_prev = _kpis(cur), _kpis(prev)
     if k_prev.get("days", 0) < period_days:
