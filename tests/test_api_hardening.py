@@ -130,13 +130,13 @@ def test_dates_inside_the_range_are_accepted(client):
 
 
 def test_a_slow_query_does_not_block_health(published, monkeypatch):
-    original = SnapshotReader.daily_trends
+    original = SnapshotReader.trends
 
-    def slow_daily_trends(self, *args, **kwargs):
+    def slow_trends(self, *args, **kwargs):
         time.sleep(1.5)  # DuckDB releases the GIL while it works, as sleep does
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(SnapshotReader, "daily_trends", slow_daily_trends)
+    monkeypatch.setattr(SnapshotReader, "trends", slow_trends)
     app = create_app(Settings(snapshot_dir=published))
 
     async def scenario() -> tuple[float, int, int]:

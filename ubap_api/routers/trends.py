@@ -33,7 +33,7 @@ def daily(
     dimension_value: DimensionValue = None,
 ) -> dict:
     """One row per day (x dimension value), oldest first."""
-    frame = reader.daily_trends(dates.start, dates.end, dimension, dimension_value)
+    frame = reader.trends("daily", dates.start, dates.end, dimension, dimension_value)
     return page_of(frame, paging)
 
 
@@ -46,5 +46,5 @@ def weekly(
     dimension_value: DimensionValue = None,
 ) -> dict:
     """One row per ISO week (week_start in the range) x dimension value, oldest first."""
-    frame = reader.weekly_trends(dates.start, dates.end, dimension, dimension_value)
+    frame = reader.trends("weekly", dates.start, dates.end, dimension, dimension_value)
     return page_of(frame, paging)

@@ -19,16 +19,21 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import polars as pl
 
-from ubap_assets.warehouse import tables as t
 from ubap_assets.warehouse.paths import snapshot_dir as default_snapshot_dir
+from ubap_assets.warehouse.queries.anomalies import AnomalyQueries
+from ubap_assets.warehouse.queries.funnels import FunnelQueries
+from ubap_assets.warehouse.queries.meta import MetaQueries, SnapshotMeta
+from ubap_assets.warehouse.queries.predictions import PredictionQueries
+from ubap_assets.warehouse.queries.recommendations import RecommendationQueries
+from ubap_assets.warehouse.queries.segments import SegmentQueries
+from ubap_assets.warehouse.queries.trends import TrendQueries
+from ubap_assets.warehouse.queries.users import UserQueries
 from ubap_assets.warehouse.snapshots import (
     CURRENT_POINTER,
     NoSnapshotError,
@@ -116,17 +121,6 @@ class MissingTableError(LookupError):
             f"table '{table}' is not in snapshot {snapshot_id}: materialize the asset "
             f"'{table}' and then 'serving_snapshot' (or run `make up`) to publish it"
         )
-
-
-@dataclass(frozen=True)
-class SnapshotMeta:
-    snapshot_id: str
-    run_id: str | None
-    materialized_at: datetime | None
-    data_start: date | None
-    data_end: date | None
-    tables: tuple[str, ...]
-    missing_tables: tuple[str, ...]
 
 
 class _OpenSnapshot:
@@ -256,20 +250,21 @@ class _ConnectionCache:
 _CONNECTIONS = _ConnectionCache()
 
 
-def _range(column: str, start: date | None, end: date | None) -> tuple[str, list[Any]]:
-    """An inclusive date-range WHERE fragment on a trusted column name, with its parameters."""
-    clauses, params = ["TRUE"], []
-    if start is not None:
-        clauses.append(f'"{column}" >= ?')
-        params.append(start)
-    if end is not None:
-        clauses.append(f'"{column}" <= ?')
-        params.append(end)
-    return " AND ".join(clauses), params
+class SnapshotReader(
+    MetaQueries,
+    UserQueries,
+    TrendQueries,
+    FunnelQueries,
+    SegmentQueries,
+    PredictionQueries,
+    AnomalyQueries,
+    RecommendationQueries,
+):
+    """Read-only access to one serving snapshot. Use one per request; close it afterwards.
 
-
-class SnapshotReader:
-    """Read-only access to one serving snapshot. Use one per request; close it afterwards."""
+    The plumbing (connection, cursor, table bookkeeping) is here; the queries come from the
+    area mixins in ``ubap_assets.warehouse.queries``.
+    """
 
     def __init__(self, snapshot: Snapshot):
         self._entry = _CONNECTIONS.acquire(snapshot)
@@ -348,361 +343,10 @@ class SnapshotReader:
             row = self._cur().execute(sql, list(params or [])).fetchone()
         return None if row is None else row[0]
 
-    def _keyed(self, table: str, key: str, order: tuple[str, ...] = ()) -> "_KeyedTable":
+    def keyed(self, table: str, key: str, order: tuple[str, ...] = ()) -> "_KeyedTable":
+        """``table`` in memory sorted by ``key``, shared by every reader of this snapshot."""
         self.tables_read.add(table)
         return self._entry.keyed(table, key, order)
-
-    # --- snapshot metadata ---
-    def meta(self) -> SnapshotMeta:
-        present = tuple(sorted(n for n in self._entry.tables))
-        row: dict[str, Any] = {}
-        if self.has_table(t.SNAPSHOT_META):
-            found = self.rows(f"SELECT * FROM {t.SNAPSHOT_META} LIMIT 1")
-            row = found[0] if found else {}
-        missing = row.get("missing_tables") or ""
-        return SnapshotMeta(
-            snapshot_id=self.snapshot_id,
-            run_id=row.get("run_id"),
-            materialized_at=row.get("materialized_at")
-            or datetime.fromtimestamp(self.path.stat().st_mtime).replace(microsecond=0),
-            data_start=row.get("data_start"),
-            data_end=row.get("data_end"),
-            tables=present,
-            missing_tables=tuple(m for m in missing.split(",") if m),
-        )
-
-    def check_results(self) -> pl.DataFrame:
-        self.require(t.CHECK_RESULTS)
-        return self.query(f"SELECT * FROM {t.CHECK_RESULTS} ORDER BY asset_key, check_name")
-
-    # --- foundation tables ---
-    def user(self, user_id: str) -> dict[str, Any] | None:
-        self.require(t.USERS)
-        found = self._keyed(t.USERS, "user_id").rows(user_id).to_dicts()
-        return found[0] if found else None
-
-    def page(self, page_id: str) -> dict[str, Any] | None:
-        self.require(t.PAGES)
-        found = self._keyed(t.PAGES, "page_id").rows(page_id).to_dicts()
-        return found[0] if found else None
-
-    def pages(self) -> pl.DataFrame:
-        self.require(t.PAGES)
-        return self.query(f"SELECT * FROM {t.PAGES} ORDER BY page_id")
-
-    def recent_activity(self, user_id: str, limit: int = 20) -> pl.DataFrame:
-        """The user's latest events, newest first, with the page title."""
-        self.require(t.EVENTS)
-        title = "p.title" if self.has_table(t.PAGES) else "NULL::VARCHAR"
-        join = f"LEFT JOIN {t.PAGES} p USING (page_id)" if self.has_table(t.PAGES) else ""
-        return self.query(
-            f"SELECT e.event_ts, e.event_type, e.page_id, {title} AS page_title, e.session_id, "
-            f"e.device, e.revenue FROM {t.EVENTS} e {join} WHERE e.user_id = ? "
-            "ORDER BY e.event_ts DESC, e.event_id DESC LIMIT ?",
-            [user_id, limit],
-        )
-
-    def events_per_day(self, start: date | None = None, end: date | None = None) -> pl.DataFrame:
-        """day, events, users, sessions, purchases, revenue straight from the events."""
-        self.require(t.EVENTS)
-        where, params = _range("day", start, end)
-        return self.query(
-            "SELECT * FROM (SELECT CAST(event_ts AS DATE) AS day, count(*) AS events, "
-            "count(DISTINCT user_id) AS users, count(DISTINCT session_id) AS sessions, "
-            "count(*) FILTER (event_type = 'purchase') AS purchases, "
-            f"coalesce(sum(revenue), 0) AS revenue FROM {t.EVENTS} GROUP BY 1) "
-            f"WHERE {where} ORDER BY day",
-            params,
-        )
-
-    # --- trends ---
-    def daily_trends(
-        self,
-        start: date | None = None,
-        end: date | None = None,
-        dimension: str = "all",
-        dimension_value: str | None = None,
-    ) -> pl.DataFrame:
-        """daily_trends rows of one dimension (all/device/traffic_source), oldest first."""
-        return self._trends(t.DAILY_TRENDS, "day", start, end, dimension, dimension_value)
-
-    def weekly_trends(
-        self,
-        start: date | None = None,
-        end: date | None = None,
-        dimension: str = "all",
-        dimension_value: str | None = None,
-    ) -> pl.DataFrame:
-        """weekly_trends rows (week_start in [start, end]) of one dimension, oldest first."""
-        return self._trends(t.WEEKLY_TRENDS, "week_start", start, end, dimension, dimension_value)
-
-    def _trends(
-        self,
-        table: str,
-        period: str,
-        start: date | None,
-        end: date | None,
-        dimension: str,
-        dimension_value: str | None,
-    ) -> pl.DataFrame:
-        self.require(table)
-        where, params = _range(period, start, end)
-        where += " AND dimension = ?"
-        params.append(dimension)
-        if dimension_value is not None:
-            where += " AND dimension_value = ?"
-            params.append(dimension_value)
-        return self.query(
-            f"SELECT * FROM {table} WHERE {where} ORDER BY {period}, dimension_value", params
-        )
-
-    def segment_trends(
-        self, start: date | None = None, end: date | None = None, segment_id: str | None = None
-    ) -> pl.DataFrame:
-        """segment_trends rows (segment 'all' included), by day then segment."""
-        self.require(t.SEGMENT_TRENDS)
-        where, params = _range("day", start, end)
-        if segment_id is not None:
-            where += " AND segment_id = ?"
-            params.append(segment_id)
-        return self.query(
-            f"SELECT * FROM {t.SEGMENT_TRENDS} WHERE {where} ORDER BY day, segment_id", params
-        )
-
-    # --- segments and predictions ---
-    def segment_profiles(self) -> pl.DataFrame:
-        """segment_profiles, largest segment first."""
-        self.require(t.SEGMENT_PROFILES)
-        return self.query(f"SELECT * FROM {t.SEGMENT_PROFILES} ORDER BY users DESC, segment_id")
-
-    def user_segment(self, user_id: str) -> dict[str, Any] | None:
-        """The user's user_segments row (None if unsegmented or the table is absent)."""
-        if not self.has_table(t.USER_SEGMENTS):
-            return None
-        found = self._keyed(t.USER_SEGMENTS, "user_id").rows(user_id).to_dicts()
-        return found[0] if found else None
-
-    def user_prediction(self, user_id: str) -> dict[str, Any] | None:
-        """The user's user_predictions row (None if not scored or the table is absent)."""
-        if not self.has_table(t.USER_PREDICTIONS):
-            return None
-        found = self._keyed(t.USER_PREDICTIONS, "user_id").rows(user_id).to_dicts()
-        return found[0] if found else None
-
-    def _predictions_with_segment(self) -> str:
-        if self.has_table(t.USER_SEGMENTS):
-            return (
-                f"SELECT p.*, CAST(s.segment_id AS VARCHAR) AS segment_id, s.segment_name "
-                f"FROM {t.USER_PREDICTIONS} p LEFT JOIN {t.USER_SEGMENTS} s USING (user_id)"
-            )
-        return (
-            "SELECT p.*, NULL::VARCHAR AS segment_id, NULL::VARCHAR AS segment_name "
-            f"FROM {t.USER_PREDICTIONS} p"
-        )
-
-    def high_value_users(
-        self, min_probability: float = 0.0, limit: int = 100, offset: int = 0
-    ) -> tuple[pl.DataFrame, int]:
-        """One page of user_predictions (+ segment) by conversion_rank, probability >=
-        min_probability, and how many users match in all."""
-        return self._scored_page(
-            "conversion_probability >= ?", [min_probability], "conversion_rank", limit, offset
-        )
-
-    def at_risk_users(
-        self, min_probability: float | None = None, limit: int = 100, offset: int = 0
-    ) -> tuple[pl.DataFrame, int]:
-        """One page of users flagged at_risk (or at_risk_probability >= min_probability),
-        riskiest first, and how many users match in all."""
-        where, params = "at_risk", []
-        if min_probability is not None:
-            where, params = "at_risk_probability >= ?", [min_probability]
-        return self._scored_page(where, params, "at_risk_rank", limit, offset)
-
-    def _scored_page(
-        self, where: str, params: list[Any], rank: str, limit: int, offset: int
-    ) -> tuple[pl.DataFrame, int]:
-        # Paged in SQL: a request materializes one page, not every scored user.
-        self.require(t.USER_PREDICTIONS)
-        total = self.scalar(f"SELECT count(*) FROM {t.USER_PREDICTIONS} WHERE {where}", params)
-        page = self.query(
-            f"SELECT * FROM ({self._predictions_with_segment()}) WHERE {where} "
-            f"ORDER BY {rank}, user_id LIMIT ? OFFSET ?",
-            [*params, limit, offset],
-        )
-        return page, int(total)
-
-    def segment_predictions(self) -> pl.DataFrame:
-        """Per segment: users, mean conversion and at-risk probability, at-risk users/share."""
-        self.require(t.USER_PREDICTIONS, t.USER_SEGMENTS)
-        return self.query(
-            "SELECT CAST(s.segment_id AS VARCHAR) AS segment_id, any_value(s.segment_name) "
-            "AS segment_name, count(*) AS users, "
-            "avg(p.conversion_probability) AS mean_conversion_probability, "
-            "avg(p.at_risk_probability) AS mean_at_risk_probability, "
-            "count(*) FILTER (p.at_risk) AS at_risk_users, "
-            "count(*) FILTER (p.at_risk) / count(*) AS at_risk_share, "
-            "sum(p.conversion_probability) AS expected_converters "
-            f"FROM {t.USER_PREDICTIONS} p JOIN {t.USER_SEGMENTS} s USING (user_id) "
-            "GROUP BY s.segment_id ORDER BY users DESC, segment_id"
-        )
-
-    def scoring_models(self) -> dict[str, str]:
-        """The models behind user_predictions: {'conversion': name, 'bounce': name}."""
-        self.require(t.USER_PREDICTIONS)
-        found = self.rows(
-            f"SELECT any_value(conversion_model) AS conversion, any_value(bounce_model) AS bounce "
-            f"FROM {t.USER_PREDICTIONS}"
-        )
-        return {k: v for k, v in found[0].items() if v is not None} if found else {}
-
-    def model_metrics(self, task: str | None = None) -> pl.DataFrame:
-        """model_metrics rows (optionally one task), best model first within a task."""
-        self.require(t.MODEL_METRICS)
-        where, params = ("task = ?", [task]) if task else ("TRUE", [])
-        return self.query(
-            f"SELECT * FROM {t.MODEL_METRICS} WHERE {where} "
-            "ORDER BY task, is_best DESC, pr_auc DESC, model",
-            params,
-        )
-
-    # --- funnels, retention ---
-    def funnel_daily(
-        self, start: date | None = None, end: date | None = None, segment_id: str | None = None
-    ) -> pl.DataFrame:
-        """funnel_daily (or funnel_segments rows of one segment), by day then step."""
-        where, params = _range("day", start, end)
-        if segment_id is None or segment_id == "all":
-            table = t.FUNNEL_DAILY
-        else:
-            table = t.FUNNEL_SEGMENTS
-            where += " AND segment_id = ?"
-            params.append(segment_id)
-        self.require(table)
-        return self.query(f"SELECT * FROM {table} WHERE {where} ORDER BY day, step_index", params)
-
-    def funnel_segment_ids(self) -> frozenset[str]:
-        """Segment ids present in funnel_segments."""
-        self.require(t.FUNNEL_SEGMENTS)
-        found = self.rows(f"SELECT DISTINCT segment_id FROM {t.FUNNEL_SEGMENTS}")
-        return frozenset(str(r["segment_id"]) for r in found)
-
-    def funnel(
-        self, start: date | None = None, end: date | None = None, segment_id: str | None = None
-    ) -> pl.DataFrame:
-        """The funnel over [start, end]: sessions per step summed over days, rates recomputed."""
-        daily = self.funnel_daily(start, end, segment_id)
-        steps = (
-            daily.group_by("step_index", "step").agg(pl.col("sessions").sum()).sort("step_index")
-        )
-        sessions = [int(n) for n in steps["sessions"]]
-        prev = [None, *sessions[:-1]] if sessions else []
-        step_conv = [
-            1.0 if p is None else (n / p if p else 0.0) for n, p in zip(sessions, prev, strict=True)
-        ]
-        return steps.with_columns(
-            pl.Series("step_conversion", step_conv, dtype=pl.Float64),
-            pl.Series(
-                "overall_conversion",
-                [n / sessions[0] if sessions[0] else 0.0 for n in sessions],
-                dtype=pl.Float64,
-            ),
-            pl.Series(
-                "drop_off",
-                [0 if p is None else p - n for n, p in zip(sessions, prev, strict=True)],
-                dtype=pl.Int64,
-            ),
-            pl.Series("drop_off_rate", [1.0 - c for c in step_conv], dtype=pl.Float64),
-        )
-
-    def retention_cohorts(self, start: date | None = None, end: date | None = None) -> pl.DataFrame:
-        """retention_cohorts with cohort_week in [start, end], by cohort then weeks_since."""
-        self.require(t.RETENTION_COHORTS)
-        where, params = _range("cohort_week", start, end)
-        return self.query(
-            f"SELECT * FROM {t.RETENTION_COHORTS} WHERE {where} ORDER BY cohort_week, weeks_since",
-            params,
-        )
-
-    def lifecycle_weekly(self, start: date | None = None, end: date | None = None) -> pl.DataFrame:
-        """lifecycle_weekly with week_start in [start, end]."""
-        self.require(t.LIFECYCLE_WEEKLY)
-        where, params = _range("week_start", start, end)
-        return self.query(
-            f"SELECT * FROM {t.LIFECYCLE_WEEKLY} WHERE {where} ORDER BY week_start, state",
-            params,
-        )
-
-    # --- anomalies, summary ---
-    def anomalies_recent(self) -> pl.DataFrame:
-        """The anomalies table: flagged points of the latest period, largest |score| first."""
-        self.require(t.ANOMALIES)
-        return self.query(f"SELECT * FROM {t.ANOMALIES} ORDER BY abs(score) DESC, day DESC, metric")
-
-    def anomaly_history(
-        self,
-        start: date | None = None,
-        end: date | None = None,
-        metric: str | None = None,
-        dimension: str | None = None,
-        flagged_only: bool = True,
-    ) -> pl.DataFrame:
-        """anomaly_history rows in [start, end] (flagged only by default), newest day first."""
-        self.require(t.ANOMALY_HISTORY)
-        where, params = _range("day", start, end)
-        if flagged_only:
-            where += " AND is_anomaly"
-        for column, value in (("metric", metric), ("dimension", dimension)):
-            if value is not None:
-                where += f" AND {column} = ?"
-                params.append(value)
-        return self.query(
-            f"SELECT * FROM {t.ANOMALY_HISTORY} WHERE {where} "
-            "ORDER BY day DESC, abs(score) DESC, dimension, dimension_value, metric",
-            params,
-        )
-
-    def anomaly_scores(self) -> pl.DataFrame:
-        self.require(t.ANOMALY_SCORES)
-        return self.query(f"SELECT * FROM {t.ANOMALY_SCORES} ORDER BY detector, kind")
-
-    def summary(self) -> dict[str, Any] | None:
-        """The latest summary row (None when the table is empty)."""
-        self.require(t.SUMMARY)
-        found = self.rows(f"SELECT * FROM {t.SUMMARY} ORDER BY generated_at DESC LIMIT 1")
-        return found[0] if found else None
-
-    # --- recommendations ---
-    def user_recommendations(self, user_id: str, limit: int = 10) -> pl.DataFrame:
-        """The user's recommended pages, best first (empty for an unknown user)."""
-        self.require(t.USER_RECOMMENDATIONS)
-        index = self._keyed(t.USER_RECOMMENDATIONS, "user_id", ("rank",))
-        return index.rows(user_id).head(limit)
-
-    def similar_pages(self, page_id: str, limit: int = 10) -> pl.DataFrame:
-        """Pages most similar to page_id, most similar first."""
-        self.require(t.SIMILAR_PAGES)
-        return self._keyed(t.SIMILAR_PAGES, "page_id", ("rank",)).rows(page_id).head(limit)
-
-    def admin_insights(self, kind: str | None = None, severity: str | None = None) -> pl.DataFrame:
-        """admin_insights, high severity first, then by volume."""
-        self.require(t.ADMIN_INSIGHTS)
-        where, params = "TRUE", []
-        for column, value in (("kind", kind), ("severity", severity)):
-            if value is not None:
-                where += f" AND {column} = ?"
-                params.append(value)
-        return self.query(
-            f"SELECT * FROM {t.ADMIN_INSIGHTS} WHERE {where} ORDER BY "
-            "CASE severity WHEN 'high' THEN 0 WHEN 'medium' THEN 1 ELSE 2 END, "
-            "volume DESC, insight_id",
-            params,
-        )
-
-    def rec_evaluation(self) -> pl.DataFrame:
-        """rec_evaluation, best NDCG@k first."""
-        self.require(t.REC_EVALUATION)
-        return self.query(f"SELECT * FROM {t.REC_EVALUATION} ORDER BY ndcg_at_k DESC, method")
 
 
 def open_reader(snapshot_dir: Path | None = None) -> SnapshotReader:
