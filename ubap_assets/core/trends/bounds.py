@@ -1,0 +1,58 @@
+"""What the sessions cover: first and last day, and which days and weeks are complete."""
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+import duckdb
+import polars as pl
+
+from ubap_assets.warehouse import tables
+
+# A day counts as complete when the data reaches this hour of it (or a later day exists).
+COMPLETE_FROM_HOUR = 23
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """What the events cover: first/last day, the last complete day and the event count."""
+
+    events: int
+    first_day: date | None
+    last_day: date | None
+    last_ts: datetime | None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return self.events == 0
+
+    @property
+    def last_complete_day(self) -> date | None:
+        if self.last_day is None or self.last_ts is None:
+            return None
+        if self.last_ts >= datetime.combine(self.last_day, datetime.min.time()) + timedelta(
+            hours=COMPLETE_FROM_HOUR
+        ):
+            return self.last_day
+        return self.last_day - timedelta(days=1)
+
+    def day_is_complete(self, column: str = "day") -> pl.Expr:
+        """``is_complete`` of a daily row: its day is at or before the last complete day."""
+        return (pl.col(column) <= self.last_complete_day).alias("is_complete")
+
+    def week_is_complete(self, column: str) -> pl.Expr:
+        """``is_complete`` of a weekly row: all 7 days of the week lie inside the complete data."""
+        return (
+            (pl.col(column) >= pl.lit(self.first_day))
+            & (pl.col(column) + pl.duration(days=6) <= pl.lit(self.last_complete_day))
+        ).alias("is_complete")
+
+
+def data_bounds(con: duckdb.DuckDBPyConnection, sessions: str = tables.SESSIONS) -> Bounds:
+    """First/last day of the data, read from the sessions table (min start, max end)."""
+    n, first_ts, last_ts = con.execute(
+        f"SELECT sum(events), min(session_start), max(session_end) FROM {sessions}"
+    ).fetchone()
+    if not n:
+        return Bounds(0, None, None, None, ["events is empty: nothing to aggregate"])
+    return Bounds(int(n), first_ts.date(), last_ts.date(), last_ts)

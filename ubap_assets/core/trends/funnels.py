@@ -1,0 +1,120 @@
+"""The ordered funnel per day (funnel_daily) and per day x segment (funnel_segments).
+
+The steps reached come from the sessions table's ``reached_<step>`` flags, which already hold
+the order (a step counts only at or after the previous one); here they are counted and turned
+into step conversion and drop-off.
+"""
+
+import duckdb
+import polars as pl
+
+from ubap_assets.core.trends.bounds import Bounds, data_bounds
+from ubap_assets.core.trends.segments import ALL_SEGMENT_ID, segment_labels, use_segments
+from ubap_assets.warehouse import tables
+
+FUNNEL_STEPS: tuple[str, ...] = (
+    "page_view",
+    "product_view",
+    "add_to_cart",
+    "checkout_start",
+    "purchase",
+)
+
+# SQL select items: how many sessions reached each step, as reached_1 .. reached_5.
+_REACHED_COUNTS = ", ".join(
+    f"count(*) FILTER (WHERE reached_{step}) AS reached_{i}"
+    for i, step in enumerate(FUNNEL_STEPS, start=1)
+)
+
+
+def _ratio(numerator: pl.Expr, denominator: pl.Expr) -> pl.Expr:
+    """numerator / denominator, 0.0 where the denominator is 0 (no session reached the step)."""
+    return pl.when(denominator > 0).then(numerator / denominator).otherwise(0.0)
+
+
+def _funnel_long(wide: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
+    """From one row per key with reached_1..5 to one row per key x step with conversions."""
+    steps = range(1, len(FUNNEL_STEPS) + 1)
+    wide = wide.with_columns([pl.col(f"reached_{i}").cast(pl.Float64) for i in steps])
+    first = pl.col("reached_1")
+    parts = []
+    for i, step in enumerate(FUNNEL_STEPS, start=1):
+        reached = pl.col(f"reached_{i}")
+        previous = pl.col(f"reached_{i - 1}") if i > 1 else reached
+        dropped = previous - reached
+        parts.append(
+            wide.select(
+                *keys,
+                pl.lit(i, pl.Int32).alias("step_index"),
+                pl.lit(step).alias("step"),
+                reached.cast(pl.Int64).alias("sessions"),
+                _ratio(reached, previous).alias("step_conversion"),
+                _ratio(reached, first).alias("overall_conversion"),
+                dropped.cast(pl.Int64).alias("drop_off"),
+                _ratio(dropped, previous).alias("drop_off_rate"),
+            )
+        )
+    return pl.concat(parts).sort(*keys, "step_index")
+
+
+def _day_grid(bounds: Bounds) -> pl.DataFrame:
+    """Every calendar day of the data, so that a day without sessions gets zero rows."""
+    return pl.DataFrame({"day": pl.date_range(bounds.first_day, bounds.last_day, "1d", eager=True)})
+
+
+_FUNNEL_SCHEMA: dict[str, pl.DataType] = {
+    "step_index": pl.Int32,
+    "step": pl.String,
+    "sessions": pl.Int64,
+    "step_conversion": pl.Float64,
+    "overall_conversion": pl.Float64,
+    "drop_off": pl.Int64,
+    "drop_off_rate": pl.Float64,
+    "is_complete": pl.Boolean,
+}
+
+
+def funnel_daily(con: duckdb.DuckDBPyConnection, sessions: str = tables.SESSIONS) -> pl.DataFrame:
+    """One row per day x funnel step (ordered funnel over sessions starting that day)."""
+    bounds = data_bounds(con, sessions)
+    if bounds.empty:
+        return pl.DataFrame(schema={"day": pl.Date, **_FUNNEL_SCHEMA})
+    wide = con.execute(f"SELECT day, {_REACHED_COUNTS} FROM {sessions} GROUP BY day").pl()
+    wide = _day_grid(bounds).join(wide, on="day", how="left").fill_null(0)
+    out = _funnel_long(wide, ["day"])
+    return out.with_columns(bounds.day_is_complete())
+
+
+def funnel_segments(
+    con: duckdb.DuckDBPyConnection,
+    sessions: str = tables.SESSIONS,
+    segments: str | None = tables.USER_SEGMENTS,
+) -> pl.DataFrame:
+    """One row per day x segment x funnel step.
+
+    Segment 'all' is always there; the others need the ``segments`` table, and users without a
+    segment count in 'all' only.
+    """
+    bounds = data_bounds(con, sessions)
+    key_schema = {"day": pl.Date, "segment_id": pl.String, "segment_name": pl.String}
+    if bounds.empty:
+        return pl.DataFrame(schema={**key_schema, **_FUNNEL_SCHEMA})
+    segments = use_segments(con, segments)
+    if segments:
+        sql = f"""
+        SELECT s.day, coalesce(CAST(g.segment_id AS VARCHAR), '{ALL_SEGMENT_ID}') AS segment_id,
+               {_REACHED_COUNTS}
+        FROM {sessions} s LEFT JOIN {segments} g USING (user_id)
+        GROUP BY GROUPING SETS ((s.day), (s.day, g.segment_id))
+        HAVING GROUPING(g.segment_id) = 1 OR g.segment_id IS NOT NULL
+        """
+    else:
+        sql = (
+            f"SELECT day, '{ALL_SEGMENT_ID}' AS segment_id, {_REACHED_COUNTS} "
+            f"FROM {sessions} GROUP BY 1"
+        )
+    wide = con.execute(sql).pl()
+    grid = _day_grid(bounds).join(segment_labels(con, segments), how="cross")
+    wide = grid.join(wide, on=["day", "segment_id"], how="left").fill_null(0)
+    out = _funnel_long(wide, ["day", "segment_id", "segment_name"])
+    return out.with_columns(bounds.day_is_complete())

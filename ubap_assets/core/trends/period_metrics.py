@@ -1,0 +1,238 @@
+"""The trend metrics per day, ISO week and segment: daily_trends, weekly_trends, segment_trends.
+
+One SQL shape serves the three: an aggregate over the sessions with GROUPING SETS for the
+breakdowns, zero-filled over the calendar so that every series is gap-free.
+"""
+
+import duckdb
+import polars as pl
+
+from ubap_assets.core.metrics import TREND_COLUMNS
+from ubap_assets.core.trends.bounds import data_bounds
+from ubap_assets.core.trends.segments import ALL_SEGMENT_ID, segment_labels, use_segments
+from ubap_assets.warehouse import tables
+
+DIMENSIONS: tuple[str, ...] = ("device", "traffic_source")
+# The metric columns shared by daily_trends, weekly_trends and segment_trends, in order.
+METRICS: tuple[str, ...] = TREND_COLUMNS
+# The first nine are counts (Int64); revenue and the ratios are Float64.
+INTEGER_METRICS = METRICS[:9]
+FLOAT_METRICS = METRICS[9:]
+
+
+def _period(expr: str, grain: str) -> str:
+    if grain == "day":
+        return f"CAST({expr} AS DATE)"
+    if grain == "week":
+        return f"CAST(date_trunc('week', {expr}) AS DATE)"
+    raise ValueError(f"grain must be 'day' or 'week' (got {grain!r})")
+
+
+def _dimension_sql(dims: tuple[str, ...]) -> tuple[str, str, str]:
+    """GROUPING SETS over (period) and (period, dim) for each dim; labels for the outputs."""
+    sets = ", ".join(["(period)"] + [f"(period, {d})" for d in dims])
+    if not dims:
+        return sets, "'all'", "'all'"
+    name = " ".join(f"WHEN GROUPING({d}) = 0 THEN '{d}'" for d in dims)
+    value = " ".join(
+        f"WHEN GROUPING({d}) = 0 THEN coalesce(CAST({d} AS VARCHAR), 'unknown')" for d in dims
+    )
+    return sets, f"CASE {name} ELSE 'all' END", f"CASE {value} ELSE 'all' END"
+
+
+def _trends_sql(grain: str, dims: tuple[str, ...], source: str, sessions: str) -> str:
+    """One aggregate over sessions with grouping sets, zero-filled over the calendar."""
+    sets, dim_name, dim_value = _dimension_sql(dims)
+    step = "INTERVAL 1 DAY" if grain == "day" else "INTERVAL 7 DAY"
+    return f"""
+    WITH first_seen AS (SELECT user_id, min(day) AS first_day FROM {sessions} GROUP BY user_id),
+    x AS (
+        SELECT s.*, {_period("s.day", grain)} AS period,
+               {_period("f.first_day", grain)} AS first_period
+        FROM {source} s JOIN first_seen f USING (user_id)
+    ),
+    agg AS (
+        SELECT period, {dim_name} AS dimension, {dim_value} AS dimension_value,
+               count(DISTINCT user_id) AS active_users,
+               count(DISTINCT user_id) FILTER (WHERE first_period = period) AS new_users,
+               count(*) AS sessions,
+               count(*) FILTER (WHERE converted) AS converted_sessions,
+               count(*) FILTER (WHERE is_bounce) AS bounced_sessions,
+               sum(events) AS events, sum(page_views) AS page_views,
+               sum(purchases) AS purchases, sum(revenue) AS revenue,
+               sum(duration_s) AS duration_s
+        FROM x GROUP BY GROUPING SETS ({sets})
+    ),
+    cal AS (
+        SELECT CAST(unnest(range(
+            (SELECT {_period("min(day)", grain)} FROM {sessions}),
+            (SELECT {_period("max(day)", grain)} FROM {sessions}) + {step},
+            {step})) AS DATE) AS period
+    ),
+    keys AS (
+        SELECT DISTINCT dimension, dimension_value FROM agg UNION SELECT 'all', 'all'
+    )
+    SELECT c.period, k.dimension, k.dimension_value,
+        coalesce(a.active_users, 0) AS active_users,
+        coalesce(a.new_users, 0) AS new_users,
+        coalesce(a.active_users - a.new_users, 0) AS returning_users,
+        coalesce(a.sessions, 0) AS sessions,
+        coalesce(a.converted_sessions, 0) AS converted_sessions,
+        coalesce(a.bounced_sessions, 0) AS bounced_sessions,
+        coalesce(a.events, 0) AS events,
+        coalesce(a.page_views, 0) AS page_views,
+        coalesce(a.purchases, 0) AS purchases,
+        CAST(coalesce(a.revenue, 0) AS DOUBLE) AS revenue,
+        CASE WHEN a.sessions > 0 THEN a.converted_sessions / a.sessions ELSE 0.0 END
+            AS conversion_rate,
+        CASE WHEN a.sessions > 0 THEN a.bounced_sessions / a.sessions ELSE 0.0 END
+            AS bounce_rate,
+        CASE WHEN a.sessions > 0 THEN a.duration_s / a.sessions ELSE 0.0 END
+            AS mean_session_duration_s,
+        CASE WHEN a.sessions > 0 THEN a.page_views / a.sessions ELSE 0.0 END
+            AS pages_per_session
+    FROM cal c CROSS JOIN keys k
+    LEFT JOIN agg a ON a.period = c.period AND a.dimension = k.dimension
+        AND a.dimension_value = k.dimension_value
+    ORDER BY 1, 2, 3
+    """
+
+
+def _cast_metrics(frame: pl.DataFrame) -> pl.DataFrame:
+    return frame.with_columns(
+        [pl.col(c).cast(pl.Int64) for c in INTEGER_METRICS]
+        + [pl.col(c).cast(pl.Float64).fill_nan(0.0).fill_null(0.0) for c in FLOAT_METRICS]
+    )
+
+
+def _empty_trends(period_col: str, extra: dict[str, pl.DataType]) -> pl.DataFrame:
+    schema: dict[str, pl.DataType] = {period_col: pl.Date, **extra}
+    schema.update({c: pl.Int64 for c in INTEGER_METRICS})
+    schema.update({c: pl.Float64 for c in FLOAT_METRICS})
+    schema["is_complete"] = pl.Boolean
+    return pl.DataFrame(schema=schema)
+
+
+def daily_trends(con: duckdb.DuckDBPyConnection, sessions: str = tables.SESSIONS) -> pl.DataFrame:
+    """One row per day x dimension x dimension value (all / device / traffic_source)."""
+    bounds = data_bounds(con, sessions)
+    if bounds.empty:
+        return _empty_trends("day", {"dimension": pl.String, "dimension_value": pl.String})
+    frame = con.execute(_trends_sql("day", DIMENSIONS, sessions, sessions)).pl()
+    frame = _cast_metrics(frame.rename({"period": "day"}))
+    return frame.with_columns(bounds.day_is_complete())
+
+
+def weekly_trends(con: duckdb.DuckDBPyConnection, sessions: str = tables.SESSIONS) -> pl.DataFrame:
+    """One row per ISO week x dimension x dimension value; distinct counts over the week."""
+    bounds = data_bounds(con, sessions)
+    if bounds.empty:
+        frame = _empty_trends("week_start", {"dimension": pl.String, "dimension_value": pl.String})
+        return frame.with_columns(pl.lit(0, pl.Int32).alias("days_with_data"))
+    frame = con.execute(_trends_sql("week", DIMENSIONS, sessions, sessions)).pl()
+    frame = _cast_metrics(frame.rename({"period": "week_start"}))
+    days = con.execute(
+        f"""SELECT CAST(date_trunc('week', day) AS DATE) AS week_start,
+                   CAST(count(DISTINCT day) AS INTEGER) AS days_with_data
+            FROM {sessions} GROUP BY 1"""
+    ).pl()
+    frame = frame.join(days, on="week_start", how="left").with_columns(
+        pl.col("days_with_data").fill_null(0).cast(pl.Int32)
+    )
+    return frame.with_columns(bounds.week_is_complete("week_start"))
+
+
+def _segments_source(sessions: str, segments: str) -> str:
+    return (
+        f"(SELECT s.*, CAST(g.segment_id AS VARCHAR) AS segment FROM {sessions} s "
+        f"LEFT JOIN {segments} g USING (user_id))"
+    )
+
+
+def segment_trends(
+    con: duckdb.DuckDBPyConnection,
+    sessions: str = tables.SESSIONS,
+    segments: str | None = tables.USER_SEGMENTS,
+) -> pl.DataFrame:
+    """One row per day x segment (plus segment 'all'); per-segment rows need user_segments."""
+    bounds = data_bounds(con, sessions)
+    if bounds.empty:
+        return _empty_trends("day", {"segment_id": pl.String, "segment_name": pl.String})
+    segments = use_segments(con, segments)
+    if segments:
+        sql = _trends_sql("day", ("segment",), _segments_source(sessions, segments), sessions)
+        # Users with no segment only count in 'all'.
+        frame = (
+            con.execute(sql)
+            .pl()
+            .filter((pl.col("dimension") == "all") | (pl.col("dimension_value") != "unknown"))
+        )
+    else:
+        frame = con.execute(_trends_sql("day", (), sessions, sessions)).pl()
+    frame = frame.with_columns(
+        pl.when(pl.col("dimension") == "all")
+        .then(pl.lit(ALL_SEGMENT_ID))
+        .otherwise(pl.col("dimension_value"))
+        .alias("segment_id")
+    )
+    frame = frame.join(segment_labels(con, segments), on="segment_id", how="left").with_columns(
+        pl.col("segment_name").fill_null(pl.format("Segment {}", pl.col("segment_id")))
+    )
+    frame = _cast_metrics(frame.rename({"period": "day"}))
+    return frame.select(
+        "day",
+        "segment_id",
+        "segment_name",
+        *METRICS,
+        bounds.day_is_complete(),
+    ).sort("day", "segment_id")
+
+
+def reconcile_daily(
+    con: duckdb.DuckDBPyConnection, trends: pl.DataFrame, events: str = tables.EVENTS
+) -> list[str]:
+    """Differences between daily_trends and an independent recount from the raw events.
+
+    The recount reads ``events`` directly (not the sessions table), attributing each event to
+    the day its session started, exactly as documented; breakdowns must add up to the totals.
+    """
+    raw = con.execute(
+        f"""
+        WITH starts AS (
+            SELECT session_id, CAST(min(event_ts) AS DATE) AS day FROM {events} GROUP BY 1
+        )
+        SELECT s.day, count(*) AS events,
+               count(*) FILTER (WHERE e.event_type = 'page_view') AS page_views,
+               count(*) FILTER (WHERE e.event_type = 'purchase') AS purchases,
+               coalesce(sum(e.revenue) FILTER (WHERE e.event_type = 'purchase'), 0) AS revenue,
+               count(DISTINCT e.user_id) AS active_users,
+               count(DISTINCT e.session_id) AS sessions
+        FROM {events} e JOIN starts s USING (session_id) GROUP BY 1
+        """
+    ).pl()
+    overall = trends.filter(pl.col("dimension") == "all")
+    problems: list[str] = []
+    joined = overall.join(raw, on="day", how="full", suffix="_raw", coalesce=True)
+    for col in ("events", "page_views", "purchases", "active_users", "sessions"):
+        bad = joined.filter(pl.col(col).fill_null(0) != pl.col(f"{col}_raw").fill_null(0))
+        if bad.height:
+            problems.append(f"{col} differs on {bad.height} day(s), first {bad['day'][0]}")
+    bad = joined.filter(
+        (pl.col("revenue").fill_null(0) - pl.col("revenue_raw").fill_null(0)).abs() > 0.01
+    )
+    if bad.height:
+        problems.append(f"revenue differs on {bad.height} day(s), first {bad['day'][0]}")
+    for dim in DIMENSIONS:
+        part = (
+            trends.filter(pl.col("dimension") == dim)
+            .group_by("day")
+            .agg(pl.col("events").sum(), pl.col("sessions").sum())
+        )
+        check = overall.join(part, on="day", how="left", suffix="_dim")
+        bad = check.filter(
+            (pl.col("events") != pl.col("events_dim").fill_null(0))
+            | (pl.col("sessions") != pl.col("sessions_dim").fill_null(0))
+        )
+        if bad.height:
+            problems.append(f"{dim} breakdown does not add up on {bad.height} day(s)")
+    return problems
