@@ -186,6 +186,7 @@ def test_predictions_rank_every_user(results, world_con, plan):
 MY_ASSETS = [
     feature_assets.user_features,
     segment_assets.user_segmentation,
+    segment_assets.user_map,
     model_assets.model_training,
     prediction_assets.user_predictions,
 ]
@@ -194,6 +195,7 @@ MY_CHECKS = [
     feature_checks.user_features_complete,
     segment_checks.segments_recover_personas,
     segment_checks.segment_profiles_consistent,
+    segment_checks.user_map_matches_segments,
     model_checks.label_windows_do_not_overlap,
     model_checks.training_features_ignore_future_events,
     model_checks.no_label_derivable_from_features,
@@ -206,6 +208,7 @@ MY_TABLES = (
     t.USER_FEATURES,
     t.USER_SEGMENTS,
     t.SEGMENT_PROFILES,
+    t.USER_MAP,
     t.MODEL_METRICS,
     t.MODEL_CARDS,
     t.MODEL_CURVES,

@@ -127,3 +127,33 @@ def test_too_few_users_for_k_fails_clearly(world_features):
 def test_bad_k_range_fails_clearly(world_features):
     with pytest.raises(segmentation.SegmentationError, match="k_min <= k_max"):
         segmentation.segment_users(world_features, k_min=6, k_max=4)
+
+
+def test_user_map_projects_the_clustered_users_deterministically(world_features, result):
+    user_map = segmentation.user_map(world_features, result.segments, sample=50, seed=0)
+    assert user_map.schema == pl.Schema(segmentation.USER_MAP_SCHEMA)
+    assert user_map.height == 50 and user_map["user_id"].n_unique() == 50
+    assert user_map["x"].is_finite().all() and user_map["y"].is_finite().all()
+    joined = user_map.join(result.segments, on="user_id", suffix="_clustered")
+    assert joined.height == 50
+    assert (joined["segment_id"] == joined["segment_id_clustered"]).all()
+    assert (joined["segment_name"] == joined["segment_name_clustered"]).all()
+    shuffled = world_features.sample(fraction=1.0, shuffle=True, seed=7)
+    again = segmentation.user_map(shuffled, result.segments, sample=50, seed=0)
+    assert again.equals(user_map)
+    # The first axis carries the most variance of the clustering's own (scaled) features.
+    everyone = segmentation.user_map(world_features, result.segments, sample=10**6)
+    assert everyone.height == world_features.height
+    assert everyone["x"].var() >= everyone["y"].var()
+
+
+def test_user_map_check_catches_a_map_of_other_segments(world_features, result):
+    from ubap_assets.defs.segments.checks import user_map_matches_segments
+
+    user_map = segmentation.user_map(world_features, result.segments, sample=40)
+    assert user_map_matches_segments(user_map=user_map, user_segments=result.segments).passed
+    relabelled = user_map.with_columns(pl.col("segment_id") + 1)
+    check = user_map_matches_segments(user_map=relabelled, user_segments=result.segments)
+    assert not check.passed and check.metadata["segment_mismatches"].value == 40
+    moved = user_map.with_columns(x=pl.lit(float("nan")))
+    assert not user_map_matches_segments(user_map=moved, user_segments=result.segments).passed

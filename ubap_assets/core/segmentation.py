@@ -12,6 +12,7 @@ import numpy as np
 import polars as pl
 from scipy.optimize import linear_sum_assignment
 from sklearn.cluster import AgglomerativeClustering, KMeans
+from sklearn.decomposition import PCA
 from sklearn.metrics import adjusted_rand_score, davies_bouldin_score, silhouette_score
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
@@ -19,6 +20,17 @@ from threadpoolctl import threadpool_limits
 from ubap_assets.core.features import PROFILE_FEATURES, SEGMENT_FEATURES
 
 MIN_USERS_PER_CLUSTER = 10
+# Users drawn into the 2-D user map per snapshot: enough to see the clusters' shapes, few
+# enough for a scatter plot in a browser.
+MAP_SAMPLE = 2000
+# Keys typed as in user_segments (and every table: user_id is text), so the two join.
+USER_MAP_SCHEMA: dict[str, pl.DataType] = {
+    "user_id": pl.String,
+    "segment_id": pl.Int64,
+    "segment_name": pl.String,
+    "x": pl.Float64,
+    "y": pl.Float64,
+}
 
 
 class SegmentationError(ValueError):
@@ -33,7 +45,8 @@ class SegmentationResult:
     k_scores: dict[int, float] = field(default_factory=dict)  # k -> silhouette
 
 
-def _matrix(features: pl.DataFrame) -> np.ndarray:
+def log_features(features: pl.DataFrame) -> np.ndarray:
+    """The clustering's input before standardising: log1p of the non-negative SEGMENT_FEATURES."""
     x = features.select(
         pl.col(c).cast(pl.Float64).fill_null(0.0).clip(lower_bound=0.0) for c in SEGMENT_FEATURES
     ).to_numpy()
@@ -152,7 +165,7 @@ def _segment_users(
         )
     k_max = min(k_max, n // MIN_USERS_PER_CLUSTER)
     rng = np.random.default_rng(seed)
-    x_log = _matrix(features)
+    x_log = log_features(features)
     scaler = StandardScaler().fit(x_log)
     x = scaler.transform(x_log)
     if np.allclose(x.std(axis=0), 0.0):
@@ -294,4 +307,37 @@ def _profiles(
         "ward_agreement_ari",
         "persona_ari",
         "run_id",
+    )
+
+
+def user_map(
+    features: pl.DataFrame,
+    segments: pl.DataFrame,
+    *,
+    sample: int = MAP_SAMPLE,
+    seed: int = 0,
+) -> pl.DataFrame:
+    """A 2-D PCA of the users as the clustering saw them, on a seeded sample of ``sample`` users.
+
+    The projection is fitted on every user with a segment, from the same log1p + standardised
+    SEGMENT_FEATURES the K-means ran on, so the map shows the clusters it claims to show. The
+    users are sorted by id before sampling, so the same inputs and seed give the same map.
+    """
+    users = (
+        segments.select("user_id", "segment_id", "segment_name")
+        .join(features, on="user_id", how="inner")
+        .sort("user_id")
+    )
+    if users.height < 2:
+        return pl.DataFrame(schema=USER_MAP_SCHEMA)
+    x = StandardScaler().fit_transform(log_features(users))
+    projected = PCA(n_components=2, random_state=seed).fit_transform(x)
+    picked = _sample(users.height, sample, np.random.default_rng(seed))
+    return (
+        users.select("user_id", "segment_id", "segment_name")[picked]
+        .with_columns(
+            x=pl.Series(projected[picked, 0], dtype=pl.Float64),
+            y=pl.Series(projected[picked, 1], dtype=pl.Float64),
+        )
+        .cast(USER_MAP_SCHEMA)
     )

@@ -18,6 +18,7 @@ INJECTED_ANOMALIES: Final = "injected_anomalies"  # ground truth: the planted an
 USER_FEATURES: Final = "user_features"
 USER_SEGMENTS: Final = "user_segments"
 SEGMENT_PROFILES: Final = "segment_profiles"
+USER_MAP: Final = "user_map"  # one row per sampled user: segment and 2-D PCA position
 MODEL_METRICS: Final = "model_metrics"
 MODEL_CARDS: Final = "model_cards"
 MODEL_CURVES: Final = "model_curves"
@@ -58,6 +59,7 @@ SERVING_TABLES: Final[tuple[str, ...]] = (
     USER_FEATURES,
     USER_SEGMENTS,
     SEGMENT_PROFILES,
+    USER_MAP,
     MODEL_METRICS,
     MODEL_CARDS,
     MODEL_CURVES,

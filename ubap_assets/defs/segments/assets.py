@@ -1,11 +1,11 @@
-"""User segments and their profiles (group "segments")."""
+"""User segments, their profiles and the 2-D user map (group "segments")."""
 
 import dagster as dg
 import polars as pl
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
-from ubap_assets.core import segmentation as seg
+from ubap_assets.core import segmentation
 from ubap_assets.lib.metadata import markdown_preview
 from ubap_assets.warehouse import tables as t
 from ubap_assets.warehouse.introspect import table_exists
@@ -65,7 +65,7 @@ def user_segmentation(
             if table_exists(con, t.SEGMENT_PROFILES):
                 previous = con.execute(f"SELECT * FROM main.{t.SEGMENT_PROFILES}").pl()
     try:
-        result = seg.segment_users(
+        result = segmentation.segment_users(
             user_features,
             k_min=config.k_min,
             k_max=config.k_max,
@@ -75,7 +75,7 @@ def user_segmentation(
             personas=user_personas,
             run_id=context.run.run_id,
         )
-    except seg.SegmentationError as err:
+    except segmentation.SegmentationError as err:
         raise dg.Failure(description=f"user_segments: {err}") from err
     m = result.metrics
     notes = []
@@ -109,5 +109,44 @@ def user_segmentation(
             ),
             "notes": dg.MetadataValue.md("\n".join(f"- {n}" for n in notes) or "none"),
             "profiles": markdown_preview(result.profiles.drop("centroid_json", "run_id")),
+        },
+    )
+
+
+class UserMapConfig(dg.Config):
+    sample: int = Field(
+        default=segmentation.MAP_SAMPLE, description="Most users drawn into the map (>= 2)."
+    )
+    seed: int = Field(default=0, description="Seed of the PCA and of the user sample.")
+
+
+@dg.asset(
+    group_name=GROUP,
+    owners=OWNERS,
+    kinds=KINDS,
+    ins={
+        "user_features": dg.AssetIn(t.USER_FEATURES),
+        "user_segments": dg.AssetIn(t.USER_SEGMENTS),
+    },
+)
+def user_map(
+    config: UserMapConfig, user_features: pl.DataFrame, user_segments: pl.DataFrame
+) -> dg.Output[pl.DataFrame]:
+    """One row per sampled user: segment and position on a 2-D PCA of the clustering features.
+
+    The PCA runs on the same log-scaled, standardised features the K-means clustered, so the
+    map the dashboard draws shows the segments as they were found; at most ``sample`` users
+    (seeded) keep it light enough to plot.
+    """
+    frame = segmentation.user_map(
+        user_features, user_segments, sample=config.sample, seed=config.seed
+    )
+    per_segment = frame.group_by("segment_name").len("users").sort("users", descending=True)
+    return dg.Output(
+        frame,
+        metadata={
+            "rows": frame.height,
+            "users_clustered": user_segments.height,
+            "segments": markdown_preview(per_segment),
         },
     )

@@ -1,4 +1,4 @@
-"""Checks of the segmentation: recovery of the generator's personas (warn below 0.6)."""
+"""Checks of the segmentation (persona recovery, consistent profiles) and of the user map."""
 
 import dagster as dg
 import polars as pl
@@ -42,4 +42,40 @@ def segment_profiles_consistent(segment_profiles: pl.DataFrame) -> dg.AssetCheck
     return dg.AssetCheckResult(
         passed=bool(unique and nans == 0 and abs(share - 1.0) < 1e-6),
         metadata={"segments": segment_profiles.height, "nans": nans, "share_total": share},
+    )
+
+
+@dg.asset_check(
+    asset=t.USER_MAP,
+    blocking=True,
+    additional_ins={"user_segments": dg.AssetIn(t.USER_SEGMENTS)},
+)
+def user_map_matches_segments(
+    user_map: pl.DataFrame, user_segments: pl.DataFrame
+) -> dg.AssetCheckResult:
+    """Every mapped user is a clustered user with the same segment id and name, once, at a
+    finite position: the map shows the segmentation, not a stale or different one."""
+    joined = user_map.join(
+        user_segments.select("user_id", "segment_id", "segment_name"),
+        on="user_id",
+        how="left",
+        suffix="_clustered",
+    )
+    unknown = joined.filter(pl.col("segment_id_clustered").is_null()).height
+    mismatched = joined.filter(
+        (pl.col("segment_id") != pl.col("segment_id_clustered"))
+        | (pl.col("segment_name") != pl.col("segment_name_clustered"))
+    ).height
+    not_finite = user_map.filter(~(pl.col("x").is_finite() & pl.col("y").is_finite())).height
+    duplicates = user_map.height - user_map["user_id"].n_unique()
+    return dg.AssetCheckResult(
+        passed=unknown == mismatched == not_finite == duplicates == 0
+        and (user_map.height > 0 or user_segments.height == 0),
+        metadata={
+            "rows": user_map.height,
+            "unknown_users": unknown,
+            "segment_mismatches": mismatched,
+            "not_finite": not_finite,
+            "duplicate_users": duplicates,
+        },
     )
