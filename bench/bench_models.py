@@ -23,6 +23,7 @@ from ubap_assets.core import features as fx
 from ubap_assets.core import models as mdl
 from ubap_assets.core import segmentation as seg
 from ubap_assets.core import synthetic
+from ubap_assets.core.catalogue import page_catalogue
 from ubap_assets.core.predictions import predict_users
 
 TARGET_SECONDS = 120
@@ -37,7 +38,7 @@ def generate(db: str, users: int, days: int, seed: int) -> None:
     """Write users, pages, personas and events (one day at a time) into ``db``."""
     spec = synthetic.WorldSpec(users=users, days=days, seed=seed, start_date=date(2026, 1, 5))
     pop = synthetic.population(spec)
-    pages = synthetic.page_catalogue()
+    pages = page_catalogue()
     con = duckdb.connect(db)
     for name, frame in (
         ("users", synthetic.users_frame(spec, pop)),
