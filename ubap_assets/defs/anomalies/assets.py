@@ -1,8 +1,10 @@
 """Anomaly detection over the daily metrics, its history and its score (group "anomalies")."""
 
+import dataclasses
+
 import dagster as dg
 import polars as pl
-from pydantic import Field
+from pydantic import Field, create_model
 
 from ubap_assets.core import anomaly
 from ubap_assets.lib.metadata import markdown_preview
@@ -11,58 +13,49 @@ from ubap_assets.warehouse import tables as t
 GROUP = "anomalies"
 OWNERS = ["team:analytics"]
 KINDS = {"polars", "duckdb"}
-_DEFAULTS = anomaly.DetectorSettings()
 
 
 def _notes(notes: list[str]) -> dg.MetadataValue:
     return dg.MetadataValue.md("\n".join(f"- {n}" for n in notes) or "none")
 
 
-class AnomalyConfig(dg.Config):
+# What each detector knob means in the launchpad; the names, types and defaults are the core's
+# DetectorSettings, so the run config can never drift from what the detectors take.
+_KNOB_DESCRIPTIONS: dict[str, str] = {
+    "threshold": "Robust z-score (median/MAD units) a point must exceed to be flagged.",
+    "baseline_weeks": "Same-weekday values of previous weeks in the seasonal baseline.",
+    "min_baseline_weeks": "Fewer previous same-weekday values than this: the day is warm-up.",
+    "level_window_days": "Trailing days whose median is the level detector's baseline.",
+    "scale_window_days": "Trailing days of residuals that estimate the spread (MAD).",
+    "min_scale_points": "Fewer trailing residuals than this: the day is warm-up.",
+    "min_relative_scale": "Floor of the spread as a share of the expected value (avoids zero MAD).",
+    "min_daily_sessions": "Scopes with median daily sessions below this are not scored (noise).",
+}
+_DetectorKnobs = create_model(
+    "_DetectorKnobs",
+    __base__=dg.Config,
+    **{
+        knob.name: (
+            type(knob.default),
+            Field(default=knob.default, description=_KNOB_DESCRIPTIONS[knob.name]),
+        )
+        for knob in dataclasses.fields(anomaly.DetectorSettings)
+    },
+)
+
+
+class AnomalyConfig(_DetectorKnobs):
     """The detectors' knobs; ``threshold`` is the sensitivity (lower = more alerts)."""
 
-    threshold: float = Field(
-        default=_DEFAULTS.threshold,
-        description="Robust z-score (median/MAD units) a point must exceed to be flagged.",
-    )
-    baseline_weeks: int = Field(
-        default=_DEFAULTS.baseline_weeks,
-        description="Same-weekday values of previous weeks in the seasonal baseline.",
-    )
-    min_baseline_weeks: int = Field(
-        default=_DEFAULTS.min_baseline_weeks,
-        description="Fewer previous same-weekday values than this: the day is warm-up.",
-    )
-    level_window_days: int = Field(
-        default=_DEFAULTS.level_window_days,
-        description="Trailing days whose median is the level detector's baseline.",
-    )
-    scale_window_days: int = Field(
-        default=_DEFAULTS.scale_window_days,
-        description="Trailing days of residuals that estimate the spread (MAD).",
-    )
-    min_scale_points: int = Field(
-        default=_DEFAULTS.min_scale_points,
-        description="Fewer trailing residuals than this: the day is warm-up.",
-    )
-    min_relative_scale: float = Field(
-        default=_DEFAULTS.min_relative_scale,
-        description="Floor of the spread as a share of the expected value (avoids zero MAD).",
-    )
-    min_daily_sessions: float = Field(
-        default=_DEFAULTS.min_daily_sessions,
-        description="Scopes whose median daily sessions are below this are not scored (noise).",
-    )
-
     def settings(self) -> anomaly.DetectorSettings:
-        s = anomaly.DetectorSettings(**self.model_dump())
-        problems = s.problems()
+        detector_settings = anomaly.DetectorSettings(**self.model_dump())
+        problems = detector_settings.problems()
         if problems:
             raise dg.Failure(
                 description="Invalid anomaly configuration: " + "; ".join(problems),
                 metadata={"fix": "correct the run config of anomaly_history"},
             )
-        return s
+        return detector_settings
 
 
 class LatestConfig(dg.Config):
