@@ -18,18 +18,17 @@ import duckdb
 import numpy as np
 import polars as pl
 
-from ubap_assets.core import rec_eval
-from ubap_assets.core import recommend as rec
+from ubap_assets.core import recommend
 from ubap_assets.core.catalogue import page_catalogue
+from ubap_assets.core.recommend import evaluation
+from ubap_assets.core.schema import EVENT_TYPES
 from ubap_assets.lib.embedder import HashingEmbedder, SentenceEmbedder
 
-EVENT_TYPES = np.array(
-    ["page_view", "click", "scroll", "search", "add_to_cart", "checkout_start", "purchase"]
-)
-EVENT_P = np.array([0.55, 0.15, 0.12, 0.05, 0.07, 0.035, 0.025])
+# Share of each event type, in the order of schema.EVENT_TYPES.
+EVENT_TYPE_SHARES = np.array([0.55, 0.15, 0.12, 0.05, 0.07, 0.035, 0.025])
 
 
-def catalogue(n_pages: int) -> pl.DataFrame:
+def padded_pages(n_pages: int) -> pl.DataFrame:
     """The shop's catalogue, padded with extra product pages up to ``n_pages``."""
     base = page_catalogue()
     extra = n_pages - base.height
@@ -73,8 +72,8 @@ def events(pages: pl.DataFrame, users: int, seed: int, end: datetime) -> pl.Data
             "user_id": user,
             "session_id": user * 100 + seconds // 3600 % 100,
             "event_ts": np.datetime64(end) - seconds.astype("timedelta64[s]"),
-            "event_type": pl.Series(EVENT_TYPES.tolist()).gather(
-                rng.choice(len(EVENT_TYPES), n, p=EVENT_P)
+            "event_type": pl.Series(list(EVENT_TYPES)).gather(
+                rng.choice(len(EVENT_TYPES), n, p=EVENT_TYPE_SHARES)
             ),
             "page_id": pages["page_id"].gather(page),
         }
@@ -91,17 +90,17 @@ def peak_rss_mb() -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--users", type=int, default=100_000)
-    ap.add_argument("--pages", type=int, default=200)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--hashing", action="store_true", help="hashing embedder instead of MiniLM")
-    ap.add_argument("--eval", action="store_true", help="also time rec_evaluation")
-    args = ap.parse_args()
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--users", type=int, default=100_000)
+    parser.add_argument("--pages", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--hashing", action="store_true", help="hashing embedder instead of MiniLM")
+    parser.add_argument("--eval", action="store_true", help="also time rec_evaluation")
+    args = parser.parse_args()
 
     end = datetime(2026, 3, 1)
     t = time.perf_counter()
-    pages = catalogue(args.pages)
+    pages = padded_pages(args.pages)
     frame = events(pages, args.users, args.seed, end)
     con = duckdb.connect()
     con.register("_ev", frame)
@@ -116,29 +115,33 @@ def main() -> None:
 
     t = time.perf_counter()
     embedder = HashingEmbedder() if args.hashing else SentenceEmbedder()
-    texts = rec.page_texts(pages)
-    emb = rec.embeddings_frame(texts, embedder.embed(texts["text"].to_list()), embedder.model_id())
+    texts = recommend.page_texts(pages)
+    embeddings = recommend.embeddings_frame(
+        texts, embedder.embed(texts["text"].to_list()), embedder.model_id()
+    )
     print(f"embed       {time.perf_counter() - t:6.2f} s  ({embedder.model_id()}, load included)")
     rss_before = peak_rss_mb()
 
-    params = rec.RecParams()
+    params = recommend.RecommenderParams()
     total = time.perf_counter()
     t = time.perf_counter()
-    data_end = rec.data_end(con)
-    inter = rec.load_interactions(
+    data_end = recommend.data_end(con)
+    interactions = recommend.load_interactions(
         con, data_end - timedelta(days=params.history_days), data_end, params
     )
-    print(f"interactions{time.perf_counter() - t:6.2f} s  ({inter.height:,} user-page pairs)")
+    print(
+        f"interactions{time.perf_counter() - t:6.2f} s  ({interactions.height:,} user-page pairs)"
+    )
     t = time.perf_counter()
-    cat = rec.build_catalogue(pages, emb, params)
-    model = rec.fit(cat, rec.build_interactions(inter, cat), params)
+    catalogue = recommend.build_catalogue(pages, embeddings, params)
+    model = recommend.fit(catalogue, recommend.build_interactions(interactions, catalogue), params)
     print(f"fit         {time.perf_counter() - t:6.2f} s")
     t = time.perf_counter()
     users = pl.Series(np.arange(args.users)).cast(pl.String).str.replace(r"^", "u").to_numpy()
-    recs = rec.recommend(model, users, data_end)
+    lists = recommend.recommendation_lists(model, users, data_end)
     print(
-        f"recommend   {time.perf_counter() - t:6.2f} s  ({recs.height:,} rows, "
-        f"{recs['user_id'].n_unique():,} users)"
+        f"recommend   {time.perf_counter() - t:6.2f} s  ({lists.height:,} rows, "
+        f"{lists['user_id'].n_unique():,} users)"
     )
     elapsed = time.perf_counter() - total
     print(f"TOTAL       {elapsed:6.2f} s  (interactions + fit + recommend; target < 60 s)")
@@ -146,11 +149,11 @@ def main() -> None:
         f"peak RSS    {peak_rss_mb():8.0f} MB (whole process incl. data and model; "
         f"{rss_before:.0f} MB before recommending; target < 4096 MB)"
     )
-    assert recs.group_by("user_id").len()["len"].min() == params.k
+    assert lists.group_by("user_id").len()["len"].min() == params.k
 
     if args.eval:
         t = time.perf_counter()
-        result = rec_eval.run_evaluation(con, cat, params, None)
+        result = evaluation.run_evaluation(con, catalogue, params, None)
         print(
             f"evaluation  {time.perf_counter() - t:6.2f} s  "
             f"({result['users_evaluated'][0]:,} users, {result.height} methods)"

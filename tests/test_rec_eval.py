@@ -7,8 +7,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from ubap_assets.core import rec_eval
-from ubap_assets.core import recommend as rec
+from ubap_assets.core import recommend
+from ubap_assets.core.recommend import evaluation
 from ubap_assets.lib.embedder import HashingEmbedder
 
 
@@ -16,24 +16,24 @@ def test_metrics_match_hand_computation():
     # one user, relevant pages {1, 3}; ranking [1, 0, 3] -> hits at ranks 1 and 3
     relevant = np.array([[False, True, False, True, False]])
     top = np.array([[1, 0, 3]])
-    m = rec_eval._metrics(top, relevant, k=3)
+    m = evaluation.ranking_metrics(top, relevant, k=3)
     dcg = 1 / np.log2(2) + 1 / np.log2(4)
     idcg = 1 / np.log2(2) + 1 / np.log2(3)
     assert m["hr"][0] == 1.0
     assert m["ndcg"][0] == pytest.approx(dcg / idcg)
     assert m["recall"][0] == pytest.approx(1.0)
     assert m["ap"][0] == pytest.approx((1 / 1 + 2 / 3) / 2)
-    miss = rec_eval._metrics(np.array([[0, 2, 4]]), relevant, k=3)
+    miss = evaluation.ranking_metrics(np.array([[0, 2, 4]]), relevant, k=3)
     assert miss["hr"][0] == miss["ndcg"][0] == miss["ap"][0] == 0.0
 
 
 def test_time_split():
     end = datetime(2026, 3, 1)
-    split = rec_eval.time_split(end, test_days=7, history_days=30)
+    split = evaluation.time_split(end, test_days=7, history_days=30)
     assert split.cutoff == datetime(2026, 2, 22) and split.test_end == end
     assert split.train_start == datetime(2026, 1, 23)
-    with pytest.raises(rec.RecommendationError, match="test_days"):
-        rec_eval.time_split(end, 0, 30)
+    with pytest.raises(recommend.RecommendationError, match="test_days"):
+        evaluation.time_split(end, 0, 30)
 
 
 @pytest.fixture(scope="module")
@@ -46,14 +46,18 @@ def world_con(tiny_world):
 
 @pytest.fixture(scope="module")
 def catalogue(tiny_world):
-    texts = rec.page_texts(tiny_world.pages)
-    emb = rec.embeddings_frame(texts, HashingEmbedder().embed(texts["text"].to_list()), "h")
-    return rec.build_catalogue(tiny_world.pages, emb, rec.RecParams())
+    texts = recommend.page_texts(tiny_world.pages)
+    embeddings = recommend.embeddings_frame(
+        texts, HashingEmbedder().embed(texts["text"].to_list()), "h"
+    )
+    return recommend.build_catalogue(tiny_world.pages, embeddings, recommend.RecommenderParams())
 
 
 def test_every_method_on_one_split(world_con, catalogue):
-    result = rec_eval.run_evaluation(world_con, catalogue, rec.RecParams(), segments=None)
-    assert result["method"].to_list() == list(rec_eval.METHODS)
+    result = evaluation.run_evaluation(
+        world_con, catalogue, recommend.RecommenderParams(), segments=None
+    )
+    assert result["method"].to_list() == list(evaluation.METHODS)
     assert result["users_evaluated"].n_unique() == 1 and result["users_evaluated"][0] > 100
     for col in ("hr_at_k", "ndcg_at_k", "recall_at_k", "map_at_k", "coverage"):
         assert result[col].is_between(0.0, 1.0).all(), col
@@ -71,12 +75,12 @@ def test_every_method_on_one_split(world_con, catalogue):
 
 
 def test_seen_pages_never_count_as_hits(world_con, catalogue):
-    params = rec.RecParams()
-    split = rec_eval.time_split(rec.data_end(world_con), 7, params.history_days)
-    train = rec.build_interactions(
-        rec.load_interactions(world_con, split.train_start, split.cutoff, params), catalogue
+    params = recommend.RecommenderParams()
+    split = evaluation.time_split(recommend.data_end(world_con), 7, params.history_days)
+    train = recommend.build_interactions(
+        recommend.load_interactions(world_con, split.train_start, split.cutoff, params), catalogue
     )
-    model = rec.fit(catalogue, train, params)
+    model = recommend.fit(catalogue, train, params)
     # a test set that only repeats training pages leaves nobody to evaluate
     seen = pl.DataFrame({"user_id": train.user_ids[:50]}).join(
         pl.DataFrame({"user_id": train.user_ids, "_u": np.arange(train.n_users)}), on="user_id"
@@ -86,7 +90,7 @@ def test_seen_pages_never_count_as_hits(world_con, catalogue):
         for u, i in seen.iter_rows()
         if train.strength[i].nnz
     ]
-    result = rec_eval.evaluate(
+    result = evaluation.evaluate(
         model, pl.DataFrame(pairs, schema=["user_id", "page_id"], orient="row"), split
     )
     assert result["users_evaluated"].max() == 0
@@ -95,12 +99,14 @@ def test_seen_pages_never_count_as_hits(world_con, catalogue):
 
 
 def test_segments_change_the_segment_baseline(world_con, catalogue, tiny_world):
-    seg = tiny_world.personas.select(
+    segments_frame = tiny_world.personas.select(
         "user_id",
         segment_id=pl.col("favourite_category"),
         segment_name=pl.col("favourite_category"),
     )
-    result = rec_eval.run_evaluation(world_con, catalogue, rec.RecParams(), segments=seg)
+    result = evaluation.run_evaluation(
+        world_con, catalogue, recommend.RecommenderParams(), segments=segments_frame
+    )
     ndcg = dict(zip(result["method"], result["ndcg_at_k"], strict=False))
     assert ndcg["segment_popularity"] > ndcg["global_popularity"]
 
@@ -116,6 +122,6 @@ def test_no_training_data_is_reported_not_crashed(catalogue):
         "INSERT INTO events VALUES ('e', 'u', 's', TIMESTAMP '2026-03-01 10:00', "
         "'page_view', 'p010', 'mobile', 'organic', NULL)"
     )
-    result = rec_eval.run_evaluation(con, catalogue, rec.RecParams(), segments=None)
+    result = evaluation.run_evaluation(con, catalogue, recommend.RecommenderParams(), segments=None)
     assert result["users_evaluated"].max() == 0
     assert result["note"][0]

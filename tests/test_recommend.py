@@ -9,8 +9,9 @@ import polars as pl
 import pytest
 from dagster_duckdb import DuckDBResource
 
-from ubap_assets.core import recommend as rec
+from ubap_assets.core import recommend
 from ubap_assets.core.catalogue import page_catalogue
+from ubap_assets.core.schema import EVENTS_SCHEMA
 from ubap_assets.lib.embedder import HashingEmbedder
 from ubap_assets.lib.warehouse_io import DuckDBWarehouseIOManager
 
@@ -50,17 +51,7 @@ def _events(rows: list[tuple[str, str, str, int]]) -> pl.DataFrame:
             }
             for i, (u, p, t, d) in enumerate(rows)
         ],
-        schema={
-            "event_id": pl.String,
-            "user_id": pl.String,
-            "session_id": pl.String,
-            "event_ts": pl.Datetime("us"),
-            "event_type": pl.String,
-            "page_id": pl.String,
-            "device": pl.String,
-            "traffic_source": pl.String,
-            "revenue": pl.Float64,
-        },
+        schema=EVENTS_SCHEMA,
     )
 
 
@@ -71,15 +62,25 @@ def _con(events: pl.DataFrame) -> duckdb.DuckDBPyConnection:
     return con
 
 
+def _embeddings(pages: pl.DataFrame, model: str = "h") -> pl.DataFrame:
+    texts = recommend.page_texts(pages)
+    return recommend.embeddings_frame(
+        texts, HashingEmbedder().embed(texts["text"].to_list()), model
+    )
+
+
 def _model(pages, events, params=None, segments=None):
-    params = params or rec.RecParams(k=3)
-    texts = rec.page_texts(pages)
-    emb = rec.embeddings_frame(texts, HashingEmbedder().embed(texts["text"].to_list()), "hash")
+    params = params or recommend.RecommenderParams(k=3)
+    embeddings = _embeddings(pages, "hash")
     con = _con(events)
-    end = rec.data_end(con)
-    frame = rec.load_interactions(con, end - timedelta(days=90), end, params)
-    cat = rec.build_catalogue(pages, emb, params)
-    return rec.fit(cat, rec.build_interactions(frame, cat), params, segments), end, emb
+    end = recommend.data_end(con)
+    frame = recommend.load_interactions(con, end - timedelta(days=90), end, params)
+    catalogue = recommend.build_catalogue(pages, embeddings, params)
+    return (
+        recommend.fit(catalogue, recommend.build_interactions(frame, catalogue), params, segments),
+        end,
+        embeddings,
+    )
 
 
 SMALL = [
@@ -107,9 +108,9 @@ def test_interactions_weight_event_types_and_decay():
             ]
         )
     )
-    end = rec.data_end(con)
-    frame = rec.load_interactions(
-        con, end - timedelta(days=90), end, rec.RecParams(half_life_days=14)
+    end = recommend.data_end(con)
+    frame = recommend.load_interactions(
+        con, end - timedelta(days=90), end, recommend.RecommenderParams(half_life_days=14)
     )
     w = {(r["user_id"], r["page_id"]): r for r in frame.iter_rows(named=True)}
     assert w[("u", "b")]["weight"] > w[("u", "a")]["weight"]  # purchase > view
@@ -120,7 +121,7 @@ def test_interactions_weight_event_types_and_decay():
 
 
 def test_page_texts_and_empty_page():
-    texts = rec.page_texts(_pages())
+    texts = recommend.page_texts(_pages())
     row = texts.filter(pl.col("page_id") == "e").row(0, named=True)
     assert row["text"] == "" and not row["has_text"]
     assert texts.filter(pl.col("page_id") == "a")["text"][0] == (
@@ -129,8 +130,8 @@ def test_page_texts_and_empty_page():
 
 
 def test_similar_pages_skips_self_and_textless_pages():
-    model, _, emb = _model(_pages(), _events(SMALL))
-    sim = rec.similar_pages(emb, _pages(), k=2)
+    model, _, embeddings = _model(_pages(), _events(SMALL))
+    sim = recommend.similar_pages(embeddings, _pages(), k=2)
     assert sim.filter(pl.col("page_id") == pl.col("similar_page_id")).is_empty()
     assert "e" not in sim["page_id"].to_list() and "e" not in sim["similar_page_id"].to_list()
     assert sim.group_by("page_id").len()["len"].max() == 2
@@ -140,78 +141,80 @@ def test_similar_pages_skips_self_and_textless_pages():
 
 def test_recommend_every_user_gets_k_explained_rows():
     model, end, _ = _model(_pages(), _events(SMALL))
-    recs = rec.recommend(model, ["u1", "u2", "u3", "u4", "ghost"], end)
-    counts = recs.group_by("user_id").agg(pl.len(), pl.col("page_id").n_unique().alias("d"))
+    lists = recommend.recommendation_lists(model, ["u1", "u2", "u3", "u4", "ghost"], end)
+    counts = lists.group_by("user_id").agg(pl.len(), pl.col("page_id").n_unique().alias("d"))
     assert counts.height == 5 and set(counts["len"]) == {3} and set(counts["d"]) == {3}
-    assert "h" not in recs["page_id"].to_list()  # navigation pages are never candidates
+    assert "h" not in lists["page_id"].to_list()  # navigation pages are never candidates
     # converted pages are excluded: u1 bought a, u3 bought d
-    assert recs.filter((pl.col("user_id") == "u1") & (pl.col("page_id") == "a")).is_empty()
-    assert recs.filter((pl.col("user_id") == "u3") & (pl.col("page_id") == "d")).is_empty()
-    ghost = recs.filter(pl.col("user_id") == "ghost")
+    assert lists.filter((pl.col("user_id") == "u1") & (pl.col("page_id") == "a")).is_empty()
+    assert lists.filter((pl.col("user_id") == "u3") & (pl.col("page_id") == "d")).is_empty()
+    ghost = lists.filter(pl.col("user_id") == "ghost")
     assert set(ghost["source"]) == {"global_popularity"}
     assert ghost["reason"][0].startswith("no history yet")
-    assert set(recs.filter(pl.col("user_id") == "u2")["source"]) == {"hybrid"}
-    assert recs["reason"].str.len_chars().min() > 0
-    assert recs["score"].is_nan().sum() == 0 and recs["score"].null_count() == 0
-    assert recs["generated_at"][0] == end
+    assert set(lists.filter(pl.col("user_id") == "u2")["source"]) == {"hybrid"}
+    assert lists["reason"].str.len_chars().min() > 0
+    assert lists["score"].is_nan().sum() == 0 and lists["score"].null_count() == 0
+    assert lists["generated_at"][0] == end
 
 
 def test_hybrid_prefers_pages_like_the_users_history():
     model, end, _ = _model(_pages(), _events(SMALL))
-    top = rec.recommend(model, ["u3"], end).filter(pl.col("rank") == 1)
+    top = recommend.recommendation_lists(model, ["u3"], end).filter(pl.col("rank") == 1)
     assert top["page_id"][0] in {"c"}  # the other kitchen page, not headphones
-    reason = rec.recommend(model, ["u1"], end).filter(pl.col("page_id") == "b")
+    reason = recommend.recommendation_lists(model, ["u1"], end).filter(pl.col("page_id") == "b")
     assert reason.height == 1
 
 
 def test_exclude_seen_and_repeat_fill_when_catalogue_runs_out():
-    params = rec.RecParams(k=4, exclude="seen")
+    params = recommend.RecommenderParams(k=4, exclude="seen")
     model, end, _ = _model(_pages(), _events(SMALL), params)
-    recs = rec.recommend(model, ["u2"], end)
-    assert recs.height == 4  # 5 candidates, u2 saw a, b, c
-    fresh = recs.filter(pl.col("source") != "repeat")["page_id"].to_list()
+    lists = recommend.recommendation_lists(model, ["u2"], end)
+    assert lists.height == 4  # 5 candidates, u2 saw a, b, c
+    fresh = lists.filter(pl.col("source") != "repeat")["page_id"].to_list()
     assert set(fresh) == {"d", "e"}
-    assert recs.filter(pl.col("source") == "repeat")["page_id"].is_in(["a", "b", "c"]).all()
-    assert recs.filter(pl.col("source") == "repeat")["rank"].min() == 3
+    assert lists.filter(pl.col("source") == "repeat")["page_id"].is_in(["a", "b", "c"]).all()
+    assert lists.filter(pl.col("source") == "repeat")["rank"].min() == 3
 
 
 def test_segment_popularity_for_cold_users_and_fallback():
-    seg = pl.DataFrame(
+    segments_frame = pl.DataFrame(
         {
             "user_id": ["u3", "newbie"],
             "segment_id": [1, 1],
             "segment_name": ["kitchen fans", "kitchen fans"],
         }
     )
-    model, end, _ = _model(_pages(), _events(SMALL), rec.RecParams(k=2), seg)
-    recs = rec.recommend(model, ["newbie", "stranger"], end)
-    newbie = recs.filter(pl.col("user_id") == "newbie")
+    model, end, _ = _model(
+        _pages(), _events(SMALL), recommend.RecommenderParams(k=2), segments_frame
+    )
+    lists = recommend.recommendation_lists(model, ["newbie", "stranger"], end)
+    newbie = lists.filter(pl.col("user_id") == "newbie")
     assert set(newbie["source"]) == {"segment_popularity"}
     assert "kitchen fans" in newbie["reason"][0]
     assert newbie["page_id"][0] == "d"  # what u3's segment engaged with most
-    stranger = recs.filter(pl.col("user_id") == "stranger")
+    stranger = lists.filter(pl.col("user_id") == "stranger")
     assert set(stranger["source"]) == {"global_popularity"}
     assert stranger["page_id"][0] == "a"  # the site's most popular page
 
 
 def test_catalogue_of_one_page():
     pages = _pages(2)  # home + one product
-    model, end, emb = _model(pages, _events([("u1", "a", "page_view", 1)]))
-    assert rec.similar_pages(emb.filter(pl.col("page_id") == "a"), pages).is_empty()
-    recs = rec.recommend(model, ["u1", "u2"], end)
-    assert recs.height == 2 and set(recs["page_id"]) == {"a"}
+    model, end, embeddings = _model(pages, _events([("u1", "a", "page_view", 1)]))
+    assert recommend.similar_pages(embeddings.filter(pl.col("page_id") == "a"), pages).is_empty()
+    lists = recommend.recommendation_lists(model, ["u1", "u2"], end)
+    assert lists.height == 2 and set(lists["page_id"]) == {"a"}
 
 
 def test_bad_input_messages():
-    with pytest.raises(rec.RecommendationError, match="weights"):
-        rec.RecParams(w_content=-1).validate()
-    with pytest.raises(rec.RecommendationError, match="exclude"):
-        rec.RecParams(exclude="everything").validate()
-    with pytest.raises(rec.RecommendationError, match="pages table is empty"):
-        rec.page_texts(_pages().clear())
+    with pytest.raises(recommend.RecommendationError, match="weights"):
+        recommend.RecommenderParams(w_content=-1).validate()
+    with pytest.raises(recommend.RecommendationError, match="exclude"):
+        recommend.RecommenderParams(exclude="everything").validate()
+    with pytest.raises(recommend.RecommendationError, match="pages table is empty"):
+        recommend.page_texts(_pages().clear())
     con = _con(_events(SMALL).clear())
-    with pytest.raises(rec.RecommendationError, match="events table is empty"):
-        rec.data_end(con)
+    with pytest.raises(recommend.RecommendationError, match="events table is empty"):
+        recommend.data_end(con)
 
 
 def test_no_history_at_all_still_gives_everyone_k():
@@ -219,39 +222,38 @@ def test_no_history_at_all_still_gives_everyone_k():
     # the only event is on a page that is not in the catalogue: no usable history at all
     model, _, _ = _model(pages, _events([("u9", "zz", "page_view", 1)]))
     assert model.train.n_users == 0
-    recs = rec.recommend(model, ["a", "b"], T0)
-    assert recs.height == 6 and set(recs["source"]) == {"global_popularity"}
+    lists = recommend.recommendation_lists(model, ["a", "b"], T0)
+    assert lists.height == 6 and set(lists["source"]) == {"global_popularity"}
 
 
 def test_recommendations_on_synthetic_world(tiny_world):
     con = duckdb.connect()
     con.register("_ev", tiny_world.events)
     con.execute("CREATE TABLE events AS SELECT * FROM _ev")
-    params = rec.RecParams()
-    texts = rec.page_texts(tiny_world.pages)
-    emb = rec.embeddings_frame(texts, HashingEmbedder().embed(texts["text"].to_list()), "h")
-    end = rec.data_end(con)
-    cat = rec.build_catalogue(tiny_world.pages, emb, params)
-    model = rec.fit(
-        cat,
-        rec.build_interactions(
-            rec.load_interactions(con, end - timedelta(days=90), end, params), cat
+    params = recommend.RecommenderParams()
+    embeddings = _embeddings(tiny_world.pages)
+    end = recommend.data_end(con)
+    catalogue = recommend.build_catalogue(tiny_world.pages, embeddings, params)
+    model = recommend.fit(
+        catalogue,
+        recommend.build_interactions(
+            recommend.load_interactions(con, end - timedelta(days=90), end, params), catalogue
         ),
         params,
     )
     users = tiny_world.users["user_id"].to_numpy()
-    recs = rec.recommend(model, users, end)
-    assert recs.height == len(users) * params.k
+    lists = recommend.recommendation_lists(model, users, end)
+    assert lists.height == len(users) * params.k
     # a user's favourite category dominates their hybrid list
     fav = tiny_world.personas.select("user_id", "favourite_category")
     cats = (
-        recs.filter(pl.col("source") == "hybrid")
+        lists.filter(pl.col("source") == "hybrid")
         .join(tiny_world.pages.select("page_id", "category"), on="page_id")
         .join(fav, on="user_id")
     )
     share = (cats["category"] == cats["favourite_category"]).mean()
     assert share > 0.3, f"only {share:.0%} of hybrid picks are in the favourite category"
-    assert np.isfinite(recs["score"].to_numpy()).all()
+    assert np.isfinite(lists["score"].to_numpy()).all()
 
 
 @pytest.fixture
@@ -263,12 +265,12 @@ def warehouse_file(tmp_path, tiny_world):
         con.register("_f", frame)
         con.execute(f"CREATE TABLE {name} AS SELECT * FROM _f")
         con.unregister("_f")
-    seg = w.personas.select(
+    segments_frame = w.personas.select(
         "user_id",
         segment_id=pl.col("persona").rank("dense").cast(pl.Int64),
         segment_name=pl.col("persona"),
     )
-    con.register("_f", seg)
+    con.register("_f", segments_frame)
     con.execute("CREATE TABLE user_segments AS SELECT * FROM _f")
     con.close()
     return path
@@ -326,9 +328,9 @@ def test_assets_materialize_with_checks(warehouse_file):
 
 
 def test_catalogue_constant_is_recommendable():
-    params = rec.RecParams()
-    cat = rec.build_catalogue(page_catalogue(), None, params)
-    assert 100 < cat.recommendable.sum() < cat.size
+    params = recommend.RecommenderParams()
+    catalogue = recommend.build_catalogue(page_catalogue(), None, params)
+    assert 100 < catalogue.recommendable.sum() < catalogue.size
 
 
 # ------------------------------------------------------------------------------ admin insights
@@ -340,15 +342,14 @@ def test_insights_find_the_planted_checkout_outage(tiny_world):
     con = duckdb.connect()
     con.register("_ev", tiny_world.events)
     con.execute("CREATE TABLE events AS SELECT * FROM _ev")
-    end = rec.data_end(con)
-    texts = rec.page_texts(tiny_world.pages)
-    emb = rec.embeddings_frame(texts, HashingEmbedder().embed(texts["text"].to_list()), "h")
-    sim = rec.similar_pages(emb, tiny_world.pages)
+    end = recommend.data_end(con)
+    embeddings = _embeddings(tiny_world.pages)
+    sim = recommend.similar_pages(embeddings, tiny_world.pages)
     shown = pl.DataFrame({"page_id": ["p010", "p011"]})
     out = insights.build_insights(
         con,
         tiny_world.pages,
-        emb,
+        embeddings,
         sim,
         shown,
         800,
@@ -377,10 +378,9 @@ def test_content_island_for_a_page_without_text():
     from ubap_assets.core import insights
 
     pages = _pages()
-    texts = rec.page_texts(pages)
-    emb = rec.embeddings_frame(texts, HashingEmbedder().embed(texts["text"].to_list()), "h")
+    embeddings = _embeddings(pages)
     rows = insights.content_islands(
-        emb, rec.similar_pages(emb, pages), pages, insights.InsightParams()
+        embeddings, recommend.similar_pages(embeddings, pages), pages, insights.InsightParams()
     )
     empty = [r for r in rows if r["subject"] == "e"]
     assert empty and empty[0]["severity"] == "high"

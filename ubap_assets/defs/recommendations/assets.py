@@ -1,14 +1,16 @@
 """Recommendations: page embeddings, similar pages, per-user hybrid lists, evaluation, insights."""
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
 import dagster as dg
 import polars as pl
 from dagster_duckdb import DuckDBResource
 
-from ubap_assets.core import insights, rec_eval
-from ubap_assets.core import recommend as rec
+from ubap_assets.core import insights, recommend
+from ubap_assets.core.recommend import evaluation
 from ubap_assets.defs.recommendations.config import (
     EvaluationConfig,
     InsightsConfig,
@@ -23,27 +25,34 @@ GROUP = "recommendations"
 OWNERS = ["team:analytics"]
 
 
-def _fail(exc: Exception) -> dg.Failure:
-    return dg.Failure(description=str(exc), metadata={"fix": "see the message"})
+# Both fitted assets read events and segments through the warehouse, not as inputs.
+FITTED_FROM_EVENTS = {
+    "group_name": GROUP,
+    "owners": OWNERS,
+    "kinds": {"scipy", "duckdb"},
+    "deps": [tables.EVENTS, tables.USER_SEGMENTS],
+}
 
 
-@dg.asset(
-    name=tables.PAGE_EMBEDDINGS,
-    group_name=GROUP,
-    owners=OWNERS,
-    kinds={"python", "duckdb"},
-)
+@contextmanager
+def failing_run_on_bad_input() -> Iterator[None]:
+    """A RecommendationError becomes a Dagster failure whose message names the fix."""
+    try:
+        yield
+    except recommend.RecommendationError as exc:
+        raise dg.Failure(description=str(exc), metadata={"fix": "see the message"}) from exc
+
+
+@dg.asset(name=tables.PAGE_EMBEDDINGS, group_name=GROUP, owners=OWNERS, kinds={"python", "duckdb"})
 def page_embeddings(
     context: dg.AssetExecutionContext, embedder: Embedder, pages: pl.DataFrame
 ) -> dg.Output[pl.DataFrame]:
     """One row per page: the L2-normalized embedding of its title, description and category."""
-    try:
-        texts = rec.page_texts(pages)
-    except rec.RecommendationError as exc:
-        raise _fail(exc) from exc
+    with failing_run_on_bad_input():
+        texts = recommend.page_texts(pages)
     started = time.perf_counter()
     vectors = embedder.embed(texts["text"].to_list())
-    frame = rec.embeddings_frame(texts, vectors, embedder.model_id())
+    frame = recommend.embeddings_frame(texts, vectors, embedder.model_id())
     empty = frame.filter(~pl.col("has_text"))
     if empty.height:
         context.log.warning(f"{empty.height} pages have no text: zero vectors ({empty['page_id']})")
@@ -59,17 +68,12 @@ def page_embeddings(
     )
 
 
-@dg.asset(
-    name=tables.SIMILAR_PAGES,
-    group_name=GROUP,
-    owners=OWNERS,
-    kinds={"numpy", "duckdb"},
-)
+@dg.asset(name=tables.SIMILAR_PAGES, group_name=GROUP, owners=OWNERS, kinds={"numpy", "duckdb"})
 def similar_pages(
     config: SimilarPagesConfig, page_embeddings: pl.DataFrame, pages: pl.DataFrame
 ) -> dg.Output[pl.DataFrame]:
     """One row per (page, neighbour): the k most similar other pages by cosine similarity."""
-    frame = rec.similar_pages(page_embeddings, pages, config.k)
+    frame = recommend.similar_pages(page_embeddings, pages, config.k)
     note = "" if frame.height else "fewer than two pages with text: no neighbours"
     meta = {
         "pages": frame["page_id"].n_unique() if frame.height else 0,
@@ -84,19 +88,14 @@ def similar_pages(
     return dg.Output(frame, metadata=meta)
 
 
-def _segments(con, params: rec.RecParams) -> tuple[pl.DataFrame | None, str]:
+def load_segments(con, params: recommend.RecommenderParams) -> tuple[pl.DataFrame | None, str]:
+    """user_segments when the config uses segments, with a note on where they came from."""
     if not params.use_segments:
         return None, "segments disabled by config"
-    return rec.load_segments(con)
+    return recommend.load_segments(con)
 
 
-@dg.asset(
-    name=tables.USER_RECOMMENDATIONS,
-    group_name=GROUP,
-    owners=OWNERS,
-    kinds={"scipy", "duckdb"},
-    deps=[tables.EVENTS, tables.USER_SEGMENTS],
-)
+@dg.asset(name=tables.USER_RECOMMENDATIONS, **FITTED_FROM_EVENTS)
 def user_recommendations(
     context: dg.AssetExecutionContext,
     config: RecommendationsConfig,
@@ -108,61 +107,49 @@ def user_recommendations(
     """One row per (user, rank): the hybrid's top-k pages for a user, with source and reason."""
     params = config.params()
     started = time.perf_counter()
-    try:
+    with failing_run_on_bad_input():
         with warehouse.get_connection() as con:
-            end = rec.data_end(con)
-            frame = rec.load_interactions(
+            end = recommend.data_end(con)
+            frame = recommend.load_interactions(
                 con, end - timedelta(days=params.history_days), end, params
             )
-            segments, seg_note = _segments(con, params)
-        catalogue = rec.build_catalogue(pages, page_embeddings, params)
-        model = rec.fit(catalogue, rec.build_interactions(frame, catalogue), params, segments)
+            segments, segments_note = load_segments(con, params)
+        catalogue = recommend.build_catalogue(pages, page_embeddings, params)
+        train = recommend.build_interactions(frame, catalogue)
+        model = recommend.fit(catalogue, train, params, segments)
+        # Everyone in users, plus anyone with history whom users does not list yet.
         user_ids = pl.concat(
             [
                 users.select(pl.col("user_id").cast(pl.String)),
                 pl.DataFrame({"user_id": model.train.user_ids}),
             ]
         ).unique()
-        recs = rec.recommend(model, user_ids["user_id"].sort().to_numpy(), end)
-    except rec.RecommendationError as exc:
-        raise _fail(exc) from exc
+        lists = recommend.recommendation_lists(model, user_ids["user_id"].sort().to_numpy(), end)
     for note in model.notes:
         context.log.info(note)
-    by_source = recs.group_by("source").agg(pl.col("user_id").n_unique()).sort("source")
+    by_source = lists.group_by("source").agg(pl.col("user_id").n_unique()).sort("source")
     return dg.Output(
-        recs,
+        lists,
         metadata={
-            "users": recs["user_id"].n_unique(),
-            "rows": recs.height,
+            "users": lists["user_id"].n_unique(),
+            "rows": lists.height,
             "users_with_history": model.train.n_users,
             "users_by_source": dg.MetadataValue.json(dict(by_source.iter_rows())),
             "catalogue_coverage": round(
-                float(recs["page_id"].n_unique() / catalogue.recommendable.sum()), 4
+                float(lists["page_id"].n_unique() / catalogue.recommendable.sum()), 4
             ),
-            "weights": dg.MetadataValue.json(
-                {
-                    "content": params.w_content,
-                    "collaborative": params.w_collaborative,
-                    "popularity": params.w_popularity,
-                }
-            ),
-            "segments": seg_note,
+            "weights": dg.MetadataValue.json(params.component_weights),
+            "segments": segments_note,
             "notes": "; ".join(model.notes) or "none",
             "seconds": round(time.perf_counter() - started, 2),
             "preview": markdown_preview(
-                recs.select("user_id", "rank", "title", "source", "reason")
+                lists.select("user_id", "rank", "title", "source", "reason")
             ),
         },
     )
 
 
-@dg.asset(
-    name=tables.REC_EVALUATION,
-    group_name=GROUP,
-    owners=OWNERS,
-    kinds={"scipy", "duckdb"},
-    deps=[tables.EVENTS, tables.USER_SEGMENTS],
-)
+@dg.asset(name=tables.REC_EVALUATION, **FITTED_FROM_EVENTS)
 def rec_evaluation(
     context: dg.AssetExecutionContext,
     config: EvaluationConfig,
@@ -172,31 +159,31 @@ def rec_evaluation(
 ) -> dg.Output[pl.DataFrame]:
     """One row per method: HR/NDCG/recall/MAP@k, coverage, novelty on a time-based split."""
     params = config.params()
-    try:
-        catalogue = rec.build_catalogue(pages, page_embeddings, params)
+    with failing_run_on_bad_input():
+        catalogue = recommend.build_catalogue(pages, page_embeddings, params)
         with warehouse.get_connection() as con:
-            segments, seg_note = _segments(con, params)
+            segments, segments_note = load_segments(con, params)
             if segments is not None:
-                seg_note += " (assigned on all history: mild leakage into the test week)"
-            result = rec_eval.run_evaluation(
-                con, catalogue, params, segments, test_days=config.test_days, note=seg_note
+                segments_note += " (assigned on all history: mild leakage into the test week)"
+            result = evaluation.run_evaluation(
+                con, catalogue, params, segments, test_days=config.test_days, note=segments_note
             )
-    except rec.RecommendationError as exc:
-        raise _fail(exc) from exc
     by_method = {r["method"]: r for r in result.iter_rows(named=True)}
     hybrid = by_method.get("hybrid", {})
-    pop = by_method.get("global_popularity", {})
+    popularity = by_method.get("global_popularity", {})
     meta = {
         "users_evaluated": int(result["users_evaluated"].max() or 0),
         "cutoff": str(result["cutoff_ts"][0]),
         "hybrid_ndcg_at_10": float(hybrid.get("ndcg_at_k", 0.0)),
-        "global_popularity_ndcg_at_10": float(pop.get("ndcg_at_k", 0.0)),
-        "hybrid_lift_over_popularity": round(hybrid.get("ndcg_at_k", 0.0) / pop["ndcg_at_k"], 3)
-        if pop.get("ndcg_at_k")
+        "global_popularity_ndcg_at_10": float(popularity.get("ndcg_at_k", 0.0)),
+        "hybrid_lift_over_popularity": round(
+            hybrid.get("ndcg_at_k", 0.0) / popularity["ndcg_at_k"], 3
+        )
+        if popularity.get("ndcg_at_k")
         else 0.0,
         "table": markdown_preview(
             result.drop("cutoff_ts", "test_end_ts", "note", "k", "is_baseline"),
-            rows=len(rec_eval.METHODS),
+            rows=len(evaluation.METHODS),
         ),
         "note": result["note"][0] or "none",
     }
@@ -220,10 +207,10 @@ def admin_insights(
 ) -> dg.Output[pl.DataFrame]:
     """One row per actionable finding (exit/bounce, funnel drop-off, coverage gap, island)."""
     candidates = set(pages["page_type"].drop_nulls().unique().to_list()) - set(
-        rec.DEFAULT_NON_RECOMMENDABLE
+        recommend.DEFAULT_NON_RECOMMENDABLE
     )
     with warehouse.get_connection() as con:
-        end = rec.data_end(con)
+        end = recommend.data_end(con)
         shown = con.execute(
             f"SELECT page_id, count(DISTINCT user_id) AS users "
             f"FROM main.{tables.USER_RECOMMENDATIONS} GROUP BY page_id"

@@ -1,4 +1,6 @@
-"""Run-config knobs of the recommendation assets (mirrors ``core.recommend.RecParams``)."""
+"""Run-config knobs of the recommendation assets (mirrors ``core.recommend.RecommenderParams``)."""
+
+from dataclasses import fields
 
 import dagster as dg
 from pydantic import Field
@@ -8,7 +10,7 @@ from ubap_assets.core.recommend import (
     DEFAULT_EVENT_WEIGHTS,
     DEFAULT_NON_RECOMMENDABLE,
     RecommendationError,
-    RecParams,
+    RecommenderParams,
 )
 
 
@@ -49,25 +51,18 @@ class HybridConfig(dg.Config):
     user_pool: int = Field(default=20_000, description="Max neighbour pool for user-kNN.")
     seed: int = Field(default=0, description="Seed (user-kNN pool sample, random baseline).")
 
-    def params(self) -> RecParams:
+    def params(self) -> RecommenderParams:
+        # Every knob named like a RecommenderParams field passes through; the rest keep defaults.
+        shared = {field.name for field in fields(RecommenderParams)} & set(
+            HybridConfig.model_fields
+        )
+        knobs = {name: getattr(self, name) for name in shared} | {
+            "event_weights": dict(self.event_weights),
+            "conversion_events": tuple(self.conversion_events),
+            "non_recommendable_page_types": tuple(self.non_recommendable_page_types),
+        }
         try:
-            return RecParams(
-                k=self.k,
-                w_content=self.w_content,
-                w_collaborative=self.w_collaborative,
-                w_popularity=self.w_popularity,
-                collaborative=self.collaborative,
-                ease_lambda=self.ease_lambda,
-                half_life_days=self.half_life_days,
-                history_days=self.history_days,
-                event_weights=dict(self.event_weights),
-                exclude=self.exclude,
-                conversion_events=tuple(self.conversion_events),
-                non_recommendable_page_types=tuple(self.non_recommendable_page_types),
-                use_segments=self.use_segments,
-                user_pool=self.user_pool,
-                seed=self.seed,
-            ).validate()
+            return RecommenderParams(**knobs).validate()
         except RecommendationError as exc:
             raise dg.Failure(
                 description=f"Invalid recommendation config: {exc}",

@@ -1,0 +1,70 @@
+"""Recommendations: content-based, collaborative (item-kNN, user-kNN, EASE) and a hybrid.
+
+Dagster-free. One module per step, in the order data flows:
+
+- ``params``: the knobs (``RecommenderParams``), their defaults and ``RecommendationError``;
+- ``texts``: page text to embed, stored vectors, similar pages, the candidate ``Catalogue``;
+- ``interactions``: implicit feedback read from ``events`` into sparse (user, page) matrices;
+- ``scorers``: ``fit`` builds the frozen ``RecommenderModel`` and its component scorers;
+- ``render``: top-k lists per user with their source and reason;
+- ``evaluation``: every method scored on a time-based split;
+- ``ranking``: the top-k and scaling primitives the others share.
+"""
+
+from ubap_assets.core.recommend.interactions import (
+    Interactions,
+    build_interactions,
+    data_end,
+    engaged_pages,
+    load_interactions,
+    load_segments,
+)
+from ubap_assets.core.recommend.params import (
+    COLLABORATIVE_METHODS,
+    COMPONENTS,
+    DEFAULT_EVENT_WEIGHTS,
+    DEFAULT_NON_RECOMMENDABLE,
+    EXCLUDE_MODES,
+    SOURCES,
+    RecommendationError,
+    RecommenderParams,
+)
+from ubap_assets.core.recommend.render import LISTS_SCHEMA, recommendation_lists
+from ubap_assets.core.recommend.scorers import RecommenderModel, fit
+from ubap_assets.core.recommend.texts import (
+    SIMILAR_PAGES_SCHEMA,
+    Catalogue,
+    build_catalogue,
+    embedding_matrix,
+    embeddings_frame,
+    page_texts,
+    similar_pages,
+)
+
+__all__ = [
+    "COLLABORATIVE_METHODS",
+    "COMPONENTS",
+    "DEFAULT_EVENT_WEIGHTS",
+    "DEFAULT_NON_RECOMMENDABLE",
+    "EXCLUDE_MODES",
+    "LISTS_SCHEMA",
+    "SIMILAR_PAGES_SCHEMA",
+    "SOURCES",
+    "Catalogue",
+    "Interactions",
+    "RecommendationError",
+    "RecommenderModel",
+    "RecommenderParams",
+    "build_catalogue",
+    "build_interactions",
+    "data_end",
+    "embedding_matrix",
+    "embeddings_frame",
+    "engaged_pages",
+    "fit",
+    "load_interactions",
+    "load_segments",
+    "page_texts",
+    "recommendation_lists",
+    "similar_pages",
+]

@@ -1,0 +1,140 @@
+"""The users side: implicit feedback read from ``events`` into sparse (user, page) matrices.
+
+Every event on a page adds its event-type weight (view < add_to_cart < purchase), decayed by age
+with a half-life; a user's preference for a page is log1p of that sum.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import duckdb
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+
+from ubap_assets.core.recommend.params import RecommendationError, RecommenderParams
+from ubap_assets.core.recommend.texts import Catalogue
+
+
+def data_end(con: duckdb.DuckDBPyConnection) -> datetime:
+    """Exclusive end of the data: midnight after the last day that has events."""
+    last = con.execute("SELECT max(event_ts) FROM events").fetchone()[0]
+    if last is None:
+        raise RecommendationError("the events table is empty: materialize 'events' first")
+    return datetime.combine(last.date(), datetime.min.time()) + timedelta(days=1)
+
+
+def load_interactions(
+    con: duckdb.DuckDBPyConnection,
+    start: datetime,
+    end: datetime,
+    params: RecommenderParams,
+    decay_to: datetime | None = None,
+) -> pl.DataFrame:
+    """One row per (user, page) with events in [start, end): decayed weight, conversion flag.
+
+    ``weight`` = sum over events of event-type weight x 0.5^(age_days / half_life), age measured
+    to ``decay_to`` (default ``end``). Reads the ``events`` table through ``con``.
+    """
+    # The weights arrive as parameters: one WHEN ? THEN ? per configured event type.
+    weight_cases = " ".join("WHEN ? THEN ?" for _ in params.event_weights)
+    weight_args: list = [value for pair in params.event_weights.items() for value in pair]
+    sql = f"""
+        SELECT user_id, page_id,
+               sum(w * pow(0.5, greatest(date_diff('second', event_ts, ?::TIMESTAMP), 0)
+                   / 86400.0 / ?))::DOUBLE AS weight,
+               count(*)::BIGINT AS n_events,
+               bool_or(list_contains(?::VARCHAR[], event_type)) AS converted
+        FROM (SELECT user_id, page_id, event_ts, event_type,
+                     CASE event_type {weight_cases} ELSE 0.0 END AS w
+              FROM events
+              WHERE event_ts >= ? AND event_ts < ?
+                AND user_id IS NOT NULL AND page_id IS NOT NULL)
+        WHERE w > 0
+        GROUP BY user_id, page_id
+    """
+    args = [
+        decay_to or end,
+        params.half_life_days,
+        list(params.conversion_events),
+        *weight_args,
+        start,
+        end,
+    ]
+    return con.execute(sql, args).pl()
+
+
+def engaged_pages(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> pl.DataFrame:
+    """Distinct (user_id, page_id) with any event in [start, end) (the evaluation's test set)."""
+    return con.execute(
+        "SELECT DISTINCT user_id, page_id FROM events WHERE event_ts >= ? AND event_ts < ? "
+        "AND user_id IS NOT NULL AND page_id IS NOT NULL",
+        [start, end],
+    ).pl()
+
+
+def load_segments(con: duckdb.DuckDBPyConnection) -> tuple[pl.DataFrame | None, str]:
+    """user_segments(user_id, segment_id, segment_name) if the table exists, else (None, why)."""
+    columns = {
+        row[0]
+        for row in con.execute(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = 'main' AND table_name = 'user_segments'"
+        ).fetchall()
+    }
+    if not columns:
+        return None, "user_segments does not exist yet: segment popularity falls back to global"
+    if not {"user_id", "segment_id"} <= columns:
+        return None, "user_segments lacks user_id/segment_id: segment popularity = global"
+    name_column = "segment_name" if "segment_name" in columns else "segment_id"
+    frame = con.execute(
+        f"SELECT user_id, CAST(segment_id AS VARCHAR) AS segment_id, "
+        f"CAST({name_column} AS VARCHAR) AS segment_name FROM main.user_segments"
+    ).pl()
+    if frame.is_empty():
+        return None, "user_segments is empty: segment popularity falls back to global"
+    return frame, f"segments from user_segments ({frame['segment_id'].n_unique()} segments)"
+
+
+@dataclass(frozen=True)
+class Interactions:
+    """Training history as sparse (users, pages) matrices; columns follow the catalogue."""
+
+    user_ids: np.ndarray  # row labels
+    strength: sp.csr_matrix  # (users, pages) log1p(decayed weight), float32
+    converted: sp.csr_matrix  # (users, pages) 1 where the user converted
+    n_rows: int  # (user, page) pairs behind the matrix
+
+    @property
+    def n_users(self) -> int:
+        return len(self.user_ids)
+
+    def user_rows(self) -> pl.DataFrame:
+        """user_id, train_index: each training user's row in the matrices."""
+        return row_index(self.user_ids, "user_id", "train_index")
+
+
+def row_index(labels: np.ndarray, label: str, index: str) -> pl.DataFrame:
+    """``label``, ``index``: each label with its row (or column) number in a matrix."""
+    return pl.DataFrame({label: labels, index: np.arange(len(labels), dtype=np.int64)})
+
+
+def build_interactions(frame: pl.DataFrame, catalogue: Catalogue) -> Interactions:
+    """Sparse matrices from ``load_interactions`` rows; pages outside the catalogue are dropped."""
+    rows = frame.join(
+        row_index(catalogue.page_ids, "page_id", "page_index"), on="page_id", how="inner"
+    )
+    users = rows["user_id"].unique().sort()
+    rows = rows.join(row_index(users, "user_id", "user_index"), on="user_id", how="inner")
+    coordinates = (rows["user_index"].to_numpy(), rows["page_index"].to_numpy())
+    shape = (len(users), catalogue.size)
+    weight = rows["weight"].fill_null(0.0).fill_nan(0.0).clip(0.0).to_numpy()
+    strength = sp.csr_matrix(
+        (np.log1p(weight).astype(np.float32), coordinates), shape=shape, dtype=np.float32
+    )
+    conversions = rows["converted"].fill_null(False).to_numpy().astype(np.float32)
+    converted = sp.csr_matrix((conversions, coordinates), shape=shape, dtype=np.float32)
+    converted.eliminate_zeros()
+    return Interactions(users.to_numpy().astype(str), strength, converted, rows.height)

@@ -1,0 +1,206 @@
+"""Top-k lists per user from a fitted model, each row with its source and a readable reason.
+
+Vectorized over users: dense score blocks of a few thousand users at a time and
+``np.argpartition`` for the top k; no Python loop touches a (user, page) pair. Strings are
+gathered inside polars from small lookup series, never built in numpy.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+
+from ubap_assets.core.recommend.params import COMPONENTS, SOURCES
+from ubap_assets.core.recommend.ranking import BLOCK_SIZE, minmax_rows, top_k
+from ubap_assets.core.recommend.scorers import RecommenderModel
+
+# Score offset of excluded pages used only to fill a list up to k.
+REPEAT_OFFSET = -1e6
+LISTS_SCHEMA: dict[str, pl.DataType] = {
+    "user_id": pl.String,
+    "rank": pl.Int32,
+    "page_id": pl.String,
+    "title": pl.String,
+    "score": pl.Float64,
+    "source": pl.String,
+    "top_signal": pl.String,
+    "reason": pl.String,
+}
+
+
+def list_length(model: RecommenderModel) -> int:
+    """k, or fewer when the catalogue has fewer candidate pages."""
+    return min(model.params.k, model.catalogue.n_recommendable)
+
+
+def exclusion_mask(model: RecommenderModel, train_rows: np.ndarray) -> np.ndarray:
+    """Dense bool (users, pages): what this user must not be shown (per ``params.exclude``)."""
+    mask = np.zeros((len(train_rows), model.catalogue.size), dtype=bool)
+    known = train_rows >= 0
+    if model.params.exclude == "none" or not known.any():
+        return mask
+    history = model.train.converted if model.params.exclude == "converted" else model.train.strength
+    mask[known] = history[train_rows[known]].toarray() > 0
+    return mask
+
+
+def recommendation_lists(
+    model: RecommenderModel, user_ids: np.ndarray | list[str], generated_at: datetime
+) -> pl.DataFrame:
+    """Top-k recommendations for each requested user, with the source and reason of every row.
+
+    Users with history get the hybrid; users without (new, or an id never seen) get their
+    segment's popularity, else global popularity. Every user gets min(k, candidate pages) rows:
+    if exclusions leave fewer than k pages, excluded pages fill up the list as ``repeat``.
+    """
+    user_ids = np.asarray(user_ids, dtype=str)
+    k = list_length(model)
+    lookup = (
+        pl.DataFrame({"user_id": user_ids})
+        .join(model.train.user_rows(), on="user_id", how="left", maintain_order="left")
+        .join(model.segments.of_user, on="user_id", how="left", maintain_order="left")
+    )
+    train_rows = lookup["train_index"].fill_null(-1).to_numpy()
+    segment = lookup["segment_index"].fill_null(-1).to_numpy().astype(np.int64)
+    frames = [
+        _block_lists(
+            model,
+            user_ids[start : start + BLOCK_SIZE],
+            train_rows[start : start + BLOCK_SIZE],
+            segment[start : start + BLOCK_SIZE],
+            k,
+        )
+        for start in range(0, len(user_ids), BLOCK_SIZE)
+    ]
+    lists = pl.concat(frames) if frames else pl.DataFrame(schema=LISTS_SCHEMA)
+    return (
+        lists.select(list(LISTS_SCHEMA))
+        .cast(LISTS_SCHEMA)
+        .with_columns(generated_at=pl.lit(generated_at, dtype=pl.Datetime("us")))
+    )
+
+
+def _block_lists(
+    model: RecommenderModel,
+    users: np.ndarray,
+    train_rows: np.ndarray,
+    segment: np.ndarray,
+    k: int,
+) -> pl.DataFrame:
+    catalogue = model.catalogue
+    n_users = len(users)
+    known = train_rows >= 0
+    if model.train.n_users:
+        rows = model.train.strength[np.where(known, train_rows, 0)]
+        rows = sp.csr_matrix(sp.diags(known.astype(np.float32)) @ rows)  # cold users: empty rows
+    else:
+        rows = sp.csr_matrix((n_users, catalogue.size), dtype=np.float32)
+    parts = model.components(rows, segment, np.where(known, train_rows, -1))
+    total, weighted = model.hybrid(parts)
+    popularity_scaled = minmax_rows(parts["popularity"])
+    score = np.where(known[:, None], total, popularity_scaled) + model.tie_break()
+    score = np.where(exclusion_mask(model, train_rows), REPEAT_OFFSET + popularity_scaled, score)
+    score[:, ~catalogue.recommendable] = -np.inf
+    top = top_k(score, k)
+    top_score = np.take_along_axis(score, top, axis=1)
+    repeat = top_score < REPEAT_OFFSET / 2
+
+    # Which component contributed most, and which history page explains it.
+    contributions = np.stack([np.take_along_axis(weighted[c], top, axis=1) for c in COMPONENTS])
+    # Explain with history pages a person would recognise (not navigation pages like Home).
+    history = rows.toarray() * catalogue.recommendable[None, :]
+    item_graph = model.item_graph
+    content_anchor = np.argmax(history[:, None, :] * model.content_sim.T[top], axis=2)
+    item_anchor = np.argmax(history[:, None, :] * item_graph.T[top], axis=2)
+    has_content_anchor = np.take_along_axis(history @ model.content_sim, top, axis=1) > 0
+    has_item_anchor = np.take_along_axis(history @ np.clip(item_graph, 0, None), top, axis=1) > 0
+
+    in_segment = segment >= 0
+    user_source = np.where(known, 0, np.where(in_segment, 1, 2))  # index into SOURCES
+    source = np.where(repeat, 3, np.repeat(user_source[:, None], k, axis=1)).ravel()
+    signal = np.where(
+        known[:, None], np.argmax(contributions, axis=0), 3 + user_source[:, None]
+    ).ravel()
+    titles = pl.Series(catalogue.titles.tolist())
+    segment_names = pl.Series(["", *model.segments.names.tolist()])
+    lists = pl.DataFrame(
+        {
+            "user_id": pl.Series(users.tolist()).gather(np.repeat(np.arange(n_users), k)),
+            "rank": np.tile(np.arange(1, k + 1, dtype=np.int32), n_users),
+            "page_id": pl.Series(catalogue.page_ids.tolist()).gather(top.ravel()),
+            "title": titles.gather(top.ravel()),
+            "score": np.where(repeat, 0.0, top_score).ravel().astype(np.float64),
+            "source": pl.Series([*SOURCES, "repeat"]).gather(source),
+            "top_signal": pl.Series([*COMPONENTS, *SOURCES]).gather(signal),
+            "content_anchor": titles.gather(content_anchor.ravel()),
+            "item_anchor": titles.gather(item_anchor.ravel()),
+            "has_content_anchor": has_content_anchor.ravel(),
+            "has_item_anchor": has_item_anchor.ravel(),
+            "segment_name": segment_names.gather(
+                np.repeat(np.where(in_segment, segment + 1, 0), k)
+            ),
+            **{
+                f"weighted_{name}": np.take_along_axis(weighted[name], top, axis=1).ravel()
+                for name in COMPONENTS
+            },
+        }
+    )
+    return lists.with_columns(
+        score=pl.col("score").round(6),
+        reason=reason(user_based=model.params.collaborative == "user_knn"),
+    )
+
+
+def reason(user_based: bool) -> pl.Expr:
+    """The sentence that explains a row, from the columns ``_block_lists`` gathers."""
+    segment = pl.col("segment_name")
+    in_segment = pl.concat_str(pl.lit("popular in your segment '"), segment, pl.lit("'"))
+    popular = pl.when(segment != "").then(in_segment).otherwise(pl.lit("popular across the site"))
+    content = (
+        pl.when(pl.col("has_content_anchor"))
+        .then(
+            pl.concat_str(
+                pl.lit("similar to '"), pl.col("content_anchor"), pl.lit("' that you engaged with")
+            )
+        )
+        .otherwise(popular)
+    )
+    collaborative = (
+        pl.lit("engaged with by users whose history resembles yours")
+        if user_based
+        else pl.when(pl.col("has_item_anchor"))
+        .then(
+            pl.concat_str(
+                pl.lit("people who engaged with '"),
+                pl.col("item_anchor"),
+                pl.lit("' also engaged with this"),
+            )
+        )
+        .otherwise(popular)
+    )
+    weights = pl.concat_str(
+        pl.lit(" (content "),
+        pl.col("weighted_content").round(2).cast(pl.String),
+        pl.lit(", collaborative "),
+        pl.col("weighted_collaborative").round(2).cast(pl.String),
+        pl.lit(", popularity "),
+        pl.col("weighted_popularity").round(2).cast(pl.String),
+        pl.lit(")"),
+    )
+    signal = pl.col("top_signal")
+    return (
+        pl.when(pl.col("source") == "repeat")
+        .then(pl.lit("already converted on; shown again because fewer than k other pages remain"))
+        .when(pl.col("source") == "segment_popularity")
+        .then(pl.concat_str(pl.lit("no history yet: "), in_segment))
+        .when(pl.col("source") == "global_popularity")
+        .then(pl.lit("no history yet: popular across the site"))
+        .when(signal == "content")
+        .then(pl.concat_str(content, weights))
+        .when(signal == "collaborative")
+        .then(pl.concat_str(collaborative, weights))
+        .otherwise(pl.concat_str(popular, weights))
+    )

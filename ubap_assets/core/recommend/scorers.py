@@ -1,0 +1,296 @@
+"""The fitted model and its scorers: popularity, content, item-kNN, user-kNN, EASE and the hybrid.
+
+Every scorer returns a dense ``(users, pages)`` float32 block where higher is better; the hybrid
+min-max scales each component per user and mixes them with configurable weights. ``fit`` builds
+the model complete in one go; it is frozen afterwards.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+
+from ubap_assets.core.recommend.interactions import Interactions
+from ubap_assets.core.recommend.params import COMPONENTS, RecommenderParams
+from ubap_assets.core.recommend.ranking import minmax_rows, top_k
+from ubap_assets.core.recommend.texts import Catalogue
+
+
+def row_normalize(matrix: sp.csr_matrix) -> sp.csr_matrix:
+    """Each row scaled to unit length (empty rows stay empty)."""
+    norms = np.sqrt(np.asarray(matrix.multiply(matrix).sum(axis=1)).ravel())
+    inverse = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
+    return sp.csr_matrix(sp.diags(inverse.astype(np.float32)) @ matrix)
+
+
+def prune_to_neighbours(similarity: np.ndarray, n: int) -> np.ndarray:
+    """Keep each column's n largest positive entries (a kNN graph), zero the diagonal."""
+    similarity = np.clip(similarity.astype(np.float32), 0.0, None)
+    np.fill_diagonal(similarity, 0.0)
+    if n < similarity.shape[0]:
+        keep = top_k(similarity.T, n)  # per target page, its n nearest source pages
+        mask = np.zeros_like(similarity, dtype=bool)
+        mask[keep, np.arange(similarity.shape[1])[:, None]] = True
+        similarity = np.where(mask, similarity, 0.0).astype(np.float32)
+    return similarity
+
+
+def ease_weights(strength: sp.csr_matrix, regularization: float) -> np.ndarray:
+    """EASE weights B = -P / diag(P) with P = (X'X + lambda I)^-1 and a zero diagonal."""
+    gram = np.asarray((strength.T @ strength).todense(), dtype=np.float64)
+    gram[np.diag_indices_from(gram)] += regularization
+    inverse = np.linalg.inv(gram)
+    weights = -inverse / np.diag(inverse)
+    np.fill_diagonal(weights, 0.0)
+    return weights.astype(np.float32)
+
+
+@dataclass(frozen=True)
+class SegmentPopularity:
+    """Popularity per user segment, shrunk toward global; empty when there are no segments."""
+
+    ids: np.ndarray  # segment labels (index = segment number)
+    names: np.ndarray
+    popularity: np.ndarray  # (segments, pages)
+    of_train_user: np.ndarray  # (train users,) segment number or -1
+    of_user: pl.DataFrame  # user_id, segment_index: for users outside train too
+
+    @classmethod
+    def none(cls, n_pages: int, n_train_users: int) -> SegmentPopularity:
+        return cls(
+            np.array([], dtype=str),
+            np.array([], dtype=str),
+            np.zeros((0, n_pages), dtype=np.float32),
+            np.full(n_train_users, -1, dtype=np.int64),
+            pl.DataFrame(schema={"user_id": pl.String, "segment_index": pl.Int64}),
+        )
+
+
+def fit_segment_popularity(
+    segments: pl.DataFrame, train: Interactions, popularity: np.ndarray
+) -> SegmentPopularity:
+    """Each segment's decayed preference mass over pages, from its training members."""
+    labels = segments.unique("user_id", keep="first").select(
+        pl.col("user_id").cast(pl.String),
+        pl.col("segment_id").cast(pl.String),
+        pl.col("segment_name").cast(pl.String).fill_null(pl.col("segment_id").cast(pl.String)),
+    )
+    names = labels.unique("segment_id", keep="first").sort("segment_id")
+    segment_ids = names["segment_id"].to_numpy().astype(str)
+    number_of = {segment: number for number, segment in enumerate(segment_ids)}
+    of_user = labels.select(
+        "user_id",
+        segment_index=pl.col("segment_id").replace_strict(number_of, return_dtype=pl.Int64),
+    )
+    joined = pl.DataFrame({"user_id": train.user_ids}).join(
+        of_user, on="user_id", how="left", maintain_order="left"
+    )
+    of_train_user = joined["segment_index"].fill_null(-1).to_numpy().astype(np.int64)
+    member = of_train_user >= 0
+    membership = sp.csr_matrix(
+        (
+            np.ones(member.sum(), dtype=np.float32),
+            (of_train_user[member], np.flatnonzero(member)),
+        ),
+        shape=(len(segment_ids), train.n_users),
+    )
+    mass_by_segment = np.asarray((membership @ train.strength).todense(), dtype=np.float32)
+    # Shrink small segments toward global popularity by one average user's worth of mass.
+    global_share = popularity / max(popularity.sum(), 1e-9)
+    prior = popularity.sum() / max(train.n_users, 1)
+    mass = mass_by_segment.sum(axis=1, keepdims=True)
+    shrunk = (mass_by_segment + prior * global_share) / (mass + prior + 1e-9)
+    return SegmentPopularity(
+        segment_ids,
+        names["segment_name"].to_numpy().astype(str),
+        shrunk.astype(np.float32),
+        of_train_user,
+        of_user,
+    )
+
+
+@dataclass(frozen=True)
+class UserPool:
+    """A seeded sample of at most ``user_pool`` train users that user-kNN compares against."""
+
+    indices: np.ndarray  # sorted train indices
+    strength: sp.csr_matrix  # (pool, pages)
+    unit_columns: np.ndarray  # (pages, pool) dense, unit-length user columns
+
+    @classmethod
+    def sample(cls, train: Interactions, size: int, seed: int) -> UserPool:
+        size = min(size, train.n_users)
+        rng = np.random.default_rng(seed)
+        indices = (
+            np.sort(rng.choice(train.n_users, size=size, replace=False))
+            if size
+            else np.zeros(0, dtype=np.int64)
+        )
+        strength = train.strength[indices]
+        unit_columns = np.ascontiguousarray(row_normalize(strength).toarray().T, dtype=np.float32)
+        return cls(indices, strength, unit_columns)
+
+
+@dataclass(frozen=True)
+class RecommenderModel:
+    """Everything fitted from the training interactions; scores any block of users."""
+
+    catalogue: Catalogue
+    train: Interactions
+    params: RecommenderParams
+    content_sim: np.ndarray  # (pages, pages) pruned cosine of embeddings
+    item_sim: np.ndarray  # (pages, pages) pruned cosine of interaction columns
+    ease_weights: np.ndarray  # (pages, pages) EASE item-item regression weights, zero diagonal
+    popularity: np.ndarray  # (pages,) decayed preference mass
+    user_counts: np.ndarray  # (pages,) distinct users (novelty)
+    segments: SegmentPopularity
+    user_pool: UserPool
+    notes: tuple[str, ...]
+
+    @property
+    def item_graph(self) -> np.ndarray:
+        """The item-item weights behind the collaborative component's explanations."""
+        return self.ease_weights if self.params.collaborative == "ease" else self.item_sim
+
+    # ---- component scorers: each returns a dense float32 (len(rows), pages) block
+    def content(self, rows: sp.csr_matrix) -> np.ndarray:
+        return np.asarray(rows @ self.content_sim, dtype=np.float32)
+
+    def item_knn(self, rows: sp.csr_matrix) -> np.ndarray:
+        return np.asarray(rows @ self.item_sim, dtype=np.float32)
+
+    def ease(self, rows: sp.csr_matrix) -> np.ndarray:
+        """EASE (Steck 2019): a closed-form linear item-item model learned from all users."""
+        return np.asarray(rows @ self.ease_weights, dtype=np.float32)
+
+    def user_knn(self, rows: sp.csr_matrix, self_index: np.ndarray | None = None) -> np.ndarray:
+        """Sum of the n most similar users' preferences, weighted by cosine similarity.
+
+        ``self_index``: each row's own train index (or -1), so a user is never their own
+        neighbour. Neighbours come from a seeded pool of at most ``user_pool`` users.
+        """
+        pool = self.user_pool.indices
+        if not len(pool):
+            return np.zeros((rows.shape[0], self.catalogue.size), dtype=np.float32)
+        similarity = np.asarray(row_normalize(rows) @ self.user_pool.unit_columns, dtype=np.float32)
+        if self_index is not None:
+            position = np.clip(np.searchsorted(pool, self_index), 0, len(pool) - 1)
+            is_self = np.flatnonzero((pool[position] == self_index) & (self_index >= 0))
+            similarity[is_self, position[is_self]] = 0.0
+        n = min(self.params.user_neighbours, similarity.shape[1])
+        neighbours = (
+            np.argpartition(-similarity, n - 1, axis=1)[:, :n]
+            if n < similarity.shape[1]
+            else np.broadcast_to(np.arange(similarity.shape[1]), similarity.shape)
+        )
+        values = np.take_along_axis(similarity, neighbours, axis=1)
+        graph = sp.csr_matrix(
+            (
+                values.ravel(),
+                (np.repeat(np.arange(len(neighbours)), neighbours.shape[1]), neighbours.ravel()),
+            ),
+            shape=similarity.shape,
+        )
+        return np.asarray((graph @ self.user_pool.strength).todense(), dtype=np.float32)
+
+    def collaborative(self, rows: sp.csr_matrix, self_index: np.ndarray | None) -> np.ndarray:
+        method = self.params.collaborative
+        if method == "ease":
+            return self.ease(rows)
+        if method == "item_knn":
+            return self.item_knn(rows)
+        if method == "user_knn":
+            return self.user_knn(rows, self_index)
+        return (
+            minmax_rows(self.ease(rows))
+            + minmax_rows(self.item_knn(rows))
+            + minmax_rows(self.user_knn(rows, self_index))
+        )
+
+    def popularity_for(self, segment: np.ndarray) -> np.ndarray:
+        """Per-user popularity: the user's segment's where known, else global."""
+        global_rows = np.broadcast_to(self.popularity, (len(segment), self.catalogue.size))
+        if not len(self.segments.popularity):
+            return np.array(global_rows, dtype=np.float32)
+        segment_rows = self.segments.popularity[np.clip(segment, 0, None)]
+        return np.where((segment >= 0)[:, None], segment_rows, global_rows).astype(np.float32)
+
+    def components(
+        self, rows: sp.csr_matrix, segment: np.ndarray, self_index: np.ndarray | None
+    ) -> dict[str, np.ndarray]:
+        return {
+            "content": self.content(rows),
+            "collaborative": self.collaborative(rows, self_index),
+            "popularity": self.popularity_for(segment),
+        }
+
+    def hybrid(self, parts: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Weighted sum of per-user min-max scaled components, and each weighted part."""
+        weights = self.params.component_weights
+        weighted = {name: weights[name] * minmax_rows(parts[name]) for name in COMPONENTS}
+        total = weighted["content"] + weighted["collaborative"] + weighted["popularity"]
+        return total, weighted
+
+    def tie_break(self) -> np.ndarray:
+        """A tiny global-popularity term that orders otherwise tied pages."""
+        popularity = self.popularity
+        span = popularity.max() - popularity.min()
+        scaled = (
+            1e-6 * (popularity - popularity.min()) / span if span > 0 else np.zeros_like(popularity)
+        )
+        return scaled.astype(np.float32)
+
+
+def fit(
+    catalogue: Catalogue,
+    train: Interactions,
+    params: RecommenderParams,
+    segments: pl.DataFrame | None = None,
+) -> RecommenderModel:
+    """Fit similarity graphs and popularity from the training interactions."""
+    params.validate()
+    notes: list[str] = [catalogue.note] if catalogue.note else []
+    n_pages = catalogue.size
+    vectors = catalogue.embeddings
+    content = (
+        prune_to_neighbours(vectors @ vectors.T, params.content_neighbours)
+        if n_pages > 1
+        else np.zeros((n_pages, n_pages))
+    )
+    if not np.abs(vectors).sum():
+        notes.append("no page embeddings: the content component is zero")
+    page_columns = row_normalize(sp.csr_matrix(train.strength.T))
+    item = (
+        prune_to_neighbours(
+            np.asarray((page_columns @ page_columns.T).todense()), params.item_neighbours
+        )
+        if n_pages > 1
+        else np.zeros((n_pages, n_pages))
+    )
+    popularity = np.asarray(train.strength.sum(axis=0)).ravel().astype(np.float32)
+    if train.n_users == 0:
+        notes.append("no training interactions: every user gets popularity (which is flat)")
+
+    if segments is not None and params.use_segments and not segments.is_empty():
+        segment_popularity = fit_segment_popularity(segments, train, popularity)
+    else:
+        segment_popularity = SegmentPopularity.none(n_pages, train.n_users)
+        if params.use_segments:
+            notes.append("no segments: segment popularity = global popularity")
+
+    return RecommenderModel(
+        catalogue=catalogue,
+        train=train,
+        params=params,
+        content_sim=content.astype(np.float32),
+        item_sim=item.astype(np.float32),
+        ease_weights=ease_weights(train.strength, params.ease_lambda),
+        popularity=popularity,
+        user_counts=np.diff(sp.csc_matrix(train.strength).indptr).astype(np.float64),
+        segments=segment_popularity,
+        user_pool=UserPool.sample(train, params.user_pool, params.seed),
+        notes=tuple(notes),
+    )
