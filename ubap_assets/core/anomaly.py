@@ -106,60 +106,62 @@ def _nanmedian(m: np.ndarray) -> np.ndarray:
 
 
 def _robust_z(
-    x: np.ndarray, ref: np.ndarray, base: np.ndarray, floor: np.ndarray, s: DetectorSettings
+    x: np.ndarray, ref: np.ndarray, base: np.ndarray, floor: np.ndarray, settings: DetectorSettings
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Score x against base; the spread is the trailing median/MAD of the residuals of the
     reference series (past anomalies replaced by their expectation)."""
-    window = _trailing(ref - base, s.scale_window_days)
+    window = _trailing(ref - base, settings.scale_window_days)
     count = np.sum(~np.isnan(window), axis=1)
     center = _nanmedian(window)
     mad = _nanmedian(np.abs(window - center[:, None]))
     scale = np.fmax(_MAD_TO_SIGMA * mad, floor)
-    ok = ~np.isnan(base) & (count >= s.min_scale_points)
+    ok = ~np.isnan(base) & (count >= settings.min_scale_points)
     expected = base + np.where(ok, center, 0.0)
     z = np.where(ok, (x - expected) / np.where(scale > 0, scale, 1.0), 0.0)
     return np.where(ok, z, 0.0), np.where(ok, expected, np.nan), np.where(ok, scale, np.nan)
 
 
 def _score_once(
-    x: np.ndarray, ref: np.ndarray, metric: str, s: DetectorSettings
+    x: np.ndarray, ref: np.ndarray, metric: str, settings: DetectorSettings
 ) -> dict[str, np.ndarray]:
     """Both detectors and the ensemble; baselines and spreads read only the past of ``ref``."""
     floor_abs = 1.0 if metric in COUNT_METRICS else 1e-9
 
     def floor(expected: np.ndarray) -> np.ndarray:
         e = np.abs(np.nan_to_num(expected))
-        f = np.fmax(s.min_relative_scale * e, floor_abs)
+        f = np.fmax(settings.min_relative_scale * e, floor_abs)
         if metric in COUNT_METRICS:
             f = np.fmax(f, np.sqrt(e))  # Poisson noise
         return f
 
     # Detector 1: same weekday in the previous weeks.
-    same_day = _lagged(ref, [7 * k for k in range(1, s.baseline_weeks + 1)])
+    same_day = _lagged(ref, [7 * k for k in range(1, settings.baseline_weeks + 1)])
     n_weeks = np.sum(~np.isnan(same_day), axis=1)
-    base1 = np.where(n_weeks >= s.min_baseline_weeks, _nanmedian(same_day), np.nan)
-    z1, e1, sc1 = _robust_z(x, ref, base1, floor(base1), s)
+    base1 = np.where(n_weeks >= settings.min_baseline_weeks, _nanmedian(same_day), np.nan)
+    z1, e1, sc1 = _robust_z(x, ref, base1, floor(base1), settings)
 
     # Detector 2: trailing median level x same-weekday ratio to the level.
-    trail = _trailing(ref, s.level_window_days)
-    full = np.sum(~np.isnan(trail), axis=1) == s.level_window_days
+    trail = _trailing(ref, settings.level_window_days)
+    full = np.sum(~np.isnan(trail), axis=1) == settings.level_window_days
     level = np.where(full, _nanmedian(trail), np.nan)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(level > 0, ref / level, np.nan)
-    past_ratio = _lagged(ratio, [7 * k for k in range(1, s.baseline_weeks + 1)])
+    past_ratio = _lagged(ratio, [7 * k for k in range(1, settings.baseline_weeks + 1)])
     n_ratio = np.sum(~np.isnan(past_ratio), axis=1)
-    factor = np.where(n_ratio >= s.min_baseline_weeks, _nanmedian(past_ratio), 1.0)
+    factor = np.where(n_ratio >= settings.min_baseline_weeks, _nanmedian(past_ratio), 1.0)
     base2 = level * factor
-    z2, e2, sc2 = _robust_z(x, ref, base2, floor(base2), s)
+    z2, e2, sc2 = _robust_z(x, ref, base2, floor(base2), settings)
 
     has = ~np.isnan(e1) & ~np.isnan(e2)
     score = np.where(has, (z1 + z2) / 2.0, 0.0)
-    agree = (np.sign(z1) == np.sign(z2)) & (np.minimum(np.abs(z1), np.abs(z2)) >= s.threshold / 2)
-    flag = has & (np.abs(score) >= s.threshold) & agree
+    agree = (np.sign(z1) == np.sign(z2)) & (
+        np.minimum(np.abs(z1), np.abs(z2)) >= settings.threshold / 2
+    )
+    flag = has & (np.abs(score) >= settings.threshold) & agree
     expected = np.where(has, (e1 + e2) / 2.0, x)
     scale = np.where(has, (sc1 + sc2) / 2.0, 0.0)
-    lower = expected - s.threshold * scale
-    upper = expected + s.threshold * scale
+    lower = expected - settings.threshold * scale
+    upper = expected + settings.threshold * scale
     if metric in RATE_METRICS:
         lower, upper = np.clip(lower, 0.0, 1.0), np.clip(upper, 0.0, 1.0)
     else:
@@ -172,14 +174,14 @@ def _score_once(
         "seasonal_score": np.where(has, z1, 0.0),
         "level_score": np.where(has, z2, 0.0),
         "score": score,
-        "seasonal_flag": has & (np.abs(z1) >= s.threshold),
-        "level_flag": has & (np.abs(z2) >= s.threshold),
+        "seasonal_flag": has & (np.abs(z1) >= settings.threshold),
+        "level_flag": has & (np.abs(z2) >= settings.threshold),
         "is_anomaly": flag,
         "has_baseline": has,
     }
 
 
-def score_series(x: np.ndarray, metric: str, s: DetectorSettings) -> dict[str, np.ndarray]:
+def score_series(x: np.ndarray, metric: str, settings: DetectorSettings) -> dict[str, np.ndarray]:
     """Score one daily series (consecutive days, no gaps).
 
     Two passes: the second recomputes every baseline from a history in which the points the
@@ -188,10 +190,10 @@ def score_series(x: np.ndarray, metric: str, s: DetectorSettings) -> dict[str, n
     same-weekday median).
     """
     x = np.asarray(x, dtype=float)
-    out = _score_once(x, x, metric, s)
+    out = _score_once(x, x, metric, settings)
     if out["is_anomaly"].any():
         ref = np.where(out["is_anomaly"], out["expected"], x)
-        out = _score_once(x, ref, metric, s)
+        out = _score_once(x, ref, metric, settings)
     return out
 
 
@@ -336,7 +338,7 @@ SCORES_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
-def _prf(tp: int, fp: int, fn: int) -> tuple[float, float, float]:
+def _precision_recall_f1(tp: int, fp: int, fn: int) -> tuple[float, float, float]:
     p = tp / (tp + fp) if tp + fp else 0.0
     r = tp / (tp + fn) if tp + fn else 0.0
     f = 2 * p * r / (p + r) if p + r else 0.0
@@ -390,25 +392,27 @@ def score_detection(history: pl.DataFrame, injected: pl.DataFrame) -> tuple[pl.D
             kind_metrics = set(injected.filter(pl.col("kind") == kind)["metric"].to_list())
             kind_dirs = set(injected.filter(pl.col("kind") == kind)["direction"].to_list())
             fp = sum(1 for d, m, dr in fp_set if m in kind_metrics and dr in kind_dirs)
-            p, r, f = _prf(tp, fp, fn)
+            p, r, f = _precision_recall_f1(tp, fp, fn)
             rows.append((det, kind, t.height, tp, fp, p, r, f, match_note))
             tot_tp, tot_fn = tot_tp + tp, tot_fn + fn
-        p, r, f = _prf(tot_tp, len(fp_set), tot_fn)
+        p, r, f = _precision_recall_f1(tot_tp, len(fp_set), tot_fn)
         rows.append((det, "overall", tot_tp + tot_fn, tot_tp, len(fp_set), p, r, f, match_note))
     return pl.DataFrame(rows, schema=SCORES_SCHEMA, orient="row"), notes
 
 
-def history_notes(series: pl.DataFrame, history: pl.DataFrame, s: DetectorSettings) -> list[str]:
+def history_notes(
+    series: pl.DataFrame, history: pl.DataFrame, settings: DetectorSettings
+) -> list[str]:
     """Human notes for the metadata: short history, empty days."""
     notes = []
     overall = series.filter(pl.col("dimension") == "all")
     n_days = overall.height
     if n_days == 0:
         notes.append("no complete day in daily_trends: nothing to score")
-    elif n_days <= s.warmup_days:
+    elif n_days <= settings.warmup_days:
         notes.append(
             f"history of {n_days} complete day(s) is shorter than the detector window "
-            f"({s.warmup_days + 1} days): no day can be scored yet"
+            f"({settings.warmup_days + 1} days): no day can be scored yet"
         )
     empty = overall.filter(pl.col("events") == 0)["day"].to_list() if n_days else []
     if empty:
@@ -416,13 +420,13 @@ def history_notes(series: pl.DataFrame, history: pl.DataFrame, s: DetectorSettin
     small = (
         series.group_by("dimension", "dimension_value")
         .agg(pl.col("sessions").median().alias("m"))
-        .filter(pl.col("m") < s.min_daily_sessions)
+        .filter(pl.col("m") < settings.min_daily_sessions)
     )
     if small.height:
         names = [f"{d}={v}" for d, v in small.select("dimension", "dimension_value").iter_rows()]
         notes.append(
-            f"{small.height} scope(s) below {s.min_daily_sessions:g} median daily sessions are "
-            "not scored: " + ", ".join(names[:8])
+            f"{small.height} scope(s) below {settings.min_daily_sessions:g} median daily "
+            "sessions are not scored: " + ", ".join(names[:8])
         )
     scored = history.filter(pl.col("has_baseline") & (pl.col("dimension") == "all"))
     if scored.height:
