@@ -61,6 +61,29 @@ def build_sample(users: int, days: int, seed: int, keep: bool = False) -> Path:
     return root / "snapshots"
 
 
+def add_snapshot_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options that choose what the API serves: a folder, or a sample built first."""
+    parser.add_argument("--snapshots", type=Path, help="snapshot folder (default: data/snapshots)")
+    parser.add_argument("--users", type=int, default=0, help="build a sample with this many users")
+    parser.add_argument("--days", type=int, default=90)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--keep", action="store_true", help="keep a built sample for reuse")
+
+
+def snapshots_to_serve(args: argparse.Namespace) -> Path:
+    """The snapshot folder the options name: a built sample with --users, else --snapshots
+    (default data/snapshots), else a 20,000-user sample when nothing is published there."""
+    if args.users:
+        return build_sample(args.users, args.days, args.seed, args.keep)
+    snapshots = args.snapshots or Path(
+        os.environ.get("UBAP_SNAPSHOT_DIR", REPO / "data" / "snapshots")
+    )
+    if not (snapshots / "CURRENT").exists():
+        print(f"no snapshot in {snapshots}; building a 20,000-user sample", flush=True)
+        snapshots = build_sample(20_000, args.days, args.seed, args.keep)
+    return snapshots
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -158,25 +181,13 @@ async def load(port: int, paths, seconds: float, concurrency: int, first: int = 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--snapshots", type=Path, help="snapshot folder (default: data/snapshots)")
-    parser.add_argument("--users", type=int, default=0, help="build a sample with this many users")
-    parser.add_argument("--days", type=int, default=90)
-    parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--keep", action="store_true", help="keep a built sample for reuse")
+    add_snapshot_arguments(parser)
     parser.add_argument("--seconds", type=float, default=8.0, help="measured time per endpoint")
     parser.add_argument("--concurrency", type=int, default=8, help="open connections")
     parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
     args = parser.parse_args()
 
-    if args.users:
-        snapshots = build_sample(args.users, args.days, args.seed, args.keep)
-    else:
-        snapshots = args.snapshots or Path(
-            os.environ.get("UBAP_SNAPSHOT_DIR", REPO / "data" / "snapshots")
-        )
-        if not (snapshots / "CURRENT").exists():
-            print(f"no snapshot in {snapshots}; building a 20,000-user sample", flush=True)
-            snapshots = build_sample(20_000, args.days, args.seed, args.keep)
+    snapshots = snapshots_to_serve(args)
 
     from ubap_assets.warehouse.reader import close_idle_connections, open_reader
 

@@ -24,7 +24,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from bench_api import Connection, build_sample, free_port, start_server  # noqa: E402
+from bench_api import (  # noqa: E402
+    Connection,
+    add_snapshot_arguments,
+    free_port,
+    snapshots_to_serve,
+    start_server,
+)
 
 
 def distinct_paths(n: int, data_start, data_end) -> list[str]:
@@ -80,24 +86,12 @@ def rss_mb(proc: psutil.Process) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--snapshots", type=Path, help="snapshot folder (default: data/snapshots)")
-    parser.add_argument("--users", type=int, default=0, help="build a sample with this many users")
-    parser.add_argument("--days", type=int, default=90)
-    parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--keep", action="store_true", help="keep a built sample for reuse")
+    add_snapshot_arguments(parser)
     parser.add_argument("--requests", type=int, default=1500)
     parser.add_argument("--concurrency", type=int, default=4)
     args = parser.parse_args()
 
-    if args.users:
-        snapshots = build_sample(args.users, args.days, args.seed, args.keep)
-    else:
-        snapshots = args.snapshots or Path(
-            os.environ.get("UBAP_SNAPSHOT_DIR", REPO / "data" / "snapshots")
-        )
-        if not (snapshots / "CURRENT").exists():
-            print(f"no snapshot in {snapshots}; building a 20,000-user sample", flush=True)
-            snapshots = build_sample(20_000, args.days, args.seed, args.keep)
+    snapshots = snapshots_to_serve(args)
 
     from ubap_assets.warehouse.reader import close_idle_connections, open_reader
 
