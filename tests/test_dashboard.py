@@ -16,7 +16,8 @@ import polars as pl
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from ubap_assets.core import segmentation, trends
+from ubap_assets.core import segmentation
+from ubap_assets.core.metrics import TREND_COLUMNS
 from ubap_assets.core.synthetic import WorldSpec, generate_world
 from ubap_assets.warehouse import tables as t
 from ubap_assets.warehouse.snapshots import Snapshot, publish_snapshot, snapshot_meta_frame
@@ -37,7 +38,7 @@ PAGE_FILES = {
 }
 SEGMENTS = {0: "Loyal buyers", 1: "Researchers", 2: "One-page bouncers", 3: "Casual browsers"}
 STEPS = ("page_view", "product_view", "add_to_cart", "checkout_start", "purchase")
-TREND_METRICS = trends.METRICS  # the documented trend columns
+TREND_METRICS = TREND_COLUMNS  # the documented trend columns
 
 
 # --- the snapshot: real users/pages/events, contract-shaped derived tables ---------------------
@@ -218,6 +219,7 @@ def contract_tables(world, rng: np.random.Generator) -> dict[str, pl.DataFrame]:
             "blog_share": rng.uniform(0, 0.5, n),
             "help_share": rng.uniform(0, 0.2, n),
             "add_to_cart_rate": rng.uniform(0, 1, n),
+            "purchase_rate": rng.uniform(0, 0.3, n),
             "revenue": rng.gamma(1, 50, n) * (seg_ids == 0),
             "days_since_signup": rng.uniform(0, 300, n),
             "device": world.users["device"],
@@ -536,6 +538,7 @@ def contract_tables(world, rng: np.random.Generator) -> dict[str, pl.DataFrame]:
         t.USER_FEATURES: features,
         t.USER_SEGMENTS: segments,
         t.SEGMENT_PROFILES: profiles,
+        t.USER_MAP: segmentation.user_map(features, segments),
         t.MODEL_METRICS: pl.DataFrame(metrics_rows),
         t.MODEL_CARDS: pl.DataFrame(card_rows),
         t.MODEL_CURVES: pl.DataFrame(curve_rows),
@@ -769,9 +772,9 @@ def _read(directory: Path, sql: str, params: list | None = None) -> pl.DataFrame
 
 
 def test_kpis_compare_the_last_week_with_the_one_before(serving, snapshot_dir):
-    from ubap_dashboard import data
+    from ubap_dashboard.data import source, trends
 
-    period = data.kpis(data.current())
+    period = trends.kpis(source.current())
     daily = _read(snapshot_dir, "SELECT * FROM daily_trends WHERE dimension = 'all' ORDER BY day")
     last = daily["day"].max()
     this_week = daily.filter(pl.col("day") > last - timedelta(days=7))
@@ -790,9 +793,9 @@ def test_kpis_compare_the_last_week_with_the_one_before(serving, snapshot_dir):
 
 
 def test_funnel_rates_follow_from_the_counts(serving):
-    from ubap_dashboard import data
+    from ubap_dashboard.data import funnels, source
 
-    steps = data.funnel(data.current(), None, None)
+    steps = funnels.funnel(source.current(), None, None)
     assert steps["step"].to_list() == list(STEPS)
     counts = steps["sessions"].to_list()
     assert counts == sorted(counts, reverse=True)
@@ -803,9 +806,9 @@ def test_funnel_rates_follow_from_the_counts(serving):
 
 
 def test_user_map_is_a_sample_with_every_segment(serving):
-    from ubap_dashboard import data
+    from ubap_dashboard.data import segments, source
 
-    points = data.user_map(data.current(), sample=150)
+    points = segments.user_map(source.current(), sample=150)
     assert points.height == 150
     assert points["user_id"].n_unique() == 150
     assert set(points["segment"]) <= set(SEGMENTS.values())
@@ -815,13 +818,13 @@ def test_user_map_is_a_sample_with_every_segment(serving):
 
 
 def test_bad_names_never_reach_sql(serving):
-    from ubap_dashboard import data
+    from ubap_dashboard.data import source, trends
 
-    snap = data.current()
+    snap = source.current()
     with pytest.raises(ValueError, match="unknown metric"):
-        data.trend_series(snap, "sessions; DROP TABLE users")
+        trends.trend_series(snap, "sessions; DROP TABLE users")
     with pytest.raises(ValueError, match="not a serving table"):
-        data.table(snap, "duckdb_settings()")
+        source.table(snap, "duckdb_settings()")
 
 
 def test_csv_download_flattens_nested_columns():
@@ -833,8 +836,8 @@ def test_csv_download_flattens_nested_columns():
 
 
 def test_a_pruned_snapshot_asks_for_a_rerun(tmp_path):
-    from ubap_dashboard import data
+    from ubap_dashboard.data import source
 
     gone = Snapshot("gone", tmp_path / "gone.duckdb")
-    with pytest.raises(data.SnapshotChanged):
-        data.table(gone, t.USERS)
+    with pytest.raises(source.SnapshotChanged):
+        source.table(gone, t.USERS)

@@ -1,4 +1,4 @@
-"""The UBAP dashboard: one entry file, pages in app_pages/, data through data.py.
+"""The UBAP dashboard: one entry file, pages in app_pages/, data through data/.
 
 Run: streamlit run ubap_dashboard/streamlit_app.py --server.address 127.0.0.1 --server.port 8501
 """
@@ -7,7 +7,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from ubap_dashboard import data, ui
+from ubap_dashboard import ui
+from ubap_dashboard.data import pipeline, source
 
 PAGES = Path(__file__).parent / "app_pages"
 
@@ -42,21 +43,21 @@ navigation = st.navigation(
     }
 )
 
-snapshot = data.current()
+snapshot = source.current()
 if snapshot is None:
-    ui.empty_state(*data.no_snapshot_reason())
+    ui.empty_state(*source.no_snapshot_reason())
     st.stop()
 
 ui.set_snapshot(snapshot)
 try:
-    info = data.snapshot_info(snapshot)
+    info = source.snapshot_info(snapshot)
     with st.sidebar:
         st.caption(
             f"Snapshot `{snapshot.snapshot_id}`  \n"
             f"data {info.meta.data_start or '?'} → {info.meta.data_end or '?'}  \n"
-            f"published {data.freshness(info.meta.materialized_at)}"
+            f"published {pipeline.freshness(info.meta.materialized_at)}"
         )
     navigation.run()
-except data.SnapshotChanged:
+except source.SnapshotChanged:
     # A refresh replaced (and pruned) the snapshot mid-render: start over on the new one.
     st.rerun()

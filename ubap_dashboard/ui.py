@@ -3,8 +3,10 @@
 import polars as pl
 import streamlit as st
 
+from ubap_assets.core.metrics import Kpi
 from ubap_assets.warehouse.snapshots import Snapshot
-from ubap_dashboard import charts, data
+from ubap_dashboard import charts
+from ubap_dashboard.data import source
 
 _SNAPSHOT_KEY = "ubap_snapshot"
 MAKE_UP = "make up"
@@ -18,16 +20,16 @@ def set_snapshot(snap: Snapshot) -> None:
 def snapshot() -> Snapshot:
     snap = st.session_state.get(_SNAPSHOT_KEY)
     if snap is None:  # a page run without the entry script (should not happen)
-        snap = data.current()
+        snap = source.current()
         if snap is None:
-            empty_state(*data.no_snapshot_reason())
+            empty_state(*source.no_snapshot_reason())
             st.stop()
     return snap
 
 
-def snapshot_and_info() -> tuple[Snapshot, data.SnapshotInfo]:
+def snapshot_and_info() -> tuple[Snapshot, source.SnapshotInfo]:
     snap = snapshot()
-    return snap, data.snapshot_info(snap)
+    return snap, source.snapshot_info(snap)
 
 
 def empty_state(reason: str, unreadable: bool = False) -> None:
@@ -61,7 +63,7 @@ def stale_banner(snap: Snapshot, *tables: str) -> None:
     Pages call it under their title with the tables they show; the data stays visible (it is
     the last good version), the banner says it is older than the rest of the snapshot.
     """
-    stale = data.not_refreshed(snap)
+    stale = source.not_refreshed(snap)
     hits = [(name, stale[name]) for name in tables if name in stale]
     if not hits:
         return
@@ -73,7 +75,7 @@ def stale_banner(snap: Snapshot, *tables: str) -> None:
     )
 
 
-def require(info: data.SnapshotInfo, *tables: str, what: str = "This section") -> bool:
+def require(info: source.SnapshotInfo, *tables: str, what: str = "This section") -> bool:
     """True when the snapshot has every table; otherwise a note naming what to materialize."""
     missing = [name for name in tables if name not in info.tables]
     if not missing:
@@ -155,7 +157,7 @@ def _compact_money(amount: float) -> str:
     return f"${amount:,.0f}"
 
 
-def kpi(figure: data.Kpi) -> None:
+def kpi(figure: Kpi) -> None:
     """A bordered metric: rates move in percentage points, counts and money in percent."""
     fmt = charts.metric_format(figure.metric)
     if fmt == charts.PERCENT:

@@ -4,7 +4,8 @@ import polars as pl
 import streamlit as st
 
 from ubap_assets.warehouse import tables as t
-from ubap_dashboard import charts, data, ui
+from ubap_dashboard import charts, ui
+from ubap_dashboard.data import source
 
 snap, info = ui.snapshot_and_info()
 
@@ -26,7 +27,7 @@ KIND_LABEL = {
 
 if ui.require(info, t.ADMIN_INSIGHTS, what="The admin insights"):
     insights = (
-        data.table(snap, t.ADMIN_INSIGHTS)
+        source.table(snap, t.ADMIN_INSIGHTS)
         .with_columns(pl.col("severity").replace_strict(SEVERITY_ORDER, default=3).alias("_order"))
         .sort("_order", pl.col("volume").abs(), descending=[False, True])
         .drop("_order")

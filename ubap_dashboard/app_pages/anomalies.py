@@ -2,8 +2,10 @@
 
 import streamlit as st
 
+from ubap_assets.core.metrics import TREND_METRICS
 from ubap_assets.warehouse import tables as t
-from ubap_dashboard import charts, data, ui
+from ubap_dashboard import charts, ui
+from ubap_dashboard.data import anomalies, source
 
 snap, info = ui.snapshot_and_info()
 
@@ -12,7 +14,7 @@ ui.stale_banner(snap, t.ANOMALIES, t.ANOMALY_HISTORY, t.ANOMALY_SCORES)
 
 st.subheader("Flagged in the latest days")
 if ui.require(info, t.ANOMALIES, what="The latest anomalies"):
-    recent = data.latest_anomalies(snap)
+    recent = anomalies.latest_anomalies(snap)
     if recent.is_empty():
         st.success("Nothing unusual in the latest complete days.", icon=":material/check:")
     else:
@@ -20,7 +22,7 @@ if ui.require(info, t.ANOMALIES, what="The latest anomalies"):
 
 st.subheader("Timeline")
 if ui.require(info, t.ANOMALY_HISTORY, what="The anomaly timeline"):
-    scopes = data.anomaly_scopes(snap)
+    scopes = anomalies.anomaly_scopes(snap)
     if scopes.is_empty():
         st.info("The detector has no history yet.")
     else:
@@ -37,11 +39,11 @@ if ui.require(info, t.ANOMALY_HISTORY, what="The anomaly timeline"):
         metric = controls[2].selectbox(
             "Metric",
             metrics["metric"].to_list(),
-            format_func=lambda m: data.TREND_METRICS.get(m, m),
+            format_func=lambda m: TREND_METRICS.get(m, m),
             key="anomaly_metric",
         )
-        series = data.anomaly_series(snap, dimension, value, metric)
-        label = data.TREND_METRICS.get(metric, metric)
+        series = anomalies.anomaly_series(snap, dimension, value, metric)
+        label = TREND_METRICS.get(metric, metric)
         st.altair_chart(
             charts.anomaly_timeline(series, y_title=label, y_format=charts.metric_format(metric)),
             width="stretch",
@@ -58,7 +60,7 @@ if ui.require(info, t.ANOMALY_HISTORY, what="The anomaly timeline"):
 
 st.subheader("Detection quality")
 if ui.require(info, t.ANOMALY_SCORES, what="The detection scores"):
-    scores = data.table(snap, t.ANOMALY_SCORES, "detector, kind")
+    scores = source.table(snap, t.ANOMALY_SCORES, "detector, kind")
     if scores.is_empty():
         st.info(
             "No ground truth in this snapshot (ingested data has no planted anomalies), so the "

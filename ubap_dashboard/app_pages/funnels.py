@@ -3,7 +3,8 @@
 import streamlit as st
 
 from ubap_assets.warehouse import tables as t
-from ubap_dashboard import charts, data, ui
+from ubap_dashboard import charts, ui
+from ubap_dashboard.data import funnels, trends
 
 snap, info = ui.snapshot_and_info()
 
@@ -12,7 +13,7 @@ ui.stale_banner(snap, t.FUNNEL_DAILY, t.FUNNEL_SEGMENTS, t.RETENTION_COHORTS, t.
 
 st.subheader("Purchase funnel")
 if ui.require(info, t.FUNNEL_DAILY, what="The funnel"):
-    bounds = data.trend_days(snap) if info.has(t.DAILY_TRENDS) else None
+    bounds = trends.trend_days(snap) if info.has(t.DAILY_TRENDS) else None
     start = end = None
     if bounds:
         picked = st.date_input(
@@ -24,7 +25,7 @@ if ui.require(info, t.FUNNEL_DAILY, what="The funnel"):
         )
         if picked:
             start, end = picked if len(picked) == 2 else (picked[0], bounds[1])
-    steps = data.funnel(snap, start, end)
+    steps = funnels.funnel(snap, start, end)
     if steps.is_empty():
         st.info("No sessions in the chosen range.")
     else:
@@ -57,7 +58,7 @@ if ui.require(info, t.FUNNEL_DAILY, what="The funnel"):
             },
         )
     if info.has(t.FUNNEL_SEGMENTS):
-        by_segment = data.funnel_by_segment(snap, start, end)
+        by_segment = funnels.funnel_by_segment(snap, start, end)
         if by_segment.height:
             st.markdown("**By segment** (sessions reaching each step)")
             ui.table(
@@ -68,7 +69,7 @@ if ui.require(info, t.FUNNEL_DAILY, what="The funnel"):
 
 st.subheader("Weekly retention")
 if ui.require(info, t.RETENTION_COHORTS, what="The retention heat map"):
-    cohorts = data.retention(snap)
+    cohorts = funnels.retention(snap)
     if cohorts.is_empty():
         st.info("No cohorts yet.")
     else:
@@ -81,7 +82,7 @@ if ui.require(info, t.RETENTION_COHORTS, what="The retention heat map"):
 
 st.subheader("Lifecycle")
 if ui.require(info, t.LIFECYCLE_WEEKLY, what="The lifecycle chart"):
-    states = data.lifecycle(snap)
+    states = funnels.lifecycle(snap)
     if states.is_empty():
         st.info("No weeks yet.")
     else:

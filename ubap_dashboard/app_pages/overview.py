@@ -4,8 +4,10 @@ from datetime import timedelta
 
 import streamlit as st
 
+from ubap_assets.core.metrics import TREND_METRICS
 from ubap_assets.warehouse import tables as t
-from ubap_dashboard import charts, data, ui
+from ubap_dashboard import charts, ui
+from ubap_dashboard.data import anomalies, source, trends
 
 snap, info = ui.snapshot_and_info()
 
@@ -13,7 +15,7 @@ st.title("Overview")
 ui.stale_banner(snap, t.DAILY_TRENDS, t.ANOMALIES, t.SUMMARY)
 
 if ui.require(info, t.DAILY_TRENDS, what="The KPIs and the daily trend"):
-    period = data.kpis(snap)
+    period = trends.kpis(snap)
     if period is None:
         st.info("The trends hold no complete day yet.")
     else:
@@ -31,7 +33,7 @@ if ui.require(info, t.DAILY_TRENDS, what="The KPIs and the daily trend"):
                 ui.kpi(kpi)
 
 if info.has(t.ANOMALIES):
-    recent = data.latest_anomalies(snap)
+    recent = anomalies.latest_anomalies(snap)
     if recent.height:
         flagged = recent.filter(recent["dimension"] == "all")
         top = (flagged if flagged.height else recent).head(3)
@@ -49,7 +51,7 @@ if info.has(t.ANOMALIES):
 
 st.subheader("Summary")
 if ui.require(info, t.SUMMARY, what="The summary"):
-    summary = data.table(snap, t.SUMMARY, "generated_at DESC")
+    summary = source.table(snap, t.SUMMARY, "generated_at DESC")
     if summary.is_empty():
         st.info("The summary table is empty.")
     else:
@@ -69,15 +71,15 @@ if info.has(t.DAILY_TRENDS):
     with left:
         metric = st.selectbox(
             "Metric",
-            list(data.TREND_METRICS),
-            format_func=data.TREND_METRICS.get,
+            list(TREND_METRICS),
+            format_func=TREND_METRICS.get,
             key="overview_metric",
         )
-    series = data.trend_series(snap, metric)
+    series = trends.trend_series(snap, metric)
     st.altair_chart(
         charts.trend_line(
             series,
-            y_title=data.TREND_METRICS[metric],
+            y_title=TREND_METRICS[metric],
             y_format=charts.metric_format(metric),
         ),
         width="stretch",

@@ -4,7 +4,8 @@ import polars as pl
 import streamlit as st
 
 from ubap_assets.warehouse import tables as t
-from ubap_dashboard import charts, data, ui
+from ubap_dashboard import charts, ui
+from ubap_dashboard.data import pipeline, source
 
 snap, info = ui.snapshot_and_info()
 meta = info.meta
@@ -16,7 +17,7 @@ cards = st.columns(4)
 cards[0].metric("Tables", len(info.tables), border=True)
 cards[1].metric(
     "Published",
-    data.freshness(meta.materialized_at),
+    pipeline.freshness(meta.materialized_at),
     help=f"materialized at {meta.materialized_at} UTC",
     border=True,
 )
@@ -29,7 +30,7 @@ st.caption(
 )
 
 st.subheader("Table freshness")
-status = data.table_status(snap)
+status = source.table_status(snap)
 if status.is_empty():
     st.info(
         f"Snapshot `{meta.snapshot_id}` was published before per-table freshness was recorded; "
@@ -61,7 +62,7 @@ else:
 
 st.subheader("Asset checks")
 if ui.require(info, t.CHECK_RESULTS, what="The asset-check status"):
-    checks = data.table(snap, t.CHECK_RESULTS, "passed, blocking DESC, asset_key, check_name")
+    checks = source.table(snap, t.CHECK_RESULTS, "passed, blocking DESC, asset_key, check_name")
     if checks.is_empty():
         st.info("No asset check was evaluated in the publishing run.")
     else:
@@ -85,7 +86,7 @@ if ui.require(info, t.CHECK_RESULTS, what="The asset-check status"):
 
 st.subheader("Tables in this snapshot")
 served = tuple(name for name in t.SERVING_TABLES if name in info.tables)
-counts = data.row_counts(snap, served)
+counts = pipeline.row_counts(snap, served)
 missing = [name for name in t.SERVING_TABLES if name not in info.tables]
 if missing:
     st.info(
@@ -100,7 +101,7 @@ ui.table(
     height=min(36 * (counts.height + 1) + 4, 1100),
 )
 if info.has(t.EVENT_REJECTS):
-    rejects, total = data.rejects(snap)
+    rejects, total = pipeline.rejects(snap)
     if total:
         st.subheader("Rejected input rows")
         st.caption(

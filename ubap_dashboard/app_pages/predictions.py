@@ -5,7 +5,8 @@ import json
 import streamlit as st
 
 from ubap_assets.warehouse import tables as t
-from ubap_dashboard import charts, data, ui
+from ubap_dashboard import charts, ui
+from ubap_dashboard.data import predictions
 
 snap, info = ui.snapshot_and_info()
 
@@ -27,7 +28,7 @@ if ui.require(info, t.USER_PREDICTIONS, what="The prediction lists"):
             "the three features that pushed their score most."
         )
         ui.table(
-            data.prediction_list(snap, "high_value", size),
+            predictions.prediction_list(snap, "high_value", size),
             "high_value_users",
             column_config=LIST_COLUMNS,
         )
@@ -36,12 +37,14 @@ if ui.require(info, t.USER_PREDICTIONS, what="The prediction lists"):
             "Users whose next session is most likely a bounce (above the model's tuned threshold)."
         )
         ui.table(
-            data.prediction_list(snap, "at_risk", size), "at_risk_users", column_config=LIST_COLUMNS
+            predictions.prediction_list(snap, "at_risk", size),
+            "at_risk_users",
+            column_config=LIST_COLUMNS,
         )
 
 st.subheader("Model cards")
 if ui.require(info, t.MODEL_METRICS, what="The model cards"):
-    metrics = data.model_metrics(snap)
+    metrics = predictions.model_metrics(snap)
     tasks = sorted(metrics["task"].unique().to_list(), key=lambda name: name != "conversion")
     task = st.segmented_control(
         "Task",
@@ -95,17 +98,17 @@ if ui.require(info, t.MODEL_METRICS, what="The model cards"):
         with roc:
             st.markdown("**ROC curve**")
             st.altair_chart(
-                charts.model_curve(data.model_curves(snap, task, "roc"), curve="roc"),
+                charts.model_curve(predictions.model_curves(snap, task, "roc"), curve="roc"),
                 width="stretch",
             )
         with pr:
             st.markdown("**Precision-recall curve**")
             st.altair_chart(
-                charts.model_curve(data.model_curves(snap, task, "pr"), curve="pr"),
+                charts.model_curve(predictions.model_curves(snap, task, "pr"), curve="pr"),
                 width="stretch",
             )
     if info.has(t.MODEL_CARDS):
-        cards_frame = data.model_cards(snap, task)
+        cards_frame = predictions.model_cards(snap, task)
         for card in cards_frame.iter_rows(named=True):
             title = f"{card['model']}{' (in use)' if card['is_best'] else ''}"
             with st.expander(f"Model card: {title}"):

@@ -3,7 +3,8 @@
 import streamlit as st
 
 from ubap_assets.warehouse import tables as t
-from ubap_dashboard import charts, data, ui
+from ubap_dashboard import charts, ui
+from ubap_dashboard.data import recommendations, source
 
 snap, info = ui.snapshot_and_info()
 
@@ -12,7 +13,7 @@ ui.stale_banner(snap, t.USER_RECOMMENDATIONS, t.SIMILAR_PAGES, t.REC_EVALUATION,
 
 st.subheader("Look up a user")
 if ui.require(info, t.USER_RECOMMENDATIONS, what="The user lookup"):
-    suggestions = data.sample_user_ids(snap)
+    suggestions = recommendations.sample_user_ids(snap)
     left, right = st.columns([1, 2])
     with left:
         typed = st.text_input(
@@ -29,8 +30,8 @@ if ui.require(info, t.USER_RECOMMENDATIONS, what="The user lookup"):
     if not user_id:
         st.info("Type or pick a user id.")
     else:
-        profile = data.user_profile(snap, user_id)
-        recs = data.user_recommendations(snap, user_id)
+        profile = recommendations.user_profile(snap, user_id)
+        recs = recommendations.user_recommendations(snap, user_id)
         if profile is None and recs.is_empty():
             st.warning(f"No user `{user_id}` in this snapshot.")
         else:
@@ -48,11 +49,11 @@ if ui.require(info, t.USER_RECOMMENDATIONS, what="The user lookup"):
                         facts.append(f"P(purchase) {profile['conversion_probability']:.0%}")
                     st.markdown(f"**{user_id}** · " + " · ".join(facts))
                 if recs.height:
-                    source = recs["source"][0]
+                    filled_by = recs["source"][0]
                     st.caption(
                         "Personalised (hybrid of content, collaborative and popularity signals)."
-                        if source == "hybrid"
-                        else f"Cold start: filled from {source.replace('_', ' ')}."
+                        if filled_by == "hybrid"
+                        else f"Cold start: filled from {filled_by.replace('_', ' ')}."
                     )
             ui.table(
                 recs,
@@ -64,11 +65,11 @@ if ui.require(info, t.USER_RECOMMENDATIONS, what="The user lookup"):
             )
             if info.has(t.EVENTS):
                 with st.expander("What this user did recently"):
-                    ui.table(data.user_history(snap, user_id), "user_recent_activity")
+                    ui.table(recommendations.user_history(snap, user_id), "user_recent_activity")
 
 st.subheader("Similar pages")
 if ui.require(info, t.SIMILAR_PAGES, t.PAGES, what="The similar pages"):
-    choices = data.page_choices(snap)
+    choices = recommendations.page_choices(snap)
     if choices.is_empty():
         st.info("No page has neighbours in this snapshot.")
     else:
@@ -77,7 +78,7 @@ if ui.require(info, t.SIMILAR_PAGES, t.PAGES, what="The similar pages"):
             for row in choices.iter_rows(named=True)
         }
         page_id = st.selectbox("Page", list(labels), format_func=labels.get, key="rec_page")
-        similar = data.similar_pages(snap, page_id)
+        similar = recommendations.similar_pages(snap, page_id)
         st.altair_chart(
             charts.bars(
                 similar,
@@ -93,7 +94,7 @@ if ui.require(info, t.SIMILAR_PAGES, t.PAGES, what="The similar pages"):
 
 st.subheader("Offline evaluation")
 if ui.require(info, t.REC_EVALUATION, what="The evaluation table"):
-    evaluation = data.table(snap, t.REC_EVALUATION, "is_baseline, ndcg_at_k DESC")
+    evaluation = source.table(snap, t.REC_EVALUATION, "is_baseline, ndcg_at_k DESC")
     if evaluation.is_empty():
         st.info("The evaluation table is empty.")
     else:
@@ -105,7 +106,7 @@ if ui.require(info, t.REC_EVALUATION, what="The evaluation table"):
         )
         st.altair_chart(
             charts.grouped_metric_bars(
-                data.evaluation_long(evaluation),
+                recommendations.evaluation_long(evaluation),
                 group="method",
                 metric="metric",
                 value="value",

@@ -3,16 +3,18 @@
 import polars as pl
 import streamlit as st
 
+from ubap_assets.core.metrics import TREND_METRICS
 from ubap_assets.warehouse import tables as t
-from ubap_dashboard import charts, data, ui
+from ubap_dashboard import charts, ui
+from ubap_dashboard.data import segments
 
 snap, info = ui.snapshot_and_info()
 
 st.title("Segments")
-ui.stale_banner(snap, t.SEGMENT_PROFILES, t.SEGMENT_TRENDS, t.USER_SEGMENTS, t.USER_FEATURES)
+ui.stale_banner(snap, t.SEGMENT_PROFILES, t.SEGMENT_TRENDS, t.USER_MAP)
 
 if ui.require(info, t.SEGMENT_PROFILES, what="The segment profiles"):
-    profiles = data.segment_profiles(snap)
+    profiles = segments.segment_profiles(snap)
     if profiles.is_empty():
         st.info("No segments in this snapshot.")
     else:
@@ -77,11 +79,11 @@ st.subheader("Segment trends")
 if ui.require(info, t.SEGMENT_TRENDS, what="The segment trends"):
     metric = st.selectbox(
         "Metric",
-        list(data.TREND_METRICS),
-        format_func=data.TREND_METRICS.get,
+        list(TREND_METRICS),
+        format_func=TREND_METRICS.get,
         key="segment_metric",
     )
-    trend = data.segment_trend(snap, metric)
+    trend = segments.segment_trend(snap, metric)
     if trend.is_empty():
         st.info("The segment trends have only the all-users series so far.")
     else:
@@ -89,7 +91,7 @@ if ui.require(info, t.SEGMENT_TRENDS, what="The segment trends"):
             charts.trend_line(
                 trend,
                 color="segment",
-                y_title=data.TREND_METRICS[metric],
+                y_title=TREND_METRICS[metric],
                 y_format=charts.metric_format(metric),
             ),
             width="stretch",
@@ -97,15 +99,16 @@ if ui.require(info, t.SEGMENT_TRENDS, what="The segment trends"):
         ui.table(trend, f"segment_trends_{metric}")
 
 st.subheader("Map of users")
-if ui.require(info, t.USER_FEATURES, t.USER_SEGMENTS, what="The map of users"):
-    points = data.user_map(snap)
+if ui.require(info, t.USER_MAP, what="The map of users"):
+    points = segments.user_map(snap)
     if points.is_empty():
         st.info("Too few users to draw the map.")
     else:
         st.altair_chart(charts.segment_map(points), width="stretch")
         st.caption(
-            f"{points.height:,} users (a random sample) on the first two principal components of "
-            "their log-scaled, standardised behaviour features, coloured by segment."
+            f"{points.height:,} users (a sample drawn by the pipeline) on the first two principal "
+            "components of the log-scaled, standardised features the segments were clustered "
+            "on, coloured by segment."
         )
         counts = points.group_by("segment").agg(pl.len().alias("users")).sort("segment")
         ui.table(points, "user_map_sample", height=240, caption=f"{counts.height} segments shown.")

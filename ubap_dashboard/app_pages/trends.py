@@ -2,8 +2,10 @@
 
 import streamlit as st
 
+from ubap_assets.core.metrics import TREND_METRICS
 from ubap_assets.warehouse import tables as t
-from ubap_dashboard import charts, data, ui
+from ubap_dashboard import charts, ui
+from ubap_dashboard.data import trends
 
 snap, info = ui.snapshot_and_info()
 
@@ -11,14 +13,14 @@ st.title("Trends")
 ui.stale_banner(snap, t.DAILY_TRENDS, t.WEEKLY_TRENDS)
 
 if ui.require(info, t.DAILY_TRENDS, t.WEEKLY_TRENDS, what="The trends page"):
-    bounds = data.trend_days(snap)
+    bounds = trends.trend_days(snap)
     if bounds is None:
         st.info("The trends tables hold no days yet.")
         st.stop()
     first, last = bounds
     top = st.columns(2)
     metric = top[0].selectbox(
-        "Metric", list(data.TREND_METRICS), format_func=data.TREND_METRICS.get, key="trend_metric"
+        "Metric", list(TREND_METRICS), format_func=TREND_METRICS.get, key="trend_metric"
     )
     picked = top[1].date_input(
         "Date range", value=(first, last), min_value=first, max_value=last, key="trend_range"
@@ -29,8 +31,8 @@ if ui.require(info, t.DAILY_TRENDS, t.WEEKLY_TRENDS, what="The trends page"):
     )
     breakdown = bottom[1].segmented_control(
         "Breakdown",
-        list(data.BREAKDOWNS),
-        format_func=data.BREAKDOWNS.get,
+        list(trends.BREAKDOWNS),
+        format_func=trends.BREAKDOWNS.get,
         default="all",
         required=True,
         key="trend_breakdown",
@@ -38,8 +40,8 @@ if ui.require(info, t.DAILY_TRENDS, t.WEEKLY_TRENDS, what="The trends page"):
     # The range picker returns one date while the second is being picked.
     start, end = (picked if len(picked) == 2 else (picked[0], last)) if picked else (first, last)
 
-    series = data.trend_series(snap, metric, grain, breakdown, start, end)
-    label = data.TREND_METRICS[metric]
+    series = trends.trend_series(snap, metric, grain, breakdown, start, end)
+    label = TREND_METRICS[metric]
     if series.is_empty():
         st.info("No data in the chosen range.")
     else:
@@ -55,13 +57,13 @@ if ui.require(info, t.DAILY_TRENDS, t.WEEKLY_TRENDS, what="The trends page"):
         partial = series.filter(~series["is_complete"]).height
         st.caption(
             f"{label} per {'day' if grain == 'daily' else 'ISO week (Monday start)'}"
-            + (f", by {data.BREAKDOWNS[breakdown].lower()}" if breakdown != "all" else "")
+            + (f", by {trends.BREAKDOWNS[breakdown].lower()}" if breakdown != "all" else "")
             + (f". {partial} point(s) cover an incomplete period." if partial else ".")
         )
 
     st.subheader("All metrics")
     ui.table(
-        data.trend_table(snap, grain, breakdown, start, end),
+        trends.trend_table(snap, grain, breakdown, start, end),
         f"{grain}_trends_{breakdown}",
         column_config={
             "conversion_rate": ui.percent("conversion rate"),

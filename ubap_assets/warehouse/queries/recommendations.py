@@ -7,11 +7,14 @@ from ubap_assets.warehouse.queries.base import SnapshotAccess, Where
 
 
 class RecommendationQueries:
-    def user_recommendations(self: SnapshotAccess, user_id: str, limit: int = 10) -> pl.DataFrame:
-        """The user's recommended pages, best first (empty for an unknown user)."""
+    def user_recommendations(
+        self: SnapshotAccess, user_id: str, limit: int | None = 10
+    ) -> pl.DataFrame:
+        """The user's recommended pages, best first (all of them with ``limit=None``; empty
+        for an unknown user)."""
         self.require(t.USER_RECOMMENDATIONS)
-        index = self.keyed(t.USER_RECOMMENDATIONS, "user_id", ("rank",))
-        return index.rows(user_id).head(limit)
+        found = self.keyed(t.USER_RECOMMENDATIONS, "user_id", ("rank",)).rows(user_id)
+        return found if limit is None else found.head(limit)
 
     def users_with_recommendations(self: SnapshotAccess, limit: int = 200) -> list[str]:
         """Users worth looking up first: most personalised (hybrid) recommendations first."""

@@ -20,13 +20,14 @@ class SegmentQueries:
             return None
         return first_or_none(self.keyed(t.USER_SEGMENTS, "user_id").rows(user_id).to_dicts())
 
-    def segmented_user_features(self: SnapshotAccess, sample: int, seed: int) -> pl.DataFrame:
-        """A pseudo-random sample of users: user_features columns and the segment name
-        (``segment``); the same ``seed`` draws the same users."""
-        self.require(t.USER_FEATURES, t.USER_SEGMENTS)
+    def user_map(self: SnapshotAccess, sample: int | None = None, seed: int = 7) -> pl.DataFrame:
+        """The pipeline's 2-D map of users (user_id, segment_id, segment_name, x, y): the PCA
+        of the clustering features. ``sample`` keeps that many of its users, drawn by a hash
+        of the user id and ``seed`` (the same users each time)."""
+        self.require(t.USER_MAP)
+        if sample is None:
+            return self.query(f"SELECT * FROM {t.USER_MAP} ORDER BY user_id")
         return self.query(
-            f"SELECT f.*, s.segment_name AS segment FROM {t.USER_FEATURES} f "
-            f"JOIN {t.USER_SEGMENTS} s USING (user_id) "
-            "ORDER BY hash(f.user_id || ?::VARCHAR) LIMIT ?",
+            f"SELECT * FROM {t.USER_MAP} ORDER BY hash(user_id || ?::VARCHAR) LIMIT ?",
             [str(seed), sample],
         )
