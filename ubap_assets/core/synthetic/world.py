@@ -47,15 +47,9 @@ def events_by_day(
         day += timedelta(days=1)
 
 
-def events_between(
-    spec: WorldSpec,
-    first: date,
-    last: date,
-    people: Population | None = None,
-    pages: pl.DataFrame | None = None,
-) -> pl.DataFrame:
+def events_between(spec: WorldSpec, first: date, last: date) -> pl.DataFrame:
     """The events of first..last inclusive as one frame."""
-    frames = list(events_by_day(spec, first, last, people, pages))
+    frames = list(events_by_day(spec, first, last))
     return pl.concat(frames) if frames else pl.DataFrame(schema=EVENTS_SCHEMA)
 
 
@@ -66,7 +60,7 @@ def generate_world(spec: WorldSpec) -> World:
     return World(
         users=users_frame(spec, people),
         pages=pages,
-        events=events_between(spec, spec.start_date, spec.end_date, people, pages),
+        events=pl.concat(events_by_day(spec, spec.start_date, spec.end_date, people, pages)),
         personas=personas_frame(spec, people),
         anomalies=anomaly_plan(spec),
     )
