@@ -9,16 +9,15 @@ import pytest
 
 from ubap_assets.core import anomaly, trends
 from ubap_assets.core.schema import INJECTED_ANOMALIES_SCHEMA
-from ubap_assets.core.synthetic import WorldSpec, generate_world
+from ubap_assets.core.synthetic import WEEKDAY_FACTOR, WorldSpec, generate_world
 
-START = date(2026, 1, 5)  # a Monday
-WEEKLY = np.array([1.0, 1.06, 1.05, 1.0, 0.93, 0.78, 0.83])
+START = date(2026, 1, 5)  # a Monday: day i has the weekday factor WEEKDAY_FACTOR[i % 7]
 
 
 def seasonal_counts(days: int, seed: int = 1, level: float = 2000.0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     t = np.arange(days)
-    return rng.poisson(level * WEEKLY[t % 7] * (1 + 0.002 * t)).astype(float)
+    return rng.poisson(level * WEEKDAY_FACTOR[t % 7] * (1 + 0.002 * t)).astype(float)
 
 
 def daily_frame(values: dict[str, np.ndarray]) -> pl.DataFrame:
@@ -62,7 +61,8 @@ def test_spike_and_drop_are_found_with_direction_and_range():
         assert not row["lower"] <= row["value"] <= row["upper"]
         # The expectation is the seasonal level of that weekday, within a few percent.
         i = (row["day"] - START).days
-        assert row["expected"] == pytest.approx(2000 * WEEKLY[i % 7] * (1 + 0.002 * i), rel=0.05)
+        seasonal_level = 2000 * WEEKDAY_FACTOR[i % 7] * (1 + 0.002 * i)
+        assert row["expected"] == pytest.approx(seasonal_level, rel=0.05)
         assert row["severity"] in ("low", "medium", "high")
     # The weekly cycle itself (weekends ~20% lower) is never an anomaly.
     assert sessions.filter(pl.col("has_baseline") & ~pl.col("is_anomaly")).height > 40
