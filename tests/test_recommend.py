@@ -112,11 +112,11 @@ def test_interactions_weight_event_types_and_decay():
     frame = recommend.load_interactions(
         con, end - timedelta(days=90), end, recommend.RecommenderParams(half_life_days=14)
     )
-    w = {(r["user_id"], r["page_id"]): r for r in frame.iter_rows(named=True)}
-    assert w[("u", "b")]["weight"] > w[("u", "a")]["weight"]  # purchase > view
-    assert w[("u", "b")]["converted"] and not w[("u", "a")]["converted"]
+    by_pair = {(r["user_id"], r["page_id"]): r for r in frame.iter_rows(named=True)}
+    assert by_pair[("u", "b")]["weight"] > by_pair[("u", "a")]["weight"]  # purchase > view
+    assert by_pair[("u", "b")]["converted"] and not by_pair[("u", "a")]["converted"]
     # 28 days old with a 14-day half-life: a quarter of a fresh view (same time of day)
-    ratio = w[("v", "b")]["weight"] / w[("v", "a")]["weight"]
+    ratio = by_pair[("v", "b")]["weight"] / by_pair[("v", "a")]["weight"]
     assert ratio == pytest.approx(0.25, rel=0.05)
 
 
@@ -260,12 +260,12 @@ def test_recommendations_on_synthetic_world(tiny_world):
 def warehouse_file(tmp_path, tiny_world):
     path = str(tmp_path / "w.duckdb")
     con = duckdb.connect(path)
-    w = tiny_world
-    for name, frame in (("events", w.events), ("pages", w.pages), ("users", w.users)):
+    world = tiny_world
+    for name, frame in (("events", world.events), ("pages", world.pages), ("users", world.users)):
         con.register("_f", frame)
         con.execute(f"CREATE TABLE {name} AS SELECT * FROM _f")
         con.unregister("_f")
-    segments_frame = w.personas.select(
+    segments_frame = world.personas.select(
         "user_id",
         segment_id=pl.col("persona").rank("dense").cast(pl.Int64),
         segment_name=pl.col("persona"),

@@ -43,16 +43,16 @@ def load_interactions(
     weight_args: list = [value for pair in params.event_weights.items() for value in pair]
     sql = f"""
         SELECT user_id, page_id,
-               sum(w * pow(0.5, greatest(date_diff('second', event_ts, ?::TIMESTAMP), 0)
+               sum(event_weight * pow(0.5, greatest(date_diff('second', event_ts, ?::TIMESTAMP), 0)
                    / 86400.0 / ?))::DOUBLE AS weight,
                count(*)::BIGINT AS n_events,
                bool_or(list_contains(?::VARCHAR[], event_type)) AS converted
         FROM (SELECT user_id, page_id, event_ts, event_type,
-                     CASE event_type {weight_cases} ELSE 0.0 END AS w
+                     CASE event_type {weight_cases} ELSE 0.0 END AS event_weight
               FROM events
               WHERE event_ts >= ? AND event_ts < ?
                 AND user_id IS NOT NULL AND page_id IS NOT NULL)
-        WHERE w > 0
+        WHERE event_weight > 0
         GROUP BY user_id, page_id
     """
     args = [

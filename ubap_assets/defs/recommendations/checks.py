@@ -15,22 +15,22 @@ def hybrid_beats_popularity(rec_evaluation: pl.DataFrame) -> dg.AssetCheckResult
         zip(rec_evaluation["method"].to_list(), rec_evaluation["ndcg_at_k"].to_list(), strict=False)
     )
     users = int(rec_evaluation["users_evaluated"].max() or 0)
-    hybrid, pop = ndcg.get("hybrid"), ndcg.get("global_popularity")
-    if hybrid is None or pop is None or users == 0:
+    hybrid, popularity = ndcg.get("hybrid"), ndcg.get("global_popularity")
+    if hybrid is None or popularity is None or users == 0:
         return dg.AssetCheckResult(
             passed=False,
             severity=dg.AssetCheckSeverity.WARN,
             description="no evaluable users or methods: " + str(rec_evaluation["note"][0]),
         )
     return dg.AssetCheckResult(
-        passed=bool(hybrid > pop),
+        passed=bool(hybrid > popularity),
         severity=dg.AssetCheckSeverity.WARN,
         metadata={
             "hybrid_ndcg_at_10": hybrid,
-            "global_popularity_ndcg_at_10": pop,
+            "global_popularity_ndcg_at_10": popularity,
             "users_evaluated": users,
         },
-        description=f"hybrid NDCG@10 {hybrid:.4f} vs global popularity {pop:.4f}",
+        description=f"hybrid NDCG@10 {hybrid:.4f} vs global popularity {popularity:.4f}",
     )
 
 
