@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Query, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from fastapi.exceptions import RequestValidationError
 
+from ubap_api.schemas import API_ERRORS
 from ubap_api.settings import Settings
 from ubap_assets.warehouse.reader import SnapshotReader, open_reader
 
@@ -67,6 +68,14 @@ async def require_token(request: Request) -> None:
             detail=problem,
             headers={"WWW-Authenticate": "Bearer"},
         )
+
+
+def guarded_router(prefix: str, tag: str) -> APIRouter:
+    """A resource's router: every route behind the bearer token, with the shared error
+    responses documented."""
+    return APIRouter(
+        prefix=prefix, tags=[tag], dependencies=[Depends(require_token)], responses=API_ERRORS
+    )
 
 
 def get_reader(request: Request) -> Iterator[SnapshotReader]:

@@ -2,18 +2,13 @@
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import Query
 
-from ubap_api.deps import DateRangeDep, PagingDep, ReaderDep, require_token
+from ubap_api.deps import DateRangeDep, PagingDep, ReaderDep, guarded_router
 from ubap_api.records import page_of
-from ubap_api.schemas import API_ERRORS, Anomaly, Page, RecentAnomaly
+from ubap_api.schemas import Anomaly, Page, RecentAnomaly
 
-router = APIRouter(
-    prefix="/api/anomalies",
-    tags=["anomalies"],
-    dependencies=[Depends(require_token)],
-    responses=API_ERRORS,
-)
+router = guarded_router("/api/anomalies", "anomalies")
 
 
 @router.get("", response_model=Page[Anomaly])

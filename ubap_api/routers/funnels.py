@@ -2,18 +2,13 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import Query
 
-from ubap_api.deps import DateRangeDep, PagingDep, ReaderDep, require_token
+from ubap_api.deps import DateRangeDep, PagingDep, ReaderDep, guarded_router
 from ubap_api.records import not_found, page_of, records
-from ubap_api.schemas import API_ERRORS, NOT_FOUND, Funnel, FunnelDay, Page
+from ubap_api.schemas import NOT_FOUND, Funnel, FunnelDay, Page
 
-router = APIRouter(
-    prefix="/api/funnels",
-    tags=["funnels"],
-    dependencies=[Depends(require_token)],
-    responses=API_ERRORS,
-)
+router = guarded_router("/api/funnels", "funnels")
 
 SegmentId = Annotated[
     str, Query(max_length=50, description="'all', or a segment id from /api/segments/list.")

@@ -2,20 +2,15 @@
 
 from datetime import UTC, datetime
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 
-from ubap_api.deps import ReaderDep, require_token
+from ubap_api.deps import ReaderDep, guarded_router
 from ubap_api.records import records
-from ubap_api.schemas import API_ERRORS, Health, Meta
+from ubap_api.schemas import Health, Meta
 from ubap_assets.warehouse.reader import NoSnapshotError, UnreadableSnapshotError, open_reader
 
 health_router = APIRouter(tags=["service"])
-router = APIRouter(
-    prefix="/api",
-    tags=["service"],
-    dependencies=[Depends(require_token)],
-    responses=API_ERRORS,
-)
+router = guarded_router("/api", "service")
 
 
 @health_router.get(

@@ -3,18 +3,13 @@
 from typing import Annotated, Literal
 
 import polars as pl
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import Path, Query
 
-from ubap_api.deps import PagingDep, ReaderDep, require_token
+from ubap_api.deps import PagingDep, ReaderDep, guarded_router
 from ubap_api.records import not_found, page_of, records, with_reasons
-from ubap_api.schemas import API_ERRORS, NOT_FOUND, ModelMetric, Page, ScoredUser, SegmentPrediction
+from ubap_api.schemas import NOT_FOUND, ModelMetric, Page, ScoredUser, SegmentPrediction
 
-router = APIRouter(
-    prefix="/api/predictions",
-    tags=["predictions"],
-    dependencies=[Depends(require_token)],
-    responses=API_ERRORS,
-)
+router = guarded_router("/api/predictions", "predictions")
 
 Probability = Annotated[float, Query(ge=0.0, le=1.0, description="Lowest probability kept.")]
 

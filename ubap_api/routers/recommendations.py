@@ -2,12 +2,11 @@
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import Path, Query
 
-from ubap_api.deps import PagingDep, ReaderDep, require_token
+from ubap_api.deps import PagingDep, ReaderDep, guarded_router
 from ubap_api.records import not_found, page_of, records
 from ubap_api.schemas import (
-    API_ERRORS,
     NOT_FOUND,
     AdminInsight,
     Page,
@@ -16,12 +15,7 @@ from ubap_api.schemas import (
     UserRecommendations,
 )
 
-router = APIRouter(
-    prefix="/api/recommendations",
-    tags=["recommendations"],
-    dependencies=[Depends(require_token)],
-    responses=API_ERRORS,
-)
+router = guarded_router("/api/recommendations", "recommendations")
 
 UserId = Annotated[str, Path(min_length=1, max_length=200, description="A user id.")]
 PageId = Annotated[str, Path(min_length=1, max_length=200, description="A page id.")]

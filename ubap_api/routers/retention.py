@@ -1,17 +1,10 @@
 """Weekly cohort retention and user lifecycle."""
 
-from fastapi import APIRouter, Depends
-
-from ubap_api.deps import DateRangeDep, PagingDep, ReaderDep, require_token
+from ubap_api.deps import DateRangeDep, PagingDep, ReaderDep, guarded_router
 from ubap_api.records import page_of
-from ubap_api.schemas import API_ERRORS, LifecycleWeek, Page, RetentionCohort
+from ubap_api.schemas import LifecycleWeek, Page, RetentionCohort
 
-router = APIRouter(
-    prefix="/api/retention",
-    tags=["retention"],
-    dependencies=[Depends(require_token)],
-    responses=API_ERRORS,
-)
+router = guarded_router("/api/retention", "retention")
 
 
 @router.get("", response_model=Page[RetentionCohort])

@@ -2,24 +2,18 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import Query
 
-from ubap_api.deps import DateRangeDep, PagingDep, ReaderDep, require_token
+from ubap_api.deps import DateRangeDep, PagingDep, ReaderDep, guarded_router
 from ubap_api.records import page_of, records
 from ubap_api.schemas import (
-    API_ERRORS,
     Page,
     SegmentProfile,
     SegmentSummary,
     SegmentTrend,
 )
 
-router = APIRouter(
-    prefix="/api/segments",
-    tags=["segments"],
-    dependencies=[Depends(require_token)],
-    responses=API_ERRORS,
-)
+router = guarded_router("/api/segments", "segments")
 
 
 @router.get("/trends", response_model=Page[SegmentTrend])

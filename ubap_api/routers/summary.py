@@ -2,17 +2,12 @@
 
 import json
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import HTTPException
 
-from ubap_api.deps import ReaderDep, require_token
-from ubap_api.schemas import API_ERRORS, NOT_FOUND, Summary
+from ubap_api.deps import ReaderDep, guarded_router
+from ubap_api.schemas import NOT_FOUND, Summary
 
-router = APIRouter(
-    prefix="/api/summary",
-    tags=["summary"],
-    dependencies=[Depends(require_token)],
-    responses=API_ERRORS,
-)
+router = guarded_router("/api/summary", "summary")
 
 
 def _split(text: str | None) -> list[str]:

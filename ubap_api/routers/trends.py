@@ -2,18 +2,14 @@
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import Query
 
-from ubap_api.deps import DateRangeDep, PagingDep, ReaderDep, require_token
+from ubap_api.deps import DateRangeDep, PagingDep, ReaderDep, guarded_router
 from ubap_api.records import page_of
-from ubap_api.schemas import API_ERRORS, DailyTrend, Page, WeeklyTrend
+from ubap_api.schemas import DailyTrend, Page, WeeklyTrend
+from ubap_assets.warehouse.queries.trends import Grain
 
-router = APIRouter(
-    prefix="/api/trends",
-    tags=["trends"],
-    dependencies=[Depends(require_token)],
-    responses=API_ERRORS,
-)
+router = guarded_router("/api/trends", "trends")
 
 Dimension = Annotated[
     Literal["all", "device", "traffic_source"],
@@ -24,27 +20,27 @@ DimensionValue = Annotated[
 ]
 
 
-@router.get("/daily", response_model=Page[DailyTrend])
-def daily(
-    reader: ReaderDep,
-    dates: DateRangeDep,
-    paging: PagingDep,
-    dimension: Dimension = "all",
-    dimension_value: DimensionValue = None,
-) -> dict:
-    """One row per day (x dimension value), oldest first."""
-    frame = reader.trends("daily", dates.start, dates.end, dimension, dimension_value)
-    return page_of(frame, paging)
+def _add_trend_route(grain: Grain, row: type, description: str) -> None:
+    """GET /api/trends/<grain>: one page of that grain's trend table."""
+
+    def route(
+        reader: ReaderDep,
+        dates: DateRangeDep,
+        paging: PagingDep,
+        dimension: Dimension = "all",
+        dimension_value: DimensionValue = None,
+    ) -> dict:
+        frame = reader.trends(grain, dates.start, dates.end, dimension, dimension_value)
+        return page_of(frame, paging)
+
+    # FastAPI takes the operation's name and description from the function.
+    route.__name__, route.__doc__ = grain, description
+    router.get(f"/{grain}", response_model=Page[row])(route)
 
 
-@router.get("/weekly", response_model=Page[WeeklyTrend])
-def weekly(
-    reader: ReaderDep,
-    dates: DateRangeDep,
-    paging: PagingDep,
-    dimension: Dimension = "all",
-    dimension_value: DimensionValue = None,
-) -> dict:
-    """One row per ISO week (week_start in the range) x dimension value, oldest first."""
-    frame = reader.trends("weekly", dates.start, dates.end, dimension, dimension_value)
-    return page_of(frame, paging)
+_add_trend_route("daily", DailyTrend, "One row per day (x dimension value), oldest first.")
+_add_trend_route(
+    "weekly",
+    WeeklyTrend,
+    "One row per ISO week (week_start in the range) x dimension value, oldest first.",
+)

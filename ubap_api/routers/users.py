@@ -2,19 +2,14 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import Path, Query
 
-from ubap_api.deps import ReaderDep, require_token
+from ubap_api.deps import ReaderDep, guarded_router
 from ubap_api.records import not_found, records, with_reasons
-from ubap_api.schemas import API_ERRORS, NOT_FOUND, UserDetail
+from ubap_api.schemas import NOT_FOUND, UserDetail
 from ubap_assets.warehouse import tables as t
 
-router = APIRouter(
-    prefix="/api/users",
-    tags=["users"],
-    dependencies=[Depends(require_token)],
-    responses=API_ERRORS,
-)
+router = guarded_router("/api/users", "users")
 
 
 @router.get("/{user_id}", response_model=UserDetail, responses=NOT_FOUND)

@@ -5,7 +5,7 @@ from datetime import date
 import polars as pl
 
 from ubap_assets.warehouse import tables as t
-from ubap_assets.warehouse.queries.base import SnapshotAccess, Where
+from ubap_assets.warehouse.queries.base import SnapshotAccess, Where, select_where
 
 
 class AnomalyQueries:
@@ -23,14 +23,14 @@ class AnomalyQueries:
         flagged_only: bool = True,
     ) -> pl.DataFrame:
         """anomaly_history rows in [start, end] (flagged only by default), newest day first."""
-        self.require(t.ANOMALY_HISTORY)
         where = Where().between("day", start, end).equals(metric=metric, dimension=dimension)
         if flagged_only:
             where.also("is_anomaly")
-        return self.query(
-            f"SELECT * FROM {t.ANOMALY_HISTORY} WHERE {where.sql} "
-            "ORDER BY day DESC, abs(score) DESC, dimension, dimension_value, metric",
-            where.params,
+        return select_where(
+            self,
+            t.ANOMALY_HISTORY,
+            where,
+            "day DESC, abs(score) DESC, dimension, dimension_value, metric",
         )
 
     def anomaly_scopes(self: SnapshotAccess) -> pl.DataFrame:

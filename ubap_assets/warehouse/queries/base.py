@@ -63,5 +63,12 @@ class Where:
         return " AND ".join(self.clauses)
 
 
+def select_where(reader: SnapshotAccess, table: str, where: Where, order_by: str) -> pl.DataFrame:
+    """Every column of ``table`` (a contract name) where ``where`` holds, in ``order_by``."""
+    reader.require(table)
+    sql = f"SELECT * FROM {table} WHERE {where.sql} ORDER BY {order_by}"
+    return reader.query(sql, where.params)
+
+
 def first_or_none(found: list[dict[str, Any]]) -> dict[str, Any] | None:
     return found[0] if found else None

@@ -5,7 +5,7 @@ from datetime import date
 import polars as pl
 
 from ubap_assets.warehouse import tables as t
-from ubap_assets.warehouse.queries.base import SnapshotAccess, Where
+from ubap_assets.warehouse.queries.base import SnapshotAccess, Where, select_where
 
 
 class FunnelQueries:
@@ -22,10 +22,7 @@ class FunnelQueries:
         else:
             table = t.FUNNEL_SEGMENTS
             where.equals(segment_id=segment_id)
-        self.require(table)
-        return self.query(
-            f"SELECT * FROM {table} WHERE {where.sql} ORDER BY day, step_index", where.params
-        )
+        return select_where(self, table, where, "day, step_index")
 
     def funnel_segment_ids(self: SnapshotAccess) -> frozenset[str]:
         """Segment ids present in funnel_segments."""
@@ -82,21 +79,12 @@ class FunnelQueries:
         self: SnapshotAccess, start: date | None = None, end: date | None = None
     ) -> pl.DataFrame:
         """retention_cohorts with cohort_week in [start, end], by cohort then weeks_since."""
-        self.require(t.RETENTION_COHORTS)
         where = Where().between("cohort_week", start, end)
-        return self.query(
-            f"SELECT * FROM {t.RETENTION_COHORTS} WHERE {where.sql} "
-            "ORDER BY cohort_week, weeks_since",
-            where.params,
-        )
+        return select_where(self, t.RETENTION_COHORTS, where, "cohort_week, weeks_since")
 
     def lifecycle_weekly(
         self: SnapshotAccess, start: date | None = None, end: date | None = None
     ) -> pl.DataFrame:
         """lifecycle_weekly with week_start in [start, end]."""
-        self.require(t.LIFECYCLE_WEEKLY)
         where = Where().between("week_start", start, end)
-        return self.query(
-            f"SELECT * FROM {t.LIFECYCLE_WEEKLY} WHERE {where.sql} ORDER BY week_start, state",
-            where.params,
-        )
+        return select_where(self, t.LIFECYCLE_WEEKLY, where, "week_start, state")

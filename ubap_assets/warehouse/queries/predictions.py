@@ -5,7 +5,7 @@ from typing import Any, Literal
 import polars as pl
 
 from ubap_assets.warehouse import tables as t
-from ubap_assets.warehouse.queries.base import SnapshotAccess, Where, first_or_none
+from ubap_assets.warehouse.queries.base import SnapshotAccess, Where, first_or_none, select_where
 
 
 def _predictions_with_segment(reader: SnapshotAccess) -> str:
@@ -99,13 +99,8 @@ class PredictionQueries:
 
     def model_metrics(self: SnapshotAccess, task: str | None = None) -> pl.DataFrame:
         """model_metrics rows (optionally one task), best model first within a task."""
-        self.require(t.MODEL_METRICS)
         where = Where().equals(task=task or None)
-        return self.query(
-            f"SELECT * FROM {t.MODEL_METRICS} WHERE {where.sql} "
-            "ORDER BY task, is_best DESC, pr_auc DESC, model",
-            where.params,
-        )
+        return select_where(self, t.MODEL_METRICS, where, "task, is_best DESC, pr_auc DESC, model")
 
     def model_curves(self: SnapshotAccess, task: str, curve: str) -> pl.DataFrame:
         """One curve (e.g. 'roc', 'pr') of every model of ``task``, point by point."""

@@ -3,7 +3,7 @@
 import polars as pl
 
 from ubap_assets.warehouse import tables as t
-from ubap_assets.warehouse.queries.base import SnapshotAccess, Where
+from ubap_assets.warehouse.queries.base import SnapshotAccess, Where, select_where
 
 
 class RecommendationQueries:
@@ -54,14 +54,9 @@ class RecommendationQueries:
         self: SnapshotAccess, kind: str | None = None, severity: str | None = None
     ) -> pl.DataFrame:
         """admin_insights, high severity first, then by volume."""
-        self.require(t.ADMIN_INSIGHTS)
         where = Where().equals(kind=kind, severity=severity)
-        return self.query(
-            f"SELECT * FROM {t.ADMIN_INSIGHTS} WHERE {where.sql} ORDER BY "
-            "CASE severity WHEN 'high' THEN 0 WHEN 'medium' THEN 1 ELSE 2 END, "
-            "volume DESC, insight_id",
-            where.params,
-        )
+        high_first = "CASE severity WHEN 'high' THEN 0 WHEN 'medium' THEN 1 ELSE 2 END"
+        return select_where(self, t.ADMIN_INSIGHTS, where, f"{high_first}, volume DESC, insight_id")
 
     def rec_evaluation(self: SnapshotAccess) -> pl.DataFrame:
         """rec_evaluation, best NDCG@k first."""

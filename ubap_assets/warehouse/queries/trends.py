@@ -6,7 +6,7 @@ from typing import Any, Literal
 import polars as pl
 
 from ubap_assets.warehouse import tables as t
-from ubap_assets.warehouse.queries.base import SnapshotAccess, Where, first_or_none
+from ubap_assets.warehouse.queries.base import SnapshotAccess, Where, first_or_none, select_where
 
 Grain = Literal["daily", "weekly"]
 # The table and its period column for each grain.
@@ -28,13 +28,9 @@ class TrendQueries:
         """daily_trends (or weekly_trends, week_start in [start, end]) rows of one dimension
         (all/device/traffic_source), oldest first."""
         table, period = GRAIN_TABLES[grain]
-        self.require(table)
         where = Where().between(period, start, end)
         where.equals(dimension=dimension, dimension_value=dimension_value)
-        return self.query(
-            f"SELECT * FROM {table} WHERE {where.sql} ORDER BY {period}, dimension_value",
-            where.params,
-        )
+        return select_where(self, table, where, f"{period}, dimension_value")
 
     def daily_trends(self, **filters: Any) -> pl.DataFrame:
         """``trends('daily', ...)``."""
@@ -53,12 +49,8 @@ class TrendQueries:
         segment_id: str | None = None,
     ) -> pl.DataFrame:
         """segment_trends rows (segment 'all' included), by day then segment."""
-        self.require(t.SEGMENT_TRENDS)
         where = Where().between("day", start, end).equals(segment_id=segment_id)
-        return self.query(
-            f"SELECT * FROM {t.SEGMENT_TRENDS} WHERE {where.sql} ORDER BY day, segment_id",
-            where.params,
-        )
+        return select_where(self, t.SEGMENT_TRENDS, where, "day, segment_id")
 
     def summary(self: SnapshotAccess) -> dict[str, Any] | None:
         """The latest summary row (None when the table is empty)."""
