@@ -153,3 +153,19 @@ def test_a_bad_setting_loads_and_fails_the_run_naming_the_variable(
         schedule = nightly_schedule()
         assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
         assert variable in schedule.description
+
+
+def test_one_settings_model_reads_every_variable_and_never_raises(monkeypatch, tmp_path):
+    from ubap_assets.settings import Settings, current_settings, settings_problems
+    from ubap_assets.warehouse.paths import snapshot_dir, warehouse_path
+
+    monkeypatch.setenv("UBAP_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("UBAP_USERS", "many")
+    monkeypatch.setenv("GEMINI_API_KEY", "key")
+    assert warehouse_path() == tmp_path / "warehouse.duckdb"
+    assert snapshot_dir() == tmp_path / "snapshots"
+    assert current_settings().users == 20_000 and current_settings().gemini_api_key == "key"
+    (problem,) = settings_problems()
+    assert problem.startswith("UBAP_USERS='many' is invalid")
+    given = Settings.from_environ({"UBAP_SEED": "3"})
+    assert given.seed == 3 and given.data_dir is None and given.gemini_api_key == ""

@@ -15,6 +15,8 @@ import dagster as dg
 import numpy as np
 from pydantic import Field
 
+from ubap_assets.settings import current_settings
+
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 
 
@@ -133,9 +135,10 @@ class HashingEmbedder(Embedder):
 
 def embedder_from_env() -> Embedder:
     """The embedder the code location binds: ``UBAP_EMBEDDER`` = sentence (default) or hashing."""
-    kind = os.environ.get("UBAP_EMBEDDER", "sentence").strip().lower()
+    read = current_settings()
+    kind = read.embedder.strip().lower()
     if kind == "hashing":
         return HashingEmbedder()
     if kind not in ("sentence", "sentence-transformers", ""):
         raise ValueError(f"UBAP_EMBEDDER={kind!r} is not known: use 'sentence' or 'hashing'")
-    return SentenceEmbedder(model_name=os.environ.get("UBAP_EMBEDDING_MODEL", ""))
+    return SentenceEmbedder(model_name=read.embedding_model)

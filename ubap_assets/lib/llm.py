@@ -7,15 +7,14 @@ resource is disabled and callers fall back to their deterministic text; every fa
 (HTTP error after retries, timeout, malformed or empty answer) raises ``LLMError``.
 """
 
-import os
-
 import dagster as dg
 from pydantic import Field
 
-DEFAULT_MODEL = "gemini-2.5-flash"
-KEY_ENV = "GEMINI_API_KEY"
-MODEL_ENV = "UBAP_GEMINI_MODEL"
-BASE_URL_ENV = "UBAP_GEMINI_BASE_URL"
+from ubap_assets.settings import DEFAULT_GEMINI_MODEL, Settings, current_settings
+
+KEY_ENV = Settings.variable("gemini_api_key")
+MODEL_ENV = Settings.variable("gemini_model")
+BASE_URL_ENV = Settings.variable("gemini_base_url")
 RETRY_STATUS_CODES = (408, 429, 500, 502, 503, 504)
 
 
@@ -28,7 +27,7 @@ class GeminiResource(dg.ConfigurableResource):
 
     api_key: str = Field(default="", description=f"API key; empty = read ${KEY_ENV}.")
     model: str = Field(
-        default="", description=f"Model name; empty = ${MODEL_ENV} or {DEFAULT_MODEL}."
+        default="", description=f"Model name; empty = ${MODEL_ENV} or {DEFAULT_GEMINI_MODEL}."
     )
     base_url: str = Field(
         default="", description=f"Endpoint override (tests, proxies); empty = ${BASE_URL_ENV}."
@@ -45,13 +44,13 @@ class GeminiResource(dg.ConfigurableResource):
     )
 
     def resolved_key(self) -> str:
-        return (self.api_key or os.environ.get(KEY_ENV, "")).strip()
+        return (self.api_key or current_settings().gemini_api_key).strip()
 
     def resolved_model(self) -> str:
-        return (self.model or os.environ.get(MODEL_ENV, "") or DEFAULT_MODEL).strip()
+        return (self.model or current_settings().gemini_model or DEFAULT_GEMINI_MODEL).strip()
 
     def resolved_base_url(self) -> str:
-        return (self.base_url or os.environ.get(BASE_URL_ENV, "")).strip()
+        return (self.base_url or current_settings().gemini_base_url).strip()
 
     @property
     def enabled(self) -> bool:

@@ -1,13 +1,23 @@
-"""The source setting: synthetic data (default) or event files, from environment variables."""
+"""The source setting: synthetic data (default) or event files, from environment variables.
+
+The variables are declared in ``ubap_assets.settings``; this module checks what they point at
+(a known mapping, an existing page file) and raises ``SourceSettingsError`` naming the variable.
+"""
 
 import os
 from collections.abc import Mapping as EnvMapping
 from dataclasses import dataclass
 
+from pydantic import ValidationError
+
 from ubap_assets.core.ingest.errors import MappingError, SourceSettingsError
 from ubap_assets.core.ingest.mapping import load_mapping
 from ubap_assets.core.mappings import BUILTIN_MAPPINGS
+from ubap_assets.settings import SYNTHETIC, Settings
 from ubap_assets.warehouse.paths import inbox_dir
+
+# The settings fields that say where the events come from.
+SOURCE_FIELDS = ("source", "source_mapping", "max_reject_share", "pages_file")
 
 
 @dataclass(frozen=True)
@@ -35,15 +45,22 @@ def source_settings(environ: EnvMapping[str, str] | None = None) -> SourceSettin
       category, page_type, price).
     """
     env = os.environ if environ is None else environ
-    raw = (env.get("UBAP_SOURCE") or "synthetic").strip()
-    if raw.lower() == "synthetic":
-        kind, path = "synthetic", None
-    elif raw.lower() in ("inbox", "files"):
+    try:
+        read = Settings.from_environ(env, SOURCE_FIELDS)
+    except ValidationError:
+        # The share is the only source variable with a type to get wrong.
+        share_text = env.get(Settings.variable("max_reject_share"), "").strip()
+        raise SourceSettingsError(
+            f"UBAP_MAX_REJECT_SHARE={share_text!r} must be a number between 0 and 1 (e.g. 0.05)"
+        ) from None
+    if read.source.lower() == SYNTHETIC:
+        kind, path = SYNTHETIC, None
+    elif read.source.lower() in ("inbox", "files"):
         kind, path = "files", str(inbox_dir())
     else:
-        kind, path = "files", raw
+        kind, path = "files", read.source
 
-    mapping = (env.get("UBAP_SOURCE_MAPPING") or "").strip() or None
+    mapping = read.source_mapping or None
     if mapping is not None:
         looks_like_file = mapping.lower().endswith((".json", ".toml")) or os.sep in mapping
         if mapping not in BUILTIN_MAPPINGS and not looks_like_file:
@@ -56,20 +73,10 @@ def source_settings(environ: EnvMapping[str, str] | None = None) -> SourceSettin
         except MappingError as exc:
             raise SourceSettingsError(f"UBAP_SOURCE_MAPPING={mapping!r}: {exc}") from exc
 
-    share_text = (env.get("UBAP_MAX_REJECT_SHARE") or "0.05").strip()
-    try:
-        share = float(share_text)
-    except ValueError:
-        share = -1.0
-    if not 0.0 <= share <= 1.0:
-        raise SourceSettingsError(
-            f"UBAP_MAX_REJECT_SHARE={share_text!r} must be a number between 0 and 1 (e.g. 0.05)"
-        )
-
-    pages_file = (env.get("UBAP_PAGES_FILE") or "").strip() or None
+    pages_file = read.pages_file or None
     if pages_file is not None and not os.path.isfile(pages_file):
         raise SourceSettingsError(
             f"UBAP_PAGES_FILE={pages_file!r} does not exist; give a CSV, Parquet or JSONL page "
             "catalogue or unset it to derive the pages from the events"
         )
-    return SourceSettings(kind, path, mapping, share, pages_file)
+    return SourceSettings(kind, path, mapping, read.max_reject_share, pages_file)

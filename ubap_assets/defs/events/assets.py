@@ -21,6 +21,7 @@ from ubap_assets.defs.events.partitions import LOAD_PROBLEMS, daily_partitions
 from ubap_assets.defs.events.world import resolve
 from ubap_assets.lib.metadata import markdown_preview
 from ubap_assets.lib.warehouse_io import replace_window
+from ubap_assets.settings import SYNTHETIC, current_settings, settings_problems
 from ubap_assets.warehouse.tables import EVENTS
 
 GROUP = "events"
@@ -67,7 +68,7 @@ class SourceConfig(dg.Config):
 
     @property
     def is_synthetic(self) -> bool:
-        return self.source == settings.SYNTHETIC
+        return self.source == SYNTHETIC
 
     def check(self) -> None:
         """Fail the run (dg.Failure, one line per problem naming the variable or field and the
@@ -81,16 +82,14 @@ class SourceConfig(dg.Config):
             problems.append(f"seed must be zero or more (got {self.seed})")
         if not 0 <= self.max_reject_share <= 1:
             problems.append(f"max_reject_share must be in [0, 1] (got {self.max_reject_share})")
-        problems.extend(settings.problems())
+        problems.extend(settings_problems())
         _fail_on(problems)
 
     def world(self) -> synthetic.WorldSpec:
         """The generator's spec of the pinned world (recorded the first time), or a dg.Failure
         naming the bad field, variable or the difference from the recorded world."""
         self.check()
-        resolved = resolve(
-            settings.load().settings, users=self.users, seed=self.seed, days=self.days
-        )
+        resolved = resolve(current_settings(), users=self.users, seed=self.seed, days=self.days)
         _fail_on(resolved.problems)
         return synthetic.WorldSpec(
             users=self.users,

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from ubap_assets.defs.events import settings
-from ubap_assets.defs.events.settings import SYNTHETIC, EventSettings
+from ubap_assets.settings import SYNTHETIC, Settings, load_settings
 from ubap_assets.warehouse.paths import data_dir
 
 WORLD_FILE = "world.json"
@@ -100,7 +100,7 @@ def _write_record(record: dict[str, Any]) -> None:
 
 
 def resolve(
-    env: EventSettings,
+    env: Settings,
     *,
     users: int | None = None,
     seed: int | None = None,
@@ -119,12 +119,12 @@ def resolve(
 
 def current_world(record: bool = True) -> Resolved:
     """The world of the environment as it is now, with the environment's problems first."""
-    loaded = settings.load()
+    loaded = load_settings()
     resolved = resolve(loaded.settings, record=record and not loaded.problems)
     return Resolved(resolved.world, loaded.problems + resolved.problems)
 
 
-def _synthetic(env: EventSettings, users: int, seed: int, days: int, record: bool) -> Resolved:
+def _synthetic(env: Settings, users: int, seed: int, days: int, record: bool) -> Resolved:
     if env.start_date is not None:
         world = World(SYNTHETIC, env.start_date, None, users, seed, days, "UBAP_START_DATE")
         return Resolved(world, ())
@@ -173,7 +173,7 @@ def _synthetic(env: EventSettings, users: int, seed: int, days: int, record: boo
     return Resolved(world, problems)
 
 
-def _files(env: EventSettings, users: int, seed: int, days: int, record: bool) -> Resolved:
+def _files(env: Settings, users: int, seed: int, days: int, record: bool) -> Resolved:
     from ubap_assets.core.ingest import SourceSettingsError, source_settings
 
     fallback_first = env.start_date or settings.today() - timedelta(days=days)
