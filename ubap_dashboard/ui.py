@@ -90,6 +90,14 @@ def require(info: source.SnapshotInfo, *tables: str, what: str = "This section")
     return False
 
 
+def has_rows(frame: pl.DataFrame, empty: str) -> bool:
+    """Whether a section has something to show; if not, a note saying ``empty``."""
+    if frame.is_empty():
+        st.info(empty)
+        return False
+    return True
+
+
 def _csv(frame: pl.DataFrame) -> bytes:
     flat = frame.with_columns(
         [

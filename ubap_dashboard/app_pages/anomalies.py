@@ -23,9 +23,7 @@ if ui.require(info, t.ANOMALIES, what="The latest anomalies"):
 st.subheader("Timeline")
 if ui.require(info, t.ANOMALY_HISTORY, what="The anomaly timeline"):
     scopes = anomalies.anomaly_scopes(snap)
-    if scopes.is_empty():
-        st.info("The detector has no history yet.")
-    else:
+    if ui.has_rows(scopes, "The detector has no history yet."):
         controls = st.columns(3)
         dimensions = scopes["dimension"].unique(maintain_order=True).to_list()
         dimension = controls[0].selectbox("Scope", dimensions, key="anomaly_dimension")

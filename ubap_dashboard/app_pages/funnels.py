@@ -26,9 +26,7 @@ if ui.require(info, t.FUNNEL_DAILY, what="The funnel"):
         if picked:
             start, end = picked if len(picked) == 2 else (picked[0], bounds[1])
     steps = funnels.funnel(snap, start, end)
-    if steps.is_empty():
-        st.info("No sessions in the chosen range.")
-    else:
+    if ui.has_rows(steps, "No sessions in the chosen range."):
         left, right = st.columns([3, 2])
         with left:
             st.altair_chart(charts.funnel(steps), width="stretch")
@@ -70,9 +68,7 @@ if ui.require(info, t.FUNNEL_DAILY, what="The funnel"):
 st.subheader("Weekly retention")
 if ui.require(info, t.RETENTION_COHORTS, what="The retention heat map"):
     cohorts = funnels.retention(snap)
-    if cohorts.is_empty():
-        st.info("No cohorts yet.")
-    else:
+    if ui.has_rows(cohorts, "No cohorts yet."):
         st.altair_chart(charts.retention_heatmap(cohorts), width="stretch")
         st.caption(
             "Each row is the users first seen in a week; each column, the share of them active "
@@ -83,9 +79,7 @@ if ui.require(info, t.RETENTION_COHORTS, what="The retention heat map"):
 st.subheader("Lifecycle")
 if ui.require(info, t.LIFECYCLE_WEEKLY, what="The lifecycle chart"):
     states = funnels.lifecycle(snap)
-    if states.is_empty():
-        st.info("No weeks yet.")
-    else:
+    if ui.has_rows(states, "No weeks yet."):
         st.altair_chart(
             charts.stacked_bars(
                 states, x="week_start", y="signed_users", color="state", y_title="users"

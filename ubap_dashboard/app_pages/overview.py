@@ -52,9 +52,7 @@ if info.has(t.ANOMALIES):
 st.subheader("Summary")
 if ui.require(info, t.SUMMARY, what="The summary"):
     summary = source.table(snap, t.SUMMARY, "generated_at DESC")
-    if summary.is_empty():
-        st.info("The summary table is empty.")
-    else:
+    if ui.has_rows(summary, "The summary table is empty."):
         row = summary.row(0, named=True)
         label = (
             f"written by {row['model']}"

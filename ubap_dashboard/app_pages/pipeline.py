@@ -63,9 +63,7 @@ else:
 st.subheader("Asset checks")
 if ui.require(info, t.CHECK_RESULTS, what="The asset-check status"):
     checks = source.table(snap, t.CHECK_RESULTS, "passed, blocking DESC, asset_key, check_name")
-    if checks.is_empty():
-        st.info("No asset check was evaluated in the publishing run.")
-    else:
+    if ui.has_rows(checks, "No asset check was evaluated in the publishing run."):
         failed = checks.filter(~pl.col("passed"))
         status = st.columns(3)
         status[0].metric("Checks", checks.height, border=True)

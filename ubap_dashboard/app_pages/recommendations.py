@@ -70,9 +70,7 @@ if ui.require(info, t.USER_RECOMMENDATIONS, what="The user lookup"):
 st.subheader("Similar pages")
 if ui.require(info, t.SIMILAR_PAGES, t.PAGES, what="The similar pages"):
     choices = recommendations.page_choices(snap)
-    if choices.is_empty():
-        st.info("No page has neighbours in this snapshot.")
-    else:
+    if ui.has_rows(choices, "No page has neighbours in this snapshot."):
         labels = {
             row["page_id"]: f"{row['title']} ({row['category']})"
             for row in choices.iter_rows(named=True)
@@ -95,9 +93,7 @@ if ui.require(info, t.SIMILAR_PAGES, t.PAGES, what="The similar pages"):
 st.subheader("Offline evaluation")
 if ui.require(info, t.REC_EVALUATION, what="The evaluation table"):
     evaluation = source.table(snap, t.REC_EVALUATION, "is_baseline, ndcg_at_k DESC")
-    if evaluation.is_empty():
-        st.info("The evaluation table is empty.")
-    else:
+    if ui.has_rows(evaluation, "The evaluation table is empty."):
         row = evaluation.row(0, named=True)
         st.caption(
             f"Trained on events before {row['cutoff_ts']}, tested on the pages each user engaged "

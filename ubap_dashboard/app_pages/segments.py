@@ -15,9 +15,7 @@ ui.stale_banner(snap, t.SEGMENT_PROFILES, t.SEGMENT_TRENDS, t.USER_MAP)
 
 if ui.require(info, t.SEGMENT_PROFILES, what="The segment profiles"):
     profiles = segments.segment_profiles(snap)
-    if profiles.is_empty():
-        st.info("No segments in this snapshot.")
-    else:
+    if ui.has_rows(profiles, "No segments in this snapshot."):
         first = profiles.row(0, named=True)
         quality = st.columns(4)
         quality[0].metric("Segments (k)", f"{first['k']}", border=True)
@@ -84,9 +82,7 @@ if ui.require(info, t.SEGMENT_TRENDS, what="The segment trends"):
         key="segment_metric",
     )
     trend = segments.segment_trend(snap, metric)
-    if trend.is_empty():
-        st.info("The segment trends have only the all-users series so far.")
-    else:
+    if ui.has_rows(trend, "The segment trends have only the all-users series so far."):
         st.altair_chart(
             charts.trend_line(
                 trend,
@@ -101,9 +97,7 @@ if ui.require(info, t.SEGMENT_TRENDS, what="The segment trends"):
 st.subheader("Map of users")
 if ui.require(info, t.USER_MAP, what="The map of users"):
     points = segments.user_map(snap)
-    if points.is_empty():
-        st.info("Too few users to draw the map.")
-    else:
+    if ui.has_rows(points, "Too few users to draw the map."):
         st.altair_chart(charts.segment_map(points), width="stretch")
         st.caption(
             f"{points.height:,} users (a sample drawn by the pipeline) on the first two principal "

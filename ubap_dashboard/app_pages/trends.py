@@ -42,9 +42,7 @@ if ui.require(info, t.DAILY_TRENDS, t.WEEKLY_TRENDS, what="The trends page"):
 
     series = trends.trend_series(snap, metric, grain, breakdown, start, end)
     label = TREND_METRICS[metric]
-    if series.is_empty():
-        st.info("No data in the chosen range.")
-    else:
+    if ui.has_rows(series, "No data in the chosen range."):
         st.altair_chart(
             charts.trend_line(
                 series,

@@ -2,6 +2,7 @@
 
 import polars as pl
 
+from ubap_assets.warehouse.queries.anomalies import ANOMALY_POINT_COLUMNS
 from ubap_assets.warehouse.snapshots import Snapshot
 from ubap_dashboard.data.source import cached, reading
 
@@ -23,16 +24,4 @@ def anomaly_series(snap: Snapshot, dimension: str, value: str, metric: str) -> p
 def latest_anomalies(snap: Snapshot) -> pl.DataFrame:
     with reading(snap) as reader:
         flagged = reader.anomalies_recent()
-    return flagged.select(
-        "day",
-        "dimension",
-        "dimension_value",
-        "metric",
-        "value",
-        "expected",
-        "lower",
-        "upper",
-        "direction",
-        "severity",
-        "score",
-    )
+    return flagged.select(*ANOMALY_POINT_COLUMNS, "score")

@@ -12,21 +12,18 @@ def prediction_list(snap: Snapshot, kind: str, limit: int = 100) -> pl.DataFrame
     """The high-value (``kind='high_value'``) or at-risk list with reasons and segment names."""
     with reading(snap) as reader:
         scored = reader.scored_list(kind, limit)
-    segment = [pl.col("segment_name").alias("segment")] if snap_has(snap, t.USER_SEGMENTS) else []
-    return scored.select(
-        "user_id",
-        *segment,
-        "conversion_probability",
-        "conversion_rank",
-        "at_risk_probability",
-        "at_risk",
-        "at_risk_rank",
-        pl.concat_str("reason_1", "reason_2", "reason_3", separator="; ", ignore_nulls=True).alias(
-            "reasons"
-        ),
-        "conversion_model",
-        "bounce_model",
-        "model_version",
+    # The scores in table order, the three reasons as one text where the first was, and the
+    # segment name after the user.
+    reasons = pl.concat_str("reason_1", "reason_2", "reason_3", separator="; ", ignore_nulls=True)
+    shown = (
+        scored.with_columns(reason_1=reasons)
+        .rename({"reason_1": "reasons"})
+        .drop("reason_2", "reason_3", "scored_at", "segment_id", strict=False)
+    )
+    if not snap_has(snap, t.USER_SEGMENTS):
+        return shown.drop("segment_name")
+    return shown.select(
+        "user_id", pl.col("segment_name").alias("segment"), pl.exclude("user_id", "segment_name")
     )
 
 

@@ -7,6 +7,20 @@ import polars as pl
 from ubap_assets.warehouse import tables as t
 from ubap_assets.warehouse.queries.base import SnapshotAccess, Where, select_where
 
+# What a person reads about one flagged point, in this order (the rest are detector flags).
+ANOMALY_POINT_COLUMNS: tuple[str, ...] = (
+    "day",
+    "dimension",
+    "dimension_value",
+    "metric",
+    "value",
+    "expected",
+    "lower",
+    "upper",
+    "direction",
+    "severity",
+)
+
 
 class AnomalyQueries:
     def anomalies_recent(self: SnapshotAccess) -> pl.DataFrame:
