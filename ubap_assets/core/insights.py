@@ -224,7 +224,7 @@ def funnel_insights(sessions: pl.DataFrame, p: InsightParams, last_day: date) ->
     overall = _step_rates(sessions, []).select("step", overall_rate="rate")
     rows: list[dict] = []
     for dim in ("device", "traffic_source"):
-        seg = (
+        lagging_steps = (
             _step_rates(sessions.with_columns(pl.col(dim).fill_null("unknown")), [dim])
             .join(overall, on="step")
             .filter((pl.col("entered") >= p.funnel_min_sessions) & (pl.col("overall_rate") > 0))
@@ -232,7 +232,7 @@ def funnel_insights(sessions: pl.DataFrame, p: InsightParams, last_day: date) ->
             .filter(pl.col("gap") >= p.funnel_gap)
             .sort("gap", descending=True)
         )
-        for r in seg.head(p.max_per_kind).iter_rows(named=True):
+        for r in lagging_steps.head(p.max_per_kind).iter_rows(named=True):
             rows.append(
                 {
                     "insight_id": f"funnel_dropoff:{r['step']}:{dim}={r[dim]}",

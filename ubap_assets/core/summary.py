@@ -179,12 +179,14 @@ def gather_facts(con: duckdb.DuckDBPyConnection, period_days: int = PERIOD_DAYS)
                 k: _clean(r[k]) for k in ("precision", "recall", "f1", "injected")
             }
 
-    seg = _read(con, t.SEGMENT_TRENDS, facts)
-    if seg is not None:
-        seg = seg.filter(pl.col("is_complete") & (pl.col("segment_id") != "all"))
-        if seg.height:
+    segment_trends = _read(con, t.SEGMENT_TRENDS, facts)
+    if segment_trends is not None:
+        segment_trends = segment_trends.filter(
+            pl.col("is_complete") & (pl.col("segment_id") != "all")
+        )
+        if segment_trends.height:
             g = (
-                seg.filter(pl.col("day") >= prev_start)
+                segment_trends.filter(pl.col("day") >= prev_start)
                 .group_by("segment_name")
                 .agg(
                     pl.col("sessions").filter(pl.col("day") >= start).sum().alias("sessions"),

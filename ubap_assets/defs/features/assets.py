@@ -5,7 +5,7 @@ import polars as pl
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
-from ubap_assets.core import features as fx
+from ubap_assets.core import features
 from ubap_assets.lib.metadata import markdown_preview
 from ubap_assets.warehouse import tables as t
 
@@ -16,7 +16,7 @@ KINDS = {"duckdb", "polars"}
 
 def feature_dictionary() -> dg.MetadataValue:
     lines = ["| feature | meaning |", "|---|---|"]
-    lines += [f"| `{k}` | {v} |" for k, v in fx.FEATURE_DICTIONARY.items()]
+    lines += [f"| `{k}` | {v} |" for k, v in features.FEATURE_DICTIONARY.items()]
     return dg.MetadataValue.md("\n".join(lines))
 
 
@@ -29,7 +29,7 @@ class FeaturesConfig(dg.Config):
 
 def profile_window(con, lookback_days: int = 0):
     """The cutoff (midnight after the last day of events) and the lookback to use."""
-    first, end = fx.event_span(con)
+    first, end = features.event_span(con)
     span = (end - first).days
     return end, span if lookback_days <= 0 else min(lookback_days, span)
 
@@ -50,8 +50,8 @@ def user_features(
     try:
         with warehouse.get_connection() as con:
             cutoff, lookback = profile_window(con, config.lookback_days)
-            frame = fx.compute_features(con, cutoff, lookback)
-    except fx.FeatureWindowError as err:
+            frame = features.compute_features(con, cutoff, lookback)
+    except features.FeatureWindowError as err:
         raise dg.Failure(description=f"user_features: {err}") from err
     active = frame.filter(pl.col("sessions") > 0)
     context.log.info(f"{frame.height} users, {active.height} active, cutoff {cutoff}")

@@ -6,7 +6,7 @@ import dagster as dg
 import polars as pl
 from dagster_duckdb import DuckDBResource
 
-from ubap_assets.core import features as fx
+from ubap_assets.core import features
 from ubap_assets.warehouse import tables as t
 
 
@@ -15,7 +15,7 @@ def user_features_ignore_future_events(warehouse: DuckDBResource) -> dg.AssetChe
     """Features at a mid-history cutoff are identical whether or not the events after it exist
     (every later event acts as a planted future event)."""
     with warehouse.get_connection() as con:
-        first, end = fx.event_span(con)
+        first, end = features.event_span(con)
         days = (end - first).days
         if days < 2:
             return dg.AssetCheckResult(
@@ -23,7 +23,7 @@ def user_features_ignore_future_events(warehouse: DuckDBResource) -> dg.AssetChe
             )
         cutoff = first + timedelta(days=days // 2)
         lookback = max(days // 2, 1)
-        differing = fx.future_events_guard(con, cutoff, lookback)
+        differing = features.future_events_guard(con, cutoff, lookback)
         future = con.execute(
             "SELECT count(*) FROM events WHERE event_ts >= ?", [cutoff]
         ).fetchone()[0]

@@ -7,8 +7,7 @@ import polars as pl
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
-from ubap_assets.core import features as fx
-from ubap_assets.core import models as mdl
+from ubap_assets.core import features, models
 from ubap_assets.lib.metadata import markdown_preview
 from ubap_assets.lib.model_store import ModelStore
 from ubap_assets.lib.warehouse_io import kept_previous
@@ -110,9 +109,9 @@ def model_training(
     version = context.run.run_id
     try:
         with warehouse.get_connection() as con:
-            first, end = fx.event_span(con)
-            plan = fx.plan_windows(first, end, config.horizon_days, config.lookback_days)
-            results = mdl.train_all(
+            first, end = features.event_span(con)
+            plan = features.plan_windows(first, end, config.horizon_days, config.lookback_days)
+            results = models.train_all(
                 con,
                 plan,
                 personas=user_personas,
@@ -120,7 +119,7 @@ def model_training(
                 n_jobs=config.n_jobs,
                 threads=config.threads,
             )
-    except (fx.FeatureWindowError, mdl.LabelError) as err:
+    except (features.FeatureWindowError, models.LabelError) as err:
         kept = usable_previous_models(warehouse, model_store)
         if kept is None:
             raise dg.Failure(
@@ -131,7 +130,7 @@ def model_training(
         for name in MODEL_TABLES:
             yield dg.Output(None, name, metadata=kept_previous(reason))
         return
-    except mdl.LeakageError as err:
+    except models.LeakageError as err:
         raise dg.Failure(description=f"models: {err}") from err
 
     # Everything is computed: only now store artifacts and publish the tables.
@@ -156,7 +155,7 @@ def model_training(
     metrics = pl.concat([r.metrics for r in results.values()]).with_columns(
         model_version=pl.lit(version)
     )
-    cards = mdl.model_cards_frame(results, plan, version, paths, created_at)
+    cards = models.model_cards_frame(results, plan, version, paths, created_at)
     curves = pl.concat([r.curves for r in results.values()])
 
     summary: dict[str, object] = {"model_version": version, **plan.as_dict()}

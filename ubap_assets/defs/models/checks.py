@@ -4,8 +4,7 @@ import dagster as dg
 import polars as pl
 from dagster_duckdb import DuckDBResource
 
-from ubap_assets.core import features as fx
-from ubap_assets.core import models as mdl
+from ubap_assets.core import features, models
 from ubap_assets.warehouse import tables as t
 
 # A model beating the true propensities by more than noise allows has seen the answer.
@@ -18,7 +17,7 @@ def label_windows_do_not_overlap(model_cards: pl.DataFrame) -> dg.AssetCheckResu
     [valid, end) begin; each label window is exactly the horizon long."""
     problems = []
     for row in model_cards.unique(["task"]).iter_rows(named=True):
-        plan = fx.TimePlan(
+        plan = features.TimePlan(
             first_day=row["train_cutoff"],
             end=row["label_window_valid_end"],
             train_cutoff=row["train_cutoff"],
@@ -27,8 +26,8 @@ def label_windows_do_not_overlap(model_cards: pl.DataFrame) -> dg.AssetCheckResu
             lookback_days=row["lookback_days"],
         )
         try:
-            mdl.check_windows(plan)
-        except mdl.LeakageError as err:
+            models.check_windows(plan)
+        except models.LeakageError as err:
             problems.append(f"{row['task']}: {err}")
         if row["label_window_train_end"] > row["valid_cutoff"]:
             problems.append(f"{row['task']}: training labels run past the validation cutoff")
@@ -49,7 +48,7 @@ def training_features_ignore_future_events(
     it (the validation period acts as planted future events)."""
     row = model_cards.row(0, named=True)
     with warehouse.get_connection() as con:
-        differing = fx.future_events_guard(con, row["train_cutoff"], row["lookback_days"])
+        differing = features.future_events_guard(con, row["train_cutoff"], row["lookback_days"])
     return dg.AssetCheckResult(
         passed=differing == 0,
         metadata={
@@ -64,12 +63,12 @@ def no_label_derivable_from_features(model_cards: pl.DataFrame) -> dg.AssetCheck
     """No single feature separates the training labels (ROC-AUC < 0.99)."""
     worst = model_cards.sort("max_single_feature_auc", descending=True).row(0, named=True)
     return dg.AssetCheckResult(
-        passed=worst["max_single_feature_auc"] < mdl.LEAKAGE_AUC,
+        passed=worst["max_single_feature_auc"] < models.LEAKAGE_AUC,
         metadata={
             "task": worst["task"],
             "feature": worst["leakiest_feature"],
             "max_single_feature_auc": round(worst["max_single_feature_auc"], 4),
-            "limit": mdl.LEAKAGE_AUC,
+            "limit": models.LEAKAGE_AUC,
         },
     )
 
@@ -78,7 +77,7 @@ def no_label_derivable_from_features(model_cards: pl.DataFrame) -> dg.AssetCheck
 def models_below_ceiling(model_metrics: pl.DataFrame) -> dg.AssetCheckResult:
     """No model beats the generator's true propensities (warning: that smells of leakage);
     skipped without ground truth."""
-    ratios = model_metrics.filter(pl.col("model") != mdl.CEILING)["auc_vs_ceiling"].drop_nulls()
+    ratios = model_metrics.filter(pl.col("model") != models.CEILING)["auc_vs_ceiling"].drop_nulls()
     if ratios.is_empty():
         return dg.AssetCheckResult(passed=True, metadata={"note": "skipped: no ground truth"})
     best = float(ratios.max())

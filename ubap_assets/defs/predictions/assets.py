@@ -4,7 +4,7 @@ import dagster as dg
 import polars as pl
 from dagster_duckdb import DuckDBResource
 
-from ubap_assets.core import features as fx
+from ubap_assets.core import features
 from ubap_assets.core.predictions import predict_users
 from ubap_assets.lib.metadata import markdown_preview
 from ubap_assets.lib.model_store import ModelStore
@@ -46,12 +46,12 @@ def user_predictions(
     lookback = int(conv["lookback_days"])
     try:
         with warehouse.get_connection() as con:
-            _, end = fx.event_span(con)
-            features = fx.compute_features(con, end, lookback)
-    except fx.FeatureWindowError as err:
+            _, end = features.event_span(con)
+            user_features = features.compute_features(con, end, lookback)
+    except features.FeatureWindowError as err:
         raise dg.Failure(description=f"user_predictions: {err}") from err
     frame = predict_users(
-        features,
+        user_features,
         conversion=model_store.load(version, "conversion", conv["model"]),
         bounce=model_store.load(version, "bounce", bounce["model"]),
         explainer=model_store.load(version, "conversion", "xgboost"),
