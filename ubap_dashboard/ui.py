@@ -1,9 +1,11 @@
 """Small UI building blocks shared by the pages: tables with a CSV download, empty states."""
 
+from typing import Any
+
 import polars as pl
 import streamlit as st
 
-from ubap_assets.core.metrics import Kpi
+from ubap_assets.core.metrics import TREND_METRICS, Kpi
 from ubap_assets.warehouse.snapshots import Snapshot
 from ubap_dashboard import charts
 from ubap_dashboard.data import source
@@ -88,6 +90,14 @@ def require(info: source.SnapshotInfo, *tables: str, what: str = "This section")
         icon=":material/info:",
     )
     return False
+
+
+def pick_trend_metric(container: Any, key: str) -> str:
+    """A "Metric" select box of the trend metrics (by label) in ``container`` (``st`` or a
+    column); the picked metric's column name."""
+    return container.selectbox(
+        "Metric", list(TREND_METRICS), format_func=TREND_METRICS.get, key=key
+    )
 
 
 def has_rows(frame: pl.DataFrame, empty: str) -> bool:

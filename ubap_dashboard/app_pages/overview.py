@@ -67,12 +67,7 @@ st.subheader("Daily trend")
 if info.has(t.DAILY_TRENDS):
     left, right = st.columns(2)
     with left:
-        metric = st.selectbox(
-            "Metric",
-            list(TREND_METRICS),
-            format_func=TREND_METRICS.get,
-            key="overview_metric",
-        )
+        metric = ui.pick_trend_metric(st, "overview_metric")
     series = trends.trend_series(snap, metric)
     st.altair_chart(
         charts.trend_line(

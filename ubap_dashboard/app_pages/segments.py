@@ -75,12 +75,7 @@ if ui.require(info, t.SEGMENT_PROFILES, what="The segment profiles"):
 
 st.subheader("Segment trends")
 if ui.require(info, t.SEGMENT_TRENDS, what="The segment trends"):
-    metric = st.selectbox(
-        "Metric",
-        list(TREND_METRICS),
-        format_func=TREND_METRICS.get,
-        key="segment_metric",
-    )
+    metric = ui.pick_trend_metric(st, "segment_metric")
     trend = segments.segment_trend(snap, metric)
     if ui.has_rows(trend, "The segment trends have only the all-users series so far."):
         st.altair_chart(

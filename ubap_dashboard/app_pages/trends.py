@@ -19,9 +19,7 @@ if ui.require(info, t.DAILY_TRENDS, t.WEEKLY_TRENDS, what="The trends page"):
         st.stop()
     first, last = bounds
     top = st.columns(2)
-    metric = top[0].selectbox(
-        "Metric", list(TREND_METRICS), format_func=TREND_METRICS.get, key="trend_metric"
-    )
+    metric = ui.pick_trend_metric(top[0], "trend_metric")
     picked = top[1].date_input(
         "Date range", value=(first, last), min_value=first, max_value=last, key="trend_range"
     )
