@@ -17,6 +17,7 @@ import polars as pl
 from ubap_assets.core.metrics import overall_complete_days, period_kpis, split_periods
 from ubap_assets.warehouse import tables as t
 from ubap_assets.warehouse.introspect import table_exists
+from ubap_assets.warehouse.queries.anomalies import ANOMALY_POINT_COLUMNS
 
 PERIOD_DAYS = 7
 # Tables the summary reads when present; daily_trends is required.
@@ -156,18 +157,7 @@ def gather_facts(con: duckdb.DuckDBPyConnection, period_days: int = PERIOD_DAYS)
             "high": anomalies.filter(pl.col("severity") == "high").height,
             "top": [
                 {k: _clean(v) for k, v in r.items()}
-                for r in top.select(
-                    "day",
-                    "dimension",
-                    "dimension_value",
-                    "metric",
-                    "value",
-                    "expected",
-                    "lower",
-                    "upper",
-                    "direction",
-                    "severity",
-                ).iter_rows(named=True)
+                for r in top.select(ANOMALY_POINT_COLUMNS).iter_rows(named=True)
             ],
         }
     scores = _read(con, t.ANOMALY_SCORES, facts)

@@ -1,4 +1,7 @@
-"""Anomaly detection over the daily metrics, its history and its score (group "anomalies")."""
+"""Anomaly detection over the daily metrics, its history and its score (group "anomalies").
+
+An input parameter named after its table (= asset key) needs no ``ins`` entry.
+"""
 
 import dataclasses
 
@@ -9,6 +12,7 @@ from pydantic import Field, create_model
 from ubap_assets.core import anomaly
 from ubap_assets.lib.metadata import markdown_preview
 from ubap_assets.warehouse import tables as t
+from ubap_assets.warehouse.queries.anomalies import ANOMALY_POINT_COLUMNS
 
 GROUP = "anomalies"
 OWNERS = ["team:analytics"]
@@ -68,10 +72,6 @@ class LatestConfig(dg.Config):
     group_name=GROUP,
     owners=OWNERS,
     kinds=KINDS,
-    ins={
-        "daily_trends": dg.AssetIn(t.DAILY_TRENDS),
-        "segment_trends": dg.AssetIn(t.SEGMENT_TRENDS),
-    },
 )
 def anomaly_history(
     context: dg.AssetExecutionContext,
@@ -133,18 +133,7 @@ def anomalies(
             "latest_days": config.latest_days,
             "high_severity": frame.filter(pl.col("severity") == "high").height,
             "notes": _notes(notes),
-            "preview": markdown_preview(
-                frame.select(
-                    "day",
-                    "dimension",
-                    "dimension_value",
-                    "metric",
-                    "value",
-                    "expected",
-                    "direction",
-                    "severity",
-                )
-            ),
+            "preview": markdown_preview(frame.select(ANOMALY_POINT_COLUMNS)),
         },
     )
 

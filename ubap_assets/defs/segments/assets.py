@@ -1,4 +1,7 @@
-"""User segments, their profiles and the 2-D user map (group "segments")."""
+"""User segments, their profiles and the 2-D user map (group "segments").
+
+An input parameter named after its table (= asset key) needs no ``ins`` entry.
+"""
 
 import dagster as dg
 import polars as pl
@@ -45,10 +48,6 @@ class SegmentsConfig(dg.Config):
             owners=OWNERS,
             kinds=KINDS,
         ),
-    },
-    ins={
-        "user_features": dg.AssetIn(t.USER_FEATURES),
-        "user_personas": dg.AssetIn(t.USER_PERSONAS),
     },
 )
 def user_segmentation(
@@ -124,10 +123,6 @@ class UserMapConfig(dg.Config):
     group_name=GROUP,
     owners=OWNERS,
     kinds=KINDS,
-    ins={
-        "user_features": dg.AssetIn(t.USER_FEATURES),
-        "user_segments": dg.AssetIn(t.USER_SEGMENTS),
-    },
 )
 def user_map(
     config: UserMapConfig, user_features: pl.DataFrame, user_segments: pl.DataFrame
