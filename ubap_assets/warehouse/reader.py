@@ -4,7 +4,8 @@ Dagster-free. A ``SnapshotReader`` is bound to ONE immutable serving snapshot (r
 from the ``CURRENT`` pointer), so everything read through it comes from the same file even when
 a refresh publishes a new snapshot meanwhile. Connections are opened ``read_only`` once per
 snapshot file and shared; each reader takes its own cursor. Every value from outside is bound
-as a ``?`` parameter; table and column names come only from this module.
+as a ``?`` parameter; table and column names come only from the table contract and the query
+modules (``ubap_assets.warehouse.queries``, one per area), whose methods the reader inherits.
 
 No result is cached here, so memory depends on the snapshot, never on the arguments callers
 send: per-user and per-page lookups are slices of per-snapshot in-memory indexes
