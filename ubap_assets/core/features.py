@@ -296,6 +296,14 @@ def compute_features(
     return frame
 
 
+def _label_window(
+    con: duckdb.DuckDBPyConnection, sql: str, events: str, cutoff: datetime, horizon_days: int
+) -> pl.DataFrame:
+    """A label query over ``[cutoff, cutoff + horizon)`` only: never the features' window."""
+    label_end = cutoff + timedelta(days=horizon_days)
+    return con.execute(_sql(sql, events), {"cutoff": cutoff, "label_end": label_end}).pl()
+
+
 def conversion_labels(
     con: duckdb.DuckDBPyConnection,
     features: pl.DataFrame,
@@ -304,10 +312,7 @@ def conversion_labels(
     events: str = "events",
 ) -> pl.DataFrame:
     """``features`` plus ``label``: the user purchases in ``[cutoff, cutoff + horizon)``."""
-    future = con.execute(
-        _sql(_CONVERSION_SQL, events),
-        {"cutoff": cutoff, "label_end": cutoff + timedelta(days=horizon_days)},
-    ).pl()
+    future = _label_window(con, _CONVERSION_SQL, events, cutoff, horizon_days)
     return (
         features.join(future, on="user_id", how="left", maintain_order="left")
         .with_columns(label=pl.col("future_purchases").fill_null(0) > 0)
@@ -323,11 +328,8 @@ def bounce_labels(
     events: str = "events",
 ) -> pl.DataFrame:
     """Users with a session starting in the horizon, plus ``label``: that session bounced."""
-    nxt = con.execute(
-        _sql(_BOUNCE_SQL, events),
-        {"cutoff": cutoff, "label_end": cutoff + timedelta(days=horizon_days)},
-    ).pl()
-    return features.join(nxt, on="user_id", how="inner", maintain_order="left").rename(
+    next_sessions = _label_window(con, _BOUNCE_SQL, events, cutoff, horizon_days)
+    return features.join(next_sessions, on="user_id", how="inner", maintain_order="left").rename(
         {"next_session_bounced": "label"}
     )
 

@@ -22,6 +22,7 @@ from ubap_assets.defs.events.world import resolve
 from ubap_assets.lib.metadata import markdown_preview
 from ubap_assets.lib.warehouse_io import replace_window
 from ubap_assets.settings import SYNTHETIC, current_settings, settings_problems
+from ubap_assets.warehouse.introspect import table_exists
 from ubap_assets.warehouse.tables import EVENTS
 
 GROUP = "events"
@@ -147,12 +148,7 @@ def planted_anomalies(
     day whose events were generated without it; and a note of the days covered."""
     days = set(run_days)
     with warehouse.get_connection() as con:
-        stored = con.execute(
-            "SELECT count(*) FROM information_schema.tables "
-            "WHERE table_schema = 'main' AND table_name = ?",
-            [EVENTS],
-        ).fetchone()[0]
-        if stored:
+        if table_exists(con, EVENTS):
             rows = con.execute(f"SELECT DISTINCT event_ts::DATE FROM {EVENTS}").fetchall()
             days |= {d for (d,) in rows}
     days = sorted(d for d in days if d >= spec.start_date)
@@ -163,43 +159,31 @@ def planted_anomalies(
     return plan.filter(pl.col("anomaly_date").is_in(days)), covered
 
 
+def _source_table(description: str) -> dg.AssetOut:
+    """One unpartitioned table of the source, in this stage's group."""
+    return dg.AssetOut(
+        description=description, group_name=GROUP, owners=OWNERS, kinds={"polars", "duckdb"}
+    )
+
+
 @dg.multi_asset(
     outs={
-        "users": dg.AssetOut(
-            description="One row per user: signup date, country, usual device and traffic source.",
-            group_name=GROUP,
-            owners=OWNERS,
-            kinds={"polars", "duckdb"},
+        "users": _source_table(
+            "One row per user: signup date, country, usual device and traffic source."
         ),
-        "pages": dg.AssetOut(
-            description="One row per page of the catalogue: url, title, description, category.",
-            group_name=GROUP,
-            owners=OWNERS,
-            kinds={"polars", "duckdb"},
+        "pages": _source_table(
+            "One row per page of the catalogue: url, title, description, category."
         ),
-        "user_personas": dg.AssetOut(
-            description=(
-                "Ground truth, one row per synthetic user: latent persona, favourite category and "
-                "true 14-day purchase propensity. No feature may read it; empty for ingested data."
-            ),
-            group_name=GROUP,
-            owners=OWNERS,
-            kinds={"polars", "duckdb"},
+        "user_personas": _source_table(
+            "Ground truth, one row per synthetic user: latent persona, favourite category and "
+            "true 14-day purchase propensity. No feature may read it; empty for ingested data."
         ),
-        "injected_anomalies": dg.AssetOut(
-            description=(
-                "Ground truth, one row per anomaly the generator planted on a day of the stored "
-                "events (date, kind, metric, direction); empty for ingested data."
-            ),
-            group_name=GROUP,
-            owners=OWNERS,
-            kinds={"polars", "duckdb"},
+        "injected_anomalies": _source_table(
+            "Ground truth, one row per anomaly the generator planted on a day of the stored "
+            "events (date, kind, metric, direction); empty for ingested data."
         ),
-        "event_rejects": dg.AssetOut(
-            description="One row per ingested row that failed validation, with its reason.",
-            group_name=GROUP,
-            owners=OWNERS,
-            kinds={"polars", "duckdb"},
+        "event_rejects": _source_table(
+            "One row per ingested row that failed validation, with its reason."
         ),
     },
 )
