@@ -64,18 +64,12 @@ TREND_METRICS: dict[str, str] = {
 
 # --- KPIs over a period of complete days ---
 
-# The daily_trends columns ``period_kpis`` reads (plus ``day``).
-KPI_INPUT_COLUMNS: tuple[str, ...] = (
-    "active_users",
-    "sessions",
-    "converted_sessions",
-    "bounced_sessions",
-    "events",
-    "page_views",
-    "purchases",
-    "revenue",
-    "new_users",
-    "mean_session_duration_s",
+# The daily_trends columns ``period_kpis`` reads (plus ``day``): counts and the mean duration;
+# the rates are recomputed from the counts, never averaged.
+KPI_INPUT_COLUMNS: tuple[str, ...] = tuple(
+    c
+    for c in TREND_COLUMNS
+    if c not in ("returning_users", "conversion_rate", "bounce_rate", "pages_per_session")
 )
 # The headline KPIs (keys of ``period_kpis``) with their labels, in display order.
 HEADLINE_KPIS: dict[str, str] = {

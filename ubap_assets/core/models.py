@@ -39,6 +39,30 @@ from ubap_assets.core.features import (
 MODEL_NAMES: tuple[str, ...] = ("logistic_regression", "random_forest", "xgboost")
 CEILING = "true_propensity"
 TASKS: tuple[str, ...] = ("conversion", "bounce")
+# model_metrics, one row per (task, model): the scores a person compares, then the run's sizes
+# and windows (the same on every row of a task).
+SCORE_COLUMNS: tuple[str, ...] = (
+    "task",
+    "model",
+    "roc_auc",
+    "pr_auc",
+    "brier",
+    "log_loss",
+    "threshold",
+    "f1",
+    "precision",
+    "recall",
+    "auc_vs_ceiling",
+    "is_best",
+)
+RUN_COLUMNS: tuple[str, ...] = (
+    "n_train",
+    "n_valid",
+    "valid_positive_rate",
+    "train_cutoff",
+    "valid_cutoff",
+    "horizon_days",
+)
 CURVE_POINTS = 101
 # A single feature that separates the labels this well means the label leaked into it.
 LEAKAGE_AUC = 0.99
@@ -305,26 +329,7 @@ def _train_task(
         train_cutoff=pl.lit(plan.train_cutoff),
         valid_cutoff=pl.lit(plan.valid_cutoff),
         horizon_days=pl.lit(plan.horizon_days, pl.Int32),
-    ).select(
-        "task",
-        "model",
-        "roc_auc",
-        "pr_auc",
-        "brier",
-        "log_loss",
-        "threshold",
-        "f1",
-        "precision",
-        "recall",
-        "auc_vs_ceiling",
-        "is_best",
-        "n_train",
-        "n_valid",
-        "valid_positive_rate",
-        "train_cutoff",
-        "valid_cutoff",
-        "horizon_days",
-    )
+    ).select(*SCORE_COLUMNS, *RUN_COLUMNS)
     return TaskResult(
         task,
         design,

@@ -167,18 +167,7 @@ def model_training(
         summary[f"{task}_threshold"] = round(best["threshold"], 4)
         if best["auc_vs_ceiling"] is not None:
             summary[f"{task}_auc_vs_ceiling"] = round(best["auc_vs_ceiling"], 4)
-    shown = metrics.select(
-        "task",
-        "model",
-        "roc_auc",
-        "pr_auc",
-        "brier",
-        "log_loss",
-        "threshold",
-        "f1",
-        "auc_vs_ceiling",
-        "is_best",
-    )
+    shown = metrics.select(models.SCORE_COLUMNS)
     context.log.info(f"models: {summary}")
     yield dg.Output(
         metrics,
