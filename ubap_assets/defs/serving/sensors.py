@@ -9,6 +9,7 @@ the others "not refreshed" with the failure as the reason (see status.py).
 import dagster as dg
 
 from ubap_assets.defs.serving.assets import SERVING_SNAPSHOT
+from ubap_assets.defs.serving.status import run_events
 
 publish_job = dg.define_asset_job(
     "publish_job",
@@ -22,13 +23,12 @@ _WILL_RETRY_TAG = "dagster/will_retry"
 
 def _planned_and_built(instance: dg.DagsterInstance, run_id: str) -> tuple[bool, bool]:
     """Whether the run planned serving_snapshot, and whether it materialized it."""
-    records = instance.get_records_for_run(
+    records = run_events(
+        instance,
         run_id,
-        of_type={
-            dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED,
-            dg.DagsterEventType.ASSET_MATERIALIZATION,
-        },
-    ).records
+        dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED,
+        dg.DagsterEventType.ASSET_MATERIALIZATION,
+    )
     planned = built = False
     for record in records:
         event = record.event_log_entry.dagster_event

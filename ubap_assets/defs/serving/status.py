@@ -98,15 +98,21 @@ class _RunOutcome:
     steps: dict[str, str]  # asset key string -> step key that plans it
 
 
+def run_events(
+    instance: dg.DagsterInstance, run_id: str, *event_types: dg.DagsterEventType
+) -> list[dg.EventLogRecord]:
+    """A run's event records of the given types, oldest first."""
+    return list(instance.get_records_for_run(run_id, of_type=set(event_types)).records)
+
+
 def _run_outcome(instance: dg.DagsterInstance, run_id: str) -> _RunOutcome:
     run = instance.get_run_by_id(run_id)
-    events = instance.get_records_for_run(
+    events = run_events(
+        instance,
         run_id,
-        of_type={
-            dg.DagsterEventType.STEP_FAILURE,
-            dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED,
-        },
-    ).records
+        dg.DagsterEventType.STEP_FAILURE,
+        dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED,
+    )
     failures: dict[str, str] = {}
     steps: dict[str, str] = {}
     for record in events:
