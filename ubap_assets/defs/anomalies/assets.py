@@ -17,6 +17,8 @@ from ubap_assets.warehouse.queries.anomalies import ANOMALY_POINT_COLUMNS
 GROUP = "anomalies"
 OWNERS = ["team:analytics"]
 KINDS = {"polars", "duckdb"}
+# What every asset of the stage shares: its group, owners and kinds.
+STAGE = {"group_name": GROUP, "owners": OWNERS, "kinds": KINDS}
 
 
 def _notes(notes: list[str]) -> dg.MetadataValue:
@@ -69,9 +71,7 @@ class LatestConfig(dg.Config):
 
 
 @dg.asset(
-    group_name=GROUP,
-    owners=OWNERS,
-    kinds=KINDS,
+    **STAGE,
 )
 def anomaly_history(
     context: dg.AssetExecutionContext,
@@ -109,9 +109,7 @@ def anomaly_history(
     )
 
 
-@dg.asset(
-    group_name=GROUP, owners=OWNERS, kinds=KINDS, ins={"history": dg.AssetIn(t.ANOMALY_HISTORY)}
-)
+@dg.asset(**STAGE, ins={"history": dg.AssetIn(t.ANOMALY_HISTORY)})
 def anomalies(
     context: dg.AssetExecutionContext, config: LatestConfig, history: pl.DataFrame
 ) -> dg.Output:
@@ -139,9 +137,7 @@ def anomalies(
 
 
 @dg.asset(
-    group_name=GROUP,
-    owners=OWNERS,
-    kinds=KINDS,
+    **STAGE,
     ins={
         "history": dg.AssetIn(t.ANOMALY_HISTORY),
         "injected": dg.AssetIn(t.INJECTED_ANOMALIES),

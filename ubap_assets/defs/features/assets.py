@@ -12,6 +12,8 @@ from ubap_assets.warehouse import tables as t
 GROUP = "features"
 OWNERS = ["team:analytics"]
 KINDS = {"duckdb", "polars"}
+# What every asset of the stage shares: its group, owners and kinds.
+STAGE = {"group_name": GROUP, "owners": OWNERS, "kinds": KINDS}
 
 
 def feature_dictionary() -> dg.MetadataValue:
@@ -36,9 +38,7 @@ def profile_window(con, lookback_days: int = 0):
 
 @dg.asset(
     name=t.USER_FEATURES,
-    group_name=GROUP,
-    owners=OWNERS,
-    kinds=KINDS,
+    **STAGE,
     deps=[t.EVENTS, t.USERS, t.PAGES],
 )
 def user_features(

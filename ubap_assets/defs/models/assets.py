@@ -17,6 +17,8 @@ from ubap_assets.warehouse.snapshots import warehouse_tables
 GROUP = "models"
 OWNERS = ["team:analytics"]
 KINDS = {"scikit-learn", "xgboost", "duckdb"}
+# What every asset of the stage shares: its group, owners and kinds.
+STAGE = {"group_name": GROUP, "owners": OWNERS, "kinds": KINDS}
 
 
 class ModelsConfig(dg.Config):
@@ -71,22 +73,16 @@ def usable_previous_models(warehouse: DuckDBResource, model_store: ModelStore) -
             description="One row per (task, model): ROC-AUC, PR-AUC, Brier, log loss and the "
             "F1-optimal threshold on the held-out later window; the ceiling of the true "
             "propensities; which model is used.",
-            group_name=GROUP,
-            owners=OWNERS,
-            kinds=KINDS,
+            **STAGE,
         ),
         t.MODEL_CARDS: dg.AssetOut(
             description="One row per (task, model) fitted in the run: features, cutoffs, label "
             "windows, metrics, threshold, leakage guard and where the artifact is stored.",
-            group_name=GROUP,
-            owners=OWNERS,
-            kinds=KINDS,
+            **STAGE,
         ),
         t.MODEL_CURVES: dg.AssetOut(
             description="One row per point of a ROC or PR curve per (task, model).",
-            group_name=GROUP,
-            owners=OWNERS,
-            kinds=KINDS,
+            **STAGE,
         ),
     },
     deps=[t.EVENTS, t.USERS, t.PAGES],

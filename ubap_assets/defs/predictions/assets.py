@@ -13,6 +13,8 @@ from ubap_assets.warehouse import tables as t
 GROUP = "predictions"
 OWNERS = ["team:analytics"]
 KINDS = {"xgboost", "scikit-learn", "polars"}
+# What every asset of the stage shares: its group, owners and kinds.
+STAGE = {"group_name": GROUP, "owners": OWNERS, "kinds": KINDS}
 
 
 def _best(cards: pl.DataFrame, task: str) -> dict:
@@ -27,9 +29,7 @@ def _best(cards: pl.DataFrame, task: str) -> dict:
 
 @dg.asset(
     name=t.USER_PREDICTIONS,
-    group_name=GROUP,
-    owners=OWNERS,
-    kinds=KINDS,
+    **STAGE,
     deps=[t.EVENTS, t.USERS, t.PAGES],
     ins={"model_cards": dg.AssetIn(t.MODEL_CARDS)},
 )

@@ -16,6 +16,8 @@ from ubap_assets.warehouse.introspect import table_exists
 GROUP = "segments"
 OWNERS = ["team:analytics"]
 KINDS = {"scikit-learn", "polars"}
+# What every asset of the stage shares: its group, owners and kinds.
+STAGE = {"group_name": GROUP, "owners": OWNERS, "kinds": KINDS}
 
 
 class SegmentsConfig(dg.Config):
@@ -36,17 +38,13 @@ class SegmentsConfig(dg.Config):
         t.USER_SEGMENTS: dg.AssetOut(
             description="One row per user: K-means segment (stable id and name), Ward segment, "
             "distance to the centroid, and the generator's persona where known.",
-            group_name=GROUP,
-            owners=OWNERS,
-            kinds=KINDS,
+            **STAGE,
         ),
         t.SEGMENT_PROFILES: dg.AssetOut(
             description="One row per segment: size, conversion rate, mean features, centroid, "
             "a human-readable name and the clustering quality (k, silhouette, Davies-Bouldin, "
             "Ward agreement, ARI vs personas).",
-            group_name=GROUP,
-            owners=OWNERS,
-            kinds=KINDS,
+            **STAGE,
         ),
     },
 )
@@ -120,9 +118,7 @@ class UserMapConfig(dg.Config):
 
 
 @dg.asset(
-    group_name=GROUP,
-    owners=OWNERS,
-    kinds=KINDS,
+    **STAGE,
 )
 def user_map(
     config: UserMapConfig, user_features: pl.DataFrame, user_segments: pl.DataFrame
