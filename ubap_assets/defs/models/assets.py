@@ -86,7 +86,6 @@ def usable_previous_models(warehouse: DuckDBResource, model_store: ModelStore) -
         ),
     },
     deps=[t.EVENTS, t.USERS, t.PAGES],
-    ins={"user_personas": dg.AssetIn(t.USER_PERSONAS)},
 )
 def model_training(
     context: dg.AssetExecutionContext,

@@ -31,7 +31,6 @@ def _best(cards: pl.DataFrame, task: str) -> dict:
     name=t.USER_PREDICTIONS,
     **STAGE,
     deps=[t.EVENTS, t.USERS, t.PAGES],
-    ins={"model_cards": dg.AssetIn(t.MODEL_CARDS)},
 )
 def user_predictions(
     context: dg.AssetExecutionContext,
