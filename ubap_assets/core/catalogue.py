@@ -7,6 +7,8 @@ cancelling sits near the headphones, not near the coffee grinders).
 
 import polars as pl
 
+from ubap_assets.core.schema import PAGES_SCHEMA
+
 # category -> (products: (name, what it is, selling points), blog post titles)
 _CATEGORIES: dict[str, dict[str, list]] = {
     "Laptops": {
@@ -325,15 +327,4 @@ def page_catalogue() -> pl.DataFrame:
             )
     for title, description in _HELP:
         add("help", f"help/{_slug(title)}", title, description, "Help")
-    return pl.DataFrame(
-        rows,
-        schema={
-            "page_id": pl.String,
-            "url": pl.String,
-            "title": pl.String,
-            "description": pl.String,
-            "category": pl.String,
-            "page_type": pl.String,
-            "price": pl.Float64,
-        },
-    )
+    return pl.DataFrame(rows, schema=PAGES_SCHEMA)

@@ -19,6 +19,8 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from ubap_assets.core.schema import EVENTS_SCHEMA
+
 CURRENT_POINTER = "CURRENT"
 _SNAPSHOT_ID = re.compile(r"^[A-Za-z0-9_.-]+$")
 _TABLE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -44,16 +46,7 @@ CLUSTER_KEYS: dict[str, tuple[str, ...]] = {
 # keeps each user's newest RECENT_EVENTS_PER_USER events and the columns shown, not every event.
 # Everything aggregated from the events is served from the derived tables.
 RECENT_EVENTS_PER_USER = 200
-RECENT_EVENT_COLUMNS = (
-    "event_id",
-    "user_id",
-    "session_id",
-    "event_ts",
-    "event_type",
-    "page_id",
-    "device",
-    "revenue",
-)
+RECENT_EVENT_COLUMNS = tuple(c for c in EVENTS_SCHEMA if c != "traffic_source")
 
 TABLE_STATUS = "table_status"  # one row per served table: refreshed by the run, or why not
 

@@ -46,18 +46,7 @@ from ubap_assets.core.schema import (
 # Two rows with the same values here, after page ids are derived, are the same event (used when a
 # file has no event ids). The URL and title stay in: two events in the same second on pages that
 # only differ in their query string, or derived from their titles, are two events.
-CONTENT = (
-    "user_id",
-    "session_id",
-    "event_ts",
-    "event_type",
-    "page_id",
-    "device",
-    "traffic_source",
-    "revenue",
-    "page_url",
-    "page_title",
-)
+CONTENT = (*(c for c in EVENTS_SCHEMA if c != "event_id"), "page_url", "page_title")
 
 
 @dataclass(frozen=True)
