@@ -217,3 +217,23 @@ def test_killed_runs_fail_and_make_up_run_then_succeeds(dagster_dev, tmp_path, c
     assert any(words[:2] == ["ok", "events"] and words[-1] == "s" for words in steps), out
     assert f"run {run.run_id} SUCCESS" in out
     assert "DEBUG" not in out
+
+
+def test_after_a_failed_run_make_up_follows_the_publish_of_what_succeeded(capsys):
+    from ubap_assets.defs.serving.sensors import PUBLISHES_AFTER_TAG
+    from ubap_assets.launch import RunFollower
+
+    @dg.asset
+    def published() -> int:
+        return 1
+
+    instance = dg.DagsterInstance.ephemeral()
+    lines: list[str] = []
+    follower = RunFollower(instance, out=lines.append)
+    materialize.follow_publish_after(instance, follower, "failed-run", wait_s=0.5)
+    assert "is the publish_after_failure sensor on?" in capsys.readouterr().out
+
+    publish = dg.materialize([published], instance=instance, tags={PUBLISHES_AFTER_TAG: "failed"})
+    materialize.follow_publish_after(instance, follower, "failed", wait_s=5)
+    assert f"run {publish.run_id} SUCCESS" in " ".join(lines)
+    assert "published what succeeded" in capsys.readouterr().out

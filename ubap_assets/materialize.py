@@ -27,6 +27,7 @@ import dagster as dg
 import yaml
 
 from ubap_assets.defs.events import partitions
+from ubap_assets.defs.serving.sensors import PUBLISHES_AFTER_TAG
 from ubap_assets.launch import (
     LaunchError,
     RunFollower,
@@ -115,6 +116,29 @@ def cancel(url: str, run_id: str, timeout_s: float = 30.0) -> None:
         print(f"could not cancel run {run_id}: {err}", file=sys.stderr)
 
 
+def follow_publish_after(
+    instance: dg.DagsterInstance, follower: RunFollower, failed_run_id: str, wait_s: float
+) -> None:
+    """Follow the publish run the `publish_after_failure` sensor launches for a failed run, so
+    what succeeded is served (and the terminal says so) before `make materialize` stops."""
+    print("waiting for publish_after_failure to publish what succeeded ...", flush=True)
+    tagged = dg.RunsFilter(tags={PUBLISHES_AFTER_TAG: failed_run_id})
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        runs = instance.get_runs(filters=tagged, limit=1)
+        if runs:
+            published = follower.follow(runs[0].run_id)
+            if published.status == dg.DagsterRunStatus.SUCCESS:
+                print("published what succeeded; the tables not refreshed say why", flush=True)
+            return
+        time.sleep(2.0)
+    print(
+        f"no publish run within {wait_s:.0f} s: is the publish_after_failure sensor on? "
+        "Materialize serving_snapshot to publish what succeeded.",
+        flush=True,
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     first, last = default_partition_range()
     first, last = args.first_day or first, args.last_day or last
@@ -136,8 +160,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"queued refresh_job {first}..{last} as run {run_id}", flush=True)
         print(f"  {args.url}/runs/{run_id}", flush=True)
         with dg.DagsterInstance.get() as instance:
-            final = RunFollower(instance, out=lambda line: print(line, flush=True)).follow(run_id)
-        ok = final.status == dg.DagsterRunStatus.SUCCESS
+            follower = RunFollower(instance, out=lambda line: print(line, flush=True))
+            final = follower.follow(run_id)
+            ok = final.status == dg.DagsterRunStatus.SUCCESS
+            if final.status == dg.DagsterRunStatus.FAILURE:
+                follow_publish_after(instance, follower, final.run_id, args.publish_wait)
         where = f"{args.url}/runs/{final.run_id}"
         if dagster_dev is not None:  # stopped below: the run stays in the instance
             print(f"stopping dagster dev; `make serve` shows the run at {where}")
@@ -163,9 +190,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--url", default=DEFAULT_URL, help="the Dagster webserver")
     parser.add_argument("--config", help="run config file (YAML), e.g. RUN_CONFIG=run.yaml")
     parser.add_argument("--first-day", help="first day partition (default: the history's first)")
-    parser.add_argument("--last-day", help="last day partition to include (default: yesterday)")
+    parser.add_argument("--last-day", help="last day partition (default: the history's last)")
     parser.add_argument("--trigger", default="make up", help="the ubap/trigger tag of the run")
     parser.add_argument("--wait", type=float, default=300, help="seconds to wait for Dagster")
+    parser.add_argument(
+        "--publish-wait",
+        type=float,
+        default=120,
+        help="after a failed run, seconds to wait for the publish run of what succeeded",
+    )
     parser.add_argument("--api-url", help="printed with the other URLs at the end")
     parser.add_argument("--dashboard-url", help="printed with the other URLs at the end")
     parser.add_argument(
