@@ -314,6 +314,27 @@ def test_inbox_sensor_requests_the_days_new_files_touch(tmp_path, monkeypatch):
     assert [r.partition_key for r in removed.run_requests] == ["2026-01-20"]
 
 
+def test_inbox_sensor_first_tick_does_not_repeat_the_full_refresh(tmp_path, monkeypatch):
+    """`make up` queues the whole history; the sensor's first tick only records the files, and
+    a file added later still triggers its run."""
+    from ubap_assets.defs.ingest.sensors import inbox_sensor
+
+    inbox = tmp_path / "inbox"
+    monkeypatch.setenv("UBAP_SOURCE", str(inbox))
+    _age(_write(inbox / "a.csv", "user_id,event_ts,event_type,page_id\nu1,2026-01-06,click,p1\n"))
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_run(
+        dg.DagsterRun(job_name="refresh_job", run_id="a" * 36, status=dg.DagsterRunStatus.STARTED)
+    )
+    first = inbox_sensor(dg.build_sensor_context(cursor=None, instance=instance))
+    assert isinstance(first, dg.SensorResult) and not first.run_requests
+    assert "ingesting the whole history" in first.skip_reason.skip_message
+
+    _age(_write(inbox / "b.csv", "user_id,event_ts,event_type,page_id\nu3,2026-01-20,click,p1\n"))
+    later = inbox_sensor(dg.build_sensor_context(cursor=first.cursor, instance=instance))
+    assert [r.partition_key for r in later.run_requests] == ["2026-01-20"]
+
+
 def test_inbox_sensor_waits_for_files_still_being_written(tmp_path, monkeypatch):
     from ubap_assets.defs.ingest.sensors import inbox_sensor
 

@@ -59,6 +59,32 @@ def _ranges(days: list[date]) -> list[tuple[date, date]]:
     return ranges
 
 
+_IN_FLIGHT = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
+
+
+def full_refresh_covers_the_inbox(context: dg.SensorEvaluationContext) -> str | None:
+    """Why the files already in the inbox need no run of their own on the sensor's first tick:
+    `make up` / `make materialize` queued the whole history, or the events are already stored.
+    None when nothing covers them (then the first tick ingests them)."""
+    try:
+        instance = context.instance
+    except dg.DagsterInvariantViolationError:  # a context built without an instance
+        return None
+    queued = instance.get_runs(
+        filters=dg.RunsFilter(job_name="refresh_job", statuses=_IN_FLIGHT), limit=1
+    )
+    if queued:
+        return f"run {queued[0].run_id} is ingesting the whole history"
+    if instance.get_latest_materialization_event(dg.AssetKey("events")) is not None:
+        return "the events are already materialized"
+    return None
+
+
 def plan_runs(
     changed_days: set[date], valid_keys: set[str], change_id: str
 ) -> tuple[list[dg.RunRequest], list[str]]:
@@ -112,6 +138,13 @@ def inbox_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.Sk
             start, end = date.fromisoformat(first), date.fromisoformat(last)
             days.update(start + timedelta(days=i) for i in range((end - start).days + 1))
 
+    new_cursor = json.dumps(cursor, sort_keys=True)
+    covered = full_refresh_covers_the_inbox(context) if not previous else None
+    if covered:  # the first tick: remember what is there; changes from now on trigger runs
+        return dg.SensorResult(
+            cursor=new_cursor,
+            skip_reason=f"{len(current)} file(s) in {folder} recorded, no run: {covered}",
+        )
     fingerprint = json.dumps([change.changed, [current[p] for p in change.changed], change.removed])
     change_id = hashlib.sha1(fingerprint.encode()).hexdigest()[:12]
     valid = set(daily_partitions.get_partition_keys())
@@ -125,4 +158,4 @@ def inbox_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.Sk
         f"{len(change.changed)} new/changed and {len(change.removed)} removed file(s) in {folder}: "
         f"{len(requests)} run(s) over {len(days) - len(outside)} day(s)"
     )
-    return dg.SensorResult(run_requests=requests, cursor=json.dumps(cursor, sort_keys=True))
+    return dg.SensorResult(run_requests=requests, cursor=new_cursor)
