@@ -98,6 +98,29 @@ def _publish_after(run: dg.ExecuteInProcessResult, instance: dg.DagsterInstance)
     return publish_after_failure(context)
 
 
+def test_a_burst_of_failed_runs_publishes_once(data_dir):
+    """When a run that publishes is already waiting or running, a failed run gets no publish of
+    its own: a queue of failing runs must not pile up one publish_job each."""
+
+    @dg.asset
+    def broken() -> None:
+        raise RuntimeError("boom")
+
+    @dg.asset(deps=[broken], name=serving_assets.SERVING_SNAPSHOT)
+    def publishes() -> None: ...
+
+    instance = dg.DagsterInstance.ephemeral()
+    failed = dg.materialize([broken, publishes], instance=instance, raise_on_error=False)
+    assert isinstance(_publish_after(failed, instance), dg.RunRequest)
+
+    instance.add_run(
+        dg.DagsterRun(job_name="refresh_job", run_id="b" * 36, status=dg.DagsterRunStatus.STARTED)
+    )
+    skipped = _publish_after(failed, instance)
+    assert isinstance(skipped, dg.SkipReason)
+    assert "publishes next" in skipped.skip_message and "refresh_job" in skipped.skip_message
+
+
 def test_planned_check_evaluations_of_a_failed_run_do_not_break_publishing(data_dir, monkeypatch):
     """A run that failed before its checks ran leaves *planned* evaluations (no `passed`) as the
     checks' latest records. Only completed evaluations count, and publishing alone afterwards

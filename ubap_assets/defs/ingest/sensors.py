@@ -48,17 +48,6 @@ def _default_status() -> dg.DefaultSensorStatus:
     return dg.DefaultSensorStatus.RUNNING if files else dg.DefaultSensorStatus.STOPPED
 
 
-def _ranges(days: list[date]) -> list[tuple[date, date]]:
-    """Consecutive days grouped into (first, last) ranges."""
-    ranges: list[tuple[date, date]] = []
-    for day in sorted(days):
-        if ranges and day == ranges[-1][1] + timedelta(days=1):
-            ranges[-1] = (ranges[-1][0], day)
-        else:
-            ranges.append((day, day))
-    return ranges
-
-
 _IN_FLIGHT = [
     dg.DagsterRunStatus.QUEUED,
     dg.DagsterRunStatus.NOT_STARTED,
@@ -88,18 +77,19 @@ def full_refresh_covers_the_inbox(context: dg.SensorEvaluationContext) -> str | 
 def plan_runs(
     changed_days: set[date], valid_keys: set[str], change_id: str
 ) -> tuple[list[dg.RunRequest], list[str]]:
-    """One run per range of consecutive valid day partitions; days outside are returned apart."""
+    """One run over the valid day partitions from the first to the last changed day (every run
+    refreshes the whole graph downstream, so one run per change beats one per gap-free range:
+    a log with closed days would otherwise queue dozens); days outside are returned apart."""
     keys = sorted(d for d in changed_days if d.isoformat() in valid_keys)
     outside = sorted(d.isoformat() for d in changed_days if d.isoformat() not in valid_keys)
-    requests = []
-    for first, last in _ranges(keys):
-        run_key = f"inbox-{first}-{last}-{change_id}"
-        if first == last:
-            requests.append(dg.RunRequest(run_key=run_key, partition_key=first.isoformat()))
-        else:
-            tags = {RANGE_START_TAG: first.isoformat(), RANGE_END_TAG: last.isoformat()}
-            requests.append(dg.RunRequest(run_key=run_key, tags=tags))
-    return requests, outside
+    if not keys:
+        return [], outside
+    first, last = keys[0], keys[-1]
+    run_key = f"inbox-{first}-{last}-{change_id}"
+    if first == last:
+        return [dg.RunRequest(run_key=run_key, partition_key=first.isoformat())], outside
+    tags = {RANGE_START_TAG: first.isoformat(), RANGE_END_TAG: last.isoformat()}
+    return [dg.RunRequest(run_key=run_key, tags=tags)], outside
 
 
 @dg.sensor(

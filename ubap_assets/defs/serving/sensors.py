@@ -41,6 +41,17 @@ def _planned_and_built(instance: dg.DagsterInstance, run_id: str) -> tuple[bool,
     return planned, built
 
 
+# Runs that end with a publish: when one of them is already waiting or running, a failed run
+# needs no publish of its own (the later run serves fresher tables, or fails and publishes).
+_PUBLISHING_JOBS = {"refresh_job", "ingest_refresh_job", "publish_job"}
+_PENDING = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
+
+
 @dg.run_failure_sensor(
     name="publish_after_failure",
     request_job=publish_job,
@@ -55,6 +66,13 @@ def publish_after_failure(context: dg.RunFailureSensorContext):
         return dg.SkipReason(f"run {run.run_id} was itself a publish; its error says why")
     if run.tags.get(_WILL_RETRY_TAG) == "true":
         return dg.SkipReason(f"run {run.run_id} will be retried; its retry publishes")
+    pending = context.instance.get_runs(filters=dg.RunsFilter(statuses=_PENDING), limit=20)
+    next_publisher = next((r for r in pending if r.job_name in _PUBLISHING_JOBS), None)
+    if next_publisher is not None:  # one publish after a burst of failures, not one each
+        return dg.SkipReason(
+            f"run {next_publisher.run_id} ({next_publisher.job_name}, "
+            f"{next_publisher.status.value}) publishes next"
+        )
     planned, built = _planned_and_built(context.instance, run.run_id)
     if not planned:
         return dg.SkipReason(f"run {run.run_id} was not going to publish a snapshot")
