@@ -92,6 +92,17 @@ def require(info: source.SnapshotInfo, *tables: str, what: str = "This section")
     return False
 
 
+def warning_list(intro: str, lines: list[str], icon: str = ":material/warning:") -> None:
+    """A warning with one bullet per problem (tables not refreshed, checks that failed)."""
+    st.warning(intro + "\n\n" + "\n".join(f"- {line}" for line in lines), icon=icon)
+
+
+def optional_metric(slot: Any, label: str, value: float | None, fmt: str, help: str) -> None:
+    """A metric card that says n/a where the figure cannot be computed on this data (scores
+    against the generator's ground truth on ingested events, say)."""
+    slot.metric(label, "n/a" if value is None else format(value, fmt), help=help, border=True)
+
+
 def pick_trend_metric(container: Any, key: str) -> str:
     """A "Metric" select box of the trend metrics (by label) in ``container`` (``st`` or a
     column); the picked metric's column name."""

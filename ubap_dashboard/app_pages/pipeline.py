@@ -41,14 +41,14 @@ else:
     stale = status.filter(~pl.col("refreshed"))
     fresh = status.height - stale.height
     if stale.height:
-        st.warning(
+        ui.warning_list(
             f"{stale.height} of {status.height} tables were not refreshed by the latest run; "
             "they serve their last good version (or are missing). Fix the cause and rerun; "
-            "a failed run republishes on its own what did succeed.\n\n"
-            + "\n".join(
-                f"- `{row['table_name']}` not refreshed: {row['reason']}"
+            "a failed run republishes on its own what did succeed.",
+            [
+                f"`{row['table_name']}` not refreshed: {row['reason']}"
                 for row in stale.iter_rows(named=True)
-            ),
+            ],
             icon=":material/history:",
         )
     else:
@@ -70,13 +70,12 @@ if ui.require(info, t.CHECK_RESULTS, what="The asset-check status"):
         status[1].metric("Passed", checks.height - failed.height, border=True)
         status[2].metric("Failed (warnings)", failed.height, border=True)
         if failed.height:
-            st.warning(
-                "Failed non-blocking checks: "
-                + "; ".join(
+            ui.warning_list(
+                "Failed non-blocking checks:",
+                [
                     f"`{row['asset_key']}` {row['check_name']}: {row['description']}"
                     for row in failed.iter_rows(named=True)
-                ),
-                icon=":material/warning:",
+                ],
             )
         else:
             st.success("Every asset check passed.", icon=":material/check:")

@@ -70,12 +70,12 @@ if ui.require(info, t.MODEL_METRICS, what="The model cards"):
             border=True,
             help=f"Positive rate on validation: {row['valid_positive_rate']:.1%}",
         )
-        ceiling = row.get("auc_vs_ceiling")
-        cards[3].metric(
+        ui.optional_metric(
+            cards[3],
             "AUC vs ceiling",
-            "n/a" if ceiling is None else f"{ceiling:.0%}",
+            row.get("auc_vs_ceiling"),
+            ".0%",
             help="ROC-AUC relative to the generator's true propensities (synthetic data only).",
-            border=True,
         )
         st.caption(
             f"Trained on labels up to {row['valid_cutoff']:%Y-%m-%d}, validated on the "

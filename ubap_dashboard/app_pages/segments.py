@@ -31,12 +31,12 @@ if ui.require(info, t.SEGMENT_PROFILES, what="The segment profiles"):
             help="Average similarity of each segment to its closest one (lower is better).",
             border=True,
         )
-        ari = first.get("persona_ari")
-        quality[3].metric(
+        ui.optional_metric(
+            quality[3],
             "Persona recovery (ARI)",
-            "n/a" if ari is None else f"{ari:.2f}",
+            first.get("persona_ari"),
+            ".2f",
             help="Adjusted Rand index against the generator's hidden personas (synthetic only).",
-            border=True,
         )
 
         left, right = st.columns([2, 3])
