@@ -183,7 +183,13 @@ def q(con, sql: str, params=None):
 
 def report(con, where: str, meta: dict[str, dict]) -> None:
     print(f"\nFigures from the {where}")
-    ev, rej = table(con, "events"), table(con, "event_rejects")
+    # The snapshot keeps only each user's recent events: count the warehouse's.
+    warehouse_events = con.execute(
+        "SELECT count(*) FROM information_schema.tables "
+        "WHERE table_catalog = 'wh' AND table_name = 'events'"
+    ).fetchone()[0]
+    ev = "wh.main.events" if warehouse_events else table(con, "events")
+    rej = table(con, "event_rejects")
     if ev:
         n, users, pages, d0, d1 = q(
             con,
