@@ -1,9 +1,17 @@
 """Small helpers shared by the benchmarks: a timer and peak resident memory."""
 
 import resource
+import socket
 import sys
 import time
 from contextlib import contextmanager
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def peak_rss_mb() -> float:

@@ -29,6 +29,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from _util import free_port  # noqa: E402
+
 
 def build_sample(users: int, days: int, seed: int, keep: bool = False) -> Path:
     import duckdb
@@ -82,12 +84,6 @@ def snapshots_to_serve(args: argparse.Namespace) -> Path:
         print(f"no snapshot in {snapshots}; building a 20,000-user sample", flush=True)
         snapshots = build_sample(20_000, args.days, args.seed, args.keep)
     return snapshots
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_server(snapshots: Path, port: int, workers: int = 1) -> subprocess.Popen:

@@ -24,10 +24,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
+from _util import free_port  # noqa: E402
 from bench_api import (  # noqa: E402
     Connection,
     add_snapshot_arguments,
-    free_port,
     snapshots_to_serve,
     start_server,
 )

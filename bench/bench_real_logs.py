@@ -49,7 +49,6 @@ Real logs it was tried on (none is committed; fetch the repository and copy the 
 import argparse
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -57,6 +56,7 @@ import time
 from pathlib import Path
 
 import duckdb
+from _util import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -90,9 +90,7 @@ def run_graph(args, data_dir: Path, start: str, last: str) -> tuple[int, float, 
     env["UBAP_SOURCE_MAPPING"] = args.mapping or ""
     if args.pages:
         env["UBAP_PAGES_FILE"] = str(Path(args.pages).resolve())
-    with socket.socket() as probe:  # a private dagster dev on a free port, for this run only
-        probe.bind(("127.0.0.1", 0))
-        url = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    url = f"http://127.0.0.1:{free_port()}"  # a private dagster dev, for this run only
     cmd = [sys.executable, "-m", "ubap_assets.materialize", "--start-dagster", "--url", url]
     cmd += ["--last-day", last]
     started = time.perf_counter()

@@ -20,6 +20,7 @@ import polars as pl
 from ubap_assets.core import anomaly, features, segmentation, trends
 from ubap_assets.core.synthetic import World, WorldSpec, generate_world
 from ubap_assets.warehouse import tables as t
+from ubap_assets.warehouse.introspect import warehouse_tables
 from ubap_assets.warehouse.snapshots import (
     CHECK_RESULTS_SCHEMA,
     TABLE_STATUS,
@@ -27,7 +28,6 @@ from ubap_assets.warehouse.snapshots import (
     Snapshot,
     publish_snapshot,
     snapshot_meta_frame,
-    warehouse_tables,
 )
 
 SAMPLE_NOTE = "sample stand-in (tests.api_sample), not a trained model"

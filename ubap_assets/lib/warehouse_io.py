@@ -16,6 +16,8 @@ import duckdb
 import polars as pl
 from dagster_duckdb import DuckDBResource
 
+from ubap_assets.warehouse.introspect import warehouse_tables
+
 
 def connect_warehouse(database: str) -> duckdb.DuckDBPyConnection:
     """The one way the pipeline opens the warehouse: read-write, DuckDB's default configuration.
@@ -107,7 +109,7 @@ def replace_window(
                 deleted = True
             con.execute(f'INSERT INTO main."{table}" BY NAME SELECT * FROM chunk')
             written += chunk.height
-        if not deleted and _exists(con, table):
+        if not deleted and table in warehouse_tables(con):
             con.execute(
                 f'DELETE FROM main."{table}" WHERE "{column}" >= ? AND "{column}" < ?', [start, end]
             )
@@ -116,16 +118,6 @@ def replace_window(
         con.execute("ROLLBACK")
         raise
     return written
-
-
-def _exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
-    return bool(
-        con.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'main' "
-            "AND table_name = ?",
-            [table],
-        ).fetchone()[0]
-    )
 
 
 class DuckDBWarehouseIOManager(dg.ConfigurableIOManager):
@@ -159,7 +151,7 @@ class DuckDBWarehouseIOManager(dg.ConfigurableIOManager):
     def load_input(self, context: dg.InputContext) -> pl.DataFrame:
         table = context.upstream_output.asset_key.path[-1]
         with self._connect() as con:
-            if not _exists(con, table):
+            if table not in warehouse_tables(con):
                 raise dg.Failure(
                     description=f"table main.{table} is not in the warehouse: materialize "
                     f"{table} first (a degraded run may have left it unwritten)"

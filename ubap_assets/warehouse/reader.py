@@ -26,6 +26,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
+from ubap_assets.warehouse.introspect import warehouse_tables
 from ubap_assets.warehouse.paths import snapshot_dir as default_snapshot_dir
 from ubap_assets.warehouse.queries.anomalies import AnomalyQueries
 from ubap_assets.warehouse.queries.funnels import FunnelQueries
@@ -134,10 +135,7 @@ class _OpenSnapshot:
         except duckdb.Error as exc:
             raise _unreadable(snapshot, exc) from None
         try:
-            names = self.connection.execute(
-                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'"
-            ).fetchall()
-            self.tables = frozenset(n for (n,) in names)
+            self.tables = frozenset(warehouse_tables(self.connection))
             self.not_refreshed = read_table_status(self.connection)  # {} if all fresh
         except duckdb.Error as exc:
             self.connection.close()

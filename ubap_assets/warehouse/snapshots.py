@@ -20,6 +20,7 @@ import duckdb
 import polars as pl
 
 from ubap_assets.core.schema import EVENTS_SCHEMA
+from ubap_assets.warehouse.introspect import warehouse_tables
 
 CURRENT_POINTER = "CURRENT"
 _SNAPSHOT_ID = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -108,11 +109,7 @@ def read_table_status(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
     ``con`` is a connection to a snapshot. Empty when every table is fresh, and for snapshots
     published before table_status existed.
     """
-    present = con.execute(
-        "SELECT count(*) FROM information_schema.tables "
-        "WHERE table_schema = 'main' AND table_name = ?",
-        [TABLE_STATUS],
-    ).fetchone()[0]
+    present = TABLE_STATUS in warehouse_tables(con)
     if not present:
         return {}
     rows = con.execute(
@@ -146,14 +143,6 @@ def current_snapshot(snapshot_dir: Path) -> Snapshot:
     if not _SNAPSHOT_ID.match(snapshot_id) or not path.exists():
         raise NoSnapshotError(f"the snapshot pointer {pointer} names a missing file {path.name}")
     return Snapshot(snapshot_id, path)
-
-
-def warehouse_tables(warehouse: duckdb.DuckDBPyConnection) -> set[str]:
-    """Names of the tables in the warehouse's main schema."""
-    rows = warehouse.execute(
-        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'"
-    ).fetchall()
-    return {name for (name,) in rows}
 
 
 def _columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:

@@ -12,7 +12,7 @@ from ubap_assets.lib.metadata import markdown_preview
 from ubap_assets.lib.model_store import ModelStore
 from ubap_assets.lib.warehouse_io import kept_previous
 from ubap_assets.warehouse import tables as t
-from ubap_assets.warehouse.snapshots import warehouse_tables
+from ubap_assets.warehouse.introspect import warehouse_tables
 
 GROUP = "models"
 OWNERS = ["team:analytics"]

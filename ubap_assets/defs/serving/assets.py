@@ -11,6 +11,7 @@ from pydantic import Field
 
 from ubap_assets.defs.serving.status import check_results, failed_blocking, table_status
 from ubap_assets.warehouse import tables as t
+from ubap_assets.warehouse.introspect import warehouse_tables
 from ubap_assets.warehouse.paths import snapshot_dir
 from ubap_assets.warehouse.snapshots import (
     TABLE_STATUS,
@@ -20,7 +21,6 @@ from ubap_assets.warehouse.snapshots import (
     publish_snapshot,
     snapshot_meta_frame,
     snapshot_tables,
-    warehouse_tables,
 )
 
 SERVING_SNAPSHOT = "serving_snapshot"
@@ -49,16 +49,14 @@ def _previous_copies(blocked: dict[str, str], target: Path) -> dict[str, Path]:
 
 
 def _carried_times(path_by_table: dict[str, Path]) -> dict[str, datetime | None]:
-    times: dict[str, datetime | None] = {}
-    for table, path in path_by_table.items():
+    """When each carried table was built, from the table_status of the snapshot holding it
+    (each snapshot file opened once)."""
+    times: dict[str, datetime | None] = dict.fromkeys(path_by_table)
+    for path in set(path_by_table.values()):
         with duckdb.connect(str(path), read_only=True) as con:
             if TABLE_STATUS in warehouse_tables(con):
-                row = con.execute(
-                    f"SELECT materialized_at FROM {TABLE_STATUS} WHERE table_name = ?", [table]
-                ).fetchone()
-                times[table] = row[0] if row else None
-            else:
-                times[table] = None
+                rows = con.execute(f"SELECT table_name, materialized_at FROM {TABLE_STATUS}")
+                times.update((name, at) for name, at in rows.fetchall() if name in times)
     return times
 
 
