@@ -94,16 +94,6 @@ def start_group(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Po
         )
 
 
-def kill_group(process: subprocess.Popen, sig: int = signal.SIGINT) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, sig)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-
-
 def wait_http(url: str, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -150,17 +140,14 @@ def main() -> int:
     from ubap_assets.core import synthetic
     from ubap_assets.launch import RunFollower, submit_refresh_run, wait_for_location
     from ubap_assets.lib.run_launcher import worker_pid
+    from ubap_assets.materialize import start_dagster_dev, stop_process_group
 
     spec = synthetic.WorldSpec(users=args.users, days=args.history, seed=SEED, start_date=start)
     dagster_url = f"http://127.0.0.1:{free_port()}"
     api_port = free_port()
     print(f"soak: {args.users} users, world pinned at {start}, data in {data}", flush=True)
-    dev = start_group(
-        [sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml"]
-        + ["-h", "127.0.0.1", "-p", dagster_url.rsplit(":", 1)[1]],
-        env,
-        home / "dagster-dev.log",
-    )
+    os.chdir(REPO)  # dagster dev reads workspace.yaml from here
+    dev = start_dagster_dev(dagster_url)  # logs to $DAGSTER_HOME/dagster-dev.log
     api = None
     load = None
     try:
@@ -275,8 +262,8 @@ def main() -> int:
         if load is not None:
             load.stop.set()
         if api is not None:
-            kill_group(api)
-        kill_group(dev)
+            stop_process_group(api)
+        stop_process_group(dev)
         if not args.keep:
             shutil.rmtree(data, ignore_errors=True)
 
