@@ -36,6 +36,8 @@ LIFECYCLE_WEEKLY: Final = "lifecycle_weekly"
 ANOMALIES: Final = "anomalies"
 ANOMALY_HISTORY: Final = "anomaly_history"
 ANOMALY_SCORES: Final = "anomaly_scores"
+INCIDENTS: Final = "incidents"  # one row per incident: flagged points grouped over days and scopes
+INCIDENT_CONTRIBUTORS: Final = "incident_contributors"  # dimension values ranked by share
 SUMMARY: Final = "summary"
 
 # --- recommendations ---
@@ -74,6 +76,8 @@ SERVING_TABLES: Final[tuple[str, ...]] = (
     ANOMALIES,
     ANOMALY_HISTORY,
     ANOMALY_SCORES,
+    INCIDENTS,
+    INCIDENT_CONTRIBUTORS,
     SUMMARY,
     SIMILAR_PAGES,
     USER_RECOMMENDATIONS,
