@@ -38,6 +38,7 @@ ANOMALY_HISTORY: Final = "anomaly_history"
 ANOMALY_SCORES: Final = "anomaly_scores"
 INCIDENTS: Final = "incidents"  # one row per incident: flagged points grouped over days and scopes
 INCIDENT_CONTRIBUTORS: Final = "incident_contributors"  # dimension values ranked by share
+ANOMALY_SENSITIVITY: Final = "anomaly_sensitivity"  # incidents each threshold would have raised
 SUMMARY: Final = "summary"
 
 # --- recommendations ---
@@ -78,6 +79,7 @@ SERVING_TABLES: Final[tuple[str, ...]] = (
     ANOMALY_SCORES,
     INCIDENTS,
     INCIDENT_CONTRIBUTORS,
+    ANOMALY_SENSITIVITY,
     SUMMARY,
     SIMILAR_PAGES,
     USER_RECOMMENDATIONS,
