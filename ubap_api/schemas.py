@@ -314,25 +314,146 @@ class RecEvaluation(Row):
 
 
 # --- anomalies, summary ---
+# Units: a metric's values (value, expected, lower, upper, observed, change) are in that
+# metric's own unit: a count per day (sessions, events, ...), a fraction 0..1 (rates: 0.05 is
+# 5%), money per day (revenue) or seconds (mean_session_duration_s).
+Severity = Literal["low", "medium", "high"]
+
+
 class Anomaly(Row):
-    day: date
-    dimension: str
-    dimension_value: str
-    metric: str
-    value: float
-    expected: float
-    lower: float
-    upper: float
-    score: float
-    seasonal_score: float
-    level_score: float
-    is_anomaly: bool
-    direction: str
-    severity: str
+    day: date = Field(description="The scored day (a complete day, UTC).")
+    dimension: str = Field(description="Scope: 'all', 'device', 'traffic_source' or 'segment'.")
+    dimension_value: str = Field(description="The scope's value, e.g. 'mobile'; 'all' for all.")
+    metric: str = Field(description="Monitored metric (daily_trends column or funnel step).")
+    value: float = Field(description="The day's value, in the metric's unit.")
+    expected: float = Field(description="The detector's expectation, in the metric's unit.")
+    lower: float = Field(description="Lower end of the expected range, in the metric's unit.")
+    upper: float = Field(description="Upper end of the expected range, in the metric's unit.")
+    score: float = Field(
+        description="Signed anomaly score (a z on the metric's noise model), |score| <= 50; "
+        "negative = below expectation. 0 when the day has no score (see note)."
+    )
+    seasonal_score: float = Field(description="The seasonal detector's score (same scale).")
+    level_score: float = Field(description="The level detector's score (same scale).")
+    is_anomaly: bool = Field(description="Flagged: |score| passed the run's threshold.")
+    direction: str = Field(description="'spike', 'drop', or 'none' when not flagged.")
+    severity: str = Field(description="'low', 'medium', 'high', or 'none' when not flagged.")
+    incident_id: str | None = Field(
+        default=None, description="The incident this flagged point belongs to (null if none)."
+    )
+    note: str | None = Field(
+        default=None,
+        description="Why the day has no score (e.g. 'warm-up: 9 of 14 days of history', "
+        "'no sessions that day'); null when it was scored.",
+    )
 
 
 class RecentAnomaly(Anomaly):
-    as_of: date
+    as_of: date = Field(description="The latest complete day of the period.")
+
+
+class Incident(Row):
+    incident_id: str = Field(
+        description="Stable id across nightly runs: '<start_day>-<metric>-<direction>'."
+    )
+    start_day: date = Field(description="First flagged day (inclusive).")
+    end_day: date = Field(description="Last flagged day (inclusive).")
+    days: int = Field(description="Calendar days from start_day to end_day, inclusive.")
+    ongoing: bool = Field(description="True when end_day is the latest complete day.")
+    headline_metric: str = Field(description="The metric that moved most (its column name).")
+    headline_label: str = Field(description="The headline metric, readable.")
+    direction: Literal["drop", "spike"]
+    headline_dimension: str = Field(description="Scope of the headline ('all' when overall).")
+    headline_dimension_value: str = Field(description="Its value ('all' when overall).")
+    expected: float = Field(
+        description="The headline metric's expected level over the incident's days (its unit)."
+    )
+    observed: float = Field(
+        description="The headline metric's observed level over the incident's days (its unit)."
+    )
+    relative_change: float = Field(
+        description="observed / expected - 1, a fraction (-0.38 = 38% below expected)."
+    )
+    peak_score: float = Field(description="The strongest point's signed score (|score| <= 50).")
+    severity: Severity
+    metrics: list[str] = Field(description="Every metric with a flagged point in the incident.")
+    n_points: int = Field(description="Flagged day x scope x metric points in the incident.")
+    n_scopes: int = Field(description="Distinct scopes (dimension values) involved.")
+    top_contributor: str | None = Field(
+        description="The dimension value with the largest share of the headline change, "
+        "'dimension=value' (e.g. 'device=mobile'); null if none could be ranked."
+    )
+    top_share: float | None = Field(
+        description="That value's share of the change within its dimension, 0..1."
+    )
+    description: str = Field(description="One sentence a person can read.")
+
+
+class IncidentContributor(Row):
+    incident_id: str
+    metric: str = Field(description="The metric whose change is split.")
+    dimension: str = Field(description="'device', 'traffic_source' or 'segment'.")
+    dimension_value: str
+    expected: float = Field(description="That value's expected level (the metric's unit).")
+    observed: float = Field(description="That value's observed level (the metric's unit).")
+    change: float = Field(
+        description="Its contribution to the change, in the metric's own unit (negative = down)."
+    )
+    share: float = Field(description="Its share of the change within the dimension, 0..1.")
+    rank: int = Field(description="1 = the largest share within (metric, dimension).")
+
+
+class SeriesDay(Row):
+    day: date
+    value: float = Field(description="The day's value, in the metric's unit.")
+    expected: float = Field(description="Expectation, in the metric's unit.")
+    lower: float = Field(description="Expected range, low end.")
+    upper: float = Field(description="Expected range, high end.")
+    is_anomaly: bool
+    score: float = Field(description="Signed score, |score| <= 50.")
+    note: str | None = Field(default=None, description="Why the day has no score, if so.")
+
+
+class IncidentDetail(BaseModel):
+    incident: Incident
+    contributors: list[IncidentContributor] = Field(
+        description="Per metric x dimension, values ranked by share (headline metric first)."
+    )
+    points: list[Anomaly] = Field(
+        description="The flagged anomaly_history points of the incident, oldest day first."
+    )
+    headline_series: list[SeriesDay] = Field(
+        description="The headline metric in the headline scope, from 14 days before the "
+        "incident to 7 days after it (or the latest day): the context to draw it in."
+    )
+
+
+class SensitivityRow(Row):
+    threshold: float = Field(description="|score| that flags a point (the sensitivity).")
+    incidents: int = Field(description="Incidents this threshold raises on the stored history.")
+    incidents_per_30_days: float = Field(description="The same, per 30 scored days.")
+    flagged_points: int = Field(description="Points it flags (day x scope x metric).")
+    is_current: bool = Field(description="True for the threshold of the run that produced this.")
+
+
+class Sensitivity(BaseModel):
+    data: list[SensitivityRow] = Field(description="One row per threshold, lowest first.")
+    count: int
+    current_threshold: float | None = Field(
+        description="The threshold of the run that produced the snapshot (null if unknown)."
+    )
+
+
+class UnscoredScope(Row):
+    dimension: str
+    dimension_value: str
+    metric: str
+    days: int = Field(description="Days of this series in the range.")
+    unscored_days: int = Field(description="Days without a score (each with a note).")
+    first_unscored_day: date
+    last_unscored_day: date
+    latest_day_unscored: bool = Field(description="True when the series' latest day is one.")
+    reason: str = Field(description="The note of the latest unscored day: why it has no score.")
 
 
 class Summary(BaseModel):
