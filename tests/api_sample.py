@@ -541,6 +541,7 @@ def publish_sample(
             {
                 "asset_key": t.EVENTS,
                 "check_name": "events_schema",
+                "status": "passed",
                 "passed": True,
                 "severity": "ERROR",
                 "blocking": True,

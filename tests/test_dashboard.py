@@ -190,7 +190,6 @@ def contract_tables(world, rng: np.random.Generator) -> dict[str, pl.DataFrame]:
             "segment_name": [SEGMENTS[int(s)] for s in seg_ids],
             "ward_segment_id": rng.integers(0, len(SEGMENTS), n).astype(np.int64),
             "distance_to_centroid": rng.uniform(0, 3, n),
-            "persona": ["buyer"] * n,
             "run_id": "r1",
         }
     )
@@ -243,7 +242,6 @@ def contract_tables(world, rng: np.random.Generator) -> dict[str, pl.DataFrame]:
             davies_bouldin=pl.lit(0.93),
             ward_silhouette=pl.lit(0.37),
             ward_agreement_ari=pl.lit(0.7),
-            persona_ari=pl.lit(0.66),
             run_id=pl.lit("r1"),
         )
         .with_columns(pl.col("users").cast(pl.Int64))
@@ -534,10 +532,12 @@ def contract_tables(world, rng: np.random.Generator) -> dict[str, pl.DataFrame]:
         t.PAGES: pages,
         t.EVENTS: world.events,
         t.EVENT_REJECTS: rejects,
-        t.INJECTED_ANOMALIES: world.anomalies,
         t.USER_FEATURES: features,
         t.USER_SEGMENTS: segments,
         t.SEGMENT_PROFILES: profiles,
+        t.SEGMENT_SCORES: pl.DataFrame(
+            {"persona_ari": [0.66], "users_scored": [n], "segments": [4], "personas": [4]}
+        ).with_columns(note=pl.lit(None, pl.String)),
         t.USER_MAP: segmentation.user_map(features, segments),
         t.MODEL_METRICS: pl.DataFrame(metrics_rows),
         t.MODEL_CARDS: pl.DataFrame(card_rows),
@@ -592,9 +592,10 @@ def build_snapshot(
         [
             check
             | {"asset_key": "daily_trends", "check_name": "reconciles_with_events"}
-            | {"passed": True, "description": "totals match the events"},
+            | {"status": "passed", "passed": True, "description": "totals match the events"},
             check
-            | {"asset_key": "anomalies", "check_name": "detection_f1", "passed": False}
+            | {"asset_key": "anomalies", "check_name": "detection_f1", "status": "failed"}
+            | {"passed": False}
             | {"severity": "WARN", "blocking": False, "description": "F1 0.67 below 0.8"},
         ]
     )

@@ -187,6 +187,7 @@ MY_ASSETS = [
     feature_assets.user_features,
     segment_assets.user_segmentation,
     segment_assets.user_map,
+    segment_assets.segment_scores,
     model_assets.model_training,
     prediction_assets.user_predictions,
 ]

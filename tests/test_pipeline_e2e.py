@@ -48,8 +48,8 @@ def test_snapshot_holds_every_serving_table_and_this_runs_checks(materialized_gr
     snapshot = current_snapshot(materialized_graph.snapshot_dir)
     with duckdb.connect(str(snapshot.path), read_only=True) as con:
         assert set(tables.SERVING_TABLES) <= _table_names(con)
-        # Warn-level checks are blocking too (WARN severity never blocks), so all of them ran
-        # before the snapshot: the published status is this run's, not the previous run's.
+        # serving_snapshot runs after every ready step (lowest priority), so all checks, the
+        # non-blocking warnings too, ran before it: the published status is this run's.
         runs = con.execute(f"SELECT DISTINCT run_id FROM {tables.CHECK_RESULTS}").fetchall()
         checks = con.execute(f"SELECT count(*) FROM {tables.CHECK_RESULTS}").fetchone()[0]
     assert runs == [(materialized_graph.result.run_id,)]

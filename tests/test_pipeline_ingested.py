@@ -95,9 +95,7 @@ def test_whole_graph_runs_on_an_ecommerce_export(tiny_world, tmp_path, monkeypat
         assert count(f"SELECT count(*) FROM {tables.DAILY_TRENDS}") > 0
         # Scores that need the generator's ground truth are skipped, not invented.
         assert (
-            count(
-                f"SELECT count(*) FILTER (persona_ari IS NOT NULL) FROM {tables.SEGMENT_PROFILES}"
-            )
+            count(f"SELECT count(*) FILTER (persona_ari IS NOT NULL) FROM {tables.SEGMENT_SCORES}")
             == 0
         )
         assert (

@@ -71,8 +71,12 @@ class Health(BaseModel):
 class CheckResult(Row):
     asset_key: str
     check_name: str
-    passed: bool
-    severity: str
+    status: Literal["passed", "failed", "skipped"] = Field(
+        description="skipped: the data could not be scored (too little of it, no ground truth); "
+        "the description says why. A skipped check is neither passed nor failed."
+    )
+    passed: bool | None = Field(description="Null when the check was skipped.")
+    severity: str | None = Field(description="ERROR or WARN; null when skipped.")
     blocking: bool
     description: str
     evaluated_at: UtcDateTime
@@ -91,6 +95,7 @@ class Meta(BaseModel):
     not_refreshed: NotRefreshed
     checks_total: int
     checks_failed: int
+    checks_skipped: int = Field(description="Checks that could not score this data (see each).")
     checks: list[CheckResult]
 
 
@@ -181,7 +186,13 @@ class SegmentSummary(BaseModel):
     davies_bouldin: float
     ward_silhouette: float | None
     ward_agreement_ari: float | None
-    persona_ari: float | None = Field(description="Null without ground truth (ingested data).")
+    persona_ari: float | None = Field(
+        description="Adjusted Rand index of the segments against the synthetic generator's "
+        "latent personas (-1..1, 1 = the same grouping); null without ground truth."
+    )
+    persona_note: str | None = Field(
+        default=None, description="Why persona_ari is null (e.g. ingested data has no personas)."
+    )
     run_id: str | None
     segments: list[SegmentShare]
 
@@ -190,7 +201,6 @@ class UserSegment(Row):
     segment_id: int
     segment_name: str
     distance_to_centroid: float | None = None
-    persona: str | None = None
 
 
 # --- predictions ---

@@ -62,6 +62,7 @@ def meta(reader: ReaderDep) -> dict:
         "missing_tables": list(m.missing_tables),
         "not_refreshed": reader.not_refreshed,
         "checks_total": len(checks),
-        "checks_failed": sum(1 for c in checks if not c["passed"]),
+        "checks_failed": sum(1 for c in checks if c["status"] == "failed"),
+        "checks_skipped": sum(1 for c in checks if c["status"] == "skipped"),
         "checks": checks,
     }

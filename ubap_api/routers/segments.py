@@ -41,6 +41,7 @@ def segment_summary(reader: ReaderDep) -> dict:
     profiles = reader.segment_profiles()
     rows = records(profiles)
     first = rows[0] if rows else {}
+    scores = reader.segment_scores()
     return {
         "k": int(first.get("k") or len(rows)),
         "users": int(profiles["users"].sum()) if rows else 0,
@@ -48,7 +49,8 @@ def segment_summary(reader: ReaderDep) -> dict:
         "davies_bouldin": first.get("davies_bouldin") or 0.0,
         "ward_silhouette": first.get("ward_silhouette"),
         "ward_agreement_ari": first.get("ward_agreement_ari"),
-        "persona_ari": first.get("persona_ari"),
+        "persona_ari": scores.get("persona_ari"),
+        "persona_note": scores.get("note"),
         "run_id": first.get("run_id"),
         "segments": rows,
     }

@@ -31,6 +31,14 @@ USER_MAP_SCHEMA: dict[str, pl.DataType] = {
     "x": pl.Float64,
     "y": pl.Float64,
 }
+# One row: the segments scored against the generator's personas (ground truth).
+SEGMENT_SCORES_SCHEMA: dict[str, pl.DataType] = {
+    "persona_ari": pl.Float64,
+    "users_scored": pl.Int64,
+    "segments": pl.Int64,
+    "personas": pl.Int64,
+    "note": pl.String,
+}
 
 
 class SegmentationError(ValueError):
@@ -148,7 +156,6 @@ def _segment_users(
     k_max: int = 10,
     seed: int = 0,
     previous_profiles: pl.DataFrame | None = None,
-    personas: pl.DataFrame | None = None,
     run_id: str = "",
     silhouette_sample: int = 3000,
     ward_sample: int = 3000,
@@ -208,7 +215,6 @@ def _segment_users(
         if len(np.unique(ward[sil_idx])) > 1
         else 0.0,
         "ward_agreement_ari": float(adjusted_rand_score(labels, ward)),
-        "persona_ari": None,
         "users": n,
     }
 
@@ -217,18 +223,6 @@ def _segment_users(
         ward_segment_id=pl.Series(ward, dtype=pl.Int64),
         distance_to_centroid=pl.Series(distance, dtype=pl.Float64),
     )
-    if personas is not None and not personas.is_empty():
-        segments = segments.join(
-            personas.select("user_id", "persona"), on="user_id", how="left", maintain_order="left"
-        )
-        known = segments.filter(pl.col("persona").is_not_null())
-        if known.height:
-            metrics["persona_ari"] = float(
-                adjusted_rand_score(known["persona"].to_list(), known["segment_id"].to_numpy())
-            )
-    else:
-        segments = segments.with_columns(persona=pl.lit(None, dtype=pl.String))
-
     profiles = _profiles(features, segments, centroids_log, ids, metrics, run_id)
     names = dict(
         zip(profiles["segment_id"].to_list(), profiles["segment_name"].to_list(), strict=True)
@@ -242,7 +236,6 @@ def _segment_users(
         "segment_name",
         "ward_segment_id",
         "distance_to_centroid",
-        "persona",
         "run_id",
     )
     return SegmentationResult(segments, profiles, metrics, k_scores)
@@ -289,7 +282,6 @@ def _profiles(
         davies_bouldin=pl.lit(metrics["davies_bouldin"], dtype=pl.Float64),
         ward_silhouette=pl.lit(metrics["ward_silhouette"], dtype=pl.Float64),
         ward_agreement_ari=pl.lit(metrics["ward_agreement_ari"], dtype=pl.Float64),
-        persona_ari=pl.lit(metrics["persona_ari"], dtype=pl.Float64),
         run_id=pl.lit(run_id),
     )
     return profiles.select(
@@ -305,8 +297,33 @@ def _profiles(
         "davies_bouldin",
         "ward_silhouette",
         "ward_agreement_ari",
-        "persona_ari",
         "run_id",
+    )
+
+
+def persona_agreement(segments: pl.DataFrame, personas: pl.DataFrame) -> pl.DataFrame:
+    """One row scoring the segments against the generator's latent personas (ground truth):
+    the adjusted Rand index over the users both know, how many that is, and a note when the
+    data has no personas (ingested logs), in which case the index is null, never a score."""
+    known = segments.select("user_id", "segment_id").join(
+        personas.select("user_id", "persona").drop_nulls(), on="user_id", how="inner"
+    )
+    ari, note = None, None
+    if known.height == 0:
+        note = "no ground-truth personas (ingested data): agreement not scored"
+    elif known["segment_id"].n_unique() < 2 and known["persona"].n_unique() < 2:
+        note = "one segment and one persona: agreement is undefined"
+    else:
+        ari = float(adjusted_rand_score(known["persona"].to_list(), known["segment_id"].to_numpy()))
+    return pl.DataFrame(
+        {
+            "persona_ari": [ari],
+            "users_scored": [known.height],
+            "segments": [segments["segment_id"].n_unique()],
+            "personas": [known["persona"].n_unique()],
+            "note": [note],
+        },
+        schema=SEGMENT_SCORES_SCHEMA,
     )
 
 

@@ -55,7 +55,8 @@ TABLE_STATUS = "table_status"  # one row per served table: refreshed by the run,
 CHECK_RESULTS_SCHEMA: dict[str, pl.DataType] = {
     "asset_key": pl.String,
     "check_name": pl.String,
-    "passed": pl.Boolean,
+    "status": pl.String,  # passed | failed | skipped (too little data, no ground truth)
+    "passed": pl.Boolean,  # null when skipped
     "severity": pl.String,
     "blocking": pl.Boolean,
     "description": pl.String,

@@ -11,14 +11,16 @@ USERS: Final = "users"  # one row per user: signup date, country, device, traffi
 PAGES: Final = "pages"  # one row per page of the catalogue: url, title, description, category
 EVENTS: Final = "events"  # one row per event; daily-partitioned on event_ts
 EVENT_REJECTS: Final = "event_rejects"  # one row per ingested row that failed validation
-USER_PERSONAS: Final = "user_personas"  # ground truth: the generator's latent persona per user
-INJECTED_ANOMALIES: Final = "injected_anomalies"  # ground truth: the planted anomalies
+# Ground truth (group "ground_truth"): read only by the scoring assets, never served.
+USER_PERSONAS: Final = "user_personas"  # the generator's latent persona per user
+INJECTED_ANOMALIES: Final = "injected_anomalies"  # the planted anomalies
 
 # --- features, segments, models, predictions ---
 USER_FEATURES: Final = "user_features"
 USER_SEGMENTS: Final = "user_segments"
 SEGMENT_PROFILES: Final = "segment_profiles"
 USER_MAP: Final = "user_map"  # one row per sampled user: segment and 2-D PCA position
+SEGMENT_SCORES: Final = "segment_scores"  # one row: the segments scored against the personas
 MODEL_METRICS: Final = "model_metrics"
 MODEL_CARDS: Final = "model_cards"
 MODEL_CURVES: Final = "model_curves"
@@ -53,16 +55,17 @@ SNAPSHOT_META: Final = "snapshot_meta"  # one row: snapshot id, run id, material
 CHECK_RESULTS: Final = "check_results"  # one row per asset check evaluated in the publishing run
 
 # Tables copied into every published serving snapshot (the API and dashboard read only these).
+# Ground truth is not among them: scores against it (segment_scores, anomaly_scores) are.
 SERVING_TABLES: Final[tuple[str, ...]] = (
     USERS,
     PAGES,
     EVENTS,
     EVENT_REJECTS,
-    INJECTED_ANOMALIES,
     USER_FEATURES,
     USER_SEGMENTS,
     SEGMENT_PROFILES,
     USER_MAP,
+    SEGMENT_SCORES,
     MODEL_METRICS,
     MODEL_CARDS,
     MODEL_CURVES,

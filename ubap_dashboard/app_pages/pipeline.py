@@ -62,13 +62,28 @@ else:
 
 st.subheader("Asset checks")
 if ui.require(info, t.CHECK_RESULTS, what="The asset-check status"):
-    checks = source.table(snap, t.CHECK_RESULTS, "passed, blocking DESC, asset_key, check_name")
+    checks = source.table(snap, t.CHECK_RESULTS, "status, blocking DESC, asset_key, check_name")
     if ui.has_rows(checks, "No asset check was evaluated in the publishing run."):
-        failed = checks.filter(~pl.col("passed"))
-        status = st.columns(3)
+        failed = checks.filter(pl.col("status") == "failed")
+        skipped = checks.filter(pl.col("status") == "skipped")
+        status = st.columns(4)
         status[0].metric("Checks", checks.height, border=True)
-        status[1].metric("Passed", checks.height - failed.height, border=True)
+        status[1].metric("Passed", checks.filter(pl.col("status") == "passed").height, border=True)
         status[2].metric("Failed (warnings)", failed.height, border=True)
+        status[3].metric(
+            "Skipped",
+            skipped.height,
+            help="Too little data to score, or no ground truth: neither passed nor failed.",
+            border=True,
+        )
+        if skipped.height:
+            ui.warning_list(
+                "Skipped checks (not scored on this data):",
+                [
+                    f"`{row['asset_key']}` {row['check_name']}: {row['description']}"
+                    for row in skipped.iter_rows(named=True)
+                ],
+            )
         if failed.height:
             ui.warning_list(
                 "Failed non-blocking checks:",

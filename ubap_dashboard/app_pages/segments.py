@@ -31,12 +31,14 @@ if ui.require(info, t.SEGMENT_PROFILES, what="The segment profiles"):
             help="Average similarity of each segment to its closest one (lower is better).",
             border=True,
         )
+        scores = segments.segment_scores(snap)
         ui.optional_metric(
             quality[3],
             "Persona recovery (ARI)",
-            first.get("persona_ari"),
+            scores.get("persona_ari"),
             ".2f",
-            help="Adjusted Rand index against the generator's hidden personas (synthetic only).",
+            help="Adjusted Rand index against the generator's hidden personas (synthetic only). "
+            + (scores.get("note") or ""),
         )
 
         left, right = st.columns([2, 3])

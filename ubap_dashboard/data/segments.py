@@ -14,6 +14,13 @@ def segment_profiles(snap: Snapshot) -> pl.DataFrame:
 
 
 @cached
+def segment_scores(snap: Snapshot) -> dict:
+    """persona_ari (null without ground truth) and the note saying why."""
+    with reading(snap) as reader:
+        return reader.segment_scores()
+
+
+@cached
 def segment_trend(snap: Snapshot, metric: str) -> pl.DataFrame:
     """``day``, ``segment`` (name), ``value`` of one metric per segment (without 'all')."""
     column = known_metric(metric)

@@ -159,10 +159,14 @@ def planted_anomalies(
     return plan.filter(pl.col("anomaly_date").is_in(days)), covered
 
 
-def _source_table(description: str) -> dg.AssetOut:
-    """One unpartitioned table of the source, in this stage's group."""
+# What only the synthetic generator knows; scoring assets read it, nothing serves it.
+GROUND_TRUTH = "ground_truth"
+
+
+def _source_table(description: str, group: str = GROUP) -> dg.AssetOut:
+    """One unpartitioned table of the source, in this stage's group unless told otherwise."""
     return dg.AssetOut(
-        description=description, group_name=GROUP, owners=OWNERS, kinds={"polars", "duckdb"}
+        description=description, group_name=group, owners=OWNERS, kinds={"polars", "duckdb"}
     )
 
 
@@ -176,11 +180,14 @@ def _source_table(description: str) -> dg.AssetOut:
         ),
         "user_personas": _source_table(
             "Ground truth, one row per synthetic user: latent persona, favourite category and "
-            "true 14-day purchase propensity. No feature may read it; empty for ingested data."
+            "true 14-day purchase propensity. Only scoring assets read it; never served; "
+            "empty for ingested data.",
+            GROUND_TRUTH,
         ),
         "injected_anomalies": _source_table(
             "Ground truth, one row per anomaly the generator planted on a day of the stored "
-            "events (date, kind, metric, direction); empty for ingested data."
+            "events. Only scoring assets read it; never served; empty for ingested data.",
+            GROUND_TRUTH,
         ),
         "event_rejects": _source_table(
             "One row per ingested row that failed validation, with its reason."

@@ -36,14 +36,14 @@ class SegmentsConfig(dg.Config):
 @dg.multi_asset(
     outs={
         t.USER_SEGMENTS: dg.AssetOut(
-            description="One row per user: K-means segment (stable id and name), Ward segment, "
-            "distance to the centroid, and the generator's persona where known.",
+            description="One row per user: K-means segment (stable id and name), Ward segment "
+            "and distance to the centroid.",
             **STAGE,
         ),
         t.SEGMENT_PROFILES: dg.AssetOut(
             description="One row per segment: size, conversion rate, mean features, centroid, "
             "a human-readable name and the clustering quality (k, silhouette, Davies-Bouldin, "
-            "Ward agreement, ARI vs personas).",
+            "Ward agreement).",
             **STAGE,
         ),
     },
@@ -53,7 +53,6 @@ def user_segmentation(
     config: SegmentsConfig,
     warehouse: DuckDBResource,
     user_features: pl.DataFrame,
-    user_personas: pl.DataFrame,
 ):
     """K-means on log-scaled behaviour with k chosen by silhouette; Ward for comparison."""
     previous = None
@@ -69,15 +68,12 @@ def user_segmentation(
             seed=config.seed,
             threads=config.threads,
             previous_profiles=previous,
-            personas=user_personas,
             run_id=context.run.run_id,
         )
     except segmentation.SegmentationError as err:
         raise dg.Failure(description=f"user_segments: {err}") from err
     m = result.metrics
     notes = []
-    if m["persona_ari"] is None:
-        notes.append("no ground-truth personas (ingested data): ARI not scored")
     if previous is not None:
         notes.append(f"segment ids matched to the previous run's {previous.height} centroids")
     quality = {
@@ -86,7 +82,6 @@ def user_segmentation(
         "davies_bouldin": round(float(m["davies_bouldin"]), 4),
         "ward_silhouette": round(float(m["ward_silhouette"]), 4),
         "ward_agreement_ari": round(float(m["ward_agreement_ari"]), 4),
-        "persona_ari": round(float(m["persona_ari"]), 4) if m["persona_ari"] is not None else "n/a",
     }
     context.log.info(f"segments: {quality}")
     names = result.profiles.select("segment_id", "segment_name", "users", "conversion_rate")
@@ -106,6 +101,24 @@ def user_segmentation(
             ),
             "notes": dg.MetadataValue.md("\n".join(f"- {n}" for n in notes) or "none"),
             "profiles": markdown_preview(result.profiles.drop("centroid_json", "run_id")),
+        },
+    )
+
+
+@dg.asset(**STAGE)
+def segment_scores(user_segments: pl.DataFrame, user_personas: pl.DataFrame) -> dg.Output:
+    """One row: the segments scored against the generator's latent personas (adjusted Rand
+    index, users scored), or a note saying why not. The only reader of the personas here, so
+    the ground truth never reaches a user-level table."""
+    scores = segmentation.persona_agreement(user_segments, user_personas)
+    row = scores.row(0, named=True)
+    ari = row["persona_ari"]
+    return dg.Output(
+        scores,
+        metadata={
+            "persona_ari": round(ari, 4) if ari is not None else "not scored",
+            "users_scored": row["users_scored"],
+            "note": row["note"] or "none",
         },
     )
 

@@ -65,6 +65,9 @@ def _carried_times(path_by_table: dict[str, Path]) -> dict[str, datetime | None]
     kinds={"duckdb"},
     owners=["team:analytics"],
     deps=[dg.AssetKey(name) for name in t.SERVING_TABLES],
+    # Last among the steps ready at the same time, so every check of the tables it copies
+    # (blocking or not) has run and the snapshot's check_results are this run's.
+    op_tags={"dagster/priority": "-100"},
 )
 def serving_snapshot(
     context: dg.AssetExecutionContext, config: ServingSnapshotConfig, warehouse: DuckDBResource

@@ -23,8 +23,9 @@ def _naive(ts: float) -> datetime:
 
 def latest_completed_evaluation(
     instance: dg.DagsterInstance, key: dg.AssetCheckKey
-) -> tuple[dg.AssetCheckEvaluation, object] | None:
-    """The newest evaluation of a check that actually ran to a result, with its record.
+) -> tuple[dg.AssetCheckEvaluation | None, object] | None:
+    """The newest evaluation of a check that ran, with its record; the evaluation is None where
+    the check's op ran to success without a result: the check said it was SKIPPED.
 
     A run that was queued, failed or was killed before a check ran leaves a *planned*
     evaluation (no `passed`) as the check's latest record; those never count.
@@ -37,13 +38,35 @@ def latest_completed_evaluation(
         for record in records:
             if isinstance(record.evaluation, dg.AssetCheckEvaluation):
                 return record.evaluation, record
+            if _skipped(instance, record.run_id, key.name):
+                return None, record
         if len(records) < _HISTORY_PAGE:
             return None
         cursor = records[-1].id
 
 
+def _skipped(instance: dg.DagsterInstance, run_id: str, step_key: str) -> bool:
+    """Whether the check op ``step_key`` (a multi_asset_check named after its one check) ran to
+    success in ``run_id`` without yielding its result."""
+    stats = instance.get_run_step_stats(run_id, step_keys=[step_key])
+    return any(getattr(s.status, "value", None) == "SUCCESS" for s in stats)
+
+
+def _skip_reason(instance: dg.DagsterInstance, run_id: str, step_key: str) -> str:
+    """The warning the check logged when it skipped (see the checks' SKIPPED pattern)."""
+    for entry in instance.all_logs(run_id):
+        if (
+            entry.step_key == step_key
+            and entry.dagster_event is None
+            and "skipped" in (entry.user_message or "")
+        ):
+            return entry.user_message[:_MAX_REASON]
+    return "skipped: the check had nothing to score"
+
+
 def check_results(instance: dg.DagsterInstance, graph) -> pl.DataFrame:
-    """The latest completed evaluation of every asset check in ``graph``, one row per check."""
+    """The latest evaluation of every asset check in ``graph``, one row per check: passed,
+    failed, or skipped (with the reason the check gave) where the data could not be scored."""
     rows = []
     for key in sorted(graph.asset_check_keys, key=lambda k: (k.asset_key.to_user_string(), k.name)):
         found = latest_completed_evaluation(instance, key)
@@ -51,14 +74,24 @@ def check_results(instance: dg.DagsterInstance, graph) -> pl.DataFrame:
             continue
         evaluation, record = found
         spec = graph.get_check_spec(key)
+        if evaluation is None:
+            status, passed, severity = "skipped", None, None
+            blocking = bool(spec.blocking)
+            description = _skip_reason(instance, record.run_id, key.name)
+        else:
+            passed = bool(evaluation.passed)
+            status, severity = ("passed" if passed else "failed"), evaluation.severity.value
+            blocking = bool(evaluation.blocking or spec.blocking)
+            description = evaluation.description or spec.description or ""
         rows.append(
             {
                 "asset_key": key.asset_key.to_user_string(),
                 "check_name": key.name,
-                "passed": bool(evaluation.passed),
-                "severity": evaluation.severity.value,
-                "blocking": bool(evaluation.blocking or spec.blocking),
-                "description": evaluation.description or spec.description or "",
+                "status": status,
+                "passed": passed,
+                "severity": severity,
+                "blocking": blocking,
+                "description": description,
                 "evaluated_at": _naive(record.create_timestamp),
                 "run_id": record.run_id,
             }
@@ -69,7 +102,9 @@ def check_results(instance: dg.DagsterInstance, graph) -> pl.DataFrame:
 def failed_blocking(checks: pl.DataFrame) -> dict[str, str]:
     """Asset -> reason, for assets whose latest completed blocking check failed with ERROR
     severity (Dagster's own rule: only those stop downstream)."""
-    failed = checks.filter(pl.col("blocking") & ~pl.col("passed") & (pl.col("severity") == "ERROR"))
+    failed = checks.filter(
+        pl.col("blocking") & (pl.col("status") == "failed") & (pl.col("severity") == "ERROR")
+    )
     reasons: dict[str, list[str]] = {}
     for row in failed.iter_rows(named=True):
         reasons.setdefault(row["asset_key"], []).append(row["check_name"])

@@ -14,6 +14,13 @@ class SegmentQueries:
         self.require(t.SEGMENT_PROFILES)
         return self.query(f"SELECT * FROM {t.SEGMENT_PROFILES} ORDER BY users DESC, segment_id")
 
+    def segment_scores(self: SnapshotAccess) -> dict[str, Any]:
+        """The segments scored against the generator's personas: persona_ari (null without
+        ground truth), users_scored and a note; {} where the snapshot has no scores."""
+        if not self.has_table(t.SEGMENT_SCORES):
+            return {}
+        return first_or_none(self.query(f"SELECT * FROM {t.SEGMENT_SCORES}").to_dicts()) or {}
+
     def user_segment(self: SnapshotAccess, user_id: str) -> dict[str, Any] | None:
         """The user's user_segments row (None if unsegmented or the table is absent)."""
         if not self.has_table(t.USER_SEGMENTS):
