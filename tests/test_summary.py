@@ -3,6 +3,7 @@
 import json
 import threading
 import time
+from datetime import date, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import dagster as dg
@@ -12,6 +13,7 @@ import pytest
 from dagster_duckdb import DuckDBResource
 
 from ubap_assets.core import summary as s
+from ubap_assets.core.summary_incidents import incident_facts, incident_sentence
 from ubap_assets.defs.anomalies import assets as anomaly_assets
 from ubap_assets.defs.anomalies import checks as anomaly_checks
 from ubap_assets.defs.summary import assets as summary_assets
@@ -302,6 +304,14 @@ def test_summary_uses_the_other_helpers_tables_when_present(warehouse, tmp_path)
         con.execute("CREATE TABLE segment_profiles AS SELECT * FROM profiles")
         con.execute("CREATE TABLE user_predictions AS SELECT * FROM predictions")
         con.execute("CREATE TABLE rec_evaluation AS SELECT * FROM rec")
+        incidents = pl.DataFrame(  # noqa: F841 - until the incidents asset is in ASSETS
+            [
+                _incident(
+                    "2026-02-03-conversion_rate-drop", date(2026, 2, 3), PERIOD_END, "high", DROP
+                )
+            ]
+        )
+        con.execute("CREATE TABLE IF NOT EXISTS incidents AS SELECT * FROM incidents")
         facts = s.gather_facts(con)
     assert facts.missing == []
     assert facts.data["predictions"]["users_above_50pct"] == 2
@@ -310,3 +320,151 @@ def test_summary_uses_the_other_helpers_tables_when_present(warehouse, tmp_path)
     assert "3 users scored, 2 with a purchase probability of 50% or more" in text
     assert "best method hybrid (NDCG@k 0.25, +150.0% vs the global_popularity baseline)" in text
     assert s.ungrounded_numbers(text, facts) == []
+
+
+# --- the anomaly part, told in incidents -----------------------------------------------------
+
+PERIOD_START, PERIOD_END = date(2026, 2, 9), date(2026, 2, 15)
+
+
+def _incident(incident_id: str, start: date, end: date, severity: str, text: str) -> dict:
+    return {
+        "incident_id": incident_id,
+        "start_day": start,
+        "end_day": end,
+        "days": (end - start).days + 1,
+        "ongoing": end == PERIOD_END,
+        "headline_metric": "conversion_rate",
+        "headline_label": "Conversion rate",
+        "direction": "drop",
+        "headline_dimension": "all",
+        "headline_dimension_value": "all",
+        "expected": 0.195,
+        "observed": 0.121,
+        "relative_change": -0.38,
+        "peak_score": -9.5 if severity == "high" else -5.0,
+        "severity": severity,
+        "metrics": ["conversion_rate"],
+        "n_points": 4,
+        "n_scopes": 2,
+        "top_contributor": "device=mobile",
+        "top_share": 0.92,
+        "description": text,
+    }
+
+
+def _history(notes: dict[tuple[str, str], str | None]) -> pl.DataFrame:
+    """anomaly_history rows for every period day of each (scope, metric) key, with its note."""
+    rows = []
+    for (scope, metric), note in notes.items():
+        dimension, _, value = scope.partition("=")
+        for offset in range(7):
+            rows.append(
+                {
+                    "day": PERIOD_START + timedelta(days=offset),
+                    "dimension": dimension,
+                    "dimension_value": value,
+                    "metric": metric,
+                    "note": note,
+                }
+            )
+    return pl.DataFrame(rows, schema_overrides={"note": pl.String})
+
+
+def _anomaly_con(tables: dict[str, pl.DataFrame]) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect()
+    for name, frame in tables.items():
+        con.register("frame_view", frame)
+        con.execute(f'CREATE TABLE "{name}" AS SELECT * FROM frame_view')
+        con.unregister("frame_view")
+    return con
+
+
+def _anomaly_line(tables: dict[str, pl.DataFrame]) -> tuple[str, dict]:
+    with _anomaly_con(tables) as con:
+        data, _, _ = incident_facts(con, PERIOD_START, PERIOD_END)
+    return incident_sentence(data, 7, lambda metric, x: f"{x:g}"), data
+
+
+DROP = (
+    "Conversion rate fell 38% (12.1% vs 19.5% expected) from 3 Feb to 15 Feb; mobile accounts "
+    "for 92% of the drop."
+)
+SPIKE = "Sessions rose 45% (1,450 vs 1,000 expected) from 10 Feb to 11 Feb."
+
+
+def test_summary_speaks_in_incidents_not_points():
+    incidents = pl.DataFrame(
+        [
+            _incident(
+                "2026-02-10-sessions-spike", date(2026, 2, 10), date(2026, 2, 11), "medium", SPIKE
+            ),
+            _incident(
+                "2026-02-03-conversion_rate-drop", date(2026, 2, 3), PERIOD_END, "high", DROP
+            ),
+            _incident(
+                "2026-01-10-sessions-spike", date(2026, 1, 10), date(2026, 1, 12), "low", "Old."
+            ),
+        ]
+    )
+    history = _history({("all=all", "sessions"): None, ("all=all", "conversion_rate"): None})
+    line, data = _anomaly_line({"incidents": incidents, "anomaly_history": history})
+    assert line.startswith("Incidents: 2 in the last 7 days (1 high severity, 1 ongoing):")
+    # the most severe first, each with its own description; the old one is outside the period
+    assert line.index("mobile accounts for 92% of the drop (high, ongoing).") < line.index(
+        SPIKE[:-1]
+    )
+    assert "Old" not in line and "could not be scored" not in line
+    assert data["incidents"]["count"] == 2
+    assert [i["incident_id"] for i in data["incidents"]["top"]][0].endswith("conversion_rate-drop")
+
+
+def test_summary_says_none_flagged_only_when_the_period_was_scored():
+    empty = pl.DataFrame([_incident("x", date(2026, 1, 1), date(2026, 1, 2), "low", "Old.")])
+    scored = _history({("all=all", "sessions"): None, ("device=mobile", "sessions"): None})
+    line, _ = _anomaly_line({"incidents": empty, "anomaly_history": scored})
+    assert line == "Incidents: none flagged in the last 7 days among 14 scored points."
+
+    partly = _history(
+        {
+            ("all=all", "sessions"): None,
+            ("device=tablet", "sessions"): "no sessions that day",
+            ("device=tablet", "conversion_rate"): "no sessions that day",
+        }
+    )
+    line, data = _anomaly_line({"incidents": empty, "anomaly_history": partly})
+    assert line.startswith("Incidents: none flagged in the last 7 days among 7 scored points.")
+    assert "14 of 21 points in the period could not be scored: no sessions that day" in line
+    assert "Scopes with no scored point in the period: device=tablet." in line
+    assert data["anomaly_coverage"]["unscored_scopes"] == [
+        {"scope": "device=tablet", "reason": "no sessions that day"}
+    ]
+
+    nothing = _history({("all=all", "sessions"): "warm-up: 3 of 14 days of history"})
+    line, _ = _anomaly_line({"incidents": empty, "anomaly_history": nothing})
+    assert "none flagged" not in line
+    assert line == (
+        "Incidents: none could be scored in the last 7 days: "
+        "warm-up: 3 of 14 days of history (7 points)."
+    )
+
+
+def test_summary_without_incidents_falls_back_to_points_or_says_missing():
+    point = {
+        "day": PERIOD_END,
+        "dimension": "all",
+        "dimension_value": "all",
+        "metric": "sessions",
+        "value": 1450.0,
+        "expected": 1000.0,
+        "lower": 900.0,
+        "upper": 1100.0,
+        "direction": "spike",
+        "severity": "high",
+        "score": 8.0,
+    }
+    line, data = _anomaly_line({"anomalies": pl.DataFrame([point])})
+    assert line.startswith("Anomalies: 1 flagged (1 high severity); sessions spike on 2026-02-15")
+    assert "incidents" not in data
+    line, _ = _anomaly_line({"daily_trends": pl.DataFrame({"day": [PERIOD_END]})})
+    assert line == "Anomalies: not available (the incidents and anomalies tables are missing)."

@@ -15,13 +15,15 @@ import duckdb
 import polars as pl
 
 from ubap_assets.core.metrics import overall_complete_days, period_kpis, split_periods
+from ubap_assets.core.summary_incidents import incident_facts, incident_sentence
 from ubap_assets.warehouse import tables as t
 from ubap_assets.warehouse.introspect import table_exists
-from ubap_assets.warehouse.queries.anomalies import ANOMALY_POINT_COLUMNS
 
 PERIOD_DAYS = 7
 # Tables the summary reads when present; daily_trends is required.
 OPTIONAL_TABLES: tuple[str, ...] = (
+    t.INCIDENTS,
+    t.ANOMALY_HISTORY,
     t.ANOMALIES,
     t.SEGMENT_TRENDS,
     t.FUNNEL_DAILY,
@@ -149,17 +151,10 @@ def gather_facts(con: duckdb.DuckDBPyConnection, period_days: int = PERIOD_DAYS)
             for r in g.sort("cur", descending=True).iter_rows(named=True)
         }
 
-    anomalies = _read(con, t.ANOMALIES, facts)
-    if anomalies is not None:
-        top = anomalies.sort(pl.col("score").abs(), descending=True).head(5)
-        data["anomalies"] = {
-            "count": anomalies.height,
-            "high": anomalies.filter(pl.col("severity") == "high").height,
-            "top": [
-                {k: _clean(v) for k, v in r.items()}
-                for r in top.select(ANOMALY_POINT_COLUMNS).iter_rows(named=True)
-            ],
-        }
+    anomaly_data, read, missing = incident_facts(con, start, as_of)
+    data.update(anomaly_data)
+    facts.tables_read += read
+    facts.missing += missing
     scores = _read(con, t.ANOMALY_SCORES, facts)
     if scores is not None and scores.height:
         row = scores.filter((pl.col("detector") == "ensemble") & (pl.col("kind") == "overall"))
@@ -315,23 +310,7 @@ def deterministic_narrative(facts: Facts) -> str:
         f"({_pct(c['conversion_rate'])}), bounce rate {_rate(k['bounce_rate'])} "
         f"({_pct(c['bounce_rate'])}), {k['new_users']:,} new users.",
     ]
-    an = d.get("anomalies")
-    if an is None:
-        lines.append("Anomalies: not available (the anomalies table is missing).")
-    elif an["count"] == 0:
-        lines.append("Anomalies: none flagged in the latest period.")
-    else:
-        items = [
-            f"{a['metric']} {a['direction']} on {a['day']} ({a['dimension']}="
-            f"{a['dimension_value']}: {_value(a['metric'], a['value'])} vs expected "
-            f"{_value(a['metric'], a['expected'])}, {a['severity']})"
-            for a in an["top"][:3]
-        ]
-        lines.append(
-            f"Anomalies: {an['count']} flagged ({an['high']} high severity); "
-            + "; ".join(items)
-            + "."
-        )
+    lines.append(incident_sentence(d, d["period"]["days"], _value))
     segs = d.get("segments")
     if segs:
         top = segs[0]
@@ -387,10 +366,13 @@ SYSTEM_PROMPT = (
     "You are the analyst who writes the morning summary of a website's behaviour data for a "
     "product team. Use ONLY the numbers in the FACTS JSON; never invent or estimate a number, "
     "never compute new figures beyond simple restatement. Write 120 to 220 words of markdown: "
-    "a one-sentence headline, then short paragraphs on what changed, anomalies, segments, the "
-    "funnel, predictions and recommendations. If a section's data is missing, say in one short "
-    "sentence that it is not available. Percent changes are relative to the previous period of "
-    "the same length. Rates are fractions (0.05 = 5%)."
+    "a one-sentence headline, then short paragraphs on what changed, incidents, segments, the "
+    "funnel, predictions and recommendations. Speak of incidents (with their description and "
+    "top contributor), not single flagged points; if points could not be scored, say how "
+    "many and why, and never call the period quiet when nothing could be scored. If a "
+    "section's data is missing, say in one short sentence that it is not available. Percent "
+    "changes are relative to the previous period of the same length. Rates are fractions "
+    "(0.05 = 5%)."
 )
 
 
