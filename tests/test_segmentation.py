@@ -55,16 +55,16 @@ def test_profiles_describe_each_segment(result, world_features):
     assert p["users"].sum() == world_features.height
     assert p["share"].sum() == pytest.approx(1.0)
     assert p["segment_name"].n_unique() == p.height
-    assert ((p["conversion_rate"] >= 0) & (p["conversion_rate"] <= 1)).all()
+    assert ((p["buyer_share"] >= 0) & (p["buyer_share"] <= 1)).all()
     # the profile's conversion rate is the share of its users who bought
     joined = world_features.join(result.segments, on="user_id")
     sid = int(p["segment_id"][0])
     expected = (
         joined.filter(pl.col("segment_id") == sid).select((pl.col("purchases") > 0).mean()).item()
     )
-    assert p.filter(pl.col("segment_id") == sid)["conversion_rate"][0] == pytest.approx(expected)
+    assert p.filter(pl.col("segment_id") == sid)["buyer_share"][0] == pytest.approx(expected)
     # buyers and bouncers are told apart: the best-converting segment converts far more
-    assert p["conversion_rate"].max() > 3 * p["conversion_rate"].min() + 0.1
+    assert p["buyer_share"].max() > 3 * p["buyer_share"].min() + 0.1
     assert any("bouncer" in n.lower() for n in p["segment_name"])
 
 

@@ -8,6 +8,8 @@ from typing import Annotated, Generic, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from ubap_assets.core.metrics import describe
+
 T = TypeVar("T")
 
 
@@ -110,9 +112,9 @@ class TrendMetrics(Row):
     events: int
     page_views: int
     purchases: int
-    revenue: float
-    conversion_rate: float
-    bounce_rate: float
+    revenue: float = Field(description=describe("revenue"))
+    conversion_rate: float = Field(description=describe("session_conversion_rate") + " 0..1.")
+    bounce_rate: float = Field(description=describe("bounce_rate") + " 0..1.")
     mean_session_duration_s: float
     pages_per_session: float
     is_complete: bool
@@ -155,12 +157,15 @@ class SegmentProfile(Row):
     segment_id: int
     segment_name: str
     users: int
-    share: float
-    conversion_rate: float
+    share: float = Field(description="Share of all users in this segment (0..1).")
+    buyer_share: float = Field(description=describe("buyer_share") + " 0..1.")
     sessions: float
     pages_per_session: float
     avg_session_minutes: float
-    bounce_rate: float
+    bounce_rate: float = Field(
+        description="Mean over the segment's users of each user's "
+        "bounce rate (bounced sessions / sessions; bounce as in the glossary). 0..1."
+    )
     product_share: float
     blog_share: float
     help_share: float
@@ -175,8 +180,8 @@ class SegmentShare(Row):
     segment_id: int
     segment_name: str
     users: int
-    share: float
-    conversion_rate: float
+    share: float = Field(description="Share of all users in this segment (0..1).")
+    buyer_share: float = Field(description=describe("buyer_share") + " 0..1.")
 
 
 class SegmentSummary(BaseModel):

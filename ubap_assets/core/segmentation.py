@@ -94,12 +94,12 @@ def _name_segments(profiles: pl.DataFrame, overall: dict[str, float]) -> list[st
     """A human-readable name per segment from how its profile differs from everybody's."""
     names = []
     for row in profiles.iter_rows(named=True):
-        conv, sessions = row["conversion_rate"], row["sessions"]
+        buyers, sessions = row["buyer_share"], row["sessions"]
         if row["bounce_rate"] >= 0.6 and row["pages_per_session"] < 2.0:
             name = "One-page bouncers"
-        elif conv >= 0.5 and sessions >= 1.5 * overall["sessions"]:
+        elif buyers >= 0.5 and sessions >= 1.5 * overall["sessions"]:
             name = "Loyal buyers"
-        elif conv >= max(0.25, 1.5 * overall["conversion_rate"]):
+        elif buyers >= max(0.25, 1.5 * overall["buyer_share"]):
             name = "Buyers"
         elif row["blog_share"] + row["help_share"] >= max(
             0.3, 1.5 * (overall["blog_share"] + overall["help_share"])
@@ -255,14 +255,14 @@ def _profiles(
         joined.group_by("segment_id")
         .agg(
             pl.len().cast(pl.Int64).alias("users"),
-            (pl.col("purchases") > 0).mean().alias("conversion_rate"),
+            (pl.col("purchases") > 0).mean().alias("buyer_share"),
             *means,
         )
         .with_columns(share=pl.col("users") / features.height)
         .sort("segment_id")
     )
     overall = features.select(
-        (pl.col("purchases") > 0).mean().alias("conversion_rate"),
+        (pl.col("purchases") > 0).mean().alias("buyer_share"),
         *means,
         pl.col("lookback_days").max().cast(pl.Float64).alias("lookback_days")
         if "lookback_days" in features.columns
@@ -289,7 +289,7 @@ def _profiles(
         "segment_name",
         "users",
         "share",
-        "conversion_rate",
+        "buyer_share",
         *PROFILE_FEATURES,
         "centroid_json",
         "k",

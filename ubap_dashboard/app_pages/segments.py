@@ -3,7 +3,7 @@
 import polars as pl
 import streamlit as st
 
-from ubap_assets.core.metrics import TREND_METRICS
+from ubap_assets.core.metrics import TREND_METRICS, describe
 from ubap_assets.warehouse import tables as t
 from ubap_dashboard import charts, ui
 from ubap_dashboard.data import segments
@@ -49,12 +49,12 @@ if ui.require(info, t.SEGMENT_PROFILES, what="The segment profiles"):
                 width="stretch",
             )
         with right:
-            st.markdown("**Conversion rate**")
+            st.markdown("**Buyer share**", help=describe("buyer_share"))
             st.altair_chart(
                 charts.bars(
                     profiles,
                     category="segment_name",
-                    value="conversion_rate",
+                    value="buyer_share",
                     value_title="users with a purchase",
                     value_format=charts.PERCENT,
                 ),
@@ -67,8 +67,8 @@ if ui.require(info, t.SEGMENT_PROFILES, what="The segment profiles"):
             "segment_profiles",
             column_config={
                 "share": ui.percent("share of users"),
-                "conversion_rate": ui.percent("conversion rate"),
-                "bounce_rate": ui.percent("bounce rate"),
+                "buyer_share": ui.percent("buyer share", help=describe("buyer_share")),
+                "bounce_rate": ui.percent("bounce rate", help=describe("bounce_rate")),
                 "product_share": ui.percent("product share"),
                 "blog_share": ui.percent("blog share"),
                 "help_share": ui.percent("help share"),

@@ -41,9 +41,9 @@ class SegmentsConfig(dg.Config):
             **STAGE,
         ),
         t.SEGMENT_PROFILES: dg.AssetOut(
-            description="One row per segment: size, conversion rate, mean features, centroid, "
-            "a human-readable name and the clustering quality (k, silhouette, Davies-Bouldin, "
-            "Ward agreement).",
+            description="One row per segment: size, buyer share (users with a purchase), mean "
+            "features, centroid, a human-readable name and the clustering quality (k, "
+            "silhouette, Davies-Bouldin, Ward agreement).",
             **STAGE,
         ),
     },
@@ -84,7 +84,7 @@ def user_segmentation(
         "ward_agreement_ari": round(float(m["ward_agreement_ari"]), 4),
     }
     context.log.info(f"segments: {quality}")
-    names = result.profiles.select("segment_id", "segment_name", "users", "conversion_rate")
+    names = result.profiles.select("segment_id", "segment_name", "users", "buyer_share")
     yield dg.Output(
         result.segments,
         t.USER_SEGMENTS,
