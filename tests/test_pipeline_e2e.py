@@ -57,6 +57,28 @@ def test_snapshot_holds_every_serving_table_and_this_runs_checks(materialized_gr
     assert checks == len(list(graph.asset_check_keys))
 
 
+# Columns only the generator's ground truth has; none may reach a served table.
+GROUND_TRUTH_COLUMNS = {"persona", "purchase_propensity_14d", "favourite_category"}
+
+
+@pytest.mark.slow
+def test_ground_truth_stays_out_of_the_snapshot(materialized_graph):
+    graph = materialized_graph.job.asset_layer.asset_graph
+    truth = {tables.USER_PERSONAS, tables.INJECTED_ANOMALIES}
+    for name in truth:
+        assert graph.get(dg.AssetKey(name)).group_name == "ground_truth"
+    snapshot = current_snapshot(materialized_graph.snapshot_dir)
+    with duckdb.connect(str(snapshot.path), read_only=True) as con:
+        assert not truth & _table_names(con)
+        columns = con.execute(
+            "SELECT table_name, column_name FROM information_schema.columns"
+        ).fetchall()
+        persona_ari = con.execute(f"SELECT persona_ari FROM {tables.SEGMENT_SCORES}").fetchone()
+    leaked = [(t, c) for t, c in columns if c in GROUND_TRUTH_COLUMNS]
+    assert not leaked, leaked
+    assert persona_ari[0] is not None  # scored on the synthetic world, from the truth
+
+
 @pytest.mark.slow
 def test_a_nightly_run_refreshes_one_day_and_publishes_a_new_snapshot(
     materialized_graph, tmp_path, monkeypatch
