@@ -27,13 +27,14 @@ def test_metrics_match_hand_computation():
     assert miss["hr"][0] == miss["ndcg"][0] == miss["ap"][0] == 0.0
 
 
-def test_time_split():
+def test_time_windows():
     end = datetime(2026, 3, 1)
-    split = evaluation.time_split(end, test_days=7, history_days=30)
-    assert split.cutoff == datetime(2026, 2, 22) and split.test_end == end
-    assert split.train_start == datetime(2026, 1, 23)
+    windows = evaluation.time_windows(end, test_days=7, validation_days=14)
+    assert windows.cutoff == datetime(2026, 2, 22) and windows.test_end == end
+    assert windows.validation_start == datetime(2026, 2, 8)
+    assert evaluation.time_windows(end, 7).validation_start == datetime(2026, 2, 15)
     with pytest.raises(recommend.RecommendationError, match="test_days"):
-        evaluation.time_split(end, 0, 30)
+        evaluation.time_windows(end, 0)
 
 
 @pytest.fixture(scope="module")
@@ -53,62 +54,141 @@ def catalogue(tiny_world):
     return recommend.build_catalogue(tiny_world.pages, embeddings, recommend.RecommenderParams())
 
 
-def test_every_method_on_one_split(world_con, catalogue):
-    result = evaluation.run_evaluation(
-        world_con, catalogue, recommend.RecommenderParams(), segments=None
+FAST_GRID = evaluation.TuningGrid(
+    half_lives=(None, 30.0), ease_lambdas=(50.0, 500.0), weights=((0.1, 0.85, 0.05),)
+)
+
+
+@pytest.fixture(scope="module")
+def default_result(world_con, catalogue):
+    return evaluation.run_evaluation(
+        world_con, catalogue, recommend.RecommenderParams(), None, grid=FAST_GRID
     )
+
+
+def test_every_method_on_the_test_window_with_intervals(default_result):
+    result = default_result
     assert result["method"].to_list() == list(evaluation.METHODS)
-    assert result["users_evaluated"].n_unique() == 1 and result["users_evaluated"][0] > 100
+    assert set(result["status"]) == {"ok"}
+    assert result["users_evaluated"].n_unique() == 1 and result["users_evaluated"][0] >= 100
+    assert result["validation_users"][0] >= 100
     for col in ("hr_at_k", "ndcg_at_k", "recall_at_k", "map_at_k", "coverage"):
         assert result[col].is_between(0.0, 1.0).all(), col
-    assert not any(result[c].is_nan().any() for c in ("ndcg_at_k", "novelty"))
-    ndcg = dict(zip(result["method"], result["ndcg_at_k"], strict=False))
+    assert (result["ndcg_ci_low"] <= result["ndcg_at_k"]).all()
+    assert (result["ndcg_at_k"] <= result["ndcg_ci_high"]).all()
+    assert (result["ndcg_ci_high"] - result["ndcg_ci_low"] > 0).all()
+    assert (result["recall_ci_low"] <= result["recall_at_k"]).all()
+    ndcg = dict(zip(result["method"], result["ndcg_at_k"], strict=True))
     assert ndcg["global_popularity"] > ndcg["random"]
     assert ndcg["hybrid"] > ndcg["global_popularity"], ndcg
     assert ndcg["item_knn"] > ndcg["global_popularity"], ndcg
+    # global popularity minus itself is exactly zero
+    popularity = result.filter(pl.col("method") == "global_popularity").row(0, named=True)
+    assert popularity["ndcg_minus_popularity_ci_low"] == 0.0
     # without segments the segment baseline is global popularity, and the note says so
     assert ndcg["segment_popularity"] == ndcg["global_popularity"]
     assert "segment popularity = global" in result["note"][0]
-    cov = dict(zip(result["method"], result["coverage"], strict=False))
-    assert cov["random"] > cov["global_popularity"]
-    assert result["cutoff_ts"][0] + timedelta(days=7) == result["test_end_ts"][0]
+    windows = result.row(0, named=True)
+    assert windows["validation_start_ts"] + timedelta(days=7) == windows["cutoff_ts"]
+    assert windows["cutoff_ts"] + timedelta(days=7) == windows["test_end_ts"]
 
 
-def test_seen_pages_never_count_as_hits(world_con, catalogue):
+def test_served_is_the_better_of_hybrid_and_its_best_component_on_validation(default_result):
+    result = default_result
+    assert result["is_served"].sum() == 1
+    served = result.filter(pl.col("is_served")).row(0, named=True)
+    hybrid = result.filter(pl.col("method") == "hybrid").row(0, named=True)
+    components = result.filter(pl.col("method").is_in(["content", "ease", "segment_popularity"]))
+    best = components.sort("validation_ndcg_at_k", descending=True).row(0, named=True)
+    expected = (
+        "hybrid"
+        if hybrid["validation_ndcg_at_k"] >= best["validation_ndcg_at_k"]
+        else (best["method"])
+    )
+    assert served["method"] == expected and served["selection"].startswith("served: ")
+    assert best["method"] in hybrid["selection"] and best["selection"]
+    # the tuned knobs come from the grid
+    assert set(result["ease_lambda"]) <= {50.0, 500.0}
+    assert set(result["half_life_days"].to_list()) <= {None, 30.0}
+
+
+def test_served_params_follow_the_served_row(default_result):
+    from ubap_assets.core.recommend import tuning
+
+    params, selection = tuning.served_params(default_result, recommend.RecommenderParams())
+    served = default_result.filter(pl.col("is_served")).row(0, named=True)
+    assert selection == served["selection"]
+    assert params.ease_lambda == served["ease_lambda"]
+    assert params.half_life_days == served["half_life_days"]
+    if served["method"] == "ease":
+        assert params.component_weights == {"content": 0, "collaborative": 1, "popularity": 0}
+
+
+def test_tiny_catalogue_is_insufficient_data_not_a_shrunk_k(world_con, tiny_world):
+    six = tiny_world.pages.filter(pl.col("page_type") == "product").head(6)
     params = recommend.RecommenderParams()
-    split = evaluation.time_split(recommend.data_end(world_con), 7, params.history_days)
-    train = recommend.build_interactions(
-        recommend.load_interactions(world_con, split.train_start, split.cutoff, params), catalogue
-    )
-    model = recommend.fit(catalogue, train, params)
-    # a test set that only repeats training pages leaves nobody to evaluate
-    seen = pl.DataFrame({"user_id": train.user_ids[:50]}).join(
-        pl.DataFrame({"user_id": train.user_ids, "_u": np.arange(train.n_users)}), on="user_id"
-    )
-    pairs = [
-        (u, catalogue.page_ids[train.strength[i].indices[0]])
-        for u, i in seen.iter_rows()
-        if train.strength[i].nnz
-    ]
-    result = evaluation.evaluate(
-        model, pl.DataFrame(pairs, schema=["user_id", "page_id"], orient="row"), split
-    )
-    assert result["users_evaluated"].max() == 0
-    assert "has a new page in the test window" in result["note"][0]
-    assert result["ndcg_at_k"].sum() == 0.0
+    small = recommend.build_catalogue(six, None, params)
+    result = evaluation.run_evaluation(world_con, small, params, None, grid=FAST_GRID)
+    assert set(result["status"]) == {"insufficient data"}
+    assert set(result["k"]) == {10} and set(result["candidate_pages"]) == {6}
+    assert result["ndcg_at_k"].null_count() == result.height
+    assert result["coverage"].null_count() == result.height
+    assert "k = 10 is not smaller than the 6 candidate pages" in result["note"][0]
 
 
-def test_segments_change_the_segment_baseline(world_con, catalogue, tiny_world):
-    segments_frame = tiny_world.personas.select(
-        "user_id",
-        segment_id=pl.col("favourite_category"),
-        segment_name=pl.col("favourite_category"),
-    )
+def test_few_evaluated_users_is_insufficient_data(world_con, catalogue):
     result = evaluation.run_evaluation(
-        world_con, catalogue, recommend.RecommenderParams(), segments=segments_frame
+        world_con, catalogue, recommend.RecommenderParams(), None, grid=FAST_GRID, min_users=5000
     )
-    ndcg = dict(zip(result["method"], result["ndcg_at_k"], strict=False))
-    assert ndcg["segment_popularity"] > ndcg["global_popularity"]
+    assert set(result["status"]) == {"insufficient data"}
+    users = result["users_evaluated"][0]
+    assert (
+        0 < users < 5000
+        and f"test window has {users} evaluable users (< 5000)" in (result["note"][0])
+    )
+    assert "insufficient data to tune" in result["note"][0]
+    assert result["ndcg_at_k"].null_count() == result.height
+    assert result.filter(pl.col("is_served"))["method"].to_list() == ["hybrid"]
+
+
+@pytest.mark.parametrize("policy", ["engaged", "converted"])
+def test_evaluation_hides_exactly_what_the_served_lists_hide(world_con, catalogue, policy):
+    from ubap_assets.core.recommend import scoring, tuning
+
+    params = recommend.RecommenderParams(exclude=policy)
+    end = recommend.data_end(world_con)
+    windows = evaluation.time_windows(end, 7)
+    model = tuning.fit_until(world_con, catalogue, params, None, windows.cutoff)
+    pairs = recommend.engaged_pages(world_con, windows.cutoff, windows.test_end)
+    hidden = model.exclusion_matrix() > 0
+    relevance = scoring.relevance_matrix(model, pairs)
+    assert relevance.multiply(hidden).nnz == 0  # a hidden page never counts as a hit
+    # the pages the served lists drop are the pages the evaluation's rankings drop
+    users = np.arange(model.train.n_users)
+    assert np.array_equal(model.excluded(users), hidden.toarray())
+    lists = recommend.recommendation_lists(model, model.train.user_ids, end)
+    served = lists.join(model.train.user_rows(), on="user_id").with_columns(
+        page_index=pl.col("page_id").replace_strict(
+            {p: i for i, p in enumerate(catalogue.page_ids)}, return_dtype=pl.Int64
+        )
+    )
+    flags = hidden[served["train_index"].to_numpy(), served["page_index"].to_numpy()]
+    assert np.asarray(flags).sum() == 0
+    if policy == "converted":  # viewed-but-not-bought pages stay: relevant and servable
+        assert model.train.engaged.nnz > model.train.converted.nnz
+    scores = scoring.score_window(model, pairs, {"ease": ("ease", None)}, params.k)
+    assert 0 <= scores.coverage["ease"] <= 1
+
+
+def test_bootstrap_interval_is_seeded_and_paired():
+    rng = np.random.default_rng(1)
+    a = rng.random(300)
+    series = {"a": a, "b": a + 0.1, "diff": np.full(300, 0.1)}
+    first = evaluation.bootstrap_intervals(series, 400, seed=5)
+    assert first == evaluation.bootstrap_intervals(series, 400, seed=5)
+    low, high = first["a"]
+    assert low < a.mean() < high
+    assert first["b"][0] == pytest.approx(low + 0.1) and first["diff"] == pytest.approx((0.1, 0.1))
 
 
 def test_no_training_data_is_reported_not_crashed(catalogue):
@@ -124,4 +204,6 @@ def test_no_training_data_is_reported_not_crashed(catalogue):
     )
     result = evaluation.run_evaluation(con, catalogue, recommend.RecommenderParams(), segments=None)
     assert result["users_evaluated"].max() == 0
-    assert result["note"][0]
+    assert set(result["status"]) == {"insufficient data"}
+    assert "0 evaluable users" in result["note"][0]
+    assert result["ndcg_at_k"].null_count() == result.height

@@ -11,6 +11,7 @@ from dagster_duckdb import DuckDBResource
 
 from ubap_assets.core import recommend
 from ubap_assets.core.catalogue import page_catalogue
+from ubap_assets.core.recommend.scorers import ease_weights
 from ubap_assets.core.schema import EVENTS_SCHEMA
 from ubap_assets.lib.embedder import HashingEmbedder
 from ubap_assets.lib.warehouse_io import DuckDBWarehouseIOManager
@@ -74,10 +75,11 @@ def _model(pages, events, params=None, segments=None):
     embeddings = _embeddings(pages, "hash")
     con = _con(events)
     end = recommend.data_end(con)
-    frame = recommend.load_interactions(con, end - timedelta(days=90), end, params)
+    frame = recommend.load_interactions(con, None, end, params)  # the whole history
     catalogue = recommend.build_catalogue(pages, embeddings, params)
+    train = recommend.build_interactions(frame, catalogue, params.strength)
     return (
-        recommend.fit(catalogue, recommend.build_interactions(frame, catalogue), params, segments),
+        recommend.fit(catalogue, train, params, segments),
         end,
         embeddings,
     )
@@ -140,7 +142,8 @@ def test_similar_pages_skips_self_and_textless_pages():
 
 
 def test_recommend_every_user_gets_k_explained_rows():
-    model, end, _ = _model(_pages(), _events(SMALL))
+    params = recommend.RecommenderParams(k=3, exclude="converted")
+    model, end, _ = _model(_pages(), _events(SMALL), params)
     lists = recommend.recommendation_lists(model, ["u1", "u2", "u3", "u4", "ghost"], end)
     counts = lists.group_by("user_id").agg(pl.len(), pl.col("page_id").n_unique().alias("d"))
     assert counts.height == 5 and set(counts["len"]) == {3} and set(counts["d"]) == {3}
@@ -158,22 +161,92 @@ def test_recommend_every_user_gets_k_explained_rows():
 
 
 def test_hybrid_prefers_pages_like_the_users_history():
-    model, end, _ = _model(_pages(), _events(SMALL))
+    params = recommend.RecommenderParams(k=3, exclude="converted")
+    model, end, _ = _model(_pages(), _events(SMALL), params)
     top = recommend.recommendation_lists(model, ["u3"], end).filter(pl.col("rank") == 1)
     assert top["page_id"][0] in {"c"}  # the other kitchen page, not headphones
     reason = recommend.recommendation_lists(model, ["u1"], end).filter(pl.col("page_id") == "b")
     assert reason.height == 1
 
 
-def test_exclude_seen_and_repeat_fill_when_catalogue_runs_out():
-    params = recommend.RecommenderParams(k=4, exclude="seen")
+def test_engaged_policy_never_repeats_a_page_even_when_the_catalogue_runs_out():
+    params = recommend.RecommenderParams(k=4)  # exclude="engaged" is the default
     model, end, _ = _model(_pages(), _events(SMALL), params)
     lists = recommend.recommendation_lists(model, ["u2"], end)
-    assert lists.height == 4  # 5 candidates, u2 saw a, b, c
-    fresh = lists.filter(pl.col("source") != "repeat")["page_id"].to_list()
-    assert set(fresh) == {"d", "e"}
-    assert lists.filter(pl.col("source") == "repeat")["page_id"].is_in(["a", "b", "c"]).all()
-    assert lists.filter(pl.col("source") == "repeat")["rank"].min() == 3
+    # 5 candidates, u2 engaged with a, b, c: the list is shorter than k, never repeated
+    assert set(lists["page_id"]) == {"d", "e"} and lists["rank"].to_list() == [1, 2]
+    assert set(lists["source"]) == {"hybrid"}
+
+
+@pytest.mark.parametrize("policy", ["engaged", "converted"])
+@pytest.mark.parametrize("served", ["hybrid", "ease", "segment_popularity", "global_popularity"])
+def test_served_lists_drop_what_the_policy_hides_on_every_path(policy, served):
+    from ubap_assets.core.recommend import tuning
+
+    params = tuning.serving_params(served, recommend.RecommenderParams(k=4, exclude=policy))
+    model, end, _ = _model(_pages(), _events(SMALL), params)
+    lists = recommend.recommendation_lists(model, ["u1", "u2", "u3", "u4"], end)
+    rows = model.train.user_rows()
+    hidden = model.exclusion_matrix()
+    served_pairs = lists.join(rows, on="user_id").with_columns(
+        page_index=pl.col("page_id").replace_strict(
+            {p: i for i, p in enumerate(model.catalogue.page_ids)}, return_dtype=pl.Int64
+        )
+    )
+    assert served_pairs.height == lists.height > 0
+    flags = hidden[served_pairs["train_index"].to_numpy(), served_pairs["page_index"].to_numpy()]
+    assert np.asarray(flags).sum() == 0, "a hidden page was served"
+    u1 = set(lists.filter(pl.col("user_id") == "u1")["page_id"])
+    # u1 viewed b without buying it: hidden when engaged counts, shown when only conversions do
+    assert ("b" in u1) == (policy == "converted") and "a" not in u1
+
+
+def test_whole_history_counts_an_old_interaction():
+    rows = [("old", "c", "page_view", 400), ("new", "a", "page_view", 1)]
+    params = recommend.RecommenderParams(k=2, half_life_days=14)
+    model, end, _ = _model(_pages(), _events(rows), params)
+    assert set(model.train.user_ids) == {"old", "new"}
+    lists = recommend.recommendation_lists(model, ["old", "new", "never"], end)
+    old = lists.filter(pl.col("user_id") == "old")
+    assert set(old["source"]) == {"hybrid"} and "c" not in old["page_id"].to_list()
+    assert not old["reason"].str.starts_with("no history").any()
+    never = lists.filter(pl.col("user_id") == "never")
+    assert never["reason"].str.starts_with("no history").all()
+    # a 400-day-old view decays to ~2e-9 of a fresh one, yet still marks the page as engaged
+    assert model.train.engaged.sum() == 2
+
+
+def test_ease_on_unit_weights_is_textbook_ease():
+    rng = np.random.default_rng(7)
+    binary = (rng.random((40, 12)) < 0.3).astype(np.float64)
+    binary[np.arange(40), np.arange(40) % 12] = 1.0  # every user has an interaction
+    lam = 3.0
+    p = np.linalg.inv(binary.T @ binary + lam * np.eye(12))
+    textbook = np.eye(12) - p / np.diag(p)  # B = I - P / diag(P), so diag(B) = 0
+    # the same matrix as events: one page_view per (user, page); binary strength, no decay
+    pages = pl.DataFrame(
+        {
+            "page_id": [f"p{j:02d}" for j in range(12)],
+            "url": "/",
+            "title": [f"page {j}" for j in range(12)],
+            "description": "d",
+            "category": "c",
+            "page_type": "product",
+            "price": 1.0,
+        }
+    )
+    users, items = np.nonzero(binary)
+    events = _events(
+        [(f"u{u:02d}", f"p{j:02d}", "page_view", 1) for u, j in zip(users, items, strict=True)]
+    )
+    params = recommend.RecommenderParams(strength="binary", half_life_days=None, ease_lambda=lam)
+    model, _, _ = _model(pages, events, params)
+    assert np.array_equal(model.train.strength.toarray(), binary)
+    ours = ease_weights(model.train.strength, lam, dtype=np.float64)
+    assert np.abs(ours - textbook).max() < 1e-9 and np.abs(np.diag(ours)).max() == 0.0
+    # the fitted model stores the same weights in float32 and scores X @ B
+    np.testing.assert_allclose(model.ease_weights, textbook, atol=1e-6)
+    np.testing.assert_allclose(model.ease(model.train.strength), binary @ textbook, atol=1e-5)
 
 
 def test_segment_popularity_for_cold_users_and_fallback():
@@ -202,14 +275,19 @@ def test_catalogue_of_one_page():
     model, end, embeddings = _model(pages, _events([("u1", "a", "page_view", 1)]))
     assert recommend.similar_pages(embeddings.filter(pl.col("page_id") == "a"), pages).is_empty()
     lists = recommend.recommendation_lists(model, ["u1", "u2"], end)
-    assert lists.height == 2 and set(lists["page_id"]) == {"a"}
+    # u1 engaged with the only candidate: nothing left to show; u2 (no history) gets it
+    assert lists.height == 1 and lists.row(0)[:3] == ("u2", 1, "a")
 
 
 def test_bad_input_messages():
     with pytest.raises(recommend.RecommendationError, match="weights"):
         recommend.RecommenderParams(w_content=-1).validate()
     with pytest.raises(recommend.RecommendationError, match="exclude"):
-        recommend.RecommenderParams(exclude="everything").validate()
+        recommend.RecommenderParams(exclude="seen").validate()
+    with pytest.raises(recommend.RecommendationError, match="strength"):
+        recommend.RecommenderParams(strength="raw").validate()
+    with pytest.raises(recommend.RecommendationError, match="half_life_days"):
+        recommend.RecommenderParams(half_life_days=0).validate()
     with pytest.raises(recommend.RecommendationError, match="pages table is empty"):
         recommend.page_texts(_pages().clear())
     con = _con(_events(SMALL).clear())
@@ -237,7 +315,7 @@ def test_recommendations_on_synthetic_world(tiny_world):
     model = recommend.fit(
         catalogue,
         recommend.build_interactions(
-            recommend.load_interactions(con, end - timedelta(days=90), end, params), catalogue
+            recommend.load_interactions(con, None, end, params), catalogue
         ),
         params,
     )
@@ -296,6 +374,7 @@ def test_assets_materialize_with_checks(warehouse_file):
             *upstream,
             checks.hybrid_beats_popularity,
             checks.every_user_gets_k,
+            checks.served_lists_respect_history,
             checks.no_self_neighbours,
             checks.embeddings_unit_length,
         ],
@@ -308,9 +387,19 @@ def test_assets_materialize_with_checks(warehouse_file):
     assert result.success
     evaluations = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     assert evaluations["every_user_gets_k"] and evaluations["embeddings_unit_length"]
-    assert evaluations["no_self_neighbours"]
+    assert evaluations["no_self_neighbours"] and evaluations["served_lists_respect_history"]
+    served_check = next(
+        e
+        for e in result.get_asset_check_evaluations()
+        if e.check_name == "served_lists_respect_history"
+    )
+    figures = {key: value.value for key, value in served_check.metadata.items()}
+    assert figures["rows_the_policy_should_hide"] == 0 and figures["users_with_events"] > 600
+    assert figures["users_with_events_told_no_history"] == 0
     with duckdb.connect(warehouse_file, read_only=True) as con:
-        ev = con.execute("SELECT method, ndcg_at_k, users_evaluated, note FROM rec_evaluation").pl()
+        ev = con.execute(
+            "SELECT method, status, ndcg_at_k, users_evaluated, is_served, note FROM rec_evaluation"
+        ).pl()
         kinds = con.execute("SELECT DISTINCT kind FROM admin_insights").pl()["kind"].to_list()
         emb_type = con.execute(
             "SELECT data_type FROM information_schema.columns WHERE "
@@ -322,7 +411,8 @@ def test_assets_materialize_with_checks(warehouse_file):
     assert emb_type == "FLOAT[]"
     assert n_users == 800
     assert set(ev["method"]) >= {"random", "global_popularity", "hybrid", "user_knn"}
-    assert ev["users_evaluated"].min() > 50
+    assert ev["users_evaluated"].min() >= 100 and set(ev["status"]) == {"ok"}
+    assert ev["is_served"].sum() == 1
     assert "segments from user_segments" in ev["note"][0]
     assert kinds, "admin_insights should find something on the synthetic site"
 

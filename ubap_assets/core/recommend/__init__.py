@@ -7,7 +7,9 @@ Dagster-free. One module per step, in the order data flows:
 - ``interactions``: implicit feedback read from ``events`` into sparse (user, page) matrices;
 - ``scorers``: ``fit`` builds the frozen ``RecommenderModel`` and its component scorers;
 - ``render``: top-k lists per user with their source and reason;
-- ``evaluation``: every method scored on a time-based split;
+- ``scoring``: one window scored per method (per-user metrics, bootstrap intervals);
+- ``tuning``: the knobs chosen on the validation window, and the served choice;
+- ``evaluation``: train / validation / test windows and the ``rec_evaluation`` table;
 - ``ranking``: the top-k and scaling primitives the others share.
 """
 
@@ -16,6 +18,7 @@ from ubap_assets.core.recommend.interactions import (
     build_interactions,
     data_end,
     engaged_pages,
+    history_start,
     load_interactions,
     load_segments,
 )
@@ -25,7 +28,10 @@ from ubap_assets.core.recommend.params import (
     DEFAULT_EVENT_WEIGHTS,
     DEFAULT_NON_RECOMMENDABLE,
     EXCLUDE_MODES,
+    METHODS,
+    MIN_EVALUATED_USERS,
     SOURCES,
+    STRENGTHS,
     RecommendationError,
     RecommenderParams,
 )
@@ -47,6 +53,9 @@ __all__ = [
     "DEFAULT_EVENT_WEIGHTS",
     "DEFAULT_NON_RECOMMENDABLE",
     "EXCLUDE_MODES",
+    "METHODS",
+    "MIN_EVALUATED_USERS",
+    "STRENGTHS",
     "LISTS_SCHEMA",
     "SIMILAR_PAGES_SCHEMA",
     "SOURCES",
@@ -61,6 +70,7 @@ __all__ = [
     "embedding_matrix",
     "embeddings_frame",
     "engaged_pages",
+    "history_start",
     "fit",
     "load_interactions",
     "load_segments",

@@ -1,9 +1,12 @@
-"""Offline evaluation of the recommenders on a time-based split (Dagster-free).
+"""Offline evaluation of the recommenders on three time windows (Dagster-free).
 
-Train on events before a cutoff T, test on the pages each user engages with in [T, T + days).
-Every method ranks the whole candidate catalogue; pages the user touched in training are
-excluded from both the ranking and the relevant set (only new pages count). All methods are
-scored on the same users in the same run, so the table compares like with like.
+With E the end of the data: test = [E - test_days, E), validation = the ``validation_days``
+before it, training = everything before each window. The knobs (decay half-life, EASE lambda,
+hybrid weights) are chosen on validation with the model fitted before it; each method is then
+refitted on everything before the test window and reported there with the number of users and a
+seeded bootstrap 95% interval (users resampled). Rankings and relevant sets drop what the
+exclusion policy hides (the served lists' policy). Too few users or too small a catalogue gives
+"insufficient data" with the numbers instead of figures.
 """
 
 from __future__ import annotations
@@ -14,43 +17,72 @@ from datetime import datetime, timedelta
 import duckdb
 import numpy as np
 import polars as pl
-import scipy.sparse as sp
 
-from ubap_assets.core.recommend.interactions import (
-    build_interactions,
-    data_end,
-    engaged_pages,
-    load_interactions,
-    row_index,
+from ubap_assets.core.recommend.interactions import data_end, engaged_pages
+from ubap_assets.core.recommend.params import (
+    BASELINES,
+    METHODS,
+    MIN_EVALUATED_USERS,
+    RecommendationError,
+    RecommenderParams,
 )
-from ubap_assets.core.recommend.params import RecommendationError, RecommenderParams
-from ubap_assets.core.recommend.ranking import BLOCK_SIZE, minmax_rows, top_k
-from ubap_assets.core.recommend.render import list_length
-from ubap_assets.core.recommend.scorers import RecommenderModel, fit
+from ubap_assets.core.recommend.scoring import (
+    bootstrap_intervals,
+    ranking_metrics,
+    relevance_matrix,
+    score_window,
+)
 from ubap_assets.core.recommend.texts import Catalogue
+from ubap_assets.core.recommend.tuning import Tuning, TuningGrid, fit_until, tune
 
-METHODS: tuple[str, ...] = (
-    "random",
-    "global_popularity",
-    "segment_popularity",
-    "content",
-    "item_knn",
-    "user_knn",
-    "ease",
-    "hybrid",
+__all__ = [
+    "BASELINES",
+    "METHODS",
+    "SCHEMA",
+    "TuningGrid",
+    "Windows",
+    "bootstrap_intervals",
+    "ranking_metrics",
+    "relevance_matrix",
+    "run_evaluation",
+    "time_windows",
+]
+
+OK = "ok"
+INSUFFICIENT = "insufficient data"
+METRIC_COLUMNS = (
+    "hr_at_k",
+    "ndcg_at_k",
+    "ndcg_ci_low",
+    "ndcg_ci_high",
+    "recall_at_k",
+    "recall_ci_low",
+    "recall_ci_high",
+    "map_at_k",
+    "coverage",
+    "novelty",
+    "ndcg_minus_popularity_ci_low",
+    "ndcg_minus_popularity_ci_high",
 )
-BASELINES = frozenset({"random", "global_popularity", "segment_popularity"})
 SCHEMA: dict[str, pl.DataType] = {
     "method": pl.String,
     "is_baseline": pl.Boolean,
+    "status": pl.String,
     "k": pl.Int32,
-    "hr_at_k": pl.Float64,
-    "ndcg_at_k": pl.Float64,
-    "recall_at_k": pl.Float64,
-    "map_at_k": pl.Float64,
-    "coverage": pl.Float64,
-    "novelty": pl.Float64,
+    "candidate_pages": pl.Int64,
     "users_evaluated": pl.Int64,
+    **dict.fromkeys(METRIC_COLUMNS, pl.Float64),
+    "validation_ndcg_at_k": pl.Float64,
+    "validation_users": pl.Int64,
+    "half_life_days": pl.Float64,
+    "ease_lambda": pl.Float64,
+    "w_content": pl.Float64,
+    "w_collaborative": pl.Float64,
+    "w_popularity": pl.Float64,
+    "exclude": pl.String,
+    "is_served": pl.Boolean,
+    "selection": pl.String,
+    "validation_start_ts": pl.Datetime("us"),
     "cutoff_ts": pl.Datetime("us"),
     "test_end_ts": pl.Datetime("us"),
     "note": pl.String,
@@ -58,174 +90,22 @@ SCHEMA: dict[str, pl.DataType] = {
 
 
 @dataclass(frozen=True)
-class Split:
-    train_start: datetime
-    cutoff: datetime
+class Windows:
+    validation_start: datetime
+    cutoff: datetime  # start of the test window
     test_end: datetime
 
 
-def time_split(end: datetime, test_days: int, history_days: int) -> Split:
-    """Cutoff T = end - test_days; train on [T - history_days, T); test on [T, end)."""
-    if test_days < 1:
-        raise RecommendationError(f"test_days must be at least 1 (got {test_days})")
+def time_windows(end: datetime, test_days: int, validation_days: int | None = None) -> Windows:
+    """Test = [end - test_days, end); validation = the ``validation_days`` (default test_days)
+    before it; training = everything before each."""
+    validation_days = test_days if validation_days is None else validation_days
+    if test_days < 1 or validation_days < 1:
+        raise RecommendationError(
+            f"test_days and validation_days must be at least 1 (got {test_days}, {validation_days})"
+        )
     cutoff = end - timedelta(days=test_days)
-    return Split(cutoff - timedelta(days=history_days), cutoff, end)
-
-
-def scores_for(
-    method: str,
-    model: RecommenderModel,
-    rows: sp.csr_matrix,
-    segment: np.ndarray,
-    self_index: np.ndarray,
-    rng: np.random.Generator,
-) -> np.ndarray:
-    """Dense (users, pages) scores of one method for a block of users (higher is better)."""
-    if method == "random":
-        return rng.random(rows.shape, dtype=np.float32)
-    if method == "global_popularity":
-        base = np.broadcast_to(model.popularity, rows.shape).astype(np.float32)
-    elif method == "segment_popularity":
-        base = model.popularity_for(segment)
-    elif method == "content":
-        base = model.content(rows)
-    elif method == "item_knn":
-        base = model.item_knn(rows)
-    elif method == "user_knn":
-        base = model.user_knn(rows, self_index)
-    elif method == "ease":
-        base = model.ease(rows)
-    elif method == "hybrid":
-        base, _ = model.hybrid(model.components(rows, segment, self_index))
-    else:
-        raise RecommendationError(f"unknown method {method!r}: use one of {METHODS}")
-    # Ties (e.g. pages no neighbour reaches) are ordered by global popularity.
-    return minmax_rows(base) + model.tie_break()
-
-
-def ranking_metrics(top: np.ndarray, relevant: np.ndarray, k: int) -> dict[str, np.ndarray]:
-    """Per-user HR, NDCG, recall and AP at k from ranked indices and a dense relevance block."""
-    hits = np.take_along_axis(relevant, top, axis=1).astype(np.float64)
-    n_relevant = relevant.sum(axis=1).astype(np.float64)
-    discount = 1.0 / np.log2(np.arange(2, k + 2))
-    dcg = (hits * discount[: hits.shape[1]]).sum(axis=1)
-    ideal = np.cumsum(discount)[np.clip(n_relevant.astype(int), 1, k) - 1]
-    precision_at = np.cumsum(hits, axis=1) / np.arange(1, hits.shape[1] + 1)
-    return {
-        "hr": (hits.sum(axis=1) > 0).astype(np.float64),
-        "ndcg": dcg / ideal,
-        "recall": hits.sum(axis=1) / n_relevant,
-        "ap": (precision_at * hits).sum(axis=1) / np.minimum(n_relevant, k),
-    }
-
-
-METRIC_COLUMNS = ("hr_at_k", "ndcg_at_k", "recall_at_k", "map_at_k", "coverage", "novelty")
-
-
-def relevance_matrix(model: RecommenderModel, test_pairs: pl.DataFrame) -> sp.csr_matrix:
-    """(train users, pages) 1 where a recommendable page, unseen in training, was engaged with."""
-    catalogue = model.catalogue
-    train = model.train
-    test = test_pairs.join(train.user_rows(), on="user_id").join(
-        row_index(catalogue.page_ids, "page_id", "page_index"), on="page_id"
-    )
-    relevant = sp.csr_matrix(
-        (
-            np.ones(test.height, dtype=np.float32),
-            (test["train_index"].to_numpy(), test["page_index"].to_numpy()),
-        ),
-        shape=(train.n_users, catalogue.size),
-    )
-    relevant.data[:] = 1.0
-    relevant = sp.csr_matrix(relevant - relevant.multiply(train.strength > 0))
-    relevant = sp.csr_matrix(relevant.multiply(catalogue.recommendable[None, :].astype(np.float32)))
-    relevant.eliminate_zeros()
-    return relevant
-
-
-def evaluate(
-    model: RecommenderModel,
-    test_pairs: pl.DataFrame,
-    split: Split,
-    methods: tuple[str, ...] = METHODS,
-    note: str = "",
-) -> pl.DataFrame:
-    """One row per method: HR/NDCG/recall/MAP at k, coverage and novelty on the test users."""
-    catalogue = model.catalogue
-    train = model.train
-    k = list_length(model)
-    relevance = relevance_matrix(model, test_pairs)
-    users = np.flatnonzero(np.diff(relevance.indptr) > 0)
-    note = _join_notes(note, *model.notes)
-    if not len(users):
-        why = "no user with training history has a new page in the test window"
-        return _result_frame(split, k, _join_notes(why, note), {}, 0)
-
-    rng = np.random.default_rng(model.params.seed)
-    self_information = -np.log2((model.user_counts + 1.0) / (train.n_users + 1.0))
-    sums = {
-        method: {"hr": 0.0, "ndcg": 0.0, "recall": 0.0, "ap": 0.0, "novelty": 0.0}
-        for method in methods
-    }
-    shown = {method: np.zeros(catalogue.size, dtype=bool) for method in methods}
-    for start in range(0, len(users), BLOCK_SIZE):
-        block = users[start : start + BLOCK_SIZE]
-        rows = train.strength[block]
-        relevant = relevance[block].toarray() > 0
-        segment = model.segments.of_train_user[block]
-        excluded = (rows.toarray() > 0) | ~catalogue.recommendable[None, :]
-        for method in methods:
-            scores = scores_for(method, model, rows, segment, block, rng)
-            scores[excluded] = -np.inf
-            top = top_k(scores, k)
-            for name, values in ranking_metrics(top, relevant, k).items():
-                sums[method][name] += float(values.sum())
-            sums[method]["novelty"] += float(self_information[top].mean(axis=1).sum())
-            shown[method][np.unique(top)] = True
-    n_users = len(users)
-    metrics = {
-        method: {
-            "hr_at_k": sums[method]["hr"] / n_users,
-            "ndcg_at_k": sums[method]["ndcg"] / n_users,
-            "recall_at_k": sums[method]["recall"] / n_users,
-            "map_at_k": sums[method]["ap"] / n_users,
-            "coverage": shown[method].sum() / catalogue.n_recommendable,
-            "novelty": sums[method]["novelty"] / n_users,
-        }
-        for method in methods
-    }
-    return _result_frame(split, k, note, metrics, n_users)
-
-
-def _join_notes(*notes: str) -> str:
-    return "; ".join(note for note in notes if note)
-
-
-def _result_frame(
-    split: Split,
-    k: int,
-    note: str,
-    metrics: dict[str, dict[str, float]],
-    users_evaluated: int,
-) -> pl.DataFrame:
-    """One row per method in ``metrics``; with none (no evaluable user), every method at zero."""
-    zeros = dict.fromkeys(METRIC_COLUMNS, 0.0)
-    rows = [
-        {
-            "method": method,
-            "is_baseline": method in BASELINES,
-            "k": k,
-            **values,
-            "users_evaluated": users_evaluated,
-            "cutoff_ts": split.cutoff,
-            "test_end_ts": split.test_end,
-            "note": note,
-        }
-        for method, values in (metrics or dict.fromkeys(METHODS, zeros)).items()
-    ]
-    return pl.DataFrame(rows, schema=SCHEMA).with_columns(
-        pl.col(column).round(5) for column in METRIC_COLUMNS
-    )
+    return Windows(cutoff - timedelta(days=validation_days), cutoff, end)
 
 
 def run_evaluation(
@@ -234,15 +114,173 @@ def run_evaluation(
     params: RecommenderParams,
     segments: pl.DataFrame | None,
     test_days: int = 7,
+    validation_days: int | None = None,
+    grid: TuningGrid | None = None,
+    min_users: int = MIN_EVALUATED_USERS,
+    n_resamples: int = 1000,
     note: str = "",
 ) -> pl.DataFrame:
-    """Split the ``events`` table at T = data end - test_days, fit on the past, score the future."""
-    split = time_split(data_end(con), test_days, params.history_days)
-    frame = load_interactions(con, split.train_start, split.cutoff, params)
-    train = build_interactions(frame, catalogue)
-    model = fit(catalogue, train, params, segments)
-    test = engaged_pages(con, split.cutoff, split.test_end)
-    if train.n_users == 0:
-        why = "no events before the cutoff: nothing to train on"
-        return _result_frame(split, params.k, why, {}, 0)
-    return evaluate(model, test, split, note=note)
+    """Tune on validation, report every method on test: one row per method (see ``SCHEMA``)."""
+    params.validate()
+    grid = grid or TuningGrid()
+    windows = time_windows(data_end(con), test_days, validation_days)
+    table = Table(params, catalogue.n_recommendable, windows, note)
+    if params.k >= catalogue.n_recommendable:
+        return table.insufficient(
+            f"k = {params.k} is not smaller than the {catalogue.n_recommendable} candidate "
+            "pages: every method would list the whole catalogue; lower k or add pages",
+            Tuning(dict.fromkeys(METHODS, params)),
+        )
+    tuning = tune(
+        con,
+        catalogue,
+        params,
+        segments,
+        windows.validation_start,
+        windows.cutoff,
+        grid,
+        min_users,
+    )
+    pairs = engaged_pages(con, windows.cutoff, windows.test_end)
+    fitted: dict[float | None, object] = {}
+    refitted: dict[tuple, object] = {}
+    per_user: dict[str, dict[str, np.ndarray]] = {}
+    coverage: dict[str, float] = {}
+    notes: list[str] = []
+    users = 0
+    for method in METHODS:
+        knobs = tuning.chosen[method]
+        if knobs.half_life_days not in fitted:
+            fitted[knobs.half_life_days] = fit_until(
+                con, catalogue, knobs, segments, windows.cutoff
+            )
+            notes.extend(fitted[knobs.half_life_days].notes)
+        key = (knobs.half_life_days, knobs.ease_lambda)
+        if key not in refitted:
+            refitted[key] = fitted[knobs.half_life_days].with_params(knobs)
+        weights = tuple(knobs.component_weights.values()) if method == "hybrid" else None
+        scores = score_window(refitted[key], pairs, {method: (method, weights)}, params.k)
+        per_user[method], coverage[method] = scores.per_user[method], scores.coverage[method]
+        users = scores.n_users
+    table.notes.extend(dict.fromkeys(notes))
+    if users < min_users:
+        return table.insufficient(
+            f"test window has {users} evaluable users (< {min_users}): too few to report",
+            tuning,
+            users,
+        )
+    return table.scored(per_user, coverage, tuning, n_resamples)
+
+
+class Table:
+    """Builds the ``rec_evaluation`` rows: figures with intervals, or "insufficient data"."""
+
+    def __init__(self, params: RecommenderParams, candidates: int, windows: Windows, note: str):
+        self.params = params
+        self.candidates = candidates
+        self.windows = windows
+        self.notes = [note] if note else []
+
+    def insufficient(self, why: str, tuning: Tuning, users: int = 0) -> pl.DataFrame:
+        metrics = dict.fromkeys(METRIC_COLUMNS)
+        return self.frame(INSUFFICIENT, dict.fromkeys(METHODS, metrics), tuning, users, why)
+
+    def scored(
+        self,
+        per_user: dict[str, dict[str, np.ndarray]],
+        coverage: dict[str, float],
+        tuning: Tuning,
+        n_resamples: int,
+    ) -> pl.DataFrame:
+        popularity = per_user["global_popularity"]["ndcg"]
+        series = {}
+        for method, values in per_user.items():
+            series[f"{method} ndcg"] = values["ndcg"]
+            series[f"{method} recall"] = values["recall"]
+            series[f"{method} lift"] = values["ndcg"] - popularity
+        interval = bootstrap_intervals(series, n_resamples, self.params.seed)
+        metrics = {
+            method: {
+                "hr_at_k": values["hr"].mean(),
+                "ndcg_at_k": values["ndcg"].mean(),
+                "ndcg_ci_low": interval[f"{method} ndcg"][0],
+                "ndcg_ci_high": interval[f"{method} ndcg"][1],
+                "recall_at_k": values["recall"].mean(),
+                "recall_ci_low": interval[f"{method} recall"][0],
+                "recall_ci_high": interval[f"{method} recall"][1],
+                "map_at_k": values["ap"].mean(),
+                "coverage": min(max(coverage[method], 0.0), 1.0),
+                "novelty": values["novelty"].mean(),
+                "ndcg_minus_popularity_ci_low": interval[f"{method} lift"][0],
+                "ndcg_minus_popularity_ci_high": interval[f"{method} lift"][1],
+            }
+            for method, values in per_user.items()
+        }
+        users = len(popularity)
+        why = (
+            f"{n_resamples} bootstrap resamples of the {users} test users (seed {self.params.seed})"
+        )
+        return self.frame(OK, metrics, tuning, users, why)
+
+    def selection(self, method: str, tuning: Tuning) -> str:
+        """Why the served method is served, on the hybrid's and its best component's rows."""
+        if not tuning.tuned:
+            return "served: configured knobs (not tuned)" if method == "hybrid" else ""
+        if method not in ("hybrid", tuning.best_component):
+            return ""
+        hybrid = tuning.validation_ndcg["hybrid"]
+        component = tuning.validation_ndcg[tuning.best_component]
+        versus = (
+            f"validation NDCG@{self.params.k} hybrid {hybrid:.4f} vs best single component "
+            f"{tuning.best_component} {component:.4f}"
+        )
+        if method == tuning.served:
+            return f"served: {versus}"
+        role = "hybrid" if method == "hybrid" else "best single component"
+        return f"{role}, not served: {versus}"
+
+    def frame(
+        self,
+        status: str,
+        metrics: dict[str, dict[str, float | None]],
+        tuning: Tuning,
+        users: int,
+        why: str,
+    ) -> pl.DataFrame:
+        notes = [f"{status}: {why}", *([tuning.note] if tuning.note else []), *self.notes]
+        rows = []
+        for method, values in metrics.items():
+            knobs = tuning.chosen[method]
+            rows.append(
+                {
+                    "method": method,
+                    "is_baseline": method in BASELINES,
+                    "status": status,
+                    "k": self.params.k,
+                    "candidate_pages": self.candidates,
+                    "users_evaluated": users,
+                    **{c: _finite(values[c]) for c in METRIC_COLUMNS},
+                    "validation_ndcg_at_k": tuning.validation_ndcg.get(method),
+                    "validation_users": tuning.validation_users,
+                    "half_life_days": knobs.half_life_days,
+                    "ease_lambda": knobs.ease_lambda,
+                    "w_content": knobs.w_content,
+                    "w_collaborative": knobs.w_collaborative,
+                    "w_popularity": knobs.w_popularity,
+                    "exclude": self.params.exclude,
+                    "is_served": method == tuning.served,
+                    "selection": self.selection(method, tuning),
+                    "validation_start_ts": self.windows.validation_start,
+                    "cutoff_ts": self.windows.cutoff,
+                    "test_end_ts": self.windows.test_end,
+                    "note": "; ".join(dict.fromkeys(notes)),
+                }
+            )
+        rounded = [*METRIC_COLUMNS, "validation_ndcg_at_k"]
+        return pl.DataFrame(rows, schema=SCHEMA).with_columns(
+            pl.col(column).round(5) for column in rounded
+        )
+
+
+def _finite(value: float | None) -> float | None:
+    return float(value) if value is not None and np.isfinite(value) else None

@@ -1,7 +1,8 @@
 """The users side: implicit feedback read from ``events`` into sparse (user, page) matrices.
 
 Every event on a page adds its event-type weight (view < add_to_cart < purchase), decayed by age
-with a half-life; a user's preference for a page is log1p of that sum.
+with a half-life (or not at all); a user's preference for a page is log1p of that sum, or 1 for
+any weighted event (``strength="binary"``). The whole history is read unless a window is set.
 """
 
 from __future__ import annotations
@@ -26,40 +27,49 @@ def data_end(con: duckdb.DuckDBPyConnection) -> datetime:
     return datetime.combine(last.date(), datetime.min.time()) + timedelta(days=1)
 
 
+def history_start(end: datetime, params: RecommenderParams) -> datetime | None:
+    """Where the history read for a model ending at ``end`` starts (None: the beginning)."""
+    return None if params.history_days is None else end - timedelta(days=params.history_days)
+
+
 def load_interactions(
     con: duckdb.DuckDBPyConnection,
-    start: datetime,
+    start: datetime | None,
     end: datetime,
     params: RecommenderParams,
     decay_to: datetime | None = None,
 ) -> pl.DataFrame:
     """One row per (user, page) with events in [start, end): decayed weight, conversion flag.
 
-    ``weight`` = sum over events of event-type weight x 0.5^(age_days / half_life), age measured
-    to ``decay_to`` (default ``end``). Reads the ``events`` table through ``con``.
+    ``start=None`` reads every event before ``end``. ``weight`` = sum over events of event-type
+    weight x 0.5^(age_days / half_life) (x 1 when ``half_life_days`` is None), age measured to
+    ``decay_to`` (default ``end``). Reads the ``events`` table through ``con``.
     """
     # The weights arrive as parameters: one WHEN ? THEN ? per configured event type.
     weight_cases = " ".join("WHEN ? THEN ?" for _ in params.event_weights)
     weight_args: list = [value for pair in params.event_weights.items() for value in pair]
     sql = f"""
         SELECT user_id, page_id,
-               sum(event_weight * pow(0.5, greatest(date_diff('second', event_ts, ?::TIMESTAMP), 0)
-                   / 86400.0 / ?))::DOUBLE AS weight,
+               sum(event_weight * CASE WHEN ?::DOUBLE IS NULL THEN 1.0 ELSE
+                   pow(0.5, greatest(date_diff('second', event_ts, ?::TIMESTAMP), 0)
+                   / 86400.0 / ?::DOUBLE) END)::DOUBLE AS weight,
                count(*)::BIGINT AS n_events,
                bool_or(list_contains(?::VARCHAR[], event_type)) AS converted
         FROM (SELECT user_id, page_id, event_ts, event_type,
                      CASE event_type {weight_cases} ELSE 0.0 END AS event_weight
               FROM events
-              WHERE event_ts >= ? AND event_ts < ?
+              WHERE (?::TIMESTAMP IS NULL OR event_ts >= ?) AND event_ts < ?
                 AND user_id IS NOT NULL AND page_id IS NOT NULL)
         WHERE event_weight > 0
         GROUP BY user_id, page_id
     """
     args = [
+        params.half_life_days,
         decay_to or end,
         params.half_life_days,
         list(params.conversion_events),
         *weight_args,
+        start,
         start,
         end,
     ]
@@ -103,8 +113,9 @@ class Interactions:
     """Training history as sparse (users, pages) matrices; columns follow the catalogue."""
 
     user_ids: np.ndarray  # row labels
-    strength: sp.csr_matrix  # (users, pages) log1p(decayed weight), float32
+    strength: sp.csr_matrix  # (users, pages) log1p(decayed weight) or binary, float32
     converted: sp.csr_matrix  # (users, pages) 1 where the user converted
+    engaged: sp.csr_matrix  # (users, pages) 1 where the user has any weighted event, however old
     n_rows: int  # (user, page) pairs behind the matrix
 
     @property
@@ -121,8 +132,13 @@ def row_index(labels: np.ndarray, label: str, index: str) -> pl.DataFrame:
     return pl.DataFrame({label: labels, index: np.arange(len(labels), dtype=np.int64)})
 
 
-def build_interactions(frame: pl.DataFrame, catalogue: Catalogue) -> Interactions:
-    """Sparse matrices from ``load_interactions`` rows; pages outside the catalogue are dropped."""
+def build_interactions(
+    frame: pl.DataFrame, catalogue: Catalogue, strength: str = "log1p"
+) -> Interactions:
+    """Sparse matrices from ``load_interactions`` rows; pages outside the catalogue are dropped.
+
+    ``strength``: "log1p" of the decayed weight, or "binary" (1 for every pair with weight > 0).
+    """
     rows = frame.join(
         row_index(catalogue.page_ids, "page_id", "page_index"), on="page_id", how="inner"
     )
@@ -131,10 +147,12 @@ def build_interactions(frame: pl.DataFrame, catalogue: Catalogue) -> Interaction
     coordinates = (rows["user_index"].to_numpy(), rows["page_index"].to_numpy())
     shape = (len(users), catalogue.size)
     weight = rows["weight"].fill_null(0.0).fill_nan(0.0).clip(0.0).to_numpy()
-    strength = sp.csr_matrix(
-        (np.log1p(weight).astype(np.float32), coordinates), shape=shape, dtype=np.float32
-    )
+    values = (weight > 0).astype(np.float32) if strength == "binary" else np.log1p(weight)
+    matrix = sp.csr_matrix((values.astype(np.float32), coordinates), shape=shape, dtype=np.float32)
     conversions = rows["converted"].fill_null(False).to_numpy().astype(np.float32)
     converted = sp.csr_matrix((conversions, coordinates), shape=shape, dtype=np.float32)
     converted.eliminate_zeros()
-    return Interactions(users.to_numpy().astype(str), strength, converted, rows.height)
+    engaged = sp.csr_matrix(
+        (np.ones(rows.height, dtype=np.float32), coordinates), shape=shape, dtype=np.float32
+    )
+    return Interactions(users.to_numpy().astype(str), matrix, converted, engaged, rows.height)

@@ -17,8 +17,27 @@ DEFAULT_EVENT_WEIGHTS: dict[str, float] = {
 DEFAULT_NON_RECOMMENDABLE: tuple[str, ...] = ("home", "search", "cart", "checkout")
 SOURCES = ("hybrid", "segment_popularity", "global_popularity")
 COMPONENTS = ("content", "collaborative", "popularity")
-EXCLUDE_MODES = ("converted", "seen", "none")
+# Pages a user is never shown, in served lists and in the evaluation alike: everything the user
+# engaged with (any event on it), or only the pages they converted on.
+EXCLUDE_MODES = ("engaged", "converted")
+# How a user's decayed event weights become the preference matrix: log1p of the weighted sum, or
+# 1 for every (user, page) with any weighted event (binary implicit feedback, textbook EASE).
+STRENGTHS = ("log1p", "binary")
+# Fewer users than this in a window: its metrics are "insufficient data", not figures.
+MIN_EVALUATED_USERS = 100
 COLLABORATIVE_METHODS = ("ease", "item_knn", "user_knn", "blend")
+# Every method the evaluation scores; the first three are baselines.
+METHODS: tuple[str, ...] = (
+    "random",
+    "global_popularity",
+    "segment_popularity",
+    "content",
+    "item_knn",
+    "user_knn",
+    "ease",
+    "hybrid",
+)
+BASELINES = frozenset({"random", "global_popularity", "segment_popularity"})
 
 
 class RecommendationError(ValueError):
@@ -39,11 +58,14 @@ class RecommenderParams:
     item_neighbours: int = 40
     user_neighbours: int = 50
     user_pool: int = 20_000
-    half_life_days: float = 30.0
-    history_days: int = 90
+    # None: no time decay. Tuned on the validation window by rec_evaluation.
+    half_life_days: float | None = None
+    # None: the user's whole history (the default); a number keeps only the last N days.
+    history_days: int | None = None
+    strength: str = "log1p"
     event_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS))
     conversion_events: tuple[str, ...] = ("purchase",)
-    exclude: str = "converted"
+    exclude: str = "engaged"
     non_recommendable_page_types: tuple[str, ...] = DEFAULT_NON_RECOMMENDABLE
     use_segments: bool = True
     seed: int = 0
@@ -74,8 +96,19 @@ class RecommenderParams:
             raise RecommendationError(
                 f"collaborative must be one of {COLLABORATIVE_METHODS} (got {self.collaborative!r})"
             )
-        if self.half_life_days <= 0 or self.history_days < 1:
-            raise RecommendationError("half_life_days must be > 0 and history_days >= 1")
+        if self.strength not in STRENGTHS:
+            raise RecommendationError(
+                f"strength must be one of {STRENGTHS} (got {self.strength!r})"
+            )
+        if self.half_life_days is not None and not self.half_life_days > 0:
+            raise RecommendationError(
+                f"half_life_days must be > 0, or None for no decay (got {self.half_life_days})"
+            )
+        if self.history_days is not None and self.history_days < 1:
+            raise RecommendationError(
+                f"history_days must be >= 1, or None for the whole history "
+                f"(got {self.history_days})"
+            )
         if self.ease_lambda <= 0:
             raise RecommendationError(f"ease_lambda must be > 0 (got {self.ease_lambda})")
         if min(self.content_neighbours, self.item_neighbours, self.user_neighbours) < 1:

@@ -17,8 +17,6 @@ from ubap_assets.core.recommend.params import COMPONENTS, SOURCES
 from ubap_assets.core.recommend.ranking import BLOCK_SIZE, minmax_rows, top_k
 from ubap_assets.core.recommend.scorers import RecommenderModel
 
-# Score offset of excluded pages used only to fill a list up to k.
-REPEAT_OFFSET = -1e6
 LISTS_SCHEMA: dict[str, pl.DataType] = {
     "user_id": pl.String,
     "rank": pl.Int32,
@@ -36,25 +34,15 @@ def list_length(model: RecommenderModel) -> int:
     return min(model.params.k, model.catalogue.n_recommendable)
 
 
-def exclusion_mask(model: RecommenderModel, train_rows: np.ndarray) -> np.ndarray:
-    """Dense bool (users, pages): what this user must not be shown (per ``params.exclude``)."""
-    mask = np.zeros((len(train_rows), model.catalogue.size), dtype=bool)
-    known = train_rows >= 0
-    if model.params.exclude == "none" or not known.any():
-        return mask
-    history = model.train.converted if model.params.exclude == "converted" else model.train.strength
-    mask[known] = history[train_rows[known]].toarray() > 0
-    return mask
-
-
 def recommendation_lists(
     model: RecommenderModel, user_ids: np.ndarray | list[str], generated_at: datetime
 ) -> pl.DataFrame:
     """Top-k recommendations for each requested user, with the source and reason of every row.
 
-    Users with history get the hybrid; users without (new, or an id never seen) get their
-    segment's popularity, else global popularity. Every user gets min(k, candidate pages) rows:
-    if exclusions leave fewer than k pages, excluded pages fill up the list as ``repeat``.
+    Users with history (any event, however old) get the hybrid; users without (new, or an id
+    never seen) get their segment's popularity, else global popularity. Both paths drop the pages
+    ``model.excluded`` names (the policy the evaluation applies), so a user gets
+    min(k, candidate pages) rows, fewer only when the policy leaves fewer pages.
     """
     user_ids = np.asarray(user_ids, dtype=str)
     k = list_length(model)
@@ -102,11 +90,11 @@ def _block_lists(
     total, weighted = model.hybrid(parts)
     popularity_scaled = minmax_rows(parts["popularity"])
     score = np.where(known[:, None], total, popularity_scaled) + model.tie_break()
-    score = np.where(exclusion_mask(model, train_rows), REPEAT_OFFSET + popularity_scaled, score)
+    score[model.excluded(train_rows)] = -np.inf
     score[:, ~catalogue.recommendable] = -np.inf
     top = top_k(score, k)
     top_score = np.take_along_axis(score, top, axis=1)
-    repeat = top_score < REPEAT_OFFSET / 2
+    served = np.isfinite(top_score)  # False: the policy left fewer than k pages
 
     # Which component contributed most, and which history page explains it.
     contributions = np.stack([np.take_along_axis(weighted[c], top, axis=1) for c in COMPONENTS])
@@ -120,7 +108,7 @@ def _block_lists(
 
     in_segment = segment >= 0
     user_source = np.where(known, 0, np.where(in_segment, 1, 2))  # index into SOURCES
-    source = np.where(repeat, 3, np.repeat(user_source[:, None], k, axis=1)).ravel()
+    source = np.repeat(user_source[:, None], k, axis=1).ravel()
     signal = np.where(
         known[:, None], np.argmax(contributions, axis=0), 3 + user_source[:, None]
     ).ravel()
@@ -132,8 +120,9 @@ def _block_lists(
             "rank": np.tile(np.arange(1, k + 1, dtype=np.int32), n_users),
             "page_id": pl.Series(catalogue.page_ids.tolist()).gather(top.ravel()),
             "title": titles.gather(top.ravel()),
-            "score": np.where(repeat, 0.0, top_score).ravel().astype(np.float64),
-            "source": pl.Series([*SOURCES, "repeat"]).gather(source),
+            "score": np.where(served, top_score, 0.0).ravel().astype(np.float64),
+            "served": served.ravel(),
+            "source": pl.Series(list(SOURCES)).gather(source),
             "top_signal": pl.Series([*COMPONENTS, *SOURCES]).gather(signal),
             "content_anchor": titles.gather(content_anchor.ravel()),
             "item_anchor": titles.gather(item_anchor.ravel()),
@@ -148,7 +137,7 @@ def _block_lists(
             },
         }
     )
-    return lists.with_columns(
+    return lists.filter("served").with_columns(
         score=pl.col("score").round(6),
         reason=reason(user_based=model.params.collaborative == "user_knn"),
     )
@@ -192,9 +181,7 @@ def reason(user_based: bool) -> pl.Expr:
     )
     signal = pl.col("top_signal")
     return (
-        pl.when(pl.col("source") == "repeat")
-        .then(pl.lit("already converted on; shown again because fewer than k other pages remain"))
-        .when(pl.col("source") == "segment_popularity")
+        pl.when(pl.col("source") == "segment_popularity")
         .then(pl.concat_str(pl.lit("no history yet: "), in_segment))
         .when(pl.col("source") == "global_popularity")
         .then(pl.lit("no history yet: popular across the site"))

@@ -7,7 +7,7 @@ the model complete in one go; it is frozen afterwards.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import polars as pl
@@ -38,14 +38,19 @@ def prune_to_neighbours(similarity: np.ndarray, n: int) -> np.ndarray:
     return similarity
 
 
-def ease_weights(strength: sp.csr_matrix, regularization: float) -> np.ndarray:
-    """EASE weights B = -P / diag(P) with P = (X'X + lambda I)^-1 and a zero diagonal."""
+def ease_weights(
+    strength: sp.csr_matrix, regularization: float, dtype: type = np.float32
+) -> np.ndarray:
+    """EASE weights B = I - P / diag(P) with P = (X'X + lambda I)^-1: -P_ij / P_jj off the
+    diagonal, a zero diagonal (Steck 2019). Fitted on ``strength`` as stored: on binary
+    interactions without decay this is textbook EASE. Solved in float64, returned as ``dtype``
+    (the model stores float32 to halve the memory of a pages x pages matrix)."""
     gram = np.asarray((strength.T @ strength).todense(), dtype=np.float64)
     gram[np.diag_indices_from(gram)] += regularization
     inverse = np.linalg.inv(gram)
     weights = -inverse / np.diag(inverse)
     np.fill_diagonal(weights, 0.0)
-    return weights.astype(np.float32)
+    return weights.astype(dtype)
 
 
 @dataclass(frozen=True)
@@ -154,6 +159,33 @@ class RecommenderModel:
     def item_graph(self) -> np.ndarray:
         """The item-item weights behind the collaborative component's explanations."""
         return self.ease_weights if self.params.collaborative == "ease" else self.item_sim
+
+    def with_params(self, params: RecommenderParams) -> RecommenderModel:
+        """The same fit under other serving knobs (weights, collaborative method, exclusion, k);
+        EASE is refitted when lambda changes. Decay and strength need a new ``fit``."""
+        params.validate()
+        model = replace(self, params=params)
+        if params.ease_lambda != self.params.ease_lambda:
+            model = replace(
+                model, ease_weights=ease_weights(self.train.strength, params.ease_lambda)
+            )
+        return model
+
+    def excluded(self, train_rows: np.ndarray) -> np.ndarray:
+        """Dense bool (users, pages): pages never shown to each user, per ``params.exclude`` —
+        everything they engaged with ("engaged") or only what they converted on ("converted").
+        ``train_rows``: each user's row in the training matrices, -1 for a user without history.
+        The one exclusion policy: served lists and the evaluation both call this."""
+        mask = np.zeros((len(train_rows), self.catalogue.size), dtype=bool)
+        known = train_rows >= 0
+        if not known.any():
+            return mask
+        mask[known] = self.exclusion_matrix()[train_rows[known]].toarray() > 0
+        return mask
+
+    def exclusion_matrix(self) -> sp.csr_matrix:
+        """(train users, pages) nonzero where ``params.exclude`` hides the page from the user."""
+        return self.train.converted if self.params.exclude == "converted" else self.train.engaged
 
     # ---- component scorers: each returns a dense float32 (len(rows), pages) block
     def content(self, rows: sp.csr_matrix) -> np.ndarray:

@@ -3,14 +3,13 @@
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
 
 import dagster as dg
 import polars as pl
 from dagster_duckdb import DuckDBResource
 
 from ubap_assets.core import insights, recommend
-from ubap_assets.core.recommend import evaluation
+from ubap_assets.core.recommend import evaluation, tuning
 from ubap_assets.defs.recommendations.config import (
     EvaluationConfig,
     InsightsConfig,
@@ -103,20 +102,20 @@ def user_recommendations(
     pages: pl.DataFrame,
     users: pl.DataFrame,
     page_embeddings: pl.DataFrame,
+    rec_evaluation: pl.DataFrame,
 ) -> dg.Output[pl.DataFrame]:
-    """One row per (user, rank): the hybrid's top-k pages for a user, with source and reason."""
-    params = config.params()
+    """One row per (user, rank): the served method's top-k pages for a user, with source and
+    reason. The served method and its knobs are rec_evaluation's choice on the validation
+    window; every event of a user counts, and the evaluation's exclusion policy applies."""
+    with failing_run_on_bad_input():
+        params, selection = tuning.served_params(rec_evaluation, config.params())
     started = time.perf_counter()
     with failing_run_on_bad_input():
         with warehouse.get_connection() as con:
             end = recommend.data_end(con)
-            frame = recommend.load_interactions(
-                con, end - timedelta(days=params.history_days), end, params
-            )
             segments, segments_note = load_segments(con, params)
-        catalogue = recommend.build_catalogue(pages, page_embeddings, params)
-        train = recommend.build_interactions(frame, catalogue)
-        model = recommend.fit(catalogue, train, params, segments)
+            catalogue = recommend.build_catalogue(pages, page_embeddings, params)
+            model = tuning.fit_until(con, catalogue, params, segments, end)
         # Everyone in users, plus anyone with history whom users does not list yet.
         user_ids = pl.concat(
             [
@@ -128,6 +127,7 @@ def user_recommendations(
     for note in model.notes:
         context.log.info(note)
     by_source = lists.group_by("source").agg(pl.col("user_id").n_unique()).sort("source")
+    served = rec_evaluation.filter(pl.col("is_served")) if "is_served" in rec_evaluation else None
     return dg.Output(
         lists,
         metadata={
@@ -136,8 +136,13 @@ def user_recommendations(
             "users_with_history": model.train.n_users,
             "users_by_source": dg.MetadataValue.json(dict(by_source.iter_rows())),
             "catalogue_coverage": round(
-                float(lists["page_id"].n_unique() / catalogue.recommendable.sum()), 4
+                float(lists["page_id"].n_unique() / catalogue.n_recommendable), 4
             ),
+            "served_method": served["method"][0] if served is not None and served.height else "",
+            "selection": selection,
+            "exclude": params.exclude,
+            "half_life_days": params.half_life_days or "no decay",
+            "ease_lambda": params.ease_lambda,
             "weights": dg.MetadataValue.json(params.component_weights),
             "segments": segments_note,
             "notes": "; ".join(model.notes) or "none",
@@ -157,8 +162,11 @@ def rec_evaluation(
     pages: pl.DataFrame,
     page_embeddings: pl.DataFrame,
 ) -> dg.Output[pl.DataFrame]:
-    """One row per method: HR/NDCG/recall/MAP@k, coverage, novelty on a time-based split."""
+    """One row per method: NDCG/recall@k with bootstrap 95% intervals, HR, MAP, coverage and
+    novelty on the test window, knobs tuned on the validation window before it, and which
+    method is served."""
     params = config.params()
+    grid = config.grid()
     with failing_run_on_bad_input():
         catalogue = recommend.build_catalogue(pages, page_embeddings, params)
         with warehouse.get_connection() as con:
@@ -166,29 +174,56 @@ def rec_evaluation(
             if segments is not None:
                 segments_note += " (assigned on all history: mild leakage into the test week)"
             result = evaluation.run_evaluation(
-                con, catalogue, params, segments, test_days=config.test_days, note=segments_note
+                con,
+                catalogue,
+                params,
+                segments,
+                test_days=config.test_days,
+                validation_days=config.validation_days,
+                grid=grid,
+                min_users=config.min_users,
+                n_resamples=config.bootstrap_resamples,
+                note=segments_note,
             )
-    by_method = {r["method"]: r for r in result.iter_rows(named=True)}
-    hybrid = by_method.get("hybrid", {})
-    popularity = by_method.get("global_popularity", {})
+    context.log.info(f"rec_evaluation: {result['note'][0]}")
+    return dg.Output(result, metadata=evaluation_metadata(result))
+
+
+def evaluation_metadata(result: pl.DataFrame) -> dict:
+    """What a person wants in the UI: status and n, the served method and why, the table."""
+    first = result.row(0, named=True)
+    served = result.filter(pl.col("is_served"))
     meta = {
-        "users_evaluated": int(result["users_evaluated"].max() or 0),
-        "cutoff": str(result["cutoff_ts"][0]),
-        "hybrid_ndcg_at_10": float(hybrid.get("ndcg_at_k", 0.0)),
-        "global_popularity_ndcg_at_10": float(popularity.get("ndcg_at_k", 0.0)),
-        "hybrid_lift_over_popularity": round(
-            hybrid.get("ndcg_at_k", 0.0) / popularity["ndcg_at_k"], 3
-        )
-        if popularity.get("ndcg_at_k")
-        else 0.0,
+        "status": first["status"],
+        "users_evaluated": first["users_evaluated"],
+        "validation_users": first["validation_users"],
+        "candidate_pages": first["candidate_pages"],
+        "k": first["k"],
+        "windows": f"validation {first['validation_start_ts']} .. test {first['cutoff_ts']} .. "
+        f"{first['test_end_ts']}",
+        "served_method": served["method"][0] if served.height else "",
+        "selection": (served["selection"][0] if served.height else "") or "",
         "table": markdown_preview(
-            result.drop("cutoff_ts", "test_end_ts", "note", "k", "is_baseline"),
+            result.select(
+                "method",
+                "users_evaluated",
+                "ndcg_at_k",
+                "ndcg_ci_low",
+                "ndcg_ci_high",
+                "recall_at_k",
+                "coverage",
+                "validation_ndcg_at_k",
+                "is_served",
+            ),
             rows=len(evaluation.METHODS),
         ),
-        "note": result["note"][0] or "none",
+        "note": first["note"] or "none",
     }
-    context.log.info(f"rec_evaluation: {meta['note']}")
-    return dg.Output(result, metadata=meta)
+    for method in ("hybrid", "global_popularity"):
+        row = result.filter(pl.col("method") == method)
+        if row.height and row["ndcg_at_k"][0] is not None:
+            meta[f"{method}_ndcg_at_k"] = row["ndcg_at_k"][0]
+    return meta
 
 
 @dg.asset(

@@ -9,9 +9,11 @@ from ubap_assets.core.insights import InsightParams
 from ubap_assets.core.recommend import (
     DEFAULT_EVENT_WEIGHTS,
     DEFAULT_NON_RECOMMENDABLE,
+    MIN_EVALUATED_USERS,
     RecommendationError,
     RecommenderParams,
 )
+from ubap_assets.core.recommend.tuning import DEFAULT_WEIGHTS, TuningGrid
 
 
 class HybridConfig(dg.Config):
@@ -27,16 +29,31 @@ class HybridConfig(dg.Config):
         default="ease",
         description="Collaborative component: ease, item_knn, user_knn or blend (all three).",
     )
-    ease_lambda: float = Field(default=500.0, description="EASE L2 regularization.")
-    half_life_days: float = Field(default=30.0, description="Time-decay half-life of events.")
-    history_days: int = Field(default=90, description="Days of events the model learns from.")
+    ease_lambda: float = Field(
+        default=500.0, description="EASE L2 regularization (rec_evaluation tunes it)."
+    )
+    half_life_days: float | None = Field(
+        default=None,
+        description="Time-decay half-life of events; null: no decay (rec_evaluation tunes it).",
+    )
+    history_days: int | None = Field(
+        default=None,
+        description="Days of events the model learns from; null: each user's whole history.",
+    )
+    strength: str = Field(
+        default="log1p",
+        description="Preference per (user, page): log1p of the weighted events, or binary.",
+    )
     event_weights: dict[str, float] = Field(
         default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS),
         description="Implicit-feedback weight per event type (view < add_to_cart < purchase).",
     )
     exclude: str = Field(
-        default="converted",
-        description="Pages never recommended to a user: converted (bought), seen, or none.",
+        default="engaged",
+        description=(
+            "Pages never recommended to a user, in served lists and in the evaluation alike: "
+            "engaged (any event on the page) or converted (only pages converted on)."
+        ),
     )
     conversion_events: list[str] = Field(
         default_factory=lambda: ["purchase"], description="Event types that mean converted."
@@ -71,13 +88,49 @@ class HybridConfig(dg.Config):
 
 
 class RecommendationsConfig(HybridConfig):
-    """Knobs of user_recommendations."""
+    """Knobs of user_recommendations; decay, lambda and weights come from rec_evaluation's
+    served row when it has one."""
 
 
 class EvaluationConfig(HybridConfig):
-    """Knobs of rec_evaluation (the hybrid is the same as user_recommendations' by default)."""
+    """Knobs of rec_evaluation: the windows, the guards and the tuning grid."""
 
-    test_days: int = Field(default=7, description="Test window [T, T + test_days) after cutoff T.")
+    test_days: int = Field(default=7, description="Test window: the last test_days of data.")
+    validation_days: int = Field(
+        default=7, description="Validation window (tuning): the validation_days before the test."
+    )
+    min_users: int = Field(
+        default=MIN_EVALUATED_USERS,
+        description="Fewer evaluable users in a window: insufficient data (no figures).",
+    )
+    bootstrap_resamples: int = Field(
+        default=1000, description="Bootstrap resamples of the test users for the 95% intervals."
+    )
+    tune_half_lives: list[float] = Field(
+        default_factory=lambda: [0.0, 30.0, 120.0],
+        description="Half-lives tried on validation (days; 0 = no decay).",
+    )
+    tune_ease_lambdas: list[float] = Field(
+        default_factory=lambda: [50.0, 200.0, 500.0, 2000.0],
+        description="EASE lambdas tried on validation.",
+    )
+    tune_weights: list[list[float]] = Field(
+        default_factory=lambda: [list(w) for w in DEFAULT_WEIGHTS],
+        description="Hybrid weights (content, collaborative, popularity) tried on validation.",
+    )
+
+    def grid(self) -> TuningGrid:
+        try:
+            return TuningGrid(
+                half_lives=tuple(h if h > 0 else None for h in self.tune_half_lives),
+                ease_lambdas=tuple(self.tune_ease_lambdas),
+                weights=tuple(tuple(w) for w in self.tune_weights),
+            ).validate()
+        except RecommendationError as exc:
+            raise dg.Failure(
+                description=f"Invalid tuning grid: {exc}",
+                metadata={"fix": "correct the run config"},
+            ) from exc
 
 
 class SimilarPagesConfig(dg.Config):

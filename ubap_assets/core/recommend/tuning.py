@@ -1,0 +1,194 @@
+"""Choosing the knobs on the validation window, and the served choice that follows from them.
+
+A small grid: the decay half-life (or none), EASE's lambda and the hybrid's weights. Each method
+keeps the knobs that score best (NDCG@k) on the validation window; the served default is the
+hybrid or its best single component, whichever scores better there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+import duckdb
+import numpy as np
+import polars as pl
+
+from ubap_assets.core.recommend.interactions import (
+    build_interactions,
+    engaged_pages,
+    history_start,
+    load_interactions,
+)
+from ubap_assets.core.recommend.params import METHODS, RecommendationError, RecommenderParams
+from ubap_assets.core.recommend.scorers import RecommenderModel, fit
+from ubap_assets.core.recommend.scoring import Weights, score_window
+from ubap_assets.core.recommend.texts import Catalogue
+
+DEFAULT_WEIGHTS: tuple[Weights, ...] = (
+    (0.1, 0.85, 0.05),
+    (0.05, 0.9, 0.05),
+    (0.0, 0.9, 0.1),
+    (0.2, 0.7, 0.1),
+    (0.1, 0.7, 0.2),
+    (0.3, 0.5, 0.2),
+)
+
+
+@dataclass(frozen=True)
+class TuningGrid:
+    """The validation grid. None in ``half_lives`` means no decay."""
+
+    half_lives: tuple[float | None, ...] = (None, 30.0, 120.0)
+    ease_lambdas: tuple[float, ...] = (50.0, 200.0, 500.0, 2000.0)
+    weights: tuple[Weights, ...] = DEFAULT_WEIGHTS
+
+    def validate(self) -> TuningGrid:
+        if not self.half_lives or not self.ease_lambdas or not self.weights:
+            raise RecommendationError("the tuning grid needs at least one value per knob")
+        if any(h is not None and h <= 0 for h in self.half_lives) or min(self.ease_lambdas) <= 0:
+            raise RecommendationError("half-lives and EASE lambdas in the grid must be > 0")
+        for w in self.weights:
+            if len(w) != 3 or min(w) < 0 or sum(w) <= 0 or max(w) == sum(w):
+                raise RecommendationError(
+                    f"hybrid weights {w}: give (content, collaborative, popularity), >= 0, "
+                    "with at least two non-zero (one alone is a single component, not a hybrid)"
+                )
+        return self
+
+
+def fit_until(
+    con: duckdb.DuckDBPyConnection,
+    catalogue: Catalogue,
+    params: RecommenderParams,
+    segments: pl.DataFrame | None,
+    end: datetime,
+) -> RecommenderModel:
+    """The model fitted on every event before ``end`` (or the last ``history_days``)."""
+    frame = load_interactions(con, history_start(end, params), end, params)
+    return fit(catalogue, build_interactions(frame, catalogue, params.strength), params, segments)
+
+
+def with_weights(params: RecommenderParams, weights: Weights) -> RecommenderParams:
+    content, collaborative, popularity = weights
+    return replace(
+        params, w_content=content, w_collaborative=collaborative, w_popularity=popularity
+    )
+
+
+def component_methods(params: RecommenderParams) -> dict[str, str]:
+    """The hybrid's components as evaluated methods (a blended collaborative part has none)."""
+    methods = {
+        "content": "content",
+        "popularity": "segment_popularity" if params.use_segments else "global_popularity",
+    }
+    if params.collaborative in METHODS:
+        methods["collaborative"] = params.collaborative
+    return methods
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """Per method, the knobs chosen on validation and the NDCG@k they scored there."""
+
+    chosen: dict[str, RecommenderParams]
+    validation_ndcg: dict[str, float] = field(default_factory=dict)
+    validation_users: int = 0
+    served: str = "hybrid"
+    best_component: str = ""
+    note: str = ""
+
+    @property
+    def tuned(self) -> bool:
+        return bool(self.validation_ndcg)
+
+
+def tune(
+    con: duckdb.DuckDBPyConnection,
+    catalogue: Catalogue,
+    params: RecommenderParams,
+    segments: pl.DataFrame | None,
+    validation_start: datetime,
+    validation_end: datetime,
+    grid: TuningGrid,
+    min_users: int,
+) -> Tuning:
+    """Score the grid on [validation_start, validation_end), the model fitted before it."""
+    grid.validate()
+    weights_grid = list(dict.fromkeys([tuple(params.component_weights.values()), *grid.weights]))
+    pairs = engaged_pages(con, validation_start, validation_end)
+    results: dict[str, list[tuple[float, RecommenderParams]]] = {m: [] for m in METHODS}
+    users = 0
+    for half_life in grid.half_lives:
+        decayed = replace(params, half_life_days=half_life)
+        base = fit_until(con, catalogue, decayed, segments, validation_start)
+        for position, ease_lambda in enumerate(grid.ease_lambdas):
+            knobs = replace(decayed, ease_lambda=ease_lambda)
+            model = base.with_params(knobs)
+            variants = {"ease": ("ease", None)}
+            if position == 0:  # lambda changes EASE only
+                variants |= {m: (m, None) for m in METHODS if m not in ("ease", "hybrid")}
+            if position == 0 or params.collaborative in ("ease", "blend"):
+                variants |= {f"hybrid {w}": ("hybrid", w) for w in weights_grid}
+            scores = score_window(model, pairs, variants, params.k, params.seed)
+            users = scores.n_users
+            if users < min_users:
+                return Tuning(
+                    chosen=dict.fromkeys(METHODS, params),
+                    validation_users=users,
+                    note=(
+                        f"validation window has {users} evaluable users (< {min_users}): "
+                        "insufficient data to tune, configured knobs kept"
+                    ),
+                )
+            for label, (method, weights) in variants.items():
+                chosen = with_weights(knobs, weights) if weights else knobs
+                results[method].append((scores.mean(label), chosen))
+    chosen, best = {}, {}
+    for method, candidates in results.items():
+        ndcgs = np.array([ndcg for ndcg, _ in candidates])
+        winner = int(np.argmax(ndcgs))  # first best: the grid's order breaks ties
+        best[method], chosen[method] = float(ndcgs[winner]), candidates[winner][1]
+    components = component_methods(params)
+    best_component = max(components.values(), key=lambda m: best[m])
+    served = "hybrid" if best["hybrid"] >= best[best_component] else best_component
+    return Tuning(chosen, best, users, served, best_component)
+
+
+def serving_params(method: str, knobs: RecommenderParams) -> RecommenderParams:
+    """Knobs that make the served lists rank like ``method`` did in the evaluation."""
+    if method == "hybrid":
+        return knobs
+    if method == "content":
+        return with_weights(knobs, (1.0, 0.0, 0.0))
+    if method in ("segment_popularity", "global_popularity"):
+        return replace(
+            with_weights(knobs, (0.0, 0.0, 1.0)), use_segments=method == "segment_popularity"
+        )
+    if method in ("ease", "item_knn", "user_knn"):
+        return replace(with_weights(knobs, (0.0, 1.0, 0.0)), collaborative=method)
+    raise RecommendationError(f"method {method!r} cannot be served")
+
+
+def served_params(
+    rec_evaluation: pl.DataFrame, params: RecommenderParams
+) -> tuple[RecommenderParams, str]:
+    """The served knobs from ``rec_evaluation``'s served row, and a sentence saying which."""
+    served = (
+        rec_evaluation.filter(pl.col("is_served"))
+        if "is_served" in rec_evaluation.columns
+        else rec_evaluation.clear()
+    )
+    if served.is_empty():
+        return params, "rec_evaluation names no served method: configured knobs"
+    row = served.row(0, named=True)
+    knobs = replace(
+        params,
+        half_life_days=row["half_life_days"],
+        ease_lambda=float(row["ease_lambda"]),
+        w_content=float(row["w_content"]),
+        w_collaborative=float(row["w_collaborative"]),
+        w_popularity=float(row["w_popularity"]),
+        exclude=row.get("exclude") or params.exclude,
+    )
+    return serving_params(row["method"], knobs).validate(), str(row["selection"] or "")
