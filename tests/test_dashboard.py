@@ -18,6 +18,7 @@ from streamlit.testing.v1 import AppTest
 
 from ubap_assets.core import segmentation
 from ubap_assets.core.metrics import TREND_COLUMNS
+from ubap_assets.core.metrics import TREND_METRICS as TREND_LABELS
 from ubap_assets.core.synthetic import WorldSpec, generate_world
 from ubap_assets.warehouse import tables as t
 from ubap_assets.warehouse.snapshots import Snapshot, publish_snapshot, snapshot_meta_frame
@@ -167,7 +168,103 @@ def _anomaly_history(daily: pl.DataFrame) -> pl.DataFrame:
             )
         )
         frames.append(frame)
-    return pl.concat(frames, how="diagonal").fill_nan(0.0)
+    return (
+        pl.concat(frames, how="diagonal")
+        .fill_nan(0.0)
+        .with_columns(
+            note=pl.when(pl.col("has_baseline"))
+            .then(pl.lit(None, pl.String))
+            .otherwise(pl.lit("warm-up: fewer than 7 days of history"))
+        )
+    )
+
+
+# The incidents of the dashboard's snapshot: (metrics, first day index, last day index, severity).
+INCIDENT_PLAN = {
+    "sessions": (("sessions", "active_users"), 12, 15, "high"),
+    "conversion_rate": (("conversion_rate",), 20, DAYS - 2, "medium"),
+}
+
+
+def _incidents(history: pl.DataFrame, days: list[date]) -> dict[str, pl.DataFrame]:
+    """incidents, incident_contributors and anomaly_sensitivity in the contract's shape
+    (docs/tables/anomalies.md), and anomaly_history with each flagged point's incident_id."""
+    incidents, contributors, tagged = [], [], []
+    for headline, (metrics, first, last, severity) in INCIDENT_PLAN.items():
+        start, end = days[first], days[last]
+        incident_id = f"{start}-{headline}-drop"
+        window = pl.col("day").is_between(start, end) & pl.col("metric").is_in(metrics)
+        tagged.append(pl.when(window & pl.col("is_anomaly")).then(pl.lit(incident_id)))
+        points = history.filter(window & pl.col("is_anomaly")).height
+        label = TREND_LABELS[headline]
+        incidents.append(
+            {
+                "incident_id": incident_id,
+                "start_day": start,
+                "end_day": end,
+                "days": (end - start).days + 1,
+                "ongoing": end == days[-2],
+                "headline_metric": headline,
+                "headline_label": label,
+                "direction": "drop",
+                "headline_dimension": "all",
+                "headline_dimension_value": "all",
+                "expected": 200.0 if headline == "sessions" else 0.195,
+                "observed": 120.0 if headline == "sessions" else 0.121,
+                "relative_change": -0.4 if headline == "sessions" else -0.38,
+                "peak_score": -12.5 if severity == "high" else -6.0,
+                "severity": severity,
+                "metrics": list(metrics),
+                "n_points": points,
+                "n_scopes": 1,
+                "top_contributor": "device=mobile",
+                "top_share": 0.92,
+                "description": f"{label} fell 38% from {start:%d %b} to {end:%d %b}; "
+                "mobile accounts for 92% of the drop.",
+            }
+        )
+        for metric in metrics:
+            for dimension, values in (
+                ("device", ("mobile", "desktop", "tablet")),
+                ("traffic_source", ("organic", "paid")),
+            ):
+                shares = (0.92, 0.06, 0.02) if dimension == "device" else (0.7, 0.3)
+                for rank, (value, share) in enumerate(zip(values, shares, strict=True), 1):
+                    contributors.append(
+                        {
+                            "incident_id": incident_id,
+                            "metric": metric,
+                            "dimension": dimension,
+                            "dimension_value": value,
+                            "expected": 100.0,
+                            "observed": 100.0 - 50 * share,
+                            "change": -50 * share,
+                            "share": share,
+                            "rank": rank,
+                        }
+                    )
+    thresholds = (2.0, 3.0, 4.0, 5.0, 6.0)
+    sensitivity = pl.DataFrame(
+        {
+            "threshold": thresholds,
+            "incidents": [9, 5, 2, 1, 0],
+            "incidents_per_30_days": [12.9, 7.1, 2.9, 1.4, 0.0],
+            "flagged_points": [40, 22, 9, 3, 0],
+            "is_current": [x == 4.0 for x in thresholds],
+        }
+    ).with_columns(pl.col("incidents", "flagged_points").cast(pl.Int32))
+    return {
+        t.ANOMALY_HISTORY: history.with_columns(
+            incident_id=pl.coalesce(*tagged, pl.lit(None, pl.String))
+        ),
+        t.INCIDENTS: pl.DataFrame(incidents)
+        .with_columns(pl.col("days", "n_points", "n_scopes").cast(pl.Int32))
+        .sort("end_day", descending=True),
+        t.INCIDENT_CONTRIBUTORS: pl.DataFrame(contributors).with_columns(
+            pl.col("rank").cast(pl.Int32)
+        ),
+        t.ANOMALY_SENSITIVITY: sensitivity,
+    }
 
 
 def contract_tables(world, rng: np.random.Generator) -> dict[str, pl.DataFrame]:
@@ -232,7 +329,7 @@ def contract_tables(world, rng: np.random.Generator) -> dict[str, pl.DataFrame]:
         .agg(
             pl.len().alias("users"),
             *[pl.col(c).mean().cast(pl.Float64) for c in profile_means],
-            conversion_rate=(pl.col("purchases") > 0).mean(),
+            buyer_share=(pl.col("purchases") > 0).mean(),
         )
         .with_columns(
             share=pl.col("users") / n,
@@ -356,7 +453,8 @@ def contract_tables(world, rng: np.random.Generator) -> dict[str, pl.DataFrame]:
             "scored_at": [cutoff] * n,
         }
     )
-    history = _anomaly_history(daily)
+    incident_tables = _incidents(_anomaly_history(daily), days)
+    history = incident_tables[t.ANOMALY_HISTORY]
     latest = history.filter(pl.col("is_anomaly") & (pl.col("day") > as_of - timedelta(days=7)))
     if latest.is_empty():  # always show at least one flagged point on the page
         latest = history.filter(pl.col("is_anomaly")).tail(1)
@@ -553,6 +651,7 @@ def contract_tables(world, rng: np.random.Generator) -> dict[str, pl.DataFrame]:
         t.ANOMALIES: anomalies,
         t.ANOMALY_HISTORY: history,
         t.ANOMALY_SCORES: anomaly_scores,
+        **incident_tables,
         t.SUMMARY: summary,
         t.SIMILAR_PAGES: similar,
         t.USER_RECOMMENDATIONS: recs,
@@ -562,12 +661,17 @@ def contract_tables(world, rng: np.random.Generator) -> dict[str, pl.DataFrame]:
 
 
 def build_snapshot(
-    snapshot_dir: Path, *, omit: tuple[str, ...] = (), source: Path | None = None
+    snapshot_dir: Path,
+    *,
+    omit: tuple[str, ...] = (),
+    source: Path | None = None,
+    replace: dict[str, pl.DataFrame] | None = None,
 ) -> Snapshot:
     """Publish a serving snapshot of a small synthetic world into ``snapshot_dir``.
 
     With ``source`` (an earlier snapshot file) its tables are re-published instead of generated,
-    which is quicker; ``omit`` leaves tables out (a pipeline run that lacked their assets).
+    which is quicker; ``omit`` leaves tables out (a pipeline run that lacked their assets);
+    ``replace`` publishes other contents for some tables (with ``source``).
     """
     con = duckdb.connect()
     if source is None:
@@ -581,7 +685,12 @@ def build_snapshot(
         path = str(source).replace("'", "''")  # ATTACH takes no parameters; a tmp_path file
         con.execute(f"ATTACH '{path}' AS source (READ_ONLY)")
         for name in t.SERVING_TABLES:
-            con.execute(f'CREATE VIEW "{name}" AS SELECT * FROM source."{name}"')
+            if name in (replace or {}):
+                con.register("frame_view", replace[name])
+                con.execute(f'CREATE TABLE "{name}" AS SELECT * FROM frame_view')
+                con.unregister("frame_view")
+            else:
+                con.execute(f'CREATE VIEW "{name}" AS SELECT * FROM source."{name}"')
     published = [n for n in t.SERVING_TABLES if n not in omit]
     now = datetime(2026, 2, 2, 3, 0, 0)
     meta = snapshot_meta_frame(
@@ -647,7 +756,12 @@ EXPECTED = {
     "funnels": ("Funnels & retention", 3, 4, lambda at: len(at.metric) == 2),
     "segments": ("Segments", 4, 3, lambda at: len(at.metric) == 4),
     "predictions": ("Predictions", 2, 4, lambda at: len(at.tabs) == 2 and at.expander),
-    "anomalies": ("Anomalies", 1, 3, lambda at: at.selectbox(key="anomaly_metric")),
+    "anomalies": (
+        "Anomalies",
+        4,  # contributors, the incident's series, the sensitivity curve, the timeline
+        5,
+        lambda at: at.selectbox(key="anomaly_metric") and at.selectbox(key="incident_pick"),
+    ),
     "recommendations": ("Recommendations", 2, 3, lambda at: at.selectbox(key="rec_user")),
     "admin": ("Admin insights", 1, 1, lambda at: len(at.metric) == 3),
     "pipeline": ("Pipeline", 1, 3, lambda at: len(at.metric) >= 7),
@@ -842,3 +956,108 @@ def test_a_pruned_snapshot_asks_for_a_rerun(tmp_path):
     gone = Snapshot("gone", tmp_path / "gone.duckdb")
     with pytest.raises(source.SnapshotChanged):
         source.table(gone, t.USERS)
+
+
+# --- incidents: the anomaly page, the annotations on the trend charts ----------------------------
+
+
+def test_anomaly_page_lists_incidents_and_drills_into_one(serving, snapshot_dir):
+    at = _open("anomalies")
+    _no_exception(at)
+    incidents = _read(snapshot_dir, "SELECT * FROM incidents ORDER BY end_day DESC")
+    pick = at.selectbox(key="incident_pick")
+    assert len(pick.options) == incidents.height == 2
+    assert at.dataframe[0].value["incident_id"].to_list() == incidents["incident_id"].to_list()
+    newest = incidents.row(0, named=True)
+    assert pick.options[0].startswith(f"{newest['start_day']:%d %b} → {newest['end_day']:%d %b}")
+    markdown = [m.value for m in at.markdown]
+    assert f"**{newest['description']}**" in markdown
+    captions = " ".join(c.value for c in at.caption)
+    assert "mobile (device) accounts for 92% of the drop in conversion rate." in captions
+    # the sensitivity curve, with the current threshold named under it
+    assert "At the current threshold (4)" in captions
+    assert "2 incident(s) on this history" in captions
+
+    at.selectbox(key="incident_pick").set_value(1).run()
+    _no_exception(at)
+    other = incidents.row(1, named=True)
+    assert f"**{other['description']}**" in [m.value for m in at.markdown]
+    points = next(
+        frame.value
+        for frame in at.dataframe
+        if "score" in frame.value.columns and "severity" in frame.value.columns
+    )
+    assert len(points) == other["n_points"]
+    assert set(points["metric"]) <= set(other["metrics"])
+    charts = [json.loads(chart.proto.spec) for chart in at.get("vega_lite_chart")]
+    assert any('"incident window"' in json.dumps(spec) for spec in charts), "no shaded window"
+
+
+def _incident_labels(at: AppTest) -> list[str]:
+    """The headline labels drawn on the page's charts' incident windows."""
+    found = []
+    for chart in at.get("vega_lite_chart"):
+        if "incident window" not in chart.proto.spec:
+            continue
+        for dataset in chart.proto.datasets:
+            frame = pl.read_ipc_stream(dataset.data.data)
+            if "label" in frame.columns and "involves" in frame.columns:
+                found += frame["label"].to_list()
+    return found
+
+
+@pytest.mark.parametrize("page", ["trends", "overview"])
+def test_trend_charts_shade_the_incidents(serving, page):
+    at = _open(page)
+    _no_exception(at)
+    labels = _incident_labels(at)
+    assert "Sessions drop -40%" in labels and "Conversion rate drop -38%" in labels
+    captions = " ".join(c.value for c in at.caption)
+    assert "Shaded: 2 incident(s)" in captions
+    assert "Sessions drop -40% (17 Jan → 20 Jan)" in captions
+    if page == "trends":  # a range that ends before the second incident shades only the first
+        at.date_input(key="trend_range").set_value((START, START + timedelta(days=16))).run()
+        _no_exception(at)
+        assert _incident_labels(at) == ["Sessions drop -40%"]
+        at.date_input(key="trend_range").set_value((START, START + timedelta(days=10))).run()
+        assert _incident_labels(at) == []
+        assert "Shaded" not in " ".join(c.value for c in at.caption)
+
+
+def test_no_incident_says_nothing_flagged_or_why_nothing_could_be_scored(
+    snapshot_dir, tmp_path, monkeypatch
+):
+    source = snapshot_dir / "test-snapshot.duckdb"
+    history = _read(snapshot_dir, "SELECT * FROM anomaly_history")
+    no_incidents = _read(snapshot_dir, "SELECT * FROM incidents WHERE FALSE")
+    scored = history.with_columns(note=pl.lit(None, pl.String))
+    quiet = tmp_path / "quiet"
+    build_snapshot(
+        quiet,
+        source=source,
+        replace={t.INCIDENTS: no_incidents, t.ANOMALY_HISTORY: scored},
+    )
+    monkeypatch.setenv("UBAP_SNAPSHOT_DIR", str(quiet))
+    at = _open("anomalies")
+    _no_exception(at)
+    assert [s.value for s in at.success][:2] == [
+        "Nothing flagged: every scored day stayed within its expected range.",
+        "Every day of every scope and metric has a score.",
+    ]
+    assert not at.warning
+
+    reason = "no sessions that day"
+    unscorable = history.with_columns(note=pl.lit(reason))
+    blind = tmp_path / "blind"
+    build_snapshot(
+        blind,
+        source=source,
+        replace={t.INCIDENTS: no_incidents, t.ANOMALY_HISTORY: unscorable},
+    )
+    monkeypatch.setenv("UBAP_SNAPSHOT_DIR", str(blind))
+    at = _open("anomalies")
+    _no_exception(at)
+    assert not any("Nothing flagged" in s.value for s in at.success)
+    assert any(reason in w.value and "could not be scored" in w.value for w in at.warning)
+    unscored = next(f.value for f in at.dataframe if "reason" in f.value.columns)
+    assert set(unscored["reason"]) == {reason}

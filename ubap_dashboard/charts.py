@@ -30,6 +30,13 @@ def metric_format(metric: str) -> str:
     return NUMBER
 
 
+def format_value(value: float, d3_format: str) -> str:
+    """``value`` as text in one of this module's d3 formats (for captions and cards)."""
+    if d3_format == MONEY:
+        return f"${value:,.0f}"
+    return format(value, d3_format)
+
+
 def trend_line(
     frame: pl.DataFrame,
     *,
@@ -322,3 +329,140 @@ def grouped_metric_bars(
         .facet(facet=alt.Facet(f"{metric}:N", title=None), columns=3)
         .resolve_scale(x="independent")
     )
+
+
+# --- incidents --------------------------------------------------------------------------------
+
+INCIDENT_BANDS = "incident_bands"  # the name of the shaded incident marks (tests find them)
+INCIDENT_LABELS = "incident_labels"
+_INCIDENT_FILL = {"high": "#d62728", "medium": "#ff7f0e", "low": "#bcbd22"}
+_OTHER_INCIDENT = "#7f7f7f"
+
+
+def incident_bands(windows: pl.DataFrame) -> alt.LayerChart:
+    """Shaded incident windows with their headline written at the top.
+
+    Columns (``data.anomalies.incident_windows``): ``start``, ``end`` (the day after the last),
+    ``label``, ``description``, ``severity`` and ``involves`` (the chart's metric is one of the
+    incident's metrics: coloured by severity; otherwise grey).
+    """
+    fill = alt.condition(
+        "datum.involves",
+        alt.Color(
+            "severity:N",
+            scale=alt.Scale(domain=list(_INCIDENT_FILL), range=list(_INCIDENT_FILL.values())),
+            legend=None,
+        ),
+        alt.value(_OTHER_INCIDENT),
+    )
+    tooltip = [
+        alt.Tooltip("label:N", title="incident"),
+        alt.Tooltip("description:N", title="what happened"),
+        alt.Tooltip("severity:N", title="severity"),
+    ]
+    # Named, with an ARIA role: the SVG groups and items say what they are.
+    bands = (
+        alt.Chart(windows, name=INCIDENT_BANDS)
+        .mark_rect(opacity=0.16, ariaRoleDescription="incident window")
+        .encode(x=alt.X("start:T"), x2="end:T", color=fill, tooltip=tooltip, description="label:N")
+    )
+    labels = (
+        alt.Chart(windows, name=INCIDENT_LABELS)
+        .mark_text(
+            align="left",
+            baseline="top",
+            dx=3,
+            dy=3,
+            fontSize=11,
+            ariaRoleDescription="incident label",
+        )
+        .encode(x="start:T", y=alt.value(0), text="label:N", color=fill, tooltip=tooltip)
+    )
+    return bands + labels
+
+
+def annotate_incidents(chart: alt.TopLevelMixin, windows: pl.DataFrame) -> alt.TopLevelMixin:
+    """``chart`` with the incident windows shaded behind it (unchanged when there are none).
+
+    The layered chart renders as SVG, so each band and label is an element of the page.
+    """
+    if windows.is_empty():
+        return chart
+    layered = alt.layer(incident_bands(windows), chart).resolve_scale(color="independent")
+    return layered.properties(usermeta={"embedOptions": {"renderer": "svg"}})
+
+
+def contributor_bars(frame: pl.DataFrame, *, value_format: str) -> alt.Chart:
+    """Each dimension value's share of an incident's change, one row of bars per dimension.
+
+    Columns (incident_contributors for one metric): ``dimension``, ``dimension_value``,
+    ``share`` (0..1), ``change``, ``expected``, ``observed`` and ``rank``.
+    """
+    shown = frame.with_columns(
+        value=pl.col("dimension") + pl.lit("=") + pl.col("dimension_value"),
+    )
+    base = alt.Chart(shown).encode(
+        y=alt.Y(
+            "value:N",
+            title=None,
+            sort=alt.EncodingSortField("share", order="descending"),
+            axis=alt.Axis(labelLimit=260, labelOverlap=False),
+        ),
+        x=alt.X(
+            "share:Q",
+            title="share of the change",
+            scale=alt.Scale(domain=[0, 1]),
+            axis=alt.Axis(format=".0%"),
+        ),
+        tooltip=[
+            alt.Tooltip("dimension:N", title="dimension"),
+            alt.Tooltip("dimension_value:N", title="value"),
+            alt.Tooltip("share:Q", title="share of the change", format=".0%"),
+            alt.Tooltip("change:Q", title="change", format=value_format),
+            alt.Tooltip("expected:Q", title="expected", format=value_format),
+            alt.Tooltip("observed:Q", title="observed", format=value_format),
+        ],
+    )
+    bars_ = base.mark_bar().encode(
+        color=alt.Color("dimension:N", title="dimension", scale=_CATEGORIES)
+    )
+    text = base.mark_text(align="left", dx=3).encode(text=alt.Text("share:Q", format=".0%"))
+    return (bars_ + text).properties(height=40 + 24 * max(shown.height, 1))
+
+
+def sensitivity_curve(frame: pl.DataFrame) -> alt.LayerChart:
+    """Incidents each threshold would have raised on the history, the current one marked.
+
+    Columns (anomaly_sensitivity): ``threshold``, ``incidents``, ``incidents_per_30_days``,
+    ``flagged_points`` and ``is_current``.
+    """
+    tooltip = [
+        alt.Tooltip("threshold:Q", title="threshold", format=".2f"),
+        alt.Tooltip("incidents:Q", title="incidents", format=NUMBER),
+        alt.Tooltip("incidents_per_30_days:Q", title="per 30 days", format=DECIMAL),
+        alt.Tooltip("flagged_points:Q", title="flagged points", format=NUMBER),
+    ]
+    base = alt.Chart(frame).encode(x=alt.X("threshold:Q", title="threshold (|score|)"))
+    line = base.mark_line(point=True, color="#4c78a8").encode(
+        y=alt.Y(
+            "incidents:Q", title="incidents raised on the history", axis=alt.Axis(tickMinStep=1)
+        ),
+        tooltip=tooltip,
+    )
+    current = frame.filter(pl.col("is_current"))
+    rule = (
+        alt.Chart(current)
+        .mark_rule(color=_ANOMALY_RED, strokeDash=[5, 3], size=2)
+        .encode(x="threshold:Q", tooltip=tooltip)
+    )
+    label = (
+        alt.Chart(current)
+        .mark_text(align="left", baseline="top", dx=4, dy=4, color=_ANOMALY_RED)
+        .encode(
+            x="threshold:Q",
+            y=alt.value(0),
+            text=alt.Text("label:N"),
+        )
+        .transform_calculate(label="'current: ' + format(datum.threshold, '.1f')")
+    )
+    return (line + rule + label).properties(height=260)

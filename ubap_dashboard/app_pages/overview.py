@@ -2,6 +2,7 @@
 
 from datetime import timedelta
 
+import polars as pl
 import streamlit as st
 
 from ubap_assets.core.metrics import TREND_METRICS
@@ -69,18 +70,20 @@ if info.has(t.DAILY_TRENDS):
     with left:
         metric = ui.pick_trend_metric(st, "overview_metric")
     series = trends.trend_series(snap, metric)
-    st.altair_chart(
-        charts.trend_line(
-            series,
-            y_title=TREND_METRICS[metric],
-            y_format=charts.metric_format(metric),
-        ),
-        width="stretch",
+    windows = anomalies.incident_windows(snap, metric) if info.has(t.INCIDENTS) else pl.DataFrame()
+    chart = charts.trend_line(
+        series, y_title=TREND_METRICS[metric], y_format=charts.metric_format(metric)
     )
+    st.altair_chart(charts.annotate_incidents(chart, windows), width="stretch")
     with right:
         st.caption(
             "Every day in the data, all users. Partial days are included and marked "
             "`is_complete = false` in the table below."
+            + (
+                f" {anomalies.incident_note(windows, TREND_METRICS[metric])}"
+                if windows.height
+                else ""
+            )
         )
     with st.expander("The numbers"):
         ui.table(series.drop("segment"), f"daily_{metric}")

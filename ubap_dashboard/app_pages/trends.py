@@ -1,16 +1,17 @@
 """Trends: any metric, daily or weekly, over a date range, broken down by device or source."""
 
+import polars as pl
 import streamlit as st
 
 from ubap_assets.core.metrics import TREND_METRICS
 from ubap_assets.warehouse import tables as t
 from ubap_dashboard import charts, ui
-from ubap_dashboard.data import trends
+from ubap_dashboard.data import anomalies, trends
 
 snap, info = ui.snapshot_and_info()
 
 st.title("Trends")
-ui.stale_banner(snap, t.DAILY_TRENDS, t.WEEKLY_TRENDS)
+ui.stale_banner(snap, t.DAILY_TRENDS, t.WEEKLY_TRENDS, t.INCIDENTS)
 
 if ui.require(info, t.DAILY_TRENDS, t.WEEKLY_TRENDS, what="The trends page"):
     bounds = trends.trend_days(snap)
@@ -41,20 +42,24 @@ if ui.require(info, t.DAILY_TRENDS, t.WEEKLY_TRENDS, what="The trends page"):
     series = trends.trend_series(snap, metric, grain, breakdown, start, end)
     label = TREND_METRICS[metric]
     if ui.has_rows(series, "No data in the chosen range."):
-        st.altair_chart(
-            charts.trend_line(
-                series,
-                color=None if breakdown == "all" else "segment",
-                y_title=label,
-                y_format=charts.metric_format(metric),
-            ),
-            width="stretch",
+        windows = (
+            anomalies.incident_windows(snap, metric, start, end)
+            if info.has(t.INCIDENTS)
+            else pl.DataFrame()
         )
+        chart = charts.trend_line(
+            series,
+            color=None if breakdown == "all" else "segment",
+            y_title=label,
+            y_format=charts.metric_format(metric),
+        )
+        st.altair_chart(charts.annotate_incidents(chart, windows), width="stretch")
         partial = series.filter(~series["is_complete"]).height
         st.caption(
             f"{label} per {'day' if grain == 'daily' else 'ISO week (Monday start)'}"
             + (f", by {trends.BREAKDOWNS[breakdown].lower()}" if breakdown != "all" else "")
             + (f". {partial} point(s) cover an incomplete period." if partial else ".")
+            + (f" {anomalies.incident_note(windows, label)}" if windows.height else "")
         )
 
     st.subheader("All metrics")
