@@ -10,6 +10,7 @@ from tests.conftest import world_db
 from ubap_assets.core import features
 from ubap_assets.core.catalogue import page_catalogue
 from ubap_assets.core.schema import EVENTS_SCHEMA, USERS_SCHEMA
+from ubap_assets.core.trends.sessions import build_sessions
 
 CUTOFF = datetime(2026, 3, 1)
 
@@ -89,6 +90,40 @@ def test_features_on_hand_made_events():
     assert frame.null_count().sum_horizontal()[0] == 0
 
 
+def test_bounce_is_the_session_bounce_a_scroll_is_not_engagement():
+    p = _pages()
+    t0 = CUTOFF - timedelta(days=2)
+    extra = [
+        # c: a page view and a scroll: a bounce (as in sessions.is_bounce), not engagement
+        _event(20, "c", "s20", t0, "page_view", p["blog"]),
+        _event(21, "c", "s20", t0 + timedelta(seconds=30), "scroll", p["blog"]),
+        # c again: a page view and a search: engaged, no bounce
+        _event(22, "c", "s21", t0 + timedelta(hours=2), "page_view", p["home"]),
+        _event(23, "c", "s21", t0 + timedelta(hours=2, seconds=9), "search", p["home"]),
+        # c's next session after the cutoff: a page view and a scroll again
+        _event(24, "c", "s22", CUTOFF + timedelta(days=1), "page_view", p["blog"]),
+        _event(25, "c", "s22", CUTOFF + timedelta(days=1, seconds=5), "scroll", p["blog"]),
+    ]
+    con = hand_made(extra)
+    feats = features.compute_features(con, CUTOFF, 7)
+    c = feats.filter(pl.col("user_id") == "c").row(0, named=True)
+    assert c["sessions"] == 2 and c["bounce_rate"] == 0.5
+    labels = dict(features.bounce_labels(con, feats, CUTOFF, 14).select("user_id", "label").rows())
+    assert labels["c"] is True
+    # the same bounce as the trends' sessions table, user by user
+    build_sessions(con)
+    trends = dict(
+        con.execute(
+            "SELECT user_id, avg(is_bounce::DOUBLE) FROM sessions "
+            "WHERE session_start >= ? AND session_start < ? GROUP BY user_id",
+            [CUTOFF - timedelta(days=7), CUTOFF],
+        ).fetchall()
+    )
+    assert trends == dict(
+        feats.filter(pl.col("sessions") > 0).select("user_id", "bounce_rate").rows()
+    )
+
+
 def test_longer_lookback_sees_older_events():
     frame = features.compute_features(hand_made(), CUTOFF, 30)
     b = frame.filter(pl.col("user_id") == "b").row(0, named=True)
@@ -108,18 +143,29 @@ def test_labels_come_from_the_window_after_the_cutoff():
     assert dict(bounce.select("user_id", "label").rows()) == {"b": False}
 
 
-def test_plan_windows_places_disjoint_cutoffs():
-    plan = features.plan_windows(datetime(2026, 1, 1), datetime(2026, 3, 31), horizon_days=14)
-    assert plan.valid_cutoff == plan.end - timedelta(days=14)
+def test_plan_windows_places_three_disjoint_cutoffs():
+    plan = features.plan_windows(datetime(2026, 1, 1), datetime(2026, 3, 31))
+    assert plan.horizon_days == 14 and not plan.horizon_note
+    assert plan.test_cutoff == plan.end - timedelta(days=14)
+    assert plan.valid_cutoff == plan.test_cutoff - timedelta(days=14)
     assert plan.train_cutoff == plan.valid_cutoff - timedelta(days=14)
     assert plan.lookback_days == (plan.train_cutoff - plan.first_day).days
     capped = features.plan_windows(datetime(2026, 1, 1), datetime(2026, 3, 31), lookback_days=10)
     assert capped.lookback_days == 10
 
 
+def test_a_short_history_shortens_the_default_horizon_and_says_so():
+    plan = features.plan_windows(datetime(2026, 1, 5), datetime(2026, 2, 16))  # 42 days
+    assert plan.horizon_days == 11 and plan.lookback_days == 9
+    assert "shortened from 14 to 11 days" in plan.horizon_note
+    assert features.conversion_label_name(plan.horizon_days) == "purchase within 11 days"
+
+
 def test_too_short_history_is_an_empty_window():
     with pytest.raises(features.FeatureWindowError, match="empty window.*horizon_days"):
         features.plan_windows(datetime(2026, 1, 1), datetime(2026, 1, 30), horizon_days=14)
+    with pytest.raises(features.FeatureWindowError, match="empty window"):
+        features.plan_windows(datetime(2026, 1, 1), datetime(2026, 1, 25))  # < 3 x 7 + 7
 
 
 def test_no_events_in_the_window_fails_clearly():

@@ -1,6 +1,7 @@
 """Leakage guards: features ignore the future, label windows are disjoint, and a label that
 leaked into a feature is caught."""
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 import polars as pl
@@ -20,7 +21,7 @@ def world_con(tiny_world):
 @pytest.fixture(scope="module")
 def plan(world_con):
     first, end = features.event_span(world_con)
-    return features.plan_windows(first, end, horizon_days=14)
+    return features.plan_windows(first, end)
 
 
 def _plant(con, rows: list[dict]) -> None:
@@ -107,44 +108,93 @@ def test_labels_only_read_their_window(world_con, plan):
     assert set(labels.filter("label")["user_id"].to_list()) == buyers & set(feats["user_id"])
 
 
-def test_training_and_validation_windows_do_not_overlap(plan):
+def test_three_windows_are_disjoint_and_in_order(plan):
     models.check_windows(plan)
-    train_labels = (plan.train_cutoff, plan.train_cutoff + timedelta(days=plan.horizon_days))
-    valid_labels = (plan.valid_cutoff, plan.valid_cutoff + timedelta(days=plan.horizon_days))
-    assert train_labels[1] <= valid_labels[0]
-    assert valid_labels[1] <= plan.end
+    windows = [plan.label_window(split) for split in features.SPLITS]
+    assert [w[1] - w[0] for w in windows] == [timedelta(days=plan.horizon_days)] * 3
+    (train_start, train_end), (valid_start, valid_end), (test_start, test_end) = windows
+    assert train_end <= valid_start and valid_end <= test_start and test_end <= plan.end
     # every feature window ends at its cutoff, before its own labels begin
-    assert plan.train_cutoff <= train_labels[0] and plan.valid_cutoff <= valid_labels[0]
+    assert plan.train_cutoff - timedelta(days=plan.lookback_days) >= plan.first_day
+    assert (train_start, valid_start, test_start) == (
+        plan.train_cutoff,
+        plan.valid_cutoff,
+        plan.test_cutoff,
+    )
 
 
-@pytest.mark.parametrize("days", [35, 42, 60, 90, 365])
+@pytest.mark.parametrize("days", [28, 35, 42, 60, 90, 365])
 def test_planned_windows_never_overlap(days):
     first = datetime(2026, 1, 1)
-    plan = features.plan_windows(first, first + timedelta(days=days), horizon_days=14)
+    plan = features.plan_windows(first, first + timedelta(days=days))
     models.check_windows(plan)
     assert plan.train_cutoff - timedelta(days=plan.lookback_days) >= first
+    assert features.MIN_HORIZON_DAYS <= plan.horizon_days <= features.DEFAULT_HORIZON_DAYS
+    assert bool(plan.horizon_note) == (plan.horizon_days < features.DEFAULT_HORIZON_DAYS)
+    # an explicit horizon is used as given, or fails
+    assert features.plan_windows(first, first + timedelta(days=days), 7).horizon_days == 7
+    if days < 3 * 14 + 7:
+        with pytest.raises(features.FeatureWindowError, match="empty window"):
+            features.plan_windows(first, first + timedelta(days=days), horizon_days=14)
 
 
 def test_overlapping_windows_are_rejected(plan):
-    overlapping = features.TimePlan(
-        plan.first_day,
-        plan.end,
-        plan.train_cutoff,
-        plan.train_cutoff + timedelta(days=3),
-        plan.horizon_days,
-        plan.lookback_days,
-    )
-    with pytest.raises(models.LeakageError, match="runs into the validation"):
+    overlapping = replace(plan, valid_cutoff=plan.train_cutoff + timedelta(days=3))
+    with pytest.raises(models.LeakageError, match="overlap or are out of order"):
         models.check_windows(overlapping)
+    swapped = replace(plan, valid_cutoff=plan.test_cutoff, test_cutoff=plan.valid_cutoff)
+    with pytest.raises(models.LeakageError):
+        models.check_windows(swapped)
+
+
+def test_labels_read_only_their_window(world_con, plan):
+    for split in features.SPLITS:
+        cutoff = plan.cutoff(split)
+        feats = features.compute_features(world_con, cutoff, plan.lookback_days)
+        for task, labeller in models.LABELLERS.items():
+            behind = models.LABEL_LOOKBEHIND_DAYS[task]
+            guard = features.label_window_guard(
+                world_con, feats, cutoff, plan.horizon_days, labeller, lookbehind_days=behind
+            )
+            assert guard == 0, task
+
+    def peeking(con, frame, cutoff, horizon_days, events="events"):
+        # a bug: the label window starts a day before the cutoff
+        return features.conversion_labels(
+            con, frame, cutoff - timedelta(days=1), horizon_days + 1, events=events
+        )
+
+    feats = features.compute_features(world_con, plan.valid_cutoff, plan.lookback_days)
+    assert (
+        features.label_window_guard(world_con, feats, plan.valid_cutoff, plan.horizon_days, peeking)
+        > 0
+    )
 
 
 def test_a_label_derivable_from_the_features_is_caught(world_con, plan):
-    train, valid = models.training_data(world_con, plan, "conversion")
+    train, valid, test = models.training_data(world_con, plan, "conversion")
     # the label leaks into a feature: "purchases" now counts the future purchase too
     leaky = train.with_columns(
         purchases=pl.col("purchases") * 0 + pl.col("label").cast(pl.Int64) * 3
     )
     with pytest.raises(models.LeakageError, match="purchases.*derivable"):
-        models.train_task("conversion", leaky, valid, plan)
-    name, auc = models.max_single_feature_auc(train, models.Design.fit(train))
-    assert auc < models.LEAKAGE_AUC, f"{name} separates the honest labels: {auc}"
+        models.train_task("conversion", leaky, valid, test, plan)
+    probe = models.max_single_feature_auc(train, models.Design.fit(train))
+    assert not probe.leaked, f"{probe.feature} separates the honest labels: {probe}"
+    assert probe.ci_low <= probe.auc
+
+
+def test_a_tiny_sample_raises_no_leakage_alarm(world_con, plan):
+    """A feature that separates 40 users perfectly is noise, not proof of a leak: the task is
+    insufficient data, and the probe's interval is wide."""
+    train, valid, test = models.training_data(world_con, plan, "conversion")
+    tiny = pl.concat([train.filter("label").head(6), train.filter(~pl.col("label")).head(34)])
+    separating = tiny.with_columns(recency_days=pl.col("label").cast(pl.Float64))
+    result = models.train_task("conversion", separating, valid, test, plan)
+    assert result.status == models.INSUFFICIENT and "6 positives" in result.note
+    probe = models.max_single_feature_auc(separating, models.Design.fit(separating))
+    assert probe.auc == probe.ci_low == 1.0  # the bootstrap of a perfect split is perfect
+    assert not probe.leaked  # but 6 positives are no evidence
+    enough = pl.concat([train.filter("label").head(60), train.filter(~pl.col("label")).head(60)])
+    enough = enough.with_columns(recency_days=pl.col("label").cast(pl.Float64))
+    assert models.max_single_feature_auc(enough, models.Design.fit(enough)).leaked

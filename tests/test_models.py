@@ -8,13 +8,15 @@ import duckdb
 import numpy as np
 import polars as pl
 import pytest
+import xgboost as xgb
 from dagster_duckdb import DuckDBResource
 from polars.testing import assert_frame_equal
 
 from ubap_assets.core import features as fx
+from ubap_assets.core import model_evaluation as ev
 from ubap_assets.core import models as mdl
-from ubap_assets.core.explain import phrase, top_reasons
-from ubap_assets.core.predictions import PREDICTION_COLUMNS, predict_users
+from ubap_assets.core.explain import OUTCOMES, contributions, phrase, top_reasons
+from ubap_assets.core.predictions import PREDICTION_COLUMNS, ServedModel, predict_users
 from ubap_assets.defs.features import assets as feature_assets
 from ubap_assets.defs.features import checks as feature_checks
 from ubap_assets.defs.models import assets as model_assets
@@ -52,7 +54,7 @@ def world_con(tiny_world):
 @pytest.fixture(scope="module")
 def plan(world_con):
     first, end = fx.event_span(world_con)
-    return fx.plan_windows(first, end, horizon_days=14)
+    return fx.plan_windows(first, end)
 
 
 @pytest.fixture(scope="module")
@@ -60,42 +62,122 @@ def results(world_con, plan, tiny_world):
     return mdl.train_all(world_con, plan, personas=tiny_world.personas, seed=0, n_jobs=1)
 
 
-def test_each_task_scores_three_models_on_the_later_window(results, plan):
+def _served(result: mdl.TaskResult) -> ServedModel:
+    if not result.served:
+        return ServedModel.missing(result.note)
+    artifact = {"model": result.models[result.best], "design": result.design}
+    return ServedModel(result.best, artifact, result.threshold())
+
+
+def test_each_task_is_chosen_on_validation_and_reported_on_test(results, plan):
     for task, result in results.items():
+        assert result.status == mdl.OK, result.note
         m = result.metrics
         fitted = m.filter(pl.col("model") != mdl.CEILING)
-        assert sorted(fitted["model"]) == sorted(mdl.MODEL_NAMES)
-        for col in ("roc_auc", "pr_auc", "brier", "log_loss", "threshold", "f1"):
+        assert sorted(fitted["model"].unique()) == sorted(mdl.MODEL_NAMES)
+        assert sorted(fitted["split"].unique()) == [mdl.TEST, mdl.VALIDATION]
+        for col in mdl.METRIC_COLUMNS:
             assert m[col].is_finite().all(), (task, col)
-        assert (fitted["roc_auc"] > 0.6).all(), (task, fitted["roc_auc"].to_list())
-        # the best model is the one with the highest PR-AUC
-        assert result.best == fitted.sort("pr_auc", descending=True)["model"][0]
-        assert m.filter("is_best")["model"].to_list() == [result.best]
-        assert (m["train_cutoff"] == plan.train_cutoff).all()
-        assert (m["valid_cutoff"] == plan.valid_cutoff).all()
+        test = fitted.filter(pl.col("split") == mdl.TEST)
+        assert (test["roc_auc"] > 0.6).all(), (task, test["roc_auc"].to_list())
+        # the model in service has the best *validation* PR-AUC, whatever the test says
+        validation = fitted.filter(pl.col("split") == mdl.VALIDATION)
+        assert result.best == validation.sort("pr_auc", descending=True)["model"][0]
+        assert set(m.filter("is_best")["model"]) == {result.best}
+        # the threshold is set on validation and applied unchanged on test
+        for family in mdl.MODEL_NAMES:
+            rows = fitted.filter(pl.col("model") == family)
+            assert rows["threshold"].n_unique() == 1
+            assert rows["threshold"][0] == pytest.approx(result.threshold(family))
+        sizes = dict(zip(m["split"], m["n"], strict=False))
+        assert sizes[mdl.TEST] == result.sizes[mdl.TEST][0]
+        assert (m["test_cutoff"] == plan.test_cutoff).all()
+        assert m["label"][0] == mdl.LABEL_NAMES[task](plan.horizon_days)
+    assert results["conversion"].label.startswith("purchase within")
+
+
+def test_hyper_parameters_are_chosen_per_family_on_validation(results):
+    result = results["conversion"]
+    assert len(result.candidates) == sum(len(c) for c in mdl.CANDIDATES.values())
+    for family in mdl.MODEL_NAMES:
+        tried = [c for c in result.candidates if c["model"] == family]
+        best = max(tried, key=lambda c: c["validation_pr_auc"])
+        assert result.params[family] == best["params"]
 
 
 def test_conversion_is_compared_with_the_true_propensity_ceiling(results):
     m = results["conversion"].metrics
-    ceiling = m.filter(pl.col("model") == mdl.CEILING).row(0, named=True)
-    assert ceiling["auc_vs_ceiling"] == pytest.approx(1.0) and not ceiling["is_best"]
-    fitted = m.filter(pl.col("model") != mdl.CEILING)
-    expected = fitted["roc_auc"] / ceiling["roc_auc"]
-    assert np.allclose(fitted["auc_vs_ceiling"].to_numpy(), expected.to_numpy())
-    assert results["bounce"].metrics["auc_vs_ceiling"].null_count() == 3
+    for split in (mdl.VALIDATION, mdl.TEST):
+        rows = m.filter(pl.col("split") == split)
+        ceiling = rows.filter(pl.col("model") == mdl.CEILING).row(0, named=True)
+        assert ceiling["auc_vs_ceiling"] == pytest.approx(1.0) and not ceiling["is_best"]
+        fitted = rows.filter(pl.col("model") != mdl.CEILING)
+        expected = fitted["roc_auc"] / ceiling["roc_auc"]
+        assert np.allclose(fitted["auc_vs_ceiling"].to_numpy(), expected.to_numpy())
+    assert results["bounce"].metrics["auc_vs_ceiling"].null_count() == 6
 
 
 def test_threshold_maximises_f1_on_validation():
     rng = np.random.default_rng(0)
     y = (rng.random(2000) < 0.2).astype(int)
     p = np.clip(0.3 * y + rng.random(2000) * 0.7, 0, 1)
-    m = mdl.evaluate(y, p)
+    threshold = ev.f1_threshold(y, p)
+    best = ev.point_metrics(y, p, threshold)["f1"]
     for other in np.linspace(0.05, 0.95, 19):
         pred = p >= other
         tp = (pred & (y == 1)).sum()
-        f1 = 2 * tp / (pred.sum() + y.sum())
-        assert f1 <= m["f1"] + 1e-9
-    assert 0 < m["threshold"] < 1
+        assert 2 * tp / (pred.sum() + y.sum()) <= best + 1e-9
+    assert 0 < threshold < 1
+
+
+def test_bootstrap_interval_holds_the_point_and_narrows_with_n():
+    rng = np.random.default_rng(1)
+    widths = []
+    for n in (400, 4000, 40000):
+        y = (rng.random(n) < 0.2).astype(int)
+        p = np.clip(0.25 * y + 0.75 * rng.random(n), 0, 1)
+        row = ev.evaluate(y, p, 0.5, seed=0)
+        assert (row["n"], row["positives"]) == (n, int(y.sum()))
+        for metric in ev.METRICS:
+            assert row[f"{metric}_ci_low"] <= row[metric] <= row[f"{metric}_ci_high"], metric
+        widths.append(row["roc_auc_ci_high"] - row["roc_auc_ci_low"])
+        assert row == ev.evaluate(y, p, 0.5, seed=0)  # seeded
+    assert widths[0] > 2 * widths[1] > 4 * widths[2] > 0
+
+
+def test_the_counting_bootstrap_reproduces_the_exact_metrics():
+    rng = np.random.default_rng(2)
+    y = (rng.random(3000) < 0.1).astype(int)
+    p = np.round(np.clip(0.2 * y + rng.random(3000) * 0.8, 0, 1), 3)  # ties included
+    cells = ev.Cells.of(y, p, 0.4)
+    counted = cells.metrics(cells.positives[None], cells.negatives[None])
+    exact = ev.point_metrics(y, p, 0.4)
+    for metric in ev.METRICS:
+        assert counted[metric][0] == pytest.approx(exact[metric], rel=1e-9), metric
+
+
+def test_too_few_positives_mark_the_task_insufficient(world_con, plan):
+    train, valid, test = mdl.training_data(world_con, plan, "conversion")
+    few = train.filter(~pl.col("label")).vstack(train.filter("label").head(12))
+    result = mdl.train_task("conversion", few, valid, test, plan)
+    assert result.status == mdl.INSUFFICIENT and not result.served and not result.models
+    assert "12 positives" in result.note and "at least 50" in result.note
+    assert result.metrics["status"].unique().to_list() == [mdl.INSUFFICIENT]
+    assert result.metrics["roc_auc"].null_count() == result.metrics.height
+    assert sorted(result.metrics["split"]) == [mdl.TEST, mdl.VALIDATION]
+    # a single class is the same guard, not an exception
+    single = mdl.train_task(
+        "conversion", train, valid.with_columns(label=pl.lit(False)), test, plan
+    )
+    assert single.status == mdl.INSUFFICIENT and "0 positives" in single.note
+    empty = mdl.train_task("conversion", train, valid, test.head(0), plan)
+    assert empty.status == mdl.INSUFFICIENT and "among 0 users" in empty.note
+
+
+def test_same_data_and_seed_give_the_same_models(world_con, plan, results):
+    train, valid, test = mdl.training_data(world_con, plan, "bounce")
+    again = mdl.train_task("bounce", train, valid, test, plan, seed=0, n_jobs=1)
+    assert_frame_equal(again.metrics, results["bounce"].metrics)
 
 
 def test_curves_are_thinned_and_ordered(results):
@@ -105,20 +187,6 @@ def test_curves_are_thinned_and_ordered(results):
     roc = curves.filter((pl.col("curve") == "roc") & (pl.col("model") == "xgboost"))
     assert roc["x"].is_sorted() and roc["x"][0] == 0.0 and roc["x"][-1] == 1.0
     assert curves.select(pl.col("x", "y", "threshold").is_finite().all()).to_numpy().all()
-
-
-def test_same_data_and_seed_give_the_same_models(world_con, plan, results):
-    train, valid = mdl.training_data(world_con, plan, "bounce")
-    again = mdl.train_task("bounce", train, valid, plan, seed=0, n_jobs=1)
-    assert_frame_equal(again.metrics, results["bounce"].metrics)
-
-
-def test_single_class_labels_fail_clearly(world_con, plan):
-    train, valid = mdl.training_data(world_con, plan, "conversion")
-    with pytest.raises(mdl.LabelError, match="single class in the training labels"):
-        mdl.train_task("conversion", train.with_columns(label=pl.lit(False)), valid, plan)
-    with pytest.raises(mdl.LabelError, match="no labelled users at the validation"):
-        mdl.train_task("conversion", train, valid.head(0), plan)
 
 
 def test_model_store_round_trip_and_reasons(results, world_con, plan, tmp_path):
@@ -143,6 +211,23 @@ def test_model_store_round_trip_and_reasons(results, world_con, plan, tmp_path):
     assert reasons["reason_1"].str.contains(r"\((raises|lowers) the purchase chance\)$").all()
 
 
+def test_contributions_add_up_to_each_family_s_score(results, world_con, plan):
+    result = results["bounce"]
+    x = result.design.matrix(fx.compute_features(world_con, plan.end, plan.lookback_days))[:300]
+    logistic = result.models["logistic_regression"]
+    intercept = logistic.steps[-1][1].intercept_[0]
+    summed = contributions(logistic, x).sum(axis=1) + intercept
+    assert np.allclose(summed, logistic.decision_function(x))  # log-odds
+    forest = result.models["random_forest"]
+    root = np.mean([e.tree_.value[0, 0, 1] / e.tree_.value[0, 0].sum() for e in forest.estimators_])
+    summed = contributions(forest, x).sum(axis=1) + root
+    assert np.allclose(summed, forest.predict_proba(x)[:, 1])  # probability
+    booster = result.models["xgboost"]
+    bias = booster.get_booster().predict(xgb.DMatrix(x), pred_contribs=True)[:, -1]
+    summed = contributions(booster, x).sum(axis=1) + bias
+    assert np.allclose(summed, booster.predict(x, output_margin=True), atol=1e-4)  # log-odds
+
+
 def test_phrases_read_as_plain_words():
     assert phrase("add_to_cart", 3, 0.4, "purchase chance") == (
         "added 3 item(s) to the cart (raises the purchase chance)"
@@ -155,17 +240,13 @@ def test_phrases_read_as_plain_words():
     )
 
 
-def test_predictions_rank_every_user(results, world_con, plan):
+def test_predictions_rank_every_user_with_each_task_s_own_reasons(results, world_con, plan):
     conv, bounce = results["conversion"], results["bounce"]
     features = fx.compute_features(world_con, plan.end, plan.lookback_days)
     frame = predict_users(
         features,
-        conversion={"model": conv.models[conv.best], "design": conv.design},
-        bounce={"model": bounce.models[bounce.best], "design": bounce.design},
-        explainer={"model": conv.models["xgboost"], "design": conv.design},
-        conversion_model=conv.best,
-        bounce_model=bounce.best,
-        bounce_threshold=bounce.threshold(),
+        conversion=_served(conv),
+        bounce=_served(bounce),
         model_version="v1",
         scored_at=plan.end,
     )
@@ -174,11 +255,46 @@ def test_predictions_rank_every_user(results, world_con, plan):
     top = frame.sort("conversion_rank").head(20)
     assert top["conversion_probability"].min() >= frame["conversion_probability"].median()
     assert (frame["at_risk"] == (frame["at_risk_probability"] >= bounce.threshold())).all()
+    assert (
+        frame["conversion_note"].null_count() == frame["bounce_note"].null_count() == frame.height
+    )
+    # the at-risk reasons are the bounce model's, the high-value reasons the conversion model's
+    own = top_reasons(
+        bounce.models[bounce.best],
+        bounce.design,
+        features,
+        outcome=OUTCOMES["bounce"],
+        prefix="at_risk_reason_",
+    )
+    joined = frame.join(own, on="user_id", suffix="_own")
+    assert (joined["at_risk_reason_1"] == joined["at_risk_reason_1_own"]).all()
+    assert frame["at_risk_reason_1"].str.ends_with("the next visit bounces)").all()
+    assert frame["reason_1"].str.ends_with("the purchase chance)").all()
+    assert frame["at_risk_reason_method"][0] == mdl.REASON_METHODS[bounce.best]
+    assert frame["conversion_reason_method"][0] == mdl.REASON_METHODS[conv.best]
     # users who already bought convert more in the model's eyes than those who never visited
     joined = frame.join(features, on="user_id")
     buyers = joined.filter(pl.col("purchases") > 0)["conversion_probability"].mean()
     idle = joined.filter(pl.col("sessions") == 0)["conversion_probability"].mean()
     assert buyers > 2 * idle
+
+
+def test_a_task_without_a_model_gets_null_scores_and_the_reason(results, world_con, plan):
+    features = fx.compute_features(world_con, plan.end, plan.lookback_days)
+    note = "bounce: insufficient data: 4 positives and 4,995 negatives"
+    frame = predict_users(
+        features,
+        conversion=_served(results["conversion"]),
+        bounce=ServedModel.missing(note),
+        model_version="v1",
+        scored_at=plan.end,
+    )
+    assert frame["at_risk_probability"].null_count() == frame.height
+    assert frame["at_risk"].null_count() == frame["at_risk_rank"].null_count() == frame.height
+    assert frame["at_risk_reason_1"].null_count() == frame.height
+    assert frame["bounce_note"].unique().to_list() == [note]
+    assert frame["bounce_model"].null_count() == frame.height
+    assert frame["conversion_probability"].null_count() == 0
 
 
 # --- the assets, end to end on a tiny warehouse -------------------------------------------
@@ -197,24 +313,28 @@ MY_CHECKS = [
     segment_checks.segments_recover_personas,
     segment_checks.segment_profiles_consistent,
     segment_checks.user_map_matches_segments,
-    model_checks.label_windows_do_not_overlap,
+    model_checks.label_windows_read_only_their_window,
     model_checks.training_features_ignore_future_events,
     model_checks.no_label_derivable_from_features,
     model_checks.models_below_ceiling,
-    model_checks.model_metrics_are_finite,
+    model_checks.served_models_beat_chance,
+    model_checks.model_metrics_are_sound,
     prediction_checks.predictions_are_valid,
 ]
+MODEL_CHECKS = MY_CHECKS[5:]
 UPSTREAM = [dg.AssetSpec(name) for name in SOURCE_TABLES]
 MY_TABLES = (
     t.USER_FEATURES,
     t.USER_SEGMENTS,
     t.SEGMENT_PROFILES,
     t.USER_MAP,
+    t.SEGMENT_SCORES,
     t.MODEL_METRICS,
     t.MODEL_CARDS,
     t.MODEL_CURVES,
     t.USER_PREDICTIONS,
 )
+MODEL_TABLES = (t.MODEL_METRICS, t.MODEL_CARDS, t.MODEL_CURVES, t.USER_PREDICTIONS)
 
 
 def _resources(tmp_path) -> dict:
@@ -256,7 +376,7 @@ def materialized(warehouse_dir):
 def test_assets_materialize_with_passing_guards(materialized, warehouse_dir):
     assert materialized.success
     evaluations = {c.check_name: c for c in materialized.get_asset_check_evaluations()}
-    assert set(evaluations) == {c.check_key.name for c in MY_CHECKS}
+    assert set(evaluations) == {key.name for c in MY_CHECKS for key in c.check_keys}
     blocking_failed = [
         n
         for n, c in evaluations.items()
@@ -280,7 +400,99 @@ def test_assets_materialize_with_passing_guards(materialized, warehouse_dir):
         )
     metrics = materialized.asset_materializations_for_node("model_training")
     shown = {m.asset_key.path[-1]: m.metadata for m in metrics}
-    assert "conversion_pr_auc" in shown[t.MODEL_METRICS]
+    assert shown[t.MODEL_METRICS]["conversion_status"].value == mdl.OK
+    assert "[" in shown[t.MODEL_METRICS]["conversion_test_pr_auc"].value  # with its interval
+
+
+def _materialize_models(world, tmp_path):
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as con:
+        _load(con, world)
+    result = dg.materialize(
+        [*UPSTREAM, *MY_ASSETS, *MODEL_CHECKS],
+        resources=_resources(tmp_path),
+        selection=dg.AssetSelection.assets(*MODEL_TABLES),
+        raise_on_error=False,
+    )
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as con:
+        tables = {
+            name: con.execute(f"SELECT * FROM {name}").pl()
+            for name in (t.MODEL_METRICS, t.MODEL_CARDS, t.USER_PREDICTIONS)
+        }
+    evaluations = {c.check_name: c for c in result.get_asset_check_evaluations()}
+    return result, tables, evaluations
+
+
+def _no_bounces(world):
+    """Every session gets a search at its first event: no session bounces."""
+    firsts = (
+        world.events.sort("event_ts")
+        .group_by("session_id", maintain_order=True)
+        .first()
+        .with_columns(
+            event_id=pl.col("event_id") + "-search",
+            event_type=pl.lit("search"),
+            revenue=pl.lit(None, pl.Float64),
+        )
+    )
+    return type(world)(
+        users=world.users,
+        pages=world.pages,
+        events=pl.concat([world.events, firsts.select(world.events.columns)]),
+        personas=world.personas,
+        anomalies=world.anomalies,
+    )
+
+
+@pytest.mark.slow
+def test_single_class_bounce_labels_do_not_block_conversion(tiny_world, tmp_path):
+    result, tables, evaluations = _materialize_models(_no_bounces(tiny_world), tmp_path)
+    assert result.success
+    metrics, cards, predictions = (
+        tables[t.MODEL_METRICS],
+        tables[t.MODEL_CARDS],
+        tables[t.USER_PREDICTIONS],
+    )
+    bounce = metrics.filter(pl.col("task") == "bounce")
+    assert bounce["status"].unique().to_list() == [mdl.INSUFFICIENT]
+    assert bounce["note"][0].startswith("bounce: insufficient data: 0 positives")
+    assert not bounce["is_best"].any() and bounce["roc_auc"].null_count() == bounce.height
+    assert cards.filter((pl.col("task") == "bounce") & pl.col("is_best")).is_empty()
+    conversion = metrics.filter((pl.col("task") == "conversion") & pl.col("is_best"))
+    assert conversion["status"].unique().to_list() == [mdl.OK]
+    # nothing is served as a bounce model; conversion is scored as usual
+    assert predictions["at_risk_probability"].null_count() == predictions.height
+    assert predictions["at_risk"].null_count() == predictions.height
+    assert predictions["bounce_note"].str.contains("insufficient data").all()
+    assert predictions["conversion_probability"].null_count() == 0
+    assert evaluations["predictions_are_valid"].passed
+    assert evaluations["model_metrics_are_sound"].passed
+    assert evaluations["served_models_beat_chance"].passed  # scores conversion only
+
+
+@pytest.mark.slow
+def test_a_world_with_few_positives_serves_no_model_and_skips_its_checks(tiny_world, tmp_path):
+    few = tiny_world.users.head(120)["user_id"]
+    small = type(tiny_world)(
+        users=tiny_world.users.filter(pl.col("user_id").is_in(few)),
+        pages=tiny_world.pages,
+        events=tiny_world.events.filter(pl.col("user_id").is_in(few)),
+        personas=tiny_world.personas.filter(pl.col("user_id").is_in(few)),
+        anomalies=tiny_world.anomalies,
+    )
+    result, tables, evaluations = _materialize_models(small, tmp_path)
+    assert result.success  # insufficient data is a status, not a failure
+    metrics, predictions = tables[t.MODEL_METRICS], tables[t.USER_PREDICTIONS]
+    assert metrics["status"].unique().to_list() == [mdl.INSUFFICIENT]
+    assert metrics["note"].str.contains(r"positives and [\d,]+ negatives among").all()
+    assert metrics["model"].null_count() == metrics.height
+    for column in ("conversion_probability", "at_risk_probability", "reason_1"):
+        assert predictions[column].null_count() == predictions.height, column
+    assert predictions["conversion_note"].str.contains("insufficient data").all()
+    # the checks that cannot score anything are skipped (no evaluation), not passed
+    skipped = {"no_label_derivable_from_features", "served_models_beat_chance"}
+    assert not skipped & set(evaluations)
+    assert evaluations["model_metrics_are_sound"].passed
+    assert evaluations["label_windows_read_only_their_window"].passed
 
 
 @pytest.mark.slow

@@ -1,14 +1,26 @@
-"""Plain-word reasons for a prediction, from XGBoost feature contributions (SHAP values).
+"""Plain-word reasons for a prediction, from the contributions of the model that scored it.
 
-Dagster-free. For each user the three features with the largest absolute contribution to the
-XGBoost margin are phrased as "<what the user did> (raises/lowers the purchase chance)".
+Dagster-free. Each task's reasons come from its own model in service: for each user the three
+features with the largest absolute contribution are phrased as "<what the user did> (raises /
+lowers the <outcome>)". The contribution method depends on the model family
+(``core.models.REASON_METHODS``): XGBoost's ``pred_contribs``, the forest's path contributions
+(Saabas: each split's change of the leaf-to-root mean, credited to its feature), or a logistic
+regression's coefficient times the standardized (log1p) value.
 """
 
 import numpy as np
 import polars as pl
 import xgboost as xgb
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.pipeline import Pipeline
 
 from ubap_assets.core.models import Design
+
+# The outcome each task's reasons speak of.
+OUTCOMES: dict[str, str] = {
+    "conversion": "purchase chance",
+    "bounce": "chance that the next visit bounces",
+}
 
 _PHRASES: dict[str, str] = {
     "recency_days": "last visit {v:.0f} days ago",
@@ -46,7 +58,49 @@ def phrase(feature: str, value: float, contribution: float, outcome: str) -> str
     return f"{text} ({direction} the {outcome})"
 
 
-def contributions(model: xgb.XGBClassifier, x: np.ndarray, exact: bool = False) -> np.ndarray:
+def contributions(model: object, x: np.ndarray) -> np.ndarray:
+    """Per-row, per-feature contributions of any fitted family of core.models."""
+    if isinstance(model, xgb.XGBClassifier):
+        return xgboost_contributions(model, x)
+    if isinstance(model, RandomForestClassifier):
+        return forest_contributions(model, x)
+    if isinstance(model, Pipeline):
+        return logistic_contributions(model, x)
+    raise TypeError(f"no contribution method for {type(model).__name__}")
+
+
+def logistic_contributions(pipeline: Pipeline, x: np.ndarray) -> np.ndarray:
+    """coefficient x standardized value: each feature's share of the log-odds relative to
+    the average training user (log1p, then StandardScaler, then LogisticRegression)."""
+    *transforms, (_, logistic) = pipeline.steps
+    z = x
+    for _, step in transforms:
+        z = step.transform(z)
+    return z * logistic.coef_[0]
+
+
+def forest_contributions(forest: RandomForestClassifier, x: np.ndarray) -> np.ndarray:
+    """Path contributions to P(positive), averaged over the trees: along a row's path every
+    split adds (child mean - parent mean) to the feature it splits on."""
+    total = np.zeros_like(x, dtype=np.float64)
+    for estimator in forest.estimators_:
+        tree = estimator.tree_
+        value = tree.value[:, 0, :]
+        mean = value[:, 1] / value.sum(axis=1)  # P(positive) at each node
+        parent = np.full(tree.node_count, -1)
+        for side in (tree.children_left, tree.children_right):
+            inner = side >= 0
+            parent[side[inner]] = np.flatnonzero(inner)
+        child = np.flatnonzero(parent >= 0)
+        credit = np.zeros((tree.node_count, x.shape[1]))
+        credit[child, tree.feature[parent[child]]] = mean[child] - mean[parent[child]]
+        total += estimator.decision_path(x.astype(np.float32)) @ credit
+    return total / len(forest.estimators_)
+
+
+def xgboost_contributions(
+    model: xgb.XGBClassifier, x: np.ndarray, exact: bool = False
+) -> np.ndarray:
     """Per-row, per-feature contributions to the margin (the bias column dropped).
 
     By default the Saabas approximation (``approx_contribs``): about 40x faster than exact
@@ -59,13 +113,15 @@ def contributions(model: xgb.XGBClassifier, x: np.ndarray, exact: bool = False) 
 
 
 def top_reasons(
-    model: xgb.XGBClassifier,
+    model: object,
     design: Design,
     frame: pl.DataFrame,
     top: int = 3,
-    outcome: str = "purchase chance",
+    outcome: str = OUTCOMES["conversion"],
+    prefix: str = "reason_",
 ) -> pl.DataFrame:
-    """``user_id`` plus ``reason_1..reason_<top>`` for every row of ``frame``."""
+    """``user_id`` plus ``<prefix>1..<prefix><top>`` for every row of ``frame``, from the
+    contributions of ``model`` (any family of core.models)."""
     x = design.matrix(frame)
     contrib = contributions(model, x)
     order = np.argsort(-np.abs(contrib), axis=1)[:, :top]
@@ -75,7 +131,7 @@ def top_reasons(
     for r in range(top):
         j = order[:, r]
         values, c = x[rows, j], contrib[rows, j]
-        columns[f"reason_{r + 1}"] = [
+        columns[f"{prefix}{r + 1}"] = [
             phrase(names[jj], vv, cc, outcome) for jj, vv, cc in zip(j, values, c, strict=True)
         ]
     return frame.select("user_id").with_columns(

@@ -4,9 +4,13 @@ Dagster-free. Every query takes the cutoff as a bound parameter and reads only e
 ``cutoff - lookback <= event_ts < cutoff`` for features and ``cutoff <= event_ts < cutoff +
 horizon`` for labels, so a feature can never see the period its label comes from.
 
-A *bounce* session has exactly one event and that event is a page view (no click, scroll,
-search, cart, checkout or purchase): ``core.metrics.FEATURE_BOUNCE``, stricter than the
-trends' session bounce.
+A *bounce* session is the trends' session bounce (``core.metrics.SESSION_BOUNCE``): exactly
+one page view and no engaged event (a scroll is not engagement), the same expression as
+``sessions.is_bounce`` (:data:`SESSION_IS_BOUNCE`).
+
+Three cutoffs split time into disjoint label windows (:func:`plan_windows`): the models are fit
+on the labels after the training cutoff, chosen on the validation window, and reported on the
+test window, the latest one.
 """
 
 import re
@@ -80,7 +84,8 @@ FEATURE_DICTIONARY: dict[str, str] = {
     "page_views": "page views",
     "pages_per_session": "page views per session",
     "avg_session_minutes": "mean minutes from a session's first to its last event",
-    "bounce_rate": "share of sessions that were a single page view and nothing else",
+    "bounce_rate": "share of sessions that bounced: one page view and no engaged event "
+    "(a scroll is not engagement)",
     "product_share": "share of page views on product pages",
     "blog_share": "share of page views on blog pages",
     "help_share": "share of page views on help pages",
@@ -98,6 +103,11 @@ FEATURE_DICTIONARY: dict[str, str] = {
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
+# One bounce: the session columns ``page_views`` and ``engaged_events`` (events other than a
+# page view or a scroll) as in core/trends/sessions.py; core.metrics.SESSION_BOUNCE in words.
+ENGAGED_EVENTS_SQL = "count(*) FILTER (WHERE event_type NOT IN ('page_view', 'scroll'))"
+SESSION_IS_BOUNCE = "page_views = 1 AND engaged_events = 0"
+
 _FEATURES_SQL = """
 WITH win AS (
     SELECT e.user_id, e.session_id, e.event_ts, e.event_type, e.revenue, p.page_type
@@ -106,7 +116,8 @@ WITH win AS (
 ),
 sess AS (
     SELECT user_id, session_id, min(event_ts) AS s_start, max(event_ts) AS s_end,
-           count(*) AS n, count(*) FILTER (WHERE event_type = 'page_view') AS pv
+           count(*) FILTER (WHERE event_type = 'page_view') AS page_views,
+           {engaged} AS engaged_events
     FROM win GROUP BY user_id, session_id
 ),
 su AS (
@@ -114,7 +125,7 @@ su AS (
            count(*) AS sessions,
            count(*) FILTER (WHERE s_start >= $last7) AS sessions_last_7d,
            avg(epoch(s_end) - epoch(s_start)) / 60.0 AS avg_session_minutes,
-           avg(CASE WHEN n = 1 AND pv = 1 THEN 1.0 ELSE 0.0 END) AS bounce_rate
+           avg(CASE WHEN {is_bounce} THEN 1.0 ELSE 0.0 END) AS bounce_rate
     FROM sess GROUP BY user_id
 ),
 eu AS (
@@ -188,14 +199,15 @@ WITH started_before AS (
     WHERE event_ts >= $cutoff - INTERVAL 1 DAY AND event_ts < $cutoff
 ),
 sess AS (
-    SELECT user_id, session_id, min(event_ts) AS s_start, count(*) AS n,
-           count(*) FILTER (WHERE event_type = 'page_view') AS pv
+    SELECT user_id, session_id, min(event_ts) AS s_start,
+           count(*) FILTER (WHERE event_type = 'page_view') AS page_views,
+           {engaged} AS engaged_events
     FROM {events}
     WHERE event_ts >= $cutoff AND event_ts < $label_end
       AND session_id NOT IN (SELECT session_id FROM started_before)
     GROUP BY user_id, session_id
 )
-SELECT user_id, arg_min(n = 1 AND pv = 1, s_start) AS next_session_bounced
+SELECT user_id, arg_min({is_bounce}, s_start) AS next_session_bounced
 FROM sess GROUP BY user_id
 """
 
@@ -204,26 +216,77 @@ class FeatureWindowError(ValueError):
     """The events cannot support the requested windows (empty, or too short)."""
 
 
+DEFAULT_HORIZON_DAYS = 14
+MIN_HORIZON_DAYS = 7
+MIN_LOOKBACK_DAYS = 7
+SPLITS: tuple[str, ...] = ("train", "validation", "test")
+
+
 @dataclass(frozen=True)
 class TimePlan:
-    """The cutoffs of one run. Label windows: train [train, valid), valid [valid, end)."""
+    """The cutoffs of one run and their disjoint label windows, in time order:
+    train ``[train_cutoff, valid_cutoff)``, validation ``[valid_cutoff, test_cutoff)``,
+    test ``[test_cutoff, end)``; each is ``horizon_days`` long."""
 
     first_day: datetime  # midnight of the first day with events
     end: datetime  # midnight after the last day with events (exclusive)
     train_cutoff: datetime
     valid_cutoff: datetime
+    test_cutoff: datetime
     horizon_days: int
     lookback_days: int
+    requested_horizon_days: int = 0  # 0: the default horizon, shortened to fit the history
+
+    def cutoff(self, split: str) -> datetime:
+        """The cutoff whose label window is ``split`` ('train', 'validation' or 'test')."""
+        cutoffs = dict(
+            zip(SPLITS, (self.train_cutoff, self.valid_cutoff, self.test_cutoff), strict=True)
+        )
+        if split not in cutoffs:
+            raise ValueError(f"unknown split {split!r}: use one of {', '.join(SPLITS)}")
+        return cutoffs[split]
+
+    def label_window(self, split: str) -> tuple[datetime, datetime]:
+        """``[start, end)`` of the labels of ``split``."""
+        start = self.cutoff(split)
+        return start, start + timedelta(days=self.horizon_days)
+
+    @property
+    def horizon_note(self) -> str:
+        """Why the horizon differs from the default, or ''."""
+        if self.requested_horizon_days or self.horizon_days == DEFAULT_HORIZON_DAYS:
+            return ""
+        days = (self.end - self.first_day).days
+        return (
+            f"horizon shortened from {DEFAULT_HORIZON_DAYS} to {self.horizon_days} days: "
+            f"{days} days of events cannot hold three {DEFAULT_HORIZON_DAYS}-day label windows "
+            f"and {MIN_LOOKBACK_DAYS} days of history"
+        )
 
     def as_dict(self) -> dict[str, str | int]:
         return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in asdict(self).items()}
+
+
+def conversion_label_name(horizon_days: int) -> str:
+    """The user-level conversion label in words (not the per-session conversion rate)."""
+    return f"purchase within {horizon_days} days"
+
+
+def bounce_label_name(horizon_days: int) -> str:
+    return f"next session within {horizon_days} days bounces"
 
 
 def _sql(template: str, events: str, users: str = "users", pages: str = "pages") -> str:
     for name in (events, users, pages):
         if not _IDENT.match(name):
             raise ValueError(f"not a table name: {name!r}")
-    return template.format(events=events, users=users, pages=pages)
+    return template.format(
+        events=events,
+        users=users,
+        pages=pages,
+        engaged=ENGAGED_EVENTS_SQL,
+        is_bounce=SESSION_IS_BOUNCE,
+    )
 
 
 def event_span(con: duckdb.DuckDBPyConnection, events: str = "events") -> tuple[datetime, datetime]:
@@ -245,31 +308,43 @@ def event_span(con: duckdb.DuckDBPyConnection, events: str = "events") -> tuple[
 def plan_windows(
     first_day: datetime,
     end: datetime,
-    horizon_days: int = 14,
+    horizon_days: int = 0,
     lookback_days: int = 0,
-    min_lookback_days: int = 7,
+    min_lookback_days: int = MIN_LOOKBACK_DAYS,
 ) -> TimePlan:
-    """Place the two cutoffs at the end of the history; the lookback is what exists before the
-    training cutoff (capped at ``lookback_days`` when that is > 0).
+    """Place three cutoffs at the end of the history, one horizon apart, so the train,
+    validation and test label windows are disjoint and in time order; the lookback is what
+    exists before the training cutoff (capped at ``lookback_days`` when that is > 0).
 
-    The same lookback is used at every cutoff so features mean the same at train, validation
-    and scoring time.
+    ``horizon_days`` 0 means the default (14 days), shortened (down to 7) when the history
+    cannot hold three such windows plus ``min_lookback_days``; a positive value is used as
+    given or fails. The same lookback is used at every cutoff so features mean the same at
+    train, validation, test and scoring time.
     """
-    if horizon_days < 1:
-        raise FeatureWindowError(f"horizon_days must be >= 1 (got {horizon_days})")
-    valid_cutoff = end - timedelta(days=horizon_days)
-    train_cutoff = valid_cutoff - timedelta(days=horizon_days)
+    if horizon_days < 0:
+        raise FeatureWindowError(
+            f"horizon_days must be >= 1, or 0 for the default (got {horizon_days})"
+        )
+    span = (end - first_day).days
+    horizon = horizon_days
+    if horizon == 0:
+        fits = (span - min_lookback_days) // len(SPLITS)
+        horizon = max(MIN_HORIZON_DAYS, min(DEFAULT_HORIZON_DAYS, fits))
+    test_cutoff = end - timedelta(days=horizon)
+    valid_cutoff = test_cutoff - timedelta(days=horizon)
+    train_cutoff = valid_cutoff - timedelta(days=horizon)
     available = (train_cutoff - first_day).days
     lookback = available if lookback_days <= 0 else min(lookback_days, available)
     if lookback < min_lookback_days:
-        days = (end - first_day).days
         raise FeatureWindowError(
-            f"empty window: {days} days of events leave {max(available, 0)} days of history "
+            f"empty window: {span} days of events leave {max(available, 0)} days of history "
             f"before the training cutoff {train_cutoff:%Y-%m-%d}, fewer than the "
-            f"{min_lookback_days} needed (2 x horizon {horizon_days} + lookback); load more days "
-            "of events or lower horizon_days"
+            f"{min_lookback_days} needed (3 label windows of horizon {horizon} days + lookback); "
+            "load more days of events or lower horizon_days"
         )
-    return TimePlan(first_day, end, train_cutoff, valid_cutoff, horizon_days, lookback)
+    return TimePlan(
+        first_day, end, train_cutoff, valid_cutoff, test_cutoff, horizon, lookback, horizon_days
+    )
 
 
 def compute_features(
@@ -374,3 +449,38 @@ def future_events_guard(
         if c != "user_id"
     )
     return joined.filter(differ).height
+
+
+def label_window_guard(
+    con: duckdb.DuckDBPyConnection,
+    features: pl.DataFrame,
+    cutoff: datetime,
+    horizon_days: int,
+    labeller: Callable[..., pl.DataFrame],
+    events: str = "events",
+    lookbehind_days: int = 0,
+) -> int:
+    """Users whose label changes when every event outside the label window is removed.
+
+    The copy keeps ``[cutoff - lookbehind_days, cutoff + horizon)``: the label window, and for
+    the bounce label the day before it, which only tells a session that started before the
+    cutoff. 0 means the label reads only its own window (nothing before the cutoff counts as
+    a label event, nothing after the window either).
+    """
+    if not _IDENT.match(events):
+        raise ValueError(f"not a table name: {events!r}")
+    label_end = cutoff + timedelta(days=horizon_days)
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE ubap_events_in_label_window AS "
+        f"SELECT * FROM {events} WHERE event_ts >= $start AND event_ts < $label_end",
+        {"start": cutoff - timedelta(days=lookbehind_days), "label_end": label_end},
+    )
+    try:
+        full = labeller(con, features, cutoff, horizon_days, events=events)
+        window = labeller(con, features, cutoff, horizon_days, events="ubap_events_in_label_window")
+    finally:
+        con.execute("DROP TABLE IF EXISTS ubap_events_in_label_window")
+    joined = full.select("user_id", "label").join(
+        window.select("user_id", "label"), on="user_id", how="full", suffix="_window"
+    )
+    return joined.filter(pl.col("label").ne_missing(pl.col("label_window"))).height

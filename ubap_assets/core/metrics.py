@@ -9,8 +9,7 @@ Definitions used in code (docs/tables/trends.md and docs/tables/models.md say th
   ``bounce_rate``) when it has exactly one page view and no engaged event (scroll does not
   count as engagement). See :data:`SESSION_BOUNCE`.
 - A **user's bounce rate** (``user_features.bounce_rate``) and the bounce model's label
-  (``next_session_bounced``) use the stricter per-user reading: a session of exactly one event,
-  and that event a page view. See :data:`FEATURE_BOUNCE`.
+  (``next_session_bounced``) use the same session bounce.
 - A **session converts** (``sessions.converted``, ``converted_sessions``, the trends'
   ``conversion_rate``) when it has at least one purchase. See :data:`SESSION_CONVERSION`.
 - A **user converts** (the conversion model's label) when they purchase at least once within
@@ -25,7 +24,6 @@ from datetime import date, timedelta
 import polars as pl
 
 SESSION_BOUNCE = "a session with exactly one page view and no engaged event (scroll is not one)"
-FEATURE_BOUNCE = "a session of exactly one event, and that event a page view"
 SESSION_CONVERSION = "a session with at least one purchase"
 USER_CONVERSION = "a user with at least one purchase within the label horizon after the cutoff"
 

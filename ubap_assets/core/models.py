@@ -1,8 +1,11 @@
-"""Conversion and bounce models with an honest, time-based split.
+"""Conversion and bounce models with three disjoint time windows: train, validate, test.
 
-Dagster-free. Each task is trained on features at the training cutoff with labels from the
-window after it, and scored on features at the (later) validation cutoff with labels from the
-window after that. Three model families per task; the best by PR-AUC is the one used.
+Dagster-free. Each task is fit on features at the training cutoff with the labels of the
+window after it; the model family, its hyper-parameters and the decision threshold (F1) are
+chosen on the validation window; the chosen models are reported on the test window, the
+latest, which chose nothing. Every reported metric carries n, the positives and a bootstrap
+95% interval (core/model_evaluation.py). A task whose windows hold fewer than 50 positives (or
+negatives) is "insufficient data": nothing is fit, nothing is served, the numbers say why.
 """
 
 import json
@@ -14,62 +17,107 @@ import numpy as np
 import polars as pl
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import (
-    average_precision_score,
-    brier_score_loss,
-    log_loss,
-    precision_recall_curve,
-    roc_auc_score,
-    roc_curve,
-)
+from sklearn.metrics import precision_recall_curve, roc_auc_score, roc_curve
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 from threadpoolctl import threadpool_limits
 from xgboost import XGBClassifier
 
+from ubap_assets.core import model_evaluation as ev
 from ubap_assets.core.features import (
     CATEGORICAL_FEATURES,
     NUMERIC_FEATURES,
     TimePlan,
+    bounce_label_name,
     bounce_labels,
     compute_features,
+    conversion_label_name,
     conversion_labels,
 )
 
 MODEL_NAMES: tuple[str, ...] = ("logistic_regression", "random_forest", "xgboost")
+# The hyper-parameters tried per family; the validation window picks one (by PR-AUC).
+CANDIDATES: dict[str, tuple[dict[str, float], ...]] = {
+    "logistic_regression": ({"C": 0.1}, {"C": 1.0}),
+    "random_forest": ({"min_samples_leaf": 10}, {"min_samples_leaf": 40}),
+    "xgboost": ({"max_depth": 3}, {"max_depth": 5}),
+}
 CEILING = "true_propensity"
 TASKS: tuple[str, ...] = ("conversion", "bounce")
-# model_metrics, one row per (task, model): the scores a person compares, then the run's sizes
-# and windows (the same on every row of a task).
+OK = "ok"
+INSUFFICIENT = "insufficient data"
+VALIDATION, TEST = "validation", "test"
+LABEL_NAMES = {"conversion": conversion_label_name, "bounce": bounce_label_name}
+# model_metrics, one row per (task, model, split): who, where, the sample, then each metric
+# with its interval, then the run's windows.
+METRIC_COLUMNS: tuple[str, ...] = tuple(
+    c for m in ev.METRICS for c in (m, f"{m}_ci_low", f"{m}_ci_high")
+)
 SCORE_COLUMNS: tuple[str, ...] = (
     "task",
+    "label",
     "model",
-    "roc_auc",
-    "pr_auc",
-    "brier",
-    "log_loss",
+    "split",
+    "status",
+    "note",
+    "n",
+    "positives",
+    "positive_rate",
+    *METRIC_COLUMNS,
     "threshold",
-    "f1",
-    "precision",
-    "recall",
     "auc_vs_ceiling",
     "is_best",
+    "params_json",
 )
 RUN_COLUMNS: tuple[str, ...] = (
     "n_train",
-    "n_valid",
-    "valid_positive_rate",
+    "positives_train",
     "train_cutoff",
     "valid_cutoff",
+    "test_cutoff",
     "horizon_days",
 )
+METRICS_SCHEMA: dict[str, pl.DataType] = {
+    "task": pl.String,
+    "label": pl.String,
+    "model": pl.String,
+    "split": pl.String,
+    "status": pl.String,
+    "note": pl.String,
+    "n": pl.Int64,
+    "positives": pl.Int64,
+    "positive_rate": pl.Float64,
+    **{c: pl.Float64 for c in METRIC_COLUMNS},
+    "threshold": pl.Float64,
+    "auc_vs_ceiling": pl.Float64,
+    "is_best": pl.Boolean,
+    "params_json": pl.String,
+    "n_train": pl.Int64,
+    "positives_train": pl.Int64,
+    "train_cutoff": pl.Datetime("us"),
+    "valid_cutoff": pl.Datetime("us"),
+    "test_cutoff": pl.Datetime("us"),
+    "horizon_days": pl.Int32,
+}
 CURVE_POINTS = 101
-# A single feature that separates the labels this well means the label leaked into it.
+CURVES_SCHEMA: dict[str, pl.DataType] = {
+    "task": pl.String,
+    "model": pl.String,
+    "curve": pl.String,
+    "point": pl.Int64,
+    "x": pl.Float64,
+    "y": pl.Float64,
+    "threshold": pl.Float64,
+}
+# A single feature that separates the labels this well (the interval's lower end) means the
+# label leaked into it.
 LEAKAGE_AUC = 0.99
-
-
-class LabelError(ValueError):
-    """The labels cannot train or evaluate a classifier (one class only, too few rows)."""
+# How a task's reasons are computed, per model family (named in model_cards and the API).
+REASON_METHODS: dict[str, str] = {
+    "logistic_regression": "logistic coefficients x standardized log1p value (log-odds)",
+    "random_forest": "random forest path contributions (Saabas decomposition)",
+    "xgboost": "XGBoost pred_contribs (Saabas approximation of SHAP values, log-odds)",
+}
 
 
 class LeakageError(ValueError):
@@ -114,29 +162,37 @@ class Design:
         return {"numeric": self.numeric, "categories": self.categories}
 
 
-def make_models(
-    seed: int = 0, n_jobs: int = 2, threads: int = 1, n_rows: int = 0
-) -> dict[str, object]:
-    """Small enough to train in seconds on tens of thousands of users; each forest tree sees at
-    most 25k rows (half the rows below 50k), so 100k users still train in seconds."""
-    max_samples = min(0.5, 25_000 / n_rows) if n_rows else 0.5
-    return {
-        "logistic_regression": make_pipeline(
+def make_model(
+    family: str,
+    params: dict[str, float] | None = None,
+    *,
+    seed: int = 0,
+    n_jobs: int = 2,
+    threads: int = 1,
+    n_rows: int = 0,
+) -> object:
+    """One candidate: small enough to train in seconds on tens of thousands of users; each
+    forest tree sees at most 25k rows (half the rows below 50k)."""
+    params = dict(params or {})
+    if family == "logistic_regression":
+        return make_pipeline(
             FunctionTransformer(log1p_nonneg),
             StandardScaler(),
-            LogisticRegression(max_iter=2000, C=1.0),
-        ),
-        "random_forest": RandomForestClassifier(
+            LogisticRegression(max_iter=2000, C=params.get("C", 1.0)),
+        )
+    if family == "random_forest":
+        return RandomForestClassifier(
             n_estimators=100,
             max_depth=10,
-            min_samples_leaf=20,
-            max_samples=max_samples,
+            min_samples_leaf=int(params.get("min_samples_leaf", 20)),
+            max_samples=min(0.5, 25_000 / n_rows) if n_rows else 0.5,
             n_jobs=n_jobs,
             random_state=seed,
-        ),
-        "xgboost": XGBClassifier(
+        )
+    if family == "xgboost":
+        return XGBClassifier(
             n_estimators=250,
-            max_depth=4,
+            max_depth=int(params.get("max_depth", 4)),
             learning_rate=0.06,
             subsample=0.8,
             colsample_bytree=0.8,
@@ -147,44 +203,8 @@ def make_models(
             eval_metric="logloss",
             n_jobs=threads,
             random_state=seed,
-        ),
-    }
-
-
-def check_labels(task: str, split: str, y: np.ndarray, cutoff: datetime) -> None:
-    positives = int(y.sum())
-    if len(y) == 0:
-        raise LabelError(
-            f"{task}: no labelled users at the {split} cutoff {cutoff:%Y-%m-%d}; "
-            "the window after the cutoff has no events - load more days of events"
         )
-    if positives == 0 or positives == len(y):
-        only = "positive" if positives else "negative"
-        raise LabelError(
-            f"{task}: single class in the {split} labels ({len(y)} users, all {only}) after the "
-            f"cutoff {cutoff:%Y-%m-%d}; a classifier needs both classes - use more users or a "
-            "longer horizon_days"
-        )
-
-
-def evaluate(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
-    """Ranking and calibration metrics, and the F1-optimal threshold."""
-    p = np.clip(p, 1e-6, 1 - 1e-6)
-    precision, recall, thresholds = precision_recall_curve(y, p)
-    f1 = np.where(
-        precision + recall > 0, 2 * precision * recall / (precision + recall + 1e-12), 0.0
-    )[:-1]
-    best = int(np.argmax(f1)) if len(f1) else 0
-    return {
-        "roc_auc": float(roc_auc_score(y, p)),
-        "pr_auc": float(average_precision_score(y, p)),
-        "brier": float(brier_score_loss(y, p)),
-        "log_loss": float(log_loss(y, p, labels=[0, 1])),
-        "threshold": float(thresholds[best]) if len(thresholds) else 0.5,
-        "f1": float(f1[best]) if len(f1) else 0.0,
-        "precision": float(precision[best]),
-        "recall": float(recall[best]),
-    }
+    raise ValueError(f"unknown model family {family!r}: use one of {', '.join(MODEL_NAMES)}")
 
 
 def curve_points(task: str, model: str, y: np.ndarray, p: np.ndarray) -> pl.DataFrame:
@@ -205,142 +225,291 @@ def curve_points(task: str, model: str, y: np.ndarray, p: np.ndarray) -> pl.Data
                     "x": x[idx].astype(float),
                     "y": yy[idx].astype(float),
                     "threshold": np.clip(np.nan_to_num(t[idx].astype(float), posinf=1.0), 0.0, 1.0),
-                }
+                },
+                schema=CURVES_SCHEMA,
             )
         )
     return pl.concat(frames)
 
 
-def max_single_feature_auc(frame: pl.DataFrame, design: Design) -> tuple[str, float]:
-    """The feature that alone best separates the labels, and its (direction-free) ROC-AUC."""
+@dataclass(frozen=True)
+class LeakageProbe:
+    """The feature that alone best separates the training labels, its direction-free ROC-AUC,
+    the lower end of that AUC's bootstrap 95% interval, and the sample it was measured on."""
+
+    feature: str
+    auc: float
+    ci_low: float
+    positives: int = 0
+    negatives: int = 0
+
+    @property
+    def leaked(self) -> bool:
+        """A leak needs evidence: enough of each class and an interval above the limit (on
+        a few users a feature can separate the labels by chance, and the bootstrap of a
+        perfect separation is perfect too)."""
+        enough = min(self.positives, self.negatives) >= ev.MIN_CLASS_COUNT
+        return enough and self.ci_low >= LEAKAGE_AUC
+
+
+def max_single_feature_auc(frame: pl.DataFrame, design: Design, seed: int = 0) -> LeakageProbe:
     x = design.matrix(frame)
     y = frame["label"].cast(pl.Int8).to_numpy()
-    best, name = 0.5, ""
+    best, name, column = 0.5, "", None
     for j, feature in enumerate(design.names):
         if np.ptp(x[:, j]) == 0:
             continue
         auc = roc_auc_score(y, x[:, j])
-        auc = max(auc, 1 - auc)
-        if auc > best:
-            best, name = float(auc), feature
-    return name, best
+        if max(auc, 1 - auc) > best:
+            best, name = float(max(auc, 1 - auc)), feature
+            column = x[:, j] if auc >= 0.5 else -x[:, j]
+    n, positives = ev.class_counts(y)
+    if column is None:
+        return LeakageProbe("", 0.5, 0.5, positives, n - positives)
+    # dense ranks scaled into (0, 1) keep the order (the AUC) and suit the bootstrap's cells
+    _, values = np.unique(column, return_inverse=True)
+    scaled = (values + 0.5) / (values.max() + 1)
+    low, _ = ev.bootstrap_intervals(y, scaled, 0.5, seed=seed)["roc_auc"]
+    return LeakageProbe(name, best, float(low), positives, n - positives)
 
 
 def check_windows(plan: TimePlan) -> None:
-    """Training and validation label windows must not overlap; features precede labels."""
-    train_label_end = plan.valid_cutoff
-    if not plan.train_cutoff < train_label_end <= plan.valid_cutoff < plan.end:
+    """The three label windows are disjoint and in time order, and end with the events."""
+    train_end = plan.label_window("train")[1]
+    valid_end = plan.label_window("validation")[1]
+    test_end = plan.label_window("test")[1]
+    if not (
+        plan.first_day <= plan.train_cutoff < train_end <= plan.valid_cutoff < valid_end
+        and valid_end <= plan.test_cutoff < test_end <= plan.end
+    ):
         raise LeakageError(
-            f"windows overlap: train labels [{plan.train_cutoff}, {train_label_end}), "
-            f"validation labels [{plan.valid_cutoff}, {plan.end})"
+            f"label windows overlap or are out of order: train [{plan.train_cutoff}, "
+            f"{train_end}), validation [{plan.valid_cutoff}, {valid_end}), test "
+            f"[{plan.test_cutoff}, {test_end}), events end {plan.end}"
         )
-    if (plan.valid_cutoff - plan.train_cutoff).days < plan.horizon_days:
-        raise LeakageError("the training label window runs into the validation label window")
+
+
+def window_text(plan: TimePlan, split: str) -> str:
+    start, end = plan.label_window(split)
+    return f"{split} window [{start:%Y-%m-%d}, {end:%Y-%m-%d})"
 
 
 @dataclass
 class TaskResult:
     task: str
-    design: Design
-    models: dict[str, object]
-    metrics: pl.DataFrame  # one row per model (+ the ceiling for conversion)
-    curves: pl.DataFrame
-    best: str
-    n_train: int
-    n_valid: int
-    leakage: dict[str, float | str] = field(default_factory=dict)
+    label: str  # the label in words, e.g. "purchase within 14 days"
+    status: str  # OK or INSUFFICIENT
+    note: str  # why a task is insufficient; how the horizon was chosen
+    design: "Design | None"
+    models: dict[str, object]  # family -> the candidate chosen on validation
+    params: dict[str, dict]  # family -> its hyper-parameters
+    candidates: list[dict]  # every candidate tried, with its validation PR-AUC
+    metrics: pl.DataFrame  # METRICS_SCHEMA: per (model, split)
+    curves: pl.DataFrame  # ROC and PR on the test window
+    best: str | None  # the family in service (None when insufficient)
+    sizes: dict[str, tuple[int, int]]  # split -> (users, positives)
+    leakage: LeakageProbe | None = None
+    thresholds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def served(self) -> bool:
+        return self.status == OK and self.best is not None
 
     def threshold(self, model: str | None = None) -> float:
-        row = self.metrics.filter(pl.col("model") == (model or self.best))
-        return float(row["threshold"][0])
+        return self.thresholds[model or self.best]
+
+
+def _metric_row(task: str, label: str, model: str | None, split: str, **values) -> dict:
+    row = {c: None for c in METRICS_SCHEMA}
+    row.update(task=task, label=label, model=model, split=split, is_best=False)
+    row.update(values)
+    return row
+
+
+def _finish(rows: list[dict], plan: TimePlan, sizes: dict[str, tuple[int, int]]) -> pl.DataFrame:
+    n_train, positives_train = sizes["train"]
+    for row in rows:
+        row.update(
+            n_train=n_train,
+            positives_train=positives_train,
+            train_cutoff=plan.train_cutoff,
+            valid_cutoff=plan.valid_cutoff,
+            test_cutoff=plan.test_cutoff,
+            horizon_days=plan.horizon_days,
+        )
+    frame = pl.DataFrame(rows, schema=METRICS_SCHEMA)
+    # no NaN in a published table: an undefined interval end is null
+    return frame.with_columns(pl.col(pl.Float64).fill_nan(None))
 
 
 def train_task(
     task: str,
     train: pl.DataFrame,
     valid: pl.DataFrame,
+    test: pl.DataFrame,
     plan: TimePlan,
     *,
     threads: int = 1,
     **kwargs,
 ) -> TaskResult:
-    """Fit and validate the three models of ``task`` (see ``_train_task``); ``threads`` caps
+    """Fit, choose and test the models of ``task`` (see ``_train_task``); ``threads`` caps
     BLAS/OpenMP threads, which spin-wait and slow down on a busy machine."""
     with threadpool_limits(limits=threads):
-        return _train_task(task, train, valid, plan, threads=threads, **kwargs)
+        return _train_task(task, train, valid, test, plan, threads=threads, **kwargs)
 
 
 def _train_task(
     task: str,
     train: pl.DataFrame,
     valid: pl.DataFrame,
+    test: pl.DataFrame,
     plan: TimePlan,
     *,
     seed: int = 0,
     n_jobs: int = 2,
     ceiling: pl.DataFrame | None = None,
     threads: int = 1,
+    min_class_count: int = ev.MIN_CLASS_COUNT,
 ) -> TaskResult:
-    """Fit the three models on ``train``, score them on ``valid`` (both carry ``label``).
+    """Fit every candidate on ``train``, choose per family (hyper-parameters) and across
+    families (the model in service) by validation PR-AUC, set each family's threshold to the
+    F1-optimum on ``valid``, and score the chosen models on ``test``.
 
     ``ceiling``: optional frame (user_id, score) of ground-truth probabilities; its ROC-AUC on
-    the validation users is the best any model could reach.
+    the same users is the best any model could reach.
     """
     check_windows(plan)
-    y_train = train["label"].cast(pl.Int8).to_numpy()
-    y_valid = valid["label"].cast(pl.Int8).to_numpy()
-    check_labels(task, "training", y_train, plan.train_cutoff)
-    check_labels(task, "validation", y_valid, plan.valid_cutoff)
-    design = Design.fit(train)
-    leak_feature, leak_auc = max_single_feature_auc(train, design)
-    if leak_auc >= LEAKAGE_AUC:
-        raise LeakageError(
-            f"{task}: feature {leak_feature!r} alone separates the training labels "
-            f"(ROC-AUC {leak_auc:.3f}); the label is derivable from the features"
+    label = LABEL_NAMES[task](plan.horizon_days)
+    frames = {"train": train, VALIDATION: valid, TEST: test}
+    ys = {split: f["label"].cast(pl.Int8).to_numpy() for split, f in frames.items()}
+    sizes = {split: ev.class_counts(y) for split, y in ys.items()}
+    short = [
+        text
+        for split, y in ys.items()
+        if (text := ev.shortfall(window_text(plan, split), y, min_class_count))
+    ]
+    if short:
+        note = f"{task}: insufficient data: " + "; ".join(short)
+        rows = [
+            _metric_row(
+                task,
+                label,
+                None,
+                split,
+                status=INSUFFICIENT,
+                note=note,
+                n=sizes[split][0],
+                positives=sizes[split][1],
+                positive_rate=sizes[split][1] / sizes[split][0] if sizes[split][0] else None,
+            )
+            for split in (VALIDATION, TEST)
+        ]
+        return TaskResult(
+            task,
+            label,
+            INSUFFICIENT,
+            note,
+            None,
+            {},
+            {},
+            [],
+            _finish(rows, plan, sizes),
+            pl.DataFrame(),
+            None,
+            sizes,
         )
-    x_train, x_valid = design.matrix(train), design.matrix(valid)
-    models = make_models(seed, n_jobs, threads, n_rows=len(y_train))
-    rows, curves = [], []
-    for name, model in models.items():
-        model.fit(x_train, y_train)
-        p = model.predict_proba(x_valid)[:, 1]
-        rows.append({"model": name, **evaluate(y_valid, p)})
-        curves.append(curve_points(task, name, y_valid, p))
-    ceiling_auc = None
+
+    design = Design.fit(train)
+    probe = max_single_feature_auc(train, design, seed)
+    if probe.leaked:
+        raise LeakageError(
+            f"{task}: feature {probe.feature!r} alone separates the training labels "
+            f"(ROC-AUC {probe.auc:.3f}, 95% interval from {probe.ci_low:.3f}); the label is "
+            "derivable from the features"
+        )
+    x = {split: design.matrix(f) for split, f in frames.items()}
+    chosen, params, candidates, valid_scores = {}, {}, [], {}
+    for family in MODEL_NAMES:
+        for candidate in CANDIDATES[family]:
+            model = make_model(
+                family,
+                candidate,
+                seed=seed,
+                n_jobs=n_jobs,
+                threads=threads,
+                n_rows=len(ys["train"]),
+            )
+            model.fit(x["train"], ys["train"])
+            p = model.predict_proba(x[VALIDATION])[:, 1]
+            score = float(ev.point_metrics(ys[VALIDATION], p, 0.5)["pr_auc"])
+            candidates.append({"model": family, "params": candidate, "validation_pr_auc": score})
+            if family not in chosen or score > valid_scores[family][0]:
+                chosen[family], params[family], valid_scores[family] = model, candidate, (score, p)
+    best = max(MODEL_NAMES, key=lambda family: valid_scores[family][0])
+    note = plan.horizon_note or None
+    rows, curves, thresholds = [], [], {}
+    for family in MODEL_NAMES:
+        p_valid = valid_scores[family][1]
+        threshold = ev.f1_threshold(ys[VALIDATION], p_valid)
+        thresholds[family] = threshold
+        p_test = chosen[family].predict_proba(x[TEST])[:, 1]
+        for split, y, p in ((VALIDATION, ys[VALIDATION], p_valid), (TEST, ys[TEST], p_test)):
+            rows.append(
+                _metric_row(
+                    task,
+                    label,
+                    family,
+                    split,
+                    status=OK,
+                    note=note,
+                    is_best=family == best,
+                    params_json=json.dumps(params[family]),
+                    **ev.evaluate(y, p, threshold, seed=seed),
+                )
+            )
+        curves.append(curve_points(task, family, ys[TEST], p_test))
     if ceiling is not None and not ceiling.is_empty():
-        scored = valid.select("user_id", "label").join(ceiling, on="user_id", how="inner")
-        if scored.height == valid.height:
-            yc = scored["label"].cast(pl.Int8).to_numpy()
-            pc = scored["score"].cast(pl.Float64).to_numpy()
-            rows.append({"model": CEILING, **evaluate(yc, pc)})
-            curves.append(curve_points(task, CEILING, yc, pc))
-            ceiling_auc = rows[-1]["roc_auc"]
-    metrics = pl.DataFrame(rows)
-    best = metrics.filter(pl.col("model") != CEILING).sort("pr_auc", descending=True)["model"][0]
-    metrics = metrics.with_columns(
-        task=pl.lit(task),
-        auc_vs_ceiling=(pl.col("roc_auc") / ceiling_auc)
-        if ceiling_auc
-        else pl.lit(None, pl.Float64),
-        is_best=pl.col("model") == best,
-        n_train=pl.lit(len(y_train), pl.Int64),
-        n_valid=pl.lit(len(y_valid), pl.Int64),
-        valid_positive_rate=pl.lit(float(y_valid.mean())),
-        train_cutoff=pl.lit(plan.train_cutoff),
-        valid_cutoff=pl.lit(plan.valid_cutoff),
-        horizon_days=pl.lit(plan.horizon_days, pl.Int32),
-    ).select(*SCORE_COLUMNS, *RUN_COLUMNS)
+        rows, curves = _with_ceiling(task, label, rows, curves, frames, ceiling, seed, note)
     return TaskResult(
         task,
+        label,
+        OK,
+        note or "",
         design,
-        models,
-        metrics,
+        chosen,
+        params,
+        candidates,
+        _finish(rows, plan, sizes),
         pl.concat(curves),
         best,
-        len(y_train),
-        len(y_valid),
-        {"max_single_feature_auc": leak_auc, "feature": leak_feature},
+        sizes,
+        probe,
+        thresholds,
     )
+
+
+def _with_ceiling(task, label, rows, curves, frames, ceiling, seed, note):
+    """Add the ground truth's rows (threshold from validation) and auc_vs_ceiling per split;
+    unchanged when the ceiling does not cover every user of both windows."""
+    scored = {}
+    for split in (VALIDATION, TEST):
+        frame = frames[split].select("user_id", "label").join(ceiling, on="user_id", how="inner")
+        if frame.height != frames[split].height:
+            return rows, curves
+        scored[split] = (
+            frame["label"].cast(pl.Int8).to_numpy(),
+            frame["score"].cast(pl.Float64).to_numpy(),
+        )
+    threshold = ev.f1_threshold(*scored[VALIDATION])
+    ceiling_auc = {}
+    for split, (y, p) in scored.items():
+        row = ev.evaluate(y, p, threshold, seed=seed)
+        ceiling_auc[split] = row["roc_auc"]
+        rows.append(_metric_row(task, label, CEILING, split, status=OK, note=note, **row))
+    for row in rows:
+        row["auc_vs_ceiling"] = row["roc_auc"] / ceiling_auc[row["split"]]
+    curves.append(curve_points(task, CEILING, *scored[TEST]))
+    return rows, curves
 
 
 def predict(model: object, design: Design, frame: pl.DataFrame) -> np.ndarray:
@@ -348,15 +517,17 @@ def predict(model: object, design: Design, frame: pl.DataFrame) -> np.ndarray:
 
 
 LABELLERS = {"conversion": conversion_labels, "bounce": bounce_labels}
+# Days before its cutoff a label reads: the bounce label looks back a day only to skip
+# sessions that started before the cutoff.
+LABEL_LOOKBEHIND_DAYS = {"conversion": 0, "bounce": 1}
+CutoffFeatures = tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]
 
 
-def cutoff_features(
-    con: duckdb.DuckDBPyConnection, plan: TimePlan
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Features at the training and at the validation cutoff (shared by every task)."""
-    return (
-        compute_features(con, plan.train_cutoff, plan.lookback_days),
-        compute_features(con, plan.valid_cutoff, plan.lookback_days),
+def cutoff_features(con: duckdb.DuckDBPyConnection, plan: TimePlan) -> CutoffFeatures:
+    """Features at the training, validation and test cutoffs (shared by every task)."""
+    return tuple(
+        compute_features(con, plan.cutoff(split), plan.lookback_days)
+        for split in ("train", VALIDATION, TEST)
     )
 
 
@@ -364,14 +535,14 @@ def training_data(
     con: duckdb.DuckDBPyConnection,
     plan: TimePlan,
     task: str,
-    features: tuple[pl.DataFrame, pl.DataFrame] | None = None,
-) -> tuple[pl.DataFrame, pl.DataFrame]:
+    features: CutoffFeatures | None = None,
+) -> CutoffFeatures:
     """Features at each cutoff joined to the labels of the window right after it."""
     label = LABELLERS[task]
-    train, valid = features if features is not None else cutoff_features(con, plan)
-    return (
-        label(con, train, plan.train_cutoff, plan.horizon_days),
-        label(con, valid, plan.valid_cutoff, plan.horizon_days),
+    frames = features if features is not None else cutoff_features(con, plan)
+    return tuple(
+        label(con, frame, plan.cutoff(split), plan.horizon_days)
+        for frame, split in zip(frames, ("train", VALIDATION, TEST), strict=True)
     )
 
 
@@ -384,26 +555,68 @@ def train_all(
     n_jobs: int = 2,
     threads: int = 1,
     tasks: tuple[str, ...] = TASKS,
+    min_class_count: int = ev.MIN_CLASS_COUNT,
 ) -> dict[str, TaskResult]:
-    """Train and validate every task; the conversion ceiling comes from ``personas``."""
+    """Train, choose and test every task; the conversion ceiling comes from ``personas``.
+    A task with too few labels is returned as insufficient; the others still train."""
     ceiling = None
     if personas is not None and not personas.is_empty():
         ceiling = personas.select("user_id", score=pl.col("purchase_propensity_14d"))
     results = {}
     features = cutoff_features(con, plan)
     for task in tasks:
-        train, valid = training_data(con, plan, task, features)
+        train, valid, test = training_data(con, plan, task, features)
         results[task] = train_task(
             task,
             train,
             valid,
+            test,
             plan,
             seed=seed,
             n_jobs=n_jobs,
             threads=threads,
             ceiling=ceiling if task == "conversion" else None,
+            min_class_count=min_class_count,
         )
     return results
+
+
+CARDS_SCHEMA: dict[str, pl.DataType] = {
+    "model_version": pl.String,
+    "task": pl.String,
+    "label": pl.String,
+    "model": pl.String,
+    "status": pl.String,
+    "note": pl.String,
+    "is_best": pl.Boolean,
+    "params_json": pl.String,
+    "candidates_json": pl.String,
+    "chosen_on": pl.String,
+    "reported_on": pl.String,
+    "features_json": pl.String,
+    "train_cutoff": pl.Datetime("us"),
+    "valid_cutoff": pl.Datetime("us"),
+    "test_cutoff": pl.Datetime("us"),
+    "label_window_train_end": pl.Datetime("us"),
+    "label_window_valid_end": pl.Datetime("us"),
+    "label_window_test_end": pl.Datetime("us"),
+    "horizon_days": pl.Int32,
+    "lookback_days": pl.Int32,
+    "n_train": pl.Int64,
+    "positives_train": pl.Int64,
+    "n_valid": pl.Int64,
+    "positives_valid": pl.Int64,
+    "n_test": pl.Int64,
+    "positives_test": pl.Int64,
+    "metrics_json": pl.String,
+    "threshold": pl.Float64,
+    "max_single_feature_auc": pl.Float64,
+    "max_single_feature_auc_ci_low": pl.Float64,
+    "leakiest_feature": pl.String,
+    "reason_method": pl.String,
+    "artifact_path": pl.String,
+    "created_at": pl.Datetime("us"),
+}
 
 
 def model_cards_frame(
@@ -413,45 +626,58 @@ def model_cards_frame(
     paths: dict[tuple[str, str], str],
     created_at: datetime,
 ) -> pl.DataFrame:
-    """One row per (task, model) fitted in the run."""
+    """One row per (task, model family) fitted in the run; one row (model null) per task
+    with insufficient data, saying why."""
     rows = []
     for task, result in results.items():
-        for metrics in result.metrics.filter(pl.col("model") != CEILING).iter_rows(named=True):
-            model = metrics["model"]
-            keep = (
-                "roc_auc",
-                "pr_auc",
-                "brier",
-                "log_loss",
-                "f1",
-                "precision",
-                "recall",
-                "auc_vs_ceiling",
-            )
+        base = {
+            "model_version": version,
+            "task": task,
+            "label": result.label,
+            "status": result.status,
+            "note": result.note or None,
+            "train_cutoff": plan.train_cutoff,
+            "valid_cutoff": plan.valid_cutoff,
+            "test_cutoff": plan.test_cutoff,
+            "label_window_train_end": plan.label_window("train")[1],
+            "label_window_valid_end": plan.label_window(VALIDATION)[1],
+            "label_window_test_end": plan.label_window(TEST)[1],
+            "horizon_days": plan.horizon_days,
+            "lookback_days": plan.lookback_days,
+            "n_train": result.sizes["train"][0],
+            "positives_train": result.sizes["train"][1],
+            "n_valid": result.sizes[VALIDATION][0],
+            "positives_valid": result.sizes[VALIDATION][1],
+            "n_test": result.sizes[TEST][0],
+            "positives_test": result.sizes[TEST][1],
+            "chosen_on": f"{window_text(plan, VALIDATION)}: hyper-parameters and the model in "
+            "service by PR-AUC, the threshold by F1",
+            "reported_on": window_text(plan, TEST),
+            "created_at": created_at,
+        }
+        if not result.served:
+            rows.append({**base, "model": None, "is_best": False})
+            continue
+        tested = result.metrics.filter(pl.col("split") == TEST)
+        for family in MODEL_NAMES:
+            metrics = tested.filter(pl.col("model") == family).row(0, named=True)
             rows.append(
                 {
-                    "model_version": version,
-                    "task": task,
-                    "model": model,
-                    "is_best": model == result.best,
+                    **base,
+                    "model": family,
+                    "is_best": family == result.best,
+                    "params_json": json.dumps(result.params[family]),
+                    "candidates_json": json.dumps(
+                        [c for c in result.candidates if c["model"] == family]
+                    ),
                     "features_json": json.dumps(result.design.names),
-                    "train_cutoff": plan.train_cutoff,
-                    "valid_cutoff": plan.valid_cutoff,
-                    "label_window_train_end": plan.valid_cutoff,
-                    "label_window_valid_end": plan.end,
-                    "horizon_days": plan.horizon_days,
-                    "lookback_days": plan.lookback_days,
-                    "n_train": result.n_train,
-                    "n_valid": result.n_valid,
-                    "metrics_json": json.dumps({k: metrics[k] for k in keep}),
-                    "threshold": metrics["threshold"],
-                    "max_single_feature_auc": float(result.leakage["max_single_feature_auc"]),
-                    "leakiest_feature": str(result.leakage["feature"]),
-                    "artifact_path": paths.get((task, model), ""),
-                    "created_at": created_at,
+                    "metrics_json": json.dumps({m: metrics[m] for m in METRIC_COLUMNS}),
+                    "threshold": result.thresholds[family],
+                    "max_single_feature_auc": result.leakage.auc,
+                    "max_single_feature_auc_ci_low": result.leakage.ci_low,
+                    "leakiest_feature": result.leakage.feature,
+                    "reason_method": REASON_METHODS[family],
+                    "artifact_path": paths.get((task, family), ""),
                 }
             )
-    return pl.DataFrame(rows).with_columns(
-        pl.col("horizon_days", "lookback_days").cast(pl.Int32),
-        pl.col("n_train", "n_valid").cast(pl.Int64),
-    )
+    return pl.DataFrame(rows, schema=CARDS_SCHEMA)

@@ -1,69 +1,116 @@
-"""Score every user with the chosen models: conversion and at-risk (bounce) probabilities.
+"""Score every user with the models in service: conversion and at-risk (bounce) probabilities.
 
-Dagster-free. Models arrive as artifacts ``{"model": estimator, "design": Design}``; the
-reasons come from the XGBoost conversion model's feature contributions, whichever model won.
+Dagster-free. Models arrive as artifacts ``{"model": estimator, "design": Design}``; each
+task's reasons come from that task's own model (core/explain.py). A task without a model in
+service (insufficient data) gets null scores, ranks and reasons and a note saying why, so no
+one reads a guess as a prediction.
 """
 
+from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
 import polars as pl
 
-from ubap_assets.core.explain import top_reasons
-from ubap_assets.core.models import predict
+from ubap_assets.core.explain import OUTCOMES, top_reasons
+from ubap_assets.core.models import REASON_METHODS, predict
 
-PREDICTION_COLUMNS: tuple[str, ...] = (
-    "user_id",
-    "conversion_probability",
-    "conversion_rank",
-    "at_risk_probability",
-    "at_risk",
-    "at_risk_rank",
-    "reason_1",
-    "reason_2",
-    "reason_3",
-    "conversion_model",
-    "bounce_model",
-    "model_version",
-    "scored_at",
-)
+CONVERSION_REASONS: tuple[str, ...] = ("reason_1", "reason_2", "reason_3")
+AT_RISK_REASONS: tuple[str, ...] = ("at_risk_reason_1", "at_risk_reason_2", "at_risk_reason_3")
+PREDICTION_SCHEMA: dict[str, pl.DataType] = {
+    "user_id": pl.String,
+    "conversion_probability": pl.Float64,
+    "conversion_rank": pl.Int64,
+    "at_risk_probability": pl.Float64,
+    "at_risk": pl.Boolean,
+    "at_risk_rank": pl.Int64,
+    **{c: pl.String for c in CONVERSION_REASONS},
+    **{c: pl.String for c in AT_RISK_REASONS},
+    "conversion_model": pl.String,
+    "bounce_model": pl.String,
+    "conversion_reason_method": pl.String,
+    "at_risk_reason_method": pl.String,
+    "conversion_note": pl.String,
+    "bounce_note": pl.String,
+    "model_version": pl.String,
+    "scored_at": pl.Datetime("us"),
+}
+PREDICTION_COLUMNS: tuple[str, ...] = tuple(PREDICTION_SCHEMA)
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """A task's model in service (``artifact`` = {"model", "design"}), or why there is none."""
+
+    name: str | None = None
+    artifact: dict | None = None
+    threshold: float | None = None
+    note: str | None = None  # set when no model is served
+
+    @classmethod
+    def missing(cls, note: str) -> "ServedModel":
+        return cls(note=note)
+
+
+def _task_columns(
+    features: pl.DataFrame, served: ServedModel, task: str, reasons: tuple[str, ...]
+) -> pl.DataFrame:
+    """user_id, the probability and the reasons of one task (nulls when nothing is served)."""
+    frame = features.select("user_id")
+    if served.artifact is None:
+        return frame.with_columns(
+            probability=pl.lit(None, pl.Float64), **{c: pl.lit(None, pl.String) for c in reasons}
+        )
+    model, design = served.artifact["model"], served.artifact["design"]
+    p = np.clip(predict(model, design, features), 0.0, 1.0)
+    prefix = reasons[0][:-1]
+    explained = top_reasons(model, design, features, outcome=OUTCOMES[task], prefix=prefix)
+    return frame.with_columns(probability=pl.Series(p, dtype=pl.Float64)).join(
+        explained, on="user_id", how="left", maintain_order="left"
+    )
 
 
 def predict_users(
     features: pl.DataFrame,
     *,
-    conversion: dict,
-    bounce: dict,
-    explainer: dict,
-    conversion_model: str,
-    bounce_model: str,
-    bounce_threshold: float,
+    conversion: ServedModel,
+    bounce: ServedModel,
     model_version: str,
     scored_at: datetime,
 ) -> pl.DataFrame:
-    """One row per user of ``features`` (computed at ``scored_at``)."""
-    p_conv = np.clip(predict(conversion["model"], conversion["design"], features), 0.0, 1.0)
-    p_risk = np.clip(predict(bounce["model"], bounce["design"], features), 0.0, 1.0)
-    reasons = top_reasons(explainer["model"], explainer["design"], features)
-    frame = features.select("user_id").with_columns(
-        conversion_probability=pl.Series(p_conv, dtype=pl.Float64),
-        at_risk_probability=pl.Series(p_risk, dtype=pl.Float64),
+    """One row per user of ``features`` (computed at ``scored_at``), high-value first."""
+    conv = _task_columns(features, conversion, "conversion", CONVERSION_REASONS)
+    risk = _task_columns(features, bounce, "bounce", AT_RISK_REASONS)
+    frame = conv.rename({"probability": "conversion_probability"}).join(
+        risk.rename({"probability": "at_risk_probability"}),
+        on="user_id",
+        how="left",
+        maintain_order="left",
     )
+    threshold = bounce.threshold if bounce.threshold is not None else float("nan")
+
+    def method(served: ServedModel) -> pl.Expr:
+        return pl.lit(REASON_METHODS.get(served.name) if served.artifact else None, pl.String)
+
     return (
-        frame.join(reasons, on="user_id", how="left", maintain_order="left")
-        .with_columns(
+        frame.with_columns(
             conversion_rank=pl.col("conversion_probability")
             .rank("ordinal", descending=True)
             .cast(pl.Int64),
             at_risk_rank=pl.col("at_risk_probability")
             .rank("ordinal", descending=True)
             .cast(pl.Int64),
-            at_risk=pl.col("at_risk_probability") >= bounce_threshold,
-            conversion_model=pl.lit(conversion_model),
-            bounce_model=pl.lit(bounce_model),
+            at_risk=pl.col("at_risk_probability") >= threshold,
+            conversion_model=pl.lit(conversion.name, pl.String),
+            bounce_model=pl.lit(bounce.name, pl.String),
+            conversion_reason_method=method(conversion),
+            at_risk_reason_method=method(bounce),
+            conversion_note=pl.lit(conversion.note, pl.String),
+            bounce_note=pl.lit(bounce.note, pl.String),
             model_version=pl.lit(model_version),
             scored_at=pl.lit(scored_at, dtype=pl.Datetime("us")),
         )
         .select(PREDICTION_COLUMNS)
-        .sort("conversion_rank")
+        .cast(PREDICTION_SCHEMA)
+        .sort("conversion_rank", "at_risk_rank", "user_id", nulls_last=True)
     )

@@ -10,24 +10,38 @@ from ubap_assets.core import features
 from ubap_assets.warehouse import tables as t
 
 
-@dg.asset_check(asset=t.USER_FEATURES, blocking=True)
-def user_features_ignore_future_events(warehouse: DuckDBResource) -> dg.AssetCheckResult:
-    """Features at a mid-history cutoff are identical whether or not the events after it exist
-    (every later event acts as a planted future event)."""
+@dg.multi_asset_check(
+    specs=[
+        dg.AssetCheckSpec(
+            "user_features_ignore_future_events",
+            asset=t.USER_FEATURES,
+            description="Features at a mid-history cutoff are identical whether or not the "
+            "events after it exist (every later event acts as a planted future event). "
+            "Skipped with fewer than 2 days of events.",
+            blocking=True,
+        )
+    ],
+    can_subset=True,
+)
+def user_features_ignore_future_events(
+    context: dg.AssetCheckExecutionContext, warehouse: DuckDBResource
+):
     with warehouse.get_connection() as con:
         first, end = features.event_span(con)
         days = (end - first).days
         if days < 2:
-            return dg.AssetCheckResult(
-                passed=True, metadata={"note": "skipped: fewer than 2 days of events"}
+            context.log.warning(
+                f"user_features_ignore_future_events skipped: {days} day(s) of events, 2 needed"
             )
+            return
         cutoff = first + timedelta(days=days // 2)
         lookback = max(days // 2, 1)
         differing = features.future_events_guard(con, cutoff, lookback)
         future = con.execute(
             "SELECT count(*) FROM events WHERE event_ts >= ?", [cutoff]
         ).fetchone()[0]
-    return dg.AssetCheckResult(
+    yield dg.AssetCheckResult(
+        check_name="user_features_ignore_future_events",
         passed=differing == 0,
         metadata={
             "cutoff": cutoff.isoformat(),

@@ -7,7 +7,7 @@ import polars as pl
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
-from ubap_assets.core import features, models
+from ubap_assets.core import features, model_evaluation, models
 from ubap_assets.lib.metadata import markdown_preview
 from ubap_assets.lib.model_store import ModelStore
 from ubap_assets.lib.warehouse_io import kept_previous
@@ -23,14 +23,24 @@ STAGE = {"group_name": GROUP, "owners": OWNERS, "kinds": KINDS}
 
 class ModelsConfig(dg.Config):
     horizon_days: int = Field(
-        default=14, description="Label window after a cutoff: purchase / next session within it."
+        default=0,
+        ge=0,
+        description="Label window after a cutoff: purchase / next session within it. 0 = 14 "
+        "days, shortened (to at least 7) when the history cannot hold three such windows "
+        "(train, validation, test) and a week of features; a positive value is used as given.",
     )
     lookback_days: int = Field(
         default=0,
         description="Days of history the features read before a cutoff; 0 = all that exists "
         "before the training cutoff (the same length at every cutoff).",
     )
-    seed: int = Field(default=0, description="Seed of every model.")
+    seed: int = Field(default=0, description="Seed of every model and of the bootstrap.")
+    min_class_count: int = Field(
+        default=model_evaluation.MIN_CLASS_COUNT,
+        ge=1,
+        description="Fewest positives (and negatives) each window needs; a task below it is "
+        "'insufficient data' and serves no model.",
+    )
     n_jobs: int = Field(default=2, description="Threads of the random forest.")
     threads: int = Field(
         default=1,
@@ -45,24 +55,21 @@ class ModelsConfig(dg.Config):
 
 
 MODEL_TABLES = (t.MODEL_METRICS, t.MODEL_CARDS, t.MODEL_CURVES)
-# user_predictions needs each task's best model, and the conversion XGBoost for its reasons.
-_TASKS = ("conversion", "bounce")
 
 
 def usable_previous_models(warehouse: DuckDBResource, model_store: ModelStore) -> str | None:
-    """The version of the models an earlier run stored, when its tables and every artifact that
-    user_predictions loads are still there; None otherwise."""
+    """The version of the models an earlier run stored, when its tables and the artifact of
+    every model in service (user_predictions loads those) are still there; None otherwise."""
     with warehouse.get_connection() as con:
         if not set(MODEL_TABLES) <= warehouse_tables(con):
             return None
         best = con.execute(
             f"SELECT task, model, model_version FROM {t.MODEL_CARDS} WHERE is_best"
         ).fetchall()
-    if {task for task, _, _ in best} != set(_TASKS) or len({v for *_, v in best}) != 1:
+    if not best or len({v for *_, v in best}) != 1:
         return None
     version = best[0][2]
-    needed = [(task, model) for task, model, _ in best] + [("conversion", "xgboost")]
-    if not all(model_store.path(version, task, model).exists() for task, model in needed):
+    if not all(model_store.path(version, task, model).exists() for task, model, _ in best):
         return None
     return version
 
@@ -70,18 +77,22 @@ def usable_previous_models(warehouse: DuckDBResource, model_store: ModelStore) -
 @dg.multi_asset(
     outs={
         t.MODEL_METRICS: dg.AssetOut(
-            description="One row per (task, model): ROC-AUC, PR-AUC, Brier, log loss and the "
-            "F1-optimal threshold on the held-out later window; the ceiling of the true "
-            "propensities; which model is used.",
+            description="One row per (task, model, split): on the validation window (which "
+            "chose the model, its hyper-parameters and threshold) and the later test window "
+            "(reported): n, positives, ROC-AUC, PR-AUC, Brier, log loss, F1, precision, recall "
+            "and lift at the threshold, each with a bootstrap 95% interval; status 'ok' or "
+            "'insufficient data' with the numbers; the true-propensity ceiling.",
             **STAGE,
         ),
         t.MODEL_CARDS: dg.AssetOut(
-            description="One row per (task, model) fitted in the run: features, cutoffs, label "
-            "windows, metrics, threshold, leakage guard and where the artifact is stored.",
+            description="One row per (task, model) fitted in the run (one per task with "
+            "insufficient data): which window chose what, features, cutoffs, label windows, "
+            "test metrics, threshold, leakage guard, reason method, artifact.",
             **STAGE,
         ),
         t.MODEL_CURVES: dg.AssetOut(
-            description="One row per point of a ROC or PR curve per (task, model).",
+            description="One row per point of a ROC or PR curve per (task, model), on the "
+            "test window.",
             **STAGE,
         ),
     },
@@ -94,12 +105,13 @@ def model_training(
     model_store: ModelStore,
     user_personas: pl.DataFrame,
 ):
-    """Train on an earlier cutoff, validate on a later one; the best by PR-AUC is used.
+    """Fit on the training window, choose on the validation window, report on the test window.
 
-    When the data cannot train a classifier (one class in the labels, too few days) and an
-    earlier run's models exist, they stay in service: nothing is written, and each table's
-    materialization says why it was not refreshed. Without earlier models the step fails and
-    `publish_after_failure` publishes everything else.
+    A task with too few positives or negatives in any window is marked "insufficient data" and
+    serves no model; the other task still trains. When the history cannot hold the windows at
+    all and an earlier run's models exist, they stay in service: nothing is written, and each
+    table's materialization says why it was not refreshed. Without earlier models the step
+    fails and `publish_after_failure` publishes everything else.
     """
     version = context.run.run_id
     try:
@@ -113,8 +125,9 @@ def model_training(
                 seed=config.seed,
                 n_jobs=config.n_jobs,
                 threads=config.threads,
+                min_class_count=config.min_class_count,
             )
-    except (features.FeatureWindowError, models.LabelError) as err:
+    except features.FeatureWindowError as err:
         kept = usable_previous_models(warehouse, model_store)
         if kept is None:
             raise dg.Failure(
@@ -132,15 +145,21 @@ def model_training(
     paths = {}
     created_at = datetime.now(UTC).replace(tzinfo=None)
     for task, result in results.items():
+        if not result.served:
+            context.log.warning(f"models: {result.note}; no {task} model is served")
+            continue
         for name, model in result.models.items():
             card = {
                 "task": task,
+                "label": result.label,
                 "model": name,
                 "model_version": version,
+                "params": result.params[name],
                 "features": result.design.names,
                 "plan": plan.as_dict(),
-                "metrics": result.metrics.filter(pl.col("model") == name).to_dicts()[0],
+                "metrics": result.metrics.filter(pl.col("model") == name).to_dicts(),
                 "is_best": name == result.best,
+                "reason_method": models.REASON_METHODS[name],
             }
             artifact = {"model": model, "design": result.design}
             paths[(task, name)] = model_store.save(version, task, name, artifact, card)
@@ -151,18 +170,45 @@ def model_training(
         model_version=pl.lit(version)
     )
     cards = models.model_cards_frame(results, plan, version, paths, created_at)
-    curves = pl.concat([r.curves for r in results.values()])
+    curves = [r.curves for r in results.values() if r.served]
+    curves = pl.concat(curves) if curves else pl.DataFrame(schema=models.CURVES_SCHEMA)
 
     summary: dict[str, object] = {"model_version": version, **plan.as_dict()}
     for task, result in results.items():
-        best = result.metrics.filter(pl.col("is_best")).row(0, named=True)
+        summary[f"{task}_status"] = result.status
+        summary[f"{task}_label"] = result.label
+        if not result.served:
+            summary[f"{task}_note"] = result.note
+            continue
+        best = result.metrics.filter(pl.col("is_best") & (pl.col("split") == models.TEST)).row(
+            0, named=True
+        )
         summary[f"{task}_best_model"] = result.best
-        summary[f"{task}_roc_auc"] = round(best["roc_auc"], 4)
-        summary[f"{task}_pr_auc"] = round(best["pr_auc"], 4)
+        summary[f"{task}_test_n"] = best["n"]
+        summary[f"{task}_test_positives"] = best["positives"]
+        for metric in ("roc_auc", "pr_auc"):
+            summary[f"{task}_test_{metric}"] = (
+                f"{best[metric]:.4f} [{best[f'{metric}_ci_low']:.4f}, "
+                f"{best[f'{metric}_ci_high']:.4f}]"
+            )
         summary[f"{task}_threshold"] = round(best["threshold"], 4)
         if best["auc_vs_ceiling"] is not None:
             summary[f"{task}_auc_vs_ceiling"] = round(best["auc_vs_ceiling"], 4)
-    shown = metrics.select(models.SCORE_COLUMNS)
+    shown = metrics.filter(pl.col("split") == models.TEST).select(
+        "task",
+        "model",
+        "status",
+        "n",
+        "positives",
+        "roc_auc",
+        "roc_auc_ci_low",
+        "roc_auc_ci_high",
+        "pr_auc",
+        "f1",
+        "threshold",
+        "is_best",
+        "note",
+    )
     context.log.info(f"models: {summary}")
     yield dg.Output(
         metrics,
@@ -170,7 +216,7 @@ def model_training(
         metadata={
             "rows": metrics.height,
             **summary,
-            "metrics": markdown_preview(shown),
+            "test_metrics": markdown_preview(shown),
         },
     )
     yield dg.Output(
@@ -184,10 +230,11 @@ def model_training(
                 cards.select(
                     "task",
                     "model",
+                    "status",
                     "is_best",
-                    "train_cutoff",
-                    "valid_cutoff",
-                    "lookback_days",
+                    "params_json",
+                    "chosen_on",
+                    "reported_on",
                     "artifact_path",
                 )
             ),

@@ -1,42 +1,82 @@
-"""Leakage guards of the models (blocking: user_predictions waits on them)."""
+"""Checks of the models: leakage guards recomputed from the events (blocking: user_predictions
+waits on them), sound metrics, and warnings that are skipped when the data cannot score them."""
 
 import dagster as dg
 import polars as pl
 from dagster_duckdb import DuckDBResource
 
-from ubap_assets.core import features, models
+from ubap_assets.core import features, model_evaluation, models
 from ubap_assets.warehouse import tables as t
 
-# A model beating the true propensities by more than noise allows has seen the answer.
-MAX_AUC_VS_CEILING = 1.03
+SPLITS = {"train": "train_cutoff", "validation": "valid_cutoff", "test": "test_cutoff"}
 
 
-@dg.asset_check(asset=t.MODEL_CARDS, blocking=True)
-def label_windows_do_not_overlap(model_cards: pl.DataFrame) -> dg.AssetCheckResult:
-    """Features end at their cutoff; train labels [train, valid) end where validation labels
-    [valid, end) begin; each label window is exactly the horizon long."""
-    problems = []
-    for row in model_cards.unique(["task"]).iter_rows(named=True):
-        plan = features.TimePlan(
-            first_day=row["train_cutoff"],
-            end=row["label_window_valid_end"],
-            train_cutoff=row["train_cutoff"],
-            valid_cutoff=row["valid_cutoff"],
-            horizon_days=row["horizon_days"],
-            lookback_days=row["lookback_days"],
+def _plan(card: dict) -> features.TimePlan:
+    return features.TimePlan(
+        first_day=card["train_cutoff"],
+        end=card["label_window_test_end"],
+        train_cutoff=card["train_cutoff"],
+        valid_cutoff=card["valid_cutoff"],
+        test_cutoff=card["test_cutoff"],
+        horizon_days=int(card["horizon_days"]),
+        lookback_days=int(card["lookback_days"]),
+    )
+
+
+@dg.multi_asset_check(
+    specs=[
+        dg.AssetCheckSpec(
+            "label_windows_read_only_their_window",
+            asset=t.MODEL_CARDS,
+            description="Recomputed from the events: each task's labels at the train, "
+            "validation and test cutoffs are unchanged when every event outside their window "
+            "is removed (no label event at or before the cutoff, none after the window), and "
+            "the three windows are disjoint and in time order. Skipped without a card.",
+            blocking=True,
         )
-        try:
-            models.check_windows(plan)
-        except models.LeakageError as err:
-            problems.append(f"{row['task']}: {err}")
-        if row["label_window_train_end"] > row["valid_cutoff"]:
-            problems.append(f"{row['task']}: training labels run past the validation cutoff")
-        train_days = (row["label_window_train_end"] - row["train_cutoff"]).days
-        if train_days != row["horizon_days"]:
-            problems.append(f"{row['task']}: training label window is {train_days} days")
-    return dg.AssetCheckResult(
-        passed=not problems and model_cards.height > 0,
-        metadata={"problems": dg.MetadataValue.md("\n".join(problems) or "none")},
+    ],
+    can_subset=True,
+    ins={"model_cards": dg.AssetIn(t.MODEL_CARDS)},
+)
+def label_windows_read_only_their_window(
+    context: dg.AssetCheckExecutionContext, warehouse: DuckDBResource, model_cards: pl.DataFrame
+):
+    if model_cards.is_empty():
+        context.log.warning("label_windows_read_only_their_window skipped: no model card")
+        return
+    card = model_cards.row(0, named=True)
+    plan = _plan(card)
+    problems = []
+    try:
+        models.check_windows(plan)
+    except models.LeakageError as err:
+        problems.append(str(err))
+    changed: dict[str, int] = {}
+    with warehouse.get_connection() as con:
+        for split in SPLITS:
+            cutoff = plan.cutoff(split)
+            frame = features.compute_features(con, cutoff, plan.lookback_days)
+            for task, labeller in models.LABELLERS.items():
+                changed[f"{task}_{split}"] = features.label_window_guard(
+                    con,
+                    frame,
+                    cutoff,
+                    plan.horizon_days,
+                    labeller,
+                    lookbehind_days=models.LABEL_LOOKBEHIND_DAYS[task],
+                )
+    problems += [f"{key}: {n} labels change" for key, n in changed.items() if n]
+    yield dg.AssetCheckResult(
+        check_name="label_windows_read_only_their_window",
+        passed=not problems,
+        metadata={
+            "windows": ", ".join(
+                f"{s} [{plan.label_window(s)[0]:%Y-%m-%d}, {plan.label_window(s)[1]:%Y-%m-%d})"
+                for s in SPLITS
+            ),
+            "labels_changed_without_outside_events": sum(changed.values()),
+            "problems": dg.MetadataValue.md("\n".join(problems) or "none"),
+        },
     )
 
 
@@ -45,7 +85,7 @@ def training_features_ignore_future_events(
     warehouse: DuckDBResource, model_cards: pl.DataFrame
 ) -> dg.AssetCheckResult:
     """The features at the training cutoff are identical with and without every event after
-    it (the validation period acts as planted future events)."""
+    it (the validation and test periods act as planted future events)."""
     row = model_cards.row(0, named=True)
     with warehouse.get_connection() as con:
         differing = features.future_events_guard(con, row["train_cutoff"], row["lookback_days"])
@@ -58,44 +98,154 @@ def training_features_ignore_future_events(
     )
 
 
-@dg.asset_check(asset=t.MODEL_CARDS, blocking=True)
-def no_label_derivable_from_features(model_cards: pl.DataFrame) -> dg.AssetCheckResult:
-    """No single feature separates the training labels (ROC-AUC < 0.99)."""
-    worst = model_cards.sort("max_single_feature_auc", descending=True).row(0, named=True)
-    return dg.AssetCheckResult(
-        passed=worst["max_single_feature_auc"] < models.LEAKAGE_AUC,
+@dg.multi_asset_check(
+    specs=[
+        dg.AssetCheckSpec(
+            "no_label_derivable_from_features",
+            asset=t.MODEL_CARDS,
+            description="No single feature separates a task's training labels: the lower end "
+            f"of its ROC-AUC's bootstrap 95% interval stays below {models.LEAKAGE_AUC}. "
+            "Skipped when no task had enough data to train.",
+            blocking=True,
+        )
+    ],
+    can_subset=True,
+    ins={"model_cards": dg.AssetIn(t.MODEL_CARDS)},
+)
+def no_label_derivable_from_features(
+    context: dg.AssetCheckExecutionContext, model_cards: pl.DataFrame
+):
+    trained = model_cards.filter(pl.col("max_single_feature_auc").is_not_null())
+    if trained.is_empty():
+        notes = "; ".join(model_cards["note"].drop_nulls().unique().to_list())
+        context.log.warning(f"no_label_derivable_from_features skipped: {notes or 'no card'}")
+        return
+    worst = trained.sort("max_single_feature_auc_ci_low", descending=True).row(0, named=True)
+    yield dg.AssetCheckResult(
+        check_name="no_label_derivable_from_features",
+        passed=worst["max_single_feature_auc_ci_low"] < models.LEAKAGE_AUC,
         metadata={
             "task": worst["task"],
             "feature": worst["leakiest_feature"],
             "max_single_feature_auc": round(worst["max_single_feature_auc"], 4),
+            "ci_low": round(worst["max_single_feature_auc_ci_low"], 4),
+            "n_train": worst["n_train"],
             "limit": models.LEAKAGE_AUC,
         },
     )
 
 
-@dg.asset_check(asset=t.MODEL_METRICS, blocking=True)  # WARN severity: orders, never blocks
-def models_below_ceiling(model_metrics: pl.DataFrame) -> dg.AssetCheckResult:
-    """No model beats the generator's true propensities (warning: that smells of leakage);
-    skipped without ground truth."""
-    ratios = model_metrics.filter(pl.col("model") != models.CEILING)["auc_vs_ceiling"].drop_nulls()
-    if ratios.is_empty():
-        return dg.AssetCheckResult(passed=True, metadata={"note": "skipped: no ground truth"})
-    best = float(ratios.max())
-    return dg.AssetCheckResult(
-        passed=best <= MAX_AUC_VS_CEILING,
+@dg.multi_asset_check(
+    specs=[
+        dg.AssetCheckSpec(
+            "models_below_ceiling",
+            asset=t.MODEL_METRICS,
+            description="On the test window no model's ROC-AUC interval lies above the "
+            "generator's true propensities (that smells of leakage); a warning. Skipped "
+            "without ground truth.",
+        )
+    ],
+    can_subset=True,
+    ins={"model_metrics": dg.AssetIn(t.MODEL_METRICS)},
+)
+def models_below_ceiling(context: dg.AssetCheckExecutionContext, model_metrics: pl.DataFrame):
+    tested = model_metrics.filter(pl.col("split") == models.TEST)
+    ceiling = tested.filter(pl.col("model") == models.CEILING)
+    if ceiling.is_empty():
+        context.log.warning("models_below_ceiling skipped: no ground truth (no ceiling rows)")
+        return
+    fitted = tested.filter(pl.col("model") != models.CEILING).join(
+        ceiling.select("task", ceiling_auc="roc_auc"), on="task"
+    )
+    above = fitted.filter(pl.col("roc_auc_ci_low") > pl.col("ceiling_auc"))
+    yield dg.AssetCheckResult(
+        check_name="models_below_ceiling",
+        passed=above.is_empty(),
         severity=dg.AssetCheckSeverity.WARN,
-        metadata={"best_auc_vs_ceiling": round(best, 4), "limit": MAX_AUC_VS_CEILING},
+        metadata={
+            "best_auc_vs_ceiling": round(float(fitted["auc_vs_ceiling"].max()), 4),
+            "models_above_ceiling": ", ".join(above["model"].to_list()) or "none",
+        },
+    )
+
+
+@dg.multi_asset_check(
+    specs=[
+        dg.AssetCheckSpec(
+            "served_models_beat_chance",
+            asset=t.MODEL_METRICS,
+            description="Each model in service ranks the test window better than chance: the "
+            "lower end of its ROC-AUC's 95% interval is above 0.5; a warning. Skipped when no "
+            "task had enough data (the numbers are in the log and model_metrics.note).",
+        )
+    ],
+    can_subset=True,
+    ins={"model_metrics": dg.AssetIn(t.MODEL_METRICS)},
+)
+def served_models_beat_chance(context: dg.AssetCheckExecutionContext, model_metrics: pl.DataFrame):
+    served = model_metrics.filter(pl.col("is_best") & (pl.col("split") == models.TEST))
+    skipped = model_metrics.filter(pl.col("status") == models.INSUFFICIENT)
+    if served.is_empty():
+        notes = "; ".join(skipped["note"].drop_nulls().unique().to_list())
+        context.log.warning(f"served_models_beat_chance skipped: insufficient data: {notes}")
+        return
+    weak = served.filter(pl.col("roc_auc_ci_low") <= 0.5)
+    yield dg.AssetCheckResult(
+        check_name="served_models_beat_chance",
+        passed=weak.is_empty(),
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            **{
+                f"{r['task']}_test_roc_auc": f"{r['roc_auc']:.3f} [{r['roc_auc_ci_low']:.3f}, "
+                f"{r['roc_auc_ci_high']:.3f}] n={r['n']} positives={r['positives']}"
+                for r in served.iter_rows(named=True)
+            },
+            "tasks_not_served": ", ".join(sorted(set(skipped["task"].to_list()))) or "none",
+        },
     )
 
 
 @dg.asset_check(asset=t.MODEL_METRICS, blocking=True)
-def model_metrics_are_finite(model_metrics: pl.DataFrame) -> dg.AssetCheckResult:
-    """Every metric is a finite number; exactly one best model per task."""
-    cols = ["roc_auc", "pr_auc", "brier", "log_loss", "threshold", "f1"]
-    bad = model_metrics.filter(pl.any_horizontal(~pl.col(c).is_finite() for c in cols)).height
-    best = model_metrics.filter(pl.col("is_best")).group_by("task").len()
-    one_best = bool(best.height == model_metrics["task"].n_unique() and (best["len"] == 1).all())
+def model_metrics_are_sound(model_metrics: pl.DataFrame) -> dg.AssetCheckResult:
+    """Every 'ok' row has finite metrics inside their own 95% interval and both splits; each
+    served task has exactly one model in service; every 'insufficient data' row has a note,
+    no metric and no model in service."""
+    ok = model_metrics.filter(pl.col("status") == models.OK)
+    bad, outside = 0, 0
+    if ok.height:
+        bad = ok.filter(
+            pl.any_horizontal(
+                ~pl.col(c).is_finite().fill_null(False) for c in models.METRIC_COLUMNS
+            )
+        ).height
+        outside = ok.filter(
+            pl.any_horizontal(
+                (pl.col(m) < pl.col(f"{m}_ci_low") - 1e-9)
+                | (pl.col(m) > pl.col(f"{m}_ci_high") + 1e-9)
+                for m in model_evaluation.METRICS
+            )
+        ).height
+    served = ok.filter(pl.col("model") != models.CEILING)
+    per_task = served.group_by("task").agg(
+        best=pl.col("model").filter(pl.col("is_best")).n_unique(),
+        splits=pl.col("split").n_unique(),
+    )
+    one_best = bool(
+        per_task.is_empty() or ((per_task["best"] == 1) & (per_task["splits"] == 2)).all()
+    )
+    insufficient = model_metrics.filter(pl.col("status") == models.INSUFFICIENT)
+    unexplained = insufficient.filter(
+        pl.col("note").is_null() | pl.col("roc_auc").is_not_null() | pl.col("is_best")
+    ).height
+    unknown = model_metrics.filter(~pl.col("status").is_in([models.OK, models.INSUFFICIENT])).height
     return dg.AssetCheckResult(
-        passed=bad == 0 and one_best,
-        metadata={"non_finite_rows": bad, "one_best_per_task": one_best},
+        passed=bad == 0 and outside == 0 and one_best and unexplained == 0 and unknown == 0,
+        metadata={
+            "non_finite_rows": bad,
+            "points_outside_their_interval": outside,
+            "one_model_in_service_per_task": one_best,
+            "insufficient_rows_without_note": unexplained,
+            "unknown_status_rows": unknown,
+            "tasks_insufficient": ", ".join(sorted(set(insufficient["task"].to_list()))) or "none",
+        },
     )
