@@ -19,8 +19,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import duckdb
 import pytest
 from test_dashboard import APP, build_snapshot
+
+from ubap_assets.warehouse import tables as t
+from ubap_assets.warehouse.introspect import warehouse_tables
+from ubap_assets.warehouse.snapshots import current_snapshot
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -192,6 +197,34 @@ def _check_page(page, url: str, path: str, title: str, shots: Path) -> Path:
     return shot
 
 
+def _incident_labels(snapshots: Path) -> list[str]:
+    """The headline labels the dashboard draws for the served snapshot's incidents."""
+    with duckdb.connect(str(current_snapshot(snapshots).path), read_only=True) as con:
+        if t.INCIDENTS not in warehouse_tables(con):
+            return []
+        return [
+            row[0] for row in con.execute(f"SELECT headline_label FROM {t.INCIDENTS}").fetchall()
+        ]
+
+
+def _check_incident_annotation(page, url: str, labels: list[str], shots: Path) -> Path:
+    """The Trends chart shades each incident and writes its headline on it (SVG elements)."""
+    page.goto(f"{url}/trends", wait_until="domcontentloaded")
+    _settle(page, "Trends")
+    chart = page.locator('[data-testid="stVegaLiteChart"]').first
+    windows = chart.locator('[aria-roledescription="incident window"]')
+    windows.first.wait_for(timeout=15_000)
+    assert windows.count() == len(labels), f"{windows.count()} shaded windows for {labels}"
+    drawn = chart.locator("text").all_text_contents()
+    for label in labels:
+        assert any(text.startswith(label) for text in drawn), f"no '{label}' on the chart: {drawn}"
+    caption = page.locator('[data-testid="stCaptionContainer"]').filter(has_text="Shaded:")
+    assert caption.count() == 1 and caption.first.is_visible()
+    shot = shots / "trends_incidents.png"
+    chart.screenshot(path=str(shot))
+    return shot
+
+
 def test_every_page_renders_without_an_error_box(browser, tmp_path):
     """Empty state first; then a snapshot is published and the same server shows every page.
 
@@ -213,9 +246,15 @@ def test_every_page_renders_without_an_error_box(browser, tmp_path):
                 build_snapshot(snapshots)  # the running app picks it up on the next load
             for path, title in PAGES.items():
                 taken.append(_check_page(page, url, path, title, shots))
+            labels = _incident_labels(snapshots)
+            assert labels or served, "the test snapshot has no incident to annotate"
+            if labels:
+                taken.append(_check_incident_annotation(page, url, labels, shots))
         finally:
             context.close()
             _copy_out(taken)
-    assert {p.stem for p in taken} >= {p or "overview" for p in PAGES}
+    assert {p.stem for p in taken} >= {p or "overview" for p in PAGES} | (
+        set() if served else {"trends_incidents"}
+    )
     assert all(p.stat().st_size > 10_000 for p in taken), "a screenshot is blank"
     assert not js_errors, f"JavaScript errors in the page: {js_errors[:3]}"
