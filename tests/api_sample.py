@@ -333,7 +333,8 @@ def _segments(
 
 
 def _predictions(con: duckdb.DuckDBPyConnection, end: datetime) -> None:
-    """Scores from behaviour counts (monotone in purchases/cart/bounces), ranked."""
+    """Scores from behaviour counts (monotone in purchases/cart/bounces), ranked; the metrics
+    in model_metrics' columns (a validation and a test row per task, with intervals)."""
     _sql(
         con,
         t.USER_PREDICTIONS,
@@ -343,7 +344,7 @@ def _predictions(con: duckdb.DuckDBPyConnection, end: datetime) -> None:
                              + 0.03 * ln(1 + sessions_last_7d)) AS conversion_probability,
                        least(0.99, 0.05 + 0.8 * bounce_rate
                              + 0.1 * least(1.0, recency_days / 14)) AS at_risk_probability,
-                       purchases, add_to_cart, sessions_last_7d, bounce_rate
+                       purchases, add_to_cart, sessions_last_7d, bounce_rate, recency_days
                 FROM {t.USER_FEATURES})
             SELECT user_id, conversion_probability,
                    row_number() OVER (ORDER BY conversion_probability DESC, user_id)
@@ -354,23 +355,42 @@ def _predictions(con: duckdb.DuckDBPyConnection, end: datetime) -> None:
                    'added ' || add_to_cart || ' items to the cart' AS reason_2,
                    CASE WHEN sessions_last_7d > 0
                         THEN sessions_last_7d || ' sessions in the last 7 days' END AS reason_3,
+                   round(100 * bounce_rate) || '% of visits bounced' AS at_risk_reason_1,
+                   'last visit ' || round(recency_days) || ' days ago' AS at_risk_reason_2,
+                   NULL::VARCHAR AS at_risk_reason_3,
                    'sample_scorer' AS conversion_model, 'sample_scorer' AS bounce_model,
+                   'sample weights' AS conversion_reason_method,
+                   'sample weights' AS at_risk_reason_method,
+                   NULL::VARCHAR AS conversion_note, NULL::VARCHAR AS bounce_note,
                    'sample' AS model_version, TIMESTAMP '{end:%Y-%m-%d %H:%M:%S}' AS scored_at
             FROM s""",
     )
     _sql(
         con,
         t.MODEL_METRICS,
-        f"""SELECT task, 'sample_scorer' AS model, 0.5 AS roc_auc, positive AS pr_auc,
-                   NULL::DOUBLE AS brier, NULL::DOUBLE AS log_loss, 0.5 AS threshold,
-                   NULL::DOUBLE AS f1, NULL::DOUBLE AS precision, NULL::DOUBLE AS recall,
-                   NULL::DOUBLE AS auc_vs_ceiling, TRUE AS is_best, n AS n_train, n AS n_valid,
-                   positive AS valid_positive_rate, NULL::TIMESTAMP AS train_cutoff,
-                   NULL::TIMESTAMP AS valid_cutoff, 14 AS horizon_days, 'sample' AS model_version
-            FROM (SELECT 'conversion' AS task, count(*) AS n,
-                         avg((purchases > 0)::DOUBLE) AS positive FROM {t.USER_FEATURES}
+        f"""SELECT task, label, 'sample_scorer' AS model, split, 'ok' AS status,
+                   NULL::VARCHAR AS note, n, positives, positives / n AS positive_rate,
+                   0.5 AS roc_auc, 0.45 AS roc_auc_ci_low, 0.55 AS roc_auc_ci_high,
+                   positives / n AS pr_auc, 0.8 * positives / n AS pr_auc_ci_low,
+                   1.2 * positives / n AS pr_auc_ci_high,
+                   NULL::DOUBLE AS brier, NULL::DOUBLE AS brier_ci_low,
+                   NULL::DOUBLE AS brier_ci_high, NULL::DOUBLE AS log_loss,
+                   NULL::DOUBLE AS log_loss_ci_low, NULL::DOUBLE AS log_loss_ci_high,
+                   NULL::DOUBLE AS f1, NULL::DOUBLE AS f1_ci_low, NULL::DOUBLE AS f1_ci_high,
+                   NULL::DOUBLE AS precision, NULL::DOUBLE AS precision_ci_low,
+                   NULL::DOUBLE AS precision_ci_high, NULL::DOUBLE AS recall,
+                   NULL::DOUBLE AS recall_ci_low, NULL::DOUBLE AS recall_ci_high,
+                   NULL::DOUBLE AS lift, NULL::DOUBLE AS lift_ci_low, NULL::DOUBLE AS lift_ci_high,
+                   0.5 AS threshold, NULL::DOUBLE AS auc_vs_ceiling, TRUE AS is_best,
+                   '{{}}' AS params_json, n AS n_train, positives AS positives_train,
+                   NULL::TIMESTAMP AS train_cutoff, NULL::TIMESTAMP AS valid_cutoff,
+                   NULL::TIMESTAMP AS test_cutoff, 14 AS horizon_days, 'sample' AS model_version
+            FROM (SELECT 'conversion' AS task, 'purchase within 14 days' AS label, count(*) AS n,
+                         count(*) FILTER (purchases > 0) AS positives FROM {t.USER_FEATURES}
                   UNION ALL
-                  SELECT 'bounce', count(*), avg(bounce_rate) FROM {t.USER_FEATURES})""",
+                  SELECT 'bounce', 'next session within 14 days bounces', count(*),
+                         count(*) FILTER (bounce_rate >= 0.5) FROM {t.USER_FEATURES})
+            CROSS JOIN (VALUES ('validation'), ('test')) AS splits(split)""",
     )
 
 

@@ -365,29 +365,45 @@ def contract_tables(world, rng: np.random.Generator) -> dict[str, pl.DataFrame]:
     for task in ("conversion", "bounce"):
         for i, model in enumerate(models):
             auc = 0.70 + 0.05 * i
-            metrics_rows.append(
+            metrics_rows += [
                 {
                     "task": task,
+                    "label": f"{task} within 14 days",
                     "model": model,
-                    "roc_auc": auc,
-                    "pr_auc": auc - 0.3,
-                    "brier": 0.1,
-                    "log_loss": 0.35,
+                    "split": split,
+                    "status": "ok",
+                    "note": None,
+                    "n": n,
+                    "positives": n // 5,
+                    "positive_rate": 0.2,
+                    **{
+                        f"{metric}{end}": value + shift
+                        for metric, value in (
+                            ("roc_auc", auc),
+                            ("pr_auc", auc - 0.3),
+                            ("brier", 0.1),
+                            ("log_loss", 0.35),
+                            ("f1", 0.5),
+                            ("precision", 0.45),
+                            ("recall", 0.56),
+                            ("lift", 2.2),
+                        )
+                        for end, shift in (("", 0.0), ("_ci_low", -0.04), ("_ci_high", 0.04))
+                    },
                     "threshold": 0.3,
-                    "f1": 0.5,
-                    "precision": 0.45,
-                    "recall": 0.56,
                     "auc_vs_ceiling": auc / 0.9 if task == "conversion" else None,
                     "is_best": model == "xgboost",
+                    "params_json": "{}",
                     "n_train": n,
-                    "n_valid": n,
-                    "valid_positive_rate": 0.2,
-                    "train_cutoff": cutoff - timedelta(days=28),
-                    "valid_cutoff": cutoff - timedelta(days=14),
+                    "positives_train": n // 5,
+                    "train_cutoff": cutoff - timedelta(days=42),
+                    "valid_cutoff": cutoff - timedelta(days=28),
+                    "test_cutoff": cutoff - timedelta(days=14),
                     "horizon_days": 14,
                     "model_version": "r1",
                 }
-            )
+                for split in ("validation", "test")
+            ]
             card_rows.append(
                 {
                     "model_version": "r1",
@@ -395,6 +411,10 @@ def contract_tables(world, rng: np.random.Generator) -> dict[str, pl.DataFrame]:
                     "model": model,
                     "is_best": model == "xgboost",
                     "features_json": json.dumps(["recency_days", "sessions", "device_mobile"]),
+                    "params_json": "{}",
+                    "chosen_on": "validation window",
+                    "reported_on": "test window",
+                    "reason_method": "XGBoost pred_contribs",
                     "train_cutoff": cutoff - timedelta(days=28),
                     "valid_cutoff": cutoff - timedelta(days=14),
                     "label_window_train_end": cutoff - timedelta(days=14),

@@ -213,45 +213,104 @@ class SegmentPrediction(Row):
     segment_id: str
     segment_name: str | None
     users: int
-    mean_conversion_probability: float
-    mean_at_risk_probability: float
+    mean_conversion_probability: float | None = Field(
+        description="Mean P(purchase within the horizon); null when no conversion model is "
+        "served (insufficient data)."
+    )
+    mean_at_risk_probability: float | None = Field(
+        description="Mean P(next session bounces); null when no bounce model is served."
+    )
     at_risk_users: int
     at_risk_share: float
-    expected_converters: float
+    expected_converters: float | None = None
+
+
+SCORE_NOTE = "Null when the task serves no model (insufficient data): see the task's note."
 
 
 class ScoredUser(Row):
     user_id: str
-    conversion_probability: float
-    conversion_rank: int
-    at_risk_probability: float
-    at_risk: bool
-    at_risk_rank: int
-    reasons: list[str]
+    conversion_probability: float | None = Field(
+        description=describe("purchase_within_horizon") + " " + SCORE_NOTE
+    )
+    conversion_rank: int | None = None
+    at_risk_probability: float | None = Field(
+        description=describe("next_session_bounce") + " " + SCORE_NOTE
+    )
+    at_risk: bool | None = Field(
+        description="at_risk_probability >= the bounce model's threshold (chosen on the "
+        "validation window). " + SCORE_NOTE
+    )
+    at_risk_rank: int | None = None
+    reasons: list[str] = Field(
+        description="Up to three plain-word reasons from the model that scored this list: the "
+        "conversion model's on high-value lists, the bounce model's on the at-risk list."
+    )
+    reason_method: str | None = Field(
+        default=None, description="How the reasons were computed (the contribution method)."
+    )
     segment_id: str | None = None
     segment_name: str | None = None
-    conversion_model: str
-    bounce_model: str
+    conversion_model: str | None = None
+    bounce_model: str | None = None
     model_version: str
     scored_at: UtcDateTime
 
 
+class ScoredPage(Page[ScoredUser]):
+    note: str | None = Field(
+        default=None,
+        description="Why the list is empty: its task serves no model (insufficient data, with "
+        "the numbers). Null when the task is scored.",
+    )
+
+
 class ModelMetric(Row):
     task: str
-    model: str
-    roc_auc: float
-    pr_auc: float
+    label: str | None = Field(
+        default=None, description="The label in words, e.g. 'purchase within 14 days'."
+    )
+    model: str | None = Field(description="Null on a task's 'insufficient data' rows.")
+    split: Literal["validation", "test"] | None = Field(
+        default=None,
+        description="'validation': chose the model, its hyper-parameters and threshold; "
+        "'test': the later, disjoint window that reports.",
+    )
+    status: str = Field(default="ok", description="'ok' or 'insufficient data'.")
+    note: str | None = Field(default=None, description="Why a task has insufficient data.")
+    n: int | None = Field(default=None, description="Labelled users in the window.")
+    positives: int | None = Field(default=None, description="Positive labels among them.")
+    positive_rate: float | None = None
+    roc_auc: float | None = None
+    roc_auc_ci_low: float | None = Field(default=None, description="Bootstrap 95% interval.")
+    roc_auc_ci_high: float | None = None
+    pr_auc: float | None = None
+    pr_auc_ci_low: float | None = None
+    pr_auc_ci_high: float | None = None
     brier: float | None = None
+    brier_ci_low: float | None = None
+    brier_ci_high: float | None = None
     log_loss: float | None = None
-    threshold: float | None = None
+    log_loss_ci_low: float | None = None
+    log_loss_ci_high: float | None = None
+    threshold: float | None = Field(default=None, description="Chosen on validation (F1).")
     f1: float | None = None
+    f1_ci_low: float | None = None
+    f1_ci_high: float | None = None
     precision: float | None = None
+    precision_ci_low: float | None = None
+    precision_ci_high: float | None = None
     recall: float | None = None
+    recall_ci_low: float | None = None
+    recall_ci_high: float | None = None
+    lift: float | None = Field(default=None, description="Precision / positive rate.")
+    lift_ci_low: float | None = None
+    lift_ci_high: float | None = None
     auc_vs_ceiling: float | None = None
-    is_best: bool
+    is_best: bool = Field(description="The model in service for its task.")
+    params_json: str | None = None
     n_train: int | None = None
-    n_valid: int | None = None
-    valid_positive_rate: float | None = None
+    positives_train: int | None = None
     horizon_days: int | None = None
     model_version: str | None = None
 
@@ -549,14 +608,27 @@ class Activity(Row):
 
 
 class UserPrediction(Row):
-    conversion_probability: float
-    conversion_rank: int
-    at_risk_probability: float
-    at_risk: bool
-    at_risk_rank: int
-    reasons: list[str]
-    conversion_model: str
-    bounce_model: str
+    conversion_probability: float | None = Field(
+        description=describe("purchase_within_horizon") + " " + SCORE_NOTE
+    )
+    conversion_rank: int | None = None
+    at_risk_probability: float | None = Field(
+        description=describe("next_session_bounce") + " " + SCORE_NOTE
+    )
+    at_risk: bool | None = None
+    at_risk_rank: int | None = None
+    reasons: list[str] = Field(description="The conversion model's reasons.")
+    at_risk_reasons: list[str] = Field(
+        default_factory=list, description="The bounce model's reasons."
+    )
+    conversion_model: str | None = None
+    bounce_model: str | None = None
+    conversion_note: str | None = Field(
+        default=None, description="Why no conversion score (insufficient data)."
+    )
+    bounce_note: str | None = Field(
+        default=None, description="Why no at-risk score (insufficient data)."
+    )
     model_version: str
     scored_at: UtcDateTime
 

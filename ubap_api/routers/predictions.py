@@ -6,23 +6,42 @@ import polars as pl
 from fastapi import Path, Query
 
 from ubap_api.deps import PagingDep, ReaderDep, guarded_router
-from ubap_api.records import not_found, page_of, records, with_reasons
-from ubap_api.schemas import NOT_FOUND, ModelMetric, Page, ScoredUser, SegmentPrediction
+from ubap_api.records import not_found, page_of, records
+from ubap_api.schemas import NOT_FOUND, ModelMetric, Page, ScoredPage, SegmentPrediction
 
 router = guarded_router("/api/predictions", "predictions")
 
 Probability = Annotated[float, Query(ge=0.0, le=1.0, description="Lowest probability kept.")]
 
 
-def _scored_page(found: tuple[pl.DataFrame, int], paging: PagingDep) -> dict:
+# The columns of each list's reasons and their method: the model that ranked the list.
+REASON_COLUMNS = {
+    "conversion": (("reason_1", "reason_2", "reason_3"), "conversion_reason_method"),
+    "bounce": (
+        ("at_risk_reason_1", "at_risk_reason_2", "at_risk_reason_3"),
+        "at_risk_reason_method",
+    ),
+}
+
+
+def _with_task_reasons(row: dict, task: str) -> dict:
+    columns, method = REASON_COLUMNS[task]
+    reasons = [row.get(c) for c in columns]
+    return {**row, "reasons": [r for r in reasons if r], "reason_method": row.get(method)}
+
+
+def _scored_page(
+    found: tuple[pl.DataFrame, int], paging: PagingDep, task: str, note: str | None
+) -> dict:
     frame, total = found
-    data = [with_reasons(row) for row in records(frame)]
+    data = [_with_task_reasons(row, task) for row in records(frame)]
     return {
         "data": data,
         "count": len(data),
         "total": total,
         "limit": paging.limit,
         "offset": paging.offset,
+        "note": note,
     }
 
 
@@ -32,7 +51,7 @@ def by_segment(reader: ReaderDep, paging: PagingDep) -> dict:
     return page_of(reader.segment_predictions(), paging)
 
 
-@router.get("/high-value/{model}", response_model=Page[ScoredUser], responses=NOT_FOUND)
+@router.get("/high-value/{model}", response_model=ScoredPage, responses=NOT_FOUND)
 def high_value(
     reader: ReaderDep,
     paging: PagingDep,
@@ -45,9 +64,11 @@ def high_value(
     ],
     min_probability: Probability = 0.0,
 ) -> dict:
-    """Users most likely to purchase in the horizon, by the given conversion model."""
+    """Users most likely to purchase within the horizon, by the conversion model in service,
+    with its reasons. Empty with a ``note`` when the task has insufficient data."""
+    note = reader.prediction_notes().get("conversion")
     used = reader.scoring_models().get("conversion")
-    if model not in ("best", used):
+    if model not in ("best", used) and not note:
         fitted = set(reader.model_metrics("conversion")["model"].to_list())
         if model in fitted:
             raise not_found(
@@ -56,10 +77,10 @@ def high_value(
         names = ", ".join(sorted(fitted - {"true_propensity"})) or "none"
         raise not_found("model", model, f"use 'best' or one of: {names}")
     found = reader.high_value_users(min_probability, paging.limit, paging.offset)
-    return _scored_page(found, paging)
+    return _scored_page(found, paging, "conversion", note)
 
 
-@router.get("/at-risk", response_model=Page[ScoredUser])
+@router.get("/at-risk", response_model=ScoredPage)
 def at_risk(
     reader: ReaderDep,
     paging: PagingDep,
@@ -68,8 +89,10 @@ def at_risk(
         Query(ge=0.0, le=1.0, description="Instead of the model's threshold, keep users >= this."),
     ] = None,
 ) -> dict:
-    """Users whose next session is likely a bounce, most at risk first."""
-    return _scored_page(reader.at_risk_users(min_probability, paging.limit, paging.offset), paging)
+    """Users whose next session is likely a bounce, most at risk first, with the bounce model's
+    reasons. Empty with a ``note`` when the task has insufficient data."""
+    found = reader.at_risk_users(min_probability, paging.limit, paging.offset)
+    return _scored_page(found, paging, "bounce", reader.prediction_notes().get("bounce"))
 
 
 @router.get("/models", response_model=Page[ModelMetric])
@@ -77,6 +100,12 @@ def models(
     reader: ReaderDep,
     paging: PagingDep,
     task: Annotated[Literal["conversion", "bounce"] | None, Query()] = None,
+    split: Annotated[
+        Literal["validation", "test"] | None,
+        Query(description="'test': the reported window; 'validation': the one that chose."),
+    ] = None,
 ) -> dict:
-    """Validation metrics of every fitted model, best first within a task."""
-    return page_of(reader.model_metrics(task), paging)
+    """Metrics of every fitted model with n, positives and bootstrap 95% intervals: the test
+    window first, the model in service first; a task with insufficient data has rows with
+    status 'insufficient data' and a note with the numbers."""
+    return page_of(reader.model_metrics(task, split), paging)

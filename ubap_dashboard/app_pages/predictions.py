@@ -4,6 +4,7 @@ import json
 
 import streamlit as st
 
+from ubap_assets.core.metrics import describe
 from ubap_assets.warehouse import tables as t
 from ubap_dashboard import charts, ui
 from ubap_dashboard.data import predictions
@@ -14,32 +15,58 @@ st.title("Predictions")
 ui.stale_banner(snap, t.USER_PREDICTIONS, t.MODEL_METRICS, t.MODEL_CARDS, t.MODEL_CURVES)
 
 LIST_COLUMNS = {
-    "conversion_probability": ui.percent("P(purchase)"),
-    "at_risk_probability": ui.percent("P(next session bounces)"),
+    "conversion_probability": ui.percent("P(purchase)", help=describe("purchase_within_horizon")),
+    "at_risk_probability": ui.percent(
+        "P(next session bounces)", help=describe("next_session_bounce")
+    ),
     "reasons": st.column_config.TextColumn("why", width="large"),
 }
+TASK_NAMES = {
+    "conversion": "Conversion (user-level: purchase within the horizon)",
+    "bounce": "Bounce (user-level: the next session bounces)",
+}
+
+
+def scored_list(kind: str, task: str, caption: str, size: int) -> None:
+    """One list, or why its task serves no scores."""
+    note = predictions.prediction_notes(snap).get(task)
+    if note:
+        st.info(f"No {task} model is served: {note}.", icon=":material/info:")
+        return
+    method = predictions.reason_methods(snap).get(task)
+    st.caption(caption + (f" Reasons: {method}." if method else ""))
+    ui.table(
+        predictions.prediction_list(snap, kind, size), f"{kind}_users", column_config=LIST_COLUMNS
+    )
+
+
+def interval(row: dict, metric: str) -> str:
+    low, high = row.get(f"{metric}_ci_low"), row.get(f"{metric}_ci_high")
+    return f"95% interval {low:.3f} to {high:.3f}" if low is not None and high is not None else ""
+
+
+def since(day) -> str:
+    return f" from {day:%Y-%m-%d}" if day is not None else ""
+
 
 if ui.require(info, t.USER_PREDICTIONS, what="The prediction lists"):
     size = st.slider("Users per list", 10, 500, 50, step=10, key="prediction_size")
     high_value, at_risk = st.tabs(["High value", "At risk"])
     with high_value:
-        st.caption(
-            "Users most likely to purchase in the next horizon, best conversion model first, with "
-            "the three features that pushed their score most."
-        )
-        ui.table(
-            predictions.prediction_list(snap, "high_value", size),
-            "high_value_users",
-            column_config=LIST_COLUMNS,
+        scored_list(
+            "high_value",
+            "conversion",
+            "Users most likely to purchase within the horizon (the conversion model in service), "
+            "with the three features that pushed their score most.",
+            size,
         )
     with at_risk:
-        st.caption(
-            "Users whose next session is most likely a bounce (above the model's tuned threshold)."
-        )
-        ui.table(
-            predictions.prediction_list(snap, "at_risk", size),
-            "at_risk_users",
-            column_config=LIST_COLUMNS,
+        scored_list(
+            "at_risk",
+            "bounce",
+            "Users whose next session is most likely a bounce (above the bounce model's "
+            "threshold, chosen on the validation window), with the bounce model's reasons.",
+            size,
         )
 
 st.subheader("Model cards")
@@ -51,24 +78,29 @@ if ui.require(info, t.MODEL_METRICS, what="The model cards"):
         tasks,
         default=tasks[0] if tasks else None,
         required=bool(tasks),
-        format_func=lambda name: {
-            "conversion": "Conversion (purchase in the horizon)",
-            "bounce": "Bounce (next session)",
-        }.get(name, name),
+        format_func=lambda name: TASK_NAMES.get(name, name),
         key="model_task",
     )
     task_metrics = metrics.filter(metrics["task"] == task)
-    best = task_metrics.filter(task_metrics["is_best"])
+    tested = task_metrics.filter(task_metrics["split"] == "test")
+    best = tested.filter(tested["is_best"])
+    insufficient = task_metrics.filter(task_metrics["status"] == "insufficient data")
+    if insufficient.height:
+        st.warning(
+            f"No {task} model is served: {insufficient['note'][0]}.", icon=":material/warning:"
+        )
     if best.height:
         row = best.row(0, named=True)
         cards = st.columns(4)
         cards[0].metric("Model in use", row["model"].replace("_", " "), border=True)
-        cards[1].metric("ROC-AUC", f"{row['roc_auc']:.3f}", border=True)
+        cards[1].metric(
+            "ROC-AUC (test)", f"{row['roc_auc']:.3f}", help=interval(row, "roc_auc"), border=True
+        )
         cards[2].metric(
-            "PR-AUC",
+            "PR-AUC (test)",
             f"{row['pr_auc']:.3f}",
             border=True,
-            help=f"Positive rate on validation: {row['valid_positive_rate']:.1%}",
+            help=f"{interval(row, 'pr_auc')}; positive rate {row['positive_rate']:.1%}",
         )
         ui.optional_metric(
             cards[3],
@@ -78,19 +110,45 @@ if ui.require(info, t.MODEL_METRICS, what="The model cards"):
             help="ROC-AUC relative to the generator's true propensities (synthetic data only).",
         )
         st.caption(
-            f"Trained on labels up to {row['valid_cutoff']:%Y-%m-%d}, validated on the "
-            f"{row['horizon_days']} days after it ({row['n_valid']:,} users)."
+            f"Label: {row['label']}. Model, hyper-parameters and threshold chosen on the "
+            f"validation window{since(row['valid_cutoff'])}; reported on the later test "
+            f"window{since(row['test_cutoff'])}: {row['n']:,} users, {row['positives']:,} "
+            f"positives, ROC-AUC {row['roc_auc']:.3f} ({interval(row, 'roc_auc')})."
         )
     ui.table(
-        task_metrics,
+        task_metrics.select(
+            "model",
+            "split",
+            "status",
+            "n",
+            "positives",
+            "roc_auc",
+            "roc_auc_ci_low",
+            "roc_auc_ci_high",
+            "pr_auc",
+            "pr_auc_ci_low",
+            "pr_auc_ci_high",
+            "f1",
+            "precision",
+            "recall",
+            "lift",
+            "brier",
+            "threshold",
+            "auc_vs_ceiling",
+            "is_best",
+            "note",
+        ),
         f"model_metrics_{task}",
         column_config={
             "roc_auc": ui.number("ROC-AUC"),
+            "roc_auc_ci_low": ui.number("ROC-AUC low", help="Bootstrap 95% interval."),
+            "roc_auc_ci_high": ui.number("ROC-AUC high"),
             "pr_auc": ui.number("PR-AUC"),
+            "pr_auc_ci_low": ui.number("PR-AUC low"),
+            "pr_auc_ci_high": ui.number("PR-AUC high"),
             "brier": ui.number("Brier"),
-            "log_loss": ui.number("log loss"),
+            "lift": ui.number("lift", "%.2f"),
             "auc_vs_ceiling": ui.percent("AUC vs ceiling"),
-            "valid_positive_rate": ui.percent("positive rate"),
         },
     )
     if ui.require(info, t.MODEL_CURVES, what="The ROC and precision-recall curves"):
@@ -109,14 +167,15 @@ if ui.require(info, t.MODEL_METRICS, what="The model cards"):
             )
     if info.has(t.MODEL_CARDS):
         cards_frame = predictions.model_cards(snap, task)
-        for card in cards_frame.iter_rows(named=True):
+        for card in cards_frame.filter(cards_frame["model"].is_not_null()).iter_rows(named=True):
             title = f"{card['model']}{' (in use)' if card['is_best'] else ''}"
             with st.expander(f"Model card: {title}"):
                 features = json.loads(card["features_json"] or "[]")
                 lines = [
                     f"- version `{card['model_version']}`, artifact `{card['artifact_path']}`",
-                    f"- training labels up to {card['label_window_train_end']:%Y-%m-%d}, "
-                    f"validation labels up to {card['label_window_valid_end']:%Y-%m-%d}",
+                    f"- hyper-parameters {card['params_json']}; chosen on the "
+                    f"{card['chosen_on']}; reported on the {card['reported_on']}",
+                    f"- reasons: {card['reason_method']}",
                     f"- horizon {card['horizon_days']} days, lookback {card['lookback_days']} "
                     f"days, threshold {card['threshold']:.3f}",
                     f"- {len(features)} features: {', '.join(features)}",

@@ -7,6 +7,9 @@ import polars as pl
 from ubap_assets.warehouse import tables as t
 from ubap_assets.warehouse.queries.base import SnapshotAccess, Where, first_or_none, select_where
 
+# user_predictions' reason columns for the at-risk task (the bounce model's reasons).
+AT_RISK_REASONS: tuple[str, ...] = ("at_risk_reason_1", "at_risk_reason_2", "at_risk_reason_3")
+
 
 def _predictions_with_segment(reader: SnapshotAccess) -> str:
     if reader.has_table(t.USER_SEGMENTS):
@@ -36,12 +39,31 @@ def _scored_page(
     return page, int(total)
 
 
+def _any_values(reader: SnapshotAccess, columns: dict[str, str]) -> dict[str, str]:
+    """{key: a non-null value of the column} over user_predictions, for the columns it has."""
+    reader.require(t.USER_PREDICTIONS)
+    present = set(reader.query(f"SELECT * FROM {t.USER_PREDICTIONS} LIMIT 0").columns)
+    wanted = {key: column for key, column in columns.items() if column in present}
+    if not wanted:
+        return {}
+    found = reader.rows(
+        "SELECT "
+        + ", ".join(f'any_value("{column}") AS "{key}"' for key, column in wanted.items())
+        + f" FROM {t.USER_PREDICTIONS}"
+    )
+    return {k: v for k, v in found[0].items() if v} if found else {}
+
+
 class PredictionQueries:
     def user_prediction(self: SnapshotAccess, user_id: str) -> dict[str, Any] | None:
-        """The user's user_predictions row (None if not scored or the table is absent)."""
+        """The user's user_predictions row (None if not scored or the table is absent), with
+        ``at_risk_reasons``: the bounce model's reasons as one list."""
         if not self.has_table(t.USER_PREDICTIONS):
             return None
-        return first_or_none(self.keyed(t.USER_PREDICTIONS, "user_id").rows(user_id).to_dicts())
+        row = first_or_none(self.keyed(t.USER_PREDICTIONS, "user_id").rows(user_id).to_dicts())
+        if row is not None:
+            row["at_risk_reasons"] = [r for c in AT_RISK_REASONS if (r := row.get(c))]
+        return row
 
     def high_value_users(
         self: SnapshotAccess, min_probability: float = 0.0, limit: int = 100, offset: int = 0
@@ -88,6 +110,17 @@ class PredictionQueries:
             "GROUP BY s.segment_id ORDER BY users DESC, segment_id"
         )
 
+    def prediction_notes(self: SnapshotAccess) -> dict[str, str]:
+        """Why a task serves no scores: {'conversion' | 'bounce': note}, only for such tasks
+        ({} when both are scored, or for a snapshot older than the notes)."""
+        return _any_values(self, {"conversion": "conversion_note", "bounce": "bounce_note"})
+
+    def reason_methods(self: SnapshotAccess) -> dict[str, str]:
+        """How each task's reasons were computed: {'conversion' | 'bounce': method}, for the
+        tasks that are scored."""
+        columns = {"conversion": "conversion_reason_method", "bounce": "at_risk_reason_method"}
+        return _any_values(self, columns)
+
     def scoring_models(self: SnapshotAccess) -> dict[str, str]:
         """The models behind user_predictions: {'conversion': name, 'bounce': name}."""
         self.require(t.USER_PREDICTIONS)
@@ -97,10 +130,18 @@ class PredictionQueries:
         )
         return {k: v for k, v in found[0].items() if v is not None} if found else {}
 
-    def model_metrics(self: SnapshotAccess, task: str | None = None) -> pl.DataFrame:
-        """model_metrics rows (optionally one task), best model first within a task."""
-        where = Where().equals(task=task or None)
-        return select_where(self, t.MODEL_METRICS, where, "task, is_best DESC, pr_auc DESC, model")
+    def model_metrics(
+        self: SnapshotAccess, task: str | None = None, split: str | None = None
+    ) -> pl.DataFrame:
+        """model_metrics rows (optionally one task, one split: 'validation' or 'test'); within
+        a task the test window first, the model in service first, then by PR-AUC."""
+        where = Where().equals(task=task or None, split=split or None)
+        return select_where(
+            self,
+            t.MODEL_METRICS,
+            where,
+            "task, split = 'test' DESC, is_best DESC, pr_auc DESC NULLS LAST, model",
+        )
 
     def model_curves(self: SnapshotAccess, task: str, curve: str) -> pl.DataFrame:
         """One curve (e.g. 'roc', 'pr') of every model of ``task``, point by point."""

@@ -1,0 +1,85 @@
+"""The predictions API and reader when a task has insufficient data: empty lists with the
+reason, metrics rows that say why, and each list's reasons from its own model."""
+
+import shutil
+
+import duckdb
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.api_sample import publish_sample, sample_warehouse
+from ubap_api.main import create_app
+from ubap_api.settings import Settings
+
+NOTE = (
+    "bounce: insufficient data: 4 positives and 4,995 negatives among 4,999 users in the "
+    "train window [2026-01-19, 2026-02-02); at least 50 of each are needed"
+)
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory, tiny_spec):
+    folder = tmp_path_factory.mktemp("prediction-api")
+    warehouse = folder / "warehouse.duckdb"
+    shutil.copy(sample_warehouse(tiny_spec), warehouse)
+    with duckdb.connect(str(warehouse)) as con:
+        # what model_training and user_predictions write when bounce cannot be trained
+        con.execute(
+            "UPDATE user_predictions SET at_risk_probability = NULL, at_risk = NULL, "
+            "at_risk_rank = NULL, at_risk_reason_1 = NULL, at_risk_reason_2 = NULL, "
+            "bounce_model = NULL, at_risk_reason_method = NULL, bounce_note = ?",
+            [NOTE],
+        )
+        con.execute(
+            "UPDATE model_metrics SET model = NULL, status = 'insufficient data', note = ?, "
+            "roc_auc = NULL, roc_auc_ci_low = NULL, roc_auc_ci_high = NULL, pr_auc = NULL, "
+            "pr_auc_ci_low = NULL, pr_auc_ci_high = NULL, is_best = FALSE WHERE task = 'bounce'",
+            [NOTE],
+        )
+        publish_sample(con, folder / "snapshots", "insufficient-bounce")
+    with TestClient(create_app(Settings(snapshot_dir=folder / "snapshots"))) as c:
+        yield c
+
+
+def test_an_unserved_task_answers_an_empty_list_with_the_reason(client):
+    risk = client.get("/api/predictions/at-risk").json()
+    assert risk["data"] == [] and risk["total"] == 0
+    assert risk["note"] == NOTE
+    high = client.get("/api/predictions/high-value/best", params={"limit": 5}).json()
+    assert high["note"] is None and high["count"] == 5
+    # the high-value list carries the conversion model's reasons and their method
+    assert all(row["reasons"] and row["reason_method"] for row in high["data"])
+    assert high["data"][0]["reasons"][0].startswith("purchased")
+
+
+def test_the_at_risk_list_carries_the_bounce_model_s_reasons(tmp_path, tiny_spec):
+    warehouse = tmp_path / "warehouse.duckdb"
+    shutil.copy(sample_warehouse(tiny_spec), warehouse)
+    with duckdb.connect(str(warehouse)) as con:
+        publish_sample(con, tmp_path / "snapshots", "served")
+    with TestClient(create_app(Settings(snapshot_dir=tmp_path / "snapshots"))) as c:
+        risk = c.get("/api/predictions/at-risk", params={"limit": 5}).json()
+    assert risk["note"] is None and risk["count"] == 5
+    for row in risk["data"]:
+        assert row["reasons"][0].endswith("% of visits bounced"), row["reasons"]
+
+
+def test_model_metrics_say_why_a_task_is_insufficient(client):
+    rows = client.get("/api/predictions/models", params={"task": "bounce"}).json()["data"]
+    assert {r["status"] for r in rows} == {"insufficient data"}
+    assert all(r["note"] == NOTE and r["model"] is None for r in rows)
+    test = client.get(
+        "/api/predictions/models", params={"task": "conversion", "split": "test"}
+    ).json()["data"]
+    assert test and all(r["split"] == "test" for r in test)
+    best = test[0]
+    assert best["is_best"] and best["n"] > 0 and best["positives"] > 0
+    assert best["roc_auc_ci_low"] <= best["roc_auc"] <= best["roc_auc_ci_high"]
+
+
+def test_a_user_s_predictions_carry_both_tasks_and_the_note(client):
+    user = client.get("/api/predictions/high-value/best", params={"limit": 1}).json()["data"][0]
+    detail = client.get(f"/api/users/{user['user_id']}").json()["predictions"]
+    assert detail["at_risk_probability"] is None and detail["bounce_note"] == NOTE
+    assert detail["conversion_probability"] is not None and detail["reasons"]
+    assert detail["at_risk_reasons"] == []
