@@ -82,9 +82,10 @@ def incident(
 ) -> dict:
     """One incident with its contributors ranked by share, its flagged points and its
     headline metric's series around it."""
-    row = reader.incident(incident_id)
-    if row is None:
+    found = records(reader.incident(incident_id))
+    if not found:
         raise not_found("incident", incident_id, "list the ids with GET /api/anomalies/incidents")
+    row = found[0]
     series = reader.anomaly_series(
         row["headline_dimension"],
         row["headline_dimension_value"],

@@ -3,12 +3,11 @@ sensitivity simulation, the detectors' scores, and the points that could not be 
 
 from collections.abc import Sequence
 from datetime import date
-from typing import Any
 
 import polars as pl
 
 from ubap_assets.warehouse import tables as t
-from ubap_assets.warehouse.queries.base import SnapshotAccess, Where, first_or_none, select_where
+from ubap_assets.warehouse.queries.base import SnapshotAccess, Where, select_where
 
 # What a person reads about one flagged point, in this order (the rest are detector flags).
 ANOMALY_POINT_COLUMNS: tuple[str, ...] = (
@@ -143,14 +142,11 @@ class AnomalyQueries:
             where.params,
         )
 
-    def incident(self: SnapshotAccess, incident_id: str) -> dict[str, Any] | None:
-        """One incident by id, or None."""
+    def incident(self: SnapshotAccess, incident_id: str) -> pl.DataFrame:
+        """One incident by id (one row, or none for an unknown id)."""
         self.require(t.INCIDENTS)
-        return first_or_none(
-            self.rows(
-                f"SELECT {_INCIDENT_SELECT} FROM {t.INCIDENTS} WHERE incident_id = ?",
-                [incident_id],
-            )
+        return self.query(
+            f"SELECT {_INCIDENT_SELECT} FROM {t.INCIDENTS} WHERE incident_id = ?", [incident_id]
         )
 
     def incident_contributors(self: SnapshotAccess, incident_id: str) -> pl.DataFrame:
