@@ -180,10 +180,45 @@ def test_segments_summary_and_list_agree(client):
 
 def test_segment_trends_one_segment(client):
     listed = client.get("/api/segments/list").json()["data"]
-    seg = str(listed[0]["segment_id"])
+    seg = listed[0]["segment_id"]
+    assert isinstance(seg, int)
     body = client.get("/api/segments/trends", params={"segment_id": seg, "limit": 1000}).json()
     assert body["total"] > 0
     assert {row["segment_id"] for row in body["data"]} == {seg}
+    # 'all' (the all-users series) answers null ids; no filter answers both kinds of rows.
+    everyone = client.get("/api/segments/trends", params={"segment_id": "all"}).json()
+    assert everyone["total"] > 0
+    assert {(r["segment_id"], r["segment_name"]) for r in everyone["data"]} == {(None, "All users")}
+    every = client.get("/api/segments/trends", params={"limit": 1000}).json()["data"]
+    assert None in {r["segment_id"] for r in every} and seg in {r["segment_id"] for r in every}
+    unknown = client.get("/api/segments/trends", params={"segment_id": 999})
+    assert unknown.status_code == 404 and "/api/segments/list" in unknown.json()["detail"]
+
+
+@pytest.mark.parametrize("path", ["/api/segments/trends", "/api/funnels", "/api/funnels/daily"])
+@pytest.mark.parametrize("value", ["abc", "-1", "1.5", "99999", "ALL"])
+def test_bad_segment_ids_are_422_saying_what_is_valid(client, path, value):
+    r = client.get(path, params={"segment_id": value})
+    assert r.status_code == 422, r.text
+    (error,) = r.json()["detail"]
+    assert error["loc"] == ["query", "segment_id"]
+    assert "segment number" in error["msg"] and "'all'" in error["msg"]
+
+
+def test_segment_id_is_an_integer_in_every_schema(client):
+    """Responses and parameters alike: an integer (or null for all users), never a string."""
+    spec = client.get("/openapi.json").json()
+    schemas = spec["components"]["schemas"]
+    for name in ("SegmentTrend", "SegmentProfile", "SegmentShare", "UserSegment", "Funnel"):
+        field = schemas[name]["properties"]["segment_id"]
+        types = {t.get("type") for t in field.get("anyOf", [field])}
+        assert types <= {"integer", "null"} and "integer" in types, (name, field)
+    for path in ("/api/segments/trends", "/api/funnels", "/api/funnels/daily"):
+        (param,) = [
+            p for p in spec["paths"][path]["get"]["parameters"] if p["name"] == "segment_id"
+        ]
+        kinds = {(t.get("type"), t.get("const")) for t in param["schema"]["anyOf"]}
+        assert kinds == {("integer", None), ("string", "all"), ("null", None)}, path
 
 
 def test_predictions(client, reader):
@@ -286,9 +321,12 @@ def test_funnel_adds_up(client, reader):
     for prev, step in zip(steps, steps[1:], strict=False):
         assert step["drop_off"] == prev["sessions"] - step["sessions"]
 
+    assert body["segment_id"] is None
     seg = reader.scalar("SELECT min(segment_id) FROM funnel_segments WHERE segment_id <> 'all'")
     by_seg = client.get("/api/funnels", params={"segment_id": seg}).json()
+    assert by_seg["segment_id"] == int(seg)
     assert by_seg["steps"][0]["sessions"] < sessions[0]
+    assert client.get("/api/funnels", params={"segment_id": "all"}).json() == body
     assert client.get("/api/funnels", params={"segment_id": "999"}).status_code == 404
     # A range without data is an empty funnel, not an error (found by the schema fuzzer).
     empty = client.get("/api/funnels", params={"end": "2000-01-01"})

@@ -10,10 +10,11 @@ import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from fastapi.exceptions import RequestValidationError
+from pydantic import BeforeValidator, Field
 
 from ubap_api.schemas import API_ERRORS
 from ubap_api.settings import Settings
@@ -176,3 +177,39 @@ async def get_date_range(
 
 
 DateRangeDep = Annotated[DateRange, Depends(get_date_range)]
+
+
+MAX_SEGMENT_ID = 10_000
+ALL_USERS = "all"
+
+
+def _segment_id(value: object) -> object:
+    """A segment number, or 'all': anything else is a 422 that says what is valid."""
+    if value is None or (isinstance(value, int) and 0 <= value <= MAX_SEGMENT_ID):
+        return value
+    text = str(value).strip()
+    if text == ALL_USERS:
+        return ALL_USERS
+    if text.isascii() and text.isdigit() and int(text) <= MAX_SEGMENT_ID:
+        return int(text)
+    raise ValueError(
+        f"segment_id must be a segment number (0 to {MAX_SEGMENT_ID}, see /api/segments/list) "
+        f"or 'all' for all users, got {text[:50]!r}"
+    )
+
+
+# Segment ids are integers everywhere in the API; 'all' names the all-users series.
+SegmentFilter = Annotated[
+    Annotated[int, Field(ge=0, le=MAX_SEGMENT_ID)] | Literal["all"] | None,
+    BeforeValidator(_segment_id),
+]
+
+
+def segment_key(segment_id: int | str | None) -> str | None:
+    """The segment filter as the tables spell it: '3', 'all', or None for no filter."""
+    return None if segment_id is None else str(segment_id)
+
+
+def segment_number(key: str | None) -> int | None:
+    """A table's segment key as the API answers it: its number, or None for all users."""
+    return None if key is None or key == ALL_USERS else int(key)

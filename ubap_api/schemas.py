@@ -42,11 +42,11 @@ class Row(BaseModel):
 
 
 class Page(BaseModel, Generic[T]):
-    data: list[T]
+    data: list[T] = Field(description="This page's rows, in the endpoint's order.")
     count: int = Field(description="Rows in this page.")
     total: int = Field(description="Rows matching the filters, all pages.")
-    limit: int
-    offset: int
+    limit: int = Field(description="The page size asked for (rows, 1..1000).")
+    offset: int = Field(description="Rows skipped before this page.")
 
 
 # --- service ---
@@ -65,66 +65,85 @@ class Health(BaseModel):
         "refreshed; 'no_snapshot': nothing published yet (200); 'unreadable': the pointer or "
         "snapshot file is broken (503)."
     )
-    snapshot_id: str | None
+    snapshot_id: str | None = Field(
+        description="The snapshot served (its file name without .duckdb); null without one.",
+        examples=["20260215T020000-3f2a9c1e"],
+    )
     detail: str = Field(default="", description="What is wrong and how to fix it, if anything.")
     not_refreshed: NotRefreshed = {}
 
 
 class CheckResult(Row):
-    asset_key: str
-    check_name: str
+    asset_key: str = Field(description="The checked asset (its table name).")
+    check_name: str = Field(description="The asset check's name.")
     status: Literal["passed", "failed", "skipped"] = Field(
         description="skipped: the data could not be scored (too little of it, no ground truth); "
         "the description says why. A skipped check is neither passed nor failed."
     )
     passed: bool | None = Field(description="Null when the check was skipped.")
     severity: str | None = Field(description="ERROR or WARN; null when skipped.")
-    blocking: bool
-    description: str
-    evaluated_at: UtcDateTime
-    run_id: str
+    blocking: bool = Field(description="True when a failure stops the assets downstream.")
+    description: str = Field(description="What the check tests, or why it was skipped.")
+    evaluated_at: UtcDateTime = Field(description="When the check ran (UTC).")
+    run_id: str = Field(description="The Dagster run that evaluated it.")
 
 
 class Meta(BaseModel):
-    snapshot_id: str
-    run_id: str | None
-    materialized_at: UtcDateTime | None
+    snapshot_id: str = Field(
+        description="The snapshot served (its file name without .duckdb).",
+        examples=["20260215T020000-3f2a9c1e"],
+    )
+    run_id: str | None = Field(description="The Dagster run that published it.")
+    materialized_at: UtcDateTime | None = Field(description="When it was published (UTC).")
     age_seconds: float | None = Field(description="Seconds since the snapshot was published.")
-    data_start: date | None
-    data_end: date | None
-    tables: list[str]
-    missing_tables: list[str]
+    data_start: date | None = Field(description="First day with events (UTC).")
+    data_end: date | None = Field(description="Last day with events (UTC; may be partial).")
+    tables: list[str] = Field(description="Tables in the snapshot.")
+    missing_tables: list[str] = Field(
+        description="Serving tables the snapshot lacks (their endpoints answer 503)."
+    )
     not_refreshed: NotRefreshed
-    checks_total: int
-    checks_failed: int
+    checks_total: int = Field(description="Asset checks evaluated by the publishing run.")
+    checks_failed: int = Field(description="Of them, failed.")
     checks_skipped: int = Field(description="Checks that could not score this data (see each).")
-    checks: list[CheckResult]
+    checks: list[CheckResult] = Field(description="Every check of the publishing run.")
 
 
 # --- trends ---
 class TrendMetrics(Row):
-    active_users: int
-    new_users: int
-    returning_users: int
-    sessions: int
-    converted_sessions: int
-    bounced_sessions: int
-    events: int
-    page_views: int
-    purchases: int
-    revenue: float = Field(description=describe("revenue"))
-    conversion_rate: float = Field(description=describe("session_conversion_rate") + " 0..1.")
-    bounce_rate: float = Field(description=describe("bounce_rate") + " 0..1.")
-    mean_session_duration_s: float
-    pages_per_session: float
-    is_complete: bool
+    active_users: int = Field(description=describe("active_users") + " Over a week: distinct.")
+    new_users: int = Field(description="Users whose first event ever falls in the period (users).")
+    returning_users: int = Field(description="active_users - new_users (users).")
+    sessions: int = Field(description="Sessions starting in the period (sessions).")
+    converted_sessions: int = Field(description="Sessions with at least one purchase (sessions).")
+    bounced_sessions: int = Field(description="Sessions that bounced (sessions; see bounce_rate).")
+    events: int = Field(description="Events of those sessions (events).")
+    page_views: int = Field(description="Page views of those sessions (page views).")
+    purchases: int = Field(description="Purchase events (purchases).")
+    revenue: float = Field(description=describe("revenue") + " Rounded to 2 decimals.")
+    conversion_rate: float = Field(
+        description=describe("session_conversion_rate") + " A fraction 0..1 (0.034 = 3.4%)."
+    )
+    bounce_rate: float = Field(description=describe("bounce_rate") + " A fraction 0..1.")
+    mean_session_duration_s: float = Field(
+        description="Mean time from a session's first to its last event (seconds)."
+    )
+    pages_per_session: float = Field(description="page_views / sessions (pages).")
+    is_complete: bool = Field(
+        description="False for a day the data ends inside (partial), or a week missing days."
+    )
 
 
 # Keys first in the JSON: pydantic orders fields from the last base to the class itself.
 class _DailyKeys(Row):
-    day: date
-    dimension: str
-    dimension_value: str
+    day: date = Field(description="The UTC calendar day the sessions started on.")
+    dimension: str = Field(
+        description="Breakdown: 'all', 'device' or 'traffic_source'.", examples=["device"]
+    )
+    dimension_value: str = Field(
+        description="The device or traffic source; 'all' when dimension is 'all'.",
+        examples=["mobile"],
+    )
 
 
 class DailyTrend(TrendMetrics, _DailyKeys):
@@ -132,10 +151,15 @@ class DailyTrend(TrendMetrics, _DailyKeys):
 
 
 class _WeeklyKeys(Row):
-    week_start: date
-    dimension: str
-    dimension_value: str
-    days_with_data: int
+    week_start: date = Field(description="Monday of the ISO week (UTC).")
+    dimension: str = Field(
+        description="Breakdown: 'all', 'device' or 'traffic_source'.", examples=["device"]
+    )
+    dimension_value: str = Field(
+        description="The device or traffic source; 'all' when dimension is 'all'.",
+        examples=["mobile"],
+    )
+    days_with_data: int = Field(description="Days of the week present in the data (0..7).")
 
 
 class WeeklyTrend(TrendMetrics, _WeeklyKeys):
@@ -143,9 +167,15 @@ class WeeklyTrend(TrendMetrics, _WeeklyKeys):
 
 
 class _SegmentKeys(Row):
-    day: date
-    segment_id: str
-    segment_name: str
+    day: date = Field(description="The UTC calendar day the sessions started on.")
+    segment_id: int | None = Field(
+        description="The segment's number (see /api/segments/list); null for all users.",
+        examples=[0],
+    )
+    segment_name: str = Field(
+        description="The segment's name; 'All users' for the all-users series.",
+        examples=["Loyal buyers"],
+    )
 
 
 class SegmentTrend(TrendMetrics, _SegmentKeys):
@@ -153,44 +183,67 @@ class SegmentTrend(TrendMetrics, _SegmentKeys):
 
 
 # --- segments ---
+SegmentNumber = Annotated[
+    int, Field(description="The segment's number, stable across runs.", examples=[0])
+]
+SegmentName = Annotated[str, Field(description="The segment's name.", examples=["Loyal buyers"])]
+SegmentUsers = Annotated[int, Field(description="Users in the segment (users).")]
+SegmentShareOfUsers = Annotated[
+    float, Field(description="Share of all users in this segment, a fraction 0..1.")
+]
+BuyerShare = Annotated[float, Field(description=describe("buyer_share") + " A fraction 0..1.")]
+
+
 class SegmentProfile(Row):
-    segment_id: int
-    segment_name: str
-    users: int
-    share: float = Field(description="Share of all users in this segment (0..1).")
-    buyer_share: float = Field(description=describe("buyer_share") + " 0..1.")
-    sessions: float
-    pages_per_session: float
-    avg_session_minutes: float
+    """A segment and the mean of its users' features (over each user's whole history)."""
+
+    segment_id: SegmentNumber
+    segment_name: SegmentName
+    users: SegmentUsers
+    share: SegmentShareOfUsers
+    buyer_share: BuyerShare
+    sessions: float = Field(description="Mean sessions per user (sessions).")
+    pages_per_session: float = Field(description="Mean of users' page views per session (pages).")
+    avg_session_minutes: float = Field(description="Mean of users' session length (minutes).")
     bounce_rate: float = Field(
         description="Mean over the segment's users of each user's "
         "bounce rate (bounced sessions / sessions; bounce as in the glossary). 0..1."
     )
-    product_share: float
-    blog_share: float
-    help_share: float
-    add_to_cart_rate: float
-    purchases: float
-    revenue: float
-    recency_days: float
-    active_days: float
+    product_share: float = Field(description="Mean share of page views on product pages, 0..1.")
+    blog_share: float = Field(description="Mean share of page views on blog pages, 0..1.")
+    help_share: float = Field(description="Mean share of page views on help pages, 0..1.")
+    add_to_cart_rate: float = Field(description="Mean add-to-cart events per session (events).")
+    purchases: float = Field(description="Mean purchases per user (purchases).")
+    revenue: float = Field(
+        description="Mean revenue per user, in the currency of the source (2 decimals)."
+    )
+    recency_days: float = Field(description="Mean days since the user's last event (days).")
+    active_days: float = Field(description="Mean distinct days with an event (days).")
 
 
 class SegmentShare(Row):
-    segment_id: int
-    segment_name: str
-    users: int
-    share: float = Field(description="Share of all users in this segment (0..1).")
-    buyer_share: float = Field(description=describe("buyer_share") + " 0..1.")
+    segment_id: SegmentNumber
+    segment_name: SegmentName
+    users: SegmentUsers
+    share: SegmentShareOfUsers
+    buyer_share: BuyerShare
 
 
 class SegmentSummary(BaseModel):
-    k: int
-    users: int
-    silhouette: float
-    davies_bouldin: float
-    ward_silhouette: float | None
-    ward_agreement_ari: float | None
+    k: int = Field(description="Number of segments the clustering chose.")
+    users: int = Field(description="Users segmented (users).")
+    silhouette: float = Field(
+        description="Silhouette of the K-means segments, -1..1 (higher = better separated)."
+    )
+    davies_bouldin: float = Field(
+        description="Davies-Bouldin index of the segments, >= 0 (lower = better separated)."
+    )
+    ward_silhouette: float | None = Field(
+        description="Silhouette of a Ward clustering with the same k (a second opinion)."
+    )
+    ward_agreement_ari: float | None = Field(
+        description="Adjusted Rand index of K-means vs Ward, -1..1 (1 = the same grouping)."
+    )
     persona_ari: float | None = Field(
         description="Adjusted Rand index of the segments against the synthetic generator's "
         "latent personas (-1..1, 1 = the same grouping); null without ground truth."
@@ -198,14 +251,18 @@ class SegmentSummary(BaseModel):
     persona_note: str | None = Field(
         default=None, description="Why persona_ari is null (e.g. ingested data has no personas)."
     )
-    run_id: str | None
-    segments: list[SegmentShare]
+    run_id: str | None = Field(description="The Dagster run that clustered the users.")
+    segments: list[SegmentShare] = Field(description="Each segment's size, largest first.")
 
 
 class UserSegment(Row):
-    segment_id: int
-    segment_name: str
-    distance_to_centroid: float | None = None
+    segment_id: SegmentNumber
+    segment_name: SegmentName
+    distance_to_centroid: float | None = Field(
+        default=None,
+        description="Distance to the segment's centre in the scaled feature space "
+        "(unitless; larger = less typical of the segment).",
+    )
 
 
 # --- predictions ---
@@ -545,66 +602,90 @@ class Summary(BaseModel):
 
 
 # --- funnels, retention ---
+FunnelStepName = Literal["page_view", "product_view", "add_to_cart", "checkout_start", "purchase"]
+
+
 class FunnelStep(Row):
-    step_index: int
-    step: str
-    sessions: int
-    step_conversion: float
-    overall_conversion: float
-    drop_off: int
-    drop_off_rate: float
+    step_index: int = Field(description="1..5, the step's place in the funnel.")
+    step: FunnelStepName = Field(description="The step.")
+    sessions: int = Field(
+        description="Sessions that reached the step in order (sessions): each step at or after "
+        "the previous one."
+    )
+    step_conversion: float = Field(
+        description=describe("funnel_step_conversion") + " A fraction 0..1; 1.0 at step 1."
+    )
+    overall_conversion: float = Field(
+        description=describe("funnel_completion") + " A fraction 0..1."
+    )
+    drop_off: int = Field(description="Sessions lost since the previous step (sessions).")
+    drop_off_rate: float = Field(description="1 - step_conversion, a fraction 0..1.")
 
 
 class Funnel(BaseModel):
-    start: date | None
-    end: date | None
-    segment_id: str
-    steps: list[FunnelStep]
+    start: date | None = Field(description="First day of the range (null: from the start).")
+    end: date | None = Field(description="Last day of the range (null: to the end).")
+    segment_id: int | None = Field(
+        description="The segment the funnel is for; null for all sessions.", examples=[0]
+    )
+    steps: list[FunnelStep] = Field(description="The five steps in order; empty without data.")
 
 
 class _FunnelDayKeys(Row):
-    day: date
+    day: date = Field(description="The UTC calendar day the sessions started on.")
 
 
 class FunnelDay(FunnelStep, _FunnelDayKeys):
-    is_complete: bool
+    is_complete: bool = Field(description="False for a day the data ends inside (partial).")
 
 
 class RetentionCohort(Row):
-    cohort_week: date
-    weeks_since: int
-    cohort_size: int
-    active_users: int
-    retention_rate: float
-    is_complete: bool
+    cohort_week: date = Field(description="Monday of the ISO week the users were first seen.")
+    weeks_since: int = Field(description="Weeks after the cohort week (0 = the cohort week).")
+    cohort_size: int = Field(description="Users first seen in the cohort week (users).")
+    active_users: int = Field(description="Of them, active in week cohort_week + weeks_since.")
+    retention_rate: float = Field(description="active_users / cohort_size, a fraction 0..1.")
+    is_complete: bool = Field(description="False when that activity week is not complete.")
 
 
 class LifecycleWeek(Row):
-    week_start: date
-    state: str
-    users: int
-    signed_users: int
-    quick_ratio: float
-    is_complete: bool
+    week_start: date = Field(description="Monday of the ISO week.")
+    state: Literal["new", "returning", "resurrecting", "dormant"] = Field(
+        description="new: first seen this week; returning: active this and last week; "
+        "resurrecting: active this week, not last week, seen before; dormant: active last "
+        "week, not this week."
+    )
+    users: int = Field(description="Users in that state that week (users).")
+    signed_users: int = Field(description="users, negative for dormant (for a stacked chart).")
+    quick_ratio: float = Field(
+        description="(new + resurrecting) / dormant users of the week (ratio; > 1 = growing); "
+        "0.0 when no user went dormant."
+    )
+    is_complete: bool = Field(description="False when the week is not complete.")
 
 
 # --- users ---
 class User(Row):
-    user_id: str
-    signup_date: date | None
-    country: str | None
-    device: str | None
-    traffic_source: str | None
+    user_id: str = Field(description="The user's id as in the events.")
+    signup_date: date | None = Field(description="Sign-up day (else the first day seen).")
+    country: str | None = Field(description="Country; 'unknown' when the source has none.")
+    device: str | None = Field(description="The device of the user's first event.")
+    traffic_source: str | None = Field(description="The traffic source of their first event.")
 
 
 class Activity(Row):
-    event_ts: UtcDateTime
-    event_type: str
-    page_id: str | None
-    page_title: str | None
-    session_id: str | None
-    device: str | None
-    revenue: float | None
+    event_ts: UtcDateTime = Field(description="When the event happened (UTC).")
+    event_type: str = Field(
+        description="page_view, click, scroll, search, add_to_cart, checkout_start or purchase."
+    )
+    page_id: str | None = Field(description="The page the event happened on.")
+    page_title: str | None = Field(description="That page's title.")
+    session_id: str | None = Field(description="The session the event belongs to.")
+    device: str | None = Field(description="The device of the event.")
+    revenue: float | None = Field(
+        description="A purchase's revenue in the currency of the source (2 decimals); null "
+        "for other events."
+    )
 
 
 class UserPrediction(Row):
@@ -634,8 +715,10 @@ class UserPrediction(Row):
 
 
 class UserDetail(BaseModel):
-    user: User
+    user: User = Field(description="The user's profile from the users table.")
     segment: UserSegment | None = Field(description="Null before segmentation has run.")
     predictions: UserPrediction | None = Field(description="Null when the user was not scored.")
-    recent_activity: list[Activity]
-    recommendations: list[Recommendation]
+    recent_activity: list[Activity] = Field(description="The user's latest events, newest first.")
+    recommendations: list[Recommendation] = Field(
+        description="The top 5 recommended pages; empty without recommendations."
+    )

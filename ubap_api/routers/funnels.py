@@ -4,39 +4,63 @@ from typing import Annotated
 
 from fastapi import Query
 
-from ubap_api.deps import DateRangeDep, PagingDep, ReaderDep, guarded_router
+from ubap_api.deps import (
+    DateRangeDep,
+    PagingDep,
+    ReaderDep,
+    SegmentFilter,
+    guarded_router,
+    segment_key,
+    segment_number,
+)
 from ubap_api.records import not_found, page_of, records
 from ubap_api.schemas import NOT_FOUND, Funnel, FunnelDay, Page
 
 router = guarded_router("/api/funnels", "funnels")
 
-SegmentId = Annotated[
-    str, Query(max_length=50, description="'all', or a segment id from /api/segments/list.")
+FunnelSegment = Annotated[
+    SegmentFilter,
+    Query(
+        description="A segment number from /api/segments/list: only that segment's sessions. "
+        "Left out or 'all': every session.",
+        examples=[0],
+    ),
 ]
 
 
-def _check_segment(reader: ReaderDep, segment_id: str) -> None:
-    if segment_id != "all" and segment_id not in reader.funnel_segment_ids():
-        raise not_found("segment", segment_id, "see /api/segments/list for segment ids")
+def _segment(reader: ReaderDep, segment_id: int | str | None) -> str | None:
+    """The reader's key for the segment; 404 for a segment the funnel does not know."""
+    key = segment_key(segment_id)
+    if key not in (None, "all") and key not in reader.funnel_segment_ids():
+        raise not_found("segment", key, "see /api/segments/list for segment ids")
+    return key
 
 
-@router.get("", response_model=Funnel, responses=NOT_FOUND)
-def funnel(reader: ReaderDep, dates: DateRangeDep, segment_id: SegmentId = "all") -> dict:
-    """Sessions reaching each step over the range, with step and overall conversion."""
-    _check_segment(reader, segment_id)
-    steps = reader.funnel(dates.start, dates.end, segment_id)
+@router.get("", summary="Funnel over a date range", response_model=Funnel, responses=NOT_FOUND)
+def funnel(reader: ReaderDep, dates: DateRangeDep, segment_id: FunnelSegment = None) -> dict:
+    """Sessions reaching each step over the range (summed over its days), with step
+    conversion (share of the previous step) and overall conversion (share of the first
+    step). A session reaches a step when it has that event at or after the previous step's."""
+    key = _segment(reader, segment_id)
+    steps = reader.funnel(dates.start, dates.end, key)
     return {
         "start": dates.start,
         "end": dates.end,
-        "segment_id": segment_id,
+        "segment_id": segment_number(key),
         "steps": records(steps),
     }
 
 
-@router.get("/daily", response_model=Page[FunnelDay], responses=NOT_FOUND)
+@router.get(
+    "/daily",
+    summary="Funnel per day",
+    response_model=Page[FunnelDay],
+    responses=NOT_FOUND,
+)
 def funnel_daily(
-    reader: ReaderDep, dates: DateRangeDep, paging: PagingDep, segment_id: SegmentId = "all"
+    reader: ReaderDep, dates: DateRangeDep, paging: PagingDep, segment_id: FunnelSegment = None
 ) -> dict:
-    """One row per day x step, oldest first."""
-    _check_segment(reader, segment_id)
-    return page_of(reader.funnel_daily(dates.start, dates.end, segment_id), paging)
+    """One row per day and funnel step, oldest first (five rows a day), for charting the
+    funnel's conversion over time."""
+    key = _segment(reader, segment_id)
+    return page_of(reader.funnel_daily(dates.start, dates.end, key), paging)

@@ -15,14 +15,15 @@ router = guarded_router("/api", "service")
 
 @health_router.get(
     "/health",
+    summary="Is the API serving a snapshot",
     response_model=Health,
     responses={503: {"model": Health, "description": "The pointer or snapshot is unreadable."}},
 )
 def health(request: Request, response: Response) -> dict:
-    """Health (no token needed): 503 when the snapshot pointer or file cannot be read.
-
-    200 with 'ok', 'degraded' (tables not refreshed, listed) or 'no_snapshot' (nothing
-    published yet). The snapshot is opened, so a damaged file shows here.
+    """Needs no token. 200 with status 'ok', 'degraded' (some tables were not refreshed by
+    the last run: listed under not_refreshed) or 'no_snapshot' (nothing published yet: the
+    process is alive). 503 'unreadable' when the snapshot pointer or file cannot be read: the
+    snapshot is opened, so a damaged file shows here.
     """
     try:
         reader = open_reader(request.app.state.settings.snapshots)
@@ -42,10 +43,12 @@ def health(request: Request, response: Response) -> dict:
         }
 
 
-@router.get("/meta", response_model=Meta)
+@router.get("/meta", summary="The snapshot being served", response_model=Meta)
 def meta(reader: ReaderDep) -> dict:
-    """The snapshot behind every response now: id, run, publication time, data range, checks,
-    and the tables the last run could not refresh."""
+    """The snapshot behind every response now: its id, the Dagster run that published it, when,
+    the data's first and last day, the tables it holds, the asset checks of the publishing run
+    (passed, failed or skipped, each with its reason) and the tables that run could not
+    refresh."""
     m = reader.meta()
     checks = records(reader.check_results()) if reader.has_table("check_results") else []
     age = None
