@@ -17,8 +17,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from ubap_assets.core import anomaly, features, segmentation, trends
-from ubap_assets.core.metrics import TREND_METRICS
+from ubap_assets.core import anomalies, features, segmentation, trends
 from ubap_assets.core.synthetic import World, WorldSpec, generate_world
 from ubap_assets.warehouse import tables as t
 from ubap_assets.warehouse.introspect import warehouse_tables
@@ -78,212 +77,22 @@ def build_warehouse(
     ):
         _store(con, name, frame)
 
-    history = anomaly.detect(anomaly.series_frame(daily, segment_daily), anomaly.DetectorSettings())
-    history, incidents, contributors, sensitivity = stand_in_incidents(history)
+    settings = anomalies.DetectorSettings()
+    series = anomalies.monitored_series(
+        daily, segment_daily, trends.funnel_daily(con), trends.funnel_segments(con)
+    )
+    history = anomalies.detect(series, settings)
+    history, incidents, contributors = anomalies.build_incidents(history, series, settings)
     _store(con, t.ANOMALY_HISTORY, history)
     _store(con, t.INCIDENTS, incidents)
     _store(con, t.INCIDENT_CONTRIBUTORS, contributors)
-    _store(con, t.ANOMALY_SENSITIVITY, sensitivity)
-    _store(con, t.ANOMALIES, anomaly.latest(history, 7))
-    _store(con, t.ANOMALY_SCORES, anomaly.score_detection(history, world.anomalies)[0])
+    _store(con, t.ANOMALY_SENSITIVITY, anomalies.sensitivity(history, settings))
+    _store(con, t.ANOMALIES, anomalies.latest(history, 7))
+    _store(con, t.ANOMALY_SCORES, anomalies.score_detection(history, world.anomalies)[0])
 
     _predictions(con, end)
     _recommendations(con, end)
     _summary(con, daily)
-
-
-# --- incidents: a stand-in until the detector's incident grouping lands ---------------------
-
-_SEVERITY_RANK = {"none": 0, "low": 1, "medium": 2, "high": 3}
-STAND_IN_THRESHOLDS = (2.0, 3.0, 4.0, 5.0, 6.0, 8.0)
-
-
-def _day_runs(days: pl.Series) -> pl.DataFrame:
-    """Each distinct day with the id of its run of consecutive days (gaps of one day allowed)."""
-    frame = pl.DataFrame({"day": days.unique().sort()})
-    gap = (pl.col("day") - pl.col("day").shift(1)).dt.total_days().fill_null(99)
-    return frame.with_columns(run=(gap > 2).cum_sum())
-
-
-def stand_in_incidents(
-    history: pl.DataFrame, current_threshold: float = 4.0
-) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    """anomaly_history with ``incident_id`` and ``note``, and incidents, incident_contributors
-    and anomaly_sensitivity in the contract's columns (docs/brief contract for issue 14).
-
-    A simple stand-in for the sample snapshot: flagged points on (nearly) consecutive days form
-    one incident; its headline is the strongest point (the overall scope first); contributors
-    are the device / source / segment values' shares of the headline metric's change.
-    """
-    last_day = history["day"].max()
-    flagged = history.filter(pl.col("is_anomaly"))
-    groups = (
-        flagged.join(_day_runs(flagged["day"]), on="day").partition_by("run", maintain_order=True)
-        if flagged.height
-        else []
-    )
-    incidents, contributors, point_ids = [], [], []
-    for points in groups:
-        head = points.sort(
-            pl.col("dimension") != "all", pl.col("score").abs(), descending=[False, True]
-        ).row(0, named=True)
-        start, end = points["day"].min(), points["day"].max()
-        metric, direction = head["metric"], head["direction"]
-        incident_id = f"{start}-{metric}-{direction}"
-        series = history.filter(
-            (pl.col("metric") == metric)
-            & (pl.col("dimension") == head["dimension"])
-            & (pl.col("dimension_value") == head["dimension_value"])
-            & pl.col("day").is_between(start, end)
-        )
-        expected, observed = float(series["expected"].mean()), float(series["value"].mean())
-        change = observed / expected - 1 if expected else 0.0
-        parts = (
-            history.filter(
-                (pl.col("dimension") != "all")
-                & pl.col("day").is_between(start, end)
-                & pl.col("metric").is_in(points["metric"].unique().to_list())
-            )
-            .group_by("metric", "dimension", "dimension_value")
-            .agg(pl.col("expected").mean(), observed=pl.col("value").mean())
-            .with_columns(change=pl.col("observed") - pl.col("expected"))
-            .with_columns(
-                share=(pl.col("change").abs() / pl.col("change").abs().sum())
-                .over("metric", "dimension")
-                .fill_nan(0.0)
-            )
-            .with_columns(
-                rank=pl.col("share").rank("ordinal", descending=True).over("metric", "dimension")
-            )
-            .with_columns(incident_id=pl.lit(incident_id))
-        )
-        contributors.append(parts)
-        top = parts.filter(pl.col("metric") == metric).sort("share", descending=True).head(1)
-        label = TREND_METRICS.get(metric, metric)
-        verb = "fell" if direction == "drop" else "rose"
-        sentence = (
-            f"{label} {verb} {abs(change):.0%} ({observed:,.4g} vs {expected:,.4g} expected) "
-            f"from {start:%d %b} to {end:%d %b}"
-        )
-        if top.height:
-            sentence += f"; {top['dimension_value'][0]} accounts for {top['share'][0]:.0%} of the "
-            sentence += "drop" if direction == "drop" else "rise"
-        incidents.append(
-            {
-                "incident_id": incident_id,
-                "start_day": start,
-                "end_day": end,
-                "days": (end - start).days + 1,
-                "ongoing": end == last_day,
-                "headline_metric": metric,
-                "headline_label": label,
-                "direction": direction,
-                "headline_dimension": head["dimension"],
-                "headline_dimension_value": head["dimension_value"],
-                "expected": expected,
-                "observed": observed,
-                "relative_change": change,
-                "peak_score": max(-50.0, min(50.0, head["score"])),
-                "severity": max(points["severity"], key=_SEVERITY_RANK.__getitem__),
-                "metrics": sorted(points["metric"].unique().to_list()),
-                "n_points": points.height,
-                "n_scopes": points.select("dimension", "dimension_value").n_unique(),
-                "top_contributor": (
-                    f"{top['dimension'][0]}={top['dimension_value'][0]}" if top.height else None
-                ),
-                "top_share": float(top["share"][0]) if top.height else None,
-                "description": sentence + ".",
-            }
-        )
-        point_ids.append(
-            points.select("day", "dimension", "dimension_value", "metric").with_columns(
-                incident_id=pl.lit(incident_id)
-            )
-        )
-    keys = ["day", "dimension", "dimension_value", "metric"]
-    ids = (
-        pl.concat(point_ids)
-        if point_ids
-        else pl.DataFrame(schema={**history.select(keys).schema, "incident_id": pl.String})
-    )
-    ever_scored = pl.col("has_baseline").any().over("dimension", "dimension_value", "metric")
-    history = history.join(ids, on=keys, how="left").with_columns(
-        note=pl.when(pl.col("has_baseline"))
-        .then(pl.lit(None, pl.String))
-        .when(ever_scored)
-        .then(pl.lit("warm-up: not enough history for a baseline yet"))
-        .otherwise(pl.lit("too few sessions in this scope to score"))
-    )
-    incident_schema = {
-        "incident_id": pl.String,
-        "start_day": pl.Date,
-        "end_day": pl.Date,
-        "days": pl.Int32,
-        "ongoing": pl.Boolean,
-        "headline_metric": pl.String,
-        "headline_label": pl.String,
-        "direction": pl.String,
-        "headline_dimension": pl.String,
-        "headline_dimension_value": pl.String,
-        "expected": pl.Float64,
-        "observed": pl.Float64,
-        "relative_change": pl.Float64,
-        "peak_score": pl.Float64,
-        "severity": pl.String,
-        "metrics": pl.List(pl.String),
-        "n_points": pl.Int32,
-        "n_scopes": pl.Int32,
-        "top_contributor": pl.String,
-        "top_share": pl.Float64,
-        "description": pl.String,
-    }
-    contributor_schema = {
-        "incident_id": pl.String,
-        "metric": pl.String,
-        "dimension": pl.String,
-        "dimension_value": pl.String,
-        "expected": pl.Float64,
-        "observed": pl.Float64,
-        "change": pl.Float64,
-        "share": pl.Float64,
-        "rank": pl.Int32,
-    }
-    incident_frame = pl.DataFrame(incidents, schema=incident_schema).sort(
-        "end_day", "start_day", descending=True
-    )
-    contributor_frame = (
-        pl.concat(contributors).select(list(contributor_schema)).cast(contributor_schema)
-        if contributors
-        else pl.DataFrame(schema=contributor_schema)
-    )
-    scored = history.filter(pl.col("has_baseline"))
-    scored_days = max(scored["day"].n_unique(), 1)
-    sensitivity = []
-    for threshold in STAND_IN_THRESHOLDS:
-        hits = scored.filter(pl.col("score").abs() >= threshold)
-        n = _day_runs(hits["day"])["run"].n_unique() if hits.height else 0
-        sensitivity.append(
-            {
-                "threshold": threshold,
-                "incidents": n,
-                "incidents_per_30_days": 30 * n / scored_days,
-                "flagged_points": hits.height,
-                "is_current": threshold == current_threshold,
-            }
-        )
-    sensitivity_schema = {
-        "threshold": pl.Float64,
-        "incidents": pl.Int32,
-        "incidents_per_30_days": pl.Float64,
-        "flagged_points": pl.Int32,
-        "is_current": pl.Boolean,
-    }
-    return (
-        history,
-        incident_frame,
-        contributor_frame,
-        pl.DataFrame(sensitivity, schema=sensitivity_schema),
-    )
 
 
 def _segments(

@@ -1,240 +1,222 @@
-"""The anomaly detectors, their ensemble and their scoring against planted anomalies."""
+"""The noise models: counts, rates with their denominators, revenue and durations; bounded scores
+and honest notes on bad input (zero denominators, empty days, one day of history)."""
 
 from datetime import date, timedelta
 
-import duckdb
 import numpy as np
 import polars as pl
 import pytest
 
-from ubap_assets.core import anomaly, trends
-from ubap_assets.core.schema import INJECTED_ANOMALIES_SCHEMA
-from ubap_assets.core.synthetic import WEEKDAY_FACTOR, WorldSpec, generate_world
+from ubap_assets.core import anomalies
+from ubap_assets.core.anomalies.noise import count_z, rate_z
+from ubap_assets.core.synthetic import WEEKDAY_FACTOR
 
 START = date(2026, 1, 5)  # a Monday: day i has the weekday factor WEEKDAY_FACTOR[i % 7]
+SETTINGS = anomalies.DetectorSettings()
 
 
-def seasonal_counts(days: int, seed: int = 1, level: float = 2000.0) -> np.ndarray:
+def site_days(
+    days: int,
+    sessions_per_day: float,
+    conversion: float,
+    seed: int = 1,
+    scopes: dict[str, float] | None = None,
+    conversion_factor=None,
+) -> pl.DataFrame:
+    """A daily_trends-shaped frame for a synthetic site: Poisson sessions with a weekly cycle,
+    binomial conversions. ``scopes`` splits the sessions over device values (their shares);
+    ``conversion_factor(day_index, device)`` multiplies the conversion rate."""
     rng = np.random.default_rng(seed)
-    t = np.arange(days)
-    return rng.poisson(level * WEEKDAY_FACTOR[t % 7] * (1 + 0.002 * t)).astype(float)
-
-
-def daily_frame(values: dict[str, np.ndarray]) -> pl.DataFrame:
-    """A daily_trends-shaped frame (dimension 'all') holding the given metric series."""
-    n = len(next(iter(values.values())))
-    base = {m: np.full(n, 1000.0) for m in anomaly.MONITORED}
-    base["conversion_rate"] = np.full(n, 0.1)
-    base["bounce_rate"] = np.full(n, 0.3)
-    base.update(values)
-    return pl.DataFrame(
-        {
-            "day": [START + timedelta(days=i) for i in range(n)],
-            "dimension": ["all"] * n,
-            "dimension_value": ["all"] * n,
-            **base,
-            "is_complete": [True] * n,
-        }
-    )
-
-
-def _finite(history: pl.DataFrame) -> None:
-    for c, dtype in history.schema.items():
-        assert history[c].null_count() == 0, c
-        if dtype == pl.Float64:
-            assert history[c].is_finite().all(), c
-
-
-def test_spike_and_drop_are_found_with_direction_and_range():
-    x = seasonal_counts(70)
-    x[50] *= 0.5  # a Sunday-like drop on a weekday
-    x[60] *= 1.6
-    history = anomaly.detect(
-        anomaly.series_frame(daily_frame({"sessions": x})), anomaly.DetectorSettings()
-    )
-    _finite(history)
-    sessions = history.filter(pl.col("metric") == "sessions")
-    flagged = sessions.filter(pl.col("is_anomaly"))
-    assert flagged["day"].to_list() == [START + timedelta(days=50), START + timedelta(days=60)]
-    assert flagged["direction"].to_list() == ["drop", "spike"]
-    for row in flagged.iter_rows(named=True):
-        assert not row["lower"] <= row["value"] <= row["upper"]
-        # The expectation is the seasonal level of that weekday, within a few percent.
-        i = (row["day"] - START).days
-        seasonal_level = 2000 * WEEKDAY_FACTOR[i % 7] * (1 + 0.002 * i)
-        assert row["expected"] == pytest.approx(seasonal_level, rel=0.05)
-        assert row["severity"] in ("low", "medium", "high")
-    # The weekly cycle itself (weekends ~20% lower) is never an anomaly.
-    assert sessions.filter(pl.col("has_baseline") & ~pl.col("is_anomaly")).height > 40
-
-
-def test_sensitivity_is_the_threshold():
-    x = seasonal_counts(70, seed=4)
-    x[55] *= 1.12  # a mild bump: flagged only by a sensitive detector
-    frame = anomaly.series_frame(daily_frame({"sessions": x}))
-
-    def flagged(threshold: float) -> int:
-        h = anomaly.detect(frame, anomaly.DetectorSettings(threshold=threshold))
-        return h.filter(pl.col("is_anomaly") & (pl.col("metric") == "sessions")).height
-
-    assert flagged(2.0) >= flagged(4.0)
-    assert flagged(50.0) == 0
-
-
-def test_day_without_events_is_a_drop():
-    x = seasonal_counts(49)
-    x[45] = 0.0
-    h = anomaly.detect(
-        anomaly.series_frame(daily_frame({"sessions": x, "events": x * 10})),
-        anomaly.DetectorSettings(),
-    )
-    _finite(h)
-    flags = h.filter(pl.col("is_anomaly") & (pl.col("day") == START + timedelta(days=45)))
-    assert set(flags["metric"].to_list()) >= {"sessions", "events"}
-    assert set(flags["direction"].to_list()) == {"drop"}
-
-
-def test_constant_and_zero_series_do_not_divide_by_zero():
-    n = 40
-    history = anomaly.detect(
-        anomaly.series_frame(
-            daily_frame({"conversion_rate": np.zeros(n), "revenue": np.full(n, 5.0)})
-        ),
-        anomaly.DetectorSettings(min_daily_sessions=0),
-    )
-    _finite(history)
-    assert history.filter(pl.col("is_anomaly")).height == 0
-
-
-def test_history_shorter_than_the_window_is_warm_up():
-    settings = anomaly.DetectorSettings()
-    series = anomaly.series_frame(daily_frame({"sessions": seasonal_counts(10)}))
-    history = anomaly.detect(series, settings)
-    _finite(history)
-    assert not history["has_baseline"].any() and not history["is_anomaly"].any()
-    notes = anomaly.history_notes(series, history, settings)
-    assert any("shorter than the detector window" in n for n in notes)
-    assert anomaly.latest(history, 7).height == 0
-
-
-def test_small_scopes_are_not_scored():
-    x = seasonal_counts(60, level=10.0)
-    x[50] = 60.0
-    history = anomaly.detect(
-        anomaly.series_frame(daily_frame({"sessions": x})), anomaly.DetectorSettings()
-    )
-    assert not history["has_baseline"].any()
-
-
-def test_incomplete_days_are_left_out():
-    frame = daily_frame({"sessions": seasonal_counts(30)}).with_columns(
-        (pl.col("day") < START + timedelta(days=29)).alias("is_complete")
-    )
-    history = anomaly.detect(anomaly.series_frame(frame), anomaly.DetectorSettings())
-    assert history["day"].max() == START + timedelta(days=28)
-
-
-def test_invalid_settings_are_named():
-    problems = anomaly.DetectorSettings(threshold=0, min_scale_points=40).problems()
-    assert any("threshold" in p for p in problems)
-    assert any("min_scale_points" in p for p in problems)
-
-
-def _history(flags: list[tuple[date, str, float]]) -> pl.DataFrame:
-    days = [START + timedelta(days=i) for i in range(30)]
+    scopes = scopes or {"all": 1.0}
     rows = []
-    for d in days:
-        for m in ("sessions", "conversion_rate"):
-            score = next((s for fd, fm, s in flags if fd == d and fm == m), 0.0)
-            rows.append(
-                {
-                    "day": d,
-                    "dimension": "all",
-                    "metric": m,
-                    "score": score,
-                    "seasonal_score": score,
-                    "level_score": score,
-                    "is_anomaly": score != 0.0,
-                    "seasonal_flag": score != 0.0,
-                    "level_flag": score != 0.0,
-                    "has_baseline": True,
-                }
-            )
-    return pl.DataFrame(rows)
+    for i in range(days):
+        day = START + timedelta(days=i)
+        totals: dict[str, float] = {}
+        for device, share in scopes.items():
+            sessions = int(rng.poisson(sessions_per_day * share * WEEKDAY_FACTOR[i % 7]))
+            rate = conversion * (conversion_factor(i, device) if conversion_factor else 1.0)
+            converted = int(rng.binomial(sessions, min(rate, 1.0)))
+            row = {
+                "sessions": sessions,
+                "active_users": int(sessions * 0.9),
+                "page_views": int(rng.poisson(sessions * 4)),
+                "events": int(rng.poisson(sessions * 9)),
+                "converted_sessions": converted,
+                "bounced_sessions": int(rng.binomial(sessions, 0.3)),
+                "revenue": float(rng.gamma(2.0, 40.0, converted).sum()),
+                "duration_total": float(rng.exponential(200.0, sessions).sum()),
+            }
+            for k, v in row.items():
+                totals[k] = totals.get(k, 0) + v
+            if device != "all":
+                rows.append({"dimension": "device", "dimension_value": device, "day": day, **row})
+        rows.append({"dimension": "all", "dimension_value": "all", "day": day, **totals})
+    frame = pl.DataFrame(rows)
+    return frame.with_columns(
+        pl.when(pl.col("sessions") > 0)
+        .then(pl.col("converted_sessions") / pl.col("sessions"))
+        .otherwise(0.0)
+        .alias("conversion_rate"),
+        pl.when(pl.col("sessions") > 0)
+        .then(pl.col("bounced_sessions") / pl.col("sessions"))
+        .otherwise(0.0)
+        .alias("bounce_rate"),
+        pl.when(pl.col("sessions") > 0)
+        .then(pl.col("duration_total") / pl.col("sessions"))
+        .otherwise(0.0)
+        .alias("mean_session_duration_s"),
+        pl.lit(True).alias("is_complete"),
+    ).drop("duration_total")
 
 
-def test_scoring_counts_hits_misses_and_false_positives():
-    d = [START + timedelta(days=i) for i in range(30)]
-    injected = pl.DataFrame(
-        [
-            {
-                "anomaly_date": d[10],
-                "kind": "campaign_spike",
-                "metric": "sessions",
-                "direction": "spike",
-                "description": "",
-            },
-            {
-                "anomaly_date": d[20],
-                "kind": "checkout_outage",
-                "metric": "conversion_rate",
-                "direction": "drop",
-                "description": "",
-            },
-            {
-                "anomaly_date": d[25],
-                "kind": "checkout_outage",
-                "metric": "conversion_rate",
-                "direction": "drop",
-                "description": "",
-            },
-        ],
-        schema=INJECTED_ANOMALIES_SCHEMA,
+def run(daily: pl.DataFrame, settings=SETTINGS):
+    series = anomalies.monitored_series(daily)
+    history = anomalies.detect(series, settings)
+    history, incidents, contributors = anomalies.build_incidents(history, series, settings)
+    return series, history, incidents, contributors
+
+
+def assert_clean(history: pl.DataFrame) -> None:
+    """No NaN, null or infinity in a number; scores bounded; notes only where unscored."""
+    for c, dtype in history.schema.items():
+        if dtype == pl.Float64:
+            assert history[c].null_count() == 0, c
+            assert history[c].is_finite().all(), c
+    assert history["score"].abs().max() <= anomalies.MAX_ABS_SCORE
+    assert history.filter(pl.col("has_baseline") & pl.col("note").is_not_null()).height == 0
+    assert history.filter(~pl.col("has_baseline") & pl.col("note").is_null()).height == 0
+
+
+# --- the rate model: the denominator decides how strong the evidence is ----------------------
+
+
+def test_zero_of_twenty_is_weak_evidence_zero_of_two_thousand_is_strong():
+    weak, strong = rate_z(np.array([0, 0]), np.array([20, 2000]), np.full(2, 0.15), np.ones(2))
+    assert -2.0 < weak < 0  # P(0 of 20 | 15%) = 3.9%
+    assert strong <= -20
+    assert abs(rate_z(np.array([300]), np.array([2000]), np.array([0.15]), np.ones(1))[0]) < 1
+
+
+def test_over_dispersion_weakens_the_evidence_of_a_big_scope():
+    plain = rate_z(np.array([240]), np.array([2000]), np.array([0.15]), np.array([1.0]))[0]
+    dispersed = rate_z(np.array([240]), np.array([2000]), np.array([0.15]), np.array([4.0]))[0]
+    assert plain < -3.5 and -2.5 < dispersed < 0
+
+
+@pytest.mark.parametrize("sessions, flagged", [(20, False), (2000, True)])
+def test_a_day_without_purchases_is_an_anomaly_only_with_enough_sessions(sessions, flagged):
+    daily = site_days(42, sessions, 0.15, seed=2)
+    last = daily.filter(pl.col("dimension") == "all")["day"].max()
+    daily = daily.with_columns(
+        pl.when(pl.col("day") == last)
+        .then(0)
+        .otherwise(pl.col("converted_sessions"))
+        .alias("converted_sessions")
     )
-    history = _history(
-        [
-            (d[10], "sessions", 9.0),  # hit
-            (d[20], "conversion_rate", -8.0),  # hit
-            (d[20], "sessions", -5.0),  # side effect on a planted day: not a false positive
-            (d[5], "sessions", 6.0),  # false positive for campaign_spike
-            # d[25] missed
-        ]
+    _, history, _, _ = run(daily)
+    point = history.filter((pl.col("day") == last) & (pl.col("metric") == "conversion_rate"))
+    assert point["has_baseline"][0]
+    assert point["is_anomaly"][0] is flagged
+    assert_clean(history)
+
+
+def test_counts_are_poisson_at_least():
+    assert count_z(np.array([130.0]), np.array([100.0]), np.array([100.0]))[0] > 2.5
+    assert abs(count_z(np.array([130.0]), np.array([100.0]), np.array([900.0]))[0]) < 1.2
+    assert count_z(np.array([0.0]), np.array([100.0]), np.array([100.0]))[0] < -10
+
+
+def test_a_traffic_spike_and_drop_are_found_with_direction_and_a_bounded_score():
+    daily = site_days(70, 3000, 0.05, seed=3)
+    spike, drop = START + timedelta(days=50), START + timedelta(days=60)
+    daily = daily.with_columns(
+        pl.when(pl.col("day") == spike)
+        .then(pl.col("sessions") * 1.8)
+        .when(pl.col("day") == drop)
+        .then(pl.col("sessions") * 0.4)
+        .otherwise(pl.col("sessions"))
+        .cast(pl.Int64)
+        .alias("sessions")
     )
-    scores, notes = anomaly.score_detection(history, injected)
-    assert notes == []
-    ens = {
-        r["kind"]: r for r in scores.filter(pl.col("detector") == "ensemble").iter_rows(named=True)
-    }
-    assert (ens["campaign_spike"]["detected"], ens["campaign_spike"]["false_positives"]) == (1, 1)
-    assert ens["campaign_spike"]["precision"] == pytest.approx(0.5)
-    assert ens["checkout_outage"]["recall"] == pytest.approx(0.5)
-    assert ens["checkout_outage"]["precision"] == pytest.approx(1.0)
-    assert (ens["overall"]["injected"], ens["overall"]["detected"]) == (3, 2)
-    assert ens["overall"]["f1"] == pytest.approx(2 * (2 / 3) * (2 / 3) / (4 / 3))
+    _, history, _, _ = run(daily)
+    sessions = history.filter(pl.col("metric") == "sessions").sort("day")
+    flagged = sessions.filter(pl.col("is_anomaly"))
+    assert set(flagged["day"].to_list()) == {spike, drop}
+    assert flagged.sort("day")["direction"].to_list() == ["spike", "drop"]
+    point = sessions.filter(pl.col("day") == spike).row(0, named=True)
+    assert point["lower"] <= point["expected"] <= point["upper"] < point["value"]
+    assert_clean(history)
 
 
-def test_scoring_is_skipped_without_ground_truth():
-    scores, notes = anomaly.score_detection(
-        _history([]), pl.DataFrame(schema=INJECTED_ANOMALIES_SCHEMA)
+def test_a_quiet_site_raises_no_incident():
+    _, history, incidents, _ = run(site_days(120, 800, 0.08, seed=4))
+    assert incidents.height == 0
+    assert_clean(history)
+
+
+def test_revenue_of_a_few_purchases_is_not_blown_up():
+    """Revenue from a handful of purchases a day: wide intervals, no z of 1e10."""
+    _, history, incidents, _ = run(site_days(90, 30, 0.05, seed=5))
+    revenue = history.filter(pl.col("metric") == "revenue")
+    assert revenue["score"].abs().max() < 6
+    assert incidents.height == 0
+
+
+# --- bad input: no NaN, no infinity, no crash, the real reason in a note ---------------------
+
+
+def test_zero_denominators_and_days_without_events_have_notes_not_nan():
+    daily = site_days(60, 400, 0.1, seed=6)
+    empty = [START + timedelta(days=d) for d in (30, 31, 45)]
+    zeroed = [
+        "sessions",
+        "active_users",
+        "page_views",
+        "events",
+        "converted_sessions",
+        "bounced_sessions",
+        "revenue",
+        "conversion_rate",
+        "bounce_rate",
+        "mean_session_duration_s",
+    ]
+    daily = daily.with_columns(
+        [pl.when(pl.col("day").is_in(empty)).then(0).otherwise(pl.col(c)).alias(c) for c in zeroed]
     )
-    assert scores.height == 0
-    assert "scoring skipped" in notes[0]
+    series, history, _, _ = run(daily)
+    assert_clean(history)
+    rates = history.filter(pl.col("day").is_in(empty) & (pl.col("metric") == "conversion_rate"))
+    assert set(rates["note"].to_list()) == {"no sessions that day"}
+    assert not rates["has_baseline"].any()
+    # A day with no sessions at all is a drop of the counts, and says so.
+    sessions = history.filter((pl.col("day") == empty[-1]) & (pl.col("metric") == "sessions"))
+    assert sessions["is_anomaly"][0] and sessions["direction"][0] == "drop"
+    notes = anomalies.history_notes(series, history, SETTINGS)
+    assert any("3 day(s) with no sessions" in n for n in notes)
 
 
-@pytest.mark.slow
-def test_planted_anomalies_are_found_in_a_synthetic_world():
-    world = generate_world(WorldSpec(users=5000, days=70, seed=3, start_date=START))
-    con = duckdb.connect()
-    events, pages = world.events, world.pages  # noqa: F841 - DuckDB replacement scans
-    con.execute("CREATE TABLE events AS SELECT * FROM events")
-    con.execute("CREATE TABLE pages AS SELECT * FROM pages")
-    trends.build_sessions(con)
-    history = anomaly.detect(
-        anomaly.series_frame(trends.daily_trends(con)), anomaly.DetectorSettings()
-    )
-    _finite(history)
-    scores, _ = anomaly.score_detection(history, world.anomalies)
-    overall = scores.filter((pl.col("detector") == "ensemble") & (pl.col("kind") == "overall"))
-    assert overall["injected"][0] == world.anomalies.height >= 3
-    assert overall["f1"][0] >= 0.8
-    con.close()
+def test_a_single_day_of_history_is_warm_up_and_says_so():
+    daily = site_days(1, 100, 0.1)
+    series, history, incidents, contributors = run(daily)
+    assert history.height == len(anomalies.MONITORED) - 4  # no funnel input here
+    assert not history["has_baseline"].any()
+    assert set(history["note"].str.extract(r"^(warm-up)").to_list()) == {"warm-up"}
+    assert_clean(history)
+    assert incidents.height == 0 and contributors.height == 0
+    notes = anomalies.history_notes(series, history, SETTINGS)
+    assert "1 complete day(s) of history" in notes[0]
+    assert not any("shorter than the detector window" in n for n in notes)
+    sensitivity = anomalies.sensitivity(history, SETTINGS)
+    assert sensitivity["incidents"].sum() == 0
+    assert sensitivity.filter(pl.col("is_current"))["threshold"].to_list() == [4.0]
+
+
+def test_no_input_gives_an_empty_history():
+    empty = anomalies.detect(pl.DataFrame(schema=anomalies.SERIES_SCHEMA), SETTINGS)
+    assert empty.height == 0 and empty.schema == pl.Schema(anomalies.HISTORY_SCHEMA)
+
+
+def test_bad_settings_name_the_knob():
+    problems = anomalies.DetectorSettings(threshold=0, min_history_points=40).problems()
+    assert any("threshold" in p for p in problems)
+    assert any("min_history_points" in p for p in problems)

@@ -1,5 +1,6 @@
 """The synthetic generator: deterministic, realistic enough to learn from, anomalies planted."""
 
+import dataclasses
 import hashlib
 from datetime import date, timedelta
 
@@ -102,44 +103,73 @@ def test_users_favour_their_category(tiny_world):
     assert in_favourite > 0.5  # eight categories: chance would be 1/8
 
 
+def _planted_days(plan: pl.DataFrame) -> list[date]:
+    return [
+        d
+        for row in plan.iter_rows(named=True)
+        for d in pl.date_range(row["anomaly_date"], row["end_date"], eager=True).to_list()
+    ]
+
+
 def test_weekly_seasonality(tiny_world):
     daily = (
         tiny_world.events.group_by(pl.col("event_ts").dt.date().alias("day"))
         .agg(pl.col("session_id").n_unique().alias("sessions"))
         .with_columns(pl.col("day").dt.weekday().alias("weekday"))
     )
-    anomaly_days = tiny_world.anomalies["anomaly_date"]
-    daily = daily.filter(~pl.col("day").is_in(anomaly_days.implode()))
+    daily = daily.filter(~pl.col("day").is_in(_planted_days(tiny_world.anomalies)))
     weekend = daily.filter(pl.col("weekday") >= 6)["sessions"].mean()
     weekday = daily.filter(pl.col("weekday") <= 3)["sessions"].mean()
     assert weekend < weekday
 
 
-def test_anomalies_are_planted_where_the_truth_says(tiny_world):
-    plan = tiny_world.anomalies
-    assert set(plan["kind"]) == {"checkout_outage", "campaign_spike", "bot_burst"}
-    assert plan["anomaly_date"].min() >= tiny_world.events["event_ts"].min().date() + timedelta(21)
-    daily = (
-        tiny_world.events.group_by(pl.col("event_ts").dt.date().alias("day"))
-        .agg(
-            pl.col("session_id").n_unique().alias("sessions"),
-            (pl.col("event_type") == "page_view").sum().alias("page_views"),
-            pl.col("session_id")
-            .filter(pl.col("event_type") == "purchase")
-            .n_unique()
-            .alias("buyers"),
-        )
-        .with_columns((pl.col("buyers") / pl.col("sessions")).alias("conversion_rate"))
+def _per_day_in_scope(events: pl.DataFrame, row: dict) -> pl.DataFrame:
+    scope = (
+        pl.lit(True)
+        if row["dimension"] == "all"
+        else pl.col(row["dimension"]) == row["dimension_value"]
     )
-    typical = daily.filter(~pl.col("day").is_in(plan["anomaly_date"].implode())).median()
+    return (
+        events.filter(
+            scope & pl.col("event_ts").dt.date().is_between(row["anomaly_date"], row["end_date"])
+        )
+        .select(
+            pl.col("session_id").n_unique().alias("sessions"),
+            (pl.col("event_type") == "purchase").sum().alias("purchases"),
+            (pl.col("event_type") == "page_view").sum().alias("page_views"),
+        )
+        .row(0, named=True)
+    )
+
+
+def test_anomalies_are_planted_where_the_truth_says():
+    """Against the clean world of the same seed: days without an anomaly are the very same
+    events; on a planted anomaly's days its metric moves by its magnitude in its scope."""
+    spec = synthetic.WorldSpec(users=800, days=90, seed=0, start_date=date(2026, 1, 5))
+    planted = synthetic.generate_world(spec)
+    clean = synthetic.generate_world(dataclasses.replace(spec, anomalies=False))
+    plan = planted.anomalies
+    assert clean.anomalies.height == 0
+    assert set(plan["kind"]) == set(synthetic.ANOMALY_KINDS)
+    assert plan["anomaly_date"].min() >= spec.start_date + timedelta(28)
+    assert (plan["days"] >= 3).all() and (plan["days"] <= 21).all()
+    assert (plan["end_date"] < spec.end_date).all()
+    days = _planted_days(plan)
+    quiet = ~pl.col("event_ts").dt.date().is_in(days)
+    assert planted.events.filter(quiet).equals(clean.events.filter(quiet))
     for row in plan.iter_rows(named=True):
-        on_day = daily.filter(pl.col("day") == row["anomaly_date"]).row(0, named=True)
-        if row["kind"] == "checkout_outage":
-            assert on_day["conversion_rate"] < 0.4 * typical["conversion_rate"][0]
-        elif row["kind"] == "campaign_spike":
-            assert on_day["sessions"] > 1.3 * typical["sessions"][0]
+        with_it, without = (
+            _per_day_in_scope(planted.events, row),
+            _per_day_in_scope(clean.events, row),
+        )
+        if row["kind"] == "conversion_drop":
+            ratio = with_it["purchases"] / without["purchases"]
+            assert abs(ratio - (1 + row["magnitude"])) < 0.15, (row, ratio)
+        elif row["kind"] == "traffic_spike":
+            ratio = with_it["sessions"] / without["sessions"]
+            assert abs(ratio - (1 + row["magnitude"])) < 0.15, (row, ratio)
         else:
-            assert on_day["page_views"] > 1.3 * typical["page_views"][0]
+            assert with_it["page_views"] > (1 + row["magnitude"] / 2) * without["page_views"]
 
 
 def test_no_anomalies_in_too_short_a_history():
@@ -205,7 +235,7 @@ def test_a_fixed_seed_keeps_giving_the_same_world():
 
 FINGERPRINTS = {
     "users": "3b7682d75102bf09",
-    "events": "8462ff30f2b166a2",
+    "events": "c7307bc6d24e6561",
     "personas": "6db6f8c9d8d26db9",
-    "anomalies": "6a01687d61d04da3",
+    "anomalies": "3453e89892f42633",
 }

@@ -227,7 +227,7 @@ def test_pipeline_materializes_and_checks_pass(warehouse):
     # The F1 check may warn on a world this small; every other check must pass.
     assert all(passed for name, passed in checks.items() if name != "anomaly_detection_f1")
     scores = read(db, "anomaly_scores")
-    assert set(scores["detector"]) == {"seasonal", "level", "ensemble"}
+    assert set(scores["detector"]) == {"ensemble", "rolling_3sigma"}
     meta = result.asset_materializations_for_node("anomaly_scores")[0].metadata
     assert "overall_f1" in meta
 

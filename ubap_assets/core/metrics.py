@@ -60,6 +60,32 @@ TREND_METRICS: dict[str, str] = {
     "pages_per_session": "Pages per session",
 }
 
+# Funnel step conversion (sessions reaching a step / sessions reaching the step before, from
+# funnel_daily and funnel_segments), monitored by the anomaly detector like the trend metrics.
+FUNNEL_STEP_METRICS: dict[str, str] = {
+    "funnel_product_view": "Funnel: page view to product view",
+    "funnel_add_to_cart": "Funnel: product view to add to cart",
+    "funnel_checkout_start": "Funnel: add to cart to checkout",
+    "funnel_purchase": "Funnel: checkout to purchase",
+}
+# The metrics the anomaly detector monitors, with their labels.
+ANOMALY_METRIC_LABELS: dict[str, str] = {
+    **{
+        m: TREND_METRICS[m]
+        for m in (
+            "active_users",
+            "sessions",
+            "page_views",
+            "events",
+            "conversion_rate",
+            "bounce_rate",
+            "revenue",
+            "mean_session_duration_s",
+        )
+    },
+    **FUNNEL_STEP_METRICS,
+}
+
 # --- KPIs over a period of complete days ---
 
 # The daily_trends columns ``period_kpis`` reads (plus ``day``): counts and the mean duration;

@@ -74,12 +74,17 @@ USER_PERSONAS_SCHEMA: dict[str, pl.DataType] = {
     "purchase_propensity_14d": pl.Float64,  # P(at least one purchase in any 14 days)
 }
 
-# Ground truth (synthetic source only): one row per planted anomaly.
+# Ground truth (synthetic source only): one row per planted anomaly (an incident of 3-21 days).
 INJECTED_ANOMALIES_SCHEMA: dict[str, pl.DataType] = {
-    "anomaly_date": pl.Date,
-    "kind": pl.String,  # checkout_outage | campaign_spike | bot_burst
+    "anomaly_date": pl.Date,  # the first day
+    "end_date": pl.Date,  # the last day (inclusive)
+    "days": pl.Int32,
+    "kind": pl.String,  # conversion_drop | traffic_spike | bot_burst
     "metric": pl.String,  # the daily_trends column it moves most
     "direction": pl.String,  # spike | drop
+    "dimension": pl.String,  # where: all | device | traffic_source
+    "dimension_value": pl.String,  # all | mobile | paid | ...
+    "magnitude": pl.Float64,  # relative change of the metric in its scope (-0.3 = 30% lower)
     "description": pl.String,
 }
 

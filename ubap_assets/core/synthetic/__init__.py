@@ -7,7 +7,8 @@ Everything is vectorized numpy; 10M events take a few seconds.
 Each user has a latent persona that drives how often they visit, how long they stay, which page
 types they read and how likely they are to buy, and a favourite category that drives which
 pages they look at (so recommendations are learnable). Traffic follows a weekly cycle and a
-gentle upward trend. Anomalies are planted on known dates and returned as ground truth.
+gentle upward trend. Anomalies (multi-day, partial, some confined to one device or traffic
+source) are planted on known dates and returned as ground truth; a clean world plants none.
 
 One module per part; this package re-exports their public names (``synthetic.WorldSpec``):
 
@@ -20,7 +21,7 @@ One module per part; this package re-exports their public names (``synthetic.Wor
 """
 
 from ubap_assets.core.synthetic.anomalies import ANOMALY_KINDS, anomaly_plan
-from ubap_assets.core.synthetic.events import CAMPAIGN_SOURCE, HOUR_WEIGHTS, day_events
+from ubap_assets.core.synthetic.events import HOUR_WEIGHTS, day_events
 from ubap_assets.core.synthetic.personas import (
     BROWSE_TYPES,
     DEVICES,
@@ -47,7 +48,6 @@ from ubap_assets.core.synthetic.world_spec import WorldSpec
 __all__ = [
     "ANOMALY_KINDS",
     "BROWSE_TYPES",
-    "CAMPAIGN_SOURCE",
     "COUNTRIES",
     "COUNTRY_SHARE",
     "DEVICES",

@@ -1,8 +1,10 @@
 """One day of events: sessions, page views, engagement, carts and purchases, all vectorized.
 
 A day's events are deterministic from (seed, that date) on top of the population, so a day can
-be re-generated alone. The day's planted anomalies change them: a campaign spike adds bouncy
-sessions, a bot burst adds crawler sessions, a checkout outage stops most purchases.
+be re-generated alone. The planted anomalies under way that day change them, within their scope
+(all, one device or one traffic source): a traffic spike adds bouncy sessions, a bot burst adds
+crawler sessions, a conversion drop takes away a share of the purchases. A day without an
+anomaly draws exactly the same numbers as a clean world's.
 """
 
 from dataclasses import dataclass
@@ -13,7 +15,7 @@ import polars as pl
 
 from ubap_assets.core.catalogue import categories
 from ubap_assets.core.schema import EVENTS_SCHEMA
-from ubap_assets.core.synthetic.anomalies import anomaly_plan
+from ubap_assets.core.synthetic.anomalies import active_on, anomaly_plan
 from ubap_assets.core.synthetic.personas import (
     BROWSE_TYPES,
     DEVICES,
@@ -24,7 +26,6 @@ from ubap_assets.core.synthetic.personas import (
 from ubap_assets.core.synthetic.population import Population, pick_rows
 from ubap_assets.core.synthetic.world_spec import WorldSpec
 
-CAMPAIGN_SOURCE = "campaign"
 # Relative traffic by hour of day (UTC), midnight first: quiet nights, an evening peak.
 HOUR_WEIGHTS = np.fromstring(
     "1 .6 .4 .3 .3 .5 1 2 3 3.5 3.6 3.7 4 3.8 3.5 3.4 3.6 4 4.6 5.2 5.4 4.6 3.2 2", sep=" "
@@ -113,6 +114,15 @@ def _event_rows(
     }
 
 
+def _in_scope(anomaly: dict, source: np.ndarray, device: np.ndarray | None) -> np.ndarray:
+    """Which sessions an anomaly confined to a device or a traffic source touches."""
+    if anomaly["dimension"] == "traffic_source":
+        return source == anomaly["dimension_value"]
+    if anomaly["dimension"] == "device" and device is not None:
+        return device == anomaly["dimension_value"]
+    return np.ones(len(source), bool)
+
+
 def day_events(
     spec: WorldSpec,
     day: date,
@@ -130,7 +140,7 @@ def day_events(
     page_index = _page_index(pages)
     if anomalies is None:
         anomalies = anomaly_plan(spec, through=day)
-    kinds_today = set(anomalies.filter(pl.col("anomaly_date") == day)["kind"].to_list())
+    today = {a["kind"]: a for a in active_on(anomalies, day)}
 
     # Sessions per user: persona rate x activity x weekday x trend.
     alive = np.flatnonzero(people.signup_day <= day_index)
@@ -142,16 +152,21 @@ def day_events(
     switch = rng.random(len(s_user)) < 0.25
     s_source[switch] = rng.integers(0, len(SOURCES), switch.sum())
     s_source_names = np.array(SOURCES, dtype=object)[s_source]
-    if "campaign_spike" in kinds_today:
-        # A campaign brings extra sessions (60% more) from users who mostly look and leave.
-        extra = rng.choice(alive, size=int(len(s_user) * 0.6) + 1)
+    is_campaign = np.zeros(len(s_user), bool)
+    if "traffic_spike" in today:
+        # A campaign brings extra sessions (+magnitude in its scope) that mostly look and leave.
+        spike = today["traffic_spike"]
+        in_scope = _in_scope(spike, s_source_names, None)
+        extra = rng.choice(alive, size=int(in_scope.sum() * spike["magnitude"]) + 1)
+        if spike["dimension"] == "traffic_source":
+            extra_source = np.full(len(extra), spike["dimension_value"], dtype=object)
+        else:
+            extra_source = rng.choice(s_source_names, size=len(extra))
         s_user = np.concatenate([s_user, extra])
-        s_source_names = np.concatenate(
-            [s_source_names, np.full(len(extra), CAMPAIGN_SOURCE, dtype=object)]
-        )
+        s_source_names = np.concatenate([s_source_names, extra_source])
+        is_campaign = np.concatenate([is_campaign, np.ones(len(extra), bool)])
     n_sessions = len(s_user)
     persona = people.persona[s_user]
-    is_campaign = s_source_names == CAMPAIGN_SOURCE
 
     # Session length in page views.
     bounce_p = persona_values("bounce")[persona]
@@ -160,15 +175,18 @@ def day_events(
     pages_mean = persona_values("pages_mean")[persona]
     length = np.where(bounced, 1, 2 + rng.geometric(1.0 / np.maximum(pages_mean - 1, 1.01)) - 1)
     length = np.minimum(length, 40)
-    if "bot_burst" in kinds_today:
+    if "bot_burst" in today:
         # A handful of sessions from one crawler, hundreds of product views each.
+        bot = today["bot_burst"]
         n_bots = 6
         bot_users = rng.choice(alive, size=n_bots)
+        bot_source = bot["dimension_value"] if bot["dimension"] == "traffic_source" else "referral"
         s_user = np.concatenate([s_user, bot_users])
-        s_source_names = np.concatenate([s_source_names, np.full(n_bots, "referral", dtype=object)])
+        s_source_names = np.concatenate([s_source_names, np.full(n_bots, bot_source, dtype=object)])
         persona = np.concatenate([persona, people.persona[bot_users]])
         bounced = np.concatenate([bounced, np.zeros(n_bots, bool)])
-        total_sessions_views = max(int(length.sum() * 0.5), 400)
+        in_scope = _in_scope(bot, s_source_names[:n_sessions], None)
+        total_sessions_views = max(int(length[in_scope].sum() * bot["magnitude"]), 60)
         length = np.concatenate([length, np.full(n_bots, total_sessions_views // n_bots)])
         is_bot = np.concatenate([np.zeros(n_sessions, bool), np.ones(n_bots, bool)])
         n_sessions += n_bots
@@ -213,8 +231,6 @@ def day_events(
     checkout_p = persona_values("checkout")[persona[cart_sessions]]
     started = cart_sessions[rng.random(len(cart_sessions)) < checkout_p]
     purchase_p = persona_values("purchase")[persona[started]]
-    if "checkout_outage" in kinds_today:
-        purchase_p = purchase_p * 0.08
     bought = started[rng.random(len(started)) < purchase_p]
     cart_value = np.bincount(
         v_session[cart], weights=page_index.price[v_page[cart]], minlength=n_sessions
@@ -262,6 +278,17 @@ def day_events(
     other = rng.random(n_sessions) < 0.1
     usual_device = people.device[s_user]
     session_device = np.where(other, rng.integers(0, len(DEVICES), n_sessions), usual_device)
+    if "conversion_drop" in today:
+        # A share (-magnitude) of the purchases in scope fail: their purchase events are lost.
+        drop = today["conversion_drop"]
+        device_names = np.array(DEVICES, dtype=object)[session_device]
+        fails = _in_scope(drop, s_source_names, device_names) & (
+            spec.rng(3, day.toordinal(), 1).random(n_sessions) < -drop["magnitude"]
+        )
+        keep = ~((kinds == "purchase") & fails[sessions])
+        sessions, seconds, kinds = sessions[keep], seconds[keep], kinds[keep]
+        page_positions, revenue_all = page_positions[keep], revenue_all[keep]
+        users = users[keep]
     device = session_device[sessions]
     frame = pl.DataFrame(
         {

@@ -8,12 +8,14 @@ import numpy as np
 
 @dataclass(frozen=True)
 class WorldSpec:
-    """What the generator makes: ``users`` people over ``days`` days from ``start_date``."""
+    """What the generator makes: ``users`` people over ``days`` days from ``start_date``;
+    ``anomalies=False`` makes a clean world with nothing planted."""
 
     users: int = 20_000
     days: int = 90
     seed: int = 7
     start_date: date = date(2026, 8, 1)
+    anomalies: bool = True
 
     def __post_init__(self) -> None:
         if self.users < 1:

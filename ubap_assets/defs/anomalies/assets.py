@@ -1,4 +1,6 @@
-"""Anomaly detection over the daily metrics, its history and its score (group "anomalies").
+"""Anomaly detection over the daily metrics: scored history, incidents with their root cause,
+the threshold simulated on history, the latest flagged points and the score against planted
+truth (group "anomalies").
 
 An input parameter named after its table (= asset key) needs no ``ins`` entry.
 """
@@ -9,7 +11,7 @@ import dagster as dg
 import polars as pl
 from pydantic import Field, create_model
 
-from ubap_assets.core import anomaly
+from ubap_assets.core import anomalies as core
 from ubap_assets.lib.metadata import markdown_preview
 from ubap_assets.warehouse import tables as t
 from ubap_assets.warehouse.queries.anomalies import ANOMALY_POINT_COLUMNS
@@ -26,16 +28,18 @@ def _notes(notes: list[str]) -> dg.MetadataValue:
 
 
 # What each detector knob means in the launchpad; the names, types and defaults are the core's
-# DetectorSettings, so the run config can never drift from what the detectors take.
+# DetectorSettings, so the run config can never drift from what the detector takes.
 _KNOB_DESCRIPTIONS: dict[str, str] = {
-    "threshold": "Robust z-score (median/MAD units) a point must exceed to be flagged.",
+    "threshold": "|z| (of a tail probability) a point must reach to be flagged: the sensitivity.",
     "baseline_weeks": "Same-weekday values of previous weeks in the seasonal baseline.",
     "min_baseline_weeks": "Fewer previous same-weekday values than this: the day is warm-up.",
-    "level_window_days": "Trailing days whose median is the level detector's baseline.",
-    "scale_window_days": "Trailing days of residuals that estimate the spread (MAD).",
-    "min_scale_points": "Fewer trailing residuals than this: the day is warm-up.",
-    "min_relative_scale": "Floor of the spread as a share of the expected value (avoids zero MAD).",
-    "min_daily_sessions": "Scopes with median daily sessions below this are not scored (noise).",
+    "history_days": "Trailing days that estimate the noise (over-dispersion, spread).",
+    "min_history_points": "Fewer trailing residuals than this: the day is warm-up.",
+    "max_window_days": "Evidence is also pooled over the last 3 and this many days.",
+    "min_relative_noise": "Counts vary at least this much (relative) beyond Poisson noise.",
+    "min_relative_change": "A flagged day is off its expectation by at least this (relative).",
+    "min_incident_points": "Flagged days or scopes an incident needs unless one point is strong.",
+    "incident_gap_days": "Flagged days this many days apart still make one incident.",
 }
 _DetectorKnobs = create_model(
     "_DetectorKnobs",
@@ -45,16 +49,16 @@ _DetectorKnobs = create_model(
             type(knob.default),
             Field(default=knob.default, description=_KNOB_DESCRIPTIONS[knob.name]),
         )
-        for knob in dataclasses.fields(anomaly.DetectorSettings)
+        for knob in dataclasses.fields(core.DetectorSettings)
     },
 )
 
 
 class AnomalyConfig(_DetectorKnobs):
-    """The detectors' knobs; ``threshold`` is the sensitivity (lower = more alerts)."""
+    """The detector's knobs; ``threshold`` is the sensitivity (lower = more alerts)."""
 
-    def settings(self) -> anomaly.DetectorSettings:
-        detector_settings = anomaly.DetectorSettings(**self.model_dump())
+    def settings(self) -> core.DetectorSettings:
+        detector_settings = core.DetectorSettings(**self.model_dump())
         problems = detector_settings.problems()
         if problems:
             raise dg.Failure(
@@ -70,41 +74,101 @@ class LatestConfig(dg.Config):
     )
 
 
-@dg.asset(
-    **STAGE,
+@dg.multi_asset(
+    outs={
+        t.ANOMALY_HISTORY: dg.AssetOut(
+            **STAGE,
+            description=(
+                "One row per complete day x scope (all, device, traffic source, segment) x "
+                "monitored metric (trend metrics and funnel steps): value, expected value and "
+                "range, signed score (|z| <= 50), flag, direction, severity, the incident it "
+                "belongs to, and a note where it cannot be scored."
+            ),
+        ),
+        t.INCIDENTS: dg.AssetOut(
+            **STAGE,
+            description=(
+                "One row per incident (flagged points grouped over consecutive days, co-moving "
+                "metrics and scopes), newest first: headline, change, severity, top contributor."
+            ),
+        ),
+        t.INCIDENT_CONTRIBUTORS: dg.AssetOut(
+            **STAGE,
+            description=(
+                "One row per incident x metric x dimension x value: its share of the change."
+            ),
+        ),
+        t.ANOMALY_SENSITIVITY: dg.AssetOut(
+            **STAGE,
+            description=(
+                "One row per threshold: how many incidents it would have raised on this history."
+            ),
+        ),
+    },
+    can_subset=False,
 )
 def anomaly_history(
     context: dg.AssetExecutionContext,
     config: AnomalyConfig,
     daily_trends: pl.DataFrame,
     segment_trends: pl.DataFrame,
-) -> dg.Output:
-    """One row per complete day x scope (all, device, traffic source, segment) x metric: value,
-    expected value and range, both detectors' scores, the ensemble flag, direction, severity."""
+    funnel_daily: pl.DataFrame,
+    funnel_segments: pl.DataFrame,
+):
+    """Score every series with its noise model, group the flags into incidents, rank their
+    contributors and simulate the thresholds on the history."""
     settings = config.settings()
-    series = anomaly.series_frame(daily_trends, segment_trends)
-    history = anomaly.detect(series, settings)
-    notes = anomaly.history_notes(series, history, settings)
+    series = core.monitored_series(daily_trends, segment_trends, funnel_daily, funnel_segments)
+    history = core.detect(series, settings)
+    history, incidents, contributors = core.build_incidents(history, series, settings)
+    sensitivity = core.sensitivity(history, settings)
+    notes = core.history_notes(series, history, settings)
     for note in notes:
         context.log.info(note)
     flagged = history.filter(pl.col("is_anomaly"))
-    overall = flagged.filter(pl.col("dimension") == "all")
-    return dg.Output(
+    yield dg.Output(
         history,
+        output_name=t.ANOMALY_HISTORY,
         metadata={
             "rows": history.height,
             "threshold": settings.threshold,
-            "warmup_days": settings.warmup_days,
             "scopes": history.select("dimension", "dimension_value").n_unique(),
+            "series": history.select("dimension", "dimension_value", "metric").n_unique(),
+            "scored_points": history.filter(pl.col("has_baseline")).height,
             "flagged_points": flagged.height,
-            "flagged_points_overall": overall.height,
+            "incidents": incidents.height,
+            "max_abs_score": round(float(history["score"].abs().max() or 0.0), 2),
             "notes": _notes(notes),
-            "flagged_overall": markdown_preview(
-                overall.sort("day").select(
-                    "day", "metric", "value", "expected", "score", "direction", "severity"
-                ),
-                20,
+        },
+    )
+    yield dg.Output(
+        incidents,
+        output_name=t.INCIDENTS,
+        metadata={
+            "rows": incidents.height,
+            "ongoing": incidents.filter(pl.col("ongoing")).height,
+            "high_severity": incidents.filter(pl.col("severity") == "high").height,
+            "preview": markdown_preview(
+                incidents.select("incident_id", "days", "severity", "description"), 20
             ),
+        },
+    )
+    yield dg.Output(
+        contributors,
+        output_name=t.INCIDENT_CONTRIBUTORS,
+        metadata={
+            "rows": contributors.height,
+            "top": markdown_preview(contributors.filter(pl.col("rank") == 1), 20),
+        },
+    )
+    yield dg.Output(
+        sensitivity,
+        output_name=t.ANOMALY_SENSITIVITY,
+        metadata={
+            "rows": sensitivity.height,
+            "current_threshold": settings.threshold,
+            "simulation": markdown_preview(sensitivity, 20),
+            "caveat": "each threshold re-groups this run's scores into incidents",
         },
     )
 
@@ -114,15 +178,16 @@ def anomalies(
     context: dg.AssetExecutionContext, config: LatestConfig, history: pl.DataFrame
 ) -> dg.Output:
     """One row per flagged point (day x scope x metric) in the latest period of complete days,
-    worst first: value, expected value and range, direction and severity."""
+    worst first: value, expected value and range, direction, severity and incident."""
     if config.latest_days < 1:
         raise dg.Failure(description=f"latest_days must be at least 1 (got {config.latest_days})")
-    frame = anomaly.latest(history, config.latest_days)
+    frame = core.latest(history, config.latest_days)
     notes = []
     if history.height == 0:
         notes.append("anomaly_history is empty: no complete day to look at")
     elif not history.filter(pl.col("has_baseline")).height:
-        notes.append("history shorter than the detector window: nothing scored yet")
+        reasons = history["note"].drop_nulls().unique().sort().to_list()
+        notes.append("no point could be scored yet: " + "; ".join(reasons[:3]))
     return dg.Output(
         frame,
         metadata={
@@ -140,21 +205,30 @@ def anomalies(
     **STAGE,
     ins={
         "history": dg.AssetIn(t.ANOMALY_HISTORY),
+        "sensitivity": dg.AssetIn(t.ANOMALY_SENSITIVITY),
         "injected": dg.AssetIn(t.INJECTED_ANOMALIES),
     },
 )
 def anomaly_scores(
-    context: dg.AssetExecutionContext, history: pl.DataFrame, injected: pl.DataFrame
+    context: dg.AssetExecutionContext,
+    history: pl.DataFrame,
+    sensitivity: pl.DataFrame,
+    injected: pl.DataFrame,
 ) -> dg.Output:
-    """One row per detector x anomaly kind (+ overall): precision, recall and F1 of the detection
-    against the generator's planted anomalies (empty without ground truth)."""
-    scores, notes = anomaly.score_detection(history, injected)
+    """One row per detector (this one, a rolling 3-sigma baseline) x planted kind (+ overall):
+    incident-level recall, false incidents per 30 days and days to detect against the
+    generator's planted anomalies (empty without ground truth)."""
+    current = sensitivity.filter(pl.col("is_current"))["threshold"]
+    threshold = float(current[0]) if current.len() else core.DetectorSettings().threshold
+    scores, notes = core.score_detection(
+        history, injected, core.DetectorSettings(threshold=threshold)
+    )
     for note in notes:
         context.log.info(note)
     metadata: dict[str, object] = {"rows": scores.height, "notes": _notes(notes)}
-    ens = scores.filter(pl.col("detector") == "ensemble")
-    for row in ens.iter_rows(named=True):
-        for m in ("precision", "recall", "f1"):
-            metadata[f"{row['kind']}_{m}"] = round(float(row[m]), 4)
+    for row in scores.filter(pl.col("kind") == "overall").iter_rows(named=True):
+        prefix = "overall" if row["detector"] == "ensemble" else row["detector"]
+        for m in ("precision", "recall", "f1", "false_incidents_per_30_days"):
+            metadata[f"{prefix}_{m}"] = round(float(row[m]), 4)
     metadata["scores"] = markdown_preview(scores.drop("note"), 20)
     return dg.Output(scores, metadata=metadata)

@@ -1,0 +1,355 @@
+"""Noise models by metric kind, scored online day by day over many series at once.
+
+Every model reads only the past, and its baseline reads a *cleaned* past: each scored day is
+winsorized at its band (expected +- threshold sd), so a three-week incident does not become the
+new normal while a slow drift is still followed.
+
+- counts: the mean of the same weekday in the previous weeks, corrected by the median relative
+  residual; negative-binomial noise whose over-dispersion is estimated robustly (MAD) from the
+  trailing residuals, beyond a Poisson floor.
+- rates: the pooled rate of the trailing days; beta-binomial noise with that day's denominator
+  (0 of 20 sessions is weak evidence, 0 of 2,000 is strong); the extra-binomial dispersion comes
+  robustly from the trailing days, so large scopes do not flood.
+- log (revenue, durations): the median of the same weekday on a log scale, spread from the MAD
+  of the trailing residuals, never below what the day's sample size supports.
+
+Evidence is pooled over trailing windows (1, 3, 7 and ``max_window_days`` days): a partial shift
+that lasts is seen even where no single day stands out. A score is a signed z of a tail
+probability, clipped to +-50, never NaN. A point is flagged when |score| passes the threshold and
+the day is off its expectation by at least ``min_relative_change`` (a material change: a slow
+drift of a few percent in a large scope is significant but not an incident).
+"""
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import special
+
+from ubap_assets.core.anomalies.settings import MAX_ABS_SCORE, DetectorSettings
+
+_MAD_TO_SIGMA = 1.4826
+_TINY_P = 1e-300
+_MIN_DAY_LEAN = 1.0  # |z| of the day itself before pooled evidence may flag it
+
+
+@dataclass
+class Scored:
+    """Per series x day (S x T): the expectation and band in the metric's units, scores, flags."""
+
+    expected: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+    day_score: np.ndarray  # single-day evidence
+    window_score: np.ndarray  # evidence pooled over max_window_days
+    score: np.ndarray  # the strongest evidence agreeing with the day's direction
+    flag: np.ndarray
+    scored: np.ndarray  # False: warm-up or nothing to score that day
+
+    @classmethod
+    def empty(cls, shape: tuple[int, int]) -> "Scored":
+        z = np.zeros(shape)
+        return cls(
+            z.copy(),
+            z.copy(),
+            z.copy(),
+            z.copy(),
+            z.copy(),
+            z.copy(),
+            np.zeros(shape, bool),
+            np.zeros(shape, bool),
+        )
+
+
+def _nan_median(m: np.ndarray) -> np.ndarray:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmedian(m, axis=1) if m.shape[1] else np.full(m.shape[0], np.nan)
+
+
+def _robust_center_var(m: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Row-wise median, (1.4826 MAD)^2 and count of the non-NaN values."""
+    center = _nan_median(m)
+    mad = _nan_median(np.abs(m - center[:, None]))
+    return center, (_MAD_TO_SIGMA * mad) ** 2, np.sum(~np.isnan(m), axis=1)
+
+
+def z_from_tails(lower_p: np.ndarray, upper_p: np.ndarray) -> np.ndarray:
+    """Signed z of the smaller tail (negative when P(X <= x) is the small one), bounded."""
+    lower_p = np.nan_to_num(np.asarray(lower_p, float), nan=1.0)
+    upper_p = np.nan_to_num(np.asarray(upper_p, float), nan=1.0)
+    p = np.clip(np.minimum(lower_p, upper_p), _TINY_P, 0.5)
+    magnitude = -special.ndtri(p)
+    z = np.where(lower_p < upper_p, -magnitude, magnitude)
+    return np.clip(np.nan_to_num(z), -MAX_ABS_SCORE, MAX_ABS_SCORE)
+
+
+def count_z(x: np.ndarray, mean: np.ndarray, var: np.ndarray) -> np.ndarray:
+    """z of a count x against a negative binomial of this mean and variance (var = mean:
+    Poisson)."""
+    x = np.maximum(np.asarray(x, float), 0.0)
+    mean = np.maximum(np.asarray(mean, float), 1e-9)
+    extra = np.maximum(np.asarray(var, float) - mean, 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.where(extra > 1e-9 * mean**2, mean**2 / np.maximum(extra, 1e-300), np.inf)
+        poisson = ~np.isfinite(r) | (r > 1e7)
+        r_nb = np.where(poisson, 1.0, r)
+        p_nb = r_nb / (r_nb + mean)
+        lower = np.where(
+            poisson, special.gammaincc(x + 1, mean), special.betainc(r_nb, x + 1, p_nb)
+        )
+        upper = np.where(
+            x <= 0,
+            1.0,
+            np.where(
+                poisson,
+                special.gammainc(np.maximum(x, 1e-9), mean),
+                special.betainc(np.maximum(x, 1e-9), r_nb, 1 - p_nb),
+            ),
+        )
+    return z_from_tails(lower, upper)
+
+
+def rate_z(k: np.ndarray, n: np.ndarray, p: np.ndarray, design: np.ndarray) -> np.ndarray:
+    """z of k successes out of n against rate p, the binomial variance inflated by ``design``
+    (a beta-binomial's design effect): an effective binomial of n/design trials."""
+    n = np.asarray(n, float)
+    p = np.clip(np.asarray(p, float), 1e-9, 1 - 1e-9)
+    design = np.maximum(np.asarray(design, float), 1.0)
+    n_eff = n / design
+    k_eff = np.clip(np.asarray(k, float) / design, 0.0, n_eff)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lower = np.where(
+            k_eff >= n_eff,
+            1.0,
+            special.betainc(np.maximum(n_eff - k_eff, 1e-9), k_eff + 1, 1 - p),
+        )
+        upper = np.where(
+            k_eff <= 0,
+            1.0,
+            special.betainc(np.maximum(k_eff, 1e-9), n_eff - k_eff + 1, p),
+        )
+    z = z_from_tails(lower, upper)
+    return np.where(n > 0, z, 0.0)
+
+
+def _pick(
+    day: np.ndarray, pooled: list[np.ndarray], day_change: np.ndarray, settings
+) -> np.ndarray:
+    """The strongest evidence among the day's own and the pooled windows' that the day itself
+    leans towards (the same way, by |z| >= 1 or by a material relative change), so a window
+    does not outlast its anomaly."""
+    best = day.copy()
+    leans = (np.abs(day) >= _MIN_DAY_LEAN) | (np.abs(day_change) >= settings.min_relative_change)
+    for z in pooled:
+        agree = (np.sign(z) == np.sign(day)) & leans
+        best = np.where(agree & (np.abs(z) > np.abs(best)), z, best)
+    return best
+
+
+def _window_ready(scored: np.ndarray, t: int, w: int) -> np.ndarray:
+    if t - w + 1 < 0:
+        return np.zeros(scored.shape[0], bool)
+    return scored[:, t - w + 1 : t + 1].all(axis=1)
+
+
+def score_counts(x: np.ndarray, settings: DetectorSettings) -> Scored:
+    """Counts (S x T, >= 0): seasonal baseline, negative-binomial noise."""
+    s, n_days = x.shape
+    out = Scored.empty(x.shape)
+    clean = x.astype(float).copy()
+    base = np.full(x.shape, np.nan)
+    rel = np.full(x.shape, np.nan)
+    mean = np.zeros(x.shape)
+    var = np.zeros(x.shape)
+    floor2 = settings.min_relative_noise**2
+    for t in range(n_days):
+        lags = [t - 7 * k for k in range(1, settings.baseline_weeks + 1) if t - 7 * k >= 0]
+        if len(lags) < settings.min_baseline_weeks:
+            continue
+        b = clean[:, lags].mean(axis=1)
+        base[:, t] = b
+        lo = max(0, t - settings.history_days)
+        _, rel_var, count = _robust_center_var(rel[:, lo:t])
+        # The bias of the baseline (a trend, a drift) comes from the last week only.
+        center = _nan_median(rel[:, max(0, t - 7) : t])
+        ready = count >= settings.min_history_points
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            poisson_part = np.nanmedian(1.0 / np.maximum(base[:, lo:t], 0.5), axis=1)
+        c2 = np.maximum(np.nan_to_num(rel_var - poisson_part), floor2)
+        m = np.maximum(b * (1 + np.nan_to_num(center)), 0.5)
+        v = m + c2 * m**2
+        mean[:, t], var[:, t] = m, v
+        out.scored[:, t] = ready
+        z_day = count_z(x[:, t], m, v)
+        pooled = []
+        for w in settings.windows[1:]:
+            ok = _window_ready(out.scored, t, w)
+            sl = slice(t - w + 1, t + 1)
+            z = count_z(x[:, sl].sum(1), mean[:, sl].sum(1), var[:, sl].sum(1))
+            pooled.append(np.where(ok, z, 0.0))
+        day_change = x[:, t] / m - 1
+        score = np.where(ready, _pick(z_day, pooled, day_change, settings), 0.0)
+        material = np.abs(day_change) >= settings.min_relative_change
+        flag = ready & material & (np.abs(score) >= settings.threshold)
+        sd = np.sqrt(v)
+        out.expected[:, t] = np.where(ready, m, x[:, t])
+        out.lower[:, t] = np.where(ready, np.maximum(m - settings.threshold * sd, 0.0), x[:, t])
+        out.upper[:, t] = np.where(ready, m + settings.threshold * sd, x[:, t])
+        out.day_score[:, t] = np.where(ready, z_day, 0.0)
+        out.window_score[:, t] = np.where(ready, pooled[-1] if pooled else z_day, 0.0)
+        out.score[:, t], out.flag[:, t] = score, flag
+        # The past the baselines read is winsorized at the band: an incident does not become
+        # the new normal, while a lasting drift is still followed.
+        clean[:, t] = np.where(
+            ready,
+            np.clip(x[:, t], m - settings.threshold * sd, m + settings.threshold * sd),
+            x[:, t],
+        )
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rel[:, t] = np.where(b > 0, clean[:, t] / b - 1, np.nan)
+    return out
+
+
+def score_rates(k: np.ndarray, n: np.ndarray, settings: DetectorSettings) -> Scored:
+    """Rates k / n (S x T): pooled trailing rate, beta-binomial noise with that day's n."""
+    s, n_days = k.shape
+    out = Scored.empty(k.shape)
+    k = k.astype(float)
+    n = n.astype(float)
+    clean_k = k.copy()
+    used = np.zeros(k.shape, bool)  # days the noise estimate may read (not flagged)
+    expected_k = np.zeros(k.shape)
+    var_k = np.zeros(k.shape)
+    for t in range(max(settings.rate_warmup_days, 1), n_days):
+        lo = max(0, t - settings.history_days)
+        hk, hn = clean_k[:, lo:t], n[:, lo:t]
+        total_n = hn.sum(1)
+        p0 = (hk.sum(1) + 0.5) / (total_n + 1.0)
+        days_with = (hn > 0).sum(1)
+        ready = days_with >= min(settings.min_history_points, settings.rate_warmup_days)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            zi = (k[:, lo:t] - hn * p0[:, None]) / np.sqrt(hn * (p0 * (1 - p0))[:, None])
+        zi = np.where((hn > 0) & used[:, lo:t], zi, np.nan)
+        _, z_var, _ = _robust_center_var(zi)
+        n_typical = _nan_median(np.where(hn > 0, hn, np.nan))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rho = np.where(n_typical > 1, (np.nan_to_num(z_var, nan=1.0) - 1) / (n_typical - 1), 0)
+        rho = np.clip(np.nan_to_num(rho), 0.0, 0.5)
+        n_t = n[:, t]
+        # The day's noise (beta-binomial) plus the uncertainty of the pooled baseline rate.
+        design = (
+            1
+            + (n_t - 1).clip(0) * rho
+            + n_t / np.maximum(total_n, 1.0) * (1 + (np.nan_to_num(n_typical) - 1).clip(0) * rho)
+        )
+        e = n_t * p0
+        v = n_t * p0 * (1 - p0) * design
+        expected_k[:, t], var_k[:, t] = e, v
+        scored = ready & (n_t > 0)
+        out.scored[:, t] = ready  # a day without a denominator keeps windows going
+        z_day = rate_z(k[:, t], n_t, p0, design)
+        pooled = []
+        for w in settings.windows[1:]:
+            ok = _window_ready(out.scored, t, w)
+            sl = slice(t - w + 1, t + 1)
+            sn, se, sv = n[:, sl].sum(1), expected_k[:, sl].sum(1), var_k[:, sl].sum(1)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                p_bar = np.where(sn > 0, se / sn, p0)
+                d_bar = np.where(sn > 0, sv / np.maximum(sn * p_bar * (1 - p_bar), 1e-12), 1.0)
+            z = rate_z(k[:, sl].sum(1), sn, p_bar, d_bar)
+            pooled.append(np.where(ok & (sn > 0), z, 0.0))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            day_rate = np.where(n_t > 0, k[:, t] / np.maximum(n_t, 1), p0)
+        day_change = day_rate / p0 - 1
+        score = np.where(scored, _pick(z_day, pooled, day_change, settings), 0.0)
+        material = np.abs(day_change) >= settings.min_relative_change
+        flag = scored & material & (np.abs(score) >= settings.threshold)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            sd = np.where(n_t > 0, np.sqrt(p0 * (1 - p0) * design / np.maximum(n_t, 1)), 0.0)
+            value = np.where(n_t > 0, k[:, t] / np.maximum(n_t, 1), 0.0)
+        out.expected[:, t] = np.where(scored, p0, value)
+        out.lower[:, t] = np.where(scored, np.clip(p0 - settings.threshold * sd, 0, 1), value)
+        out.upper[:, t] = np.where(scored, np.clip(p0 + settings.threshold * sd, 0, 1), value)
+        out.day_score[:, t] = np.where(scored, z_day, 0.0)
+        out.window_score[:, t] = np.where(scored, pooled[-1] if pooled else z_day, 0.0)
+        out.score[:, t], out.flag[:, t] = score, flag
+        out.scored[:, t] = scored | (ready & (n_t == 0))
+        used[:, t] = True
+        band = settings.threshold * np.sqrt(v)
+        clean_k[:, t] = np.where(scored, np.clip(k[:, t], e - band, e + band), k[:, t])
+    # A day without a denominator is never scored, though it does not break the windows.
+    out.scored &= n > 0
+    return out
+
+
+def score_logs(
+    x: np.ndarray,
+    units: np.ndarray,
+    valid: np.ndarray,
+    noise_cv2: float,
+    settings: DetectorSettings,
+) -> Scored:
+    """Revenue / durations (S x T): robust (median / MAD) on log1p; the spread is at least
+    sqrt(noise_cv2 / units) (a mean over few sessions or purchases is noisy)."""
+    s, n_days = x.shape
+    out = Scored.empty(x.shape)
+    y = np.log1p(np.maximum(x.astype(float), 0.0))
+    clean = np.where(valid, y, np.nan)
+    res = np.full(x.shape, np.nan)
+    mean = np.zeros(x.shape)
+    var = np.zeros(x.shape)
+    ready_days = np.zeros(x.shape, bool)
+    for t in range(n_days):
+        lags = [t - 7 * k for k in range(1, settings.baseline_weeks + 1) if t - 7 * k >= 0]
+        if len(lags) < settings.min_baseline_weeks:
+            continue
+        same_day = clean[:, lags]
+        b = _nan_median(same_day)
+        lo = max(0, t - settings.history_days)
+        _, spread2, count = _robust_center_var(res[:, lo:t])
+        center = _nan_median(res[:, max(0, t - 7) : t])
+        ready = (count >= settings.min_history_points) & (
+            np.sum(~np.isnan(same_day), axis=1) >= settings.min_baseline_weeks
+        )
+        typical_units = (
+            np.nanmean(np.where(valid[:, lo:t], units[:, lo:t], np.nan), axis=1)
+            if (valid[:, lo:t].any())
+            else np.zeros(s)
+        )
+        floor2 = noise_cv2 / np.maximum(np.nan_to_num(typical_units), 0.5)
+        sigma2 = np.maximum(np.maximum(np.nan_to_num(spread2), floor2), 0.02**2)
+        m = np.nan_to_num(b + np.nan_to_num(center))
+        mean[:, t], var[:, t] = m, sigma2
+        scored = ready & valid[:, t]
+        ready_days[:, t] = scored
+        z_day = np.clip((y[:, t] - m) / np.sqrt(sigma2), -MAX_ABS_SCORE, MAX_ABS_SCORE)
+        pooled = []
+        for w in settings.windows[1:]:
+            ok = _window_ready(ready_days, t, w)
+            sl = slice(t - w + 1, t + 1)
+            z = (y[:, sl] - mean[:, sl]).sum(1) / np.sqrt(var[:, sl].sum(1))
+            pooled.append(np.where(ok, np.clip(np.nan_to_num(z), -MAX_ABS_SCORE, MAX_ABS_SCORE), 0))
+        day_change = np.expm1(np.clip(y[:, t] - m, -700, 700))
+        score = np.where(scored, _pick(z_day, pooled, day_change, settings), 0.0)
+        material = np.abs(day_change) >= settings.min_relative_change
+        flag = scored & material & (np.abs(score) >= settings.threshold)
+        sd = np.sqrt(sigma2)
+        out.expected[:, t] = np.where(scored, np.expm1(m), x[:, t])
+        out.lower[:, t] = np.where(
+            scored, np.maximum(np.expm1(m - settings.threshold * sd), 0.0), x[:, t]
+        )
+        out.upper[:, t] = np.where(
+            scored,
+            np.minimum(np.expm1(np.minimum(m + settings.threshold * sd, 700)), 1e300),
+            x[:, t],
+        )
+        out.day_score[:, t] = np.where(scored, z_day, 0.0)
+        out.window_score[:, t] = np.where(scored, pooled[-1] if pooled else z_day, 0.0)
+        out.score[:, t], out.flag[:, t] = score, flag
+        out.scored[:, t] = scored
+        band = settings.threshold * sd
+        clean[:, t] = np.where(scored, np.clip(y[:, t], m - band, m + band), clean[:, t])
+        res[:, t] = np.where(valid[:, t] & ~np.isnan(b), clean[:, t] - b, np.nan)
+    return out
