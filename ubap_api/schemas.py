@@ -429,16 +429,46 @@ class AdminInsight(Row):
 
 
 class RecEvaluation(Row):
+    """One method's offline ranking quality on the test window (knobs tuned on validation)."""
+
     method: str
     is_baseline: bool
+    status: Literal["ok", "insufficient data"] = Field(
+        description="'insufficient data': too few evaluable users or k not below the candidate "
+        "pages; the metrics are then null and the note gives the numbers."
+    )
     k: int
-    hr_at_k: float
-    ndcg_at_k: float
-    recall_at_k: float
-    map_at_k: float
-    coverage: float
-    novelty: float
-    users_evaluated: int
+    candidate_pages: int = Field(description="Pages any method may recommend.")
+    users_evaluated: int = Field(description="Test users with history and an unseen test page.")
+    hr_at_k: float | None = None
+    ndcg_at_k: float | None = Field(default=None, description="Mean NDCG@k on the test window.")
+    ndcg_ci_low: float | None = Field(default=None, description="Bootstrap 95% interval, low.")
+    ndcg_ci_high: float | None = Field(default=None, description="Bootstrap 95% interval, high.")
+    recall_at_k: float | None = None
+    recall_ci_low: float | None = None
+    recall_ci_high: float | None = None
+    map_at_k: float | None = None
+    coverage: float | None = Field(
+        default=None, description="Share of candidate pages shown, 0..1."
+    )
+    novelty: float | None = None
+    ndcg_minus_popularity_ci_low: float | None = Field(
+        default=None, description="Paired bootstrap 95% interval of NDCG@k minus popularity's."
+    )
+    ndcg_minus_popularity_ci_high: float | None = None
+    validation_ndcg_at_k: float | None = Field(
+        default=None, description="NDCG@k on the validation window with the chosen knobs."
+    )
+    validation_users: int
+    half_life_days: float | None = Field(description="Chosen decay half-life; null: no decay.")
+    ease_lambda: float
+    w_content: float
+    w_collaborative: float
+    w_popularity: float
+    exclude: str = Field(description="Exclusion policy of evaluation and served lists alike.")
+    is_served: bool = Field(description="The method user_recommendations serves.")
+    selection: str | None = Field(default=None, description="Why the served method is served.")
+    validation_start_ts: UtcDateTime
     cutoff_ts: UtcDateTime
     test_end_ts: UtcDateTime
     note: str | None = None

@@ -58,5 +58,8 @@ def admin(
 
 @router.get("/metrics", response_model=Page[RecEvaluation])
 def metrics(reader: ReaderDep, paging: PagingDep) -> dict:
-    """Offline ranking metrics (HR, NDCG, recall, MAP, coverage, novelty) per method."""
+    """Offline ranking metrics per method on the test window: NDCG@k and recall@k with bootstrap
+    95% intervals, HR, MAP, coverage, novelty, the knobs chosen on the validation window and
+    which method is served. ``status`` "insufficient data" (null metrics, reason in ``note``)
+    when too few users could be evaluated or k is not below the candidate pages."""
     return page_of(reader.rec_evaluation(), paging)

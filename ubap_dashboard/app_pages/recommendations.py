@@ -92,32 +92,37 @@ if ui.require(info, t.SIMILAR_PAGES, t.PAGES, what="The similar pages"):
 
 st.subheader("Offline evaluation")
 if ui.require(info, t.REC_EVALUATION, what="The evaluation table"):
-    evaluation = source.table(snap, t.REC_EVALUATION, "is_baseline, ndcg_at_k DESC")
+    evaluation = source.table(snap, t.REC_EVALUATION, "is_baseline, ndcg_at_k DESC NULLS LAST")
     if ui.has_rows(evaluation, "The evaluation table is empty."):
-        row = evaluation.row(0, named=True)
+        usable, sentence = recommendations.evaluation_status(evaluation)
         st.caption(
-            f"Trained on events before {row['cutoff_ts']}, tested on the pages each user engaged "
-            f"with up to {row['test_end_ts']} ({row['users_evaluated']:,} users, k = {row['k']}). "
-            "Baselines are random and popularity rankings."
+            sentence + " Intervals: bootstrap 95% over test users. Baselines are random and "
+            "popularity rankings."
         )
-        st.altair_chart(
-            charts.grouped_metric_bars(
-                recommendations.evaluation_long(evaluation),
-                group="method",
-                metric="metric",
-                value="value",
-                highlight="kind",
-            ),
-        )
+        if not usable:
+            st.warning(f"Insufficient data: {evaluation['note'][0]}")
+        else:
+            st.altair_chart(
+                charts.grouped_metric_bars(
+                    recommendations.evaluation_long(evaluation),
+                    group="method",
+                    metric="metric",
+                    value="value",
+                    highlight="kind",
+                ),
+            )
         ui.table(
             evaluation,
             "rec_evaluation",
             column_config={
                 "hr_at_k": ui.number("HR@k"),
                 "ndcg_at_k": ui.number("NDCG@k"),
+                "ndcg_ci_low": ui.number("NDCG 95% low"),
+                "ndcg_ci_high": ui.number("NDCG 95% high"),
                 "recall_at_k": ui.number("recall@k"),
                 "map_at_k": ui.number("MAP@k"),
                 "coverage": ui.percent("coverage"),
                 "novelty": ui.number("novelty (bits)", "%.2f"),
+                "validation_ndcg_at_k": ui.number("validation NDCG@k"),
             },
         )

@@ -56,6 +56,29 @@ def similar_pages(snap: Snapshot, page_id: str) -> pl.DataFrame:
         return reader.similar_pages_with_category(page_id)
 
 
+def evaluation_status(evaluation: pl.DataFrame) -> tuple[bool, str]:
+    """(figures usable, one sentence on windows, users, served method and why)."""
+    row = evaluation.row(0, named=True)
+    ok = row.get("status", "ok") == "ok"
+    served = evaluation.filter(pl.col("is_served")) if "is_served" in evaluation.columns else None
+    served_text = ""
+    if served is not None and served.height:
+        served_row = served.row(0, named=True)
+        served_text = f" Served: **{served_row['method']}** ({served_row.get('selection') or ''})."
+    windows = (
+        f"Knobs tuned on {row['validation_start_ts']} .. {row['cutoff_ts']}, "
+        if row.get("validation_start_ts")
+        else ""
+    )
+    sentence = (
+        f"{windows}tested on {row['cutoff_ts']} .. {row['test_end_ts']}: "
+        f"{row['users_evaluated']:,} users, k = {row['k']}"
+        + (f" of {row['candidate_pages']:,} candidate pages" if row.get("candidate_pages") else "")
+        + f".{served_text}"
+    )
+    return ok, sentence
+
+
 def evaluation_long(evaluation: pl.DataFrame) -> pl.DataFrame:
     """rec_evaluation in long form (method, kind, metric, value) for the comparison chart."""
     present = [m for m in REC_METRICS if m in evaluation.columns]
@@ -64,5 +87,6 @@ def evaluation_long(evaluation: pl.DataFrame) -> pl.DataFrame:
             kind=pl.when(pl.col("is_baseline")).then(pl.lit("baseline")).otherwise(pl.lit("model"))
         )
         .unpivot(index=["method", "kind"], on=present, variable_name="metric", value_name="value")
+        .drop_nulls("value")  # "insufficient data" rows have no figures to draw
         .with_columns(pl.col("metric").replace_strict(REC_METRICS, default=pl.col("metric")))
     )

@@ -59,6 +59,8 @@ class RecommendationQueries:
         return select_where(self, t.ADMIN_INSIGHTS, where, f"{high_first}, volume DESC, insight_id")
 
     def rec_evaluation(self: SnapshotAccess) -> pl.DataFrame:
-        """rec_evaluation, best NDCG@k first."""
+        """rec_evaluation, best test NDCG@k first (methods without figures last)."""
         self.require(t.REC_EVALUATION)
-        return self.query(f"SELECT * FROM {t.REC_EVALUATION} ORDER BY ndcg_at_k DESC, method")
+        return self.query(
+            f"SELECT * FROM {t.REC_EVALUATION} ORDER BY ndcg_at_k DESC NULLS LAST, method"
+        )
