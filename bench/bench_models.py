@@ -2,8 +2,9 @@
 
 A child process generates the synthetic world (default 100k users x 90 days, about 10M events)
 into a temporary DuckDB file day by day, so the generator's memory is not counted; this process
-then runs each stage the way the assets do and prints seconds per stage and peak RSS.
-Targets: under 120 s in total and under 4 GB peak RSS.
+then runs each stage the way the assets do and prints seconds per stage and peak RSS, then
+each task's test-window metrics (n, positives, bootstrap 95% intervals; the model in service
+marked *). Targets: under 120 s in total and under 4 GB peak RSS.
 
     .venv/bin/python bench/bench_models.py [--users 100000] [--days 90] [--db PATH]
 """
@@ -18,13 +19,14 @@ from datetime import date
 from pathlib import Path
 
 import duckdb
+import polars as pl
 
 from ubap_assets.core import features as fx
 from ubap_assets.core import models as mdl
 from ubap_assets.core import segmentation as seg
 from ubap_assets.core import synthetic
 from ubap_assets.core.catalogue import page_catalogue
-from ubap_assets.core.predictions import predict_users
+from ubap_assets.core.predictions import ServedModel, predict_users
 
 TARGET_SECONDS = 120
 TARGET_RSS_MIB = 4096
@@ -111,7 +113,7 @@ def main() -> None:
         )
 
     first, end = fx.event_span(con)
-    plan = fx.plan_windows(first, end, horizon_days=14)
+    plan = fx.plan_windows(first, end)
     personas = con.execute("SELECT * FROM user_personas").pl()
 
     stage(
@@ -120,40 +122,42 @@ def main() -> None:
     )
     stage(
         "segments (k=3..10, Ward)",
-        lambda: seg.segment_users(state["user_features (SQL, full history)"], personas=personas),
+        lambda: seg.segment_users(state["user_features (SQL, full history)"]),
     )
-    stage("features at 2 cutoffs", lambda: mdl.cutoff_features(con, plan))
+    stage("features at 3 cutoffs", lambda: mdl.cutoff_features(con, plan))
+    fitted = "fit 6 candidates, choose, test"
     for task in mdl.TASKS:
         stage(
             f"{task}: labels",
-            lambda task=task: mdl.training_data(con, plan, task, state["features at 2 cutoffs"]),
+            lambda task=task: mdl.training_data(con, plan, task, state["features at 3 cutoffs"]),
         )
-        train, valid = state[f"{task}: labels"]
+        train, valid, test = state[f"{task}: labels"]
         ceiling = personas.select("user_id", score="purchase_propensity_14d")
         stage(
-            f"{task}: fit + validate 3 models",
-            lambda task=task, train=train, valid=valid, ceiling=ceiling: mdl.train_task(
+            f"{task}: {fitted}",
+            lambda task=task, train=train, valid=valid, test=test, ceiling=ceiling: mdl.train_task(
                 task,
                 train,
                 valid,
+                test,
                 plan,
                 n_jobs=2,
                 ceiling=ceiling if task == "conversion" else None,
             ),
         )
 
+    def served(result: mdl.TaskResult) -> ServedModel:
+        if not result.served:
+            return ServedModel.missing(result.note)
+        artifact = {"model": result.models[result.best], "design": result.design}
+        return ServedModel(result.best, artifact, result.threshold())
+
     def predictions():
-        conv = state["conversion: fit + validate 3 models"]
-        bounce = state["bounce: fit + validate 3 models"]
         features = fx.compute_features(con, end, plan.lookback_days)
         return predict_users(
             features,
-            conversion={"model": conv.models[conv.best], "design": conv.design},
-            bounce={"model": bounce.models[bounce.best], "design": bounce.design},
-            explainer={"model": conv.models["xgboost"], "design": conv.design},
-            conversion_model=conv.best,
-            bounce_model=bounce.best,
-            bounce_threshold=bounce.threshold(),
+            conversion=served(state[f"conversion: {fitted}"]),
+            bounce=served(state[f"bounce: {fitted}"]),
             model_version="bench",
             scored_at=end,
         )
@@ -163,19 +167,36 @@ def main() -> None:
     total = sum(seconds.values())
     peak = peak_rss_mib()
     result = state["segments (k=3..10, Ward)"]
+    agreement = seg.persona_agreement(result.segments, personas)["persona_ari"][0]
     print(
         f"segments: k={result.metrics['k']} silhouette={result.metrics['silhouette']:.3f} "
-        f"persona ARI={result.metrics['persona_ari']:.3f}"
+        f"persona ARI={agreement:.3f}"
+    )
+    print(
+        f"windows: train {plan.train_cutoff:%Y-%m-%d}, validation {plan.valid_cutoff:%Y-%m-%d}, "
+        f"test {plan.test_cutoff:%Y-%m-%d} .. {plan.end:%Y-%m-%d}; horizon {plan.horizon_days} "
+        f"days, lookback {plan.lookback_days} days"
     )
     for task in mdl.TASKS:
-        m = state[f"{task}: fit + validate 3 models"].metrics
-        for row in m.iter_rows(named=True):
+        result = state[f"{task}: {fitted}"]
+        print(f"{task} ({result.label}): {result.status} {result.note}")
+        tested = result.metrics.filter(pl.col("split") == mdl.TEST)
+        for row in tested.iter_rows(named=True):
+            if row["model"] is None:
+                continue
             ratio = row["auc_vs_ceiling"]
+
+            def ci(metric: str, row=row) -> str:
+                return (
+                    f"{row[metric]:.3f} [{row[metric + '_ci_low']:.3f}, "
+                    f"{row[metric + '_ci_high']:.3f}]"
+                )
+
             print(
-                f"{task:<10} {row['model']:<20} ROC-AUC {row['roc_auc']:.3f}  "
-                f"PR-AUC {row['pr_auc']:.3f}  Brier {row['brier']:.4f}  "
-                f"logloss {row['log_loss']:.4f}"
-                + (f"  AUC/ceiling {ratio:.3f}" if ratio is not None else "")
+                f"  {'*' if row['is_best'] else ' '} {row['model']:<20} n={row['n']:,} "
+                f"positives={row['positives']:,}  ROC-AUC {ci('roc_auc')}  PR-AUC {ci('pr_auc')}"
+                f"  F1 {ci('f1')} at {row['threshold']:.3f}  Brier {ci('brier')}"
+                f"  lift {ci('lift')}" + (f"  AUC/ceiling {ratio:.3f}" if ratio is not None else "")
             )
     print(
         f"TOTAL {total:.1f} s (target < {TARGET_SECONDS} s)   "
