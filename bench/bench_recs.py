@@ -12,7 +12,7 @@ SQL aggregation of implicit feedback -> sparse matrices -> fit -> top-k for ever
 import argparse
 import resource
 import time
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import duckdb
 import numpy as np
@@ -127,14 +127,16 @@ def main() -> None:
     t = time.perf_counter()
     data_end = recommend.data_end(con)
     interactions = recommend.load_interactions(
-        con, data_end - timedelta(days=params.history_days), data_end, params
+        con, recommend.history_start(data_end, params), data_end, params
     )
     print(
         f"interactions{time.perf_counter() - t:6.2f} s  ({interactions.height:,} user-page pairs)"
     )
     t = time.perf_counter()
     catalogue = recommend.build_catalogue(pages, embeddings, params)
-    model = recommend.fit(catalogue, recommend.build_interactions(interactions, catalogue), params)
+    model = recommend.fit(
+        catalogue, recommend.build_interactions(interactions, catalogue, params.strength), params
+    )
     print(f"fit         {time.perf_counter() - t:6.2f} s")
     t = time.perf_counter()
     users = pl.Series(np.arange(args.users)).cast(pl.String).str.replace(r"^", "u").to_numpy()
@@ -156,9 +158,22 @@ def main() -> None:
         result = evaluation.run_evaluation(con, catalogue, params, None)
         print(
             f"evaluation  {time.perf_counter() - t:6.2f} s  "
-            f"({result['users_evaluated'][0]:,} users, {result.height} methods)"
+            f"({result['users_evaluated'][0]:,} test users, {result['validation_users'][0]:,} "
+            f"validation users, {result.height} methods, tuning grid included)"
         )
-        print(result.select("method", "ndcg_at_k", "hr_at_k", "coverage"))
+        print(
+            result.select(
+                "method",
+                "status",
+                "ndcg_at_k",
+                "ndcg_ci_low",
+                "ndcg_ci_high",
+                "recall_at_k",
+                "coverage",
+                "validation_ndcg_at_k",
+                "is_served",
+            )
+        )
         print(f"peak RSS    {peak_rss_mb():8.0f} MB")
 
 

@@ -207,3 +207,38 @@ def test_no_training_data_is_reported_not_crashed(catalogue):
     assert set(result["status"]) == {"insufficient data"}
     assert "0 evaluable users" in result["note"][0]
     assert result["ndcg_at_k"].null_count() == result.height
+
+
+def _check_outcome(frame: pl.DataFrame) -> list:
+    """The hybrid_beats_popularity evaluations when rec_evaluation is ``frame``."""
+    import dagster as dg
+
+    from ubap_assets.defs.recommendations import checks
+
+    @dg.asset(name="rec_evaluation")
+    def stand_in() -> pl.DataFrame:
+        return frame
+
+    result = dg.materialize([stand_in, checks.hybrid_beats_popularity])
+    assert result.success
+    return result.get_asset_check_evaluations()
+
+
+def test_hybrid_beats_popularity_can_fail_and_is_skipped_without_data(default_result):
+    ok = _check_outcome(default_result)
+    assert len(ok) == 1
+    hybrid = default_result.filter(pl.col("method") == "hybrid").row(0, named=True)
+    assert ok[0].passed == (hybrid["ndcg_minus_popularity_ci_low"] > 0)
+    # the hybrid ahead on average but the interval reaching below 0: not a pass
+    straddling = default_result.with_columns(
+        ndcg_minus_popularity_ci_low=pl.when(pl.col("method") == "hybrid")
+        .then(-0.05)
+        .otherwise(pl.col("ndcg_minus_popularity_ci_low"))
+    )
+    failed = _check_outcome(straddling)
+    assert len(failed) == 1 and failed[0].passed is False
+    # too few users: no result at all, which Dagster records as SKIPPED
+    few = default_result.with_columns(
+        status=pl.lit("insufficient data"), ndcg_at_k=None, users_evaluated=pl.lit(37)
+    )
+    assert _check_outcome(few) == []
