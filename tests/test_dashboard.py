@@ -1035,6 +1035,10 @@ def test_trend_charts_shade_the_incidents(serving, page):
     captions = " ".join(c.value for c in at.caption)
     assert "Shaded: 2 incident(s)" in captions
     assert "Sessions drop -40% (17 Jan → 20 Jan)" in captions
+    if page == "overview":  # the warning speaks in incidents: only the one in the last 7 days
+        warning = at.warning[0].value
+        assert warning.startswith("1 incident(s) in the last 7 days")
+        assert "**Conversion rate** (medium, ongoing): Conversion rate fell 38%" in warning
     if page == "trends":  # a range that ends before the second incident shades only the first
         at.date_input(key="trend_range").set_value((START, START + timedelta(days=16))).run()
         _no_exception(at)

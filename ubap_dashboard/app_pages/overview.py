@@ -13,7 +13,7 @@ from ubap_dashboard.data import anomalies, source, trends
 snap, info = ui.snapshot_and_info()
 
 st.title("Overview")
-ui.stale_banner(snap, t.DAILY_TRENDS, t.ANOMALIES, t.SUMMARY)
+ui.stale_banner(snap, t.DAILY_TRENDS, t.INCIDENTS, t.ANOMALIES, t.SUMMARY)
 
 if ui.require(info, t.DAILY_TRENDS, what="The KPIs and the daily trend"):
     period = trends.kpis(snap)
@@ -33,7 +33,22 @@ if ui.require(info, t.DAILY_TRENDS, what="The KPIs and the daily trend"):
             with column:
                 ui.kpi(kpi)
 
-if info.has(t.ANOMALIES):
+period = trends.kpis(snap) if info.has(t.DAILY_TRENDS) else None
+if info.has(t.INCIDENTS) and period is not None:  # what broke lately, as incidents
+    recent = anomalies.recent_incidents(snap, period.start)
+    if recent.height:
+        lines = [
+            f"- **{row['headline_label']}** ({row['severity']}"
+            + (", ongoing" if row["ongoing"] else "")
+            + f"): {row['description']}"
+            for row in recent.head(3).iter_rows(named=True)
+        ]
+        st.warning(
+            f"{recent.height} incident(s) in the last 7 days — see the Anomalies page.\n\n"
+            + "\n".join(lines),
+            icon=":material/warning:",
+        )
+elif info.has(t.ANOMALIES):
     recent = anomalies.latest_anomalies(snap)
     if recent.height:
         flagged = recent.filter(recent["dimension"] == "all")

@@ -67,6 +67,16 @@ def incidents(snap: Snapshot) -> pl.DataFrame:
         return reader.incidents()
 
 
+def recent_incidents(snap: Snapshot, since: date) -> pl.DataFrame:
+    """Incidents still going on ``since`` or later, most severe first."""
+    severity = pl.col("severity").replace_strict({"high": 0, "medium": 1}, default=2)
+    return (
+        incidents(snap)
+        .filter(pl.col("end_day") >= since)
+        .sort(severity, pl.col("peak_score").abs(), descending=[False, True])
+    )
+
+
 @dataclass(frozen=True)
 class IncidentDrill:
     contributors: pl.DataFrame
