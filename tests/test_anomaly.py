@@ -1,72 +1,17 @@
 """The noise models: counts, rates with their denominators, revenue and durations; bounded scores
 and honest notes on bad input (zero denominators, empty days, one day of history)."""
 
-from datetime import date, timedelta
+from datetime import timedelta
 
 import numpy as np
 import polars as pl
 import pytest
 
+from tests.anomaly_sites import START, site_days
 from ubap_assets.core import anomalies
 from ubap_assets.core.anomalies.noise import count_z, rate_z
-from ubap_assets.core.synthetic import WEEKDAY_FACTOR
 
-START = date(2026, 1, 5)  # a Monday: day i has the weekday factor WEEKDAY_FACTOR[i % 7]
 SETTINGS = anomalies.DetectorSettings()
-
-
-def site_days(
-    days: int,
-    sessions_per_day: float,
-    conversion: float,
-    seed: int = 1,
-    scopes: dict[str, float] | None = None,
-    conversion_factor=None,
-) -> pl.DataFrame:
-    """A daily_trends-shaped frame for a synthetic site: Poisson sessions with a weekly cycle,
-    binomial conversions. ``scopes`` splits the sessions over device values (their shares);
-    ``conversion_factor(day_index, device)`` multiplies the conversion rate."""
-    rng = np.random.default_rng(seed)
-    scopes = scopes or {"all": 1.0}
-    rows = []
-    for i in range(days):
-        day = START + timedelta(days=i)
-        totals: dict[str, float] = {}
-        for device, share in scopes.items():
-            sessions = int(rng.poisson(sessions_per_day * share * WEEKDAY_FACTOR[i % 7]))
-            rate = conversion * (conversion_factor(i, device) if conversion_factor else 1.0)
-            converted = int(rng.binomial(sessions, min(rate, 1.0)))
-            row = {
-                "sessions": sessions,
-                "active_users": int(sessions * 0.9),
-                "page_views": int(rng.poisson(sessions * 4)),
-                "events": int(rng.poisson(sessions * 9)),
-                "converted_sessions": converted,
-                "bounced_sessions": int(rng.binomial(sessions, 0.3)),
-                "revenue": float(rng.gamma(2.0, 40.0, converted).sum()),
-                "duration_total": float(rng.exponential(200.0, sessions).sum()),
-            }
-            for k, v in row.items():
-                totals[k] = totals.get(k, 0) + v
-            if device != "all":
-                rows.append({"dimension": "device", "dimension_value": device, "day": day, **row})
-        rows.append({"dimension": "all", "dimension_value": "all", "day": day, **totals})
-    frame = pl.DataFrame(rows)
-    return frame.with_columns(
-        pl.when(pl.col("sessions") > 0)
-        .then(pl.col("converted_sessions") / pl.col("sessions"))
-        .otherwise(0.0)
-        .alias("conversion_rate"),
-        pl.when(pl.col("sessions") > 0)
-        .then(pl.col("bounced_sessions") / pl.col("sessions"))
-        .otherwise(0.0)
-        .alias("bounce_rate"),
-        pl.when(pl.col("sessions") > 0)
-        .then(pl.col("duration_total") / pl.col("sessions"))
-        .otherwise(0.0)
-        .alias("mean_session_duration_s"),
-        pl.lit(True).alias("is_complete"),
-    ).drop("duration_total")
 
 
 def run(daily: pl.DataFrame, settings=SETTINGS):

@@ -34,9 +34,9 @@ HISTORY_SCHEMA: dict[str, pl.DataType] = {
     "incident_id": pl.String,  # the incident a flagged point belongs to
     "note": pl.String,  # why a point has no score
 }
-# What the noise floor of revenue and durations assumes: the squared coefficient of variation of
-# one purchase's revenue (compound: count x amount) and of one session's duration.
-_LOG_NOISE_CV2 = {"revenue": 4.0, "mean_session_duration_s": 1.0}
+# What the noise floor of the log-scale metrics assumes: the squared coefficient of variation
+# of one unit (a purchase's revenue, a session's page views, events or duration).
+_LOG_NOISE_CV2 = {"revenue": 4.0, "mean_session_duration_s": 2.0, "page_views": 2.0, "events": 2.0}
 
 
 def _matrices(series: pl.DataFrame) -> tuple[pl.DataFrame, list, dict[str, np.ndarray]]:

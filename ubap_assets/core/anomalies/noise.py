@@ -10,8 +10,10 @@ new normal while a slow drift is still followed.
 - rates: the pooled rate of the trailing days; beta-binomial noise with that day's denominator
   (0 of 20 sessions is weak evidence, 0 of 2,000 is strong); the extra-binomial dispersion comes
   robustly from the trailing days, so large scopes do not flood.
-- log (revenue, durations): the median of the same weekday on a log scale, spread from the MAD
-  of the trailing residuals, never below what the day's sample size supports.
+- log (page views, events, revenue, durations: sums or means over sessions): the median of the
+  same weekday on a started log scale (log(x + the series' median)), spread from the MAD of the
+  trailing residuals, never below what the day's sample size supports (sqrt(cv^2 / units) for
+  the day's sessions or purchases).
 
 Evidence is pooled over trailing windows (1, 3, 7 and ``max_window_days`` days): a partial shift
 that lasts is seen even where no single day stands out. A score is a signed z of a tail
@@ -291,11 +293,17 @@ def score_logs(
     noise_cv2: float,
     settings: DetectorSettings,
 ) -> Scored:
-    """Revenue / durations (S x T): robust (median / MAD) on log1p; the spread is at least
-    sqrt(noise_cv2 / units) (a mean over few sessions or purchases is noisy)."""
+    """Sums and means over sessions (S x T): robust (median / MAD) on a started log; the spread
+    is at least what sqrt(noise_cv2 / units) gives (few sessions or purchases are noisy)."""
     s, n_days = x.shape
     out = Scored.empty(x.shape)
-    y = np.log1p(np.maximum(x.astype(float), 0.0))
+    # log(x + offset), the offset the series' typical (median) value: a started log, so a day of
+    # a handful of sessions that falls to zero is a bounded step (log 2), not minus infinity.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        offset = np.nanmedian(np.where(valid & (x > 0), x, np.nan), axis=1)
+    offset = np.maximum(np.nan_to_num(offset, nan=1.0), 1e-6)[:, None]
+    y = np.log(np.maximum(x.astype(float), 0.0) + offset)
     clean = np.where(valid, y, np.nan)
     res = np.full(x.shape, np.nan)
     mean = np.zeros(x.shape)
@@ -318,7 +326,9 @@ def score_logs(
             if (valid[:, lo:t].any())
             else np.zeros(s)
         )
-        floor2 = noise_cv2 / np.maximum(np.nan_to_num(typical_units), 0.5)
+        # The day's sample size, or the usual one if smaller, bounds how sure a day can be.
+        units_t = np.minimum(units[:, t], np.nan_to_num(typical_units))
+        floor2 = 0.25 * noise_cv2 / np.maximum(units_t, 0.5)  # 0.25: the started log halves
         sigma2 = np.maximum(np.maximum(np.nan_to_num(spread2), floor2), 0.02**2)
         m = np.nan_to_num(b + np.nan_to_num(center))
         mean[:, t], var[:, t] = m, sigma2
@@ -331,25 +341,25 @@ def score_logs(
             sl = slice(t - w + 1, t + 1)
             z = (y[:, sl] - mean[:, sl]).sum(1) / np.sqrt(var[:, sl].sum(1))
             pooled.append(np.where(ok, np.clip(np.nan_to_num(z), -MAX_ABS_SCORE, MAX_ABS_SCORE), 0))
-        day_change = np.expm1(np.clip(y[:, t] - m, -700, 700))
+        value_expected = np.maximum(np.exp(np.minimum(m, 700)) - offset[:, 0], 0.0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            day_change = np.where(
+                value_expected > 0, x[:, t] / np.maximum(value_expected, 1e-12) - 1, 0.0
+            )
         score = np.where(scored, _pick(z_day, pooled, day_change, settings), 0.0)
         material = np.abs(day_change) >= settings.min_relative_change
         flag = scored & material & (np.abs(score) >= settings.threshold)
         sd = np.sqrt(sigma2)
-        out.expected[:, t] = np.where(scored, np.expm1(m), x[:, t])
-        out.lower[:, t] = np.where(
-            scored, np.maximum(np.expm1(m - settings.threshold * sd), 0.0), x[:, t]
-        )
-        out.upper[:, t] = np.where(
-            scored,
-            np.minimum(np.expm1(np.minimum(m + settings.threshold * sd, 700)), 1e300),
-            x[:, t],
-        )
+        band = settings.threshold * sd
+        out.expected[:, t] = np.where(scored, value_expected, x[:, t])
+        lower = np.maximum(np.exp(np.minimum(m - band, 700)) - offset[:, 0], 0.0)
+        upper = np.minimum(np.exp(np.minimum(m + band, 700)) - offset[:, 0], 1e300)
+        out.lower[:, t] = np.where(scored, lower, x[:, t])
+        out.upper[:, t] = np.where(scored, upper, x[:, t])
         out.day_score[:, t] = np.where(scored, z_day, 0.0)
         out.window_score[:, t] = np.where(scored, pooled[-1] if pooled else z_day, 0.0)
         out.score[:, t], out.flag[:, t] = score, flag
         out.scored[:, t] = scored
-        band = settings.threshold * sd
         clean[:, t] = np.where(scored, np.clip(y[:, t], m - band, m + band), clean[:, t])
         res[:, t] = np.where(valid[:, t] & ~np.isnan(b), clean[:, t] - b, np.nan)
     return out

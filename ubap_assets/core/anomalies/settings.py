@@ -7,13 +7,15 @@ from ubap_assets.core.metrics import ANOMALY_METRIC_LABELS, FUNNEL_STEP_METRICS
 MAX_ABS_SCORE = 50.0  # scores are signed z-values of a tail probability, clipped to this
 
 # The noise model of each monitored metric: "count" (negative binomial around a seasonal
-# baseline), "rate" (beta-binomial with that day's denominator) or "log" (robust, log scale).
+# baseline), "rate" (beta-binomial with that day's denominator) or "log" (robust, log scale;
+# for sums over sessions, whose noise grows with the session mix: page views, events, revenue,
+# durations).
 COUNT, RATE, LOG = "count", "rate", "log"
 METRIC_KINDS: dict[str, str] = {
     "active_users": COUNT,
     "sessions": COUNT,
-    "page_views": COUNT,
-    "events": COUNT,
+    "page_views": LOG,
+    "events": LOG,
     "conversion_rate": RATE,
     "bounce_rate": RATE,
     "revenue": LOG,
