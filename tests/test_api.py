@@ -28,6 +28,8 @@ LIST_ENDPOINTS = [
     "/api/recommendations/metrics",
     "/api/anomalies",
     "/api/anomalies/recent",
+    "/api/anomalies/incidents",
+    "/api/anomalies/unscored",
     "/api/funnels/daily",
     "/api/retention",
     "/api/retention/lifecycle",

@@ -479,17 +479,22 @@ def contract_tables(world, rng: np.random.Generator) -> dict[str, pl.DataFrame]:
     if latest.is_empty():  # always show at least one flagged point on the page
         latest = history.filter(pl.col("is_anomaly")).tail(1)
     anomalies = latest.with_columns(as_of=pl.lit(as_of))
+    kinds = ["conversion_drop", "traffic_spike", "bot_burst", "overall"]
     anomaly_scores = pl.DataFrame(
         {
-            "detector": ["ensemble"] * 4,
-            "kind": ["checkout_outage", "campaign_spike", "bot_burst", "overall"],
-            "injected": [1, 1, 1, 3],
-            "detected": [1, 1, 0, 2],
-            "false_positives": [0, 1, 0, 1],
-            "precision": [1.0, 0.5, 0.0, 0.67],
-            "recall": [1.0, 1.0, 0.0, 0.67],
-            "f1": [1.0, 0.67, 0.0, 0.67],
-            "note": ["same day"] * 4,
+            "detector": ["ensemble"] * 4 + ["rolling_3sigma"] * 4,
+            "kind": kinds * 2,
+            "injected": [1, 1, 1, 3] * 2,
+            "detected": [1, 1, 0, 2, 1, 0, 0, 1],
+            "false_positives": [0, 0, 0, 1, 0, 0, 0, 4],
+            "precision": [1.0, 1.0, 0.0, 0.67, 1.0, 0.0, 0.0, 0.2],
+            "recall": [1.0, 1.0, 0.0, 0.67, 1.0, 0.0, 0.0, 0.33],
+            "f1": [1.0, 1.0, 0.0, 0.67, 1.0, 0.0, 0.0, 0.25],
+            "note": ["incident overlaps the planted days (7-day grace)"] * 8,
+            "incidents": [1, 1, 0, 3, 1, 0, 0, 5],
+            "false_incidents_per_30_days": [0.0, 0.0, 0.0, 1.4, 0.0, 0.0, 0.0, 5.7],
+            "mean_days_to_detect": [1.0, 0.0, None, 0.5, 3.0, None, None, 3.0],
+            "scored_days": [21] * 8,
         }
     )
     retention = pl.DataFrame(

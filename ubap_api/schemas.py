@@ -485,7 +485,10 @@ class Anomaly(Row):
     day: date = Field(description="The scored day (a complete day, UTC).")
     dimension: str = Field(description="Scope: 'all', 'device', 'traffic_source' or 'segment'.")
     dimension_value: str = Field(description="The scope's value, e.g. 'mobile'; 'all' for all.")
-    metric: str = Field(description="Monitored metric (daily_trends column or funnel step).")
+    metric: str = Field(
+        description="Monitored metric: a daily_trends column or a funnel step's conversion "
+        "(funnel_product_view, funnel_add_to_cart, funnel_checkout_start, funnel_purchase)."
+    )
     value: float = Field(description="The day's value, in the metric's unit.")
     expected: float = Field(description="The detector's expectation, in the metric's unit.")
     lower: float = Field(description="Lower end of the expected range, in the metric's unit.")
@@ -494,8 +497,11 @@ class Anomaly(Row):
         description="Signed anomaly score (a z on the metric's noise model), |score| <= 50; "
         "negative = below expectation. 0 when the day has no score (see note)."
     )
-    seasonal_score: float = Field(description="The seasonal detector's score (same scale).")
-    level_score: float = Field(description="The level detector's score (same scale).")
+    seasonal_score: float = Field(description="Evidence of the day alone (same scale).")
+    level_score: float = Field(
+        description="Evidence pooled over the last days (up to 14), for slow, lasting shifts "
+        "(same scale)."
+    )
     is_anomaly: bool = Field(description="Flagged: |score| passed the run's threshold.")
     direction: str = Field(description="'spike', 'drop', or 'none' when not flagged.")
     severity: str = Field(description="'low', 'medium', 'high', or 'none' when not flagged.")

@@ -6,7 +6,7 @@ from datetime import date, timedelta
 
 import polars as pl
 
-from ubap_assets.core.metrics import TREND_METRICS
+from ubap_assets.core.metrics import ANOMALY_METRIC_LABELS
 from ubap_assets.warehouse import tables as t
 from ubap_assets.warehouse.queries.anomalies import ANOMALY_POINT_COLUMNS
 from ubap_assets.warehouse.snapshots import Snapshot
@@ -30,7 +30,8 @@ INCIDENT_LIST_COLUMNS: tuple[str, ...] = (
 
 
 def metric_label(metric: str) -> str:
-    return TREND_METRICS.get(metric, metric.replace("_", " "))
+    """The readable name of a monitored metric (trend metrics and funnel steps)."""
+    return ANOMALY_METRIC_LABELS.get(metric, metric.replace("_", " "))
 
 
 @cached
