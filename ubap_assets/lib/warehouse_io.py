@@ -16,6 +16,7 @@ import duckdb
 import polars as pl
 from dagster_duckdb import DuckDBResource
 
+from ubap_assets.lib.table_docs import column_schema
 from ubap_assets.warehouse.introspect import warehouse_tables
 
 
@@ -71,14 +72,16 @@ def _naive_utc(ts: datetime) -> datetime:
 
 def _table_metadata(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> dict:
     total = con.execute(f'SELECT count(*) FROM main."{table}"').fetchone()[0]
-    return {
+    metadata = {
         "dagster/row_count": dg.MetadataValue.int(int(total)),
         "rows_written": dg.MetadataValue.int(frame.height),
         "table": dg.MetadataValue.text(f"main.{table}"),
-        "dagster/column_schema": dg.TableSchema(
-            columns=[dg.TableColumn(n, str(t)) for n, t in frame.schema.items()]
-        ),
     }
+    # The written columns and types, described from docs/tables/ (lib/table_docs.py).
+    schema = column_schema(table, {name: str(kind) for name, kind in frame.schema.items()})
+    if schema is not None:
+        metadata["dagster/column_schema"] = schema
+    return metadata
 
 
 def replace_window(
