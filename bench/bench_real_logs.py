@@ -248,27 +248,37 @@ def report(con, where: str, meta: dict[str, dict]) -> None:
 
     mm = table(con, "model_metrics")
     if mm:
-        print("  model_metrics (best per task; n_valid, positive rate, ROC-AUC, PR-AUC, threshold)")
-        for row in q(
+        print("  model_metrics (test window: the model in service, or why none)")
+        for task, model, status, n, pos, auc, lo, hi, prauc, thr, note in q(
             con,
-            f"SELECT task, model, n_train, n_valid, valid_positive_rate, roc_auc, pr_auc, "
-            f"threshold FROM {mm} WHERE is_best ORDER BY task",
+            f"SELECT task, model, status, n, positives, roc_auc, roc_auc_ci_low, "
+            f"roc_auc_ci_high, pr_auc, threshold, note FROM {mm} "
+            f"WHERE split = 'test' AND (is_best OR status <> 'ok') ORDER BY task",
         ):
-            task, model, ntr, nva, rate, auc, prauc, thr = row
-            pos = round((rate or 0) * (nva or 0))
+            if status != "ok":
+                print(f"      {task:<10} {status}: {note}")
+                continue
             print(
-                f"      {task:<10} {model:<20} n_train {ntr} n_valid {nva} positives~{pos} "
-                f"AUC {auc:.3f} PR-AUC {prauc:.3f} threshold {thr:.4g}"
+                f"      {task:<10} {model:<20} n {n} positives {pos} ROC-AUC {auc:.3f} "
+                f"[{lo:.3f}, {hi:.3f}] PR-AUC {prauc:.3f} threshold {thr:.4g}"
             )
     else:
         print("  model_metrics       MISSING")
     up = table(con, "user_predictions")
     if up:
-        n, risk = q(con, f"SELECT count(*), count(*) FILTER (WHERE at_risk) FROM {up}")[0]
-        print(f"  at risk             {risk:,} of {n:,} users ({risk / max(n, 1):.1%})")
+        n, risk, unscored = q(
+            con,
+            f"SELECT count(*), count(*) FILTER (WHERE at_risk), "
+            f"count(*) FILTER (WHERE at_risk_probability IS NULL) FROM {up}",
+        )[0]
+        print(
+            f"  at risk             {risk:,} of {n:,} users ({risk / max(n, 1):.1%}); "
+            f"{unscored:,} without an at-risk score"
+        )
         reasons = q(
             con,
-            f"SELECT reason_1, count(*) FROM {up} WHERE at_risk GROUP BY 1 ORDER BY 2 DESC LIMIT 1",
+            f"SELECT at_risk_reason_1, count(*) FROM {up} WHERE at_risk "
+            "GROUP BY 1 ORDER BY 2 DESC LIMIT 1",
         )
         if reasons:
             print(f"      commonest reason shown to at-risk users: {reasons[0][0]!r}")
