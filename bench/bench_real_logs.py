@@ -289,16 +289,23 @@ def report(con, where: str, meta: dict[str, dict]) -> None:
             r[0]: r[1:]
             for r in q(
                 con,
-                f"SELECT method, ndcg_at_k, hr_at_k, coverage, users_evaluated, k, note FROM {re_}",
+                f"SELECT method, ndcg_at_k, ndcg_ci_low, ndcg_ci_high, coverage, users_evaluated, "
+                f"k, status, is_served, note FROM {re_}",
             )
         }
         for method in ("random", "global_popularity", "ease", "hybrid"):
             if method in rows:
-                ndcg, hr, cov, users, k, _ = rows[method]
-                print(
-                    f"  rec_eval {method:<18} NDCG@{k} {ndcg:.4f} HR {hr:.3f} "
-                    f"coverage {cov:.3f} users {users}"
+                ndcg, low, high, cov, users, k, status, served, note = rows[method]
+                figures = (
+                    f"NDCG@{k} {ndcg:.4f} [{low:.4f}, {high:.4f}] coverage {cov:.3f}"
+                    if status == "ok"
+                    else status
                 )
+                print(
+                    f"  rec_eval {method:<18} {figures} users {users}"
+                    + (" (served)" if served else "")
+                )
+        print(f"      note: {note}")
     else:
         print("  rec_evaluation      MISSING")
     ur = table(con, "user_recommendations")
