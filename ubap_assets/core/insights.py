@@ -7,6 +7,10 @@ Four kinds, each with its numbers and a suggested action:
   worse than usual, either for a device/traffic source or on a recent day.
 - ``never_recommended``: candidate pages that no user's recommendation list contains.
 - ``content_island``: pages with no close semantic neighbour (or no text at all).
+
+Each finding's ``suggested_action`` is written from its own numbers (what matching the
+baseline would be worth, the page's type, the channel or the day), so no two findings with
+different figures share the same advice.
 """
 
 from __future__ import annotations
@@ -53,6 +57,26 @@ class InsightParams:
     recent_days: int = 28  # days checked for a daily drop
     island_similarity: float = 0.35  # max cosine to any other page below this = island
     max_per_kind: int = 15
+
+
+# What a page of each type should offer a visitor who would otherwise leave or bounce.
+_NEXT_STEP: dict[str, str] = {
+    "product": "related products, delivery and returns facts and a visible add-to-cart button",
+    "category": "filters, sorting and product tiles that show price and stock",
+    "blog": "links to the products the article talks about and a next article",
+    "help": "a link back to the product or the checkout, and a contact option",
+    "home": "a prominent search box and links to the best-selling categories",
+    "deals": "the deals' products with prices and an add-to-cart button on each",
+    "pricing": "a comparison of the plans and a clear call to action",
+}
+_ANY_PAGE = "links to related pages and one clear call to action"
+# Where a lagging funnel step is usually broken.
+_STEP_SUSPECTS: dict[str, str] = {
+    "session": "the landing pages this traffic arrives on and their links to products",
+    "product_view": "the product page's add-to-cart button, variant pickers and stock messages",
+    "add_to_cart": "the cart page, its totals and the checkout button",
+    "checkout_start": "the payment form, its validation errors and the payment provider",
+}
 
 
 def _severity(ratio: float, high: float, medium: float) -> str:
@@ -116,22 +140,13 @@ def page_insights(stats: pl.DataFrame, pages: pl.DataFrame, p: InsightParams) ->
     titles = dict(
         zip(pages["page_id"].to_list(), pages["title"].fill_null("").to_list(), strict=False)
     )
+    types = dict(
+        zip(pages["page_id"].to_list(), pages["page_type"].fill_null("").to_list(), strict=False)
+    )
     rows: list[dict] = []
-    for metric, kind, volume_col, action in (
-        (
-            "exit_rate",
-            "high_exit_page",
-            "sessions",
-            "Many visitors leave the site here. Add clear next steps (related products, a visible "
-            "call to action, internal links) and check load time and content on this page.",
-        ),
-        (
-            "bounce_rate",
-            "high_bounce_page",
-            "entries",
-            "Visitors who land here leave without a second action. Check that the landing page "
-            "matches the campaign or search intent and make the first screen answer it.",
-        ),
+    for metric, kind, volume_col in (
+        ("exit_rate", "high_exit_page", "sessions"),
+        ("bounce_rate", "high_bounce_page", "entries"),
     ):
         rates = judged[metric].drop_nulls()
         if rates.is_empty():
@@ -143,13 +158,17 @@ def page_insights(stats: pl.DataFrame, pages: pl.DataFrame, p: InsightParams) ->
         for r in hits.head(p.max_per_kind).iter_rows(named=True):
             ratio = r[metric] / median
             label = metric.replace("_", " ")
+            title = titles.get(r["page_id"], r["page_id"])
+            action = _page_action(
+                kind, title, types.get(r["page_id"], ""), r[metric], median, r[volume_col], p
+            )
             rows.append(
                 {
                     "insight_id": f"{kind}:{r['page_id']}",
                     "kind": kind,
                     "severity": _severity(ratio, 1.6, 1.35),
                     "subject": r["page_id"],
-                    "subject_title": titles.get(r["page_id"], r["page_id"]),
+                    "subject_title": title,
                     "metric": metric,
                     "value": r[metric],
                     "baseline": median,
@@ -162,6 +181,26 @@ def page_insights(stats: pl.DataFrame, pages: pl.DataFrame, p: InsightParams) ->
                 }
             )
     return rows
+
+
+def _page_action(
+    kind: str, title: str, page_type: str, rate: float, median: float, volume: int, p: InsightParams
+) -> str:
+    """Advice for a page that loses visitors, sized by what the site median would keep."""
+    kept = round(volume * (rate - median))
+    offer = _NEXT_STEP.get(page_type, _ANY_PAGE)
+    if kind == "high_exit_page":
+        return (
+            f"'{title}' ends {rate:.0%} of its {volume:,} sessions against {median:.0%} "
+            f"site-wide: at the median about {kept:,} more sessions would have gone on in "
+            f"{p.window_days} days. Give it {offer}, and check its load time."
+        )
+    return (
+        f"{rate:.0%} of the {volume:,} visits that start on '{title}' leave without a second "
+        f"action (site median {median:.0%}): at the median about {kept:,} more would have "
+        f"stayed in {p.window_days} days. Check that the campaigns and searches sending them "
+        f"promise what the page shows, and put {offer} on its first screen."
+    )
 
 
 # --------------------------------------------------------------------------- funnel
@@ -206,15 +245,43 @@ def _step_rates(sessions: pl.DataFrame, by: list[str]) -> pl.DataFrame:
     )
 
 
-def _day_action(step: str) -> str:
+def _day_action(
+    step: str, day: date, rate: float, usual: float, entered: int, last_day: date
+) -> str:
+    """Advice for one day's drop in a funnel step, with the sessions it cost."""
+    lost = round(entered * (usual - rate))
     if step.startswith("session"):
         return (
-            "A burst of sessions that do not browse products: check that day's traffic mix "
-            "(campaign landing page, bots) and whether the landing page links to products."
+            f"On {day} only {rate:.0%} of {entered:,} sessions viewed a product (usually "
+            f"{usual:.0%}), about {lost:,} fewer: check that day's traffic mix (a campaign's "
+            "landing page, bots) and whether its landing pages link to products."
         )
+    first = step.split(" -> ")[0]
+    suspects = _STEP_SUSPECTS.get(first, "the step's pages")
+    urgency = (
+        "It is the latest day: alert the on-call engineer now."
+        if day == last_day
+        else f"If nothing changed since, look for what was released or down on {day}."
+    )
     return (
-        "Check deploys, cart/payment errors and outages on that day; if it is ongoing, alert "
-        "the on-call engineer."
+        f"On {day} the step converted {rate:.0%} instead of the usual {usual:.0%}: about "
+        f"{lost:,} of {entered:,} sessions did not go on. Check deploys, errors and outages in "
+        f"{suspects} for that day. {urgency}"
+    )
+
+
+def _segment_action(
+    step: str, dim: str, value: str, rate: float, overall: float, entered: int
+) -> str:
+    """Advice for a device or channel whose step converts below the site, with the gap."""
+    lost = round(entered * (overall - rate))
+    first = step.split(" -> ")[0]
+    suspects = _STEP_SUSPECTS.get(first, "the step's pages")
+    where = f"on a real {value} device" if dim == "device" else f"arriving from {value} traffic"
+    return (
+        f"{value} ({dim}) converts {rate:.0%} at this step against {overall:.0%} overall: at "
+        f"the overall rate about {lost:,} more of its {entered:,} sessions would have gone on. "
+        f"Walk through {suspects} {where}, looking for layout bugs, slow pages or a broken form."
     )
 
 
@@ -249,9 +316,8 @@ def funnel_insights(sessions: pl.DataFrame, p: InsightParams, last_day: date) ->
                         f"({r['rate']:.1%}) made '{r['label']}' vs {r['overall_rate']:.1%} overall "
                         f"({r['gap']:.0%} worse)"
                     ),
-                    "suggested_action": (
-                        f"Test this step on {r[dim]} ({dim}): look for UX bugs, slow pages or a "
-                        "broken form on that platform/channel, and review the landing experience."
+                    "suggested_action": _segment_action(
+                        r["step"], dim, r[dim], r["rate"], r["overall_rate"], r["entered"]
                     ),
                 }
             )
@@ -289,7 +355,9 @@ def funnel_insights(sessions: pl.DataFrame, p: InsightParams, last_day: date) ->
                         f"({r['rate']:.1%})"
                         f" made '{r['label']}' vs a usual {median:.1%} (robust z {z:.1f})"
                     ),
-                    "suggested_action": _day_action(r["step"]),
+                    "suggested_action": _day_action(
+                        r["step"], r["day"], r["rate"], median, r["entered"], last_day
+                    ),
                 }
             )
     return rows
@@ -345,13 +413,28 @@ def never_recommended(
                     )
                     + f" ({len(gaps)} such pages in total)"
                 ),
-                "suggested_action": (
-                    "Surface it: add it to related-product slots and category pages, enrich its "
-                    "description so content similarity finds it, or retire it if it is obsolete."
+                "suggested_action": _unrecommended_action(
+                    r["title"] or r["page_id"], r.get("category"), r["views"], n_lists, p
                 ),
             }
         )
     return rows
+
+
+def _unrecommended_action(
+    title: str, category: str | None, views: int, n_lists: int, p: InsightParams
+) -> str:
+    home = f"the '{category}' category page" if category else "its category page"
+    if views:
+        return (
+            f"'{title}' drew {views:,} views in {p.window_days} days yet none of {n_lists:,} "
+            f"recommendation lists shows it: enrich its description so content similarity finds "
+            f"it, and add it to related-product slots on {home}."
+        )
+    return (
+        f"Nobody reached '{title}' in {p.window_days} days and none of {n_lists:,} lists shows "
+        f"it: link it from {home} if it still matters, otherwise retire it."
+    )
 
 
 def content_islands(
@@ -390,15 +473,27 @@ def content_islands(
                     else f"closest page is '{r['nearest']}' at cosine {sim:.2f}, below "
                     f"{p.island_similarity:.2f}: nothing in the catalogue is close to it"
                 ),
-                "suggested_action": (
-                    "Write a title and description so it can be found and recommended."
-                    if empty
-                    else "Link it from related pages or a category hub, or write related content "
-                    "around it; otherwise visitors can only reach it by search."
+                "suggested_action": _island_action(
+                    r["title"] or r["page_id"], r["nearest"], sim, empty, p
                 ),
             }
         )
     return rows
+
+
+def _island_action(
+    title: str, nearest: str | None, similarity: float, empty: bool, p: InsightParams
+) -> str:
+    if empty:
+        return (
+            f"'{title}' has no title, description or category to embed: write them so search, "
+            "content similarity and recommendations can find it."
+        )
+    return (
+        f"The page closest to '{title}' is '{nearest}' at cosine {similarity:.2f} (an island "
+        f"is below {p.island_similarity:.2f}): link the two, or describe '{title}' in words "
+        "its likely readers use, so it gets neighbours to be recommended beside."
+    )
 
 
 def build_insights(
