@@ -101,9 +101,10 @@ tables, published after each successful run. Every response names its snapshot i
 
 **Units.** Rates and shares are fractions 0..1 (0.05 = 5%); a change of a rate is in the same
 unit (percentage points when multiplied by 100). Money is in the currency of the source data,
-rounded to 2 decimals; other decimals are rounded to 6 significant digits. Durations say their
-unit in the field name (`_s`, `_minutes`, `_days`). Days are UTC calendar days (`YYYY-MM-DD`),
-weeks are ISO weeks named by their Monday; timestamps are UTC (RFC 3339, `...Z`).
+rounded to 2 decimals; other decimals are rounded to 6 significant digits, never fewer than 2
+decimals. Durations say their unit in the field name (`_s`, `_minutes`, `_days`). Days are UTC
+calendar days (`YYYY-MM-DD`), weeks are ISO weeks named by their Monday; timestamps are UTC
+(RFC 3339, `...Z`). `segment_id` is an integer; null stands for all users.
 
 **Auth.** With `UBAP_API_TOKEN` set, every `/api` route needs `Authorization: Bearer <token>`.
 """

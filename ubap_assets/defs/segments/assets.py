@@ -9,7 +9,7 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from ubap_assets.core import segmentation
-from ubap_assets.lib.metadata import markdown_preview
+from ubap_assets.lib.metadata import curve_table, markdown_preview
 from ubap_assets.warehouse import tables as t
 from ubap_assets.warehouse.introspect import table_exists
 
@@ -96,9 +96,7 @@ def user_segmentation(
         metadata={
             "rows": result.profiles.height,
             **quality,
-            "silhouette_by_k": dg.MetadataValue.json(
-                {str(k): round(v, 4) for k, v in result.k_scores.items()}
-            ),
+            "silhouette_by_k": curve_table(result.k_scores, "k", "silhouette"),
             "notes": dg.MetadataValue.md("\n".join(f"- {n}" for n in notes) or "none"),
             "profiles": markdown_preview(result.profiles.drop("centroid_json", "run_id")),
         },
