@@ -11,6 +11,7 @@ import pytest
 import xgboost as xgb
 from dagster_duckdb import DuckDBResource
 from polars.testing import assert_frame_equal
+from sklearn.metrics import roc_auc_score
 
 from ubap_assets.core import features as fx
 from ubap_assets.core import model_evaluation as ev
@@ -105,15 +106,24 @@ def test_hyper_parameters_are_chosen_per_family_on_validation(results):
         assert result.params[family] == best["params"]
 
 
-def test_conversion_is_compared_with_the_true_propensity_ceiling(results):
+def test_conversion_is_compared_with_the_true_propensity_ceiling(
+    results, world_con, plan, tiny_world
+):
     m = results["conversion"].metrics
+    _, _, test = mdl.training_data(world_con, plan, "conversion")
+    truth = test.join(tiny_world.personas, on="user_id")
+    expected_ceiling = roc_auc_score(truth["label"], truth["purchase_propensity_14d"])
     for split in (mdl.VALIDATION, mdl.TEST):
         rows = m.filter(pl.col("split") == split)
         ceiling = rows.filter(pl.col("model") == mdl.CEILING).row(0, named=True)
-        assert ceiling["auc_vs_ceiling"] == pytest.approx(1.0) and not ceiling["is_best"]
+        assert not ceiling["is_best"]
         fitted = rows.filter(pl.col("model") != mdl.CEILING)
         expected = fitted["roc_auc"] / ceiling["roc_auc"]
         assert np.allclose(fitted["auc_vs_ceiling"].to_numpy(), expected.to_numpy())
+        # the true propensities rank better than any model fit on behaviour alone
+        assert (fitted["roc_auc_ci_high"] < ceiling["roc_auc"]).all(), split
+    tested = m.filter((pl.col("split") == mdl.TEST) & (pl.col("model") == mdl.CEILING))
+    assert tested["roc_auc"][0] == pytest.approx(expected_ceiling)  # the same users, recomputed
     assert results["bounce"].metrics["auc_vs_ceiling"].null_count() == 6
 
 

@@ -17,7 +17,12 @@ import numpy as np
 import polars as pl
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import precision_recall_curve, roc_auc_score, roc_curve
+from sklearn.metrics import (
+    average_precision_score,
+    precision_recall_curve,
+    roc_auc_score,
+    roc_curve,
+)
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 from threadpoolctl import threadpool_limits
@@ -414,7 +419,7 @@ def _train_task(
             {},
             [],
             _finish(rows, plan, sizes),
-            pl.DataFrame(),
+            pl.DataFrame(schema=CURVES_SCHEMA),
             None,
             sizes,
         )
@@ -441,7 +446,7 @@ def _train_task(
             )
             model.fit(x["train"], ys["train"])
             p = model.predict_proba(x[VALIDATION])[:, 1]
-            score = float(ev.point_metrics(ys[VALIDATION], p, 0.5)["pr_auc"])
+            score = float(average_precision_score(ys[VALIDATION], p))
             candidates.append({"model": family, "params": candidate, "validation_pr_auc": score})
             if family not in chosen or score > valid_scores[family][0]:
                 chosen[family], params[family], valid_scores[family] = model, candidate, (score, p)
