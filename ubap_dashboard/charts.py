@@ -294,7 +294,7 @@ def anomaly_timeline(frame: pl.DataFrame, *, y_title: str, y_format: str) -> alt
         .mark_point(filled=True, size=110, color=_ANOMALY_RED)
         .encode(
             y="value:Q",
-            shape=alt.Shape("direction:N", title="direction"),
+            shape=alt.Shape("direction:N", title="direction", legend=alt.Legend(orient="bottom")),
             tooltip=[
                 alt.Tooltip("day:T", title="date", format="%a %d %b %Y"),
                 alt.Tooltip("value:Q", title=y_title, format=y_format),
@@ -398,15 +398,17 @@ def contributor_bars(frame: pl.DataFrame, *, value_format: str) -> alt.Chart:
     Columns (incident_contributors for one metric): ``dimension``, ``dimension_value``,
     ``share`` (0..1), ``change``, ``expected``, ``observed`` and ``rank``.
     """
+    # Grouped by dimension (shares add up within one), largest share first within each.
     shown = frame.with_columns(
         value=pl.col("dimension") + pl.lit("=") + pl.col("dimension_value"),
+        order=pl.col("dimension").rank("dense") * 1000 + pl.col("rank"),
     )
     base = alt.Chart(shown).encode(
         y=alt.Y(
             "value:N",
             title=None,
-            sort=alt.EncodingSortField("share", order="descending"),
-            axis=alt.Axis(labelLimit=260, labelOverlap=False),
+            sort=alt.EncodingSortField("order", order="ascending"),
+            axis=alt.Axis(labelLimit=170, labelOverlap=False),
         ),
         x=alt.X(
             "share:Q",
@@ -424,7 +426,7 @@ def contributor_bars(frame: pl.DataFrame, *, value_format: str) -> alt.Chart:
         ],
     )
     bars_ = base.mark_bar().encode(
-        color=alt.Color("dimension:N", title="dimension", scale=_CATEGORIES)
+        color=alt.Color("dimension:N", scale=_CATEGORIES, legend=None)  # the labels say it
     )
     text = base.mark_text(align="left", dx=3).encode(text=alt.Text("share:Q", format=".0%"))
     return (bars_ + text).properties(height=40 + 24 * max(shown.height, 1))
