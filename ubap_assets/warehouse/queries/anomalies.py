@@ -4,6 +4,7 @@ sensitivity simulation, the detectors' scores, and the points that could not be 
 from collections.abc import Sequence
 from datetime import date
 
+import duckdb
 import polars as pl
 
 from ubap_assets.warehouse import tables as t
@@ -44,11 +45,12 @@ _INCIDENT_ORDER = "end_day DESC, start_day DESC, abs(peak_score) DESC, incident_
 
 def has_column(reader: SnapshotAccess, table: str, column: str) -> bool:
     """Whether ``table`` in the snapshot has ``column`` (older snapshots lack the new ones)."""
-    found = reader.scalar(
-        "SELECT count(*) FROM information_schema.columns WHERE table_name = ? AND column_name = ?",
-        [table, column],
-    )
-    return bool(found)
+    # Binding the column is the cheapest test (information_schema takes ~20 ms).
+    try:
+        reader.scalar(f'SELECT "{column}" FROM "{table}" LIMIT 0')
+    except duckdb.BinderException:
+        return False
+    return True
 
 
 class AnomalyQueries:
