@@ -1,11 +1,12 @@
-"""The predictions API and reader when a task has insufficient data: empty lists with the
-reason, metrics rows that say why, and each list's reasons from its own model."""
+"""The predictions API, reader and dashboard page when a task has insufficient data: empty
+lists with the reason, metrics rows that say why, and each list's reasons from its own model."""
 
 import shutil
 
 import duckdb
 import pytest
 from fastapi.testclient import TestClient
+from streamlit.testing.v1 import AppTest
 
 from tests.api_sample import publish_sample, sample_warehouse
 from ubap_api.main import create_app
@@ -18,7 +19,7 @@ NOTE = (
 
 
 @pytest.fixture(scope="module")
-def client(tmp_path_factory, tiny_spec):
+def snapshots(tmp_path_factory, tiny_spec):
     folder = tmp_path_factory.mktemp("prediction-api")
     warehouse = folder / "warehouse.duckdb"
     shutil.copy(sample_warehouse(tiny_spec), warehouse)
@@ -37,7 +38,12 @@ def client(tmp_path_factory, tiny_spec):
             [NOTE],
         )
         publish_sample(con, folder / "snapshots", "insufficient-bounce")
-    with TestClient(create_app(Settings(snapshot_dir=folder / "snapshots"))) as c:
+    return folder / "snapshots"
+
+
+@pytest.fixture(scope="module")
+def client(snapshots):
+    with TestClient(create_app(Settings(snapshot_dir=snapshots))) as c:
         yield c
 
 
@@ -83,3 +89,20 @@ def test_a_user_s_predictions_carry_both_tasks_and_the_note(client):
     assert detail["at_risk_probability"] is None and detail["bounce_note"] == NOTE
     assert detail["conversion_probability"] is not None and detail["reasons"]
     assert detail["at_risk_reasons"] == []
+
+
+def test_the_dashboard_says_why_a_task_serves_no_model(snapshots, monkeypatch):
+    from test_dashboard import APP, PAGE_FILES
+
+    monkeypatch.setenv("UBAP_SNAPSHOT_DIR", str(snapshots))
+    at = AppTest.from_file(str(APP), default_timeout=60)
+    at.run()
+    at.switch_page(f"app_pages/{PAGE_FILES['predictions']}")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any(NOTE in i.value for i in at.info)  # the at-risk tab
+    at.segmented_control(key="model_task").set_value("bounce").run()
+    assert any(NOTE in w.value for w in at.warning)
+    at.segmented_control(key="model_task").set_value("conversion").run()
+    shown = " ".join(c.value for c in at.caption)
+    assert "reported on the later test window" in shown and "95% interval" in shown
