@@ -193,7 +193,7 @@ def test_same_data_and_seed_give_the_same_models(world_con, plan, results):
 def test_curves_are_thinned_and_ordered(results):
     curves = results["conversion"].curves
     per = curves.group_by("model", "curve").agg(pl.len())
-    assert (per["len"] <= mdl.CURVE_POINTS).all() and per.height == 8
+    assert (per["len"] <= ev.CURVE_POINTS).all() and per.height == 8
     roc = curves.filter((pl.col("curve") == "roc") & (pl.col("model") == "xgboost"))
     assert roc["x"].is_sorted() and roc["x"][0] == 0.0 and roc["x"][-1] == 1.0
     assert curves.select(pl.col("x", "y", "threshold").is_finite().all()).to_numpy().all()

@@ -1,4 +1,5 @@
-"""Classifier metrics with a bootstrap 95% interval, the F1 threshold, and sample-size guards.
+"""Classifier metrics with a bootstrap 95% interval, the F1 threshold, sample-size guards and
+the ROC / PR curves.
 
 Dagster-free. The bootstrap resamples users (with replacement, seeded). It is vectorised by
 counting: users with the same score and label are exchangeable, so a resample is a multinomial
@@ -12,7 +13,13 @@ estimate is exact).
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
+import polars as pl
+from sklearn.metrics import (
+    average_precision_score,
+    precision_recall_curve,
+    roc_auc_score,
+    roc_curve,
+)
 
 # Fewer positives (or negatives) than this in a window: the task is "insufficient data".
 MIN_CLASS_COUNT = 50
@@ -20,6 +27,16 @@ RESAMPLES = 1000
 MAX_BINS = 2000
 CONFIDENCE = 0.95
 EPS = 1e-6
+CURVE_POINTS = 101
+CURVES_SCHEMA: dict[str, pl.DataType] = {
+    "task": pl.String,
+    "model": pl.String,
+    "curve": pl.String,
+    "point": pl.Int64,
+    "x": pl.Float64,
+    "y": pl.Float64,
+    "threshold": pl.Float64,
+}
 # The metrics of model_metrics, each with <name>_ci_low / <name>_ci_high.
 METRICS: tuple[str, ...] = (
     "roc_auc",
@@ -214,3 +231,28 @@ def evaluate(
         row[name] = point[name]
         row[f"{name}_ci_low"], row[f"{name}_ci_high"] = intervals[name]
     return row
+
+
+def curve_points(task: str, model: str, y: np.ndarray, p: np.ndarray) -> pl.DataFrame:
+    """ROC and PR curves, each thinned to at most CURVE_POINTS points."""
+    fpr, tpr, roc_t = roc_curve(y, p)
+    precision, recall, pr_t = precision_recall_curve(y, p)
+    pr_t = np.append(pr_t, 1.0)  # the last PR point has no threshold
+    frames = []
+    for curve, x, yy, t in (("roc", fpr, tpr, roc_t), ("pr", recall, precision, pr_t)):
+        idx = np.unique(np.linspace(0, len(x) - 1, min(CURVE_POINTS, len(x))).astype(int))
+        frames.append(
+            pl.DataFrame(
+                {
+                    "task": task,
+                    "model": model,
+                    "curve": curve,
+                    "point": np.arange(len(idx), dtype=np.int64),
+                    "x": x[idx].astype(float),
+                    "y": yy[idx].astype(float),
+                    "threshold": np.clip(np.nan_to_num(t[idx].astype(float), posinf=1.0), 0.0, 1.0),
+                },
+                schema=CURVES_SCHEMA,
+            )
+        )
+    return pl.concat(frames)

@@ -10,7 +10,6 @@ negatives) is "insufficient data": nothing is fit, nothing is served, the number
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime
 
 import duckdb
 import numpy as np
@@ -19,9 +18,7 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import (
     average_precision_score,
-    precision_recall_curve,
     roc_auc_score,
-    roc_curve,
 )
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
@@ -103,16 +100,6 @@ METRICS_SCHEMA: dict[str, pl.DataType] = {
     "valid_cutoff": pl.Datetime("us"),
     "test_cutoff": pl.Datetime("us"),
     "horizon_days": pl.Int32,
-}
-CURVE_POINTS = 101
-CURVES_SCHEMA: dict[str, pl.DataType] = {
-    "task": pl.String,
-    "model": pl.String,
-    "curve": pl.String,
-    "point": pl.Int64,
-    "x": pl.Float64,
-    "y": pl.Float64,
-    "threshold": pl.Float64,
 }
 # A single feature that separates the labels this well (the interval's lower end) means the
 # label leaked into it.
@@ -210,31 +197,6 @@ def make_model(
             random_state=seed,
         )
     raise ValueError(f"unknown model family {family!r}: use one of {', '.join(MODEL_NAMES)}")
-
-
-def curve_points(task: str, model: str, y: np.ndarray, p: np.ndarray) -> pl.DataFrame:
-    """ROC and PR curves, each thinned to at most CURVE_POINTS points."""
-    fpr, tpr, roc_t = roc_curve(y, p)
-    precision, recall, pr_t = precision_recall_curve(y, p)
-    pr_t = np.append(pr_t, 1.0)  # the last PR point has no threshold
-    frames = []
-    for curve, x, yy, t in (("roc", fpr, tpr, roc_t), ("pr", recall, precision, pr_t)):
-        idx = np.unique(np.linspace(0, len(x) - 1, min(CURVE_POINTS, len(x))).astype(int))
-        frames.append(
-            pl.DataFrame(
-                {
-                    "task": task,
-                    "model": model,
-                    "curve": curve,
-                    "point": np.arange(len(idx), dtype=np.int64),
-                    "x": x[idx].astype(float),
-                    "y": yy[idx].astype(float),
-                    "threshold": np.clip(np.nan_to_num(t[idx].astype(float), posinf=1.0), 0.0, 1.0),
-                },
-                schema=CURVES_SCHEMA,
-            )
-        )
-    return pl.concat(frames)
 
 
 @dataclass(frozen=True)
@@ -419,7 +381,7 @@ def _train_task(
             {},
             [],
             _finish(rows, plan, sizes),
-            pl.DataFrame(schema=CURVES_SCHEMA),
+            pl.DataFrame(schema=ev.CURVES_SCHEMA),
             None,
             sizes,
         )
@@ -472,7 +434,7 @@ def _train_task(
                     **ev.evaluate(y, p, threshold, seed=seed),
                 )
             )
-        curves.append(curve_points(task, family, ys[TEST], p_test))
+        curves.append(ev.curve_points(task, family, ys[TEST], p_test))
     if ceiling is not None and not ceiling.is_empty():
         rows, curves = _with_ceiling(task, label, rows, curves, frames, ceiling, seed, note)
     return TaskResult(
@@ -513,7 +475,7 @@ def _with_ceiling(task, label, rows, curves, frames, ceiling, seed, note):
         rows.append(_metric_row(task, label, CEILING, split, status=OK, note=note, **row))
     for row in rows:
         row["auc_vs_ceiling"] = row["roc_auc"] / ceiling_auc[row["split"]]
-    curves.append(curve_points(task, CEILING, *scored[TEST]))
+    curves.append(ev.curve_points(task, CEILING, *scored[TEST]))
     return rows, curves
 
 
@@ -584,105 +546,3 @@ def train_all(
             min_class_count=min_class_count,
         )
     return results
-
-
-CARDS_SCHEMA: dict[str, pl.DataType] = {
-    "model_version": pl.String,
-    "task": pl.String,
-    "label": pl.String,
-    "model": pl.String,
-    "status": pl.String,
-    "note": pl.String,
-    "is_best": pl.Boolean,
-    "params_json": pl.String,
-    "candidates_json": pl.String,
-    "chosen_on": pl.String,
-    "reported_on": pl.String,
-    "features_json": pl.String,
-    "train_cutoff": pl.Datetime("us"),
-    "valid_cutoff": pl.Datetime("us"),
-    "test_cutoff": pl.Datetime("us"),
-    "label_window_train_end": pl.Datetime("us"),
-    "label_window_valid_end": pl.Datetime("us"),
-    "label_window_test_end": pl.Datetime("us"),
-    "horizon_days": pl.Int32,
-    "lookback_days": pl.Int32,
-    "n_train": pl.Int64,
-    "positives_train": pl.Int64,
-    "n_valid": pl.Int64,
-    "positives_valid": pl.Int64,
-    "n_test": pl.Int64,
-    "positives_test": pl.Int64,
-    "metrics_json": pl.String,
-    "threshold": pl.Float64,
-    "max_single_feature_auc": pl.Float64,
-    "max_single_feature_auc_ci_low": pl.Float64,
-    "leakiest_feature": pl.String,
-    "reason_method": pl.String,
-    "artifact_path": pl.String,
-    "created_at": pl.Datetime("us"),
-}
-
-
-def model_cards_frame(
-    results: dict[str, TaskResult],
-    plan: TimePlan,
-    version: str,
-    paths: dict[tuple[str, str], str],
-    created_at: datetime,
-) -> pl.DataFrame:
-    """One row per (task, model family) fitted in the run; one row (model null) per task
-    with insufficient data, saying why."""
-    rows = []
-    for task, result in results.items():
-        base = {
-            "model_version": version,
-            "task": task,
-            "label": result.label,
-            "status": result.status,
-            "note": result.note or None,
-            "train_cutoff": plan.train_cutoff,
-            "valid_cutoff": plan.valid_cutoff,
-            "test_cutoff": plan.test_cutoff,
-            "label_window_train_end": plan.label_window("train")[1],
-            "label_window_valid_end": plan.label_window(VALIDATION)[1],
-            "label_window_test_end": plan.label_window(TEST)[1],
-            "horizon_days": plan.horizon_days,
-            "lookback_days": plan.lookback_days,
-            "n_train": result.sizes["train"][0],
-            "positives_train": result.sizes["train"][1],
-            "n_valid": result.sizes[VALIDATION][0],
-            "positives_valid": result.sizes[VALIDATION][1],
-            "n_test": result.sizes[TEST][0],
-            "positives_test": result.sizes[TEST][1],
-            "chosen_on": f"{window_text(plan, VALIDATION)}: hyper-parameters and the model in "
-            "service by PR-AUC, the threshold by F1",
-            "reported_on": window_text(plan, TEST),
-            "created_at": created_at,
-        }
-        if not result.served:
-            rows.append({**base, "model": None, "is_best": False})
-            continue
-        tested = result.metrics.filter(pl.col("split") == TEST)
-        for family in MODEL_NAMES:
-            metrics = tested.filter(pl.col("model") == family).row(0, named=True)
-            rows.append(
-                {
-                    **base,
-                    "model": family,
-                    "is_best": family == result.best,
-                    "params_json": json.dumps(result.params[family]),
-                    "candidates_json": json.dumps(
-                        [c for c in result.candidates if c["model"] == family]
-                    ),
-                    "features_json": json.dumps(result.design.names),
-                    "metrics_json": json.dumps({m: metrics[m] for m in METRIC_COLUMNS}),
-                    "threshold": result.thresholds[family],
-                    "max_single_feature_auc": result.leakage.auc,
-                    "max_single_feature_auc_ci_low": result.leakage.ci_low,
-                    "leakiest_feature": result.leakage.feature,
-                    "reason_method": REASON_METHODS[family],
-                    "artifact_path": paths.get((task, family), ""),
-                }
-            )
-    return pl.DataFrame(rows, schema=CARDS_SCHEMA)

@@ -8,6 +8,7 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from ubap_assets.core import features, model_evaluation, models
+from ubap_assets.core.model_cards import model_cards_frame
 from ubap_assets.lib.metadata import markdown_preview
 from ubap_assets.lib.model_store import ModelStore
 from ubap_assets.lib.warehouse_io import kept_previous
@@ -169,9 +170,9 @@ def model_training(
     metrics = pl.concat([r.metrics for r in results.values()]).with_columns(
         model_version=pl.lit(version)
     )
-    cards = models.model_cards_frame(results, plan, version, paths, created_at)
+    cards = model_cards_frame(results, plan, version, paths, created_at)
     curves = [r.curves for r in results.values() if r.served]
-    curves = pl.concat(curves) if curves else pl.DataFrame(schema=models.CURVES_SCHEMA)
+    curves = pl.concat(curves) if curves else pl.DataFrame(schema=model_evaluation.CURVES_SCHEMA)
 
     summary: dict[str, object] = {"model_version": version, **plan.as_dict()}
     for task, result in results.items():
