@@ -14,7 +14,7 @@ MONEY_DECIMALS = 2
 # than 2 decimals, so 0.33951234 answers 0.339512 and a large mean keeps its cents.
 SIGNIFICANT_DIGITS = 6
 MIN_DECIMALS = 2
-COLUMNAR_FROM_ROWS = 64
+COLUMNAR_FROM_ROWS = 100
 
 
 def is_money(column: str) -> bool:
