@@ -34,6 +34,7 @@ _FIX = {
     "history_days": "set it to a whole number of days, at least 1 (default 90), or unset it",
     "start_date": "write the first day as YYYY-MM-DD (e.g. 2026-01-05), or unset it",
     "max_reject_share": "set it to a number between 0 and 1 (default 0.05), or unset it",
+    "plant_anomalies": "set it to true (default) or false (a clean world), or unset it",
 }
 
 
@@ -57,6 +58,7 @@ class Settings(BaseSettings):
     history_days: int = Field(90, ge=1)
     start_date: date | None = None
     max_reject_share: float = Field(0.05, ge=0, le=1)
+    plant_anomalies: bool = True  # false: the synthetic world plants no anomaly (a clean world)
 
     # The nightly schedule; an invalid cron is handled by defs/schedules.py (stopped, says why).
     nightly_cron: str = DEFAULT_NIGHTLY_CRON

@@ -62,32 +62,36 @@ def _matrices(series: pl.DataFrame) -> tuple[pl.DataFrame, list, dict[str, np.nd
     return keys, days, arrays
 
 
-def _score_kind(kind: str, metric: str, a: dict[str, np.ndarray], settings) -> noise.Scored:
+def _score_kind(kind: str, metrics: np.ndarray, a: dict[str, np.ndarray], settings) -> noise.Scored:
     if kind == COUNT:
         return noise.score_counts(a["value"], settings)
     if kind == LOG:
         valid = a["denominator"] > 0
-        return noise.score_logs(a["value"], a["units"], valid, _LOG_NOISE_CV2[metric], settings)
+        cv2 = np.array([_LOG_NOISE_CV2[m] for m in metrics])
+        return noise.score_logs(a["value"], a["units"], valid, cv2, settings)
     return noise.score_rates(a["numerator"], a["denominator"], settings)
 
 
 def _notes(
-    kind: str, metric: str, a: dict[str, np.ndarray], scored: np.ndarray, settings
+    kind: str, metrics: np.ndarray, a: dict[str, np.ndarray], scored: np.ndarray, settings
 ) -> np.ndarray:
     """Why each unscored point has no score."""
     n_series, n_days = scored.shape
     notes = np.full((n_series, n_days), None, dtype=object)
     need = settings.warmup_days if kind != "rate" else settings.rate_warmup_days
-    for t in range(n_days):
-        notes[:, t] = f"warm-up: {t} of {need} days of history" if t < need else None
+    for t in range(min(need, n_days)):
+        notes[:, t] = f"warm-up: {t} of {need} days of history"
     if kind != COUNT:
-        empty = a["denominator"] <= 0
-        what = (
-            f"no session reached the step before {metric.removeprefix('funnel_')} that day"
-            if metric.startswith("funnel_")
-            else "no sessions that day"
-        )
-        notes = np.where(empty, what, notes)
+        what = np.array(
+            [
+                f"no session reached the step before {m.removeprefix('funnel_')} that day"
+                if m.startswith("funnel_")
+                else "no sessions that day"
+                for m in metrics
+            ],
+            dtype=object,
+        )[:, None]
+        notes = np.where(a["denominator"] <= 0, what, notes)
     rest = ~scored & (notes == None)  # noqa: E711 (elementwise on an object array)
     notes = np.where(rest, "not enough usable history yet (too few days with data)", notes)
     return np.where(scored, None, notes)
@@ -99,12 +103,13 @@ def detect(series: pl.DataFrame, settings: DetectorSettings) -> pl.DataFrame:
         return pl.DataFrame(schema=HISTORY_SCHEMA)
     series = series.cast(SERIES_SCHEMA)
     frames = []
-    for metric in series["metric"].unique(maintain_order=True).to_list():
-        part = series.filter(pl.col("metric") == metric)
+    kinds = series.with_columns(pl.col("metric").replace_strict(METRIC_KINDS).alias("_kind"))
+    for kind in kinds["_kind"].unique(maintain_order=True).to_list():
+        part = kinds.filter(pl.col("_kind") == kind).drop("_kind")
         keys, days, a = _matrices(part)
-        kind = METRIC_KINDS[metric]
-        out = _score_kind(kind, metric, a, settings)
-        notes = _notes(kind, metric, a, out.scored, settings)
+        metrics = keys["metric"].to_numpy()
+        out = _score_kind(kind, metrics, a, settings)
+        notes = _notes(kind, metrics, a, out.scored, settings)
         n_series, n_days = out.score.shape
         threshold = settings.threshold
         frames.append(

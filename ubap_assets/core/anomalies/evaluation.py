@@ -158,7 +158,7 @@ def score_detection(
     )
     flagged = {
         "ensemble": history.filter(pl.col("is_anomaly")).select(
-            "day", "dimension", "dimension_value", "metric", "score"
+            "day", "dimension", "dimension_value", "metric", "score", "level_score"
         ),
         "rolling_3sigma": rolling_baseline(history),
     }
@@ -189,7 +189,7 @@ def false_incident_rate(history: pl.DataFrame, settings: DetectorSettings) -> di
     base = rolling_baseline(history).filter(pl.col("day").is_between(first, last))
     return {
         "ensemble": incident_spans(
-            ours.select("day", "dimension", "dimension_value", "metric", "score"),
+            ours.select("day", "dimension", "dimension_value", "metric", "score", "level_score"),
             settings.threshold,
             settings,
         ).height

@@ -3,7 +3,9 @@ scopes), their headline, severity and root cause, and how many a threshold would
 
 - Grouping: flagged days at most ``incident_gap_days`` apart form one incident, whatever the
   metric or scope. An incident on fewer than ``min_incident_points`` days and scopes needs a
-  point of at least 1.5 x the threshold; weaker lone points stay flagged points, not incidents.
+  point of at least 1.5 x the threshold or two whose evidence over the longest window
+  (``level_score``, a sustained shift) passes the threshold; weaker lone points stay flagged
+  points, not incidents.
 - Headline: the series (metric x scope) with the most evidence (sum of |score|), the overall
   scope first on a tie.
 - Root cause: for each metric and dimension, each value's contribution to the change over the
@@ -77,21 +79,44 @@ def group_points(
     gap = days["day"].diff().dt.total_days().fill_null(0) > settings.incident_gap_days + 1
     days = days.with_columns(gap.cum_sum().cast(pl.Int64).alias("group"))
     grouped = flagged.join(days, on="day")
+    sustained = (
+        ((pl.col("level_score").abs() >= threshold).sum() >= 2)
+        if "level_score" in flagged.columns
+        else pl.lit(False)
+    )
     strong = grouped.group_by("group").agg(
         (
             (pl.col("day").n_unique() >= settings.min_incident_points)
             | (pl.struct("dimension", "dimension_value").n_unique() >= settings.min_incident_points)
             | (pl.col("score").abs().max() >= 1.5 * threshold)
+            | sustained
         ).alias("keep")
     )
     return grouped.join(strong.filter("keep").select("group"), on="group")
 
 
+def flagged_at(history: pl.DataFrame, threshold: float, settings: DetectorSettings) -> pl.DataFrame:
+    """The points flagging at ``threshold`` would give (this run's scores): scored, |score| past
+    it, and a material change from the expectation."""
+    change = (
+        pl.when(pl.col("expected") != 0)
+        .then(pl.col("value") / pl.col("expected") - 1)
+        .otherwise(pl.when(pl.col("value") != 0).then(1.0).otherwise(0.0))
+    )
+    return history.filter(
+        pl.col("has_baseline")
+        & (pl.col("score").abs() >= threshold)
+        & (change.abs() >= settings.min_relative_change)
+    )
+
+
 def count_incidents(history: pl.DataFrame, threshold: float, settings: DetectorSettings) -> int:
     """How many incidents flagging at ``threshold`` gives (the scores of this run)."""
-    flagged = history.filter(pl.col("has_baseline") & (pl.col("score").abs() >= threshold))
+    flagged = flagged_at(history, threshold, settings)
     grouped = group_points(
-        flagged.select("day", "dimension", "dimension_value", "score"), threshold, settings
+        flagged.select("day", "dimension", "dimension_value", "score", "level_score"),
+        threshold,
+        settings,
     )
     return grouped["group"].n_unique() if grouped.height else 0
 
@@ -179,7 +204,7 @@ def build_incidents(
     )
     flagged = history.filter(pl.col("is_anomaly"))
     grouped = group_points(
-        flagged.select("day", "dimension", "dimension_value", "metric", "score"),
+        flagged.select("day", "dimension", "dimension_value", "metric", "score", "level_score"),
         settings.threshold,
         settings,
     )
@@ -314,7 +339,7 @@ def sensitivity(history: pl.DataFrame, settings: DetectorSettings) -> pl.DataFra
     thresholds = sorted({*SENSITIVITY_THRESHOLDS, float(settings.threshold)})
     rows = []
     for threshold in thresholds:
-        flagged = history.filter(pl.col("has_baseline") & (pl.col("score").abs() >= threshold))
+        flagged = flagged_at(history, threshold, settings)
         n = count_incidents(history, threshold, settings)
         rows.append(
             {

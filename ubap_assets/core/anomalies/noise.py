@@ -33,6 +33,7 @@ from ubap_assets.core.anomalies.settings import MAX_ABS_SCORE, DetectorSettings
 _MAD_TO_SIGMA = 1.4826
 _TINY_P = 1e-300
 _MIN_DAY_LEAN = 1.0  # |z| of the day itself before pooled evidence may flag it
+_MIN_N_FOR_RHO = 20  # typical daily trials below this: binomial noise dominates, rho is 0
 
 
 @dataclass
@@ -138,13 +139,23 @@ def rate_z(k: np.ndarray, n: np.ndarray, p: np.ndarray, design: np.ndarray) -> n
 def _pick(
     day: np.ndarray, pooled: list[np.ndarray], day_change: np.ndarray, settings
 ) -> np.ndarray:
-    """The strongest evidence among the day's own and the pooled windows' that the day itself
-    leans towards (the same way, by |z| >= 1 or by a material relative change), so a window
-    does not outlast its anomaly."""
+    """The strongest evidence, among the day's own and the pooled windows' (``pooled`` follows
+    ``settings.windows[1:]``), that the recent days lean towards: the 3-day window needs the
+    day itself to lean the same way (|z| >= 1 or a material change), a longer window needs the
+    last 3 days to (|z| >= 1), so a window does not outlast its anomaly."""
     best = day.copy()
-    leans = (np.abs(day) >= _MIN_DAY_LEAN) | (np.abs(day_change) >= settings.min_relative_change)
-    for z in pooled:
-        agree = (np.sign(z) == np.sign(day)) & leans
+    # A day of few trials can have z = 0 (both tails above one half): its change says the way.
+    way = np.where(day != 0, np.sign(day), np.sign(np.nan_to_num(day_change)))
+    day_leans = (np.abs(day) >= _MIN_DAY_LEAN) | (
+        np.abs(day_change) >= settings.min_relative_change
+    )
+    recent = None
+    for w, z in zip(settings.windows[1:], pooled, strict=True):
+        if recent is None or w <= 3:
+            agree = (np.sign(z) == way) & (way != 0) & day_leans
+            recent = z
+        else:
+            agree = (np.sign(z) == np.sign(recent)) & (np.abs(recent) >= _MIN_DAY_LEAN)
         best = np.where(agree & (np.abs(z) > np.abs(best)), z, best)
     return best
 
@@ -214,54 +225,85 @@ def score_counts(x: np.ndarray, settings: DetectorSettings) -> Scored:
     return out
 
 
+@dataclass
+class _RateReference:
+    """The pooled rate of a stretch of past days and the noise around it."""
+
+    p0: np.ndarray
+    rho: np.ndarray  # beta-binomial intra-day correlation (extra-binomial dispersion)
+    total_n: np.ndarray
+    n_typical: np.ndarray
+    ready: np.ndarray
+
+    def design(self, n: np.ndarray) -> np.ndarray:
+        """Variance of k out of n over the binomial's: the day's noise (1 + (n - 1) rho) plus the
+        uncertainty of the pooled rate (n / total_n of it)."""
+        per_day = 1 + (np.nan_to_num(self.n_typical) - 1).clip(0) * self.rho
+        return 1 + (n - 1).clip(0) * self.rho + n / np.maximum(self.total_n, 1.0) * per_day
+
+
+def _rate_reference(
+    k: np.ndarray, n: np.ndarray, end: int, settings: DetectorSettings
+) -> _RateReference:
+    """The reference of the ``history_days`` days before day ``end`` (cleaned successes)."""
+    lo = max(0, end - settings.history_days)
+    hk, hn = k[:, lo:end], n[:, lo:end]
+    total_n = hn.sum(1)
+    p0 = (hk.sum(1) + 0.5) / (total_n + 1.0)
+    days_with = (hn > 0).sum(1)
+    ready = (end >= settings.rate_warmup_days) & (
+        days_with >= min(settings.min_history_points, settings.rate_warmup_days)
+    )
+    with np.errstate(divide="ignore", invalid="ignore"):
+        zi = (hk - hn * p0[:, None]) / np.sqrt(hn * (p0 * (1 - p0))[:, None])
+    zi = np.where(hn > 0, zi, np.nan)
+    _, z_var, _ = _robust_center_var(zi)
+    n_typical = _nan_median(np.where(hn > 0, hn, np.nan))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rho = np.where(
+            n_typical >= _MIN_N_FOR_RHO, (np.nan_to_num(z_var, nan=1.0) - 1) / (n_typical - 1), 0
+        )
+    rho = np.clip(np.nan_to_num(rho), 0.0, 0.5)
+    return _RateReference(p0, rho, total_n, n_typical, ready)
+
+
 def score_rates(k: np.ndarray, n: np.ndarray, settings: DetectorSettings) -> Scored:
-    """Rates k / n (S x T): pooled trailing rate, beta-binomial noise with that day's n."""
+    """Rates k / n (S x T): beta-binomial noise with that day's n around the pooled rate of the
+    days before. Each window is compared with the ``history_days`` days *before it starts*, so
+    a lasting drop never pollutes its own reference."""
     s, n_days = k.shape
     out = Scored.empty(k.shape)
     k = k.astype(float)
     n = n.astype(float)
     clean_k = k.copy()
-    used = np.zeros(k.shape, bool)  # days the noise estimate may read (not flagged)
-    expected_k = np.zeros(k.shape)
-    var_k = np.zeros(k.shape)
     for t in range(max(settings.rate_warmup_days, 1), n_days):
-        lo = max(0, t - settings.history_days)
-        hk, hn = clean_k[:, lo:t], n[:, lo:t]
-        total_n = hn.sum(1)
-        p0 = (hk.sum(1) + 0.5) / (total_n + 1.0)
-        days_with = (hn > 0).sum(1)
-        ready = days_with >= min(settings.min_history_points, settings.rate_warmup_days)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            zi = (k[:, lo:t] - hn * p0[:, None]) / np.sqrt(hn * (p0 * (1 - p0))[:, None])
-        zi = np.where((hn > 0) & used[:, lo:t], zi, np.nan)
-        _, z_var, _ = _robust_center_var(zi)
-        n_typical = _nan_median(np.where(hn > 0, hn, np.nan))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            rho = np.where(n_typical > 1, (np.nan_to_num(z_var, nan=1.0) - 1) / (n_typical - 1), 0)
-        rho = np.clip(np.nan_to_num(rho), 0.0, 0.5)
+        ref = _rate_reference(clean_k, n, t, settings)
         n_t = n[:, t]
-        # The day's noise (beta-binomial) plus the uncertainty of the pooled baseline rate.
-        design = (
-            1
-            + (n_t - 1).clip(0) * rho
-            + n_t / np.maximum(total_n, 1.0) * (1 + (np.nan_to_num(n_typical) - 1).clip(0) * rho)
-        )
-        e = n_t * p0
-        v = n_t * p0 * (1 - p0) * design
-        expected_k[:, t], var_k[:, t] = e, v
-        scored = ready & (n_t > 0)
-        out.scored[:, t] = ready  # a day without a denominator keeps windows going
+        p0, design = ref.p0, ref.design(n_t)
+        scored = ref.ready & (n_t > 0)
         z_day = rate_z(k[:, t], n_t, p0, design)
         pooled = []
         for w in settings.windows[1:]:
-            ok = _window_ready(out.scored, t, w)
-            sl = slice(t - w + 1, t + 1)
-            sn, se, sv = n[:, sl].sum(1), expected_k[:, sl].sum(1), var_k[:, sl].sum(1)
+            start = t - w + 1
+            if start < 0:
+                pooled.append(np.zeros(s))
+                continue
+            before = _rate_reference(clean_k, n, start, settings)
+            sl = slice(start, t + 1)
+            window_n = n[:, sl]
+            sn = window_n.sum(1)
+            # Summed over the window's days: each day's beta-binomial noise, plus the
+            # uncertainty of the reference rate for all of them at once.
+            per_day = 1 + (window_n - 1).clip(0) * before.rho[:, None]
+            shared = (
+                sn
+                / np.maximum(before.total_n, 1.0)
+                * (1 + (np.nan_to_num(before.n_typical) - 1).clip(0) * before.rho)
+            )
             with np.errstate(divide="ignore", invalid="ignore"):
-                p_bar = np.where(sn > 0, se / sn, p0)
-                d_bar = np.where(sn > 0, sv / np.maximum(sn * p_bar * (1 - p_bar), 1e-12), 1.0)
-            z = rate_z(k[:, sl].sum(1), sn, p_bar, d_bar)
-            pooled.append(np.where(ok & (sn > 0), z, 0.0))
+                d_bar = np.where(sn > 0, (window_n * per_day).sum(1) / sn + shared, 1.0)
+            z = rate_z(k[:, sl].sum(1), sn, before.p0, d_bar)
+            pooled.append(np.where(before.ready & (sn > 0), z, 0.0))
         with np.errstate(divide="ignore", invalid="ignore"):
             day_rate = np.where(n_t > 0, k[:, t] / np.maximum(n_t, 1), p0)
         day_change = day_rate / p0 - 1
@@ -270,19 +312,21 @@ def score_rates(k: np.ndarray, n: np.ndarray, settings: DetectorSettings) -> Sco
         flag = scored & material & (np.abs(score) >= settings.threshold)
         with np.errstate(divide="ignore", invalid="ignore"):
             sd = np.where(n_t > 0, np.sqrt(p0 * (1 - p0) * design / np.maximum(n_t, 1)), 0.0)
-            value = np.where(n_t > 0, k[:, t] / np.maximum(n_t, 1), 0.0)
-        out.expected[:, t] = np.where(scored, p0, value)
-        out.lower[:, t] = np.where(scored, np.clip(p0 - settings.threshold * sd, 0, 1), value)
-        out.upper[:, t] = np.where(scored, np.clip(p0 + settings.threshold * sd, 0, 1), value)
+        value = day_rate
+        out.expected[:, t] = np.where(scored, p0, np.where(n_t > 0, value, 0.0))
+        out.lower[:, t] = np.where(
+            scored, np.clip(p0 - settings.threshold * sd, 0, 1), out.expected[:, t]
+        )
+        out.upper[:, t] = np.where(
+            scored, np.clip(p0 + settings.threshold * sd, 0, 1), out.expected[:, t]
+        )
         out.day_score[:, t] = np.where(scored, z_day, 0.0)
         out.window_score[:, t] = np.where(scored, pooled[-1] if pooled else z_day, 0.0)
-        out.score[:, t], out.flag[:, t] = score, flag
-        out.scored[:, t] = scored | (ready & (n_t == 0))
-        used[:, t] = True
-        band = settings.threshold * np.sqrt(v)
-        clean_k[:, t] = np.where(scored, np.clip(k[:, t], e - band, e + band), k[:, t])
-    # A day without a denominator is never scored, though it does not break the windows.
-    out.scored &= n > 0
+        out.score[:, t], out.flag[:, t], out.scored[:, t] = score, flag, scored
+        band = settings.threshold * np.sqrt(n_t * p0 * (1 - p0) * design)
+        # A flagged day counts at its expectation, any other at most at its band's edge.
+        kept = np.where(flag, n_t * p0, np.clip(k[:, t], n_t * p0 - band, n_t * p0 + band))
+        clean_k[:, t] = np.where(scored, kept, k[:, t])
     return out
 
 
@@ -290,7 +334,7 @@ def score_logs(
     x: np.ndarray,
     units: np.ndarray,
     valid: np.ndarray,
-    noise_cv2: float,
+    noise_cv2: float | np.ndarray,
     settings: DetectorSettings,
 ) -> Scored:
     """Sums and means over sessions (S x T): robust (median / MAD) on a started log; the spread
@@ -321,11 +365,9 @@ def score_logs(
         ready = (count >= settings.min_history_points) & (
             np.sum(~np.isnan(same_day), axis=1) >= settings.min_baseline_weeks
         )
-        typical_units = (
-            np.nanmean(np.where(valid[:, lo:t], units[:, lo:t], np.nan), axis=1)
-            if (valid[:, lo:t].any())
-            else np.zeros(s)
-        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            typical_units = np.nanmean(np.where(valid[:, lo:t], units[:, lo:t], np.nan), axis=1)
         # The day's sample size, or the usual one if smaller, bounds how sure a day can be.
         units_t = np.minimum(units[:, t], np.nan_to_num(typical_units))
         floor2 = 0.25 * noise_cv2 / np.maximum(units_t, 0.5)  # 0.25: the started log halves

@@ -97,6 +97,7 @@ class SourceConfig(dg.Config):
             days=self.days,
             seed=self.seed,
             start_date=resolved.world.first_day,
+            anomalies=current_settings().plant_anomalies,
         )
 
     def ingest(self, **window):
