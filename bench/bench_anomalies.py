@@ -3,12 +3,12 @@
 Prints, over several seeds (default 5): on planted worlds (multi-day, partial, scoped anomalies)
 the recall of planted incidents, days to detect and false incidents per 30 days; on the clean
 worlds of the same seeds (nothing planted) false incidents per 30 days; mean and spread
-(min..max). Then a small site (the generator, ~20 and ~55 sessions a day, six months) with a 40%
-conversion drop for two weeks (5 seeds each); the largest |score| in every anomaly_history; and the time of the
-anomaly stage (series, detection, incidents, sensitivity, scoring) on inputs at the scale of 10M
-events (a planted world's daily_trends / segment_trends / funnel tables with every count x5,
-i.e. 100k users x 90 days; the stage's cost depends on the number of days x scopes, not on the
-events).
+(min..max). Then small sites (the generator, ~20 and ~55 sessions a day, six months, 5 seeds
+each) with a 40% conversion drop for two weeks; the largest |score| in every anomaly_history;
+and the time of the anomaly stage (series, detection, incidents, sensitivity, scoring) on
+inputs at the scale of 10M events (a planted world's daily_trends / segment_trends / funnel
+tables with every count x5, i.e. 100k users x 90 days; the stage's cost depends on the number
+of days x scopes, not on the events).
 
 Each world goes through the real trend functions in DuckDB, with the generator's personas
 standing in for user_segments (as bench_trends does).
