@@ -14,6 +14,13 @@ Each world goes through the real trend functions in DuckDB, with the generator's
 standing in for user_segments (as bench_trends does).
 
     .venv/bin/python bench/bench_anomalies.py [--users 20000] [--days 90] [--seeds 5]
+        [--online-retail OnlineRetail.csv]
+
+``--online-retail`` also runs the stage on a real log: the UCI Online Retail 30,000-line sample
+(``OnlineRetail.csv`` in GitHub repo
+``linumolk/Customer-Segmentation-RFM-Analysis-using-SQL-and-Power-BI``; see bench_real_logs.py),
+each invoice a session that converts, its lines purchase events, the country standing in for the
+traffic source; it prints the flags, the largest |score| and the incidents found.
 """
 
 import argparse
@@ -26,7 +33,7 @@ import polars as pl
 
 from ubap_assets.core import anomalies, trends
 from ubap_assets.core.catalogue import page_catalogue
-from ubap_assets.core.schema import INJECTED_ANOMALIES_SCHEMA
+from ubap_assets.core.schema import EVENTS_SCHEMA, INJECTED_ANOMALIES_SCHEMA
 from ubap_assets.core.synthetic import (
     WorldSpec,
     day_events,
@@ -125,12 +132,59 @@ def small_site(users: int, seed: int) -> tuple[float, str, float]:
     )
 
 
+def online_retail(path: str) -> None:
+    """The anomaly stage on the UCI Online Retail sample (lines without a customer dropped)."""
+    raw = pl.read_csv(path, infer_schema_length=0).filter(pl.col("CustomerID").is_not_null())
+    events = raw.select(
+        pl.format("{}:{}:{}", "InvoiceNo", "StockCode", pl.int_range(pl.len())).alias("event_id"),
+        pl.col("CustomerID").alias("user_id"),
+        pl.col("InvoiceNo").alias("session_id"),
+        pl.col("InvoiceDate").str.to_datetime("%Y-%m-%d %H:%M:%S").alias("event_ts"),
+        pl.lit("purchase").alias("event_type"),
+        pl.col("StockCode").alias("page_id"),
+        pl.lit("unknown").alias("device"),
+        pl.col("Country").alias("traffic_source"),
+        (pl.col("UnitPrice").cast(pl.Float64) * pl.col("Quantity").cast(pl.Float64)).alias(
+            "revenue"
+        ),
+    ).cast(EVENTS_SCHEMA)
+    pages = (
+        events.select("page_id")
+        .unique()
+        .with_columns(
+            pl.lit("product").alias("page_type"),
+            pl.lit(None, pl.String).alias("category"),
+            pl.lit(None, pl.Float64).alias("price"),
+            pl.lit("").alias("url"),
+        )
+    )
+    frames = trend_frames(events, pages, None)
+    t0 = time.perf_counter()
+    empty_truth = pl.DataFrame(schema=INJECTED_ANOMALIES_SCHEMA)
+    history, incidents, _ = anomaly_stage(frames, empty_truth)
+    took = time.perf_counter() - t0
+    daily = frames["daily"].filter(pl.col("dimension") == "all")
+    print(
+        f"\nUCI Online Retail sample: {events.height:,} purchase lines, {daily.height} days, "
+        f"{daily['sessions'].mean():.0f} invoices/day; "
+        f"{history.select('dimension', 'dimension_value', 'metric').n_unique()} series, "
+        f"{int(history['has_baseline'].sum()):,} scored points, "
+        f"{int(history['is_anomaly'].sum())} flags, max |score| "
+        f"{history['score'].abs().max():.2f}; {incidents.height} incidents; stage {took:.1f} s"
+    )
+    for row in incidents.sort("start_day").iter_rows(named=True):
+        print(f"  {row['severity']:<6} {row['description']}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=20_000)
     parser.add_argument("--days", type=int, default=90)
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--online-retail", help="path of the UCI Online Retail sample CSV")
     args = parser.parse_args()
+    if args.online_retail:
+        online_retail(args.online_retail)
 
     recall = {d: [] for d in anomalies.evaluation.DETECTORS}
     delay = {d: [] for d in anomalies.evaluation.DETECTORS}

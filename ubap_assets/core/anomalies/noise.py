@@ -276,8 +276,11 @@ def score_rates(k: np.ndarray, n: np.ndarray, settings: DetectorSettings) -> Sco
     k = k.astype(float)
     n = n.astype(float)
     clean_k = k.copy()
+    # A day's reference reads only cleaned days before it, final once the loop passed them:
+    # each is computed once and serves the windows that start on that day later.
+    refs: dict[int, _RateReference] = {}
     for t in range(max(settings.rate_warmup_days, 1), n_days):
-        ref = _rate_reference(clean_k, n, t, settings)
+        ref = refs[t] = _rate_reference(clean_k, n, t, settings)
         n_t = n[:, t]
         p0, design = ref.p0, ref.design(n_t)
         scored = ref.ready & (n_t > 0)
@@ -285,10 +288,10 @@ def score_rates(k: np.ndarray, n: np.ndarray, settings: DetectorSettings) -> Sco
         pooled = []
         for w in settings.windows[1:]:
             start = t - w + 1
-            if start < 0:
+            before = refs.get(start)
+            if before is None:  # the window starts in the warm-up
                 pooled.append(np.zeros(s))
                 continue
-            before = _rate_reference(clean_k, n, start, settings)
             sl = slice(start, t + 1)
             window_n = n[:, sl]
             sn = window_n.sum(1)
