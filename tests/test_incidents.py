@@ -3,6 +3,7 @@ against planted anomalies, and a small site where a two-week conversion drop is 
 
 from datetime import timedelta
 
+import dagster as dg
 import polars as pl
 
 from tests.anomaly_sites import START, detect_all, generated_site, planted, site_days
@@ -146,3 +147,30 @@ def test_a_small_site_sees_a_two_week_conversion_drop_as_an_incident():
     # Nothing else in five months of scored days but the drop's own echo (a week of grace).
     echo = pl.col("start_day").is_between(drop_start, drop_start + timedelta(days=13 + 7))
     assert incidents.filter(~during & ~echo).height <= 1, incidents
+
+
+def _run_f1_check(scores: pl.DataFrame, tmp_path) -> list:
+    from ubap_assets.defs.anomalies.checks import anomaly_detection_f1
+    from ubap_assets.warehouse import tables as t
+
+    @dg.asset(name=t.ANOMALY_SCORES)
+    def scores_stand_in() -> pl.DataFrame:
+        return scores
+
+    result = dg.materialize(
+        [scores_stand_in, anomaly_detection_f1],
+        resources={"io_manager": dg.FilesystemIOManager(base_dir=str(tmp_path))},
+    )
+    assert result.success
+    return result.get_asset_check_evaluations()
+
+
+def test_the_quality_check_is_skipped_without_ground_truth_not_passed(tmp_path):
+    assert _run_f1_check(pl.DataFrame(schema=anomalies.SCORES_SCHEMA), tmp_path) == []
+    scored = pl.DataFrame(
+        [("ensemble", "overall", 4, 4, 0, 1.0, 1.0, 1.0, 4, 0.0, 0.5, 60, "")],
+        schema=anomalies.SCORES_SCHEMA,
+        orient="row",
+    )
+    (evaluation,) = _run_f1_check(scored, tmp_path)
+    assert evaluation.passed and evaluation.metadata["recall"].value == 1.0
