@@ -497,7 +497,11 @@ def test_high_exit_page_is_flagged():
     con.register("events", events)
     stats = insights.page_exit_stats(con, T0, T0 + timedelta(days=30))
     pages = pl.DataFrame(
-        {"page_id": [f"p{i}" for i in range(8)], "title": [f"Page {i}" for i in range(8)]}
+        {
+            "page_id": [f"p{i}" for i in range(8)],
+            "title": [f"Page {i}" for i in range(8)],
+            "page_type": "product",
+        }
     )
     found = insights.page_insights(stats, pages, insights.InsightParams(min_page_views=10))
     exits = [r for r in found if r["kind"] == "high_exit_page"]

@@ -28,12 +28,19 @@ from ubap_assets.core.recommend.params import (
 )
 from ubap_assets.core.recommend.scoring import (
     bootstrap_intervals,
+    evaluable_users,
     ranking_metrics,
     relevance_matrix,
     score_window,
 )
 from ubap_assets.core.recommend.texts import Catalogue
-from ubap_assets.core.recommend.tuning import Tuning, TuningGrid, fit_until, tune
+from ubap_assets.core.recommend.tuning import (
+    Tuning,
+    TuningGrid,
+    fit_until,
+    interactions_until,
+    tune,
+)
 
 __all__ = [
     "BASELINES",
@@ -142,17 +149,25 @@ def run_evaluation(
         min_users,
     )
     pairs = engaged_pages(con, windows.cutoff, windows.test_end)
+    train = interactions_until(con, catalogue, params, windows.cutoff)
+    users = evaluable_users(train, catalogue, params.exclude, pairs)
+    if users < min_users:  # known before fitting: no model is fitted for nothing
+        return table.insufficient(
+            f"test window has {users} evaluable users (< {min_users}): too few to report",
+            tuning,
+            users,
+        )
     fitted: dict[float | None, object] = {}
     refitted: dict[tuple, object] = {}
     per_user: dict[str, dict[str, np.ndarray]] = {}
     coverage: dict[str, float] = {}
     notes: list[str] = []
-    users = 0
     for method in METHODS:
         knobs = tuning.chosen[method]
         if knobs.half_life_days not in fitted:
+            reuse = train if knobs.half_life_days == params.half_life_days else None
             fitted[knobs.half_life_days] = fit_until(
-                con, catalogue, knobs, segments, windows.cutoff
+                con, catalogue, knobs, segments, windows.cutoff, reuse
             )
             notes.extend(fitted[knobs.half_life_days].notes)
         key = (knobs.half_life_days, knobs.ease_lambda)
@@ -161,14 +176,7 @@ def run_evaluation(
         weights = tuple(knobs.component_weights.values()) if method == "hybrid" else None
         scores = score_window(refitted[key], pairs, {method: (method, weights)}, params.k)
         per_user[method], coverage[method] = scores.per_user[method], scores.coverage[method]
-        users = scores.n_users
     table.notes.extend(dict.fromkeys(notes))
-    if users < min_users:
-        return table.insufficient(
-            f"test window has {users} evaluable users (< {min_users}): too few to report",
-            tuning,
-            users,
-        )
     return table.scored(per_user, coverage, tuning, n_resamples)
 
 

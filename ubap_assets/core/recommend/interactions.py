@@ -122,6 +122,11 @@ class Interactions:
     def n_users(self) -> int:
         return len(self.user_ids)
 
+    def hidden(self, exclude: str) -> sp.csr_matrix:
+        """(users, pages) nonzero where the exclusion policy hides the page from the user:
+        every page engaged with ("engaged"), or only the converted ones ("converted")."""
+        return self.converted if exclude == "converted" else self.engaged
+
     def user_rows(self) -> pl.DataFrame:
         """user_id, train_index: each training user's row in the matrices."""
         return row_index(self.user_ids, "user_id", "train_index")

@@ -185,7 +185,7 @@ class RecommenderModel:
 
     def exclusion_matrix(self) -> sp.csr_matrix:
         """(train users, pages) nonzero where ``params.exclude`` hides the page from the user."""
-        return self.train.converted if self.params.exclude == "converted" else self.train.engaged
+        return self.train.hidden(self.params.exclude)
 
     # ---- component scorers: each returns a dense float32 (len(rows), pages) block
     def content(self, rows: sp.csr_matrix) -> np.ndarray:

@@ -14,10 +14,11 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
-from ubap_assets.core.recommend.interactions import row_index
+from ubap_assets.core.recommend.interactions import Interactions, row_index
 from ubap_assets.core.recommend.params import COMPONENTS, METHODS, RecommendationError
 from ubap_assets.core.recommend.ranking import BLOCK_SIZE, minmax_rows, top_k
 from ubap_assets.core.recommend.scorers import RecommenderModel
+from ubap_assets.core.recommend.texts import Catalogue
 
 PER_USER = ("hr", "ndcg", "recall", "ap", "novelty")
 Weights = tuple[float, float, float]  # content, collaborative, popularity
@@ -42,8 +43,13 @@ def ranking_metrics(top: np.ndarray, relevant: np.ndarray, k: int) -> dict[str, 
 def relevance_matrix(model: RecommenderModel, test_pairs: pl.DataFrame) -> sp.csr_matrix:
     """(train users, pages) 1 where a candidate page engaged with in the window is not hidden
     from the user by the exclusion policy."""
-    catalogue = model.catalogue
-    train = model.train
+    return window_relevance(model.train, model.catalogue, model.params.exclude, test_pairs)
+
+
+def window_relevance(
+    train: Interactions, catalogue: Catalogue, exclude: str, test_pairs: pl.DataFrame
+) -> sp.csr_matrix:
+    """``relevance_matrix`` before any fit: from the training interactions and the policy."""
     test = test_pairs.join(train.user_rows(), on="user_id").join(
         row_index(catalogue.page_ids, "page_id", "page_index"), on="page_id"
     )
@@ -55,11 +61,18 @@ def relevance_matrix(model: RecommenderModel, test_pairs: pl.DataFrame) -> sp.cs
         shape=(train.n_users, catalogue.size),
     )
     relevant.data[:] = 1.0
-    hidden = model.exclusion_matrix()
-    relevant = sp.csr_matrix(relevant - relevant.multiply(hidden > 0))
+    relevant = sp.csr_matrix(relevant - relevant.multiply(train.hidden(exclude) > 0))
     relevant = sp.csr_matrix(relevant.multiply(catalogue.recommendable[None, :].astype(np.float32)))
     relevant.eliminate_zeros()
     return relevant
+
+
+def evaluable_users(
+    train: Interactions, catalogue: Catalogue, exclude: str, test_pairs: pl.DataFrame
+) -> int:
+    """Users a window can evaluate: training history and a relevant page (no fit needed)."""
+    relevance = window_relevance(train, catalogue, exclude, test_pairs)
+    return int((np.diff(relevance.indptr) > 0).sum())
 
 
 class Block:

@@ -15,6 +15,7 @@ import numpy as np
 import polars as pl
 
 from ubap_assets.core.recommend.interactions import (
+    Interactions,
     build_interactions,
     engaged_pages,
     history_start,
@@ -22,7 +23,7 @@ from ubap_assets.core.recommend.interactions import (
 )
 from ubap_assets.core.recommend.params import METHODS, RecommendationError, RecommenderParams
 from ubap_assets.core.recommend.scorers import RecommenderModel, fit
-from ubap_assets.core.recommend.scoring import Weights, score_window
+from ubap_assets.core.recommend.scoring import Weights, evaluable_users, score_window
 from ubap_assets.core.recommend.texts import Catalogue
 
 DEFAULT_WEIGHTS: tuple[Weights, ...] = (
@@ -57,16 +58,28 @@ class TuningGrid:
         return self
 
 
+def interactions_until(
+    con: duckdb.DuckDBPyConnection,
+    catalogue: Catalogue,
+    params: RecommenderParams,
+    end: datetime,
+) -> Interactions:
+    """Every event before ``end`` (or the last ``history_days``) as training matrices."""
+    frame = load_interactions(con, history_start(end, params), end, params)
+    return build_interactions(frame, catalogue, params.strength)
+
+
 def fit_until(
     con: duckdb.DuckDBPyConnection,
     catalogue: Catalogue,
     params: RecommenderParams,
     segments: pl.DataFrame | None,
     end: datetime,
+    train: Interactions | None = None,
 ) -> RecommenderModel:
     """The model fitted on every event before ``end`` (or the last ``history_days``)."""
-    frame = load_interactions(con, history_start(end, params), end, params)
-    return fit(catalogue, build_interactions(frame, catalogue, params.strength), params, segments)
+    train = train if train is not None else interactions_until(con, catalogue, params, end)
+    return fit(catalogue, train, params, segments)
 
 
 def with_weights(params: RecommenderParams, weights: Weights) -> RecommenderParams:
@@ -118,10 +131,23 @@ def tune(
     weights_grid = list(dict.fromkeys([tuple(params.component_weights.values()), *grid.weights]))
     pairs = engaged_pages(con, validation_start, validation_end)
     results: dict[str, list[tuple[float, RecommenderParams]]] = {m: [] for m in METHODS}
-    users = 0
+    # Who can be evaluated does not depend on the knobs: count before fitting anything.
+    first = replace(params, half_life_days=grid.half_lives[0])
+    train = interactions_until(con, catalogue, first, validation_start)
+    users = evaluable_users(train, catalogue, params.exclude, pairs)
+    if users < min_users:
+        return Tuning(
+            chosen=dict.fromkeys(METHODS, params),
+            validation_users=users,
+            note=(
+                f"validation window has {users} evaluable users (< {min_users}): "
+                "insufficient data to tune, configured knobs kept"
+            ),
+        )
     for half_life in grid.half_lives:
         decayed = replace(params, half_life_days=half_life)
-        base = fit_until(con, catalogue, decayed, segments, validation_start)
+        reuse = train if half_life == first.half_life_days else None
+        base = fit_until(con, catalogue, decayed, segments, validation_start, reuse)
         for position, ease_lambda in enumerate(grid.ease_lambdas):
             knobs = replace(decayed, ease_lambda=ease_lambda)
             model = base.with_params(knobs)
@@ -131,16 +157,6 @@ def tune(
             if position == 0 or params.collaborative in ("ease", "blend"):
                 variants |= {f"hybrid {w}": ("hybrid", w) for w in weights_grid}
             scores = score_window(model, pairs, variants, params.k, params.seed)
-            users = scores.n_users
-            if users < min_users:
-                return Tuning(
-                    chosen=dict.fromkeys(METHODS, params),
-                    validation_users=users,
-                    note=(
-                        f"validation window has {users} evaluable users (< {min_users}): "
-                        "insufficient data to tune, configured knobs kept"
-                    ),
-                )
             for label, (method, weights) in variants.items():
                 chosen = with_weights(knobs, weights) if weights else knobs
                 results[method].append((scores.mean(label), chosen))
