@@ -123,7 +123,7 @@ def _segments(
         t.SEGMENT_PROFILES,
         f"""SELECT s.segment_id, any_value(s.segment_name) AS segment_name, count(*) AS users,
                    count(*) / (SELECT count(*) FROM {t.USER_SEGMENTS}) AS share,
-                   avg((f.purchases > 0)::DOUBLE) AS conversion_rate,
+                   avg((f.purchases > 0)::DOUBLE) AS buyer_share,
                    avg(f.sessions)::DOUBLE AS sessions,
                    avg(f.pages_per_session) AS pages_per_session,
                    avg(f.avg_session_minutes) AS avg_session_minutes,

@@ -257,7 +257,9 @@ def test_summary_with_gemini_and_with_a_failing_gemini(warehouse, fake):
     assert row["narrative"].startswith("Sessions were steady this week.")
     assert "Written by Gemini" in row["narrative"] and "daily_trends" in row["source_tables"]
     prompt = fake.requests[-1][1]["contents"][0]["parts"][0]["text"]
-    assert json.loads(prompt.removeprefix("FACTS:\n"))["as_of"] == str(row["as_of"])
+    definitions, facts = prompt.split("\nFACTS:\n")
+    assert json.loads(facts)["as_of"] == str(row["as_of"])
+    assert "Session conversion rate (% of sessions)" in definitions  # the glossary's names
 
     fake.script = [(500, error(500, "INTERNAL"), 0.0)] * 3
     dg.materialize([summary_assets.summary], resources=resources(db, fake.resource()))

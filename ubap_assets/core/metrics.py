@@ -212,3 +212,83 @@ def headline_kpis(days_frame: pl.DataFrame, days: int = 7) -> KpiPeriod | None:
             for metric, label in HEADLINE_KPIS.items()
         ),
     )
+
+
+# --- the glossary: one name and one definition per measure (docs/metrics.md) ---
+
+
+@dataclass(frozen=True)
+class Definition:
+    """A measure as people read it: its name, what it counts, at which level, in which unit."""
+
+    name: str
+    level: str  # session | user | funnel step | day
+    unit: str
+    definition: str
+
+
+GLOSSARY: dict[str, Definition] = {
+    "session_conversion_rate": Definition(
+        "Session conversion rate",
+        "session",
+        "% of sessions",
+        f"Share of sessions that converted: {SESSION_CONVERSION}. The trends' conversion_rate "
+        "and the summary's conversion.",
+    ),
+    "buyer_share": Definition(
+        "Buyer share",
+        "user",
+        "% of users",
+        "Share of a group's users with at least one purchase in the feature lookback window "
+        "(segment_profiles.buyer_share). A user-level rate: not comparable with the session "
+        "conversion rate.",
+    ),
+    "purchase_within_horizon": Definition(
+        "Purchase within the horizon",
+        "user",
+        "probability",
+        f"The conversion model's label and prediction: {USER_CONVERSION} (14 days by default).",
+    ),
+    "bounce_rate": Definition(
+        "Bounce rate",
+        "session",
+        "% of sessions",
+        f"Share of sessions that bounced: {SESSION_BOUNCE}. The same bounce in the trends, "
+        "in user_features.bounce_rate (per user, over their sessions) and in the bounce model.",
+    ),
+    "next_session_bounce": Definition(
+        "Next session bounces",
+        "user",
+        "probability",
+        "The bounce model's label and prediction: the user's next session after the cutoff "
+        "bounces (bounce as above).",
+    ),
+    "funnel_step_conversion": Definition(
+        "Step conversion",
+        "funnel step",
+        "% of the previous step",
+        "Sessions that reached a funnel step as a share of those that reached the step before.",
+    ),
+    "funnel_completion": Definition(
+        "Funnel completion",
+        "funnel step",
+        "% of the first step",
+        "Sessions that reached a step as a share of sessions that started the funnel; at the "
+        "purchase step, the funnel's overall conversion.",
+    ),
+    "active_users": Definition(
+        "Active users", "day", "users", "Distinct users with at least one event that day."
+    ),
+    "revenue": Definition(
+        "Revenue",
+        "day",
+        "currency of the source",
+        "Sum of the purchase events' revenue; no currency conversion.",
+    ),
+}
+
+
+def describe(term: str) -> str:
+    """``GLOSSARY[term]`` as one line for tooltips and API field descriptions."""
+    d = GLOSSARY[term]
+    return f"{d.name} ({d.unit}): {d.definition}"

@@ -14,7 +14,12 @@ from datetime import date, timedelta
 import duckdb
 import polars as pl
 
-from ubap_assets.core.metrics import overall_complete_days, period_kpis, split_periods
+from ubap_assets.core.metrics import (
+    describe,
+    overall_complete_days,
+    period_kpis,
+    split_periods,
+)
 from ubap_assets.core.summary_incidents import incident_facts, incident_sentence
 from ubap_assets.warehouse import tables as t
 from ubap_assets.warehouse.introspect import table_exists
@@ -198,9 +203,7 @@ def gather_facts(con: duckdb.DuckDBPyConnection, period_days: int = PERIOD_DAYS)
     profiles = _read(con, t.SEGMENT_PROFILES, facts)
     if profiles is not None and profiles.height and "segment_name" in profiles.columns:
         cols = [
-            c
-            for c in ("segment_name", "users", "share", "conversion_rate")
-            if c in profiles.columns
+            c for c in ("segment_name", "users", "share", "buyer_share") if c in profiles.columns
         ]
         data["segment_profiles"] = [
             {k: _clean(v) for k, v in r.items()}
@@ -243,10 +246,15 @@ def gather_facts(con: duckdb.DuckDBPyConnection, period_days: int = PERIOD_DAYS)
     preds = _read(con, t.USER_PREDICTIONS, facts)
     if preds is not None and preds.height:
         p: dict = {"users_scored": preds.height}
-        if "conversion_probability" in preds.columns:
-            p["mean_conversion_probability"] = _clean(float(preds["conversion_probability"].mean()))
+        # a task without a model (insufficient data) has null scores and a note saying why
+        for task, note in (("conversion", "conversion_note"), ("at_risk", "bounce_note")):
+            if note in preds.columns and preds[note].null_count() < preds.height:
+                p[f"{task}_not_scored"] = preds[note].drop_nulls()[0]
+        mean = preds["conversion_probability"].mean() if "conversion_probability" in preds else None
+        if mean is not None:
+            p["mean_conversion_probability"] = _clean(float(mean))
             p["users_above_50pct"] = preds.filter(pl.col("conversion_probability") >= 0.5).height
-        if "at_risk" in preds.columns:
+        if "at_risk" in preds.columns and "at_risk_not_scored" not in p:
             p["users_at_risk"] = preds.filter(pl.col("at_risk").fill_null(False)).height
         if "reason_1" in preds.columns and "conversion_rank" in preds.columns:
             top = preds.sort("conversion_rank").head(100)["reason_1"].drop_nulls()
@@ -306,7 +314,7 @@ def deterministic_narrative(facts: Facts) -> str:
         f"{k['sessions']:,} sessions ({_pct(c['sessions'])} vs the previous "
         f"{d['period']['days']} days), {_num(k['avg_daily_active_users'])} active users a day "
         f"({_pct(c['avg_daily_active_users'])}), revenue {_num(k['revenue'])} "
-        f"({_pct(c['revenue'])}). Conversion {_rate(k['conversion_rate'])} of sessions "
+        f"({_pct(c['revenue'])}). Session conversion rate {_rate(k['conversion_rate'])} "
         f"({_pct(c['conversion_rate'])}), bounce rate {_rate(k['bounce_rate'])} "
         f"({_pct(c['bounce_rate'])}), {k['new_users']:,} new users.",
     ]
@@ -320,8 +328,8 @@ def deterministic_narrative(facts: Facts) -> str:
         mover = max(sizable, key=lambda x: abs(x["sessions_change"] or 0))
         lines.append(
             f"Segments: {top['segment']} brings the most sessions ({top['sessions']:,}, "
-            f"conversion {_rate(top['conversion_rate'])}); biggest change: {mover['segment']} "
-            f"({_pct(mover['sessions_change'])} sessions)."
+            f"session conversion {_rate(top['conversion_rate'])}); biggest change: "
+            f"{mover['segment']} ({_pct(mover['sessions_change'])} sessions)."
         )
     else:
         lines.append("Segments: not available (user_segments / segment_trends missing).")
@@ -344,6 +352,9 @@ def deterministic_narrative(facts: Facts) -> str:
             text += f", {pr['users_above_50pct']:,} with a purchase probability of 50% or more"
         if "users_at_risk" in pr:
             text += f", {pr['users_at_risk']:,} at risk of bouncing"
+        for task in ("conversion", "at_risk"):
+            if f"{task}_not_scored" in pr:
+                text += f"; no {task.replace('_', '-')} scores ({pr[f'{task}_not_scored']})"
         if "top_reason_among_top_100" in pr:
             text += f" (top reason among the top 100: {pr['top_reason_among_top_100']})"
         lines.append(text + ".")
@@ -376,8 +387,24 @@ SYSTEM_PROMPT = (
 )
 
 
+# The glossary terms the facts use, given to the model so it names each rate as the app does.
+PROMPT_TERMS = (
+    "session_conversion_rate",
+    "bounce_rate",
+    "buyer_share",
+    "funnel_step_conversion",
+    "funnel_completion",
+)
+
+
 def llm_prompt(facts: Facts) -> str:
-    return "FACTS:\n" + json.dumps(facts.data, default=str, indent=1, sort_keys=True)
+    definitions = "\n".join(f"- {describe(term)}" for term in PROMPT_TERMS)
+    return (
+        "DEFINITIONS (use these names; kpis.conversion_rate is the session conversion rate):\n"
+        + definitions
+        + "\nFACTS:\n"
+        + json.dumps(facts.data, default=str, indent=1, sort_keys=True)
+    )
 
 
 _NUMBER = re.compile(r"(?<![\w.])-?\d[\d,]*(?:\.\d+)?")
