@@ -43,31 +43,67 @@ def trend_line(
     x: str = "day",
     y: str = "value",
     color: str | None = None,
+    color_title: str | None = None,
     y_title: str = "value",
     y_format: str = NUMBER,
     height: int = 320,
-) -> alt.Chart:
-    """A time series, one line per ``color`` value when given, with points on hover."""
+    weekly: bool = False,
+    previous: pl.DataFrame | None = None,
+) -> alt.TopLevelMixin:
+    """A time series, one straight line per ``color`` value when given, points on each value.
+
+    ``weekly``: one tick per week (the x values are week starts). ``previous``: the period
+    before, with ``x`` already moved onto the current dates and the real date in
+    ``previous_day``, drawn dashed and named "previous period" in the legend.
+    """
+    date_format = "week of %d %b %Y" if weekly else "%a %d %b %Y"
+    axis = (
+        alt.Axis(format="%d %b", tickCount={"interval": "week", "step": 1}, labelAngle=0)
+        if weekly
+        else alt.Axis(format="%d %b")
+    )
+    legend_title = color_title or (color.replace("_", " ") if color else None)
     tooltip = [
-        alt.Tooltip(f"{x}:T", title="date", format="%a %d %b %Y"),
+        alt.Tooltip(f"{x}:T", title="week" if weekly else "date", format=date_format),
         alt.Tooltip(f"{y}:Q", title=y_title, format=y_format),
     ]
     encoding = {
-        "x": alt.X(f"{x}:T", title=None),
+        "x": alt.X(f"{x}:T", title=None, axis=axis),
         "y": alt.Y(f"{y}:Q", title=y_title, axis=alt.Axis(format=y_format)),
         "tooltip": tooltip,
     }
     if color:
-        encoding["color"] = alt.Color(
-            f"{color}:N", title=color.replace("_", " "), scale=_CATEGORIES
-        )
-        tooltip.insert(0, alt.Tooltip(f"{color}:N", title=color.replace("_", " ")))
-    return (
-        alt.Chart(frame)
-        .mark_line(point=alt.OverlayMarkDef(size=18), interpolate="monotone")
-        .encode(**encoding)
-        .properties(height=height)
+        encoding["color"] = alt.Color(f"{color}:N", title=legend_title, scale=_CATEGORIES)
+        tooltip.insert(0, alt.Tooltip(f"{color}:N", title=legend_title))
+    line = alt.Chart(frame.with_columns(period=pl.lit("current period"))).mark_line(
+        point=alt.OverlayMarkDef(size=18), interpolate="linear"
     )
+    if previous is None or previous.is_empty():
+        return line.encode(**encoding).properties(height=height)
+    current = line.encode(**encoding, strokeDash=_PERIOD_DASH)
+    before_tooltip = [
+        *([alt.Tooltip(f"{color}:N", title=legend_title)] if color else []),
+        alt.Tooltip("previous_day:T", title="previous period", format=date_format),
+        alt.Tooltip(f"{y}:Q", title=y_title, format=y_format),
+    ]
+    before_encoding = {**encoding, "tooltip": before_tooltip}
+    if not color:
+        before_encoding["color"] = alt.value(_PREVIOUS_GREY)
+    before = (
+        alt.Chart(previous.with_columns(period=pl.lit("previous period")))
+        .mark_line(interpolate="linear", opacity=0.8)
+        .encode(**before_encoding, strokeDash=_PERIOD_DASH)
+    )
+    return alt.layer(current, before).properties(height=height)
+
+
+_PREVIOUS_GREY = "#8c8c8c"
+_PERIOD_DASH = alt.StrokeDash(
+    "period:N",
+    title="period",
+    scale=alt.Scale(domain=["current period", "previous period"], range=[[1, 0], [5, 4]]),
+    legend=alt.Legend(orient="bottom"),
+)
 
 
 def bars(
@@ -117,44 +153,112 @@ def bars(
     )
 
 
-def funnel(frame: pl.DataFrame) -> alt.Chart:
-    """Funnel bars: sessions reaching each step, labelled with the share kept from the step before.
+# The funnel's two rates, named as in the glossary (docs/metrics.md).
+OF_FIRST_STEP = "% of first step"
+STEP_RATE = "step % (of previous step)"
 
-    Columns: ``step`` (label), ``step_order`` (int), ``sessions``, ``step_conversion`` and
-    ``drop_off`` (shares of the previous step, 0..1).
+
+def funnel_labels(frame: pl.DataFrame) -> pl.DataFrame:
+    """``label``: "34.0% of first step · step 80.3%" (the first step: "100% · start")."""
+    return frame.with_columns(
+        label=pl.when(pl.col("step_order") == pl.col("step_order").min())
+        .then(pl.lit("100% of first step"))
+        .otherwise(
+            (pl.col("overall_conversion") * 100).round(1).cast(pl.String)
+            + pl.lit("% of first step · step ")
+            + (pl.col("step_conversion") * 100).round(1).cast(pl.String)
+            + pl.lit("%")
+        )
+    )
+
+
+def funnel(frame: pl.DataFrame) -> alt.Chart:
+    """Funnel bars: sessions reaching each step, each labelled with its share of the first step
+    and its step rate (the share kept from the step before).
+
+    Columns: ``step`` (label), ``step_order`` (int), ``sessions``, ``step_conversion``,
+    ``overall_conversion`` and ``drop_off`` (shares, 0..1).
     """
-    base = alt.Chart(frame).encode(
+    base = alt.Chart(funnel_labels(frame)).encode(
         y=alt.Y(
             "step:N",
             sort=alt.EncodingSortField("step_order", order="ascending"),
             title=None,
             axis=alt.Axis(labelOverlap=False),
         ),
-        x=alt.X("sessions:Q", title="sessions reaching the step", axis=alt.Axis(format=NUMBER)),
+        x=alt.X(
+            "sessions:Q",
+            title="sessions reaching the step",
+            axis=alt.Axis(format=NUMBER),
+            scale=alt.Scale(domainMax=float(frame["sessions"].max() or 1) * 1.45),
+        ),
         tooltip=[
             alt.Tooltip("step:N", title="step"),
             alt.Tooltip("sessions:Q", title="sessions", format=NUMBER),
-            alt.Tooltip("step_conversion:Q", title="kept from previous step", format=PERCENT),
+            alt.Tooltip("overall_conversion:Q", title=OF_FIRST_STEP, format=PERCENT),
+            alt.Tooltip("step_conversion:Q", title=STEP_RATE, format=PERCENT),
             alt.Tooltip("drop_off:Q", title="dropped since previous step", format=PERCENT),
         ],
     )
     bar = base.mark_bar(color="#4c78a8")
-    label = base.mark_text(align="left", dx=4).encode(
-        text=alt.Text("step_conversion:Q", format=PERCENT)
-    )
+    label = base.mark_text(align="left", dx=4).encode(text="label:N")
     return (bar + label).properties(height=60 + 44 * max(frame.height, 1))
+
+
+def funnel_breakdown(frame: pl.DataFrame) -> alt.Chart:
+    """Each step's share of the first step, one bar per group (segment, device, source).
+
+    Columns: ``group``, ``step``, ``step_order``, ``sessions``, ``overall_conversion``.
+    """
+    return (
+        alt.Chart(frame)
+        .mark_bar()
+        .encode(
+            y=alt.Y(
+                "step:N",
+                sort=alt.EncodingSortField("step_order", order="ascending"),
+                title=None,
+                axis=alt.Axis(labelOverlap=False),
+            ),
+            yOffset=alt.YOffset("group:N"),
+            x=alt.X(
+                "overall_conversion:Q",
+                title=OF_FIRST_STEP,
+                axis=alt.Axis(format=".0%"),
+                scale=alt.Scale(domain=[0, 1]),
+            ),
+            color=alt.Color("group:N", title="segment", scale=_CATEGORIES),
+            tooltip=[
+                alt.Tooltip("group:N", title="segment"),
+                alt.Tooltip("step:N", title="step"),
+                alt.Tooltip("sessions:Q", title="sessions", format=NUMBER),
+                alt.Tooltip("overall_conversion:Q", title=OF_FIRST_STEP, format=PERCENT),
+            ],
+        )
+        .properties(height=alt.Step(9))
+    )
 
 
 def retention_heatmap(frame: pl.DataFrame) -> alt.Chart:
     """Cohort week × weeks since first seen, coloured by the share of the cohort still active.
 
     Columns: ``cohort_week`` (date), ``weeks_since`` (int), ``retention`` (0..1),
-    ``cohort_users`` and ``active_users``.
+    ``cohort_users``, ``active_users`` and, optionally, ``pre_data`` (the first week's cohort
+    also holds everyone active before the data starts: labelled so on the axis).
     """
-    cohorts = frame.with_columns(cohort=pl.col("cohort_week").cast(pl.String))
+    name = pl.col("cohort_week").cast(pl.String)
+    if "pre_data" in frame.columns:
+        name = pl.when(pl.col("pre_data")).then(name + pl.lit(" (incl. pre-data users)"))
+        name = name.otherwise(pl.col("cohort_week").cast(pl.String))
+    cohorts = frame.with_columns(cohort=name)
     base = alt.Chart(cohorts).encode(
         x=alt.X("weeks_since:O", title="weeks since first seen", axis=alt.Axis(labelAngle=0)),
-        y=alt.Y("cohort:O", title="cohort (week of first visit)", sort="ascending"),
+        y=alt.Y(
+            "cohort:O",
+            title="cohort (week of first visit)",
+            sort="ascending",
+            axis=alt.Axis(labelLimit=260),
+        ),
     )
     cells = base.mark_rect().encode(
         color=alt.Color(

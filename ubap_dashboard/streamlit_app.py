@@ -7,10 +7,13 @@ from pathlib import Path
 
 import streamlit as st
 
+from ubap_assets.warehouse import tables as t
 from ubap_dashboard import ui
-from ubap_dashboard.data import pipeline, source
+from ubap_dashboard.data import pipeline, source, trends
 
 PAGES = Path(__file__).parent / "app_pages"
+# The pages that read the global date range (drawn in the sidebar, kept in the URL).
+PERIOD_PAGES = ("Overview", "Trends", "Funnels & retention")
 
 st.set_page_config(page_title="UBAP analytics", page_icon=":material/insights:", layout="wide")
 
@@ -57,6 +60,9 @@ try:
             f"data {info.meta.data_start or '?'} → {info.meta.data_end or '?'}  \n"
             f"published {pipeline.freshness(info.meta.materialized_at)}"
         )
+    bounds = trends.trend_days(snapshot) if info.has(t.DAILY_TRENDS) else None
+    if navigation.title in PERIOD_PAGES and bounds is not None:
+        ui.period_controls(*bounds)
     navigation.run()
 except source.SnapshotChanged:
     # A refresh replaced (and pruned) the snapshot mid-render: start over on the new one.

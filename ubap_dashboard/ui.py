@@ -1,22 +1,90 @@
-"""Small UI building blocks shared by the pages: tables with a CSV download, empty states."""
+"""Small UI building blocks shared by the pages: tables with a CSV download, empty states,
+the global date range, metric labels and formats."""
 
+from datetime import date
 from typing import Any
 
 import polars as pl
 import streamlit as st
 
-from ubap_assets.core.metrics import TREND_METRICS, Kpi
+from ubap_assets.core.metrics import GLOSSARY, TREND_METRICS, Kpi, describe
 from ubap_assets.warehouse.snapshots import Snapshot
 from ubap_dashboard import charts
 from ubap_dashboard.data import source
+from ubap_dashboard.period import DEFAULT_PRESET, PRESETS, Period, change_text, resolve
 
 _SNAPSHOT_KEY = "ubap_snapshot"
+_PERIOD_KEY = "ubap_period"
+# The URL query parameters of the global period (shared views keep them).
+PERIOD_PARAM, DATES_PARAM, COMPARE_PARAM = "period", "dates", "compare"
+# Trend metric -> its glossary entry (the tooltip of its label).
+METRIC_GLOSSARY = {
+    "conversion_rate": "session_conversion_rate",
+    "bounce_rate": "bounce_rate",
+    "active_users": "active_users",
+    "revenue": "revenue",
+}
 MAKE_UP = "make up"
 
 
 def set_snapshot(snap: Snapshot) -> None:
     """Called by the entry script once per run: every page of the run reads this snapshot."""
     st.session_state[_SNAPSHOT_KEY] = snap
+
+
+def period_controls(first: date, last: date) -> Period:
+    """The sidebar's date range (a preset or a custom range) and "compare with the previous
+    period", bound to the URL (``?period=28d&compare=true``, ``?period=custom&dates=...``) so a
+    view can be shared; the entry script draws them for the pages that use them."""
+    with st.sidebar:
+        st.markdown("**Date range**")
+        preset = st.segmented_control(
+            "Date range",
+            list(PRESETS),
+            format_func=PRESETS.get,
+            default=DEFAULT_PRESET,
+            required=True,
+            key=PERIOD_PARAM,
+            bind="query-params",
+            persist_state="session",
+            label_visibility="collapsed",
+        )
+        custom = None
+        if preset == "custom":
+            picked = st.date_input(
+                "From – to",
+                value=(first, last),
+                min_value=first,
+                max_value=last,
+                key=DATES_PARAM,
+                bind="query-params",
+                persist_state="session",
+            )
+            # The picker holds one date while the second is being picked.
+            custom = (picked[0], picked[-1]) if picked else None
+        compare = st.toggle(
+            "Compare with previous period",
+            value=True,
+            key=COMPARE_PARAM,
+            bind="query-params",
+            persist_state="session",
+            help="The same number of days just before the range: its line dashed on the "
+            "charts, its values beside the current ones; rates change in percentage points "
+            "(pp), counts and money in percent.",
+        )
+        period = resolve(preset or DEFAULT_PRESET, first, last, custom, compare)
+        st.caption(
+            period.label()
+            + (f"  \nvs {period.previous_label()}" if compare else "")
+            + ("" if period.previous_covered or not compare else " (before the data starts)")
+        )
+    st.session_state[_PERIOD_KEY] = period
+    return period
+
+
+def period() -> Period | None:
+    """The period the entry script resolved this run (None on pages without the controls)."""
+    return st.session_state.get(_PERIOD_KEY)
 
 
 def snapshot() -> Snapshot:
@@ -137,9 +205,11 @@ def _time_formats(frame: pl.DataFrame) -> dict:
     config: dict = {}
     for name, dtype in frame.schema.items():
         if dtype == pl.Date:
-            config[name] = st.column_config.DateColumn(name, format="YYYY-MM-DD")
+            config[name] = st.column_config.DateColumn(readable(name), format="YYYY-MM-DD")
         elif isinstance(dtype, pl.Datetime):
-            config[name] = st.column_config.DatetimeColumn(name, format="YYYY-MM-DD HH:mm")
+            config[name] = st.column_config.DatetimeColumn(
+                readable(name), format="YYYY-MM-DD HH:mm"
+            )
     return config
 
 
@@ -150,16 +220,25 @@ def table(
     column_config: dict | None = None,
     height: int | str = "auto",
     caption: str | None = None,
+    download_label: str | None = None,
 ) -> None:
-    """A dataframe and, right under it, a button that downloads exactly these rows as CSV."""
+    """A dataframe and, right under it, a button that downloads exactly these rows as CSV.
+
+    Headers are readable (``conversion_rate`` shows as "Conversion rate") unless
+    ``column_config`` labels a column; the CSV keeps the column names.
+    """
     if caption:
         st.caption(caption)
     if frame.is_empty():
         st.caption("No rows.")
-    config = {**_time_formats(frame), **(column_config or {})}
+    config = {
+        **{column: readable(column) for column in frame.columns},
+        **_time_formats(frame),
+        **(column_config or {}),
+    }
     st.dataframe(frame, hide_index=True, column_config=config, height=height)
     st.download_button(
-        f"Download {name}.csv",
+        download_label or f"Download {name}.csv",
         data=_csv(frame),
         file_name=f"{name}.csv",
         mime="text/csv",
@@ -177,8 +256,13 @@ def number(label: str, fmt: str = "%.3f", help: str | None = None) -> st.column_
     return st.column_config.NumberColumn(label, format=fmt, help=help)
 
 
+def money(amount: float) -> str:
+    """The dashboard's one money format (the source's currency, shown as $): $2,745,123.45."""
+    return f"${amount:,.2f}"
+
+
 def _compact_money(amount: float) -> str:
-    """Short enough for a KPI card: $950, $12.3k, $2.85M."""
+    """Short enough for a KPI card: $950, $12.3k, $2.85M (the card's tooltip has ``money``)."""
     if abs(amount) >= 1_000_000:
         return f"${amount / 1_000_000:,.2f}M"
     if abs(amount) >= 10_000:
@@ -186,23 +270,82 @@ def _compact_money(amount: float) -> str:
     return f"${amount:,.0f}"
 
 
-def kpi(figure: Kpi) -> None:
-    """A bordered metric: rates move in percentage points, counts and money in percent."""
-    fmt = charts.metric_format(figure.metric)
+def metric_help(metric: str) -> str | None:
+    """The glossary's definition of a trend metric, for its label's tooltip."""
+    term = METRIC_GLOSSARY.get(metric)
+    return describe(term) if term in GLOSSARY else None
+
+
+def metric_text(metric: str, value: float) -> str:
+    """A trend metric's value as a card shows it: rates as %, money with its symbol."""
+    fmt = charts.metric_format(metric)
     if fmt == charts.PERCENT:
-        value = f"{figure.value:.1%}"
-        delta = None if figure.delta is None else f"{figure.delta * 100:+.1f} pp"
-    else:
-        if fmt == charts.MONEY:
-            value = _compact_money(figure.value)
-        else:
-            value = f"{figure.value:,.0f}"
-        delta = None if figure.delta_pct is None else f"{figure.delta_pct:+.1%}"
+        return f"{value:.1%}"
+    if fmt == charts.MONEY:
+        return _compact_money(value)
+    if fmt == charts.DECIMAL:
+        return f"{value:,.2f}"
+    return f"{value:,.0f}"
+
+
+def metric_card(
+    label: str, metric: str, value: float, previous: float | None, compare: bool = True
+) -> None:
+    """A bordered metric with its change against ``previous`` when comparing: rates move in
+    percentage points, counts and money in percent; the tooltip defines the metric and gives
+    the previous value."""
+    is_rate = charts.metric_format(metric) == charts.PERCENT
+    delta = change_text(value, previous, is_rate) if compare else None
+    notes = [metric_help(metric) or ""]
+    if charts.metric_format(metric) == charts.MONEY:
+        notes.append(f"Exactly {money(value)}.")
+    if compare:
+        notes.append(
+            "Previous period: "
+            + (metric_text(metric, previous) if previous is not None else "not covered by the data")
+            + "."
+        )
     st.metric(
-        figure.label,
-        value,
+        label,
+        metric_text(metric, value),
         delta,
         # a falling bounce rate is good news
-        delta_color="inverse" if figure.metric == "bounce_rate" else "normal",
+        delta_color="inverse" if metric == "bounce_rate" else "normal",
+        help=" ".join(n for n in notes if n) or None,
         border=True,
     )
+
+
+def kpi(figure: Kpi, compare: bool = True) -> None:
+    """A headline KPI card (``metric_card`` of its figures)."""
+    metric_card(figure.label, figure.metric, figure.value, figure.previous, compare)
+
+
+def money_column(label: str, help: str | None = None) -> st.column_config.NumberColumn:
+    return st.column_config.NumberColumn(label, format="dollar", help=help)
+
+
+def readable(name: str) -> str:
+    """A column name as a header: ``conversion_rate`` -> "Conversion rate"."""
+    text = name.replace("_", " ").strip()
+    return text[:1].upper() + text[1:]
+
+
+def trend_columns(frame_columns: list[str]) -> dict:
+    """column_config for trend rows: labels from the metric names, rates as %, money in $."""
+    config: dict = {}
+    for name in frame_columns:
+        label = TREND_METRICS.get(name) or readable(name)
+        fmt = charts.metric_format(name)
+        help = metric_help(name)
+        if name in ("day", "week_start", "dimension", "dimension_value", "is_complete"):
+            continue
+        if fmt == charts.PERCENT:
+            config[name] = percent(label, help=help)
+        elif fmt == charts.MONEY:
+            config[name] = money_column(label, help=help)
+        elif fmt == charts.DECIMAL:
+            config[name] = number(label, "%.2f", help=help)
+        else:
+            config[name] = number(label, "%d" if name != "days_with_data" else "%d", help=help)
+    return config

@@ -1,41 +1,46 @@
-"""Overview: the headline KPIs against the previous period, the summary and the daily trend."""
-
-from datetime import timedelta
+"""Overview: the headline KPIs of the chosen period against the one before, the summary and
+the daily trend."""
 
 import polars as pl
 import streamlit as st
 
 from ubap_assets.core.metrics import TREND_METRICS
+from ubap_assets.core.summary import DETERMINISTIC_LABEL
 from ubap_assets.warehouse import tables as t
 from ubap_dashboard import charts, ui
 from ubap_dashboard.data import anomalies, source, trends
 
 snap, info = ui.snapshot_and_info()
+period = ui.period()
 
 st.title("Overview")
 ui.stale_banner(snap, t.DAILY_TRENDS, t.INCIDENTS, t.ANOMALIES, t.SUMMARY)
 
-if ui.require(info, t.DAILY_TRENDS, what="The KPIs and the daily trend"):
-    period = trends.kpis(snap)
-    if period is None:
-        st.info("The trends hold no complete day yet.")
+kpis = None
+if ui.require(info, t.DAILY_TRENDS, what="The KPIs and the daily trend") and period:
+    previous = (period.previous_start, period.previous_end) if period.compare else None
+    kpis = trends.period_kpis(snap, period.start, period.end, previous)
+    if kpis is None:
+        st.info("The chosen range holds no complete day.")
     else:
         st.caption(
-            f"Last 7 complete days, {period.start} → {period.end}"
+            f"Complete days {kpis.start} → {kpis.end}"
             + (
-                f"; deltas against {period.previous_start} → {period.start - timedelta(days=1)}"
-                if period.previous_start
-                else "; no earlier period to compare with"
+                f"; changes against {period.previous_start} → {period.previous_end}"
+                " (rates in percentage points, counts and money in percent)"
+                if kpis.previous_start
+                else "; the data does not cover the previous period: no changes shown"
+                if period.compare
+                else ""
             )
         )
-        columns = st.columns(len(period.kpis))
-        for column, kpi in zip(columns, period.kpis, strict=True):
+        columns = st.columns(len(kpis.kpis))
+        for column, kpi in zip(columns, kpis.kpis, strict=True):
             with column:
-                ui.kpi(kpi)
+                ui.kpi(kpi, compare=period.compare)
 
-period = trends.kpis(snap) if info.has(t.DAILY_TRENDS) else None
-if info.has(t.INCIDENTS) and period is not None:  # what broke lately, as incidents
-    recent = anomalies.recent_incidents(snap, period.start)
+if info.has(t.INCIDENTS) and kpis is not None:  # what broke in the range, as incidents
+    recent = anomalies.recent_incidents(snap, kpis.start)
     if recent.height:
         lines = [
             f"- **{row['headline_label']}** ({row['severity']}"
@@ -44,7 +49,7 @@ if info.has(t.INCIDENTS) and period is not None:  # what broke lately, as incide
             for row in recent.head(3).iter_rows(named=True)
         ]
         st.warning(
-            f"{recent.height} incident(s) in the last 7 days — see the Anomalies page.\n\n"
+            f"{recent.height} incident(s) since {kpis.start:%d %b} — see the Anomalies page.\n\n"
             + "\n".join(lines),
             icon=":material/warning:",
         )
@@ -54,9 +59,11 @@ elif info.has(t.ANOMALIES):
         flagged = recent.filter(recent["dimension"] == "all")
         top = (flagged if flagged.height else recent).head(3)
         lines = [
-            f"- **{row['metric']}** on {row['day']} ({row['dimension_value']}): "
-            f"a {row['direction']} to {row['value']:,.3g} "
-            f"against an expected {row['expected']:,.3g}"
+            f"- **{anomalies.metric_label(row['metric'])}** on {row['day']} "
+            f"({row['dimension_value']}): a {row['direction']} to "
+            f"{charts.format_value(row['value'], charts.metric_format(row['metric']))} "
+            f"against an expected "
+            f"{charts.format_value(row['expected'], charts.metric_format(row['metric']))}"
             for row in top.iter_rows(named=True)
         ]
         st.warning(
@@ -65,35 +72,59 @@ elif info.has(t.ANOMALIES):
             icon=":material/warning:",
         )
 
+
+def narrative_body(text: str) -> str:
+    """The summary's text without its provenance lines (the caption says them once)."""
+    body = text.split("\n\n---\n", 1)[0].strip()
+    if body.startswith(f"_{DETERMINISTIC_LABEL}"):
+        body = body.split("\n\n", 1)[1] if "\n\n" in body else ""
+    return body
+
+
 st.subheader("Summary")
 if ui.require(info, t.SUMMARY, what="The summary"):
     summary = source.table(snap, t.SUMMARY, "generated_at DESC")
     if ui.has_rows(summary, "The summary table is empty."):
         row = summary.row(0, named=True)
         label = (
-            f"written by {row['model']}"
+            f"Written by {row['model']}"
             if row["mode"] == "llm"
-            else "deterministic summary (no LLM)"
+            else DETERMINISTIC_LABEL
+            + (f": {row['fallback_reason']}" if row.get("fallback_reason") else "")
         )
         with st.container(border=True):
-            st.markdown(row["narrative"])
-            st.caption(f"{row['period_start']} → {row['period_end']} · {label}")
+            st.markdown(narrative_body(row["narrative"]))
+            st.caption(
+                f"{row['period_start']} → {row['period_end']} (the pipeline's latest 7 days) · "
+                f"{label} · sources: {row['source_tables'] or 'none'}"
+            )
 
 st.subheader("Daily trend")
-if info.has(t.DAILY_TRENDS):
+if info.has(t.DAILY_TRENDS) and period:
     left, right = st.columns(2)
     with left:
         metric = ui.pick_trend_metric(st, "overview_metric")
-    series = trends.trend_series(snap, metric)
-    windows = anomalies.incident_windows(snap, metric) if info.has(t.INCIDENTS) else pl.DataFrame()
+    series = trends.trend_series(snap, metric, start=period.start, end=period.end)
+    before = (
+        trends.previous_series(snap, metric, "daily", "all", period) if period.compare else None
+    )
+    windows = (
+        anomalies.incident_windows(snap, metric, period.start, period.end)
+        if info.has(t.INCIDENTS)
+        else pl.DataFrame()
+    )
     chart = charts.trend_line(
-        series, y_title=TREND_METRICS[metric], y_format=charts.metric_format(metric)
+        series,
+        y_title=TREND_METRICS[metric],
+        y_format=charts.metric_format(metric),
+        previous=before,
     )
     st.altair_chart(charts.annotate_incidents(chart, windows), width="stretch")
     with right:
         st.caption(
-            "Every day in the data, all users. Partial days are included and marked "
-            "`is_complete = false` in the table below."
+            f"{TREND_METRICS[metric]} per day, all users, {period.label()}"
+            + (", the previous period dashed." if before is not None and before.height else ".")
+            + " Partial days are included and marked in the table below."
             + (
                 f" {anomalies.incident_note(windows, TREND_METRICS[metric])}"
                 if windows.height
@@ -101,4 +132,8 @@ if info.has(t.DAILY_TRENDS):
             )
         )
     with st.expander("The numbers"):
-        ui.table(series.drop("segment"), f"daily_{metric}")
+        ui.table(
+            series.drop("segment").rename({"value": metric}),
+            f"daily_{metric}",
+            column_config=ui.trend_columns([metric]),
+        )
