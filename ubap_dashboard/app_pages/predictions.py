@@ -15,11 +15,24 @@ st.title("Predictions")
 ui.stale_banner(snap, t.USER_PREDICTIONS, t.MODEL_METRICS, t.MODEL_CARDS, t.MODEL_CURVES)
 
 LIST_COLUMNS = {
+    "user_id": "User",
+    "segment": "Segment",
     "conversion_probability": ui.percent("P(purchase)", help=describe("purchase_within_horizon")),
+    "conversion_rank": ui.number("Purchase rank", "%d"),
     "at_risk_probability": ui.percent(
         "P(next session bounces)", help=describe("next_session_bounce")
     ),
-    "reasons": st.column_config.TextColumn("why", width="large"),
+    "at_risk": "At risk",
+    "at_risk_rank": ui.number("At-risk rank", "%d"),
+    "conversion_model": "Purchase model",
+    "bounce_model": "Bounce model",
+    "model_version": "Model version",
+    **{
+        f"why_{i}": st.column_config.TextColumn(
+            f"Why ({nth})", width="medium", help="A feature that moved the score most, in words."
+        )
+        for i, nth in enumerate(("1st", "2nd", "3rd"), start=1)
+    },
 }
 TASK_NAMES = {
     "conversion": "Conversion (user-level: purchase within the horizon)",
@@ -35,8 +48,12 @@ def scored_list(kind: str, task: str, caption: str, size: int) -> None:
         return
     method = predictions.reason_methods(snap).get(task)
     st.caption(caption + (f" Reasons: {method}." if method else ""))
+    users = predictions.prediction_list(snap, kind, size)
     ui.table(
-        predictions.prediction_list(snap, kind, size), f"{kind}_users", column_config=LIST_COLUMNS
+        users,
+        f"cohort_{kind}_{snap.snapshot_id}",
+        column_config=LIST_COLUMNS,
+        download_label=f"Export these {users.height} users as a cohort (CSV)",
     )
 
 
@@ -69,6 +86,47 @@ if ui.require(info, t.USER_PREDICTIONS, what="The prediction lists"):
             size,
         )
 
+st.subheader("By segment")
+if ui.require(info, t.USER_PREDICTIONS, t.USER_SEGMENTS, what="The per-segment outlook"):
+    outlook = predictions.segment_outlook(snap)
+    if ui.has_rows(outlook, "No scored user has a segment."):
+        left, right = st.columns(2)
+        for slot, column, title in (
+            (left, "mean_conversion_probability", "mean P(purchase)"),
+            (right, "at_risk_share", "share of users at risk"),
+        ):
+            with slot:
+                st.markdown(f"**{title[0].upper() + title[1:]}**")
+                st.altair_chart(
+                    charts.bars(
+                        outlook.drop_nulls(column),
+                        category="segment_name",
+                        value=column,
+                        value_title=title,
+                        value_format=charts.PERCENT,
+                    ),
+                    width="stretch",
+                )
+        ui.table(
+            outlook.drop("segment_id"),
+            "predictions_by_segment",
+            column_config={
+                "segment_name": "Segment",
+                "users": ui.number("Users", "%d"),
+                "mean_conversion_probability": ui.percent(
+                    "Mean P(purchase)", help=describe("purchase_within_horizon")
+                ),
+                "mean_at_risk_probability": ui.percent(
+                    "Mean P(next session bounces)", help=describe("next_session_bounce")
+                ),
+                "at_risk_users": ui.number("Users at risk", "%d"),
+                "at_risk_share": ui.percent("At-risk share"),
+                "expected_converters": ui.number(
+                    "Expected purchasers", "%.0f", help="Sum of P(purchase) over the segment."
+                ),
+            },
+        )
+
 st.subheader("Model cards")
 if ui.require(info, t.MODEL_METRICS, what="The model cards"):
     metrics = predictions.model_metrics(snap)
@@ -92,7 +150,9 @@ if ui.require(info, t.MODEL_METRICS, what="The model cards"):
     if best.height:
         row = best.row(0, named=True)
         cards = st.columns(4)
-        cards[0].metric("Model in use", row["model"].replace("_", " "), border=True)
+        with cards[0].container(border=True):  # the name in full (a metric card cuts it)
+            st.caption("Model in use")
+            st.markdown(f"**{row['model'].replace('_', ' ')}**")
         cards[1].metric(
             "ROC-AUC (test)", f"{row['roc_auc']:.3f}", help=interval(row, "roc_auc"), border=True
         )
@@ -140,6 +200,10 @@ if ui.require(info, t.MODEL_METRICS, what="The model cards"):
         ),
         f"model_metrics_{task}",
         column_config={
+            "n": ui.number("Users (n)", "%d"),
+            "positives": ui.number("Positives", "%d"),
+            "f1": ui.number("F1"),
+            "is_best": "In use",
             "roc_auc": ui.number("ROC-AUC"),
             "roc_auc_ci_low": ui.number("ROC-AUC low", help="Bootstrap 95% interval."),
             "roc_auc_ci_high": ui.number("ROC-AUC high"),

@@ -25,14 +25,18 @@ DROPPED = (
 
 @cached
 def prediction_list(snap: Snapshot, kind: str, limit: int = 100) -> pl.DataFrame:
-    """The high-value (``kind='high_value'``) or at-risk list, with that task's reasons as one
-    text and the segment name after the user."""
+    """The high-value (``kind='high_value'``) or at-risk list, with that task's three reasons
+    as ``reason_1``..``reason_3`` (each in its own column, readable in full) and the segment
+    name after the user."""
     with reading(snap) as reader:
         scored = reader.scored_list(kind, limit)
-    columns = [c for c in LIST_REASONS[kind] if c in scored.columns]
-    reasons = pl.concat_str(columns, separator="; ", ignore_nulls=True) if columns else None
-    shown = scored.with_columns(reasons=reasons if reasons is not None else pl.lit(None))
-    shown = shown.select(pl.exclude(*DROPPED, "reasons"), "reasons")
+    reasons = [
+        (pl.col(column) if column in scored.columns else pl.lit(None, pl.String)).alias(f"why_{i}")
+        for i, column in enumerate(LIST_REASONS[kind], start=1)
+    ]
+    shown = scored.with_columns(reasons).select(
+        pl.exclude(*DROPPED, "why_1", "why_2", "why_3"), "why_1", "why_2", "why_3"
+    )
     if not snap_has(snap, t.USER_SEGMENTS):
         return shown.drop("segment_name", strict=False)
     return shown.select(
@@ -70,3 +74,11 @@ def model_curves(snap: Snapshot, task: str, curve: str) -> pl.DataFrame:
 def model_cards(snap: Snapshot, task: str) -> pl.DataFrame:
     with reading(snap) as reader:
         return reader.model_cards(task)
+
+
+@cached
+def segment_outlook(snap: Snapshot) -> pl.DataFrame:
+    """Per segment: users, mean P(purchase), mean P(next session bounces), at-risk users and
+    share, expected purchasers (the API's /api/predictions/segments)."""
+    with reading(snap) as reader:
+        return reader.segment_predictions()
