@@ -24,6 +24,7 @@ STAGE_GROUPS = {
     "recommendations",
     "summary",
     "serving",
+    "ground_truth",  # what only the generator knows, read only by the scoring assets
 }
 
 
