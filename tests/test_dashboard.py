@@ -1041,12 +1041,12 @@ def test_trend_charts_shade_the_incidents(serving, page):
     assert "Shaded: 2 incident(s)" in captions
     assert "Sessions drop -40% (17 Jan → 20 Jan)" in captions
     if page == "overview":  # the warning speaks in incidents: those of the chosen period
-        at.segmented_control(key="period").set_value("7d").run()
+        at.segmented_control(key="period").set_value("7 days").run()
         warning = at.warning[0].value
         assert warning.startswith("1 incident(s) since")
         assert "**Conversion rate** (medium, ongoing): Conversion rate fell 38%" in warning
     if page == "trends":  # a range that ends before the second incident shades only the first
-        at.segmented_control(key="period").set_value("custom").run()
+        at.segmented_control(key="period").set_value("Custom").run()
         at.date_input(key="dates").set_value((START, START + timedelta(days=16))).run()
         _no_exception(at)
         assert _incident_labels(at) == ["Sessions drop -40%"]

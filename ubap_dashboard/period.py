@@ -6,16 +6,12 @@ Pure (no Streamlit): ``ui.period_controls`` draws the widgets and calls ``resolv
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-# Preset key (as written in the URL) -> label; a number of days, "all" or "custom".
-PRESETS: dict[str, str] = {
-    "7d": "Last 7 days",
-    "28d": "Last 28 days",
-    "90d": "Last 90 days",
-    "all": "All",
-    "custom": "Custom",
-}
-PRESET_DAYS = {"7d": 7, "28d": 28, "90d": 90}
-DEFAULT_PRESET = "28d"
+# The presets as shown and as written in the URL (``?period=7+days``): the last N days of
+# the data, all of it, or a custom range.
+PRESET_DAYS = {"7 days": 7, "28 days": 28, "90 days": 90}
+ALL, CUSTOM = "All", "Custom"
+PRESETS: tuple[str, ...] = (*PRESET_DAYS, ALL, CUSTOM)
+DEFAULT_PRESET = "28 days"
 
 
 @dataclass(frozen=True)
@@ -66,7 +62,7 @@ def resolve(
         raise ValueError(f"unknown period {preset!r}: pick one of {', '.join(PRESETS)}")
     if preset in PRESET_DAYS:
         start, end = max(first, last - timedelta(days=PRESET_DAYS[preset] - 1)), last
-    elif preset == "custom" and custom:
+    elif preset == CUSTOM and custom:
         start, end = (max(first, min(custom)), min(last, max(custom)))
         if start > end:
             start, end = first, last

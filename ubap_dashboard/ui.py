@@ -11,7 +11,7 @@ from ubap_assets.core.metrics import GLOSSARY, TREND_METRICS, Kpi, describe
 from ubap_assets.warehouse.snapshots import Snapshot
 from ubap_dashboard import charts
 from ubap_dashboard.data import source
-from ubap_dashboard.period import DEFAULT_PRESET, PRESETS, Period, change_text, resolve
+from ubap_dashboard.period import CUSTOM, DEFAULT_PRESET, PRESETS, Period, change_text, resolve
 
 _SNAPSHOT_KEY = "ubap_snapshot"
 _PERIOD_KEY = "ubap_period"
@@ -34,14 +34,14 @@ def set_snapshot(snap: Snapshot) -> None:
 
 def period_controls(first: date, last: date) -> Period:
     """The sidebar's date range (a preset or a custom range) and "compare with the previous
-    period", bound to the URL (``?period=28d&compare=true``, ``?period=custom&dates=...``) so a
-    view can be shared; the entry script draws them for the pages that use them."""
+    period", bound to the URL so a view can be shared: ``?period=7+days&compare=false``,
+    ``?period=Custom&dates=2026-01-05&dates=2026-01-20``. The entry script draws them for the
+    pages that use them (bound there, the values survive switching between pages)."""
     with st.sidebar:
         st.markdown("**Date range**")
         preset = st.segmented_control(
             "Date range",
-            list(PRESETS),
-            format_func=PRESETS.get,
+            list(PRESETS),  # no format_func: the URL holds the option as shown
             default=DEFAULT_PRESET,
             required=True,
             key=PERIOD_PARAM,
@@ -50,7 +50,7 @@ def period_controls(first: date, last: date) -> Period:
             label_visibility="collapsed",
         )
         custom = None
-        if preset == "custom":
+        if preset == CUSTOM:
             picked = st.date_input(
                 "From – to",
                 value=(first, last),
