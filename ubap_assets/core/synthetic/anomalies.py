@@ -1,7 +1,8 @@
-"""The anomalies the generator plants, over which days and where: the ground truth the detectors face.
+"""The anomalies the generator plants, when and where: the ground truth the detectors face.
 
-Realistic incidents: multi-day (3 to 21 days; conversion drops last at least 5), partial (conversion -20 to -40%, traffic +30 to
-+60%, bot bursts adding 30 to 60% page views), some confined to one device or traffic source.
+Realistic incidents: multi-day (3 to 21 days; conversion drops last at least 5), partial
+(conversion -20 to -40%, traffic +30 to +60%, bot bursts adding 30 to 60% page views), some
+confined to one device or traffic source.
 
 The plan is a function of the world alone (seed, start, days, anomalies on or off), never of how
 far it has been generated, so the plan through a later day extends the plan through an earlier
