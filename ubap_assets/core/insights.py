@@ -140,9 +140,11 @@ def page_insights(stats: pl.DataFrame, pages: pl.DataFrame, p: InsightParams) ->
     titles = dict(
         zip(pages["page_id"].to_list(), pages["title"].fill_null("").to_list(), strict=False)
     )
-    types = dict(
-        zip(pages["page_id"].to_list(), pages["page_type"].fill_null("").to_list(), strict=False)
+    # A catalogue without page types (a bare page list) gets the advice for any page.
+    page_types = (
+        pages["page_type"] if "page_type" in pages.columns else pl.Series([None] * pages.height)
     )
+    types = dict(zip(pages["page_id"].to_list(), page_types.fill_null("").to_list(), strict=False))
     rows: list[dict] = []
     for metric, kind, volume_col in (
         ("exit_rate", "high_exit_page", "sessions"),
