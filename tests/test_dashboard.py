@@ -1092,3 +1092,207 @@ def test_no_incident_says_nothing_flagged_or_why_nothing_could_be_scored(
     assert any(reason in w.value and "could not be scored" in w.value for w in at.warning)
     unscored = next(f.value for f in at.dataframe if "reason" in f.value.columns)
     assert set(unscored["reason"]) == {reason}
+
+
+# --- the global date range, comparisons, labels and exports (the analyst's experience) ----------
+
+
+def _open_with(page: str, **params) -> AppTest:
+    """A page opened from a shared URL carrying ``params`` as query parameters."""
+    at = AppTest.from_file(str(APP), default_timeout=60)
+    at.query_params.update(params)
+    at.run()
+    if page != "overview":
+        at.switch_page(f"app_pages/{PAGE_FILES[page]}")
+        at.run()
+    return at
+
+
+def _all_metrics(at: AppTest):
+    return next(f.value for f in reversed(at.dataframe) if "sessions" in f.value.columns)
+
+
+def _daily(snapshot_dir: Path) -> pl.DataFrame:
+    return _read(snapshot_dir, "SELECT * FROM daily_trends WHERE dimension = 'all' ORDER BY day")
+
+
+def test_the_date_range_comes_from_the_url_and_changes_every_page(serving, snapshot_dir):
+    last = _daily(snapshot_dir)["day"].max()
+    at = _open_with("trends", period="7 days")
+    _no_exception(at)
+    control = at.sidebar.segmented_control(key="period")
+    assert control.value == "7 days"
+    # bound to the URL: the browser writes each change back as ?period=...
+    assert control.proto.query_param_key == "period"
+    assert at.toggle(key="compare").proto.query_param_key == "compare"
+    days = _all_metrics(at)["day"]
+    assert days.nunique() == 7 and days.max().date() == last
+    assert at.query_params["period"] == "7 days"
+
+    control.set_value("All").run()
+    _no_exception(at)
+    assert _all_metrics(at)["day"].nunique() == DAYS
+
+    # a custom range, shared as repeated dates, survives a switch to another page
+    first_day, last_day = START + timedelta(days=3), START + timedelta(days=9)
+    at = _open_with("funnels", period="Custom", dates=[str(first_day), str(last_day)])
+    _no_exception(at)
+    funnel = next(f.value for f in at.dataframe if "step_conversion" in f.value.columns)
+    expected = _read(
+        snapshot_dir,
+        "SELECT sum(sessions) AS n FROM funnel_daily WHERE step_index = 1 AND day BETWEEN ? AND ?",
+        [first_day, last_day],
+    )
+    assert funnel["sessions"][0] == expected["n"][0]
+    at.switch_page("app_pages/trends.py").run()
+    _no_exception(at)
+    shown = _all_metrics(at)["day"]
+    assert shown.min().date() == first_day and shown.max().date() == last_day
+
+
+def test_comparison_shows_previous_values_and_rate_changes_in_pp(serving, snapshot_dir):
+    daily = _daily(snapshot_dir)
+    last = daily["day"].max()
+    now = daily.filter(pl.col("day") > last - timedelta(days=7))
+    before = daily.filter(
+        (pl.col("day") <= last - timedelta(days=7)) & (pl.col("day") > last - timedelta(days=14))
+    )
+
+    def rate(frame):
+        return frame["converted_sessions"].sum() / frame["sessions"].sum()
+
+    at = _open_with("trends", period="7 days")
+    at.selectbox(key="trend_metric").set_value("conversion_rate").run()
+    _no_exception(at)
+    card = at.metric[0]
+    assert card.value == f"{rate(now):.1%}"
+    assert card.delta == f"{(rate(now) - rate(before)) * 100:+.1f} pp"
+    compared = next(f.value for f in at.dataframe if "previous" in f.value.columns)
+    assert compared["previous"][0] == pytest.approx(rate(before))
+    assert compared["change"][0] == pytest.approx((rate(now) - rate(before)) * 100)
+    # the previous period is drawn, dashed, on the current dates
+    spec = at.get("vega_lite_chart")[0].proto.spec
+    assert "previous period" in spec and "strokeDash" in spec
+
+    at.selectbox(key="trend_metric").set_value("sessions").run()
+    sessions = at.metric[0]
+    change = (now["sessions"].sum() - before["sessions"].sum()) / before["sessions"].sum()
+    assert sessions.value == f"{now['sessions'].sum():,}"
+    assert sessions.delta == f"{change:+.1%}"
+
+    # Overview's cards: the same period and rule, money with its symbol
+    at = _open_with("overview", period="7 days")
+    cards = {m.label: m for m in at.metric}
+    assert cards["Conversion rate"].delta == f"{(rate(now) - rate(before)) * 100:+.1f} pp"
+    assert cards["Revenue"].value.startswith("$")
+    at.toggle(key="compare").set_value(False).run()
+    assert all(not m.delta for m in at.metric)
+    assert "previous period" not in at.get("vega_lite_chart")[0].proto.spec
+
+
+def _headers(frame_element) -> dict[str, str]:
+    """Column -> the header a person sees (the column_config label, else the name)."""
+    config = json.loads(frame_element.proto.columns or "{}")
+    return {
+        column: (config.get(column) or {}).get("label") or column
+        for column in frame_element.value.columns
+    }
+
+
+@pytest.mark.parametrize("page", ["overview", "trends", "funnels", "predictions"])
+def test_tables_show_readable_headers(serving, page):
+    at = _open_with(page, period="All")
+    _no_exception(at)
+    for frame in at.dataframe:
+        snake = [h for h in _headers(frame).values() if "_" in h]
+        assert not snake, f"{page}: snake_case headers {snake}"
+
+
+def test_the_summary_names_its_provenance_once(serving):
+    at = _open("overview")
+    text = " ".join([m.value for m in at.markdown] + [c.value for c in at.caption])
+    assert text.count("Deterministic summary (no LLM)") == 1
+
+
+def test_a_user_list_exports_as_a_cohort_with_the_columns_shown(serving):
+    from ubap_dashboard import ui
+    from ubap_dashboard.data import predictions, source
+
+    at = _open("predictions")
+    _no_exception(at)
+    shown = at.dataframe[0].value
+    button = at.get("download_button")[0]
+    assert button.proto.label == f"Export these {len(shown)} users as a cohort (CSV)"
+    users = predictions.prediction_list(source.current(), "high_value", len(shown))
+    cohort = pl.read_csv(ui._csv(users))
+    assert cohort.columns == list(shown.columns)
+    assert cohort.columns[0] == "user_id" and {"why_1", "why_2", "why_3"} <= set(cohort.columns)
+    assert cohort["user_id"].to_list() == list(shown["user_id"])
+    assert cohort["why_1"][0] == "visited 5 product pages"
+    # the model in use is named in full, and a per-segment outlook is drawn
+    assert "**xgboost**" in [m.value for m in at.markdown]
+    outlook = next(f.value for f in at.dataframe if "at_risk_share" in f.value.columns)
+    assert set(outlook["segment_name"]) == set(SEGMENTS.values())
+    assert outlook["users"].sum() == len(_read_users(serving))
+
+
+def _read_users(directory: Path) -> pl.DataFrame:
+    return _read(directory, "SELECT user_id FROM user_predictions")
+
+
+def test_retention_leaves_out_the_pre_data_cohort_unless_asked(serving):
+    at = _open("funnels")
+    _no_exception(at)
+    retention = next(f.value for f in at.dataframe if "retention" in f.value.columns)
+    assert START not in {d.date() for d in retention["cohort_week"]}
+    captions = " ".join(c.value for c in at.caption)
+    assert f"The cohort of {START} is left out" in captions
+    assert "new users and quick ratio are inflated" in captions
+    at.toggle(key="retention_pre_data").set_value(True).run()
+    retention = next(f.value for f in at.dataframe if "retention" in f.value.columns)
+    assert START in {d.date() for d in retention["cohort_week"]}
+    cohorts = [
+        label
+        for chart in at.get("vega_lite_chart")
+        for dataset in chart.proto.datasets
+        for frame in [pl.read_ipc_stream(dataset.data.data)]
+        if "cohort" in frame.columns
+        for label in frame["cohort"].to_list()
+    ]
+    assert f"{START} (incl. pre-data users)" in cohorts
+
+
+def test_funnel_bars_say_share_of_first_step_and_step_rate():
+    from ubap_dashboard import charts
+
+    steps = pl.DataFrame(
+        {
+            "step_order": [1, 2, 3],
+            "step": ["page_view", "add_to_cart", "purchase"],
+            "sessions": [1000, 400, 340],
+            "step_conversion": [1.0, 0.4, 0.85],
+            "overall_conversion": [1.0, 0.4, 0.34],
+            "drop_off": [0.0, 0.6, 0.15],
+        }
+    )
+    labels = charts.funnel_labels(steps)["label"].to_list()
+    assert labels == [
+        "100% of first step",
+        "40.0% of first step · step 40.0%",
+        "34.0% of first step · step 85.0%",
+    ]
+    spec = charts.funnel(steps).to_dict()
+    titles = {t["title"] for layer in spec["layer"] for t in layer["encoding"]["tooltip"]}
+    assert {charts.OF_FIRST_STEP, charts.STEP_RATE} <= titles
+
+
+def test_trend_lines_are_straight_with_weekly_ticks_and_a_named_legend():
+    from ubap_dashboard import charts
+
+    frame = pl.DataFrame(
+        {"day": [START, START + timedelta(weeks=1)], "segment": ["mobile"] * 2, "value": [1, 2]}
+    )
+    spec = charts.trend_line(frame, color="segment", color_title="device", weekly=True).to_dict()
+    assert spec["mark"]["interpolate"] == "linear"
+    assert spec["encoding"]["color"]["title"] == "device"
+    assert spec["encoding"]["x"]["axis"]["tickCount"] == {"interval": "week", "step": 1}
