@@ -225,6 +225,23 @@ def _check_incident_annotation(page, url: str, labels: list[str], shots: Path) -
     return shot
 
 
+def _check_shared_range(page, url: str, shots: Path) -> Path:
+    """A shared URL opens Trends on its date range; picking another preset writes it back."""
+    page.goto(f"{url}/trends?period=7+days", wait_until="domcontentloaded")
+    _settle(page, "Trends")
+    sidebar = page.locator('[data-testid="stSidebar"]')
+    range_caption = sidebar.locator('[data-testid="stCaptionContainer"]').filter(has_text="→")
+    assert "(7 days)" in range_caption.last.inner_text()
+    assert "period=7+days" in page.url or "period=7%20days" in page.url
+    shot = shots / "trends_compare_7_days.png"
+    page.locator('[data-testid="stVegaLiteChart"]').first.screenshot(path=str(shot))
+    sidebar.get_by_text("All", exact=True).click()
+    page.wait_for_function("() => location.search.includes('period=All')", timeout=15_000)
+    _settle(page, "Trends")
+    assert "(7 days)" not in range_caption.last.inner_text()
+    return shot
+
+
 def test_every_page_renders_without_an_error_box(browser, tmp_path):
     """Empty state first; then a snapshot is published and the same server shows every page.
 
@@ -250,6 +267,7 @@ def test_every_page_renders_without_an_error_box(browser, tmp_path):
             assert labels or served, "the test snapshot has no incident to annotate"
             if labels:
                 taken.append(_check_incident_annotation(page, url, labels, shots))
+            taken.append(_check_shared_range(page, url, shots))
         finally:
             context.close()
             _copy_out(taken)
