@@ -4,6 +4,8 @@ Every encoding is typed ("day:T", "value:Q", "segment:N") and every mark has a f
 tooltip. Nothing here reads data or calls Streamlit, so each chart can be built in a test.
 """
 
+from datetime import date
+
 import altair as alt
 import polars as pl
 
@@ -57,11 +59,14 @@ def trend_line(
     ``previous_day``, drawn dashed and named "previous period" in the legend.
     """
     date_format = "week of %d %b %Y" if weekly else "%a %d %b %Y"
-    axis = (
-        alt.Axis(format="%d %b", tickCount={"interval": "week", "step": 1}, labelAngle=0)
-        if weekly
-        else alt.Axis(format="%d %b")
+    # one tick per week, or per day (every few days on longer ranges): never half-days
+    periods = max(frame[x].n_unique(), 1) if x in frame.columns else 1
+    interval = (
+        {"interval": "week", "step": 1}
+        if weekly or periods > 45
+        else {"interval": "day", "step": 1 if periods <= 14 else 2 if periods <= 31 else 4}
     )
+    axis = alt.Axis(format="%d %b", tickCount=interval, labelAngle=0)
     legend_title = color_title or (color.replace("_", " ") if color else None)
     tooltip = [
         alt.Tooltip(f"{x}:T", title="week" if weekly else "date", format=date_format),
@@ -102,7 +107,7 @@ _PERIOD_DASH = alt.StrokeDash(
     "period:N",
     title="period",
     scale=alt.Scale(domain=["current period", "previous period"], range=[[1, 0], [5, 4]]),
-    legend=alt.Legend(orient="bottom"),
+    legend=alt.Legend(orient="bottom", symbolType="stroke"),
 )
 
 
@@ -485,13 +490,25 @@ def incident_bands(windows: pl.DataFrame) -> alt.LayerChart:
     return bands + labels
 
 
-def annotate_incidents(chart: alt.TopLevelMixin, windows: pl.DataFrame) -> alt.TopLevelMixin:
+def annotate_incidents(
+    chart: alt.TopLevelMixin, windows: pl.DataFrame, start: date | None = None
+) -> alt.TopLevelMixin:
     """``chart`` with the incident windows shaded behind it (unchanged when there are none).
 
-    The layered chart renders as SVG, so each band and label is an element of the page.
+    A window that began before ``start`` (the chart's first day) is drawn from ``start``, so
+    it does not stretch the time axis. The layered chart renders as SVG, so each band and
+    label is an element of the page.
     """
     if windows.is_empty():
         return chart
+    if start is not None:
+        windows = windows.with_columns(
+            pl.when(pl.col("start") < pl.lit(start))
+            .then(pl.lit(start))
+            .otherwise(pl.col("start"))
+            .cast(windows.schema["start"])
+            .alias("start")
+        )
     layered = alt.layer(incident_bands(windows), chart).resolve_scale(color="independent")
     return layered.properties(usermeta={"embedOptions": {"renderer": "svg"}})
 

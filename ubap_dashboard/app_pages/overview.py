@@ -34,8 +34,9 @@ if ui.require(info, t.DAILY_TRENDS, what="The KPIs and the daily trend") and per
                 else ""
             )
         )
-        columns = st.columns(len(kpis.kpis))
-        for column, kpi in zip(columns, kpis.kpis, strict=True):
+        # two rows of three: each card's label and value read in full
+        columns = [*st.columns(3), *st.columns(3)]
+        for column, kpi in zip(columns, kpis.kpis, strict=False):
             with column:
                 ui.kpi(kpi, compare=period.compare)
 
@@ -119,7 +120,7 @@ if info.has(t.DAILY_TRENDS) and period:
         y_format=charts.metric_format(metric),
         previous=before,
     )
-    st.altair_chart(charts.annotate_incidents(chart, windows), width="stretch")
+    st.altair_chart(charts.annotate_incidents(chart, windows, period.start), width="stretch")
     with right:
         st.caption(
             f"{TREND_METRICS[metric]} per day, all users, {period.label()}"

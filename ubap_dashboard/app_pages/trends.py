@@ -41,7 +41,7 @@ if ui.require(info, t.DAILY_TRENDS, t.WEEKLY_TRENDS, what="The trends page"):
     )
     if period.compare and compared.height:
         shown = compared.head(6)
-        cards = st.columns(max(shown.height, 1))
+        cards = st.columns(3) if shown.height <= 3 else [*st.columns(3), *st.columns(3)]
         for slot, row in zip(cards, shown.iter_rows(named=True), strict=False):
             with slot:
                 title = label if breakdown == "all" else f"{label}: {row['segment']}"
@@ -68,7 +68,7 @@ if ui.require(info, t.DAILY_TRENDS, t.WEEKLY_TRENDS, what="The trends page"):
             weekly=grain == "weekly",
             previous=before,
         )
-        st.altair_chart(charts.annotate_incidents(chart, windows), width="stretch")
+        st.altair_chart(charts.annotate_incidents(chart, windows, start), width="stretch")
         partial = series.filter(~series["is_complete"]).height
         st.caption(
             f"{label} per {'day' if grain == 'daily' else 'ISO week (Monday start)'}"
