@@ -37,11 +37,15 @@ def prediction_list(snap: Snapshot, kind: str, limit: int = 100) -> pl.DataFrame
     shown = scored.with_columns(reasons).select(
         pl.exclude(*DROPPED, "why_1", "why_2", "why_3"), "why_1", "why_2", "why_3"
     )
-    if not snap_has(snap, t.USER_SEGMENTS):
-        return shown.drop("segment_name", strict=False)
-    return shown.select(
-        "user_id", pl.col("segment_name").alias("segment"), pl.exclude("user_id", "segment_name")
+    # who, the list's score and why first; ranks, the other score and the models after
+    score = "conversion_probability" if kind == "high_value" else "at_risk_probability"
+    first = ["user_id", "segment_name", score, "why_1", "why_2", "why_3"]
+    shown = shown.select(*[c for c in first if c in shown.columns], pl.exclude(*first)).rename(
+        {"segment_name": "segment"}, strict=False
     )
+    if not snap_has(snap, t.USER_SEGMENTS):
+        return shown.drop("segment", strict=False)
+    return shown
 
 
 @cached
