@@ -63,6 +63,8 @@ try:
     bounds = trends.trend_days(snapshot) if info.has(t.DAILY_TRENDS) else None
     if navigation.title in PERIOD_PAGES and bounds is not None:
         ui.period_controls(*bounds)
+    else:
+        ui.forget_period()
     navigation.run()
 except source.SnapshotChanged:
     # A refresh replaced (and pruned) the snapshot mid-render: start over on the new one.

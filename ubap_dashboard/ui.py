@@ -82,6 +82,11 @@ def period_controls(first: date, last: date) -> Period:
     return period
 
 
+def forget_period() -> None:
+    """No period this run (a page without the controls, or no trends to bound it)."""
+    st.session_state.pop(_PERIOD_KEY, None)
+
+
 def period() -> Period | None:
     """The period the entry script resolved this run (None on pages without the controls)."""
     return st.session_state.get(_PERIOD_KEY)
