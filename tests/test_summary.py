@@ -320,7 +320,7 @@ def test_summary_uses_the_other_helpers_tables_when_present(warehouse, tmp_path)
     assert facts.data["recommendations"]["lift_over_baseline"] == pytest.approx(1.5)
     text = s.deterministic_narrative(facts)
     assert "3 users scored, 2 with a purchase probability of 50% or more" in text
-    assert "best method hybrid (NDCG@k 0.25, +150.0% vs the global_popularity baseline)" in text
+    assert "served method hybrid (test NDCG@k 0.25; +150.0% vs the global_popularity baseline)" in text
     assert s.ungrounded_numbers(text, facts) == []
 
 
@@ -470,3 +470,30 @@ def test_summary_without_incidents_falls_back_to_points_or_says_missing():
     assert "incidents" not in data
     line, _ = _anomaly_line({"daily_trends": pl.DataFrame({"day": [PERIOD_END]})})
     assert line == "Anomalies: not available (the incidents and anomalies tables are missing)."
+
+
+def test_recommendations_report_the_served_method_or_say_why_not():
+    rows = {
+        "method": ["global_popularity", "ease", "hybrid"],
+        "is_baseline": [True, False, False],
+        "status": ["ok"] * 3,
+        "ndcg_at_k": [0.14, 0.30, 0.29],
+        "ndcg_ci_low": [0.13, 0.29, 0.28],
+        "ndcg_ci_high": [0.15, 0.31, 0.30],
+        "users_evaluated": [7006] * 3,
+        "is_served": [False, False, True],
+        "note": [""] * 3,
+    }
+    facts = s._recommendation_facts(pl.DataFrame(rows))
+    assert facts["served_method"] == "hybrid"  # the served one, not the best-scoring one
+    assert (facts["ndcg_ci_low"], facts["users_evaluated"]) == (0.28, 7006)
+    assert facts["best_baseline"] == "global_popularity"
+
+    short = {
+        **rows,
+        "status": ["insufficient data"] * 3,
+        "ndcg_at_k": [None] * 3,
+        "note": ["insufficient data: 7 test users (< 100)"] * 3,
+    }
+    facts = s._recommendation_facts(pl.DataFrame(short))
+    assert "served_method" not in facts and "7 test users" in facts["note"]

@@ -264,18 +264,7 @@ def gather_facts(con: duckdb.DuckDBPyConnection, period_days: int = PERIOD_DAYS)
 
     rec = _read(con, t.REC_EVALUATION, facts)
     if rec is not None and rec.height and "ndcg_at_k" in rec.columns:
-        best = rec.sort("ndcg_at_k", descending=True).row(0, named=True)
-        base = rec.filter(pl.col("is_baseline")) if "is_baseline" in rec.columns else rec.head(0)
-        r = {"best_method": best["method"], "ndcg_at_k": _clean(best["ndcg_at_k"])}
-        for k in ("hr_at_k", "coverage", "k"):
-            if k in best:
-                r[k] = _clean(best[k])
-        if base.height:
-            b = base.sort("ndcg_at_k", descending=True).row(0, named=True)
-            r["best_baseline"] = b["method"]
-            r["baseline_ndcg_at_k"] = _clean(b["ndcg_at_k"])
-            r["lift_over_baseline"] = _change(best["ndcg_at_k"], b["ndcg_at_k"])
-        data["recommendations"] = r
+        data["recommendations"] = _recommendation_facts(rec)
 
     data["missing_tables"] = list(facts.missing)
     data["notes"] = list(facts.notes)
@@ -300,6 +289,29 @@ def _num(x: float | int) -> str:
 
 def _value(metric: str, x: float) -> str:
     return _rate(x) if metric.endswith("_rate") else _num(x)
+
+
+def _recommendation_facts(rec: pl.DataFrame) -> dict:
+    """The served method on the test window (with n users and its interval), against the best
+    baseline; or the evaluation's own note where it had too little data to score."""
+    if "status" in rec.columns and (rec["status"] != "ok").all():
+        return {"status": rec["status"][0], "note": rec["note"][0] if "note" in rec.columns else ""}
+    scored = rec.filter(pl.col("ndcg_at_k").is_not_null())
+    served = scored.filter(pl.col("is_served")) if "is_served" in scored.columns else scored.head(0)
+    best = (served if served.height else scored.sort("ndcg_at_k", descending=True)).row(
+        0, named=True
+    )
+    r = {"served_method": best["method"], "ndcg_at_k": _clean(best["ndcg_at_k"])}
+    for k in ("ndcg_ci_low", "ndcg_ci_high", "users_evaluated", "hr_at_k", "coverage", "k"):
+        if k in best:
+            r[k] = _clean(best[k])
+    base = scored.filter(pl.col("is_baseline")) if "is_baseline" in scored.columns else None
+    if base is not None and base.height:
+        b = base.sort("ndcg_at_k", descending=True).row(0, named=True)
+        r["best_baseline"] = b["method"]
+        r["baseline_ndcg_at_k"] = _clean(b["ndcg_at_k"])
+        r["lift_over_baseline"] = _change(best["ndcg_at_k"], b["ndcg_at_k"])
+    return r
 
 
 def deterministic_narrative(facts: Facts) -> str:
@@ -361,10 +373,18 @@ def deterministic_narrative(facts: Facts) -> str:
     else:
         lines.append("Predictions: not available (user_predictions missing).")
     rec = d.get("recommendations")
-    if rec:
-        text = f"Recommendations: best method {rec['best_method']} (NDCG@k {rec['ndcg_at_k']}"
+    if rec and "served_method" not in rec:
+        lines.append(f"Recommendations: not scored ({rec['status']}: {rec['note']}).")
+    elif rec:
+        text = (
+            f"Recommendations: served method {rec['served_method']} (test NDCG@k {rec['ndcg_at_k']}"
+        )
+        if rec.get("ndcg_ci_low") is not None:
+            text += f", 95% interval {rec['ndcg_ci_low']}–{rec['ndcg_ci_high']}"
+        if rec.get("users_evaluated") is not None:
+            text += f", {rec['users_evaluated']:,} users"
         if "best_baseline" in rec:
-            text += f", {_pct(rec['lift_over_baseline'])} vs the {rec['best_baseline']} baseline"
+            text += f"; {_pct(rec['lift_over_baseline'])} vs the {rec['best_baseline']} baseline"
         lines.append(text + ").")
     else:
         lines.append("Recommendations: not available (rec_evaluation missing).")
