@@ -352,5 +352,6 @@ def trend_columns(frame_columns: list[str]) -> dict:
         elif fmt == charts.DECIMAL:
             config[name] = number(label, "%.2f", help=help)
         else:
-            config[name] = number(label, "%d" if name != "days_with_data" else "%d", help=help)
+            # rounded, not truncated: a period's daily mean of users reads as on its card
+            config[name] = number(label, "%.0f", help=help)
     return config

@@ -82,7 +82,7 @@ if ui.require(info, t.DAILY_TRENDS, t.WEEKLY_TRENDS, what="The trends page"):
             + (f". {partial} point(s) cover an incomplete period." if partial else ".")
             + (f" {anomalies.incident_note(windows, label)}" if windows.height else "")
         )
-        if period.compare and compared.height:
+        if period.compare and compared["previous"].is_not_null().any():
             is_rate = charts.metric_format(metric) == charts.PERCENT
             # a rate's change in percentage points, a count's or money's in the metric's unit
             table = compared.drop("days").rename({"segment": breakdown})
@@ -110,7 +110,7 @@ if ui.require(info, t.DAILY_TRENDS, t.WEEKLY_TRENDS, what="The trends page"):
     st.subheader("All metrics")
     rows = trends.trend_table(snap, grain, breakdown, start, end)
     ui.table(
-        rows.drop("dimension") if breakdown == "all" else rows,
+        rows.drop("dimension", "dimension_value") if breakdown == "all" else rows,
         f"{grain}_trends_{breakdown}",
         column_config={
             "day": st.column_config.DateColumn("Day", format="YYYY-MM-DD"),
