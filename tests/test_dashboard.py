@@ -1199,13 +1199,20 @@ def _headers(frame_element) -> dict[str, str]:
     }
 
 
-@pytest.mark.parametrize("page", ["overview", "trends", "funnels", "predictions"])
+@pytest.mark.parametrize("page", ["overview", "trends", "funnels", "segments", "predictions"])
 def test_tables_show_readable_headers(serving, page):
     at = _open_with(page, period="All")
     _no_exception(at)
     for frame in at.dataframe:
         snake = [h for h in _headers(frame).values() if "_" in h]
         assert not snake, f"{page}: snake_case headers {snake}"
+        config = json.loads(frame.proto.columns or "{}")
+        for column in frame.value.columns:  # rates as %, money with its symbol
+            shown_as = config.get(column, {}).get("type_config", {}).get("format")
+            if column.endswith(("_rate", "_share", "conversion")):
+                assert shown_as == "percent", (page, column, shown_as)
+            if column == "revenue":
+                assert shown_as == "dollar", (page, column, shown_as)
 
 
 def test_the_summary_names_its_provenance_once(serving):

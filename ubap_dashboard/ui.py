@@ -205,6 +205,19 @@ def _csv(frame: pl.DataFrame) -> bytes:
     return flat.write_csv().encode()
 
 
+def _unit_formats(frame: pl.DataFrame) -> dict:
+    """Rates and shares (0..1) as %, revenue in $, for numeric columns a page did not label."""
+    config: dict = {}
+    for name, dtype in frame.schema.items():
+        if not dtype.is_numeric():
+            continue
+        if name.endswith(("_rate", "_share")) or name in ("share", "conversion", "retention"):
+            config[name] = percent(readable(name))
+        elif "revenue" in name:
+            config[name] = money_column(readable(name))
+    return config
+
+
 def _time_formats(frame: pl.DataFrame) -> dict:
     """Show dates as dates and timestamps to the minute (the grid's default adds midnight)."""
     config: dict = {}
@@ -238,6 +251,7 @@ def table(
         st.caption("No rows.")
     config = {
         **{column: readable(column) for column in frame.columns},
+        **_unit_formats(frame),
         **_time_formats(frame),
         **(column_config or {}),
     }
