@@ -5,34 +5,25 @@ import dagster as dg
 import polars as pl
 
 from ubap_assets.core.anomalies import MAX_ABS_SCORE
+from ubap_assets.lib.checks import skip, skippable_check
 from ubap_assets.warehouse import tables as t
 
 MIN_F1 = 0.7
 
 
-# blocking=True only orders it before the serving snapshot: a WARN result never blocks.
-@dg.multi_asset_check(
-    specs=[
-        dg.AssetCheckSpec(
-            "anomaly_detection_f1",
-            asset=t.ANOMALY_SCORES,
-            description=(
-                f"Incident-level F1 of the detector against the planted anomalies is at least "
-                f"{MIN_F1} (warns; skipped when there is no ground truth)."
-            ),
-            blocking=True,
-        )
-    ],
-    can_subset=True,
+@skippable_check(
+    "anomaly_detection_f1",
+    asset=t.ANOMALY_SCORES,
+    description=(
+        f"Incident-level F1 of the detector against the planted anomalies is at least "
+        f"{MIN_F1} (warns; skipped when there is no ground truth)."
+    ),
     ins={"anomaly_scores": dg.AssetIn(t.ANOMALY_SCORES)},
 )
 def anomaly_detection_f1(context: dg.AssetCheckExecutionContext, anomaly_scores: pl.DataFrame):
     row = anomaly_scores.filter((pl.col("detector") == "ensemble") & (pl.col("kind") == "overall"))
     if row.height == 0:
-        context.log.warning(
-            "anomaly_detection_f1 skipped: insufficient data: no planted anomaly (ground truth) "
-            "within the scored days"
-        )
+        skip(context, "insufficient data: no planted anomaly (ground truth) within the scored days")
         return
     r = row.row(0, named=True)
     yield dg.AssetCheckResult(

@@ -7,21 +7,17 @@ import polars as pl
 from dagster_duckdb import DuckDBResource
 
 from ubap_assets.core import features
+from ubap_assets.lib.checks import skip, skippable_check
 from ubap_assets.warehouse import tables as t
 
 
-@dg.multi_asset_check(
-    specs=[
-        dg.AssetCheckSpec(
-            "user_features_ignore_future_events",
-            asset=t.USER_FEATURES,
-            description="Features at a mid-history cutoff are identical whether or not the "
-            "events after it exist (every later event acts as a planted future event). "
-            "Skipped with fewer than 2 days of events.",
-            blocking=True,
-        )
-    ],
-    can_subset=True,
+@skippable_check(
+    "user_features_ignore_future_events",
+    asset=t.USER_FEATURES,
+    description="Features at a mid-history cutoff are identical whether or not the "
+    "events after it exist (every later event acts as a planted future event). "
+    "Skipped with fewer than 2 days of events.",
+    blocking=True,
 )
 def user_features_ignore_future_events(
     context: dg.AssetCheckExecutionContext, warehouse: DuckDBResource
@@ -30,9 +26,7 @@ def user_features_ignore_future_events(
         first, end = features.event_span(con)
         days = (end - first).days
         if days < 2:
-            context.log.warning(
-                f"user_features_ignore_future_events skipped: {days} day(s) of events, 2 needed"
-            )
+            skip(context, f"{days} day(s) of events, 2 needed")
             return
         cutoff = first + timedelta(days=days // 2)
         lookback = max(days // 2, 1)

@@ -6,6 +6,7 @@ import polars as pl
 from dagster_duckdb import DuckDBResource
 
 from ubap_assets.core import features, model_evaluation, models
+from ubap_assets.lib.checks import skip, skippable_check
 from ubap_assets.warehouse import tables as t
 
 SPLITS = {"train": "train_cutoff", "validation": "valid_cutoff", "test": "test_cutoff"}
@@ -23,26 +24,21 @@ def _plan(card: dict) -> features.TimePlan:
     )
 
 
-@dg.multi_asset_check(
-    specs=[
-        dg.AssetCheckSpec(
-            "label_windows_read_only_their_window",
-            asset=t.MODEL_CARDS,
-            description="Recomputed from the events: each task's labels at the train, "
-            "validation and test cutoffs are unchanged when every event outside their window "
-            "is removed (no label event at or before the cutoff, none after the window), and "
-            "the three windows are disjoint and in time order. Skipped without a card.",
-            blocking=True,
-        )
-    ],
-    can_subset=True,
+@skippable_check(
+    "label_windows_read_only_their_window",
+    asset=t.MODEL_CARDS,
+    description="Recomputed from the events: each task's labels at the train, "
+    "validation and test cutoffs are unchanged when every event outside their window "
+    "is removed (no label event at or before the cutoff, none after the window), and "
+    "the three windows are disjoint and in time order. Skipped without a card.",
+    blocking=True,
     ins={"model_cards": dg.AssetIn(t.MODEL_CARDS)},
 )
 def label_windows_read_only_their_window(
     context: dg.AssetCheckExecutionContext, warehouse: DuckDBResource, model_cards: pl.DataFrame
 ):
     if model_cards.is_empty():
-        context.log.warning("label_windows_read_only_their_window skipped: no model card")
+        skip(context, "no model card")
         return
     card = model_cards.row(0, named=True)
     plan = _plan(card)
@@ -58,7 +54,7 @@ def label_windows_read_only_their_window(
             try:
                 frame = features.compute_features(con, cutoff, plan.lookback_days)
             except features.FeatureWindowError as err:  # models kept from an earlier run
-                context.log.warning(f"label_windows_read_only_their_window skipped: {err}")
+                skip(context, f"{err}")
                 return
             for task, labeller in models.LABELLERS.items():
                 changed[f"{task}_{split}"] = features.label_window_guard(
@@ -84,32 +80,27 @@ def label_windows_read_only_their_window(
     )
 
 
-@dg.multi_asset_check(
-    specs=[
-        dg.AssetCheckSpec(
-            "training_features_ignore_future_events",
-            asset=t.MODEL_CARDS,
-            description="The features at the training cutoff are identical with and without "
-            "every event after it (the validation and test periods act as planted future "
-            "events). Skipped when the events no longer cover the cards' windows.",
-            blocking=True,
-        )
-    ],
-    can_subset=True,
+@skippable_check(
+    "training_features_ignore_future_events",
+    asset=t.MODEL_CARDS,
+    description="The features at the training cutoff are identical with and without "
+    "every event after it (the validation and test periods act as planted future "
+    "events). Skipped when the events no longer cover the cards' windows.",
+    blocking=True,
     ins={"model_cards": dg.AssetIn(t.MODEL_CARDS)},
 )
 def training_features_ignore_future_events(
     context: dg.AssetCheckExecutionContext, warehouse: DuckDBResource, model_cards: pl.DataFrame
 ):
     if model_cards.is_empty():
-        context.log.warning("training_features_ignore_future_events skipped: no model card")
+        skip(context, "no model card")
         return
     row = model_cards.row(0, named=True)
     try:
         with warehouse.get_connection() as con:
             differing = features.future_events_guard(con, row["train_cutoff"], row["lookback_days"])
     except features.FeatureWindowError as err:  # models kept from an earlier run
-        context.log.warning(f"training_features_ignore_future_events skipped: {err}")
+        skip(context, f"{err}")
         return
     yield dg.AssetCheckResult(
         check_name="training_features_ignore_future_events",
@@ -121,18 +112,13 @@ def training_features_ignore_future_events(
     )
 
 
-@dg.multi_asset_check(
-    specs=[
-        dg.AssetCheckSpec(
-            "no_label_derivable_from_features",
-            asset=t.MODEL_CARDS,
-            description="No single feature separates a task's training labels: the lower end "
-            f"of its ROC-AUC's bootstrap 95% interval stays below {models.LEAKAGE_AUC}. "
-            "Skipped when no task had enough data to train.",
-            blocking=True,
-        )
-    ],
-    can_subset=True,
+@skippable_check(
+    "no_label_derivable_from_features",
+    asset=t.MODEL_CARDS,
+    description="No single feature separates a task's training labels: the lower end "
+    f"of its ROC-AUC's bootstrap 95% interval stays below {models.LEAKAGE_AUC}. "
+    "Skipped when no task had enough data to train.",
+    blocking=True,
     ins={"model_cards": dg.AssetIn(t.MODEL_CARDS)},
 )
 def no_label_derivable_from_features(
@@ -141,7 +127,7 @@ def no_label_derivable_from_features(
     trained = model_cards.filter(pl.col("max_single_feature_auc").is_not_null())
     if trained.is_empty():
         notes = "; ".join(model_cards["note"].drop_nulls().unique().to_list())
-        context.log.warning(f"no_label_derivable_from_features skipped: {notes or 'no card'}")
+        skip(context, f"{notes or 'no card'}")
         return
     worst = trained.sort("max_single_feature_auc_ci_low", descending=True).row(0, named=True)
     yield dg.AssetCheckResult(
@@ -158,24 +144,19 @@ def no_label_derivable_from_features(
     )
 
 
-@dg.multi_asset_check(
-    specs=[
-        dg.AssetCheckSpec(
-            "models_below_ceiling",
-            asset=t.MODEL_METRICS,
-            description="On the test window no model's ROC-AUC interval lies above the "
-            "generator's true propensities (that smells of leakage); a warning. Skipped "
-            "without ground truth.",
-        )
-    ],
-    can_subset=True,
+@skippable_check(
+    "models_below_ceiling",
+    asset=t.MODEL_METRICS,
+    description="On the test window no model's ROC-AUC interval lies above the "
+    "generator's true propensities (that smells of leakage); a warning. Skipped "
+    "without ground truth.",
     ins={"model_metrics": dg.AssetIn(t.MODEL_METRICS)},
 )
 def models_below_ceiling(context: dg.AssetCheckExecutionContext, model_metrics: pl.DataFrame):
     tested = model_metrics.filter(pl.col("split") == models.TEST)
     ceiling = tested.filter(pl.col("model") == models.CEILING)
     if ceiling.is_empty():
-        context.log.warning("models_below_ceiling skipped: no ground truth (no ceiling rows)")
+        skip(context, "no ground truth (no ceiling rows)")
         return
     fitted = tested.filter(pl.col("model") != models.CEILING).join(
         ceiling.select("task", ceiling_auc="roc_auc"), on="task"
@@ -192,17 +173,12 @@ def models_below_ceiling(context: dg.AssetCheckExecutionContext, model_metrics: 
     )
 
 
-@dg.multi_asset_check(
-    specs=[
-        dg.AssetCheckSpec(
-            "served_models_beat_chance",
-            asset=t.MODEL_METRICS,
-            description="Each model in service ranks the test window better than chance: the "
-            "lower end of its ROC-AUC's 95% interval is above 0.5; a warning. Skipped when no "
-            "task had enough data (the numbers are in the log and model_metrics.note).",
-        )
-    ],
-    can_subset=True,
+@skippable_check(
+    "served_models_beat_chance",
+    asset=t.MODEL_METRICS,
+    description="Each model in service ranks the test window better than chance: the "
+    "lower end of its ROC-AUC's 95% interval is above 0.5; a warning. Skipped when no "
+    "task had enough data (the numbers are in the log and model_metrics.note).",
     ins={"model_metrics": dg.AssetIn(t.MODEL_METRICS)},
 )
 def served_models_beat_chance(context: dg.AssetCheckExecutionContext, model_metrics: pl.DataFrame):
@@ -210,7 +186,7 @@ def served_models_beat_chance(context: dg.AssetCheckExecutionContext, model_metr
     skipped = model_metrics.filter(pl.col("status") == models.INSUFFICIENT)
     if served.is_empty():
         notes = "; ".join(skipped["note"].drop_nulls().unique().to_list())
-        context.log.warning(f"served_models_beat_chance skipped: insufficient data: {notes}")
+        skip(context, f"insufficient data: {notes}")
         return
     weak = served.filter(pl.col("roc_auc_ci_low") <= 0.5)
     yield dg.AssetCheckResult(

@@ -7,21 +7,16 @@ import numpy as np
 import polars as pl
 from dagster_duckdb import DuckDBResource
 
+from ubap_assets.lib.checks import skip, skippable_check
 from ubap_assets.warehouse import tables
 
 
-@dg.multi_asset_check(
-    specs=[
-        dg.AssetCheckSpec(
-            "hybrid_beats_popularity",
-            asset=tables.REC_EVALUATION,
-            description="The hybrid's test NDCG@k beats global popularity's: the lower end of "
-            "the paired bootstrap 95% interval of the difference is above 0 (skipped with "
-            "insufficient data).",
-            blocking=False,
-        )
-    ],
-    can_subset=True,
+@skippable_check(
+    "hybrid_beats_popularity",
+    asset=tables.REC_EVALUATION,
+    description="The hybrid's test NDCG@k beats global popularity's: the lower end of "
+    "the paired bootstrap 95% interval of the difference is above 0 (skipped with "
+    "insufficient data).",
     ins={"rec_evaluation": dg.AssetIn(tables.REC_EVALUATION)},
 )
 def hybrid_beats_popularity(
@@ -32,7 +27,7 @@ def hybrid_beats_popularity(
     popularity = rec_evaluation.filter(pl.col("method") == "global_popularity")
     if hybrid.is_empty() or popularity.is_empty() or hybrid["status"][0] != "ok":
         why = rec_evaluation["note"][0] if rec_evaluation.height else "rec_evaluation is empty"
-        context.log.warning(f"hybrid_beats_popularity skipped: {why}")
+        skip(context, f"{why}")
         return  # no result: Dagster shows the check as SKIPPED
     row, base = hybrid.row(0, named=True), popularity.row(0, named=True)
     low, high = row["ndcg_minus_popularity_ci_low"], row["ndcg_minus_popularity_ci_high"]

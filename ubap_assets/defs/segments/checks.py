@@ -5,21 +5,17 @@ from collections.abc import Iterator
 import dagster as dg
 import polars as pl
 
+from ubap_assets.lib.checks import skip, skippable_check
 from ubap_assets.warehouse import tables as t
 
 MIN_PERSONA_ARI = 0.6
 
 
-@dg.multi_asset_check(
-    specs=[
-        dg.AssetCheckSpec(
-            "segments_recover_personas",
-            asset=t.SEGMENT_SCORES,
-            description=f"The segments agree with the generator's latent personas (adjusted "
-            f"Rand index >= {MIN_PERSONA_ARI}); a warning. Skipped without ground truth.",
-        )
-    ],
-    can_subset=True,
+@skippable_check(
+    "segments_recover_personas",
+    asset=t.SEGMENT_SCORES,
+    description=f"The segments agree with the generator's latent personas (adjusted "
+    f"Rand index >= {MIN_PERSONA_ARI}); a warning. Skipped without ground truth.",
     ins={"segment_scores": dg.AssetIn(t.SEGMENT_SCORES)},
 )
 def segments_recover_personas(
@@ -29,7 +25,7 @@ def segments_recover_personas(
     row = segment_scores.row(0, named=True) if segment_scores.height else {}
     if row.get("persona_ari") is None:
         reason = row.get("note") or "segment_scores is empty"
-        context.log.warning(f"segments_recover_personas skipped: {reason}")
+        skip(context, f"{reason}")
         return
     value = float(row["persona_ari"])
     yield dg.AssetCheckResult(
