@@ -71,6 +71,7 @@ def build_warehouse(
         (t.WEEKLY_TRENDS, trends.weekly_trends(con)),
         (t.SEGMENT_TRENDS, segment_daily),
         (t.FUNNEL_DAILY, trends.funnel_daily(con)),
+        (t.FUNNEL_DIMENSIONS, trends.funnel_dimensions(con)),
         (t.FUNNEL_SEGMENTS, trends.funnel_segments(con)),
         (t.RETENTION_COHORTS, trends.retention_cohorts(con)),
         (t.LIFECYCLE_WEEKLY, trends.lifecycle_weekly(con)),
@@ -79,7 +80,11 @@ def build_warehouse(
 
     settings = anomalies.DetectorSettings()
     series = anomalies.monitored_series(
-        daily, segment_daily, trends.funnel_daily(con), trends.funnel_segments(con)
+        daily,
+        segment_daily,
+        trends.funnel_daily(con),
+        trends.funnel_segments(con),
+        trends.funnel_dimensions(con),
     )
     history = anomalies.detect(series, settings)
     history, incidents, contributors = anomalies.build_incidents(history, series, settings)

@@ -189,6 +189,138 @@ def test_funnel_is_ordered(con):
     assert wed["sessions"].sum() == 0 and wed["step_conversion"].sum() == 0.0
 
 
+def _funnel(frame: pl.DataFrame, day: date, dimension: str, value: str) -> list[int]:
+    rows = frame.filter(
+        (pl.col("day") == day)
+        & (pl.col("dimension") == dimension)
+        & (pl.col("dimension_value") == value)
+    )
+    return rows.sort("step_index")["sessions"].to_list()
+
+
+def test_funnel_by_device_and_source_known_values(con):
+    funnel = trends.funnel_dimensions(con)
+    _no_nan(funnel)
+    mon, tue, wed = date(2026, 1, 5), date(2026, 1, 6), date(2026, 1, 7)
+    assert _funnel(funnel, mon, "device", "desktop") == [1, 1, 1, 1, 1]
+    assert _funnel(funnel, mon, "device", "mobile") == [2, 0, 0, 0, 0]
+    assert _funnel(funnel, mon, "traffic_source", "organic") == [1, 1, 1, 1, 1]
+    assert _funnel(funnel, mon, "traffic_source", "paid") == [2, 0, 0, 0, 0]
+    assert _funnel(funnel, tue, "traffic_source", "direct") == [1, 1, 0, 0, 0]
+    # Every value has every day: zeros (not missing rows, not NaN) where it had no session.
+    assert _funnel(funnel, tue, "device", "mobile") == [0, 0, 0, 0, 0]
+    assert _funnel(funnel, wed, "all", "all") == [0, 0, 0, 0, 0]
+    mobile = funnel.filter((pl.col("day") == mon) & (pl.col("dimension_value") == "mobile"))
+    assert mobile["step_conversion"].to_list() == [1.0, 0.0, 0.0, 0.0, 0.0]
+    assert mobile["drop_off"].to_list() == [0, 2, 0, 0, 0]
+    # The 'all' rows are funnel_daily: one funnel definition.
+    overall = funnel.filter(pl.col("dimension") == "all").drop("dimension", "dimension_value")
+    assert overall.equals(trends.funnel_daily(con))
+
+
+def test_funnel_dimensions_add_up_to_the_funnel(tiny_world):
+    c = duckdb.connect()
+    events, pages = tiny_world.events, tiny_world.pages  # noqa: F841
+    c.execute("CREATE TABLE events AS SELECT * FROM events")
+    c.execute("CREATE TABLE pages AS SELECT * FROM pages")
+    trends.build_sessions(c)
+    daily = trends.funnel_daily(c)
+    by_dim = trends.funnel_dimensions(c)
+    c.close()
+    _no_nan(by_dim)
+    assert set(by_dim["dimension"]) == {"all", "device", "traffic_source"}
+    assert by_dim.filter(pl.col("dimension") == "device")["dimension_value"].n_unique() >= 2
+    total = daily.select("day", "step_index", total="sessions")
+    for dimension in ("device", "traffic_source"):
+        sums = (
+            by_dim.filter(pl.col("dimension") == dimension)
+            .group_by("day", "step_index")
+            .agg(pl.col("sessions").sum())
+            .join(total, on=["day", "step_index"], how="full", coalesce=True)
+        )
+        assert sums.height == daily.height
+        assert (sums["sessions"] == sums["total"]).all(), dimension
+    grew = by_dim.with_columns(
+        pl.col("sessions").diff().over("day", "dimension", "dimension_value").alias("d")
+    ).filter(pl.col("d") > 0)
+    assert grew.height == 0
+    assert by_dim["step_conversion"].is_between(0.0, 1.0).all()
+    mobile = by_dim.filter((pl.col("dimension_value") == "mobile") & (pl.col("step") == "purchase"))
+    assert mobile["sessions"].sum() > 0
+
+
+def test_funnel_dimensions_check_catches_a_split_that_does_not_add_up(tiny_world):
+    from ubap_assets.defs.trends.checks import funnel_dimensions_reconcile
+
+    c = duckdb.connect()
+    events, pages = tiny_world.events, tiny_world.pages  # noqa: F841
+    c.execute("CREATE TABLE events AS SELECT * FROM events")
+    c.execute("CREATE TABLE pages AS SELECT * FROM pages")
+    trends.build_sessions(c)
+    daily, by_dim = trends.funnel_daily(c), trends.funnel_dimensions(c)
+    c.close()
+    good = funnel_dimensions_reconcile(funnel_dimensions=by_dim, funnel_daily=daily)
+    assert good.passed, good.metadata
+    first = by_dim["day"].min()
+    tampered = by_dim.with_columns(
+        sessions=pl.when(
+            (pl.col("day") == first)
+            & (pl.col("dimension_value") == "mobile")
+            & (pl.col("step_index") == 1)
+        )
+        .then(pl.col("sessions") + 1)
+        .otherwise(pl.col("sessions"))
+    )
+    bad = funnel_dimensions_reconcile(funnel_dimensions=tampered, funnel_daily=daily)
+    assert not bad.passed
+    assert bad.metadata["sums_not_equal_to_funnel_daily"].value == 1
+    assert bad.metadata["mismatched_dimensions"].value == "device"
+
+
+def test_funnel_dimensions_reject_an_unknown_dimension(con):
+    with pytest.raises(ValueError, match="funnel dimensions must be among"):
+        trends.funnel_dimensions(con, dimensions=("country",))
+
+
+def test_detector_monitors_funnel_steps_by_device(tiny_world):
+    from ubap_assets.core import anomalies
+
+    c = duckdb.connect()
+    events, pages = tiny_world.events, tiny_world.pages  # noqa: F841
+    c.execute("CREATE TABLE events AS SELECT * FROM events")
+    c.execute("CREATE TABLE pages AS SELECT * FROM pages")
+    trends.build_sessions(c)
+    daily, funnel = trends.daily_trends(c), trends.funnel_daily(c)
+    by_dim = trends.funnel_dimensions(c)
+    c.close()
+    series = anomalies.monitored_series(daily, None, funnel, None, by_dim)
+    mobile = series.filter(
+        (pl.col("dimension") == "device")
+        & (pl.col("dimension_value") == "mobile")
+        & (pl.col("metric") == "funnel_purchase")
+    ).sort("day")
+    complete = by_dim.filter(pl.col("is_complete") & (pl.col("dimension_value") == "mobile"))
+    assert mobile.height == complete["day"].n_unique()
+    purchases = complete.filter(pl.col("step") == "purchase").sort("day")["sessions"]
+    checkouts = complete.filter(pl.col("step") == "checkout_start").sort("day")["sessions"]
+    assert mobile["numerator"].to_list() == purchases.cast(pl.Float64).to_list()
+    assert mobile["denominator"].to_list() == checkouts.cast(pl.Float64).to_list()
+    funnel_scopes = series.filter(pl.col("metric").str.starts_with("funnel_")).select(
+        "dimension", "dimension_value"
+    )
+    assert {"all", "device", "traffic_source"} <= set(funnel_scopes["dimension"])
+    # 'all' is monitored once (from funnel_daily), not again from funnel_dimensions.
+    assert (
+        series.filter(pl.col("dimension") == "all").select("day", "metric").is_duplicated().sum()
+        == 0
+    )
+    history = anomalies.detect(series, anomalies.DetectorSettings())
+    scored = history.filter(
+        (pl.col("dimension") == "device") & pl.col("metric").str.starts_with("funnel_")
+    )
+    assert scored.height > 0 and scored["score"].is_finite().all()
+
+
 def test_retention_and_lifecycle(con):
     ret = trends.retention_cohorts(con)
     _no_nan(ret)
@@ -238,6 +370,7 @@ def test_empty_events_give_empty_tables():
         trends.weekly_trends,
         trends.segment_trends,
         trends.funnel_daily,
+        trends.funnel_dimensions,
         trends.funnel_segments,
         trends.retention_cohorts,
         trends.lifecycle_weekly,

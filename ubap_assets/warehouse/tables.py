@@ -32,6 +32,7 @@ DAILY_TRENDS: Final = "daily_trends"
 WEEKLY_TRENDS: Final = "weekly_trends"
 SEGMENT_TRENDS: Final = "segment_trends"
 FUNNEL_DAILY: Final = "funnel_daily"
+FUNNEL_DIMENSIONS: Final = "funnel_dimensions"  # funnel_daily by device and traffic source
 FUNNEL_SEGMENTS: Final = "funnel_segments"
 RETENTION_COHORTS: Final = "retention_cohorts"
 LIFECYCLE_WEEKLY: Final = "lifecycle_weekly"
@@ -74,6 +75,7 @@ SERVING_TABLES: Final[tuple[str, ...]] = (
     WEEKLY_TRENDS,
     SEGMENT_TRENDS,
     FUNNEL_DAILY,
+    FUNNEL_DIMENSIONS,
     FUNNEL_SEGMENTS,
     RETENTION_COHORTS,
     LIFECYCLE_WEEKLY,

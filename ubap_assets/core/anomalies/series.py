@@ -1,5 +1,6 @@
 """The monitored series: one row per complete day x scope x metric, with what its noise model
-needs (numerator, denominator, sample size), from daily_trends, segment_trends and the funnels."""
+needs (numerator, denominator, sample size), from daily_trends, segment_trends and the funnels
+(funnel_daily, funnel_dimensions by device and traffic source, funnel_segments)."""
 
 import polars as pl
 
@@ -86,8 +87,14 @@ def monitored_series(
     segments: pl.DataFrame | None = None,
     funnel: pl.DataFrame | None = None,
     funnel_segments: pl.DataFrame | None = None,
+    funnel_dimensions: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
-    """Every complete day x scope (all, device, traffic source, segment) x monitored metric."""
+    """Every complete day x scope (all, device, traffic source, segment) x monitored metric.
+
+    The funnel steps' scopes: ``all`` from ``funnel`` (funnel_daily), device and traffic source
+    from ``funnel_dimensions`` (its ``all`` rows repeat funnel_daily and are left out), segments
+    from ``funnel_segments``.
+    """
     parts = []
     if daily.height:
         parts.append(_trend_long(daily.filter(pl.col("is_complete"))))
@@ -111,6 +118,16 @@ def monitored_series(
         seg = funnel_segments.filter(pl.col("is_complete") & (pl.col("segment_id") != "all"))
         parts.append(
             _funnel_long(seg, ["day", "segment_id"], pl.lit("segment"), pl.col("segment_name"))
+        )
+    if funnel_dimensions is not None and funnel_dimensions.height:
+        dims = funnel_dimensions.filter(pl.col("is_complete") & (pl.col("dimension") != "all"))
+        parts.append(
+            _funnel_long(
+                dims,
+                ["day", "dimension", "dimension_value"],
+                pl.col("dimension"),
+                pl.col("dimension_value"),
+            )
         )
     if not parts:
         return pl.DataFrame(schema=SERIES_SCHEMA)

@@ -18,12 +18,17 @@ One module per table family; this package re-exports their public names so that 
 - ``segments``: the segment ids and names the per-segment tables join;
 - ``sessions``: the ``sessions`` table (the one pass over the events);
 - ``period_metrics``: daily, weekly and per-segment trends, and their reconciliation;
-- ``funnels``: the ordered funnel per day (and segment);
+- ``funnels``: the ordered funnel per day (and device, traffic source, segment);
 - ``retention``: weekly cohorts and lifecycle states.
 """
 
 from ubap_assets.core.trends.bounds import COMPLETE_FROM_HOUR, Bounds, data_bounds
-from ubap_assets.core.trends.funnels import FUNNEL_STEPS, funnel_daily, funnel_segments
+from ubap_assets.core.trends.funnels import (
+    FUNNEL_STEPS,
+    funnel_daily,
+    funnel_dimensions,
+    funnel_segments,
+)
 from ubap_assets.core.trends.period_metrics import (
     DIMENSIONS,
     METRICS,
@@ -60,6 +65,7 @@ __all__ = [
     "daily_trends",
     "data_bounds",
     "funnel_daily",
+    "funnel_dimensions",
     "funnel_segments",
     "lifecycle_weekly",
     "product_page_ids",

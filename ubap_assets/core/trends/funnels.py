@@ -1,14 +1,17 @@
-"""The ordered funnel per day (funnel_daily) and per day x segment (funnel_segments).
+"""The ordered funnel per day (funnel_daily), per day x device / traffic source
+(funnel_dimensions) and per day x segment (funnel_segments).
 
 The steps reached come from the sessions table's ``reached_<step>`` flags, which already hold
-the order (a step counts only at or after the previous one); here they are counted and turned
-into step conversion and drop-off.
+the order (a step counts only at or after the previous one); here they are counted
+(``_REACHED_COUNTS``) and turned into step conversion and drop-off (``_funnel_long``), the one
+definition all three tables share.
 """
 
 import duckdb
 import polars as pl
 
 from ubap_assets.core.trends.bounds import Bounds, data_bounds
+from ubap_assets.core.trends.period_metrics import DIMENSIONS, _dimension_sql
 from ubap_assets.core.trends.segments import ALL_SEGMENT_ID, segment_labels, use_segments
 from ubap_assets.warehouse import tables
 
@@ -75,13 +78,47 @@ _FUNNEL_SCHEMA: dict[str, pl.DataType] = {
 
 
 def funnel_daily(con: duckdb.DuckDBPyConnection, sessions: str = tables.SESSIONS) -> pl.DataFrame:
-    """One row per day x funnel step (ordered funnel over sessions starting that day)."""
+    """One row per day x funnel step (ordered funnel over sessions starting that day): the
+    ``all`` rows of :func:`funnel_dimensions`."""
+    return funnel_dimensions(con, sessions, dimensions=()).drop("dimension", "dimension_value")
+
+
+def funnel_dimensions(
+    con: duckdb.DuckDBPyConnection,
+    sessions: str = tables.SESSIONS,
+    dimensions: tuple[str, ...] = DIMENSIONS,
+) -> pl.DataFrame:
+    """One row per day x dimension x dimension value x funnel step.
+
+    ``dimension`` is ``all`` (value ``all``) or one of ``dimensions`` (sessions columns: device,
+    traffic_source), labelled as in daily_trends (a missing value is ``unknown``). A session has
+    one device and one source, so each dimension's values add up to the ``all`` row. Every
+    value seen in the data has every day (zeros where it had no session).
+    """
+    unknown = set(dimensions) - set(DIMENSIONS)
+    if unknown:
+        raise ValueError(
+            f"funnel dimensions must be among {DIMENSIONS} (got {sorted(unknown)}): "
+            "pass a subset of trends.DIMENSIONS"
+        )
+    key_schema = {"day": pl.Date, "dimension": pl.String, "dimension_value": pl.String}
     bounds = data_bounds(con, sessions)
     if bounds.empty:
-        return pl.DataFrame(schema={"day": pl.Date, **_FUNNEL_SCHEMA})
-    wide = con.execute(f"SELECT day, {_REACHED_COUNTS} FROM {sessions} GROUP BY day").pl()
-    wide = _day_grid(bounds).join(wide, on="day", how="left").fill_null(0)
-    out = _funnel_long(wide, ["day"])
+        return pl.DataFrame(schema={**key_schema, **_FUNNEL_SCHEMA})
+    sets, dimension, value = _dimension_sql(dimensions)
+    wide = con.execute(
+        f"""
+        SELECT period AS day, {dimension} AS dimension, {value} AS dimension_value,
+               {_REACHED_COUNTS}
+        FROM (SELECT *, day AS period FROM {sessions})
+        GROUP BY GROUPING SETS ({sets})
+        """
+    ).pl()
+    keys = wide.select("dimension", "dimension_value").unique()
+    keys = pl.concat([pl.DataFrame({"dimension": ["all"], "dimension_value": ["all"]}), keys])
+    grid = _day_grid(bounds).join(keys.unique(), how="cross")
+    wide = grid.join(wide, on=["day", "dimension", "dimension_value"], how="left").fill_null(0)
+    out = _funnel_long(wide, ["day", "dimension", "dimension_value"])
     return out.with_columns(bounds.day_is_complete())
 
 

@@ -114,11 +114,14 @@ def anomaly_history(
     segment_trends: pl.DataFrame,
     funnel_daily: pl.DataFrame,
     funnel_segments: pl.DataFrame,
+    funnel_dimensions: pl.DataFrame,
 ):
     """Score every series with its noise model, group the flags into incidents, rank their
     contributors and simulate the thresholds on the history."""
     settings = config.settings()
-    series = core.monitored_series(daily_trends, segment_trends, funnel_daily, funnel_segments)
+    series = core.monitored_series(
+        daily_trends, segment_trends, funnel_daily, funnel_segments, funnel_dimensions
+    )
     history = core.detect(series, settings)
     history, incidents, contributors = core.build_incidents(history, series, settings)
     sensitivity = core.sensitivity(history, settings)

@@ -27,7 +27,7 @@ def _notes(con: duckdb.DuckDBPyConnection, frame: pl.DataFrame) -> list[str]:
     notes = list(bounds.notes)
     if not bounds.empty and bounds.last_complete_day != bounds.last_day:
         notes.append(f"last day {bounds.last_day} is partial (data ends {bounds.last_ts})")
-    if "day" in frame.columns and "dimension" in frame.columns:
+    if {"day", "dimension", "events"} <= set(frame.columns):  # daily_trends
         overall = frame.filter(pl.col("dimension") == "all")
         empty = overall.filter(pl.col("events") == 0)["day"].to_list()
         if empty:
@@ -137,6 +137,33 @@ def funnel_daily(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -
     extra = {
         "overall_conversion": round(float(totals["sessions"][-1] / first), 4) if first else 0.0,
         "funnel_totals": markdown_preview(totals, 5),
+    }
+    return _run(context, warehouse, lambda con: frame, "day", **extra)
+
+
+@dg.asset(group_name=GROUP, owners=OWNERS, kinds=KINDS, deps=[t.SESSIONS])
+def funnel_dimensions(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.Output:
+    """One row per day x dimension (all / device / traffic_source) x value x funnel step: the
+    funnel_daily columns per device and per traffic source (each adds up to 'all')."""
+    with warehouse.get_connection() as con:
+        frame = trends.funnel_dimensions(con)
+    totals = (
+        frame.filter(pl.col("dimension") != "all")
+        .group_by("dimension", "dimension_value", "step_index")
+        .agg(pl.col("sessions").sum())
+        .sort("dimension", "dimension_value", "step_index")
+        .group_by("dimension", "dimension_value", maintain_order=True)
+        .agg(
+            sessions=pl.col("sessions").first(),
+            overall_conversion=pl.when(pl.col("sessions").first() > 0)
+            .then(pl.col("sessions").last() / pl.col("sessions").first())
+            .otherwise(0.0)
+            .round(4),
+        )
+    )
+    extra = {
+        "dimension_values": totals.height,
+        "overall_conversion_by_value": markdown_preview(totals, 20),
     }
     return _run(context, warehouse, lambda con: frame, "day", **extra)
 

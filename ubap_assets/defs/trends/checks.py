@@ -102,6 +102,20 @@ def segment_trends_reconcile(
     )
 
 
+def _funnel_problems(funnel: pl.DataFrame, keys: list[str]) -> dict[str, int]:
+    """Per funnel (one per ``keys``): steps that grew, rates out of [0, 1], negative drop-offs."""
+    grew = (
+        funnel.sort(*keys, "step_index")
+        .with_columns(pl.col("sessions").diff().over(keys).alias("delta"))
+        .filter(pl.col("delta") > 0)
+        .height
+    )
+    out_of_range = funnel.filter(
+        (pl.col("step_conversion") < 0) | (pl.col("step_conversion") > 1) | (pl.col("drop_off") < 0)
+    ).height
+    return {"steps_that_grew": grew, "rates_out_of_range": out_of_range}
+
+
 @dg.asset_check(
     blocking=True,
     asset=t.FUNNEL_DAILY,
@@ -111,18 +125,45 @@ def segment_trends_reconcile(
     ),
 )
 def funnel_daily_monotonic(funnel_daily: pl.DataFrame) -> dg.AssetCheckResult:
-    grew = (
-        funnel_daily.sort("day", "step_index")
-        .with_columns(pl.col("sessions").diff().over("day").alias("delta"))
-        .filter(pl.col("delta") > 0)
-        .height
-    )
-    out_of_range = funnel_daily.filter(
-        (pl.col("step_conversion") < 0) | (pl.col("step_conversion") > 1) | (pl.col("drop_off") < 0)
-    ).height
+    problems = _funnel_problems(funnel_daily, ["day"])
     return dg.AssetCheckResult(
-        passed=grew == 0 and out_of_range == 0 and not _no_nan(funnel_daily),
-        metadata={"steps_that_grew": grew, "rates_out_of_range": out_of_range},
+        passed=not any(problems.values()) and not _no_nan(funnel_daily),
+        metadata=problems,
+    )
+
+
+@dg.asset_check(
+    blocking=True,
+    asset=t.FUNNEL_DIMENSIONS,
+    additional_ins={"funnel_daily": dg.AssetIn(t.FUNNEL_DAILY)},
+    description=(
+        "Each device's and traffic source's funnel never grows and has rates in [0, 1]; the "
+        "'all' rows equal funnel_daily and, per day and step, each dimension's values add up to "
+        "them (a session has one device and one source); no NaN."
+    ),
+)
+def funnel_dimensions_reconcile(
+    funnel_dimensions: pl.DataFrame, funnel_daily: pl.DataFrame
+) -> dg.AssetCheckResult:
+    keys = ["day", "dimension", "dimension_value"]
+    problems = _funnel_problems(funnel_dimensions, keys)
+    overall = funnel_daily.select("day", "step_index", total="sessions")
+    sums = (
+        funnel_dimensions.group_by("day", "dimension", "step_index")
+        .agg(pl.col("sessions").sum())
+        .join(overall, on=["day", "step_index"], how="full", coalesce=True)
+    )
+    mismatched = sums.filter(pl.col("sessions").fill_null(-1) != pl.col("total").fill_null(-2))
+    problems["sums_not_equal_to_funnel_daily"] = mismatched.height
+    nan_cols = _no_nan(funnel_dimensions)
+    return dg.AssetCheckResult(
+        passed=not any(problems.values()) and not nan_cols,
+        metadata={
+            **problems,
+            "mismatched_dimensions": ", ".join(sorted(set(mismatched["dimension"].drop_nulls())))
+            or "none",
+            "nan_columns": str(nan_cols),
+        },
     )
 
 
