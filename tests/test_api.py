@@ -211,7 +211,15 @@ def test_segment_id_is_an_integer_in_every_schema(client):
     """Responses and parameters alike: an integer (or null for all users), never a string."""
     spec = client.get("/openapi.json").json()
     schemas = spec["components"]["schemas"]
-    for name in ("SegmentTrend", "SegmentProfile", "SegmentShare", "UserSegment", "Funnel"):
+    for name in (
+        "SegmentTrend",
+        "SegmentProfile",
+        "SegmentShare",
+        "UserSegment",
+        "Funnel",
+        "SegmentPrediction",
+        "ScoredUser",
+    ):
         field = schemas[name]["properties"]["segment_id"]
         types = {t.get("type") for t in field.get("anyOf", [field])}
         assert types <= {"integer", "null"} and "integer" in types, (name, field)
@@ -223,22 +231,42 @@ def test_segment_id_is_an_integer_in_every_schema(client):
         assert kinds == {("integer", None), ("string", "all"), ("null", None)}, path
 
 
+def test_segment_id_is_an_integer_in_the_prediction_responses(client, reader):
+    outlook = client.get("/api/predictions/segments").json()["data"]
+    listed = {row["segment_id"] for row in client.get("/api/segments/list").json()["data"]}
+    assert outlook and {row["segment_id"] for row in outlook} == listed
+    assert all(type(row["segment_id"]) is int for row in outlook)
+    for path in ("/api/predictions/high-value/best", "/api/predictions/at-risk"):
+        rows = client.get(path, params={"limit": 20}).json()["data"]
+        assert rows, path
+        for row in rows:
+            assert type(row["segment_id"]) is int, (path, row["segment_id"])
+            assert row["segment_id"] == reader.user_segment(row["user_id"])["segment_id"]
+
+
 def test_predictions(client, reader):
     hv = client.get("/api/predictions/high-value/best", params={"limit": 50}).json()
     ranks = [row["conversion_rank"] for row in hv["data"]]
     assert ranks == sorted(ranks) and ranks[0] == 1
     assert hv["total"] == reader.scalar("SELECT count(*) FROM user_predictions")
     assert all(isinstance(row["reasons"], list) and row["reasons"] for row in hv["data"])
-    model = reader.scoring_models()["conversion"]
-    assert client.get(f"/api/predictions/high-value/{model}").json()["total"] == hv["total"]
+    # The sample's scorer is no pipeline family: every family is then "fitted, not serving".
+    served = reader.scoring_models()["conversion"]
+    for family in ("logistic_regression", "random_forest", "xgboost"):
+        other = client.get(f"/api/predictions/high-value/{family}")
+        assert other.status_code == 404, other.text
+        assert family in other.json()["detail"] and f"'{served}'" in other.json()["detail"]
     filtered = client.get(
         "/api/predictions/high-value/best", params={"min_probability": 0.3}
     ).json()
     assert filtered["total"] < hv["total"]
 
-    unknown = client.get("/api/predictions/high-value/no_such_model")
-    assert unknown.status_code == 404 and "no_such_model" in unknown.json()["detail"]
-    assert client.get("/api/predictions/high-value/Bad-Name!").status_code == 422
+    for bad in ("no_such_model", "Bad-Name!", "BEST", "true_propensity"):
+        invalid = client.get(f"/api/predictions/high-value/{bad}")
+        assert invalid.status_code == 422, (bad, invalid.text)
+        (error,) = invalid.json()["detail"]
+        assert error["loc"] == ["path", "model"]
+        assert "'best'" in error["msg"] and "'xgboost'" in error["msg"], error["msg"]
 
     risk = client.get("/api/predictions/at-risk", params={"limit": 1000}).json()
     assert risk["total"] == reader.scalar("SELECT count(*) FROM user_predictions WHERE at_risk")

@@ -8,8 +8,10 @@ import polars as pl
 import pytest
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
+from pydantic import BaseModel
 
 from tests.api_sample import publish_sample, sample_warehouse
+from ubap_api import schemas
 from ubap_api.docs_ui import DOCS_ASSETS_URL
 from ubap_api.main import create_app
 from ubap_api.records import records, round_row
@@ -26,31 +28,10 @@ from ubap_api.routers import (
     users,
 )
 from ubap_api.settings import Settings
+from ubap_assets.core.models import MODEL_NAMES
 
 ROUTERS = (anomalies, funnels, meta, predictions, recommendations, retention, segments, summary)
 ROUTERS += (trends, users)
-# The components whose every field must say what it is (and in which unit).
-DESCRIBED_SCHEMAS = (
-    "Health",
-    "CheckResult",
-    "Meta",
-    "DailyTrend",
-    "WeeklyTrend",
-    "SegmentTrend",
-    "SegmentProfile",
-    "SegmentShare",
-    "SegmentSummary",
-    "UserSegment",
-    "FunnelStep",
-    "Funnel",
-    "FunnelDay",
-    "RetentionCohort",
-    "LifecycleWeek",
-    "User",
-    "Activity",
-    "UserDetail",
-    "Page_DailyTrend_",
-)
 URL_ATTRIBUTE = re.compile(r"""(?:src|href|spec-url)\s*=\s*["']([^"']+)["']|url:\s*'([^']+)'""")
 
 
@@ -109,21 +90,85 @@ def test_every_operation_has_a_written_summary_and_a_description(spec):
             assert len(op.get("description", "")) >= len(op["summary"]), label
 
 
-def _field_described(schema: dict) -> bool:
-    if schema.get("description"):
-        return True
-    return False
-
-
-def test_every_field_of_the_core_resources_is_described(spec):
+def test_every_field_of_every_component_is_described(spec):
+    """Responses, 422 errors included: each field says what it is (and in which unit)."""
     components = spec["components"]["schemas"]
+    assert len(components) > 40
     missing = [
         f"{name}.{field}"
-        for name in DESCRIBED_SCHEMAS
-        for field, schema in components[name]["properties"].items()
-        if not _field_described(schema)
+        for name, schema in components.items()
+        for field, prop in schema.get("properties", {}).items()
+        if not prop.get("description", "").strip()
     ]
-    assert not missing, f"fields without a description: {missing}"
+    assert not missing, f"{len(missing)} fields without a description: {missing}"
+
+
+def _referenced(schema, components: dict, seen: set[str]) -> set[str]:
+    """Names of the components a schema refers to, transitively."""
+    if isinstance(schema, dict):
+        ref = schema.get("$ref")
+        if ref:
+            name = ref.rsplit("/", 1)[-1]
+            if name not in seen:
+                seen.add(name)
+                _referenced(components[name], components, seen)
+        for value in schema.values():
+            _referenced(value, components, seen)
+    elif isinstance(schema, list):
+        for value in schema:
+            _referenced(value, components, seen)
+    return seen
+
+
+def test_every_tag_answers_with_an_example(spec):
+    components = spec["components"]["schemas"]
+    with_examples: dict[str, set[str]] = {}
+    for item in spec["paths"].values():
+        for op in item.values():
+            ok = op["responses"]["200"]["content"]["application/json"]["schema"]
+            shown = {n for n in _referenced(ok, components, set()) if components[n].get("examples")}
+            for tag in op["tags"]:
+                with_examples.setdefault(tag, set()).update(shown)
+    assert with_examples and all(with_examples.values()), with_examples
+
+
+EXAMPLE_MODELS = [
+    model
+    for model in vars(schemas).values()
+    if isinstance(model, type)
+    and issubclass(model, BaseModel)
+    and "examples" in (model.model_config.get("json_schema_extra") or {})
+]
+
+
+@pytest.mark.parametrize("model", EXAMPLE_MODELS, ids=lambda m: m.__name__)
+def test_each_example_is_a_valid_response(model):
+    """An example must pass its own model: fields spelled right, values of the right type."""
+    (example,) = model.model_config["json_schema_extra"]["examples"]
+    parsed = model.model_validate(example)
+    fields = set(model.model_fields)
+    assert set(example) <= fields, set(example) - fields
+    required = {name for name, field in model.model_fields.items() if field.is_required()}
+    assert required <= set(example), required - set(example)
+    assert parsed.model_dump(mode="json", include=set(example))
+
+
+def test_high_value_lists_its_valid_models(spec, client):
+    (param,) = spec["paths"]["/api/predictions/high-value/{model}"]["get"]["parameters"][:1]
+    assert param["name"] == "model" and param["description"]
+    enum = spec["components"]["schemas"][param["schema"]["$ref"].rsplit("/", 1)[-1]]["enum"]
+    assert enum == ["best", *MODEL_NAMES]
+    r = client.get("/api/predictions/high-value/gradient_boosting")
+    assert r.status_code == 422
+    assert all(f"'{name}'" in r.json()["detail"][0]["msg"] for name in enum), r.text
+
+
+def test_routes_say_more_than_their_summary(spec):
+    """What a route returns, in which unit, how to page or filter it and when it is empty."""
+    for path, item in spec["paths"].items():
+        for method, op in item.items():
+            extra = op["description"].replace(op["summary"], "", 1).strip(" .\n")
+            assert len(extra) >= 80, (f"{method.upper()} {path}", op["description"])
 
 
 def test_money_and_rates_are_rounded_in_responses(client):

@@ -106,3 +106,37 @@ def test_the_dashboard_says_why_a_task_serves_no_model(snapshots, monkeypatch):
     at.segmented_control(key="model_task").set_value("conversion").run()
     shown = " ".join(c.value for c in at.caption)
     assert "reported on the later test window" in shown and "95% interval" in shown
+
+
+@pytest.fixture(scope="module")
+def served_family(tmp_path_factory, tiny_spec):
+    """A snapshot scored by a pipeline family (random_forest) and not segmented."""
+    folder = tmp_path_factory.mktemp("served-family")
+    warehouse = folder / "warehouse.duckdb"
+    shutil.copy(sample_warehouse(tiny_spec), warehouse)
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute("UPDATE user_predictions SET conversion_model = 'random_forest'")
+        con.execute("UPDATE model_metrics SET model = 'random_forest' WHERE task = 'conversion'")
+        publish_sample(con, folder / "snapshots", "random-forest", skip=("user_segments",))
+    with TestClient(create_app(Settings(snapshot_dir=folder / "snapshots"))) as c:
+        yield c
+
+
+def test_high_value_answers_for_best_and_the_family_in_service_only(served_family):
+    best = served_family.get("/api/predictions/high-value/best", params={"limit": 5}).json()
+    assert best["count"] == 5
+    same = served_family.get("/api/predictions/high-value/random_forest", params={"limit": 5})
+    assert same.status_code == 200 and same.json() == best
+    for family in ("logistic_regression", "xgboost"):
+        other = served_family.get(f"/api/predictions/high-value/{family}")
+        assert other.status_code == 404, other.text
+        detail = other.json()["detail"]
+        assert family in detail and "'random_forest'" in detail and "'best'" in detail
+
+
+def test_an_unsegmented_user_has_a_null_segment_id(served_family):
+    rows = served_family.get("/api/predictions/at-risk", params={"limit": 5}).json()["data"]
+    assert rows and all(r["segment_id"] is None and r["segment_name"] is None for r in rows)
+    # the per-segment outlook needs the segments: a 503 that names the missing table
+    outlook = served_family.get("/api/predictions/segments")
+    assert outlook.status_code == 503 and "user_segments" in outlook.json()["detail"]

@@ -176,6 +176,37 @@ def summarize_operations(router: APIRouter) -> None:
         route.summary = _SENTENCE_END.split(first_paragraph, maxsplit=1)[0].rstrip(".")
 
 
+# FastAPI's own 422 components, described like every other response field.
+VALIDATION_ERROR_FIELDS = {
+    "HTTPValidationError": {"detail": "One entry per invalid parameter."},
+    "ValidationError": {
+        "loc": "Where the problem is: ['query' | 'path', the parameter's name].",
+        "msg": "What is wrong, and the values that are valid.",
+        "type": "The kind of error, e.g. 'enum', 'date_from_datetime_parsing'.",
+        "input": "The value that was sent.",
+        "ctx": "The constraint that failed (e.g. the expected values), when there is one.",
+    },
+}
+
+
+def describe_validation_errors(app: FastAPI) -> None:
+    """Wrap app.openapi so FastAPI's 422 components carry field descriptions too."""
+    generate = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            schema = generate()
+            components = schema.get("components", {}).get("schemas", {})
+            for name, fields in VALIDATION_ERROR_FIELDS.items():
+                properties = components.get(name, {}).get("properties", {})
+                for field, text in fields.items():
+                    if field in properties:
+                        properties[field].setdefault("description", text)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     app = FastAPI(
@@ -219,6 +250,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summarize_operations(module.router)
         app.include_router(module.router)
     add_offline_docs(app)
+    describe_validation_errors(app)
     return app
 
 

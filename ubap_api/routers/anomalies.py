@@ -41,13 +41,28 @@ def anomalies(
     metric: MetricFilter = None,
     dimension: DimensionFilter = None,
 ) -> dict:
-    """Every flagged day x scope x metric over the whole history, newest first."""
+    """Every flagged day x scope x metric over the whole history, newest first.
+
+    Rows of ``anomaly_history`` with ``is_anomaly``: ``value``, ``expected`` and the expected
+    range in the metric's own unit (counts per day, rates as fractions 0..1, money per day in
+    the currency of the source, seconds), the signed ``score`` (|score| <= 50), direction,
+    severity and the ``incident_id`` the point belongs to. Filter by ``start``/``end`` (days,
+    inclusive), ``metric`` and ``dimension``; page with ``limit``/``offset``. Empty when no
+    scored point passed the threshold: days that could not be scored are listed by
+    ``/api/anomalies/unscored``, not here."""
     return page_of(reader.anomaly_history(dates.start, dates.end, metric, dimension), paging)
 
 
 @router.get("/recent", response_model=Page[RecentAnomaly])
 def recent(reader: ReaderDep, paging: PagingDep) -> dict:
-    """Flagged points of the latest period (7 complete days by default), largest first."""
+    """Flagged points of the latest period (7 complete days by default), largest first.
+
+    The ``anomalies`` table: the flagged rows of ``anomaly_history`` whose day falls in the
+    latest ``latest_days`` complete days up to ``as_of``, largest |score| first, in the same
+    units as ``/api/anomalies``. Page with ``limit``/``offset``; no filters (use
+    ``/api/anomalies`` with ``start``/``end`` for another period). Empty when nothing was
+    flagged in the latest period, or when the period's days could not be scored (warm-up,
+    no sessions: see ``/api/anomalies/unscored``)."""
     return page_of(reader.anomalies_recent(), paging)
 
 

@@ -3,11 +3,18 @@
 from typing import Annotated, Literal
 
 import polars as pl
-from fastapi import Path, Query
+from fastapi import HTTPException, Path, Query
 
 from ubap_api.deps import PagingDep, ReaderDep, guarded_router
-from ubap_api.records import not_found, page_of, records
-from ubap_api.schemas import NOT_FOUND, ModelMetric, Page, ScoredPage, SegmentPrediction
+from ubap_api.records import page_of, records
+from ubap_api.schemas import (
+    NOT_FOUND,
+    ConversionModelName,
+    ModelMetric,
+    Page,
+    ScoredPage,
+    SegmentPrediction,
+)
 
 router = guarded_router("/api/predictions", "predictions")
 
@@ -47,7 +54,15 @@ def _scored_page(
 
 @router.get("/segments", response_model=Page[SegmentPrediction])
 def by_segment(reader: ReaderDep, paging: PagingDep) -> dict:
-    """Per segment: users, mean purchase and bounce probability, at-risk users."""
+    """Per segment: users, mean purchase and bounce probability, at-risk users.
+
+    One row per segment of ``user_segments`` (its scored users joined to
+    ``user_predictions``), largest first: ``users``, the mean P(purchase within the horizon)
+    and mean P(next session bounces) (probabilities 0..1), the users flagged at risk and
+    their share (0..1), and ``expected_converters`` (the sum of the purchase probabilities:
+    users expected to buy within the horizon). A task that serves no model (insufficient
+    data) has null means there. Page with ``limit``/``offset``. Empty only when no scored user
+    has a segment; 503 when the segments or predictions table is missing."""
     return page_of(reader.segment_predictions(), paging)
 
 
@@ -56,26 +71,31 @@ def high_value(
     reader: ReaderDep,
     paging: PagingDep,
     model: Annotated[
-        str,
+        ConversionModelName,
         Path(
-            pattern=r"^[a-z0-9_]{1,64}$",
-            description="'best', or the name of the conversion model that scored the users.",
+            description="'best' (the model in service), or a conversion model family; only "
+            "the family in service scored the users (see /api/predictions/models, is_best).",
         ),
     ],
     min_probability: Probability = 0.0,
 ) -> dict:
     """Users most likely to purchase within the horizon, by the conversion model in service,
-    with its reasons. Empty with a ``note`` when the task has insufficient data."""
+    with its reasons. Empty with a ``note`` when the task has insufficient data.
+
+    The pipeline fits three families (logistic_regression, random_forest, xgboost), keeps the
+    one with the best validation PR-AUC and scores every user with it only: ``best`` and that
+    family's name answer the same list; another family is a 404 that names the one in
+    service (its metrics are in /api/predictions/models, its scores were never computed).
+    Any other value is a 422 listing the valid ones."""
     note = reader.prediction_notes().get("conversion")
     used = reader.scoring_models().get("conversion")
-    if model not in ("best", used) and not note:
-        fitted = set(reader.model_metrics("conversion")["model"].to_list())
-        if model in fitted:
-            raise not_found(
-                "scoring model", model, f"users are scored by the best model only: use '{used}'"
-            )
-        names = ", ".join(sorted(fitted - {"true_propensity"})) or "none"
-        raise not_found("model", model, f"use 'best' or one of: {names}")
+    if model is not ConversionModelName.best and model.value != used and not note:
+        raise HTTPException(
+            404,
+            detail=f"model {model.value!r} was fitted and evaluated but does not score users: "
+            f"only the model in service does ({used}, the best on validation PR-AUC); use "
+            f"'best' or '{used}'",
+        )
     found = reader.high_value_users(min_probability, paging.limit, paging.offset)
     return _scored_page(found, paging, "conversion", note)
 

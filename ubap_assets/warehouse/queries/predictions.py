@@ -14,11 +14,11 @@ AT_RISK_REASONS: tuple[str, ...] = ("at_risk_reason_1", "at_risk_reason_2", "at_
 def _predictions_with_segment(reader: SnapshotAccess) -> str:
     if reader.has_table(t.USER_SEGMENTS):
         return (
-            f"SELECT p.*, CAST(s.segment_id AS VARCHAR) AS segment_id, s.segment_name "
+            f"SELECT p.*, CAST(s.segment_id AS BIGINT) AS segment_id, s.segment_name "
             f"FROM {t.USER_PREDICTIONS} p LEFT JOIN {t.USER_SEGMENTS} s USING (user_id)"
         )
     return (
-        "SELECT p.*, NULL::VARCHAR AS segment_id, NULL::VARCHAR AS segment_name "
+        "SELECT p.*, NULL::BIGINT AS segment_id, NULL::VARCHAR AS segment_name "
         f"FROM {t.USER_PREDICTIONS} p"
     )
 
@@ -99,7 +99,7 @@ class PredictionQueries:
         """Per segment: users, mean conversion and at-risk probability, at-risk users/share."""
         self.require(t.USER_PREDICTIONS, t.USER_SEGMENTS)
         return self.query(
-            "SELECT CAST(s.segment_id AS VARCHAR) AS segment_id, any_value(s.segment_name) "
+            "SELECT CAST(s.segment_id AS BIGINT) AS segment_id, any_value(s.segment_name) "
             "AS segment_name, count(*) AS users, "
             "avg(p.conversion_probability) AS mean_conversion_probability, "
             "avg(p.at_risk_probability) AS mean_at_risk_probability, "
