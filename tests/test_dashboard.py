@@ -127,6 +127,50 @@ def _funnel(days: list[date], segments: dict[str, str] | None, rng) -> pl.DataFr
     ).with_columns(drop_off_rate=1 - pl.col("step_conversion"))
 
 
+def _funnel_dimensions(days: list[date], rng) -> pl.DataFrame:
+    """funnel_dimensions: 'all' plus each device and traffic source, from per device x source
+    cells, so that each dimension's values add up to 'all' as in the pipeline."""
+    cells = []
+    for day in days:
+        for device in ("desktop", "mobile", "tablet"):
+            for source in ("organic", "paid", "direct"):
+                sessions = int(rng.integers(20, 60))
+                for index, step in enumerate(STEPS, start=1):
+                    if index > 1:
+                        sessions = int(sessions * rng.uniform(0.2, 0.7))
+                    cells.append((day, device, source, index, step, sessions))
+    cells = pl.DataFrame(
+        cells,
+        schema=["day", "device", "traffic_source", "step_index", "step", "sessions"],
+        orient="row",
+    )
+    keys = ["day", "dimension", "dimension_value"]
+    parts = [
+        cells.group_by("day", "step_index", "step")
+        .agg(pl.col("sessions").sum())
+        .with_columns(dimension=pl.lit("all"), dimension_value=pl.lit("all"))
+    ] + [
+        cells.group_by("day", dimension, "step_index", "step")
+        .agg(pl.col("sessions").sum())
+        .rename({dimension: "dimension_value"})
+        .with_columns(dimension=pl.lit(dimension))
+        for dimension in ("device", "traffic_source")
+    ]
+    frame = pl.concat([p.select(*keys, "step_index", "step", "sessions") for p in parts])
+    previous = pl.col("sessions").shift(1).over(keys, order_by="step_index")
+    return (
+        frame.with_columns(pl.col("step_index").cast(pl.Int32))
+        .sort(*keys, "step_index")
+        .with_columns(
+            step_conversion=pl.col("sessions") / previous.fill_null(pl.col("sessions")),
+            overall_conversion=pl.col("sessions") / pl.col("sessions").first().over(keys),
+            drop_off=(previous - pl.col("sessions")).fill_null(0),
+            is_complete=pl.lit(True),
+        )
+        .with_columns(drop_off_rate=1 - pl.col("step_conversion"))
+    )
+
+
 def _anomaly_history(daily: pl.DataFrame) -> pl.DataFrame:
     overall = daily.filter(pl.col("dimension") == "all").sort("day")
     frames = []
@@ -670,6 +714,7 @@ def contract_tables(world, rng: np.random.Generator) -> dict[str, pl.DataFrame]:
         t.WEEKLY_TRENDS: weekly,
         t.SEGMENT_TRENDS: segment_trends,
         t.FUNNEL_DAILY: _funnel(days, None, rng),
+        t.FUNNEL_DIMENSIONS: _funnel_dimensions(days, rng),
         t.FUNNEL_SEGMENTS: _funnel(days, segment_map, rng),
         t.RETENTION_COHORTS: retention,
         t.LIFECYCLE_WEEKLY: lifecycle,
@@ -943,6 +988,71 @@ def test_funnel_rates_follow_from_the_counts(serving):
         assert steps["step_conversion"][i] == pytest.approx(counts[i] / counts[i - 1])
         assert steps["drop_off"][i] == pytest.approx(1 - counts[i] / counts[i - 1])
     assert steps["overall_conversion"][-1] == pytest.approx(counts[-1] / counts[0])
+
+
+def test_funnel_breakdown_by_device_and_source_adds_up(serving):
+    from ubap_dashboard.data import funnels, source
+
+    snap = source.current()
+    overall = funnels.funnel_breakdown(snap, None, None, "device")
+    assert set(overall["group"]) == {"desktop", "mobile", "tablet"}
+    by_step = overall.group_by("step_order").agg(pl.col("sessions").sum()).sort("step_order")
+    dimensions = _read(serving, "SELECT * FROM funnel_dimensions")
+    everyone = (
+        dimensions.filter(pl.col("dimension") == "all")
+        .group_by("step_index")
+        .agg(pl.col("sessions").sum())
+        .sort("step_index")
+    )
+    assert by_step["sessions"].to_list() == everyone["sessions"].to_list()
+    for group in overall.partition_by("group"):
+        counts = group.sort("step_order")["sessions"].to_list()
+        assert counts == sorted(counts, reverse=True)
+        shares = group.sort("step_order")["overall_conversion"].to_list()
+        assert shares[0] == 1.0 and shares[-1] == pytest.approx(counts[-1] / counts[0])
+    sources = funnels.funnel_breakdown(snap, START, START + timedelta(days=6), "traffic_source")
+    assert set(sources["group"]) == {"organic", "paid", "direct"}
+    table = funnels.funnel_by_group(sources)
+    assert table.columns == ["group", *STEPS, "overall_conversion"]
+    assert table["overall_conversion"].to_list() == sorted(
+        table["overall_conversion"].to_list(), reverse=True
+    )
+    with pytest.raises(ValueError, match="funnel breakdown must be one of"):
+        funnels.funnel_breakdown(snap, None, None, "country")
+
+
+def test_funnel_page_breaks_down_by_device_source_and_segment(serving):
+    at = _open("funnels")
+    _no_exception(at)
+    selector = at.radio(key="funnel_breakdown")
+    assert selector.options == ["Device", "Traffic source", "Segment"]
+    assert "not build yet" not in " ".join(c.value for c in at.caption)
+
+    def breakdown_groups(app: AppTest) -> tuple[set[str], set[str]]:
+        groups, titles = set(), set()
+        for chart in app.get("vega_lite_chart"):
+            spec = json.loads(chart.proto.spec)
+            color = spec.get("encoding", {}).get("color", {})
+            if color.get("field") != "group":
+                continue
+            titles.add(color.get("title"))
+            for dataset in chart.proto.datasets:
+                groups |= set(pl.read_ipc_stream(dataset.data.data)["group"].to_list())
+        return groups, titles
+
+    assert breakdown_groups(at) == ({"desktop", "mobile", "tablet"}, {"device"})
+    selector.set_value("Traffic source").run()
+    _no_exception(at)
+    assert breakdown_groups(at) == ({"organic", "paid", "direct"}, {"traffic source"})
+    table = next(f.value for f in at.dataframe if "group" in f.value.columns)
+    assert set(table["group"]) == {"organic", "paid", "direct"}
+    at.radio(key="funnel_breakdown").set_value("Segment").run()
+    _no_exception(at)
+    groups, titles = breakdown_groups(at)
+    assert set(SEGMENTS.values()) <= groups and titles == {"segment"}
+    shared = _open_with("funnels", funnel_breakdown="Traffic source")
+    _no_exception(shared)
+    assert breakdown_groups(shared) == ({"organic", "paid", "direct"}, {"traffic source"})
 
 
 def test_user_map_is_a_sample_with_every_segment(serving):

@@ -210,10 +210,11 @@ def funnel(frame: pl.DataFrame) -> alt.Chart:
     return (bar + label).properties(height=60 + 44 * max(frame.height, 1))
 
 
-def funnel_breakdown(frame: pl.DataFrame) -> alt.Chart:
+def funnel_breakdown(frame: pl.DataFrame, group_title: str = "segment") -> alt.Chart:
     """Each step's share of the first step, one bar per group (segment, device, source).
 
-    Columns: ``group``, ``step``, ``step_order``, ``sessions``, ``overall_conversion``.
+    Columns: ``group``, ``step``, ``step_order``, ``sessions``, ``overall_conversion``;
+    ``group_title`` names the groups in the legend and tooltip.
     """
     return (
         alt.Chart(frame)
@@ -232,9 +233,9 @@ def funnel_breakdown(frame: pl.DataFrame) -> alt.Chart:
                 axis=alt.Axis(format=".0%"),
                 scale=alt.Scale(domain=[0, 1]),
             ),
-            color=alt.Color("group:N", title="segment", scale=_CATEGORIES),
+            color=alt.Color("group:N", title=group_title, scale=_CATEGORIES),
             tooltip=[
-                alt.Tooltip("group:N", title="segment"),
+                alt.Tooltip("group:N", title=group_title),
                 alt.Tooltip("step:N", title="step"),
                 alt.Tooltip("sessions:Q", title="sessions", format=NUMBER),
                 alt.Tooltip("overall_conversion:Q", title=OF_FIRST_STEP, format=PERCENT),

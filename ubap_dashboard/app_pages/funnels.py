@@ -1,5 +1,6 @@
 """Funnels & retention: where sessions drop out over the chosen period (and the one before),
-how the funnel converts day by day and by segment, how cohorts come back, lifecycle per week."""
+how the funnel converts day by day and by device, traffic source or segment, how cohorts come
+back, lifecycle per week."""
 
 import polars as pl
 import streamlit as st
@@ -17,7 +18,14 @@ OF_FIRST = describe("funnel_completion")
 STEP = describe("funnel_step_conversion")
 
 st.title("Funnels & retention")
-ui.stale_banner(snap, t.FUNNEL_DAILY, t.FUNNEL_SEGMENTS, t.RETENTION_COHORTS, t.LIFECYCLE_WEEKLY)
+ui.stale_banner(
+    snap,
+    t.FUNNEL_DAILY,
+    t.FUNNEL_DIMENSIONS,
+    t.FUNNEL_SEGMENTS,
+    t.RETENTION_COHORTS,
+    t.LIFECYCLE_WEEKLY,
+)
 
 st.subheader("Purchase funnel")
 if ui.require(info, t.FUNNEL_DAILY, what="The funnel"):
@@ -100,29 +108,44 @@ if ui.require(info, t.FUNNEL_DAILY, what="The funnel"):
             width="stretch",
         )
 
-    if info.has(t.FUNNEL_SEGMENTS):
-        breakdown = funnels.funnel_breakdown(snap, start, end)
-        if breakdown.height:
-            st.markdown("**By segment** (each step as a % of that segment's first step)")
-            st.altair_chart(charts.funnel_breakdown(breakdown), width="stretch")
-            by_segment = funnels.funnel_by_segment(snap, start, end)
+    offered = {
+        label: by
+        for label, by in funnels.BREAKDOWNS.items()
+        if info.has(t.FUNNEL_SEGMENTS if by == "segment" else t.FUNNEL_DIMENSIONS)
+    }
+    if offered:
+        st.markdown("**Funnel breakdown** (each step as a % of that group's first step)")
+        label = st.radio(
+            "Break the funnel down by",
+            list(offered),
+            horizontal=True,
+            key="funnel_breakdown",
+            bind="query-params",  # ?funnel_breakdown=Traffic+source shares the view
+        )
+        group = label.lower()
+        breakdown = funnels.funnel_breakdown(snap, start, end, offered[label])
+        if ui.has_rows(breakdown, f"No sessions by {group} in the chosen range."):
+            st.altair_chart(charts.funnel_breakdown(breakdown, group_title=group), width="stretch")
+            by_group = funnels.funnel_by_group(breakdown)
             ui.table(
-                by_segment,
-                "funnel_by_segment",
+                by_group,
+                f"funnel_by_{offered[label]}",
                 column_config={
-                    "segment": "Segment",
+                    "group": label,
                     "overall_conversion": ui.percent("Purchase (% of first step)", help=OF_FIRST),
                     **{
                         step: ui.number(f"Sessions: {step.replace('_', ' ')}", "%d")
-                        for step in by_segment.columns
-                        if step not in ("segment", "overall_conversion")
+                        for step in by_group.columns
+                        if step not in ("group", "overall_conversion")
                     },
                 },
             )
-            st.caption(
-                "Funnels by device or traffic source need a funnel table per dimension, which "
-                "the pipeline does not build yet; segments are the served breakdown."
-            )
+            if offered[label] != "segment":
+                st.caption(
+                    f"A session takes the {group} of its first event, so the {group}s' "
+                    "sessions add up to the whole funnel; the anomaly detector watches each "
+                    f"step's conversion per {group}."
+                )
 
 st.subheader("Weekly retention")
 if ui.require(info, t.RETENTION_COHORTS, what="The retention heat map"):

@@ -26,27 +26,18 @@ def funnel(snap: Snapshot, start: date | None, end: date | None) -> pl.DataFrame
     )
 
 
-@cached
-def funnel_by_segment(snap: Snapshot, start: date | None, end: date | None) -> pl.DataFrame:
-    """Per segment: sessions at each step over the period and the overall conversion."""
-    with reading(snap) as reader:
-        frame = reader.funnel_steps_by_segment(start, end)
-    if frame.is_empty():
-        return frame
-    wide = frame.pivot(on="step", index="segment", values="sessions", aggregate_function="sum")
-    first = frame.filter(pl.col("step_order") == 1).select("segment", entered="sessions")
-    last_step = frame["step_order"].max()
-    final = frame.filter(pl.col("step_order") == last_step).select("segment", completed="sessions")
-    return (
-        wide.join(first, on="segment", how="left")
-        .join(final, on="segment", how="left")
-        .with_columns(
-            overall_conversion=pl.when(pl.col("entered") > 0)
-            .then(pl.col("completed") / pl.col("entered"))
-            .otherwise(0.0)
-        )
-        .drop("entered", "completed")
-        .sort(pl.col("segment") != "All users", "overall_conversion", descending=[False, True])
+def funnel_by_group(breakdown: pl.DataFrame) -> pl.DataFrame:
+    """From :func:`funnel_breakdown`: one row per group with its sessions at each step (a column
+    per step) and ``overall_conversion``; 'All users' first, then the best converting."""
+    if breakdown.is_empty():
+        return breakdown
+    wide = breakdown.pivot(on="step", index="group", values="sessions", aggregate_function="sum")
+    last_step = breakdown["step_order"].max()
+    final = breakdown.filter(pl.col("step_order") == last_step).select(
+        "group", "overall_conversion"
+    )
+    return wide.join(final, on="group", how="left").sort(
+        pl.col("group") != "All users", "overall_conversion", descending=[False, True]
     )
 
 
@@ -74,18 +65,34 @@ def funnel_over_time(snap: Snapshot, start: date | None, end: date | None) -> pl
     )
 
 
+# Funnel breakdowns the page offers: label -> the grouping (a funnel_dimensions dimension, or
+# "segment" for funnel_segments).
+BREAKDOWNS: dict[str, str] = {
+    "Device": "device",
+    "Traffic source": "traffic_source",
+    "Segment": "segment",
+}
+
+
 @cached
-def funnel_breakdown(snap: Snapshot, start: date | None, end: date | None) -> pl.DataFrame:
-    """Per segment and step: ``group``, ``step_order``, ``step``, ``sessions`` and
-    ``overall_conversion`` (share of that segment's first step), for the breakdown chart."""
+def funnel_breakdown(
+    snap: Snapshot, start: date | None, end: date | None, by: str = "segment"
+) -> pl.DataFrame:
+    """Per group (a segment, device or traffic source, as ``by`` says) and step: ``group``,
+    ``step_order``, ``step``, ``sessions`` and ``overall_conversion`` (share of that group's
+    first step), for the breakdown chart."""
+    if by not in BREAKDOWNS.values():
+        raise ValueError(f"funnel breakdown must be one of {sorted(BREAKDOWNS.values())}: {by!r}")
     with reading(snap) as reader:
-        frame = reader.funnel_steps_by_segment(start, end)
+        if by == "segment":
+            frame = reader.funnel_steps_by_segment(start, end).rename({"segment": "group"})
+        else:
+            frame = reader.funnel_steps_by_dimension(by, start, end).rename({"value": "group"})
     if frame.is_empty():
         return frame
-    return frame.rename({"segment": "group"}).with_columns(
-        overall_conversion=pl.when(pl.col("sessions").first().over("group") > 0)
-        .then(pl.col("sessions") / pl.col("sessions").first().over("group"))
-        .otherwise(0.0)
+    first = pl.col("sessions").first().over("group", order_by="step_order")
+    return frame.with_columns(
+        overall_conversion=pl.when(first > 0).then(pl.col("sessions") / first).otherwise(0.0)
     )
 
 

@@ -7,6 +7,9 @@ import polars as pl
 from ubap_assets.warehouse import tables as t
 from ubap_assets.warehouse.queries.base import SnapshotAccess, Where, select_where
 
+# The breakdowns of funnel_dimensions (its 'all' rows repeat funnel_daily).
+FUNNEL_BREAKDOWNS: tuple[str, ...] = ("device", "traffic_source")
+
 
 class FunnelQueries:
     def funnel_daily(
@@ -72,6 +75,27 @@ class FunnelQueries:
             "SELECT segment_name AS segment, step_index AS step_order, step, "
             f"sum(sessions)::BIGINT AS sessions FROM {t.FUNNEL_SEGMENTS} WHERE {where.sql} "
             "GROUP BY ALL ORDER BY segment, step_order",
+            where.params,
+        )
+
+    def funnel_steps_by_dimension(
+        self: SnapshotAccess,
+        dimension: str,
+        start: date | None = None,
+        end: date | None = None,
+    ) -> pl.DataFrame:
+        """Per value of ``dimension`` (``device`` or ``traffic_source``) and step: the sessions
+        over [start, end] (value, step_order, step, sessions), by value then step."""
+        self.require(t.FUNNEL_DIMENSIONS)
+        if dimension not in FUNNEL_BREAKDOWNS:
+            raise ValueError(
+                f"funnel dimension must be one of {FUNNEL_BREAKDOWNS} (got {dimension!r})"
+            )
+        where = Where().between("day", start, end).equals(dimension=dimension)
+        return self.query(
+            "SELECT dimension_value AS value, step_index AS step_order, step, "
+            f"sum(sessions)::BIGINT AS sessions FROM {t.FUNNEL_DIMENSIONS} WHERE {where.sql} "
+            "GROUP BY ALL ORDER BY value, step_order",
             where.params,
         )
 
