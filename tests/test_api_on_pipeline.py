@@ -56,3 +56,27 @@ def test_per_user_and_per_page_endpoints_use_real_ids(served):
     recs = client.get(f"/api/recommendations/users/{user}").json()
     assert len(recs["data"]) == 10
     assert client.get("/api/users/no-such-user").status_code == 404
+
+
+@pytest.mark.slow
+def test_high_value_by_each_pipeline_model_and_integer_segments(served):
+    """The real pipeline's conversion model is one of the enum's families: its name answers
+    the 'best' list, the other families a 404 naming it; segment ids are integers."""
+    client, _, _ = served
+    best = client.get("/api/predictions/high-value/best", params={"limit": 20}).json()
+    assert best["count"] == 20 and best["note"] is None, best["note"]
+    served_model = best["data"][0]["conversion_model"]
+    others = {"logistic_regression", "random_forest", "xgboost"} - {served_model}
+    assert len(others) == 2, served_model
+    assert (
+        client.get(f"/api/predictions/high-value/{served_model}", params={"limit": 20}).json()[
+            "data"
+        ]
+        == best["data"]
+    )
+    for family in others:
+        other = client.get(f"/api/predictions/high-value/{family}")
+        assert other.status_code == 404 and f"'{served_model}'" in other.json()["detail"]
+    assert all(type(row["segment_id"]) is int for row in best["data"])
+    outlook = client.get("/api/predictions/segments").json()["data"]
+    assert outlook and all(type(row["segment_id"]) is int for row in outlook)
