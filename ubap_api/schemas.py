@@ -772,7 +772,9 @@ class AdminInsight(Row):
         "the metric's unit."
     )
     volume: int = Field(
-        description="Traffic behind the finding (page views, or sessions entering the step)."
+        description="Traffic behind the finding: sessions on the page (exit), sessions "
+        "entering on it (bounce), sessions entering the funnel step, the page's views "
+        "(never recommended); 0 for a content island."
     )
     details: str = Field(description="One sentence with the numbers.")
     suggested_action: str = Field(description="What to do about it, from its own numbers.")
@@ -791,7 +793,7 @@ class AdminInsight(Row):
                     "value": 0.612345,
                     "baseline": 0.284512,
                     "volume": 1840,
-                    "details": "61% of 1,840 views end the session here (site median 28%).",
+                    "details": "61% of 1,840 sessions on the page end there (site median 28%).",
                     "suggested_action": "Add related products and a clear next step below the "
                     "fold: matching the median would keep about 600 sessions going.",
                     "as_of": "2026-02-15",
