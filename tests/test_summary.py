@@ -322,7 +322,9 @@ def test_summary_uses_the_other_helpers_tables_when_present(warehouse, tmp_path)
     assert facts.data["recommendations"]["lift_over_baseline"] == pytest.approx(1.5)
     text = s.deterministic_narrative(facts)
     assert "3 users scored, 2 with a purchase probability of 50% or more" in text
-    assert "served method hybrid (test NDCG@k 0.25; +150.0% vs the global_popularity baseline)" in text
+    assert (
+        "served method hybrid (test NDCG@k 0.25; +150.0% vs the global_popularity baseline)" in text
+    )
     assert s.ungrounded_numbers(text, facts) == []
 
 
@@ -499,3 +501,18 @@ def test_recommendations_report_the_served_method_or_say_why_not():
     }
     facts = s._recommendation_facts(pl.DataFrame(short))
     assert "served_method" not in facts and "7 test users" in facts["note"]
+
+
+def test_a_funnel_without_page_views_is_said_not_scored_as_zero():
+    kpis = dict.fromkeys(
+        ("sessions", "avg_daily_active_users", "revenue", "conversion_rate", "bounce_rate"), 1.0
+    )
+    data = {
+        "kpis": {**kpis, "sessions": 383, "new_users": 41},
+        "relative_change": kpis,
+        "period": {"days": 7, "start": "2011-12-02", "end": "2011-12-08"},
+        "funnel": {"steps": {"page_view": 0, "purchase": 0}, "overall_conversion": None},
+    }
+    text = s.deterministic_narrative(s.Facts(None, None, None, data=data))
+    assert "Funnel: no session in the period had a page view" in text
+    assert "0.0% of sessions with a page view" not in text

@@ -225,7 +225,7 @@ def gather_facts(con: duckdb.DuckDBPyConnection, period_days: int = PERIOD_DAYS)
             first, first_prev = steps["cur"][0], steps["prev"][0]
             data["funnel"] = {
                 "steps": {r["step"]: int(r["cur"]) for r in steps.iter_rows(named=True)},
-                "overall_conversion": round(steps["cur"][-1] / first, 4) if first else 0.0,
+                "overall_conversion": round(steps["cur"][-1] / first, 4) if first else None,
                 "previous_overall_conversion": (
                     round(steps["prev"][-1] / first_prev, 4) if first_prev else None
                 ),
@@ -346,7 +346,12 @@ def deterministic_narrative(facts: Facts) -> str:
     else:
         lines.append("Segments: not available (user_segments / segment_trends missing).")
     fun = d.get("funnel")
-    if fun:
+    if fun and fun["overall_conversion"] is None:
+        lines.append(
+            "Funnel: no session in the period had a page view, so the funnel has no first step "
+            "(a log of purchases only?)."
+        )
+    elif fun:
         weak = fun.get("weakest_step")
         lines.append(
             f"Funnel: {_rate(fun['overall_conversion'])} of sessions with a page view reach a "

@@ -34,6 +34,7 @@ def _result(name: str, bad: int, **metadata) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
         check_name=name,
         passed=bad == 0,
+        description=f"{_SPECS[name][0]} Failing rows in this window: {bad:,}." if bad else None,
         severity=dg.AssetCheckSeverity.ERROR if _SPECS[name][1] else dg.AssetCheckSeverity.WARN,
         metadata={"failing_rows": bad, **{k: str(v) for k, v in metadata.items()}},
     )
