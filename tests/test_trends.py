@@ -1,6 +1,6 @@
 """Trends, funnels, retention and lifecycle on hand-made events with known answers."""
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 import duckdb
 import polars as pl
@@ -218,12 +218,18 @@ def test_funnel_by_device_and_source_known_values(con):
     assert overall.equals(trends.funnel_daily(con))
 
 
-def test_funnel_dimensions_add_up_to_the_funnel(tiny_world):
+def _world_sessions(world) -> duckdb.DuckDBPyConnection:
+    """A connection holding ``world``'s events and pages and the sessions built from them."""
     c = duckdb.connect()
-    events, pages = tiny_world.events, tiny_world.pages  # noqa: F841
+    events, pages = world.events, world.pages  # noqa: F841 - DuckDB replacement scan
     c.execute("CREATE TABLE events AS SELECT * FROM events")
     c.execute("CREATE TABLE pages AS SELECT * FROM pages")
     trends.build_sessions(c)
+    return c
+
+
+def test_funnel_dimensions_add_up_to_the_funnel(tiny_world):
+    c = _world_sessions(tiny_world)
     daily = trends.funnel_daily(c)
     by_dim = trends.funnel_dimensions(c)
     c.close()
@@ -252,11 +258,7 @@ def test_funnel_dimensions_add_up_to_the_funnel(tiny_world):
 def test_funnel_dimensions_check_catches_a_split_that_does_not_add_up(tiny_world):
     from ubap_assets.defs.trends.checks import funnel_dimensions_reconcile
 
-    c = duckdb.connect()
-    events, pages = tiny_world.events, tiny_world.pages  # noqa: F841
-    c.execute("CREATE TABLE events AS SELECT * FROM events")
-    c.execute("CREATE TABLE pages AS SELECT * FROM pages")
-    trends.build_sessions(c)
+    c = _world_sessions(tiny_world)
     daily, by_dim = trends.funnel_daily(c), trends.funnel_dimensions(c)
     c.close()
     good = funnel_dimensions_reconcile(funnel_dimensions=by_dim, funnel_daily=daily)
@@ -285,11 +287,7 @@ def test_funnel_dimensions_reject_an_unknown_dimension(con):
 def test_detector_monitors_funnel_steps_by_device(tiny_world):
     from ubap_assets.core import anomalies
 
-    c = duckdb.connect()
-    events, pages = tiny_world.events, tiny_world.pages  # noqa: F841
-    c.execute("CREATE TABLE events AS SELECT * FROM events")
-    c.execute("CREATE TABLE pages AS SELECT * FROM pages")
-    trends.build_sessions(c)
+    c = _world_sessions(tiny_world)
     daily, funnel = trends.daily_trends(c), trends.funnel_daily(c)
     by_dim = trends.funnel_dimensions(c)
     c.close()
@@ -319,6 +317,41 @@ def test_detector_monitors_funnel_steps_by_device(tiny_world):
         (pl.col("dimension") == "device") & pl.col("metric").str.starts_with("funnel_")
     )
     assert scored.height > 0 and scored["score"].is_finite().all()
+
+
+def test_a_mobile_checkout_bug_is_an_incident_headed_by_mobile():
+    """A clean world where 40% of mobile checkouts fail to purchase for two weeks: with the
+    funnel by device monitored, the incident names mobile's checkout step, not only 'all'."""
+    from ubap_assets.core import anomalies
+    from ubap_assets.core.synthetic import WorldSpec, generate_world
+
+    world = generate_world(
+        WorldSpec(users=4000, days=63, seed=3, start_date=date(2026, 1, 5), anomalies=False)
+    )
+    c = _world_sessions(world)
+    bug_start, bug_end = date(2026, 2, 16), date(2026, 3, 1)
+    c.execute(
+        "UPDATE sessions SET reached_purchase = false WHERE device = 'mobile' "
+        "AND reached_purchase AND day BETWEEN ? AND ? AND hash(session_id) % 10 < 4",
+        [bug_start, bug_end],
+    )
+    daily, funnel = trends.daily_trends(c), trends.funnel_daily(c)
+    by_dim = trends.funnel_dimensions(c)
+    c.close()
+    settings = anomalies.DetectorSettings()
+    series = anomalies.monitored_series(daily, None, funnel, None, by_dim)
+    history = anomalies.detect(series, settings)
+    _, incidents, _ = anomalies.build_incidents(history, series, settings)
+    assert incidents.height == 1, incidents  # the clean world raises nothing else
+    incident = incidents.row(0, named=True)
+    assert incident["start_day"] <= bug_start + timedelta(days=3)
+    assert incident["end_day"] >= bug_end
+    assert (incident["headline_metric"], incident["headline_dimension"]) == (
+        "funnel_purchase",
+        "device",
+    )
+    assert "device=mobile" in incident["description"]
+    assert "mobile accounts for" in incident["description"]
 
 
 def test_retention_and_lifecycle(con):
