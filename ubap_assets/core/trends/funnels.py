@@ -11,7 +11,7 @@ import duckdb
 import polars as pl
 
 from ubap_assets.core.trends.bounds import Bounds, data_bounds
-from ubap_assets.core.trends.period_metrics import DIMENSIONS, _dimension_sql
+from ubap_assets.core.trends.period_metrics import DIMENSIONS, dimension_sql
 from ubap_assets.core.trends.segments import ALL_SEGMENT_ID, segment_labels, use_segments
 from ubap_assets.warehouse import tables
 
@@ -105,7 +105,7 @@ def funnel_dimensions(
     bounds = data_bounds(con, sessions)
     if bounds.empty:
         return pl.DataFrame(schema={**key_schema, **_FUNNEL_SCHEMA})
-    sets, dimension, value = _dimension_sql(dimensions)
+    sets, dimension, value = dimension_sql(dimensions)
     wide = con.execute(
         f"""
         SELECT period AS day, {dimension} AS dimension, {value} AS dimension_value,

@@ -28,7 +28,7 @@ def _period(expr: str, grain: str) -> str:
     raise ValueError(f"grain must be 'day' or 'week' (got {grain!r})")
 
 
-def _dimension_sql(dims: tuple[str, ...]) -> tuple[str, str, str]:
+def dimension_sql(dims: tuple[str, ...]) -> tuple[str, str, str]:
     """GROUPING SETS over (period) and (period, dim) for each dim; labels for the outputs."""
     sets = ", ".join(["(period)"] + [f"(period, {d})" for d in dims])
     if not dims:
@@ -42,7 +42,7 @@ def _dimension_sql(dims: tuple[str, ...]) -> tuple[str, str, str]:
 
 def _trends_sql(grain: str, dims: tuple[str, ...], source: str, sessions: str) -> str:
     """One aggregate over sessions with grouping sets, zero-filled over the calendar."""
-    sets, dim_name, dim_value = _dimension_sql(dims)
+    sets, dim_name, dim_value = dimension_sql(dims)
     step = "INTERVAL 1 DAY" if grain == "day" else "INTERVAL 7 DAY"
     return f"""
     WITH first_seen AS (SELECT user_id, min(day) AS first_day FROM {sessions} GROUP BY user_id),
