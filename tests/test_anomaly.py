@@ -165,3 +165,28 @@ def test_bad_settings_name_the_knob():
     problems = anomalies.DetectorSettings(threshold=0, min_history_points=40).problems()
     assert any("threshold" in p for p in problems)
     assert any("min_history_points" in p for p in problems)
+
+
+def test_a_dimension_with_one_value_is_not_scored_twice():
+    from datetime import date, timedelta
+
+    from ubap_assets.core.anomalies import DetectorSettings, detect, history_notes, monitored_series
+
+    counts = {"active_users": 10, "sessions": 20, "page_views": 40, "events": 60}
+    counts |= {"converted_sessions": 2, "bounced_sessions": 5, "revenue": 30.0}
+    rows = [
+        {"day": date(2026, 1, 1) + timedelta(days=i), "dimension": dim, "dimension_value": value}
+        | counts
+        | {"mean_session_duration_s": 90.0, "is_complete": True}
+        for i in range(10)
+        for dim, value in (
+            ("all", "all"),
+            ("device", "unknown"),  # one value: the same series as all
+            ("traffic_source", "ads"),
+            ("traffic_source", "seo"),
+        )
+    ]
+    series = monitored_series(pl.DataFrame(rows))
+    assert set(series["dimension"].unique()) == {"all", "traffic_source"}
+    notes = history_notes(series, detect(series, DetectorSettings()), DetectorSettings())
+    assert any(n.startswith("device: not scored on its own") for n in notes)

@@ -194,6 +194,13 @@ def history_notes(series: pl.DataFrame, history: pl.DataFrame, settings) -> list
             f"{n_days} complete day(s) of history: rates are scored; counts, revenue and "
             f"durations need {settings.warmup_days + 1} days"
         )
+    scoped = set(series["dimension"].unique().to_list())
+    for dimension in ("device", "traffic_source"):
+        if dimension not in scoped:
+            notes.append(
+                f"{dimension}: not scored on its own (one value or none in the data, so its "
+                "series would repeat the overall ones)"
+            )
     empty = overall.filter(pl.col("value") == 0)["day"].to_list()
     if empty:
         notes.append(f"{len(empty)} day(s) with no sessions: " + ", ".join(map(str, empty[:5])))

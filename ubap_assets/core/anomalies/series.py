@@ -133,4 +133,17 @@ def monitored_series(
         return pl.DataFrame(schema=SERIES_SCHEMA)
     frame = pl.concat([p.cast(SERIES_SCHEMA) for p in parts], how="vertical")
     frame = frame.filter(pl.col("metric").is_in(list(MONITORED)))
+    single = single_valued_dimensions(frame)
+    frame = frame.filter(~pl.col("dimension").is_in(single))
     return frame.sort("dimension", "dimension_value", "metric", "day")
+
+
+def single_valued_dimensions(frame: pl.DataFrame) -> list[str]:
+    """Device or traffic source with one value over the whole history (a log without the field
+    gives everyone "unknown"): its series repeat the overall ones, so they are not scored twice."""
+    counts = (
+        frame.filter(pl.col("dimension").is_in(["device", "traffic_source"]))
+        .group_by("dimension")
+        .agg(pl.col("dimension_value").n_unique().alias("values"))
+    )
+    return sorted(counts.filter(pl.col("values") == 1)["dimension"].to_list())
