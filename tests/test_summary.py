@@ -501,9 +501,12 @@ def test_recommendations_report_the_served_method_or_say_why_not():
     }
     facts = s._recommendation_facts(pl.DataFrame(short))
     assert "served_method" not in facts and "7 test users" in facts["note"]
+    text = _narrative(recommendations=facts)
+    assert "Recommendations: not scored (insufficient data: 7 test users (< 100))." in text
 
 
-def test_a_funnel_without_page_views_is_said_not_scored_as_zero():
+def _narrative(**sections) -> str:
+    """The deterministic text of a minimal period plus ``sections``."""
     kpis = dict.fromkeys(
         ("sessions", "avg_daily_active_users", "revenue", "conversion_rate", "bounce_rate"), 1.0
     )
@@ -511,8 +514,12 @@ def test_a_funnel_without_page_views_is_said_not_scored_as_zero():
         "kpis": {**kpis, "sessions": 383, "new_users": 41},
         "relative_change": kpis,
         "period": {"days": 7, "start": "2011-12-02", "end": "2011-12-08"},
-        "funnel": {"steps": {"page_view": 0, "purchase": 0}, "overall_conversion": None},
+        **sections,
     }
-    text = s.deterministic_narrative(s.Facts(None, None, None, data=data))
+    return s.deterministic_narrative(s.Facts(None, None, None, data=data))
+
+
+def test_a_funnel_without_page_views_is_said_not_scored_as_zero():
+    text = _narrative(funnel={"steps": {"page_view": 0, "purchase": 0}, "overall_conversion": None})
     assert "Funnel: no session in the period had a page view" in text
     assert "0.0% of sessions with a page view" not in text

@@ -379,7 +379,12 @@ def deterministic_narrative(facts: Facts) -> str:
         lines.append("Predictions: not available (user_predictions missing).")
     rec = d.get("recommendations")
     if rec and "served_method" not in rec:
-        lines.append(f"Recommendations: not scored ({rec['status']}: {rec['note']}).")
+        note = (
+            rec["note"]
+            if rec["note"].startswith(rec["status"])
+            else f"{rec['status']}: {rec['note']}"
+        )
+        lines.append(f"Recommendations: not scored ({note}).")
     elif rec:
         text = (
             f"Recommendations: served method {rec['served_method']} (test NDCG@k {rec['ndcg_at_k']}"
