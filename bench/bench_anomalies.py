@@ -33,6 +33,7 @@ import polars as pl
 
 from ubap_assets.core import anomalies, trends
 from ubap_assets.core.catalogue import page_catalogue
+from ubap_assets.core.metrics import TREND_COLUMNS
 from ubap_assets.core.schema import EVENTS_SCHEMA, INJECTED_ANOMALIES_SCHEMA
 from ubap_assets.core.synthetic import (
     WorldSpec,
@@ -263,18 +264,8 @@ def main() -> None:
         print(f"  {users} users: caught {caught}/5")
 
     # The stage at the scale of 10M events: same days and scopes, every count x5.
-    counts = [
-        "active_users",
-        "new_users",
-        "returning_users",
-        "sessions",
-        "converted_sessions",
-        "bounced_sessions",
-        "events",
-        "page_views",
-        "purchases",
-        "revenue",
-    ]
+    ratios = ("conversion_rate", "bounce_rate", "mean_session_duration_s", "pages_per_session")
+    counts = [c for c in TREND_COLUMNS if c not in ratios]
     scaled = {
         "daily": scale_frames["daily"].with_columns([pl.col(c) * 5 for c in counts]),
         "segments": scale_frames["segments"].with_columns([pl.col(c) * 5 for c in counts]),

@@ -61,6 +61,20 @@ def tiny_spec():
     return WorldSpec(users=TEST_USERS, days=TEST_DAYS, seed=TEST_SEED, start_date=TEST_START)
 
 
+# The sample serving snapshot the API tests read (tests.api_sample), published once.
+SAMPLE_SNAPSHOT_ID = "test-api-1"
+
+
+@pytest.fixture(scope="session")
+def sample_snapshots(tmp_path_factory, tiny_spec) -> Path:
+    from tests.api_sample import publish_sample, sample_warehouse
+
+    directory = tmp_path_factory.mktemp("api") / "snapshots"
+    with duckdb.connect(str(sample_warehouse(tiny_spec))) as con:
+        publish_sample(con, directory, SAMPLE_SNAPSHOT_ID)
+    return directory
+
+
 @pytest.fixture(scope="session")
 def tiny_world(tiny_spec):
     """A small synthetic world (800 users x 42 days) as polars frames."""

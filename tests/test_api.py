@@ -8,11 +8,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.api_sample import publish_sample, sample_warehouse
+from tests.conftest import SAMPLE_SNAPSHOT_ID
 from ubap_api.main import create_app
 from ubap_api.settings import Settings
 from ubap_assets.warehouse.reader import open_reader
 
-SNAPSHOT_ID = "test-api-1"
+SNAPSHOT_ID = SAMPLE_SNAPSHOT_ID
 HEADER = "X-UBAP-Snapshot"
 
 LIST_ENDPOINTS = [
@@ -37,11 +38,8 @@ LIST_ENDPOINTS = [
 
 
 @pytest.fixture(scope="module")
-def snapshots(tmp_path_factory, tiny_spec):
-    directory = tmp_path_factory.mktemp("api") / "snapshots"
-    with duckdb.connect(str(sample_warehouse(tiny_spec))) as con:
-        publish_sample(con, directory, SNAPSHOT_ID)
-    return directory
+def snapshots(sample_snapshots):
+    return sample_snapshots
 
 
 @pytest.fixture(scope="module")

@@ -13,15 +13,10 @@ from ubap_api.settings import Settings
 from ubap_assets.warehouse import tables as t
 from ubap_assets.warehouse.reader import open_reader
 
-SNAPSHOT_ID = "test-api-anomalies"
-
 
 @pytest.fixture(scope="module")
-def snapshots(tmp_path_factory, tiny_spec):
-    directory = tmp_path_factory.mktemp("api-anomalies") / "snapshots"
-    with duckdb.connect(str(sample_warehouse(tiny_spec))) as con:
-        publish_sample(con, directory, SNAPSHOT_ID)
-    return directory
+def snapshots(sample_snapshots):
+    return sample_snapshots
 
 
 @pytest.fixture(scope="module")

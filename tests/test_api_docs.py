@@ -3,14 +3,12 @@ description on every operation, described tags and fields; numbers rounded at th
 
 import re
 
-import duckdb
 import polars as pl
 import pytest
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
 
-from tests.api_sample import publish_sample, sample_warehouse
 from ubap_api import schemas
 from ubap_api.docs_ui import DOCS_ASSETS_URL
 from ubap_api.main import create_app
@@ -36,11 +34,8 @@ URL_ATTRIBUTE = re.compile(r"""(?:src|href|spec-url)\s*=\s*["']([^"']+)["']|url:
 
 
 @pytest.fixture(scope="module")
-def client(tmp_path_factory, tiny_spec):
-    directory = tmp_path_factory.mktemp("docs") / "snapshots"
-    with duckdb.connect(str(sample_warehouse(tiny_spec))) as con:
-        publish_sample(con, directory, "docs-1")
-    with TestClient(create_app(Settings(snapshot_dir=directory))) as c:
+def client(sample_snapshots):
+    with TestClient(create_app(Settings(snapshot_dir=sample_snapshots))) as c:
         yield c
 
 

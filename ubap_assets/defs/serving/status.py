@@ -52,22 +52,22 @@ def _skipped(instance: dg.DagsterInstance, run_id: str, step_key: str) -> bool:
     return any(getattr(s.status, "value", None) == "SUCCESS" for s in stats)
 
 
-def _skip_reason(instance: dg.DagsterInstance, run_id: str, step_key: str) -> str:
-    """The warning the check logged when it skipped (see the checks' SKIPPED pattern)."""
+def _skip_reasons(instance: dg.DagsterInstance, run_id: str) -> dict[str, str]:
+    """Step key -> the warning its check logged when it skipped (``lib.checks.skip``), read in
+    one pass over the run's logs."""
+    reasons: dict[str, str] = {}
     for entry in instance.all_logs(run_id):
-        if (
-            entry.step_key == step_key
-            and entry.dagster_event is None
-            and "skipped" in (entry.user_message or "")
-        ):
-            return entry.user_message[:_MAX_REASON]
-    return "skipped: the check had nothing to score"
+        message = entry.user_message or ""
+        if entry.dagster_event is None and entry.step_key and "skipped" in message:
+            reasons.setdefault(entry.step_key, message[:_MAX_REASON])
+    return reasons
 
 
 def check_results(instance: dg.DagsterInstance, graph) -> pl.DataFrame:
     """The latest evaluation of every asset check in ``graph``, one row per check: passed,
     failed, or skipped (with the reason the check gave) where the data could not be scored."""
     rows = []
+    skip_reasons: dict[str, dict[str, str]] = {}  # run id -> step key -> reason
     for key in sorted(graph.asset_check_keys, key=lambda k: (k.asset_key.to_user_string(), k.name)):
         found = latest_completed_evaluation(instance, key)
         if found is None:
@@ -77,7 +77,11 @@ def check_results(instance: dg.DagsterInstance, graph) -> pl.DataFrame:
         if evaluation is None:
             status, passed, severity = "skipped", None, None
             blocking = bool(spec.blocking)
-            description = _skip_reason(instance, record.run_id, key.name)
+            if record.run_id not in skip_reasons:
+                skip_reasons[record.run_id] = _skip_reasons(instance, record.run_id)
+            description = skip_reasons[record.run_id].get(
+                key.name, "skipped: the check had nothing to score"
+            )
         else:
             passed = bool(evaluation.passed)
             status, severity = ("passed" if passed else "failed"), evaluation.severity.value
