@@ -35,6 +35,8 @@ _FIX = {
     "start_date": "write the first day as YYYY-MM-DD (e.g. 2026-01-05), or unset it",
     "max_reject_share": "set it to a number between 0 and 1 (default 0.05), or unset it",
     "plant_anomalies": "set it to true (default) or false (a clean world), or unset it",
+    "retrain_every_days": "set it to a whole number of days, at least 1 (default 7: weekly), "
+    "or unset it",
 }
 
 
@@ -62,6 +64,9 @@ class Settings(BaseSettings):
 
     # The nightly schedule; an invalid cron is handled by defs/schedules.py (stopped, says why).
     nightly_cron: str = DEFAULT_NIGHTLY_CRON
+    # Models and the recommender's tuning retrain when a new period of this many days has
+    # begun (core/cadence.py); every night only scores with them.
+    retrain_every_days: int = Field(7, ge=1)
 
     # The recommendations' text embedder and the summary's LLM.
     embedder: str = "sentence"
