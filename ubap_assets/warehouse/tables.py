@@ -28,6 +28,10 @@ USER_PREDICTIONS: Final = "user_predictions"
 
 # --- trends, funnels, retention, anomalies, summary ---
 SESSIONS: Final = "sessions"  # one row per session: the one pass over events the trends read
+# Day-partitioned aggregates the nightly run extends a day at a time (see docs/tables/trends.md).
+USER_DAILY: Final = "user_daily"  # one row per (day, user): their sessions that started that day
+PAGE_DAILY: Final = "page_daily"  # one row per (day, page): its events that day
+USER_PAGE_DAILY: Final = "user_page_daily"  # one row per (day, user, page, event type)
 DAILY_TRENDS: Final = "daily_trends"
 WEEKLY_TRENDS: Final = "weekly_trends"
 SEGMENT_TRENDS: Final = "segment_trends"
