@@ -52,28 +52,52 @@ def test_every_asset_is_a_contract_table_or_the_snapshot():
     assert keys - contract <= {"serving_snapshot"}, keys - contract
 
 
-def test_nightly_schedule_targets_yesterday():
+def _tick(definitions, name: str, when: datetime):
+    context = dg.build_schedule_context(
+        scheduled_execution_time=when, repository_def=definitions.get_repository_def()
+    )
+    return definitions.resolve_schedule_def(name).evaluate_tick(context)
+
+
+def test_nightly_schedule_refreshes_yesterday_and_the_day_before_without_retraining():
     definitions = defs()
     schedule = definitions.resolve_schedule_def("nightly_refresh")
-    assert schedule.cron_schedule == "0 2 * * *"
-    context = dg.build_schedule_context(
-        scheduled_execution_time=datetime(2026, 2, 10, 2, 0),
-        repository_def=definitions.get_repository_def(),
-    )
-    request = schedule.evaluate_tick(context).run_requests[0]
-    assert request.partition_key == "2026-02-09"
+    assert schedule.cron_schedule == "0 2 * * *" and schedule.job_name == "nightly_job"
+    (request,) = _tick(definitions, "nightly_refresh", datetime(2026, 2, 10, 2, 0)).run_requests
+    assert request.tags["dagster/asset_partition_range_start"] == "2026-02-08"
+    assert request.tags["dagster/asset_partition_range_end"] == "2026-02-09"
+    skipped = _tick(definitions, "nightly_retrain", datetime(2026, 2, 10, 2, 0))
+    assert not skipped.run_requests
+    assert "next after 2026-02-15" in skipped.skip_message
+
+
+def test_the_first_night_of_a_training_period_retrains_instead():
+    """Weekly by default: the night after a Sunday runs refresh_job (models and the
+    recommender's tuning retrained); nightly_refresh skips that night."""
+    definitions = defs()
+    when = datetime(2026, 2, 16, 2, 0)  # a Monday: the data end at the new boundary
+    (request,) = _tick(definitions, "nightly_retrain", when).run_requests
+    assert definitions.resolve_schedule_def("nightly_retrain").job_name == "refresh_job"
+    assert request.tags["dagster/asset_partition_range_end"] == "2026-02-15"
+    assert "training period" in _tick(definitions, "nightly_refresh", when).skip_message
+
+
+def test_nightly_job_leaves_out_only_the_retrained_assets():
+    from ubap_assets.defs.schedules import RETRAINED
+
+    definitions = defs()
+    graph = definitions.resolve_asset_graph()
+    nightly = definitions.resolve_job_def("nightly_job").asset_layer.executable_asset_keys
+    everything = definitions.resolve_job_def("refresh_job").asset_layer.executable_asset_keys
+    assert everything - nightly == RETRAINED.resolve(graph)
+    assert dg.AssetKey("user_predictions") in nightly
 
 
 def test_nightly_schedule_skips_a_day_without_a_partition():
     """A historic log's partitions end at its last day: the nightly tick skips, naming the range,
     instead of requesting a partition that does not exist."""
     definitions = defs()
-    schedule = definitions.resolve_schedule_def("nightly_refresh")
-    context = dg.build_schedule_context(
-        scheduled_execution_time=datetime(2026, 1, 2, 2, 0),  # before the test world's first day
-        repository_def=definitions.get_repository_def(),
-    )
-    result = schedule.evaluate_tick(context)
+    result = _tick(definitions, "nightly_refresh", datetime(2026, 1, 2, 2, 0))  # before day one
     assert not result.run_requests
     assert "no event partition for 2026-01-01" in result.skip_message
 
@@ -148,12 +172,12 @@ def test_a_bad_setting_loads_and_fails_the_run_naming_the_variable(
         (failed,) = [line for line in result.stdout.splitlines() if line.startswith("FAILED:")]
         assert f"{variable}={value!r}" in failed and "Invalid configuration" in failed
     else:
-        from ubap_assets.defs.schedules import nightly_schedule
+        from ubap_assets.defs.schedules import nightly_schedules
 
         monkeypatch.setenv(variable, value)
-        schedule = nightly_schedule()
-        assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
-        assert variable in schedule.description
+        for schedule in nightly_schedules():
+            assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
+            assert variable in schedule.description
 
 
 def test_one_settings_model_reads_every_variable_and_never_raises(monkeypatch, tmp_path):

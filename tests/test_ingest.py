@@ -296,10 +296,11 @@ def test_inbox_sensor_requests_the_days_new_files_touch(tmp_path, monkeypatch):
     first = inbox_sensor(dg.build_sensor_context(cursor=None))
     assert isinstance(first, dg.SensorResult)
     # 6, 7 and 9 Jan (23:30 at -02:00 is the 9th in UTC); 1999 lies before the partitions.
-    # One run from the first to the last day: each run refreshes everything downstream.
-    (days_6_to_9,) = first.run_requests
-    assert days_6_to_9.tags[RANGE_START_TAG] == "2026-01-06"
-    assert days_6_to_9.tags[RANGE_END_TAG] == "2026-01-09"
+    # One run from the first to the last day: each run refreshes everything downstream. It
+    # takes in the day before and after (their sessions may cross midnight into a changed day).
+    (days_5_to_10,) = first.run_requests
+    assert days_5_to_10.tags[RANGE_START_TAG] == "2026-01-05"
+    assert days_5_to_10.tags[RANGE_END_TAG] == "2026-01-10"
 
     again = inbox_sensor(dg.build_sensor_context(cursor=first.cursor))
     assert isinstance(again, dg.SkipReason)
@@ -307,11 +308,17 @@ def test_inbox_sensor_requests_the_days_new_files_touch(tmp_path, monkeypatch):
     b = _write(inbox / "b.csv", "user_id,event_ts,event_type,page_id\nu3,2026-01-20,click,p1\n")
     _age(b)
     second = inbox_sensor(dg.build_sensor_context(cursor=first.cursor))
-    assert [r.partition_key for r in second.run_requests] == ["2026-01-20"]
+    assert [_days(r) for r in second.run_requests] == [("2026-01-19", "2026-01-21")]
 
     b.unlink()
     removed = inbox_sensor(dg.build_sensor_context(cursor=second.cursor))
-    assert [r.partition_key for r in removed.run_requests] == ["2026-01-20"]
+    assert [_days(r) for r in removed.run_requests] == [("2026-01-19", "2026-01-21")]
+
+
+def _days(request) -> tuple[str, str]:
+    from ubap_assets.defs.ingest.sensors import RANGE_END_TAG, RANGE_START_TAG
+
+    return request.tags[RANGE_START_TAG], request.tags[RANGE_END_TAG]
 
 
 def test_inbox_sensor_first_tick_does_not_repeat_the_full_refresh(tmp_path, monkeypatch):
@@ -332,7 +339,7 @@ def test_inbox_sensor_first_tick_does_not_repeat_the_full_refresh(tmp_path, monk
 
     _age(_write(inbox / "b.csv", "user_id,event_ts,event_type,page_id\nu3,2026-01-20,click,p1\n"))
     later = inbox_sensor(dg.build_sensor_context(cursor=first.cursor, instance=instance))
-    assert [r.partition_key for r in later.run_requests] == ["2026-01-20"]
+    assert [_days(r) for r in later.run_requests] == [("2026-01-19", "2026-01-21")]
 
 
 def test_inbox_sensor_waits_for_files_still_being_written(tmp_path, monkeypatch):

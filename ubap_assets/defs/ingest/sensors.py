@@ -84,7 +84,13 @@ def plan_runs(
     outside = sorted(d.isoformat() for d in changed_days if d.isoformat() not in valid_keys)
     if not keys:
         return [], outside
+    # A day's sessions read the day before and after it (a session crossing midnight): the run
+    # widens to the neighbouring partitions that exist.
     first, last = keys[0], keys[-1]
+    if (first - timedelta(days=1)).isoformat() in valid_keys:
+        first -= timedelta(days=1)
+    if (last + timedelta(days=1)).isoformat() in valid_keys:
+        last += timedelta(days=1)
     run_key = f"inbox-{first}-{last}-{change_id}"
     if first == last:
         return [dg.RunRequest(run_key=run_key, partition_key=first.isoformat())], outside
