@@ -40,7 +40,10 @@ for _var in (
 
 
 def world_db(world) -> duckdb.DuckDBPyConnection:
-    """An in-memory warehouse holding a synthetic world's tables (feature and leakage tests)."""
+    """An in-memory warehouse holding a synthetic world's tables (feature and leakage tests) and
+    the daily intermediates built from them (sessions, user_daily, page_daily, user_page_daily)."""
+    from ubap_assets.core.daily import build_all_daily
+
     con = duckdb.connect()
     for table, frame in (
         ("users", world.users),
@@ -51,6 +54,7 @@ def world_db(world) -> duckdb.DuckDBPyConnection:
         con.register("incoming", frame)
         con.execute(f"CREATE TABLE {table} AS SELECT * FROM incoming")
         con.unregister("incoming")
+    build_all_daily(con)
     return con
 
 

@@ -1,9 +1,10 @@
 """Trends, funnels, retention and lifecycle computed in DuckDB SQL.
 
-Dagster-free. ``build_sessions`` makes the one full pass over the raw ``events`` and writes the
-``sessions`` table (one row per session, ~10x smaller); every other function aggregates that
-table through a DuckDB connection and returns a polars frame. Table names come from the table
-contract, never from outside, so they are the only thing formatted into the SQL.
+Dagster-free. ``build_sessions`` (``core/daily.py``) makes the pass over the raw ``events`` and
+writes the day-partitioned ``sessions`` table (one row per session, ~10x smaller); every other
+function aggregates that table (or ``user_daily``) through a DuckDB connection and returns a
+polars frame. Table names come from the table contract, never from outside, so they are the
+only thing formatted into the SQL.
 
 Conventions (docs/tables/trends.md): a session and all its events belong to the day of its
 first event and take that event's device and traffic source; a bounce is a session with exactly
@@ -16,12 +17,12 @@ One module per table family; this package re-exports their public names so that 
 
 - ``bounds``: what the data covers and which days and weeks are complete;
 - ``segments``: the segment ids and names the per-segment tables join;
-- ``sessions``: the ``sessions`` table (the one pass over the events);
 - ``period_metrics``: daily, weekly and per-segment trends, and their reconciliation;
 - ``funnels``: the ordered funnel per day (and device, traffic source, segment);
 - ``retention``: weekly cohorts and lifecycle states.
 """
 
+from ubap_assets.core.daily import build_sessions
 from ubap_assets.core.trends.bounds import COMPLETE_FROM_HOUR, Bounds, data_bounds
 from ubap_assets.core.trends.funnels import (
     FUNNEL_STEPS,
@@ -49,7 +50,6 @@ from ubap_assets.core.trends.segments import (
     segment_names,
     use_segments,
 )
-from ubap_assets.core.trends.sessions import SESSIONS_SQL, build_sessions, product_page_ids
 
 __all__ = [
     "ALL_SEGMENT_ID",
@@ -59,7 +59,6 @@ __all__ = [
     "FUNNEL_STEPS",
     "LIFECYCLE_STATES",
     "METRICS",
-    "SESSIONS_SQL",
     "Bounds",
     "build_sessions",
     "daily_trends",
@@ -68,7 +67,6 @@ __all__ = [
     "funnel_dimensions",
     "funnel_segments",
     "lifecycle_weekly",
-    "product_page_ids",
     "reconcile_daily",
     "retention_cohorts",
     "segment_labels",
