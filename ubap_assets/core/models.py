@@ -9,7 +9,8 @@ negatives) is "insufficient data": nothing is fit, nothing is served, the number
 """
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 
 import duckdb
 import numpy as np
@@ -25,16 +26,20 @@ from sklearn.preprocessing import FunctionTransformer, StandardScaler
 from threadpoolctl import threadpool_limits
 from xgboost import XGBClassifier
 
+from ubap_assets.core import cadence
 from ubap_assets.core import model_evaluation as ev
 from ubap_assets.core.features import (
     CATEGORICAL_FEATURES,
     NUMERIC_FEATURES,
+    FeatureWindowError,
     TimePlan,
     bounce_label_name,
     bounce_labels,
     compute_features,
     conversion_label_name,
     conversion_labels,
+    daily_span,
+    plan_windows,
 )
 
 MODEL_NAMES: tuple[str, ...] = ("logistic_regression", "random_forest", "xgboost")
@@ -241,7 +246,7 @@ def max_single_feature_auc(frame: pl.DataFrame, design: Design, seed: int = 0) -
 
 
 def check_windows(plan: TimePlan) -> None:
-    """The three label windows are disjoint and in time order, and end with the events."""
+    """The three label windows are disjoint and in time order, and end with the training data."""
     train_end = plan.label_window("train")[1]
     valid_end = plan.label_window("validation")[1]
     test_end = plan.label_window("test")[1]
@@ -252,7 +257,7 @@ def check_windows(plan: TimePlan) -> None:
         raise LeakageError(
             f"label windows overlap or are out of order: train [{plan.train_cutoff}, "
             f"{train_end}), validation [{plan.valid_cutoff}, {valid_end}), test "
-            f"[{plan.test_cutoff}, {test_end}), events end {plan.end}"
+            f"[{plan.test_cutoff}, {test_end}), training data end {plan.end}"
         )
 
 
@@ -484,10 +489,28 @@ def predict(model: object, design: Design, frame: pl.DataFrame) -> np.ndarray:
 
 
 LABELLERS = {"conversion": conversion_labels, "bounce": bounce_labels}
-# Days before its cutoff a label reads: the bounce label looks back a day only to skip
-# sessions that started before the cutoff.
-LABEL_LOOKBEHIND_DAYS = {"conversion": 0, "bounce": 1}
 CutoffFeatures = tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]
+
+
+def training_plan(
+    con: duckdb.DuckDBPyConnection,
+    every_days: int,
+    horizon_days: int = 0,
+    lookback_days: int = 0,
+) -> tuple[TimePlan, datetime]:
+    """The windows of a training run and the data end: the training data end at the latest
+    training boundary at or before the data end (core/cadence.py), so every run between two
+    boundaries plans, and trains, the same. Reads only ``user_daily``'s span."""
+    first, data_end = daily_span(con)
+    boundary = cadence.training_end(data_end, every_days)
+    try:
+        plan = plan_windows(first, boundary, horizon_days, lookback_days)
+    except FeatureWindowError as err:
+        raise FeatureWindowError(
+            f"{err} (the training data end at the boundary {boundary:%Y-%m-%d}, the start of "
+            f"the current {every_days}-day training period; the data end {data_end:%Y-%m-%d})"
+        ) from err
+    return replace(plan, retrain_every_days=every_days), data_end
 
 
 def cutoff_features(con: duckdb.DuckDBPyConnection, plan: TimePlan) -> CutoffFeatures:

@@ -1,4 +1,5 @@
-"""Per-user behaviour features over the whole observation window (group "features")."""
+"""Per-user behaviour features over the whole observation window (group "features"), from the
+daily aggregates (user_daily), never from the events."""
 
 import dagster as dg
 import polars as pl
@@ -30,8 +31,8 @@ class FeaturesConfig(dg.Config):
 
 
 def profile_window(con, lookback_days: int = 0):
-    """The cutoff (midnight after the last day of events) and the lookback to use."""
-    first, end = features.event_span(con)
+    """The cutoff (midnight after the last day a session started) and the lookback to use."""
+    first, end = features.daily_span(con)
     span = (end - first).days
     return end, span if lookback_days <= 0 else min(lookback_days, span)
 
@@ -39,14 +40,15 @@ def profile_window(con, lookback_days: int = 0):
 @dg.asset(
     name=t.USER_FEATURES,
     **STAGE,
-    deps=[t.EVENTS, t.USERS, t.PAGES],
+    deps=[t.USER_DAILY, t.USERS],
 )
 def user_features(
     context: dg.AssetExecutionContext, config: FeaturesConfig, warehouse: DuckDBResource
 ) -> dg.Output:
-    """One row per user: behaviour over the observation window up to the last day of events
+    """One row per user: behaviour over the observation window up to the last day of data
     (recency, frequency, sessions, pages per session, shares of page types, cart, purchases,
-    revenue, device, traffic source, tenure)."""
+    revenue, device, traffic source, tenure), summed from user_daily: a session and its events
+    count on the session's start day."""
     try:
         with warehouse.get_connection() as con:
             cutoff, lookback = profile_window(con, config.lookback_days)

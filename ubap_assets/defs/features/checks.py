@@ -1,8 +1,10 @@
-"""Blocking checks of user_features: no future event is read, no null or NaN is published."""
+"""Blocking checks of user_features: no future day is read, the features agree with the
+sessions they summarise, no null or NaN is published."""
 
 from datetime import timedelta
 
 import dagster as dg
+import duckdb
 import polars as pl
 from dagster_duckdb import DuckDBResource
 
@@ -10,37 +12,127 @@ from ubap_assets.core import features
 from ubap_assets.lib.checks import skip, skippable_check
 from ubap_assets.warehouse import tables as t
 
+# Users recomputed from the sessions per run (every k-th user by id): enough to catch a wrong
+# definition, cheap on any history (the sessions are read for these users only).
+SAMPLE_USERS = 2000
+
+# The definitions again, written independently of core/features.py and of user_daily: a user's
+# sessions that *start* in [cutoff - lookback, cutoff), each with all its events.
+_FROM_SESSIONS_SQL = f"""
+SELECT s.user_id,
+       count(*) AS sessions,
+       count(DISTINCT s.day) AS active_days,
+       sum(s.events) AS events,
+       sum(s.page_views) AS page_views,
+       sum(s.purchases) AS purchases,
+       sum(s.add_to_cart) AS add_to_cart,
+       sum(s.revenue) AS revenue,
+       avg(CASE WHEN s.is_bounce THEN 1.0 ELSE 0.0 END) AS bounce_rate,
+       avg(s.duration_s) / 60.0 AS avg_session_minutes,
+       sum(s.product_views) / nullif(sum(s.page_views), 0) AS product_share,
+       max(s.session_end) AS last_end
+FROM {t.SESSIONS} AS s JOIN ubap_feature_sample USING (user_id)
+WHERE s.day >= ? AND s.day < ?
+GROUP BY s.user_id
+"""
+COUNTS = ("sessions", "active_days", "events", "page_views", "purchases", "add_to_cart")
+RATES = ("revenue", "bounce_rate", "avg_session_minutes", "product_share", "recency_days")
+
+
+def features_against_sessions(
+    con: duckdb.DuckDBPyConnection, user_features: pl.DataFrame, sample: int = SAMPLE_USERS
+) -> tuple[int, dict[str, int]]:
+    """Users checked, and per feature how many of them differ from a recomputation from
+    ``sessions`` (counts exactly, the rest to 1e-6 relative)."""
+    step = max(1, user_features.height // sample)
+    chosen = user_features.sort("user_id").gather_every(step)
+    cutoff = chosen["cutoff"][0]
+    lookback = int(chosen["lookback_days"][0])
+    con.register("ubap_feature_sample", chosen.select("user_id"))
+    try:
+        recomputed = con.execute(
+            _FROM_SESSIONS_SQL, [(cutoff - timedelta(days=lookback)).date(), cutoff.date()]
+        ).pl()
+    finally:
+        con.unregister("ubap_feature_sample")
+    recency = ((pl.lit(cutoff) - pl.col("last_end")).dt.total_microseconds() / 86_400e6).clip(0.0)
+    recomputed = recomputed.with_columns(recency_days=recency.fill_null(float(lookback)))
+    joined = chosen.join(recomputed, on="user_id", how="left", suffix="_sessions")
+    zero = {c: 0 for c in COUNTS} | {"revenue": 0.0, "bounce_rate": 0.0}
+    zero |= {"avg_session_minutes": 0.0, "product_share": 0.0, "recency_days": float(lookback)}
+    joined = joined.with_columns(pl.col(f"{c}_sessions").fill_null(v) for c, v in zero.items())
+    differ = {c: pl.col(c).ne_missing(pl.col(f"{c}_sessions")).sum() for c in COUNTS}
+    differ |= {
+        c: (
+            (pl.col(c) - pl.col(f"{c}_sessions")).abs()
+            > 1e-6 * pl.max_horizontal(pl.col(c).abs(), pl.lit(1.0))
+        ).sum()
+        for c in RATES
+    }
+    counts = joined.select(**differ).row(0, named=True)
+    return chosen.height, {c: int(n) for c, n in counts.items()}
+
 
 @skippable_check(
     "user_features_ignore_future_events",
     asset=t.USER_FEATURES,
-    description="Features at a mid-history cutoff are identical whether or not the "
-    "events after it exist (every later event acts as a planted future event). "
-    "Skipped with fewer than 2 days of events.",
+    description="Features at a mid-history cutoff are identical whether or not user_daily holds "
+    "the days after it (every later day acts as planted future activity). Skipped with fewer "
+    "than 2 days of data.",
     blocking=True,
 )
 def user_features_ignore_future_events(
     context: dg.AssetCheckExecutionContext, warehouse: DuckDBResource
 ):
     with warehouse.get_connection() as con:
-        first, end = features.event_span(con)
+        first, end = features.daily_span(con)
         days = (end - first).days
         if days < 2:
-            skip(context, f"{days} day(s) of events, 2 needed")
+            skip(context, f"{days} day(s) of data, 2 needed")
             return
         cutoff = first + timedelta(days=days // 2)
         lookback = max(days // 2, 1)
         differing = features.future_events_guard(con, cutoff, lookback)
         future = con.execute(
-            "SELECT count(*) FROM events WHERE event_ts >= ?", [cutoff]
+            f"SELECT coalesce(sum(sessions), 0) FROM {t.USER_DAILY} WHERE day >= ?",
+            [cutoff.date()],
         ).fetchone()[0]
     yield dg.AssetCheckResult(
         check_name="user_features_ignore_future_events",
         passed=differing == 0,
         metadata={
             "cutoff": cutoff.isoformat(),
-            "future_events_present": int(future),
+            "future_sessions_present": int(future),
             "users_whose_features_changed": differing,
+        },
+    )
+
+
+@skippable_check(
+    "user_features_match_sessions",
+    asset=t.USER_FEATURES,
+    description="For a sample of users (every k-th, at most "
+    f"{SAMPLE_USERS}), the counts, revenue, bounce rate, session minutes, product share and "
+    "recency equal a recomputation from the sessions table by session start day, written "
+    "independently of user_daily and of the feature SQL. Skipped without users.",
+    blocking=True,
+    ins={"user_features": dg.AssetIn(t.USER_FEATURES)},
+)
+def user_features_match_sessions(
+    context: dg.AssetCheckExecutionContext, warehouse: DuckDBResource, user_features: pl.DataFrame
+):
+    if user_features.is_empty():
+        skip(context, "user_features has no rows")
+        return
+    with warehouse.get_connection() as con:
+        checked, differing = features_against_sessions(con, user_features)
+    yield dg.AssetCheckResult(
+        check_name="user_features_match_sessions",
+        passed=not any(differing.values()),
+        metadata={
+            "users_checked": checked,
+            "features_checked": ", ".join(differing),
+            "differing_users_per_feature": dg.MetadataValue.json(differing),
         },
     )
 

@@ -12,6 +12,7 @@ from ubap_assets.core.model_cards import model_cards_frame
 from ubap_assets.lib.metadata import markdown_preview
 from ubap_assets.lib.model_store import ModelStore
 from ubap_assets.lib.warehouse_io import kept_previous
+from ubap_assets.settings import current_settings
 from ubap_assets.warehouse import tables as t
 from ubap_assets.warehouse.introspect import warehouse_tables
 
@@ -75,6 +76,16 @@ def usable_previous_models(warehouse: DuckDBResource, model_store: ModelStore) -
     return version
 
 
+def cadence_metadata(plan: features.TimePlan, data_end: datetime) -> dict[str, object]:
+    """Where the training data end and when the next training period starts."""
+    return {
+        "training_end": plan.end.isoformat(),
+        "retrain_every_days": plan.retrain_every_days,
+        "next_training_end": plan.next_training_end.isoformat(),
+        "data_end": data_end.isoformat(),
+    }
+
+
 @dg.multi_asset(
     outs={
         t.MODEL_METRICS: dg.AssetOut(
@@ -97,7 +108,7 @@ def usable_previous_models(warehouse: DuckDBResource, model_store: ModelStore) -
             **STAGE,
         ),
     },
-    deps=[t.EVENTS, t.USERS, t.PAGES],
+    deps=[t.SESSIONS, t.USER_DAILY, t.USERS],
 )
 def model_training(
     context: dg.AssetExecutionContext,
@@ -108,6 +119,10 @@ def model_training(
 ):
     """Fit on the training window, choose on the validation window, report on the test window.
 
+    The data end at the training boundary (the start of the current training period,
+    UBAP_RETRAIN_EVERY_DAYS, core/cadence.py), not at the data end: every run inside a period
+    trains the same models from the daily aggregates (user_daily, sessions).
+
     A task with too few positives or negatives in any window is marked "insufficient data" and
     serves no model; the other task still trains. When the history cannot hold the windows at
     all and an earlier run's models exist, they stay in service: nothing is written, and each
@@ -115,10 +130,17 @@ def model_training(
     fails and `publish_after_failure` publishes everything else.
     """
     version = context.run.run_id
+    every_days = current_settings().retrain_every_days
     try:
         with warehouse.get_connection() as con:
-            first, end = features.event_span(con)
-            plan = features.plan_windows(first, end, config.horizon_days, config.lookback_days)
+            plan, data_end = models.training_plan(
+                con, every_days, config.horizon_days, config.lookback_days
+            )
+            context.log.info(
+                f"models: data end {data_end:%Y-%m-%d}, training data end at the boundary "
+                f"{plan.end:%Y-%m-%d} (every {every_days} days; "
+                f"next {plan.next_training_end:%Y-%m-%d})"
+            )
             results = models.train_all(
                 con,
                 plan,
@@ -174,7 +196,11 @@ def model_training(
     curves = [r.curves for r in results.values() if r.served]
     curves = pl.concat(curves) if curves else pl.DataFrame(schema=model_evaluation.CURVES_SCHEMA)
 
-    summary: dict[str, object] = {"model_version": version, **plan.as_dict()}
+    summary: dict[str, object] = {
+        "model_version": version,
+        **cadence_metadata(plan, data_end),
+        **plan.as_dict(),
+    }
     for task, result in results.items():
         summary[f"{task}_status"] = result.status
         summary[f"{task}_label"] = result.label
@@ -226,6 +252,7 @@ def model_training(
         metadata={
             "rows": cards.height,
             "model_version": version,
+            **cadence_metadata(plan, data_end),
             "store": dg.MetadataValue.path(str(model_store.root_path() / version)),
             "cards": markdown_preview(
                 cards.select(

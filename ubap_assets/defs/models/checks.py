@@ -1,7 +1,11 @@
-"""Checks of the models: leakage guards recomputed from the events (blocking: user_predictions
-waits on them), sound metrics, and warnings that are skipped when the data cannot score them."""
+"""Checks of the models: leakage guards recomputed from the daily tables and the sessions
+(blocking: user_predictions waits on them), sound metrics, and warnings that are skipped when
+the data cannot score them."""
+
+from datetime import timedelta
 
 import dagster as dg
+import duckdb
 import polars as pl
 from dagster_duckdb import DuckDBResource
 
@@ -10,6 +14,35 @@ from ubap_assets.lib.checks import skip, skippable_check
 from ubap_assets.warehouse import tables as t
 
 SPLITS = {"train": "train_cutoff", "validation": "valid_cutoff", "test": "test_cutoff"}
+
+# Each label again, written independently of core/features.py: over the sessions that *start*
+# in the label window (a session belongs to its start day), conversion = one of them has a
+# purchase; bounce = the earliest of them (ties by session id) is a bounce.
+_LABELS_FROM_SESSIONS_SQL = f"""
+SELECT user_id,
+       bool_or(purchases > 0) AS conversion,
+       arg_min(is_bounce, struct_pack(s := session_start, i := session_id)) AS bounce
+FROM {t.SESSIONS}
+WHERE day >= ? AND day < ?
+GROUP BY user_id
+"""
+
+
+def labels_against_sessions(
+    con: duckdb.DuckDBPyConnection, labelled: pl.DataFrame, task: str, cutoff, horizon_days: int
+) -> int:
+    """Users whose ``label`` differs from the same label recomputed from ``sessions``
+    (a user without a session in the window: no conversion, and no bounce label)."""
+    start = cutoff.date()
+    truth = con.execute(
+        _LABELS_FROM_SESSIONS_SQL, [start, start + timedelta(days=horizon_days)]
+    ).pl()
+    joined = labelled.select("user_id", "label").join(
+        truth.select("user_id", expected=pl.col(task)), on="user_id", how="left"
+    )
+    if task == "conversion":
+        joined = joined.with_columns(pl.col("expected").fill_null(False))
+    return joined.filter(pl.col("label").ne_missing(pl.col("expected"))).height
 
 
 def _plan(card: dict) -> features.TimePlan:
@@ -27,10 +60,11 @@ def _plan(card: dict) -> features.TimePlan:
 @skippable_check(
     "label_windows_read_only_their_window",
     asset=t.MODEL_CARDS,
-    description="Recomputed from the events: each task's labels at the train, "
-    "validation and test cutoffs are unchanged when every event outside their window "
-    "is removed (no label event at or before the cutoff, none after the window), and "
-    "the three windows are disjoint and in time order. Skipped without a card.",
+    description="Each task's labels at the train, validation and test cutoffs are unchanged "
+    "when every day outside their window is removed from user_daily and sessions (no session "
+    "that started before the cutoff, none after the window), equal a recomputation from the "
+    "sessions by start day, and the three windows are disjoint and in time order. Skipped "
+    "without a card.",
     blocking=True,
     ins={"model_cards": dg.AssetIn(t.MODEL_CARDS)},
 )
@@ -48,6 +82,7 @@ def label_windows_read_only_their_window(
     except models.LeakageError as err:
         problems.append(str(err))
     changed: dict[str, int] = {}
+    recomputed: dict[str, int] = {}
     with warehouse.get_connection() as con:
         for split in SPLITS:
             cutoff = plan.cutoff(split)
@@ -57,15 +92,18 @@ def label_windows_read_only_their_window(
                 skip(context, f"{err}")
                 return
             for task, labeller in models.LABELLERS.items():
-                changed[f"{task}_{split}"] = features.label_window_guard(
-                    con,
-                    frame,
-                    cutoff,
-                    plan.horizon_days,
-                    labeller,
-                    lookbehind_days=models.LABEL_LOOKBEHIND_DAYS[task],
+                key = f"{task}_{split}"
+                changed[key] = features.label_window_guard(
+                    con, frame, cutoff, plan.horizon_days, labeller
+                )
+                labelled = labeller(con, frame, cutoff, plan.horizon_days)
+                recomputed[key] = labels_against_sessions(
+                    con, labelled, task, cutoff, plan.horizon_days
                 )
     problems += [f"{key}: {n} labels change" for key, n in changed.items() if n]
+    problems += [
+        f"{key}: {n} labels differ from the sessions" for key, n in recomputed.items() if n
+    ]
     yield dg.AssetCheckResult(
         check_name="label_windows_read_only_their_window",
         passed=not problems,
@@ -74,7 +112,8 @@ def label_windows_read_only_their_window(
                 f"{s} [{plan.label_window(s)[0]:%Y-%m-%d}, {plan.label_window(s)[1]:%Y-%m-%d})"
                 for s in SPLITS
             ),
-            "labels_changed_without_outside_events": sum(changed.values()),
+            "labels_changed_without_outside_days": sum(changed.values()),
+            "labels_differing_from_sessions": sum(recomputed.values()),
             "problems": dg.MetadataValue.md("\n".join(problems) or "none"),
         },
     )
@@ -84,8 +123,8 @@ def label_windows_read_only_their_window(
     "training_features_ignore_future_events",
     asset=t.MODEL_CARDS,
     description="The features at the training cutoff are identical with and without "
-    "every event after it (the validation and test periods act as planted future "
-    "events). Skipped when the events no longer cover the cards' windows.",
+    "every day of user_daily after it (the validation and test periods act as planted future "
+    "activity). Skipped when the data no longer cover the cards' windows.",
     blocking=True,
     ins={"model_cards": dg.AssetIn(t.MODEL_CARDS)},
 )

@@ -33,7 +33,7 @@ def served_model(cards: pl.DataFrame, task: str, store: ModelStore) -> ServedMod
 @dg.asset(
     name=t.USER_PREDICTIONS,
     **STAGE,
-    deps=[t.EVENTS, t.USERS, t.PAGES],
+    deps=[t.USER_DAILY, t.USERS],
 )
 def user_predictions(
     context: dg.AssetExecutionContext,
@@ -43,7 +43,10 @@ def user_predictions(
 ) -> dg.Output:
     """One row per user: probability of a purchase within the horizon and that the next visit
     is a bounce (at risk), their ranks, three reasons per task from that task's own model, and
-    the model version; a task with insufficient data has null scores and a note saying why."""
+    the model version; a task with insufficient data has null scores and a note saying why.
+
+    Scored every night at the data end (features from user_daily) with the models in
+    service; it never retrains (model_training does, once per training period)."""
     if model_cards.is_empty():
         raise dg.Failure(
             description="user_predictions: model_cards is empty; materialize model_training first"
@@ -55,7 +58,7 @@ def user_predictions(
     bounce = served_model(model_cards, "bounce", model_store)
     try:
         with warehouse.get_connection() as con:
-            _, end = features.event_span(con)
+            _, end = features.daily_span(con)
             user_features = features.compute_features(con, end, lookback)
     except features.FeatureWindowError as err:
         raise dg.Failure(description=f"user_predictions: {err}") from err
