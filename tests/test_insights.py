@@ -2,10 +2,10 @@
 
 from datetime import date
 
-import duckdb
 import polars as pl
 import pytest
 
+from tests.conftest import world_db
 from ubap_assets.core import insights, recommend
 from ubap_assets.lib.embedder import HashingEmbedder
 
@@ -13,9 +13,7 @@ from ubap_assets.lib.embedder import HashingEmbedder
 @pytest.fixture(scope="module")
 def findings(tiny_world) -> pl.DataFrame:
     """Every kind of finding on the tiny synthetic site (low thresholds so each kind shows)."""
-    con = duckdb.connect()
-    con.register("_ev", tiny_world.events)
-    con.execute("CREATE TABLE events AS SELECT * FROM _ev")
+    con = world_db(tiny_world)
     texts = recommend.page_texts(tiny_world.pages)
     embeddings = recommend.embeddings_frame(
         texts, HashingEmbedder().embed(texts["text"].to_list()), "hash"

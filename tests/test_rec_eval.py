@@ -7,7 +7,9 @@ import numpy as np
 import polars as pl
 import pytest
 
+from tests.conftest import world_db
 from ubap_assets.core import recommend
+from ubap_assets.core.daily import build_all_daily
 from ubap_assets.core.recommend import evaluation
 from ubap_assets.lib.embedder import HashingEmbedder
 
@@ -39,10 +41,7 @@ def test_time_windows():
 
 @pytest.fixture(scope="module")
 def world_con(tiny_world):
-    con = duckdb.connect()
-    con.register("_ev", tiny_world.events)
-    con.execute("CREATE TABLE events AS SELECT * FROM _ev")
-    return con
+    return world_db(tiny_world)
 
 
 @pytest.fixture(scope="module")
@@ -202,6 +201,7 @@ def test_no_training_data_is_reported_not_crashed(catalogue):
         "INSERT INTO events VALUES ('e', 'u', 's', TIMESTAMP '2026-03-01 10:00', "
         "'page_view', 'p010', 'mobile', 'organic', NULL)"
     )
+    build_all_daily(con)
     result = evaluation.run_evaluation(con, catalogue, recommend.RecommenderParams(), segments=None)
     assert result["users_evaluated"].max() == 0
     assert set(result["status"]) == {"insufficient data"}

@@ -9,8 +9,10 @@ import polars as pl
 import pytest
 from dagster_duckdb import DuckDBResource
 
+from tests.conftest import world_db
 from ubap_assets.core import recommend
 from ubap_assets.core.catalogue import page_catalogue
+from ubap_assets.core.daily import build_all_daily
 from ubap_assets.core.recommend.scorers import ease_weights
 from ubap_assets.core.schema import EVENTS_SCHEMA
 from ubap_assets.lib.embedder import HashingEmbedder
@@ -57,9 +59,12 @@ def _events(rows: list[tuple[str, str, str, int]]) -> pl.DataFrame:
 
 
 def _con(events: pl.DataFrame) -> duckdb.DuckDBPyConnection:
+    """A warehouse with ``events`` and the daily aggregates the recommender reads."""
     con = duckdb.connect()
     con.register("_ev", events)
     con.execute("CREATE TABLE events AS SELECT * FROM _ev")
+    con.unregister("_ev")
+    build_all_daily(con)
     return con
 
 
@@ -305,9 +310,7 @@ def test_no_history_at_all_still_gives_everyone_k():
 
 
 def test_recommendations_on_synthetic_world(tiny_world):
-    con = duckdb.connect()
-    con.register("_ev", tiny_world.events)
-    con.execute("CREATE TABLE events AS SELECT * FROM _ev")
+    con = world_db(tiny_world)
     params = recommend.RecommenderParams()
     embeddings = _embeddings(tiny_world.pages)
     end = recommend.data_end(con)
@@ -350,6 +353,8 @@ def warehouse_file(tmp_path, tiny_world):
     )
     con.register("_f", segments_frame)
     con.execute("CREATE TABLE user_segments AS SELECT * FROM _f")
+    con.unregister("_f")
+    build_all_daily(con)
     con.close()
     return path
 
@@ -358,8 +363,20 @@ def warehouse_file(tmp_path, tiny_world):
 def test_assets_materialize_with_checks(warehouse_file):
     from ubap_assets.defs.recommendations import assets, checks
 
-    # pages, users, events and user_segments already sit in the warehouse file (fixture)
-    upstream = [dg.AssetSpec(name) for name in ("pages", "users", "events", "user_segments")]
+    # pages, users, events, the daily aggregates and user_segments already sit in the
+    # warehouse file (fixture)
+    upstream = [
+        dg.AssetSpec(name)
+        for name in (
+            "pages",
+            "users",
+            "events",
+            "sessions",
+            "page_daily",
+            "user_page_daily",
+            "user_segments",
+        )
+    ]
 
     mine = [
         assets.page_embeddings,
@@ -435,9 +452,7 @@ def test_insights_find_a_checkout_outage(tiny_world):
     events = tiny_world.events.filter(
         ~((pl.col("event_type") == "purchase") & (pl.col("event_ts").dt.date() == outage))
     )
-    con = duckdb.connect()
-    con.register("_ev", events)
-    con.execute("CREATE TABLE events AS SELECT * FROM _ev")
+    con = _con(events)
     end = recommend.data_end(con)
     embeddings = _embeddings(tiny_world.pages)
     sim = recommend.similar_pages(embeddings, tiny_world.pages)

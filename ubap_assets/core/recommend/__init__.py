@@ -3,8 +3,10 @@
 Dagster-free. One module per step, in the order data flows:
 
 - ``params``: the knobs (``RecommenderParams``), their defaults and ``RecommendationError``;
-- ``texts``: page text to embed, stored vectors, similar pages, the candidate ``Catalogue``;
-- ``interactions``: implicit feedback read from ``events`` into sparse (user, page) matrices;
+- ``texts``: page text to embed, stored vectors (reused while text and model are unchanged),
+  similar pages, the candidate ``Catalogue``;
+- ``interactions``: implicit feedback read from ``user_page_daily`` into sparse (user, page)
+  matrices;
 - ``scorers``: ``fit`` builds the frozen ``RecommenderModel`` and its component scorers;
 - ``render``: top-k lists per user with their source and reason;
 - ``scoring``: one window scored per method (per-user metrics, bootstrap intervals);
@@ -40,10 +42,12 @@ from ubap_assets.core.recommend.scorers import RecommenderModel, fit
 from ubap_assets.core.recommend.texts import (
     SIMILAR_PAGES_SCHEMA,
     Catalogue,
+    EmbeddingRefresh,
     build_catalogue,
     embedding_matrix,
     embeddings_frame,
     page_texts,
+    refresh_embeddings,
     similar_pages,
 )
 
@@ -60,6 +64,7 @@ __all__ = [
     "SIMILAR_PAGES_SCHEMA",
     "SOURCES",
     "Catalogue",
+    "EmbeddingRefresh",
     "Interactions",
     "RecommendationError",
     "RecommenderModel",
@@ -76,5 +81,6 @@ __all__ = [
     "load_segments",
     "page_texts",
     "recommendation_lists",
+    "refresh_embeddings",
     "similar_pages",
 ]

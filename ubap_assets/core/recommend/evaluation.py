@@ -1,6 +1,8 @@
 """Offline evaluation of the recommenders on three time windows (Dagster-free).
 
-With E the end of the data: test = [E - test_days, E), validation = the ``validation_days``
+With E the end of the evaluation (the pipeline passes the training boundary of
+``core.cadence``, so every run between two boundaries evaluates and tunes on the same days; by
+default the end of the data): test = [E - test_days, E), validation = the ``validation_days``
 before it, training = everything before each window. The knobs (decay half-life, EASE lambda,
 hybrid weights) are chosen on validation with the model fitted before it; each method is then
 refitted on everything before the test window and reported there with the number of users and a
@@ -126,11 +128,16 @@ def run_evaluation(
     min_users: int = MIN_EVALUATED_USERS,
     n_resamples: int = 1000,
     note: str = "",
+    end: datetime | None = None,
 ) -> pl.DataFrame:
-    """Tune on validation, report every method on test: one row per method (see ``SCHEMA``)."""
+    """Tune on validation, report every method on test: one row per method (see ``SCHEMA``).
+
+    The test window ends at ``end`` (a midnight; default the end of the data) and nothing on
+    or after it is read.
+    """
     params.validate()
     grid = grid or TuningGrid()
-    windows = time_windows(data_end(con), test_days, validation_days)
+    windows = time_windows(end or data_end(con), test_days, validation_days)
     table = Table(params, catalogue.n_recommendable, windows, note)
     if params.k >= catalogue.n_recommendable:
         return table.insufficient(

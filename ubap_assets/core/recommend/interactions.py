@@ -1,14 +1,20 @@
-"""The users side: implicit feedback read from ``events`` into sparse (user, page) matrices.
+"""The users side: implicit feedback read from ``user_page_daily`` into sparse (user, page)
+matrices.
 
 Every event on a page adds its event-type weight (view < add_to_cart < purchase), decayed by age
 with a half-life (or not at all); a user's preference for a page is log1p of that sum, or 1 for
 any weighted event (``strength="binary"``). The whole history is read unless a window is set.
+
+The events arrive as the daily aggregate ``user_page_daily`` (one row per day, user, page and
+event type with its event count), so the time resolution is the day: windows start and end at
+midnights, and an event's age for the decay is the whole days from its day to the end (an event
+on the last day before ``end`` is 1 day old). Nothing here reads the raw ``events``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 
 import duckdb
 import numpy as np
@@ -17,19 +23,42 @@ import scipy.sparse as sp
 
 from ubap_assets.core.recommend.params import RecommendationError, RecommenderParams
 from ubap_assets.core.recommend.texts import Catalogue
+from ubap_assets.warehouse import tables
+from ubap_assets.warehouse.introspect import table_exists
+
+INTERACTIONS_TABLE = tables.USER_PAGE_DAILY
 
 
 def data_end(con: duckdb.DuckDBPyConnection) -> datetime:
-    """Exclusive end of the data: midnight after the last day that has events."""
-    last = con.execute("SELECT max(event_ts) FROM events").fetchone()[0]
+    """Exclusive end of the data: midnight after the last day in ``user_page_daily``."""
+    if not table_exists(con, INTERACTIONS_TABLE):
+        raise RecommendationError(
+            f"table {INTERACTIONS_TABLE!r} does not exist: materialize it (the daily aggregates "
+            "of events) before the recommender"
+        )
+    last = con.execute(f"SELECT max(day) FROM {INTERACTIONS_TABLE}").fetchone()[0]
     if last is None:
-        raise RecommendationError("the events table is empty: materialize 'events' first")
-    return datetime.combine(last.date(), datetime.min.time()) + timedelta(days=1)
+        raise RecommendationError(
+            f"{INTERACTIONS_TABLE} has no rows (the events table is empty, or its daily "
+            "aggregates were not built): materialize 'events' and the daily tables first"
+        )
+    return datetime.combine(last, time(0)) + timedelta(days=1)
 
 
 def history_start(end: datetime, params: RecommenderParams) -> datetime | None:
     """Where the history read for a model ending at ``end`` starts (None: the beginning)."""
     return None if params.history_days is None else end - timedelta(days=params.history_days)
+
+
+def _midnight(moment: datetime, name: str) -> datetime:
+    """``moment`` unchanged when it is a midnight; the interactions are daily, so no other time
+    can bound them."""
+    if moment.time() != time(0):
+        raise RecommendationError(
+            f"{name} = {moment} is not a midnight: interactions are read by whole days "
+            "(user_page_daily), so windows must start and end at 00:00"
+        )
+    return moment
 
 
 def load_interactions(
@@ -39,49 +68,56 @@ def load_interactions(
     params: RecommenderParams,
     decay_to: datetime | None = None,
 ) -> pl.DataFrame:
-    """One row per (user, page) with events in [start, end): decayed weight, conversion flag.
+    """One row per (user, page) with events on the days in [start, end): decayed weight,
+    event count, conversion flag.
 
-    ``start=None`` reads every event before ``end``. ``weight`` = sum over events of event-type
-    weight x 0.5^(age_days / half_life) (x 1 when ``half_life_days`` is None), age measured to
-    ``decay_to`` (default ``end``). Reads the ``events`` table through ``con``.
+    ``start=None`` reads every day before ``end``. ``weight`` = sum over ``user_page_daily``
+    rows of events x event-type weight x 0.5^(age_days / half_life) (x 1 when
+    ``half_life_days`` is None), age_days being the whole days from the row's day to
+    ``decay_to`` (default ``end``). All three bounds must be midnights.
     """
+    _midnight(end, "end")
+    if start is not None:
+        _midnight(start, "start")
+    decay_end = _midnight(decay_to or end, "decay_to")
     # The weights arrive as parameters: one WHEN ? THEN ? per configured event type.
     weight_cases = " ".join("WHEN ? THEN ?" for _ in params.event_weights)
     weight_args: list = [value for pair in params.event_weights.items() for value in pair]
     sql = f"""
         SELECT user_id, page_id,
-               sum(event_weight * CASE WHEN ?::DOUBLE IS NULL THEN 1.0 ELSE
-                   pow(0.5, greatest(date_diff('second', event_ts, ?::TIMESTAMP), 0)
-                   / 86400.0 / ?::DOUBLE) END)::DOUBLE AS weight,
-               count(*)::BIGINT AS n_events,
+               sum(events * event_weight * CASE WHEN ?::DOUBLE IS NULL THEN 1.0 ELSE
+                   pow(0.5, greatest(date_diff('day', day, ?::DATE), 0) / ?::DOUBLE) END
+               )::DOUBLE AS weight,
+               sum(events)::BIGINT AS n_events,
                bool_or(list_contains(?::VARCHAR[], event_type)) AS converted
-        FROM (SELECT user_id, page_id, event_ts, event_type,
+        FROM (SELECT user_id, page_id, day, events, event_type,
                      CASE event_type {weight_cases} ELSE 0.0 END AS event_weight
-              FROM events
-              WHERE (?::TIMESTAMP IS NULL OR event_ts >= ?) AND event_ts < ?
+              FROM {INTERACTIONS_TABLE}
+              WHERE (?::DATE IS NULL OR day >= ?::DATE) AND day < ?::DATE
                 AND user_id IS NOT NULL AND page_id IS NOT NULL)
         WHERE event_weight > 0
         GROUP BY user_id, page_id
     """
     args = [
         params.half_life_days,
-        decay_to or end,
+        decay_end.date(),
         params.half_life_days,
         list(params.conversion_events),
         *weight_args,
-        start,
-        start,
-        end,
+        start.date() if start else None,
+        start.date() if start else None,
+        end.date(),
     ]
     return con.execute(sql, args).pl()
 
 
 def engaged_pages(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> pl.DataFrame:
-    """Distinct (user_id, page_id) with any event in [start, end) (the evaluation's test set)."""
+    """Distinct (user_id, page_id) with any event on the days in [start, end) (the evaluation's
+    test set); both bounds midnights."""
     return con.execute(
-        "SELECT DISTINCT user_id, page_id FROM events WHERE event_ts >= ? AND event_ts < ? "
-        "AND user_id IS NOT NULL AND page_id IS NOT NULL",
-        [start, end],
+        f"SELECT DISTINCT user_id, page_id FROM {INTERACTIONS_TABLE} "
+        "WHERE day >= ? AND day < ? AND user_id IS NOT NULL AND page_id IS NOT NULL",
+        [_midnight(start, "start").date(), _midnight(end, "end").date()],
     ).pl()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,6 +48,71 @@ def embeddings_frame(texts: pl.DataFrame, vectors: np.ndarray, model: str) -> pl
         dim=pl.lit(vectors.shape[1], dtype=pl.Int32),
         embedding=pl.Series(vectors).cast(pl.List(pl.Float32)),
     )
+
+
+@dataclass(frozen=True)
+class EmbeddingRefresh:
+    """``page_embeddings`` brought up to date: the frame and how each page's vector was got."""
+
+    frame: pl.DataFrame
+    embedded_pages: int  # new pages, changed texts, or every page under a new model
+    reused_pages: int  # stored vectors kept: same page, same text, same model
+
+
+def stored_embeddings_to_reuse(
+    texts: pl.DataFrame, stored: pl.DataFrame | None, model: str
+) -> pl.DataFrame:
+    """``texts`` with the stored ``embedding`` of each page whose text and model are unchanged
+    (null where the page must be embedded again)."""
+    needed = {"page_id", "text", "model", "embedding"}
+    if stored is None or stored.is_empty() or not needed <= set(stored.columns):
+        return texts.with_columns(embedding=pl.lit(None, dtype=pl.List(pl.Float32)))
+    current = (
+        stored.filter(pl.col("model") == model)
+        .select(
+            "page_id", stored_text="text", embedding=pl.col("embedding").cast(pl.List(pl.Float32))
+        )
+        .unique("page_id", keep="none")  # an ambiguous stored page is embedded again
+    )
+    return (
+        texts.join(current, on="page_id", how="left", maintain_order="left")
+        .with_columns(
+            embedding=pl.when(pl.col("stored_text") == pl.col("text")).then(pl.col("embedding"))
+        )
+        .drop("stored_text")
+    )
+
+
+def refresh_embeddings(
+    texts: pl.DataFrame,
+    stored: pl.DataFrame | None,
+    model: str,
+    embed: Callable[[list[str]], np.ndarray],
+) -> EmbeddingRefresh:
+    """The ``page_embeddings`` frame for ``texts``: stored vectors where page, text and model are
+    unchanged, ``embed`` (called only when something changed) for the rest.
+
+    The result is the frame embedding every page would give: a page's vector depends only on
+    its text and the model (up to the model's float rounding between batches, ~1e-7).
+    """
+    candidates = stored_embeddings_to_reuse(texts, stored, model)
+    missing = candidates["embedding"].is_null().to_numpy()
+    kept = candidates.filter(~pl.col("embedding").is_null())["embedding"]
+    dims = kept.list.len().unique()
+    if len(dims) > 1:  # a stored table of mixed sizes cannot be trusted: start over
+        missing[:] = True
+    if not missing.any():
+        vectors = np.asarray(kept.to_list(), dtype=np.float32).reshape(texts.height, int(dims[0]))
+        return EmbeddingRefresh(embeddings_frame(texts, vectors, model), 0, texts.height)
+    fresh = embed(candidates.filter(pl.Series(missing))["text"].to_list())
+    if missing.all() or fresh.shape[1] != int(dims[0]):
+        vectors = fresh if missing.all() else embed(texts["text"].to_list())
+        return EmbeddingRefresh(embeddings_frame(texts, vectors, model), texts.height, 0)
+    vectors = np.zeros((texts.height, fresh.shape[1]), dtype=np.float32)
+    vectors[missing] = fresh
+    vectors[~missing] = np.asarray(kept.to_list(), dtype=np.float32)
+    reused = int((~missing).sum())
+    return EmbeddingRefresh(embeddings_frame(texts, vectors, model), int(missing.sum()), reused)
 
 
 def embedding_matrix(page_embeddings: pl.DataFrame, page_ids: np.ndarray) -> np.ndarray:

@@ -8,7 +8,7 @@ import dagster as dg
 import polars as pl
 from dagster_duckdb import DuckDBResource
 
-from ubap_assets.core import insights, recommend
+from ubap_assets.core import cadence, insights, recommend
 from ubap_assets.core.recommend import evaluation, tuning
 from ubap_assets.defs.recommendations.config import (
     EvaluationConfig,
@@ -18,18 +18,21 @@ from ubap_assets.defs.recommendations.config import (
 )
 from ubap_assets.lib.embedder import Embedder
 from ubap_assets.lib.metadata import markdown_preview
+from ubap_assets.settings import current_settings
 from ubap_assets.warehouse import tables
+from ubap_assets.warehouse.introspect import table_exists
 
 GROUP = "recommendations"
 OWNERS = ["team:analytics"]
 
 
-# Both fitted assets read events and segments through the warehouse, not as inputs.
-FITTED_FROM_EVENTS = {
+# Both fitted assets read the daily (user, page) aggregates and segments through the
+# warehouse, never the raw events nor an IO-manager input.
+FITTED_FROM_DAILY = {
     "group_name": GROUP,
     "owners": OWNERS,
     "kinds": {"scipy", "duckdb"},
-    "deps": [tables.EVENTS, tables.USER_SEGMENTS],
+    "deps": [tables.USER_PAGE_DAILY, tables.USER_SEGMENTS],
 }
 
 
@@ -44,14 +47,28 @@ def failing_run_on_bad_input() -> Iterator[None]:
 
 @dg.asset(name=tables.PAGE_EMBEDDINGS, group_name=GROUP, owners=OWNERS, kinds={"python", "duckdb"})
 def page_embeddings(
-    context: dg.AssetExecutionContext, embedder: Embedder, pages: pl.DataFrame
+    context: dg.AssetExecutionContext,
+    embedder: Embedder,
+    warehouse: DuckDBResource,
+    pages: pl.DataFrame,
 ) -> dg.Output[pl.DataFrame]:
-    """One row per page: the L2-normalized embedding of its title, description and category."""
+    """One row per page: the L2-normalized embedding of its title, description and category.
+    Only pages whose text or embedding model changed since the stored table are embedded; the
+    others keep their stored vector (the model is not even loaded when nothing changed)."""
     with failing_run_on_bad_input():
         texts = recommend.page_texts(pages)
+    with warehouse.get_connection() as con:
+        stored = (
+            con.execute(
+                f"SELECT page_id, text, model, embedding FROM main.{tables.PAGE_EMBEDDINGS}"
+            ).pl()
+            if table_exists(con, tables.PAGE_EMBEDDINGS)
+            else None
+        )
     started = time.perf_counter()
-    vectors = embedder.embed(texts["text"].to_list())
-    frame = recommend.embeddings_frame(texts, vectors, embedder.model_id())
+    with failing_run_on_bad_input():
+        refresh = recommend.refresh_embeddings(texts, stored, embedder.model_id(), embedder.embed)
+    frame = refresh.frame
     empty = frame.filter(~pl.col("has_text"))
     if empty.height:
         context.log.warning(f"{empty.height} pages have no text: zero vectors ({empty['page_id']})")
@@ -59,8 +76,10 @@ def page_embeddings(
         frame,
         metadata={
             "model": embedder.model_id(),
-            "dim": int(vectors.shape[1]),
+            "dim": int(frame["dim"][0]),
             "pages": frame.height,
+            "embedded_pages": refresh.embedded_pages,
+            "reused_pages": refresh.reused_pages,
             "pages_without_text": empty.height,
             "embed_seconds": round(time.perf_counter() - started, 2),
         },
@@ -94,7 +113,7 @@ def load_segments(con, params: recommend.RecommenderParams) -> tuple[pl.DataFram
     return recommend.load_segments(con)
 
 
-@dg.asset(name=tables.USER_RECOMMENDATIONS, **FITTED_FROM_EVENTS)
+@dg.asset(name=tables.USER_RECOMMENDATIONS, **FITTED_FROM_DAILY)
 def user_recommendations(
     context: dg.AssetExecutionContext,
     config: RecommendationsConfig,
@@ -106,7 +125,9 @@ def user_recommendations(
 ) -> dg.Output[pl.DataFrame]:
     """One row per (user, rank): the served method's top-k pages for a user, with source and
     reason. The served method and its knobs are rec_evaluation's choice on the validation
-    window; every event of a user counts, and the evaluation's exclusion policy applies."""
+    window (tuned at the last training boundary); refitted every night on the whole history
+    to the data end, so every event of a user counts, and the evaluation's exclusion policy
+    applies."""
     with failing_run_on_bad_input():
         params, selection = tuning.served_params(rec_evaluation, config.params())
     started = time.perf_counter()
@@ -154,7 +175,7 @@ def user_recommendations(
     )
 
 
-@dg.asset(name=tables.REC_EVALUATION, **FITTED_FROM_EVENTS)
+@dg.asset(name=tables.REC_EVALUATION, **FITTED_FROM_DAILY)
 def rec_evaluation(
     context: dg.AssetExecutionContext,
     config: EvaluationConfig,
@@ -164,15 +185,22 @@ def rec_evaluation(
 ) -> dg.Output[pl.DataFrame]:
     """One row per method: NDCG/recall@k with bootstrap 95% intervals, HR, MAP, coverage and
     novelty on the test window, knobs tuned on the validation window before it, and which
-    method is served."""
+    method is served. The windows end at the training boundary (core.cadence), not at the data
+    end, so every run until the next boundary gives the same table."""
     params = config.params()
     grid = config.grid()
+    every_days = current_settings().retrain_every_days
     with failing_run_on_bad_input():
         catalogue = recommend.build_catalogue(pages, page_embeddings, params)
         with warehouse.get_connection() as con:
+            boundary = cadence.training_end(recommend.data_end(con), every_days)
             segments, segments_note = load_segments(con, params)
             if segments is not None:
                 segments_note += " (assigned on all history: mild leakage into the test week)"
+            windows_note = (
+                f"windows end at the training boundary {boundary.date()} (retrained every "
+                f"{every_days} days), not at the data end"
+            )
             result = evaluation.run_evaluation(
                 con,
                 catalogue,
@@ -183,10 +211,15 @@ def rec_evaluation(
                 grid=grid,
                 min_users=config.min_users,
                 n_resamples=config.bootstrap_resamples,
-                note=segments_note,
+                note="; ".join(filter(None, [windows_note, segments_note])),
+                end=boundary,
             )
     context.log.info(f"rec_evaluation: {result['note'][0]}")
-    return dg.Output(result, metadata=evaluation_metadata(result))
+    meta = evaluation_metadata(result) | {
+        "training_boundary": str(boundary.date()),
+        "retrain_every_days": every_days,
+    }
+    return dg.Output(result, metadata=meta)
 
 
 def evaluation_metadata(result: pl.DataFrame) -> dict:
