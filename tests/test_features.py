@@ -1,4 +1,5 @@
-"""user_features: values on hand-made events, window bounds, bad input."""
+"""user_features: values on hand-made events, window bounds, bad input, and the features of a
+small world against a direct recomputation from its events by session start day."""
 
 from datetime import date, datetime, timedelta
 
@@ -9,8 +10,8 @@ import pytest
 from tests.conftest import world_db
 from ubap_assets.core import features
 from ubap_assets.core.catalogue import page_catalogue
+from ubap_assets.core.daily import build_all_daily
 from ubap_assets.core.schema import EVENTS_SCHEMA, USERS_SCHEMA
-from ubap_assets.core.trends.sessions import build_sessions
 
 CUTOFF = datetime(2026, 3, 1)
 
@@ -65,6 +66,7 @@ def hand_made(extra: list[dict] | None = None) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
     for table in ("users", "events", "pages"):
         con.execute(f"CREATE TABLE {table} AS SELECT * FROM {table}")
+    build_all_daily(con)  # sessions and user_daily, which the features and labels read
     return con
 
 
@@ -110,8 +112,7 @@ def test_bounce_is_the_session_bounce_a_scroll_is_not_engagement():
     assert c["sessions"] == 2 and c["bounce_rate"] == 0.5
     labels = dict(features.bounce_labels(con, feats, CUTOFF, 14).select("user_id", "label").rows())
     assert labels["c"] is True
-    # the same bounce as the trends' sessions table, user by user
-    build_sessions(con)
+    # the same bounce as the sessions table, user by user
     trends = dict(
         con.execute(
             "SELECT user_id, avg(is_bounce::DOUBLE) FROM sessions "
@@ -122,6 +123,34 @@ def test_bounce_is_the_session_bounce_a_scroll_is_not_engagement():
     assert trends == dict(
         feats.filter(pl.col("sessions") > 0).select("user_id", "bounce_rate").rows()
     )
+
+
+def test_a_session_counts_on_its_start_day_on_both_sides_of_the_cutoff():
+    p = _pages()
+    start = CUTOFF - timedelta(minutes=10)
+    extra = [
+        # c: a session from 23:50 to 00:05 across the cutoff, with a purchase after midnight
+        _event(30, "c", "s30", start, "page_view", p["product"]),
+        _event(31, "c", "s30", CUTOFF + timedelta(minutes=2), "add_to_cart", p["product"]),
+        _event(32, "c", "s30", CUTOFF + timedelta(minutes=5), "purchase", p["checkout"], 20.0),
+    ]
+    con = hand_made(extra)
+    feats = features.compute_features(con, CUTOFF, 7)
+    c = feats.filter(pl.col("user_id") == "c").row(0, named=True)
+    # the whole session, its purchase too, is in the features: it started before the cutoff
+    assert (c["sessions"], c["events"], c["purchases"], c["revenue"]) == (1, 3, 1, 20.0)
+    assert c["avg_session_minutes"] == pytest.approx(15.0)
+    assert c["recency_days"] == 0.0  # it ended after the cutoff: clamped, never negative
+    # ... and in no label: its purchase is not a future purchase, it is not a next session
+    conversion = features.conversion_labels(con, feats, CUTOFF, 14)
+    assert dict(conversion.select("user_id", "label").rows())["c"] is False
+    bounce = features.bounce_labels(con, feats, CUTOFF, 14)
+    assert "c" not in bounce["user_id"].to_list()
+
+
+def test_a_cutoff_must_be_a_midnight():
+    with pytest.raises(ValueError, match="not a midnight"):
+        features.compute_features(hand_made(), CUTOFF - timedelta(hours=1), 7)
 
 
 def test_longer_lookback_sees_older_events():
@@ -169,18 +198,23 @@ def test_too_short_history_is_an_empty_window():
 
 
 def test_no_events_in_the_window_fails_clearly():
-    with pytest.raises(features.FeatureWindowError, match="no events in"):
+    with pytest.raises(features.FeatureWindowError, match="no session started in"):
         features.compute_features(hand_made(), CUTOFF - timedelta(days=60), 7)
     frame = pl.DataFrame(schema=EVENTS_SCHEMA)  # noqa: F841 - read by DuckDB
     empty = duckdb.connect()
     empty.execute("CREATE TABLE events AS SELECT * FROM frame")
     with pytest.raises(features.FeatureWindowError, match="events table is empty"):
         features.event_span(empty)
+    with pytest.raises(features.FeatureWindowError, match="'user_daily' does not exist"):
+        features.compute_features(empty, CUTOFF, 7)
+    with pytest.raises(features.FeatureWindowError, match="'user_daily' does not exist"):
+        features.daily_span(empty)
 
 
 def test_features_of_the_synthetic_world(tiny_world):
     con = world_db(tiny_world)
-    first, end = features.event_span(con)
+    first, end = features.daily_span(con)
+    assert (first, end) == features.event_span(con)
     frame = features.compute_features(con, end, (end - first).days)
     assert frame.height == tiny_world.users.height
     assert frame["user_id"].n_unique() == frame.height
@@ -191,3 +225,120 @@ def test_features_of_the_synthetic_world(tiny_world):
     assert set(features.FEATURE_DICTIONARY) >= set(features.NUMERIC_FEATURES) | set(
         features.CATEGORICAL_FEATURES
     )
+
+
+def features_from_events(events: pl.DataFrame, pages: pl.DataFrame, cutoff, lookback_days):
+    """The features recomputed in polars straight from the events: every session that *starts*
+    in [cutoff - lookback, cutoff), with all its events (independent of SQL and user_daily)."""
+    kinds = pages.select("page_id", "page_type")
+    sessions = (
+        events.join(kinds, on="page_id", how="left")
+        .group_by("session_id")
+        .agg(
+            pl.col("user_id").first(),
+            start=pl.col("event_ts").min(),
+            end=pl.col("event_ts").max(),
+            events=pl.len(),
+            page_views=(pl.col("event_type") == "page_view").sum(),
+            engaged=(~pl.col("event_type").is_in(["page_view", "scroll"])).sum(),
+            product=(
+                (pl.col("event_type") == "page_view") & (pl.col("page_type") == "product")
+            ).sum(),
+            purchases=(pl.col("event_type") == "purchase").sum(),
+            add_to_cart=(pl.col("event_type") == "add_to_cart").sum(),
+            revenue=pl.col("revenue").filter(pl.col("event_type") == "purchase").sum(),
+        )
+        .filter(
+            (pl.col("start") >= cutoff - timedelta(days=lookback_days)) & (pl.col("start") < cutoff)
+        )
+    )
+    return sessions.group_by("user_id").agg(
+        sessions=pl.len(),
+        active_days=pl.col("start").dt.date().n_unique(),
+        sessions_last_7d=(pl.col("start") >= cutoff - timedelta(days=7)).sum(),
+        events=pl.col("events").sum(),
+        page_views=pl.col("page_views").sum(),
+        purchases=pl.col("purchases").sum(),
+        add_to_cart=pl.col("add_to_cart").sum(),
+        revenue=pl.col("revenue").sum(),
+        bounce_rate=((pl.col("page_views") == 1) & (pl.col("engaged") == 0)).mean(),
+        avg_session_minutes=(pl.col("end") - pl.col("start")).dt.total_microseconds().mean() / 60e6,
+        product_share=pl.col("product").sum() / pl.col("page_views").sum(),
+        recency_days=((cutoff - pl.col("end").max()).dt.total_microseconds() / 86_400e6).clip(0),
+    )
+
+
+def with_sessions_across_midnights(world, midnights: list[datetime]):
+    """The world plus, per midnight, 40 sessions from 23:50 to 00:05 with a purchase after it."""
+    users = world.users["user_id"].head(40).to_list()
+    rows = [
+        _event(f"x{m}-{i}-{j}", user, f"x{m}-{i}", at + offset, kind, "p000", revenue)
+        for m, midnight in enumerate(midnights)
+        for i, user in enumerate(users)
+        for j, (at, offset, kind, revenue) in enumerate(
+            [
+                (midnight, -timedelta(minutes=10), "page_view", None),
+                (midnight, timedelta(minutes=2), "add_to_cart", None),
+                (midnight, timedelta(minutes=5), "purchase", 30.0 + i),
+            ]
+        )
+    ]
+    planted = pl.DataFrame(rows, schema=EVENTS_SCHEMA).select(world.events.columns)
+    return type(world)(
+        users=world.users,
+        pages=world.pages,
+        events=pl.concat([world.events, planted.cast(world.events.schema)]),
+        personas=world.personas,
+        anomalies=world.anomalies,
+    )
+
+
+@pytest.mark.parametrize("where", ["middle", "end"])
+def test_features_equal_a_recomputation_from_the_events_by_session_start_day(tiny_world, where):
+    first = datetime(2026, 1, 5)
+    cutoff, lookback = (
+        (first + timedelta(days=20), 10) if where == "middle" else (first + timedelta(days=42), 14)
+    )
+    # sessions crossing the cutoff, the window start and a midnight inside the window
+    midnights = [cutoff, cutoff - timedelta(days=lookback), cutoff - timedelta(days=3)]
+    world = with_sessions_across_midnights(tiny_world, midnights)
+    con = world_db(world)
+    assert features.daily_span(con)[1] >= cutoff
+    computed = features.compute_features(con, cutoff, lookback).filter(pl.col("sessions") > 0)
+    expected = features_from_events(world.events, world.pages, cutoff, lookback)
+    assert computed.height == expected.height > 100
+    columns = [c for c in expected.columns if c != "user_id"]
+    joined = computed.select("user_id", *columns).join(
+        expected, on="user_id", how="full", suffix="_events"
+    )
+    for column in columns:
+        a = joined[column]
+        b = joined[f"{column}_events"].cast(a.dtype)
+        if a.dtype.is_float():
+            b = b.fill_nan(0.0)  # a session-less share: 0 / 0 in polars
+            assert ((a - b).abs() <= 1e-6 * b.abs().clip(1.0)).all(), column
+        else:
+            assert (a == b).all(), column
+    # the planted sessions count, whole, on the day they started
+    crossing = joined.filter(pl.col("user_id").is_in(world.users["user_id"].head(40).to_list()))
+    assert (crossing["purchases"] >= 2).all()  # the two that started inside the window
+
+
+def test_the_feature_check_recomputes_from_the_sessions_and_can_fail(tiny_world):
+    from ubap_assets.defs.features.checks import features_against_sessions
+
+    con = world_db(tiny_world)
+    first, end = features.daily_span(con)
+    frame = features.compute_features(con, end, (end - first).days)
+    checked, differing = features_against_sessions(con, frame, sample=200)
+    assert checked >= 200 and not any(differing.values()), differing
+    # features counted by event day, or a lost session, are caught
+    wrong = frame.with_columns(
+        sessions=pl.col("sessions") + (pl.int_range(pl.len()) % 7 == 0),
+        recency_days=pl.col("recency_days") * 1.01,
+    )
+    _, differing = features_against_sessions(con, wrong, sample=200)
+    assert differing["sessions"] > 0 and differing["recency_days"] > 0
+    # a mid-history frame is checked against its own window
+    middle = features.compute_features(con, first + timedelta(days=20), 10)
+    assert not any(features_against_sessions(con, middle)[1].values())

@@ -1,5 +1,6 @@
-"""Leakage guards: features ignore the future, label windows are disjoint, and a label that
-leaked into a feature is caught."""
+"""Leakage guards: features ignore the future, label windows are disjoint, labels equal a
+recomputation from the events by session start day, and a label that leaked into a feature is
+caught."""
 
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -10,6 +11,7 @@ from polars.testing import assert_frame_equal
 
 from tests.conftest import world_db
 from ubap_assets.core import features, models
+from ubap_assets.core.daily import build_all_daily
 from ubap_assets.core.schema import EVENTS_SCHEMA
 
 
@@ -20,13 +22,14 @@ def world_con(tiny_world):
 
 @pytest.fixture(scope="module")
 def plan(world_con):
-    first, end = features.event_span(world_con)
+    first, end = features.daily_span(world_con)
     return features.plan_windows(first, end)
 
 
 def _plant(con, rows: list[dict]) -> None:
     planted = pl.DataFrame(rows, schema=EVENTS_SCHEMA)  # noqa: F841 - read by DuckDB
     con.execute("INSERT INTO events SELECT * FROM planted")
+    build_all_daily(con)  # the sessions and user_daily the features read
 
 
 def test_planted_future_events_change_no_feature(tiny_world, plan):
@@ -61,6 +64,7 @@ def test_planted_future_events_change_no_feature(tiny_world, plan):
         {
             **r,
             "event_id": r["event_id"] + "-past",
+            "session_id": r["session_id"] + "-past",
             "event_ts": plan.train_cutoff - timedelta(microseconds=1),
         }
         for r in rows
@@ -81,10 +85,10 @@ def test_future_events_guard_on_the_world(world_con, plan):
 
 
 def test_the_guard_catches_a_feature_that_peeks_past_its_cutoff(world_con, plan):
-    def peeking(con, cutoff, lookback_days, events="events"):
+    def peeking(con, cutoff, lookback_days, user_daily="user_daily"):
         # a bug: the window ends a week after the cutoff
         return features.compute_features(
-            con, cutoff + timedelta(days=7), lookback_days, events=events
+            con, cutoff + timedelta(days=7), lookback_days, user_daily=user_daily
         )
 
     changed = features.future_events_guard(
@@ -93,19 +97,35 @@ def test_the_guard_catches_a_feature_that_peeks_past_its_cutoff(world_con, plan)
     assert changed > 0
 
 
-def test_labels_only_read_their_window(world_con, plan):
+# The labels straight from the events: a user's sessions that *start* in [cutoff, end).
+_SESSIONS_STARTING_IN_WINDOW = """
+WITH s AS (
+    SELECT session_id, any_value(user_id) AS user_id, min(event_ts) AS started,
+           count(*) FILTER (WHERE event_type = 'purchase') AS purchases,
+           count(*) FILTER (WHERE event_type = 'page_view') AS views,
+           count(*) FILTER (WHERE event_type NOT IN ('page_view', 'scroll')) AS engaged
+    FROM events GROUP BY session_id
+)
+SELECT user_id, bool_or(purchases > 0) AS buys,
+       arg_min(views = 1 AND engaged = 0, (started, session_id)) AS first_bounced
+FROM s WHERE started >= ? AND started < ? GROUP BY user_id
+"""
+
+
+def test_labels_equal_a_recomputation_from_the_events(world_con, plan):
+    start, end = plan.label_window("train")
+    expected = world_con.execute(_SESSIONS_STARTING_IN_WINDOW, [start, end]).pl()
     feats = features.compute_features(world_con, plan.train_cutoff, plan.lookback_days)
-    labels = features.conversion_labels(world_con, feats, plan.train_cutoff, plan.horizon_days)
-    buyers = set(
-        world_con.execute(
-            "SELECT DISTINCT user_id FROM events WHERE event_type = 'purchase' "
-            "AND event_ts >= ? AND event_ts < ?",
-            [plan.train_cutoff, plan.valid_cutoff],
-        )
-        .pl()["user_id"]
-        .to_list()
+    conversion = features.conversion_labels(world_con, feats, start, plan.horizon_days)
+    buyers = set(expected.filter("buys")["user_id"].to_list())
+    assert set(conversion.filter("label")["user_id"].to_list()) == buyers & set(feats["user_id"])
+    assert len(buyers) > 20
+    bounce = features.bounce_labels(world_con, feats, start, plan.horizon_days)
+    known = expected.filter(pl.col("user_id").is_in(feats["user_id"].to_list()))
+    assert dict(bounce.select("user_id", "label").rows()) == dict(
+        known.select("user_id", "first_bounced").rows()
     )
-    assert set(labels.filter("label")["user_id"].to_list()) == buyers & set(feats["user_id"])
+    assert bounce["label"].sum() > 20 and (~bounce["label"]).sum() > 20
 
 
 def test_three_windows_are_disjoint_and_in_order(plan):
@@ -152,16 +172,15 @@ def test_labels_read_only_their_window(world_con, plan):
         cutoff = plan.cutoff(split)
         feats = features.compute_features(world_con, cutoff, plan.lookback_days)
         for task, labeller in models.LABELLERS.items():
-            behind = models.LABEL_LOOKBEHIND_DAYS[task]
             guard = features.label_window_guard(
-                world_con, feats, cutoff, plan.horizon_days, labeller, lookbehind_days=behind
+                world_con, feats, cutoff, plan.horizon_days, labeller
             )
             assert guard == 0, task
 
-    def peeking(con, frame, cutoff, horizon_days, events="events"):
+    def peeking(con, frame, cutoff, horizon_days, **tables):
         # a bug: the label window starts a day before the cutoff
         return features.conversion_labels(
-            con, frame, cutoff - timedelta(days=1), horizon_days + 1, events=events
+            con, frame, cutoff - timedelta(days=1), horizon_days + 1, **tables
         )
 
     feats = features.compute_features(world_con, plan.valid_cutoff, plan.lookback_days)
@@ -198,3 +217,19 @@ def test_a_tiny_sample_raises_no_leakage_alarm(world_con, plan):
     enough = pl.concat([train.filter("label").head(60), train.filter(~pl.col("label")).head(60)])
     enough = enough.with_columns(recency_days=pl.col("label").cast(pl.Float64))
     assert models.max_single_feature_auc(enough, models.Design.fit(enough)).leaked
+
+
+def test_the_label_check_recomputes_from_the_sessions_and_can_fail(world_con, plan):
+    from ubap_assets.defs.models.checks import labels_against_sessions
+
+    cutoff = plan.valid_cutoff
+    feats = features.compute_features(world_con, cutoff, plan.lookback_days)
+    for task, labeller in models.LABELLERS.items():
+        labelled = labeller(world_con, feats, cutoff, plan.horizon_days)
+        assert labels_against_sessions(world_con, labelled, task, cutoff, plan.horizon_days) == 0
+        flipped = labelled.with_columns(label=~pl.col("label"))
+        wrong = labels_against_sessions(world_con, flipped, task, cutoff, plan.horizon_days)
+        assert wrong == labelled.height, task
+    # a label read from the day before the cutoff (a session that started earlier) differs
+    early = features.conversion_labels(world_con, feats, cutoff - timedelta(days=1), 1)
+    assert labels_against_sessions(world_con, early, "conversion", cutoff, 1) > 0
