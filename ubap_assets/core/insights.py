@@ -21,6 +21,8 @@ from datetime import date, datetime, timedelta
 import duckdb
 import polars as pl
 
+from ubap_assets.warehouse import tables
+
 SCHEMA: dict[str, pl.DataType] = {
     "insight_id": pl.String,
     "kind": pl.String,
@@ -99,29 +101,48 @@ def _frame(rows: list[dict], as_of: date) -> pl.DataFrame:
 
 
 def page_exit_stats(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> pl.DataFrame:
-    """Per page: views, sessions, exits (last page of a session without purchase), bounces."""
+    """Per page: views, sessions, exits (last page of a session without purchase), bounces.
+
+    Reads the events of [start, end) only (a bounded window, never the whole history): which
+    page a session entered and left by is not in any daily aggregate. One hash aggregation per
+    session, then per page; ties in time are broken by event_id.
+    """
     return con.execute(
-        """
+        f"""
         WITH e AS (
-            SELECT session_id, page_id, event_type,
-                   row_number() OVER (PARTITION BY session_id
-                                      ORDER BY event_ts, event_id) AS first_n,
-                   row_number() OVER (PARTITION BY session_id
-                                      ORDER BY event_ts DESC, event_id DESC) AS last_n,
-                   count(*) OVER (PARTITION BY session_id) AS n_events,
-                   bool_or(event_type = 'purchase') OVER (PARTITION BY session_id) AS bought
-            FROM events
+            SELECT session_id, page_id, event_type, event_ts, event_id
+            FROM {tables.EVENTS}
             WHERE event_ts >= ? AND event_ts < ? AND session_id IS NOT NULL
               AND page_id IS NOT NULL
+        ),
+        per_session AS (
+            SELECT session_id,
+                   arg_min(page_id, (event_ts, event_id)) AS entry_page,
+                   arg_min(event_type, (event_ts, event_id)) AS entry_type,
+                   arg_max(page_id, (event_ts, event_id)) AS exit_page,
+                   count(*) AS n_events,
+                   bool_or(event_type = 'purchase') AS bought
+            FROM e GROUP BY session_id
+        ),
+        per_page AS (
+            SELECT page_id,
+                   count(*) FILTER (WHERE event_type = 'page_view') AS views,
+                   count(DISTINCT session_id) AS sessions
+            FROM e GROUP BY page_id
+        ),
+        exits AS (
+            SELECT exit_page AS page_id, count(*) FILTER (WHERE NOT bought) AS exits
+            FROM per_session GROUP BY 1
+        ),
+        entries AS (
+            SELECT entry_page AS page_id, count(*) AS entries,
+                   count(*) FILTER (WHERE n_events = 1 AND entry_type = 'page_view') AS bounces
+            FROM per_session GROUP BY 1
         )
-        SELECT page_id,
-               count(*) FILTER (WHERE event_type = 'page_view')::BIGINT AS views,
-               count(DISTINCT session_id)::BIGINT AS sessions,
-               count(*) FILTER (WHERE last_n = 1 AND NOT bought)::BIGINT AS exits,
-               count(*) FILTER (WHERE first_n = 1)::BIGINT AS entries,
-               count(*) FILTER (WHERE first_n = 1 AND n_events = 1
-                                AND event_type = 'page_view')::BIGINT AS bounces
-        FROM e GROUP BY page_id
+        SELECT page_id, views::BIGINT AS views, sessions::BIGINT AS sessions,
+               coalesce(exits, 0)::BIGINT AS exits, coalesce(entries, 0)::BIGINT AS entries,
+               coalesce(bounces, 0)::BIGINT AS bounces
+        FROM per_page LEFT JOIN exits USING (page_id) LEFT JOIN entries USING (page_id)
         """,
         [start, end],
     ).pl()
@@ -209,26 +230,17 @@ def _page_action(
 
 
 def funnel_sessions(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> pl.DataFrame:
-    """One row per session: its day, device, source and which funnel steps it reached.
-
-    Needs ``_insight_pages(page_id, page_type)`` registered on ``con`` (see build_insights).
-    """
+    """One row per session that started in [start, end): its day, device, source and which
+    funnel steps it reached (any order), read from the ``sessions`` table."""
     return con.execute(
-        """
-        SELECT e.session_id,
-               min(e.event_ts)::DATE AS day,
-               any_value(e.device) AS device,
-               any_value(e.traffic_source) AS traffic_source,
-               TRUE AS session,
-               bool_or(e.event_type = 'page_view' AND p.page_type = 'product') AS product_view,
-               bool_or(e.event_type = 'add_to_cart') AS add_to_cart,
-               bool_or(e.event_type = 'checkout_start') AS checkout_start,
-               bool_or(e.event_type = 'purchase') AS purchase
-        FROM events e LEFT JOIN _insight_pages p USING (page_id)
-        WHERE e.event_ts >= ? AND e.event_ts < ? AND e.session_id IS NOT NULL
-        GROUP BY e.session_id
+        f"""
+        SELECT session_id, day, device, traffic_source, TRUE AS session,
+               product_views > 0 AS product_view, add_to_cart > 0 AS add_to_cart,
+               checkout_starts > 0 AS checkout_start, purchases > 0 AS purchase
+        FROM {tables.SESSIONS}
+        WHERE day >= ? AND day < ?
         """,
-        [start, end],
+        [start.date(), end.date()],
     ).pl()
 
 
@@ -509,18 +521,17 @@ def build_insights(
     end: datetime,
     p: InsightParams = InsightParams(),
 ) -> pl.DataFrame:
-    """All insights over the last ``window_days`` before ``end``, most severe first.
+    """All insights over the last ``window_days`` before ``end`` (a midnight), most severe first.
+
+    Reads ``sessions`` (the funnel, by session start day) and the window's ``events`` (which
+    page each session entered and left by).
 
     ``recommended``: the distinct page_ids of user_recommendations; ``n_lists``: users with a list.
     """
     start = end - timedelta(days=p.window_days)
     as_of = (end - timedelta(days=1)).date()
     stats = page_exit_stats(con, start, end)
-    con.register("_insight_pages", pages.select("page_id", "page_type"))
-    try:
-        sessions = funnel_sessions(con, start, end)
-    finally:
-        con.unregister("_insight_pages")
+    sessions = funnel_sessions(con, start, end)
     rows = (
         page_insights(stats, pages, p)
         + funnel_insights(sessions, p, as_of)

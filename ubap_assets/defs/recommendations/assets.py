@@ -264,7 +264,9 @@ def evaluation_metadata(result: pl.DataFrame) -> dict:
     group_name=GROUP,
     owners=OWNERS,
     kinds={"duckdb", "polars"},
-    deps=[tables.EVENTS, tables.USER_RECOMMENDATIONS],
+    # The funnel from sessions; entry and exit pages from the last window_days of events (a
+    # bounded read); the data end from user_page_daily.
+    deps=[tables.EVENTS, tables.SESSIONS, tables.USER_PAGE_DAILY, tables.USER_RECOMMENDATIONS],
 )
 def admin_insights(
     config: InsightsConfig,
