@@ -2,6 +2,7 @@
 
 import json
 import os
+from datetime import datetime, timedelta
 
 import dagster as dg
 import duckdb
@@ -16,6 +17,7 @@ from sklearn.metrics import roc_auc_score
 from ubap_assets.core import features as fx
 from ubap_assets.core import model_evaluation as ev
 from ubap_assets.core import models as mdl
+from ubap_assets.core.daily import build_all_daily
 from ubap_assets.core.explain import OUTCOMES, contributions, phrase, top_reasons
 from ubap_assets.core.predictions import PREDICTION_COLUMNS, ServedModel, predict_users
 from ubap_assets.defs.features import assets as feature_assets
@@ -31,6 +33,8 @@ from ubap_assets.lib.warehouse_io import DuckDBWarehouseIOManager
 from ubap_assets.warehouse import tables as t
 
 SOURCE_TABLES = ("users", "pages", "events", "user_personas")
+# Built from the events by core/daily.py (day-partitioned assets of the trends group).
+DAILY_TABLES = (t.SESSIONS, t.USER_DAILY, t.PAGE_DAILY, t.USER_PAGE_DAILY)
 
 
 def _load(con: duckdb.DuckDBPyConnection, world) -> None:
@@ -43,6 +47,9 @@ def _load(con: duckdb.DuckDBPyConnection, world) -> None:
     for table in SOURCE_TABLES:
         frame = frames[table]  # noqa: F841 - read by DuckDB
         con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM frame")
+    for table in DAILY_TABLES:
+        con.execute(f"DROP TABLE IF EXISTS {table}")
+    build_all_daily(con)
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +61,7 @@ def world_con(tiny_world):
 
 @pytest.fixture(scope="module")
 def plan(world_con):
-    first, end = fx.event_span(world_con)
+    first, end = fx.daily_span(world_con)
     return fx.plan_windows(first, end)
 
 
@@ -319,6 +326,7 @@ MY_ASSETS = [
 ]
 MY_CHECKS = [
     feature_checks.user_features_ignore_future_events,
+    feature_checks.user_features_match_sessions,
     feature_checks.user_features_complete,
     segment_checks.segments_recover_personas,
     segment_checks.segment_profiles_consistent,
@@ -331,8 +339,8 @@ MY_CHECKS = [
     model_checks.model_metrics_are_sound,
     prediction_checks.predictions_are_valid,
 ]
-MODEL_CHECKS = MY_CHECKS[5:]
-UPSTREAM = [dg.AssetSpec(name) for name in SOURCE_TABLES]
+MODEL_CHECKS = MY_CHECKS[6:]
+UPSTREAM = [dg.AssetSpec(name) for name in (*SOURCE_TABLES, *DAILY_TABLES)]
 MY_TABLES = (
     t.USER_FEATURES,
     t.USER_SEGMENTS,
@@ -412,6 +420,66 @@ def test_assets_materialize_with_passing_guards(materialized, warehouse_dir):
     shown = {m.asset_key.path[-1]: m.metadata for m in metrics}
     assert shown[t.MODEL_METRICS]["conversion_status"].value == mdl.OK
     assert "[" in shown[t.MODEL_METRICS]["conversion_test_pr_auc"].value  # with its interval
+    # the cadence: the tiny world ends on a Monday, a weekly boundary, so it trains on it all
+    for table in (t.MODEL_METRICS, t.MODEL_CARDS):
+        assert shown[table]["training_end"].value == "2026-02-16T00:00:00"
+        assert shown[table]["retrain_every_days"].value == 7
+        assert shown[table]["next_training_end"].value == "2026-02-23T00:00:00"
+    assert (cards["training_end"] == cards["label_window_test_end"]).all()
+    assert cards["retrain_every_days"].to_list() == [7] * cards.height
+    assert (cards["next_training_end"] - cards["training_end"]).dt.total_days().to_list() == [
+        7
+    ] * cards.height
+    stored = store.card(version, "conversion", "xgboost")["plan"]
+    assert (stored["end"], stored["retrain_every_days"]) == ("2026-02-16T00:00:00", 7)
+
+
+def _world_until(world, end: datetime, whole_sessions: bool):
+    """The world's events before ``end``; with ``whole_sessions``, every event of the sessions
+    that start before it (as the data stand once the day after ``end`` is in)."""
+    events = world.events
+    if whole_sessions:
+        starts = events.group_by("session_id").agg(pl.col("event_ts").min().alias("start"))
+        kept = starts.filter(pl.col("start") < end)["session_id"]
+        events = events.filter(pl.col("session_id").is_in(kept.implode()))
+    else:
+        events = events.filter(pl.col("event_ts") < end)
+    con = duckdb.connect()
+    _load(con, type(world)(world.users, world.pages, events, world.personas, world.anomalies))
+    return con
+
+
+def test_a_run_mid_period_trains_on_the_windows_of_the_period_s_boundary(tiny_world):
+    """Data ending on a Thursday train exactly what data ending at the Monday before do: the
+    same plan, the same features, labels and metrics (weekly cadence)."""
+    boundary = datetime(2026, 2, 9)  # a Monday
+    at_boundary = _world_until(tiny_world, boundary, whole_sessions=True)
+    mid_period = _world_until(tiny_world, boundary + timedelta(days=3), whole_sessions=False)
+    plan, data_end = mdl.training_plan(at_boundary, 7)
+    later, later_end = mdl.training_plan(mid_period, 7)
+    assert (data_end, later_end) == (boundary, boundary + timedelta(days=3))
+    assert later == plan and plan.end == boundary and plan.retrain_every_days == 7
+    assert plan.next_training_end == boundary + timedelta(days=7)
+    # every day a retraining: the mid-period run would plan up to its own data end
+    assert mdl.training_plan(mid_period, 1)[0].end == later_end
+    first = mdl.train_all(at_boundary, plan, seed=0, n_jobs=1, tasks=("bounce",))
+    second = mdl.train_all(mid_period, later, seed=0, n_jobs=1, tasks=("bounce",))
+    assert_frame_equal(first["bounce"].metrics, second["bounce"].metrics)
+    for split in fx.SPLITS:
+        for labeller in mdl.LABELLERS.values():
+            frames = [
+                labeller(
+                    con,
+                    fx.compute_features(con, plan.cutoff(split), plan.lookback_days),
+                    plan.cutoff(split),
+                    plan.horizon_days,
+                )
+                for con in (at_boundary, mid_period)
+            ]
+            assert_frame_equal(*frames)
+    # a history too short before the boundary is the empty-window error, and names it
+    with pytest.raises(fx.FeatureWindowError, match="empty window.*boundary 2026-02-09"):
+        mdl.training_plan(mid_period, 7, horizon_days=14)
 
 
 def _materialize_models(world, tmp_path):
