@@ -18,6 +18,7 @@ import duckdb
 import polars as pl
 
 from ubap_assets.core import anomalies, features, segmentation, trends
+from ubap_assets.core.daily import build_all_daily
 from ubap_assets.core.synthetic import World, WorldSpec, generate_world
 from ubap_assets.warehouse import tables as t
 from ubap_assets.warehouse.introspect import warehouse_tables
@@ -58,7 +59,8 @@ def build_warehouse(
     ):
         _store(con, name, frame)
 
-    first, end = features.event_span(con)
+    build_all_daily(con)  # sessions and user_daily, which the features read
+    first, end = features.daily_span(con)
     feats = features.compute_features(con, end, (end - first).days)
     _store(con, t.USER_FEATURES, feats)
     _segments(con, feats, world, kmeans=kmeans, k_max=k_max)

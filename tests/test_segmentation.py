@@ -2,27 +2,19 @@
 
 import json
 
-import duckdb
 import numpy as np
 import polars as pl
 import pytest
 from scipy.optimize import linear_sum_assignment
 
+from tests.conftest import world_db
 from ubap_assets.core import features, segmentation
 
 
 @pytest.fixture(scope="module")
 def world_features(tiny_world):
-    con = duckdb.connect()
-    for table, frame in (
-        ("users", tiny_world.users),
-        ("pages", tiny_world.pages),
-        ("events", tiny_world.events),
-    ):
-        con.register("incoming", frame)
-        con.execute(f"CREATE TABLE {table} AS SELECT * FROM incoming")
-        con.unregister("incoming")
-    first, end = features.event_span(con)
+    con = world_db(tiny_world)  # with the user_daily the features read
+    first, end = features.daily_span(con)
     return features.compute_features(con, end, (end - first).days)
 
 
