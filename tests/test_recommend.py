@@ -525,3 +525,41 @@ def test_high_exit_page_is_flagged():
     exits = [r for r in found if r["kind"] == "high_exit_page"]
     assert [r["subject"] for r in exits] == ["p7"]
     assert exits[0]["value"] == pytest.approx(1.0) and exits[0]["baseline"] < 0.5
+
+
+def test_page_embeddings_asset_reuses_stored_vectors(tmp_path):
+    from ubap_assets.defs.recommendations import assets
+
+    path = str(tmp_path / "w.duckdb")
+    pages = _pages()
+    with duckdb.connect(path) as con:
+        con.register("_f", pages)
+        con.execute("CREATE TABLE pages AS SELECT * FROM _f")
+
+    def run() -> dict:
+        result = dg.materialize(
+            [assets.page_embeddings, dg.AssetSpec("pages")],
+            resources={
+                "io_manager": DuckDBWarehouseIOManager(database=path),
+                "warehouse": DuckDBResource(database=path),
+                "embedder": HashingEmbedder(),
+            },
+        )
+        assert result.success
+        [materialization] = result.asset_materializations_for_node("page_embeddings")
+        return {key: value.value for key, value in materialization.metadata.items()}
+
+    first = run()
+    assert (first["embedded_pages"], first["reused_pages"]) == (6, 0)
+    with duckdb.connect(path, read_only=True) as con:
+        stored = con.execute("SELECT * FROM page_embeddings ORDER BY page_id").pl()
+    second = run()
+    assert (second["embedded_pages"], second["reused_pages"]) == (0, 6)
+    with duckdb.connect(path) as con:
+        assert con.execute("SELECT * FROM page_embeddings ORDER BY page_id").pl().equals(stored)
+        con.execute("UPDATE pages SET title = 'Studio headphones' WHERE page_id = 'a'")
+    third = run()
+    assert (third["embedded_pages"], third["reused_pages"]) == (1, 5)
+    with duckdb.connect(path, read_only=True) as con:
+        text = con.execute("SELECT text FROM page_embeddings WHERE page_id = 'a'").fetchone()[0]
+    assert text.startswith("Studio headphones")
