@@ -26,6 +26,7 @@ from ubap_assets.core import models as mdl
 from ubap_assets.core import segmentation as seg
 from ubap_assets.core import synthetic
 from ubap_assets.core.catalogue import page_catalogue
+from ubap_assets.core.daily import build_all_daily
 from ubap_assets.core.predictions import ServedModel, predict_users
 
 TARGET_SECONDS = 120
@@ -112,7 +113,8 @@ def main() -> None:
             f"  {name:<32} {seconds[name]:7.2f} s   peak RSS {peak_rss_mib():7.0f} MiB", flush=True
         )
 
-    first, end = fx.event_span(con)
+    stage("sessions + user_daily (core/daily.py)", lambda: build_all_daily(con))
+    first, end = fx.daily_span(con)
     plan = fx.plan_windows(first, end)
     personas = con.execute("SELECT * FROM user_personas").pl()
 
