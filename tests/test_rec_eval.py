@@ -1,5 +1,6 @@
 """Offline evaluation: the metric formulas, the time split, and every method on a small world."""
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 import duckdb
@@ -242,3 +243,27 @@ def test_hybrid_beats_popularity_can_fail_and_is_skipped_without_data(default_re
         status=pl.lit("insufficient data"), ndcg_at_k=None, users_evaluated=pl.lit(37)
     )
     assert _check_outcome(few) == []
+
+
+def test_windows_ending_at_the_training_boundary_ignore_later_days(tiny_world, catalogue):
+    from ubap_assets.core import cadence
+
+    # Two nights of the same training period: data to Thursday and data to Saturday.
+    last_day = tiny_world.events["event_ts"].max().date()
+    thursday, saturday = last_day - timedelta(days=4), last_day - timedelta(days=2)
+
+    def evaluated_up_to(day):
+        events = tiny_world.events.filter(pl.col("event_ts").dt.date() <= day)
+        con = world_db(replace(tiny_world, events=events))
+        boundary = cadence.training_end(recommend.data_end(con), 7)
+        result = evaluation.run_evaluation(
+            con, catalogue, recommend.RecommenderParams(), None, grid=FAST_GRID, end=boundary
+        )
+        return boundary, result
+
+    boundary, on_thursday = evaluated_up_to(thursday)
+    later_boundary, on_saturday = evaluated_up_to(saturday)
+    assert boundary == later_boundary and boundary.weekday() == 0  # the Monday before
+    assert set(on_thursday["test_end_ts"]) == {boundary}
+    assert set(on_thursday["status"]) == {"ok"}
+    assert on_thursday.equals(on_saturday)
