@@ -124,7 +124,16 @@ def test_interactions_weight_event_types_and_decay():
     assert by_pair[("u", "b")]["converted"] and not by_pair[("u", "a")]["converted"]
     # 28 days old with a 14-day half-life: a quarter of a fresh view (same time of day)
     ratio = by_pair[("v", "b")]["weight"] / by_pair[("v", "a")]["weight"]
-    assert ratio == pytest.approx(0.25, rel=0.05)
+    # ages are whole days (user_page_daily), so exactly two half-lives
+    assert ratio == pytest.approx(0.25, rel=1e-9)
+    assert by_pair[("u", "a")]["n_events"] == 1
+    # the last day before the end is one day old: weight 0.5^(1/14) for a view of weight 1
+    view_weight = recommend.RecommenderParams().event_weights["page_view"]
+    assert by_pair[("v", "a")]["weight"] == pytest.approx(view_weight * 0.5 ** (1 / 14))
+    with pytest.raises(recommend.RecommendationError, match="not a midnight"):
+        recommend.load_interactions(
+            con, None, end - timedelta(hours=6), recommend.RecommenderParams()
+        )
 
 
 def test_page_texts_and_empty_page():
