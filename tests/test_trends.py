@@ -131,11 +131,18 @@ def test_day_without_events_is_zero_not_nan(con):
     empty = _row(daily, day=date(2026, 1, 7), dimension="all")
     assert empty["events"] == 0 and empty["sessions"] == 0
     assert empty["conversion_rate"] == 0.0 and empty["mean_session_duration_s"] == 0.0
-    # Every breakdown value gets a zero row too, so series have no gaps.
+    # Every breakdown value seen so far gets a zero row too, so series have no gaps...
     assert (
         daily.filter(pl.col("day") == date(2026, 1, 7)).height
-        == daily.filter(pl.col("day") == date(2026, 1, 5)).height
+        == daily.filter(pl.col("day") == date(2026, 1, 6)).height
+        == 6
     )
+    # ... from the value's first day on: 'direct' starts on 01-06, so a day never depends on
+    # the days after it (computed alone, it equals the day of a whole-span run).
+    direct = daily.filter(pl.col("dimension_value") == "direct")
+    assert direct["day"].min() == date(2026, 1, 6)
+    alone = trends.daily_trends(con, date(2026, 1, 5), date(2026, 1, 6))
+    assert alone.equals(daily.filter(pl.col("day") == date(2026, 1, 5)))
 
 
 def test_partial_last_day_is_not_complete():
@@ -256,13 +263,13 @@ def test_funnel_dimensions_add_up_to_the_funnel(tiny_world):
 
 
 def test_funnel_dimensions_check_catches_a_split_that_does_not_add_up(tiny_world):
-    from ubap_assets.defs.trends.checks import funnel_dimensions_reconcile
+    from ubap_assets.defs.trends.checks import funnel_dimension_problems
 
     c = _world_sessions(tiny_world)
     daily, by_dim = trends.funnel_daily(c), trends.funnel_dimensions(c)
     c.close()
-    good = funnel_dimensions_reconcile(funnel_dimensions=by_dim, funnel_daily=daily)
-    assert good.passed, good.metadata
+    passed, metadata = funnel_dimension_problems(by_dim, daily)
+    assert passed, metadata
     first = by_dim["day"].min()
     tampered = by_dim.with_columns(
         sessions=pl.when(
@@ -273,10 +280,10 @@ def test_funnel_dimensions_check_catches_a_split_that_does_not_add_up(tiny_world
         .then(pl.col("sessions") + 1)
         .otherwise(pl.col("sessions"))
     )
-    bad = funnel_dimensions_reconcile(funnel_dimensions=tampered, funnel_daily=daily)
-    assert not bad.passed
-    assert bad.metadata["sums_not_equal_to_funnel_daily"].value == 1
-    assert bad.metadata["mismatched_dimensions"].value == "device"
+    passed, metadata = funnel_dimension_problems(tampered, daily)
+    assert not passed
+    assert metadata["sums_not_equal_to_funnel_daily"] == 1
+    assert metadata["mismatched_dimensions"] == "device"
 
 
 def test_funnel_dimensions_reject_an_unknown_dimension(con):

@@ -6,6 +6,7 @@ from datetime import date, datetime, timedelta
 import duckdb
 import polars as pl
 
+from ubap_assets.core.trends.sources import user_day_rows
 from ubap_assets.warehouse import tables
 
 # A day counts as complete when the data reaches this hour of it (or a later day exists).
@@ -38,20 +39,30 @@ class Bounds:
 
     def day_is_complete(self, column: str = "day") -> pl.Expr:
         """``is_complete`` of a daily row: its day is at or before the last complete day."""
+        if self.empty:
+            return pl.lit(False).alias("is_complete")
         return (pl.col(column) <= self.last_complete_day).alias("is_complete")
 
     def week_is_complete(self, column: str) -> pl.Expr:
         """``is_complete`` of a weekly row: all 7 days of the week lie inside the complete data."""
+        if self.empty:
+            return pl.lit(False).alias("is_complete")
         return (
             (pl.col(column) >= pl.lit(self.first_day))
             & (pl.col(column) + pl.duration(days=6) <= pl.lit(self.last_complete_day))
         ).alias("is_complete")
 
 
-def data_bounds(con: duckdb.DuckDBPyConnection, sessions: str = tables.SESSIONS) -> Bounds:
-    """First/last day of the data, read from the sessions table (min start, max end)."""
+def data_bounds(
+    con: duckdb.DuckDBPyConnection,
+    sessions: str = tables.SESSIONS,
+    user_daily: str = tables.USER_DAILY,
+) -> Bounds:
+    """First/last day of the data: the first session start and the last session end (read from
+    the small user_daily table when it exists, else from the sessions)."""
+    rows = user_day_rows(con, sessions, user_daily)
     n, first_ts, last_ts = con.execute(
-        f"SELECT sum(events), min(session_start), max(session_end) FROM {sessions}"
+        f"SELECT sum(events), min(first_session_start), max(last_event_ts) FROM ({rows})"
     ).fetchone()
     if not n:
         return Bounds(0, None, None, None, ["events is empty: nothing to aggregate"])

@@ -7,12 +7,15 @@ the order (a step counts only at or after the previous one); here they are count
 definition all three tables share.
 """
 
+from datetime import date
+
 import duckdb
 import polars as pl
 
 from ubap_assets.core.trends.bounds import Bounds, data_bounds
-from ubap_assets.core.trends.period_metrics import DIMENSIONS, dimension_sql
+from ubap_assets.core.trends.period_metrics import DIMENSIONS, dimension_keys_sql, dimension_sql
 from ubap_assets.core.trends.segments import ALL_SEGMENT_ID, segment_labels, use_segments
+from ubap_assets.core.trends.sources import day_window, session_rows
 from ubap_assets.warehouse import tables
 
 FUNNEL_STEPS: tuple[str, ...] = (
@@ -77,23 +80,33 @@ _FUNNEL_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
-def funnel_daily(con: duckdb.DuckDBPyConnection, sessions: str = tables.SESSIONS) -> pl.DataFrame:
+def funnel_daily(
+    con: duckdb.DuckDBPyConnection,
+    start: date | None = None,
+    end: date | None = None,
+    sessions: str = tables.SESSIONS,
+) -> pl.DataFrame:
     """One row per day x funnel step (ordered funnel over sessions starting that day): the
     ``all`` rows of :func:`funnel_dimensions`."""
-    return funnel_dimensions(con, sessions, dimensions=()).drop("dimension", "dimension_value")
+    frame = funnel_dimensions(con, start, end, sessions, dimensions=())
+    return frame.drop("dimension", "dimension_value")
 
 
 def funnel_dimensions(
     con: duckdb.DuckDBPyConnection,
+    start: date | None = None,
+    end: date | None = None,
     sessions: str = tables.SESSIONS,
     dimensions: tuple[str, ...] = DIMENSIONS,
 ) -> pl.DataFrame:
-    """One row per day x dimension x dimension value x funnel step.
+    """One row per day of [start, end) (every day of the sessions when no window is given) x
+    dimension x dimension value x funnel step.
 
     ``dimension`` is ``all`` (value ``all``) or one of ``dimensions`` (sessions columns: device,
     traffic_source), labelled as in daily_trends (a missing value is ``unknown``). A session has
-    one device and one source, so each dimension's values add up to the ``all`` row. Every
-    value seen in the data has every day (zeros where it had no session).
+    one device and one source, so each dimension's values add up to the ``all`` row. A value has
+    every day from its first day in the data on (zeros where it had no session), as in
+    daily_trends.
     """
     unknown = set(dimensions) - set(DIMENSIONS)
     if unknown:
@@ -101,25 +114,29 @@ def funnel_dimensions(
             f"funnel dimensions must be among {DIMENSIONS} (got {sorted(unknown)}): "
             "pass a subset of trends.DIMENSIONS"
         )
-    key_schema = {"day": pl.Date, "dimension": pl.String, "dimension_value": pl.String}
-    bounds = data_bounds(con, sessions)
-    if bounds.empty:
-        return pl.DataFrame(schema={**key_schema, **_FUNNEL_SCHEMA})
+    start, end = day_window(con, start, end, sessions)
+    params = {"start": start, "end": end}
     sets, dimension, value = dimension_sql(dimensions)
     wide = con.execute(
         f"""
         SELECT period AS day, {dimension} AS dimension, {value} AS dimension_value,
                {_REACHED_COUNTS}
-        FROM (SELECT *, day AS period FROM {sessions})
+        FROM (SELECT *, day AS period FROM {sessions} WHERE day >= $start AND day < $end)
         GROUP BY GROUPING SETS ({sets})
-        """
+        """,
+        params,
     ).pl()
-    keys = wide.select("dimension", "dimension_value").unique()
-    keys = pl.concat([pl.DataFrame({"dimension": ["all"], "dimension_value": ["all"]}), keys])
-    grid = _day_grid(bounds).join(keys.unique(), how="cross")
+    keys_sql = dimension_keys_sql(dimensions, session_rows(sessions))
+    keys = con.execute(keys_sql, {"end": end} if dimensions else {}).pl()
+    days = pl.DataFrame({"day": pl.date_range(start, end, "1d", closed="left", eager=True)})
+    grid = (
+        days.join(keys, how="cross")
+        .filter(pl.col("since").is_null() | (pl.col("day") >= pl.col("since")))
+        .drop("since")
+    )
     wide = grid.join(wide, on=["day", "dimension", "dimension_value"], how="left").fill_null(0)
     out = _funnel_long(wide, ["day", "dimension", "dimension_value"])
-    return out.with_columns(bounds.day_is_complete())
+    return out.with_columns(data_bounds(con, sessions).day_is_complete())
 
 
 def funnel_segments(

@@ -4,12 +4,16 @@ One SQL shape serves the three: an aggregate over the sessions with GROUPING SET
 breakdowns, zero-filled over the calendar so that every series is gap-free.
 """
 
+from datetime import date, datetime, timedelta
+
 import duckdb
 import polars as pl
 
+from ubap_assets.core.daily import exact_sum
 from ubap_assets.core.metrics import TREND_COLUMNS
 from ubap_assets.core.trends.bounds import data_bounds
 from ubap_assets.core.trends.segments import ALL_SEGMENT_ID, segment_labels, use_segments
+from ubap_assets.core.trends.sources import day_window, session_rows, user_day_rows
 from ubap_assets.warehouse import tables
 
 DIMENSIONS: tuple[str, ...] = ("device", "traffic_source")
@@ -40,38 +44,60 @@ def dimension_sql(dims: tuple[str, ...]) -> tuple[str, str, str]:
     return sets, f"CASE {name} ELSE 'all' END", f"CASE {value} ELSE 'all' END"
 
 
-def _trends_sql(grain: str, dims: tuple[str, ...], source: str, sessions: str) -> str:
-    """One aggregate over sessions with grouping sets, zero-filled over the calendar."""
+def dimension_keys_sql(dims: tuple[str, ...], rows: str, grain: str = "day") -> str:
+    """SQL: (dimension, dimension_value, since) for 'all' (since NULL: every period) and every
+    value of ``dims`` in ``rows`` before ``$end``, since the period of its first day.
+
+    A value has a row for every period from its first one on, so the rows of a day never
+    depend on later data and a day computed alone equals the day of a whole-span run.
+    """
+    parts = ["SELECT 'all' AS dimension, 'all' AS dimension_value, CAST(NULL AS DATE) AS since"]
+    parts += [
+        f"SELECT '{d}', coalesce(CAST({d} AS VARCHAR), 'unknown'), {_period('min(day)', grain)} "
+        f"FROM ({rows}) WHERE day < $end GROUP BY 2"
+        for d in dims
+    ]
+    return "\n        UNION ALL ".join(parts)
+
+
+def _trends_sql(grain: str, dims: tuple[str, ...], rows: str, user_days: str, keys: str) -> str:
+    """One aggregate over ``rows`` (session or user-day rows, see sources.py) of the days
+    [$start, $end), with GROUPING SETS over ``dims``, zero-filled over the calendar for every key
+    of ``keys`` (dimension, dimension_value, since). A user is new in the period of their first
+    day in ``user_days``."""
     sets, dim_name, dim_value = dimension_sql(dims)
     step = "INTERVAL 1 DAY" if grain == "day" else "INTERVAL 7 DAY"
     return f"""
-    WITH first_seen AS (SELECT user_id, min(day) AS first_day FROM {sessions} GROUP BY user_id),
+    WITH src AS (SELECT * FROM ({rows}) WHERE day >= $start AND day < $end),
+    first_seen AS (
+        SELECT user_id, min(day) AS first_day FROM ({user_days})
+        WHERE day < $end AND user_id IN (SELECT user_id FROM src) GROUP BY user_id
+    ),
     x AS (
-        SELECT s.*, {_period("s.day", grain)} AS period,
+        SELECT src.*, {_period("src.day", grain)} AS period,
                {_period("f.first_day", grain)} AS first_period
-        FROM {source} s JOIN first_seen f USING (user_id)
+        FROM src JOIN first_seen f USING (user_id)
     ),
     agg AS (
         SELECT period, {dim_name} AS dimension, {dim_value} AS dimension_value,
                count(DISTINCT user_id) AS active_users,
                count(DISTINCT user_id) FILTER (WHERE first_period = period) AS new_users,
-               count(*) AS sessions,
-               count(*) FILTER (WHERE converted) AS converted_sessions,
-               count(*) FILTER (WHERE is_bounce) AS bounced_sessions,
+               sum(n_sessions) AS sessions,
+               sum(n_converted) AS converted_sessions,
+               sum(n_bounced) AS bounced_sessions,
                sum(events) AS events, sum(page_views) AS page_views,
-               sum(purchases) AS purchases, sum(revenue) AS revenue,
-               sum(duration_s) AS duration_s
+               sum(purchases) AS purchases, {exact_sum("revenue")} AS revenue,
+               {exact_sum("duration_s")} AS duration_s
         FROM x GROUP BY GROUPING SETS ({sets})
     ),
     cal AS (
         SELECT CAST(unnest(range(
-            (SELECT {_period("min(day)", grain)} FROM {sessions}),
-            (SELECT {_period("max(day)", grain)} FROM {sessions}) + {step},
+            CAST({_period("CAST($start AS DATE)", grain)} AS TIMESTAMP),
+            CAST({_period("CAST($end AS DATE) - 1", grain)} AS TIMESTAMP) + {step},
             {step})) AS DATE) AS period
+        WHERE CAST($start AS DATE) < CAST($end AS DATE)
     ),
-    keys AS (
-        SELECT DISTINCT dimension, dimension_value FROM agg UNION SELECT 'all', 'all'
-    )
+    keys AS ({keys})
     SELECT c.period, k.dimension, k.dimension_value,
         coalesce(a.active_users, 0) AS active_users,
         coalesce(a.new_users, 0) AS new_users,
@@ -91,7 +117,7 @@ def _trends_sql(grain: str, dims: tuple[str, ...], source: str, sessions: str) -
             AS mean_session_duration_s,
         CASE WHEN a.sessions > 0 THEN a.page_views / a.sessions ELSE 0.0 END
             AS pages_per_session
-    FROM cal c CROSS JOIN keys k
+    FROM cal c JOIN keys k ON k.since IS NULL OR c.period >= k.since
     LEFT JOIN agg a ON a.period = c.period AND a.dimension = k.dimension
         AND a.dimension_value = k.dimension_value
     ORDER BY 1, 2, 3
@@ -113,28 +139,51 @@ def _empty_trends(period_col: str, extra: dict[str, pl.DataType]) -> pl.DataFram
     return pl.DataFrame(schema=schema)
 
 
-def daily_trends(con: duckdb.DuckDBPyConnection, sessions: str = tables.SESSIONS) -> pl.DataFrame:
-    """One row per day x dimension x dimension value (all / device / traffic_source)."""
-    bounds = data_bounds(con, sessions)
-    if bounds.empty:
-        return _empty_trends("day", {"dimension": pl.String, "dimension_value": pl.String})
-    frame = con.execute(_trends_sql("day", DIMENSIONS, sessions, sessions)).pl()
+def daily_trends(
+    con: duckdb.DuckDBPyConnection,
+    start: date | None = None,
+    end: date | None = None,
+    sessions: str = tables.SESSIONS,
+    user_daily: str = tables.USER_DAILY,
+) -> pl.DataFrame:
+    """One row per day of [start, end) (every day of the sessions when no window is given) x
+    dimension x value (all / device / traffic_source): the sessions that started that day.
+
+    Reads the window's sessions, the user-days before its end (who is new) and the dimension
+    values seen before its end, so each day's rows never depend on the days after it.
+    """
+    start, end = day_window(con, start, end, sessions)
+    rows = session_rows(sessions)
+    user_days = user_day_rows(con, sessions, user_daily)
+    sql = _trends_sql("day", DIMENSIONS, rows, user_days, dimension_keys_sql(DIMENSIONS, rows))
+    frame = con.execute(sql, {"start": start, "end": end}).pl()
     frame = _cast_metrics(frame.rename({"period": "day"}))
+    bounds = data_bounds(con, sessions, user_daily)
     return frame.with_columns(bounds.day_is_complete())
 
 
-def weekly_trends(con: duckdb.DuckDBPyConnection, sessions: str = tables.SESSIONS) -> pl.DataFrame:
+def weekly_trends(
+    con: duckdb.DuckDBPyConnection,
+    sessions: str = tables.SESSIONS,
+    user_daily: str = tables.USER_DAILY,
+) -> pl.DataFrame:
     """One row per ISO week x dimension x dimension value; distinct counts over the week."""
-    bounds = data_bounds(con, sessions)
+    bounds = data_bounds(con, sessions, user_daily)
     if bounds.empty:
         frame = _empty_trends("week_start", {"dimension": pl.String, "dimension_value": pl.String})
         return frame.with_columns(pl.lit(0, pl.Int32).alias("days_with_data"))
-    frame = con.execute(_trends_sql("week", DIMENSIONS, sessions, sessions)).pl()
+    start, end = day_window(con, None, None, sessions)
+    rows = session_rows(sessions)
+    user_days = user_day_rows(con, sessions, user_daily)
+    keys = dimension_keys_sql(DIMENSIONS, rows, "week")
+    frame = con.execute(
+        _trends_sql("week", DIMENSIONS, rows, user_days, keys), {"start": start, "end": end}
+    ).pl()
     frame = _cast_metrics(frame.rename({"period": "week_start"}))
     days = con.execute(
         f"""SELECT CAST(date_trunc('week', day) AS DATE) AS week_start,
                    CAST(count(DISTINCT day) AS INTEGER) AS days_with_data
-            FROM {sessions} GROUP BY 1"""
+            FROM ({user_days}) GROUP BY 1"""
     ).pl()
     frame = frame.join(days, on="week_start", how="left").with_columns(
         pl.col("days_with_data").fill_null(0).cast(pl.Int32)
@@ -142,33 +191,44 @@ def weekly_trends(con: duckdb.DuckDBPyConnection, sessions: str = tables.SESSION
     return frame.with_columns(bounds.week_is_complete("week_start"))
 
 
-def _segments_source(sessions: str, segments: str) -> str:
-    return (
-        f"(SELECT s.*, CAST(g.segment_id AS VARCHAR) AS segment FROM {sessions} s "
-        f"LEFT JOIN {segments} g USING (user_id))"
-    )
-
-
 def segment_trends(
     con: duckdb.DuckDBPyConnection,
     sessions: str = tables.SESSIONS,
     segments: str | None = tables.USER_SEGMENTS,
+    user_daily: str = tables.USER_DAILY,
 ) -> pl.DataFrame:
-    """One row per day x segment (plus segment 'all'); per-segment rows need user_segments."""
-    bounds = data_bounds(con, sessions)
+    """One row per day x segment (plus segment 'all'); per-segment rows need user_segments.
+
+    Aggregates the user-days (a user has one segment), so it never reads the sessions table
+    when user_daily exists.
+    """
+    bounds = data_bounds(con, sessions, user_daily)
     if bounds.empty:
         return _empty_trends("day", {"segment_id": pl.String, "segment_name": pl.String})
+    start, end = day_window(con, None, None, sessions)
+    user_days = user_day_rows(con, sessions, user_daily)
+    params = {"start": start, "end": end}
     segments = use_segments(con, segments)
     if segments:
-        sql = _trends_sql("day", ("segment",), _segments_source(sessions, segments), sessions)
+        rows = (
+            f"SELECT u.*, CAST(g.segment_id AS VARCHAR) AS segment FROM ({user_days}) u "
+            f"LEFT JOIN {segments} g USING (user_id)"
+        )
+        keys = (
+            "SELECT 'all' AS dimension, 'all' AS dimension_value, CAST(NULL AS DATE) AS since "
+            f"UNION ALL SELECT DISTINCT 'segment', CAST(segment AS VARCHAR), CAST(NULL AS DATE) "
+            f"FROM ({rows}) WHERE segment IS NOT NULL"
+        )
+        sql = _trends_sql("day", ("segment",), rows, user_days, keys)
         # Users with no segment only count in 'all'.
         frame = (
-            con.execute(sql)
+            con.execute(sql, params)
             .pl()
             .filter((pl.col("dimension") == "all") | (pl.col("dimension_value") != "unknown"))
         )
     else:
-        frame = con.execute(_trends_sql("day", (), sessions, sessions)).pl()
+        keys = dimension_keys_sql((), user_days)
+        frame = con.execute(_trends_sql("day", (), user_days, user_days, keys), params).pl()
     frame = frame.with_columns(
         pl.when(pl.col("dimension") == "all")
         .then(pl.lit(ALL_SEGMENT_ID))
@@ -189,27 +249,46 @@ def segment_trends(
 
 
 def reconcile_daily(
-    con: duckdb.DuckDBPyConnection, trends: pl.DataFrame, events: str = tables.EVENTS
+    con: duckdb.DuckDBPyConnection,
+    trends: pl.DataFrame,
+    events: str = tables.EVENTS,
+    start: date | None = None,
+    end: date | None = None,
 ) -> list[str]:
     """Differences between daily_trends and an independent recount from the raw events.
 
     The recount reads ``events`` directly (not the sessions table), attributing each event to
     the day its session started, exactly as documented; breakdowns must add up to the totals.
+    With a window [start, end) only its days are compared (``trends`` may hold more), reading
+    the events of [start - 1 day, end + 1 day) that sessions starting in it can have.
     """
+    if (start is None) != (end is None):
+        raise ValueError("give both start and end (or neither, for all of the events)")
+    read = ""
+    params: list[datetime] = []
+    if start is not None and end is not None:
+        read = "WHERE event_ts >= ? AND event_ts < ?"
+        params = [
+            datetime.combine(start - timedelta(days=1), datetime.min.time()),
+            datetime.combine(end + timedelta(days=1), datetime.min.time()),
+        ]
+        trends = trends.filter(pl.col("day").is_between(start, end, closed="left"))
     raw = con.execute(
         f"""
-        WITH starts AS (
-            SELECT session_id, CAST(min(event_ts) AS DATE) AS day FROM {events} GROUP BY 1
-        )
+        WITH ev AS (SELECT * FROM {events} {read}),
+        starts AS (SELECT session_id, CAST(min(event_ts) AS DATE) AS day FROM ev GROUP BY 1)
         SELECT s.day, count(*) AS events,
                count(*) FILTER (WHERE e.event_type = 'page_view') AS page_views,
                count(*) FILTER (WHERE e.event_type = 'purchase') AS purchases,
                coalesce(sum(e.revenue) FILTER (WHERE e.event_type = 'purchase'), 0) AS revenue,
                count(DISTINCT e.user_id) AS active_users,
                count(DISTINCT e.session_id) AS sessions
-        FROM {events} e JOIN starts s USING (session_id) GROUP BY 1
-        """
+        FROM ev e JOIN starts s USING (session_id) GROUP BY 1
+        """,
+        params,
     ).pl()
+    if start is not None:
+        raw = raw.filter(pl.col("day").is_between(start, end, closed="left"))
     overall = trends.filter(pl.col("dimension") == "all")
     problems: list[str] = []
     joined = overall.join(raw, on="day", how="full", suffix="_raw", coalesce=True)

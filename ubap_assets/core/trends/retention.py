@@ -1,7 +1,8 @@
 """Weekly retention cohorts and lifecycle states, from the weeks each user was active in.
 
-Both start from the same two relations over the sessions table: ``user_weeks`` (one row per
-user x ISO week with a session) and ``cohorts`` (each user's first such week).
+Both start from the same two relations over the user-days (user_daily, or the sessions where it
+is missing): ``user_weeks`` (one row per user x ISO week with a session) and ``cohorts`` (each
+user's first such week).
 """
 
 from collections.abc import Callable
@@ -11,6 +12,7 @@ import duckdb
 import polars as pl
 
 from ubap_assets.core.trends.bounds import Bounds, data_bounds
+from ubap_assets.core.trends.sources import user_day_rows
 from ubap_assets.warehouse import tables
 
 LIFECYCLE_STATES: tuple[str, ...] = ("new", "returning", "resurrecting", "dormant")
@@ -32,11 +34,12 @@ LIFECYCLE_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
-def _with_user_weeks(sessions: str, query: str) -> str:
+def _with_user_weeks(user_days: str, query: str) -> str:
     """``query`` preceded by the CTEs ``user_weeks`` and ``cohorts`` (and any CTEs it adds)."""
     return f"""
         WITH user_weeks AS (
-            SELECT DISTINCT user_id, CAST(date_trunc('week', day) AS DATE) AS wk FROM {sessions}
+            SELECT DISTINCT user_id, CAST(date_trunc('week', day) AS DATE) AS wk
+            FROM ({user_days})
         ),
         cohorts AS (SELECT user_id, min(wk) AS cohort_week FROM user_weeks GROUP BY user_id),
         {query}"""
@@ -87,6 +90,7 @@ _LIFECYCLE_SQL = """
 def _over_user_weeks(
     con: duckdb.DuckDBPyConnection,
     sessions: str,
+    user_daily: str,
     query: str,
     schema: dict[str, pl.DataType],
     finish: Callable[[pl.DataFrame, Bounds], pl.DataFrame],
@@ -95,10 +99,11 @@ def _over_user_weeks(
 
     Without events there are no weeks: an empty frame of ``schema``.
     """
-    bounds = data_bounds(con, sessions)
+    bounds = data_bounds(con, sessions, user_daily)
     if bounds.empty:
         return pl.DataFrame(schema=schema)
-    frame = finish(con.execute(_with_user_weeks(sessions, query)).pl(), bounds)
+    user_days = user_day_rows(con, sessions, user_daily)
+    frame = finish(con.execute(_with_user_weeks(user_days, query)).pl(), bounds)
     return frame.select(list(schema)).cast(schema)
 
 
@@ -119,10 +124,14 @@ def _retention_rates(frame: pl.DataFrame, bounds: Bounds) -> pl.DataFrame:
 
 
 def retention_cohorts(
-    con: duckdb.DuckDBPyConnection, sessions: str = tables.SESSIONS
+    con: duckdb.DuckDBPyConnection,
+    sessions: str = tables.SESSIONS,
+    user_daily: str = tables.USER_DAILY,
 ) -> pl.DataFrame:
     """One row per weekly first-seen cohort x weeks since (zero-filled)."""
-    return _over_user_weeks(con, sessions, _RETENTION_SQL, RETENTION_SCHEMA, _retention_rates)
+    return _over_user_weeks(
+        con, sessions, user_daily, _RETENTION_SQL, RETENTION_SCHEMA, _retention_rates
+    )
 
 
 def _lifecycle_states(counts: pl.DataFrame, bounds: Bounds) -> pl.DataFrame:
@@ -158,7 +167,11 @@ def _lifecycle_states(counts: pl.DataFrame, bounds: Bounds) -> pl.DataFrame:
 
 
 def lifecycle_weekly(
-    con: duckdb.DuckDBPyConnection, sessions: str = tables.SESSIONS
+    con: duckdb.DuckDBPyConnection,
+    sessions: str = tables.SESSIONS,
+    user_daily: str = tables.USER_DAILY,
 ) -> pl.DataFrame:
     """One row per week x lifecycle state (new, returning, resurrecting, dormant)."""
-    return _over_user_weeks(con, sessions, _LIFECYCLE_SQL, LIFECYCLE_SCHEMA, _lifecycle_states)
+    return _over_user_weeks(
+        con, sessions, user_daily, _LIFECYCLE_SQL, LIFECYCLE_SCHEMA, _lifecycle_states
+    )

@@ -1,18 +1,23 @@
-"""Sessions, daily and weekly trends, segment trends, funnels, retention, lifecycle ("trends").
+"""Sessions, daily aggregates, trends, funnels, retention, lifecycle ("trends").
 
-``sessions`` is the one pass over the big ``events`` table (written inside DuckDB); every other
-asset aggregates it in SQL through the ``warehouse`` resource and returns a small polars frame
-for the IO manager to store.
+Day-partitioned (a run may cover a range of days; each replaces its days atomically):
+``sessions`` and ``user_daily`` by session start day, ``page_daily`` and ``user_page_daily`` by
+event day (SQL inside DuckDB, core/daily.py), and ``daily_trends``, ``funnel_daily``,
+``funnel_dimensions`` (small frames the IO manager writes into the run's window). The weekly,
+segment, retention and lifecycle tables are unpartitioned: each run recomputes them from the
+sessions and user-days in SQL, never from the events, and never loads those into Python.
 """
 
 from collections.abc import Callable
+from datetime import UTC, date
 
 import dagster as dg
 import duckdb
 import polars as pl
 from dagster_duckdb import DuckDBResource
 
-from ubap_assets.core import trends
+from ubap_assets.core import daily, trends
+from ubap_assets.defs.events.partitions import daily_partitions
 from ubap_assets.lib.metadata import markdown_preview
 from ubap_assets.warehouse import tables as t
 from ubap_assets.warehouse.introspect import table_exists
@@ -20,6 +25,37 @@ from ubap_assets.warehouse.introspect import table_exists
 GROUP = "trends"
 OWNERS = ["team:analytics"]
 KINDS = {"duckdb", "polars"}
+
+# A session starting on day D may end on D+1, and one starting on D-1 must be told apart from
+# D's: partition D of the sessions reads the events of D-1, D and D+1.
+EVENTS_AROUND_THE_DAY = dg.AssetDep(
+    t.EVENTS,
+    partition_mapping=dg.TimeWindowPartitionMapping(
+        start_offset=-1, end_offset=1, allow_nonexistent_upstream_partitions=True
+    ),
+)
+
+
+def day_partitioned(**kwargs) -> dict:
+    """The arguments every day-partitioned asset of this group shares."""
+    return {
+        "partitions_def": daily_partitions,
+        "backfill_policy": dg.BackfillPolicy.single_run(),
+        "metadata": {"partition_expr": "day"},
+        "group_name": GROUP,
+        "owners": OWNERS,
+        **kwargs,
+    }
+
+
+def run_days(context: dg.AssetExecutionContext) -> tuple[date, date]:
+    """The run's days [start, end) (a single day or a range of them)."""
+    window = context.partition_time_window
+    return window.start.astimezone(UTC).date(), window.end.astimezone(UTC).date()
+
+
+def _window_text(start: date, end: date) -> str:
+    return f"{start} .. {date.fromordinal(end.toordinal() - 1)}"
 
 
 def _notes(con: duckdb.DuckDBPyConnection, frame: pl.DataFrame) -> list[str]:
@@ -66,44 +102,98 @@ def _run(
     return dg.Output(frame, metadata=metadata)
 
 
-@dg.asset(group_name=GROUP, owners=OWNERS, kinds={"duckdb"}, deps=[t.EVENTS, t.PAGES])
+@dg.asset(**day_partitioned(kinds={"duckdb"}, deps=[EVENTS_AROUND_THE_DAY, t.PAGES]))
 def sessions(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.MaterializeResult:
-    """One row per session: user, start day, device and source of its first event, events, page
-    views, purchases, revenue, bounce / conversion flags and the funnel steps reached in order."""
+    """One row per session, in the partition of the day of its first event: user, device and
+    source of its first event, events, page views (by page type), searches, carts, checkouts,
+    purchases, revenue, bounce / conversion flags and the funnel steps reached in order."""
+    start, end = run_days(context)
     with warehouse.get_connection() as con:
         try:
-            n = trends.build_sessions(con)
+            written = daily.build_sessions(con, start, end)
         except LookupError as err:
             raise dg.Failure(description=str(err)) from err
-        bounds = trends.data_bounds(con)
+        total = con.execute(f"SELECT count(*) FROM {t.SESSIONS}").fetchone()[0]
         stats = con.execute(
-            "SELECT avg(events), avg(CAST(is_bounce AS INTEGER)), avg(duration_s) "
-            f"FROM {t.SESSIONS}"
+            "SELECT avg(events), avg(CAST(is_bounce AS INTEGER)), avg(duration_s), "
+            f"sum(events) FROM {t.SESSIONS} WHERE day >= ? AND day < ?",
+            [start, end],
         ).fetchone()
-    metadata: dict[str, object] = {
-        "dagster/row_count": n,
-        "events": bounds.events,
-        "first_day": str(bounds.first_day),
-        "last_day": str(bounds.last_day),
-        "last_complete_day": str(bounds.last_complete_day),
-        "events_per_session": round(float(stats[0] or 0), 2),
-        "bounce_share": round(float(stats[1] or 0), 4),
-        "notes": dg.MetadataValue.md("\n".join(f"- {x}" for x in bounds.notes) or "none"),
-    }
-    return dg.MaterializeResult(metadata=metadata)
+    return dg.MaterializeResult(
+        metadata={
+            "window": _window_text(start, end),
+            "rows_written": written,
+            "dagster/row_count": int(total),
+            "events": int(stats[3] or 0),
+            "events_per_session": round(float(stats[0] or 0), 2),
+            "bounce_share": round(float(stats[1] or 0), 4),
+            "mean_duration_s": round(float(stats[2] or 0), 1),
+        }
+    )
 
 
-@dg.asset(group_name=GROUP, owners=OWNERS, kinds=KINDS, deps=[t.SESSIONS])
+def _written(
+    context: dg.AssetExecutionContext,
+    warehouse: DuckDBResource,
+    table: str,
+    build: Callable[[duckdb.DuckDBPyConnection, date, date], int],
+) -> dg.MaterializeResult:
+    """Run a core/daily.py builder over the run's days; metadata: window and rows."""
+    start, end = run_days(context)
+    with warehouse.get_connection() as con:
+        try:
+            written = build(con, start, end)
+        except LookupError as err:
+            raise dg.Failure(description=str(err)) from err
+        total = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+    return dg.MaterializeResult(
+        metadata={
+            "window": _window_text(start, end),
+            "rows_written": written,
+            "dagster/row_count": int(total),
+        }
+    )
+
+
+@dg.asset(**day_partitioned(kinds={"duckdb"}, deps=[t.SESSIONS]))
+def user_daily(
+    context: dg.AssetExecutionContext, warehouse: DuckDBResource
+) -> dg.MaterializeResult:
+    """One row per (day, user) with a session starting that day: their sessions, events, page
+    views by page type, bounces, conversions, purchases, revenue, time, first device and source."""
+    return _written(context, warehouse, t.USER_DAILY, daily.build_user_daily)
+
+
+@dg.asset(**day_partitioned(kinds={"duckdb"}, deps=[t.EVENTS]))
+def page_daily(
+    context: dg.AssetExecutionContext, warehouse: DuckDBResource
+) -> dg.MaterializeResult:
+    """One row per (day, page) with events that day: events, page views, viewers, sessions,
+    carts, checkouts, purchases and revenue (by the day of the event)."""
+    return _written(context, warehouse, t.PAGE_DAILY, daily.build_page_daily)
+
+
+@dg.asset(**day_partitioned(kinds={"duckdb"}, deps=[t.EVENTS]))
+def user_page_daily(
+    context: dg.AssetExecutionContext, warehouse: DuckDBResource
+) -> dg.MaterializeResult:
+    """One row per (day, user, page, event type): the user's events of that type on the page
+    that day, first and last time (by the day of the event)."""
+    return _written(context, warehouse, t.USER_PAGE_DAILY, daily.build_user_page_daily)
+
+
+@dg.asset(**day_partitioned(kinds=KINDS, deps=[t.SESSIONS, t.USER_DAILY]))
 def daily_trends(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.Output:
     """One row per day x dimension (all / device / traffic_source) x value: users, sessions,
     events, page views, conversion and bounce rate, session duration, revenue, new/returning."""
+    start, end = run_days(context)
     with warehouse.get_connection() as con:
-        frame = trends.daily_trends(con)
+        frame = trends.daily_trends(con, start, end)
     last = frame.filter((pl.col("dimension") == "all") & pl.col("is_complete")).tail(1)
-    extra: dict[str, object] = {}
+    extra: dict[str, object] = {"window": _window_text(start, end)}
     if last.height:
         row = last.row(0, named=True)
-        extra = {
+        extra |= {
             "last_complete_day": str(row["day"]),
             "sessions_last_day": int(row["sessions"]),
             "conversion_rate_last_day": round(float(row["conversion_rate"]), 4),
@@ -112,41 +202,46 @@ def daily_trends(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -
     return _run(context, warehouse, lambda con: frame, "day", **extra)
 
 
-@dg.asset(group_name=GROUP, owners=OWNERS, kinds=KINDS, deps=[t.SESSIONS])
+@dg.asset(group_name=GROUP, owners=OWNERS, kinds=KINDS, deps=[t.SESSIONS, t.USER_DAILY])
 def weekly_trends(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.Output:
     """One row per ISO week x dimension x value: the daily_trends metrics over whole weeks
     (distinct users counted over the week)."""
     return _run(context, warehouse, trends.weekly_trends, "week_start")
 
 
-@dg.asset(group_name=GROUP, owners=OWNERS, kinds=KINDS, deps=[t.SESSIONS, t.USER_SEGMENTS])
+@dg.asset(
+    group_name=GROUP, owners=OWNERS, kinds=KINDS, deps=[t.USER_DAILY, t.SESSIONS, t.USER_SEGMENTS]
+)
 def segment_trends(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.Output:
     """One row per day x segment (plus 'all'): the daily_trends metrics per user segment;
     only 'all' until user_segments exists."""
     return _run(context, warehouse, trends.segment_trends, "day")
 
 
-@dg.asset(group_name=GROUP, owners=OWNERS, kinds=KINDS, deps=[t.SESSIONS])
+@dg.asset(**day_partitioned(kinds=KINDS, deps=[t.SESSIONS, t.USER_DAILY]))
 def funnel_daily(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.Output:
     """One row per day x funnel step (page_view, product_view, add_to_cart, checkout_start,
     purchase): sessions reaching the step in order, step conversion and drop-off."""
+    start, end = run_days(context)
     with warehouse.get_connection() as con:
-        frame = trends.funnel_daily(con)
+        frame = trends.funnel_daily(con, start, end)
     totals = frame.group_by("step_index", "step").agg(pl.col("sessions").sum()).sort("step_index")
     first = totals["sessions"][0] if totals.height else 0
     extra = {
+        "window": _window_text(start, end),
         "overall_conversion": round(float(totals["sessions"][-1] / first), 4) if first else 0.0,
         "funnel_totals": markdown_preview(totals, 5),
     }
     return _run(context, warehouse, lambda con: frame, "day", **extra)
 
 
-@dg.asset(group_name=GROUP, owners=OWNERS, kinds=KINDS, deps=[t.SESSIONS])
+@dg.asset(**day_partitioned(kinds=KINDS, deps=[t.SESSIONS, t.USER_DAILY]))
 def funnel_dimensions(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.Output:
     """One row per day x dimension (all / device / traffic_source) x value x funnel step: the
     funnel_daily columns per device and per traffic source (each adds up to 'all')."""
+    start, end = run_days(context)
     with warehouse.get_connection() as con:
-        frame = trends.funnel_dimensions(con)
+        frame = trends.funnel_dimensions(con, start, end)
     totals = (
         frame.filter(pl.col("dimension") != "all")
         .group_by("dimension", "dimension_value", "step_index")
@@ -162,20 +257,23 @@ def funnel_dimensions(context: dg.AssetExecutionContext, warehouse: DuckDBResour
         )
     )
     extra = {
+        "window": _window_text(start, end),
         "dimension_values": totals.height,
         "overall_conversion_by_value": markdown_preview(totals, 20),
     }
     return _run(context, warehouse, lambda con: frame, "day", **extra)
 
 
-@dg.asset(group_name=GROUP, owners=OWNERS, kinds=KINDS, deps=[t.SESSIONS, t.USER_SEGMENTS])
+@dg.asset(
+    group_name=GROUP, owners=OWNERS, kinds=KINDS, deps=[t.SESSIONS, t.USER_DAILY, t.USER_SEGMENTS]
+)
 def funnel_segments(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.Output:
     """One row per day x segment x funnel step (segment 'all' always; the others once
     user_segments exists)."""
     return _run(context, warehouse, trends.funnel_segments, "day")
 
 
-@dg.asset(group_name=GROUP, owners=OWNERS, kinds=KINDS, deps=[t.SESSIONS])
+@dg.asset(group_name=GROUP, owners=OWNERS, kinds=KINDS, deps=[t.USER_DAILY])
 def retention_cohorts(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.Output:
     """One row per weekly first-seen cohort x weeks since: cohort size, active users and the
     retention rate."""
@@ -190,7 +288,7 @@ def retention_cohorts(context: dg.AssetExecutionContext, warehouse: DuckDBResour
     return _run(context, warehouse, lambda con: frame, "cohort_week", **extra)
 
 
-@dg.asset(group_name=GROUP, owners=OWNERS, kinds=KINDS, deps=[t.SESSIONS])
+@dg.asset(group_name=GROUP, owners=OWNERS, kinds=KINDS, deps=[t.USER_DAILY])
 def lifecycle_weekly(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.Output:
     """One row per week x lifecycle state (new, returning, resurrecting, dormant) with the
     week's quick ratio."""

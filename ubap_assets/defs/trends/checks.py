@@ -1,6 +1,13 @@
-"""Checks next to the trend assets: reconciliation with the raw events, sane values."""
+"""Checks next to the trend assets: reconciliation with the raw events, sane values.
+
+A check on a day-partitioned table runs in the run that wrote it and checks that run's days
+(read through the warehouse), so a nightly run never rereads the whole history.
+"""
+
+from datetime import UTC, date, datetime
 
 import dagster as dg
+import duckdb
 import polars as pl
 from dagster_duckdb import DuckDBResource
 
@@ -14,19 +21,37 @@ def _no_nan(frame: pl.DataFrame) -> list[str]:
     return bad
 
 
+def check_days(context: dg.AssetCheckExecutionContext) -> tuple[date, date]:
+    """The days [start, end) of the run the check runs in (the days its asset just wrote)."""
+    window = context.partition_time_window
+    return window.start.astimezone(UTC).date(), window.end.astimezone(UTC).date()
+
+
+def _read_days(
+    con: duckdb.DuckDBPyConnection, table: str, days: tuple[date, date] | None
+) -> pl.DataFrame:
+    """``table``'s rows of the days [start, end), or all of them when ``days`` is None."""
+    if days is None:
+        return con.execute(f"SELECT * FROM {table}").pl()
+    return con.execute(f"SELECT * FROM {table} WHERE day >= ? AND day < ?", list(days)).pl()
+
+
 @dg.asset_check(
     asset=t.DAILY_TRENDS,
     blocking=True,
     description=(
-        "Totals of daily_trends equal a recount from the raw events (events, page views, "
-        "purchases, revenue, active users, sessions per day) and breakdowns add up to the totals."
+        "On the run's days, the totals of daily_trends equal a recount from the raw events "
+        "(events, page views, purchases, revenue, active users, sessions per day) and breakdowns "
+        "add up to the totals."
     ),
 )
 def daily_trends_reconcile(
-    warehouse: DuckDBResource, daily_trends: pl.DataFrame
+    context: dg.AssetCheckExecutionContext, warehouse: DuckDBResource
 ) -> dg.AssetCheckResult:
+    start, end = check_days(context)
     with warehouse.get_connection() as con:
-        problems = trends.reconcile_daily(con, daily_trends)
+        daily_trends = _read_days(con, t.DAILY_TRENDS, (start, end))
+        problems = trends.reconcile_daily(con, daily_trends, start=start, end=end)
     nan_cols = _no_nan(daily_trends)
     if nan_cols:
         problems.append(f"NaN/null in {nan_cols}")
@@ -42,12 +67,14 @@ def daily_trends_reconcile(
 @dg.asset_check(
     blocking=True,
     asset=t.WEEKLY_TRENDS,
-    additional_ins={"daily_trends": dg.AssetIn(t.DAILY_TRENDS)},
+    additional_deps=[t.DAILY_TRENDS],
     description=("Weekly events, sessions and revenue equal the sums of the daily ones; no NaN."),
 )
 def weekly_trends_reconcile(
-    weekly_trends: pl.DataFrame, daily_trends: pl.DataFrame
+    warehouse: DuckDBResource, weekly_trends: pl.DataFrame
 ) -> dg.AssetCheckResult:
+    with warehouse.get_connection() as con:
+        daily_trends = _read_days(con, t.DAILY_TRENDS, None)
     daily = (
         daily_trends.with_columns(pl.col("day").dt.truncate("1w").alias("week_start"))
         .group_by("week_start", "dimension", "dimension_value")
@@ -75,15 +102,18 @@ def weekly_trends_reconcile(
 @dg.asset_check(
     blocking=True,
     asset=t.SEGMENT_TRENDS,
-    additional_ins={"daily_trends": dg.AssetIn(t.DAILY_TRENDS)},
+    additional_deps=[t.DAILY_TRENDS],
     description=(
         "Segment 'all' equals daily_trends overall; segment sessions add up to at most the total."
     ),
 )
 def segment_trends_reconcile(
-    segment_trends: pl.DataFrame, daily_trends: pl.DataFrame
+    warehouse: DuckDBResource, segment_trends: pl.DataFrame
 ) -> dg.AssetCheckResult:
-    overall = daily_trends.filter(pl.col("dimension") == "all").select("day", "sessions", "events")
+    with warehouse.get_connection() as con:
+        overall = con.execute(
+            f"SELECT day, sessions, events FROM {t.DAILY_TRENDS} WHERE dimension = 'all'"
+        ).pl()
     seg_all = segment_trends.filter(pl.col("segment_id") == trends.ALL_SEGMENT_ID)
     joined = overall.join(seg_all, on="day", how="full", suffix="_s", coalesce=True)
     bad_all = joined.filter(
@@ -120,11 +150,15 @@ def _funnel_problems(funnel: pl.DataFrame, keys: list[str]) -> dict[str, int]:
     blocking=True,
     asset=t.FUNNEL_DAILY,
     description=(
-        "Funnel steps never grow (each step <= the previous one); step 1 equals sessions with a "
-        "page view; rates in [0, 1]."
+        "On the run's days, funnel steps never grow (each step <= the previous one); rates in "
+        "[0, 1]; no NaN."
     ),
 )
-def funnel_daily_monotonic(funnel_daily: pl.DataFrame) -> dg.AssetCheckResult:
+def funnel_daily_monotonic(
+    context: dg.AssetCheckExecutionContext, warehouse: DuckDBResource
+) -> dg.AssetCheckResult:
+    with warehouse.get_connection() as con:
+        funnel_daily = _read_days(con, t.FUNNEL_DAILY, check_days(context))
     problems = _funnel_problems(funnel_daily, ["day"])
     return dg.AssetCheckResult(
         passed=not any(problems.values()) and not _no_nan(funnel_daily),
@@ -132,21 +166,13 @@ def funnel_daily_monotonic(funnel_daily: pl.DataFrame) -> dg.AssetCheckResult:
     )
 
 
-@dg.asset_check(
-    blocking=True,
-    asset=t.FUNNEL_DIMENSIONS,
-    additional_ins={"funnel_daily": dg.AssetIn(t.FUNNEL_DAILY)},
-    description=(
-        "Each device's and traffic source's funnel never grows and has rates in [0, 1]; the "
-        "'all' rows equal funnel_daily and, per day and step, each dimension's values add up to "
-        "them (a session has one device and one source); no NaN."
-    ),
-)
-def funnel_dimensions_reconcile(
+def funnel_dimension_problems(
     funnel_dimensions: pl.DataFrame, funnel_daily: pl.DataFrame
-) -> dg.AssetCheckResult:
+) -> tuple[bool, dict[str, object]]:
+    """Whether funnel_dimensions is sound against funnel_daily (same days), and the metadata:
+    steps that grew, rates out of range, per-day-and-step sums that differ from funnel_daily."""
     keys = ["day", "dimension", "dimension_value"]
-    problems = _funnel_problems(funnel_dimensions, keys)
+    problems: dict[str, object] = dict(_funnel_problems(funnel_dimensions, keys))
     overall = funnel_daily.select("day", "step_index", total="sessions")
     sums = (
         funnel_dimensions.group_by("day", "dimension", "step_index")
@@ -156,14 +182,115 @@ def funnel_dimensions_reconcile(
     mismatched = sums.filter(pl.col("sessions").fill_null(-1) != pl.col("total").fill_null(-2))
     problems["sums_not_equal_to_funnel_daily"] = mismatched.height
     nan_cols = _no_nan(funnel_dimensions)
+    passed = not any(problems.values()) and not nan_cols
+    problems["mismatched_dimensions"] = (
+        ", ".join(sorted(set(mismatched["dimension"].drop_nulls()))) or "none"
+    )
+    problems["nan_columns"] = str(nan_cols)
+    return passed, problems
+
+
+@dg.asset_check(
+    blocking=True,
+    asset=t.FUNNEL_DIMENSIONS,
+    additional_deps=[t.FUNNEL_DAILY],
+    description=(
+        "On the run's days, each device's and traffic source's funnel never grows and has rates "
+        "in [0, 1]; the 'all' rows equal funnel_daily and, per day and step, each dimension's "
+        "values add up to them (a session has one device and one source); no NaN."
+    ),
+)
+def funnel_dimensions_reconcile(
+    context: dg.AssetCheckExecutionContext, warehouse: DuckDBResource
+) -> dg.AssetCheckResult:
+    days = check_days(context)
+    with warehouse.get_connection() as con:
+        by_dimension = _read_days(con, t.FUNNEL_DIMENSIONS, days)
+        overall = _read_days(con, t.FUNNEL_DAILY, days)
+    passed, metadata = funnel_dimension_problems(by_dimension, overall)
+    return dg.AssetCheckResult(passed=passed, metadata=metadata)
+
+
+_USER_DAILY_VS_SESSIONS = f"""
+    WITH u AS (
+        SELECT day, sum(sessions) AS sessions, sum(events) AS events,
+               sum(purchases) AS purchases, count(*) AS users
+        FROM {t.USER_DAILY} WHERE day >= ? AND day < ? GROUP BY day
+    ),
+    s AS (
+        SELECT day, count(*) AS sessions, sum(events) AS events, sum(purchases) AS purchases,
+               count(DISTINCT user_id) AS users
+        FROM {t.SESSIONS} WHERE day >= ? AND day < ? GROUP BY day
+    )
+    SELECT count(*) FROM u FULL JOIN s USING (day)
+    WHERE u.sessions IS DISTINCT FROM s.sessions OR u.events IS DISTINCT FROM s.events
+       OR u.purchases IS DISTINCT FROM s.purchases OR u.users IS DISTINCT FROM s.users
+"""
+
+
+@dg.asset_check(
+    blocking=True,
+    asset=t.USER_DAILY,
+    additional_deps=[t.SESSIONS],
+    description=(
+        "On the run's days, user_daily adds up to the sessions: per day the same sessions, "
+        "events, purchases and users."
+    ),
+)
+def user_daily_adds_up_to_sessions(
+    context: dg.AssetCheckExecutionContext, warehouse: DuckDBResource
+) -> dg.AssetCheckResult:
+    start, end = check_days(context)
+    with warehouse.get_connection() as con:
+        bad = con.execute(_USER_DAILY_VS_SESSIONS, [start, end, start, end]).fetchone()[0]
+    return dg.AssetCheckResult(passed=bad == 0, metadata={"days_that_differ": int(bad)})
+
+
+def _page_table_count_problem(
+    con: duckdb.DuckDBPyConnection, table: str, start: date, end: date
+) -> dict[str, int]:
+    """Events with a page in [start, end) against the sum of ``table``'s events there."""
+    lo, hi = (datetime.combine(d, datetime.min.time()) for d in (start, end))
+    events = con.execute(
+        f"SELECT count(*) FROM {t.EVENTS} WHERE event_ts >= ? AND event_ts < ? "
+        "AND page_id IS NOT NULL",
+        [lo, hi],
+    ).fetchone()[0]
+    counted = con.execute(
+        f"SELECT coalesce(sum(events), 0) FROM {table} WHERE day >= ? AND day < ?", [start, end]
+    ).fetchone()[0]
+    return {"events_with_a_page": int(events), "events_counted": int(counted)}
+
+
+@dg.asset_check(
+    blocking=True,
+    asset=t.PAGE_DAILY,
+    additional_deps=[t.EVENTS],
+    description="On the run's days, page_daily counts every event that has a page, once.",
+)
+def page_daily_counts_events(
+    context: dg.AssetCheckExecutionContext, warehouse: DuckDBResource
+) -> dg.AssetCheckResult:
+    with warehouse.get_connection() as con:
+        counts = _page_table_count_problem(con, t.PAGE_DAILY, *check_days(context))
     return dg.AssetCheckResult(
-        passed=not any(problems.values()) and not nan_cols,
-        metadata={
-            **problems,
-            "mismatched_dimensions": ", ".join(sorted(set(mismatched["dimension"].drop_nulls())))
-            or "none",
-            "nan_columns": str(nan_cols),
-        },
+        passed=counts["events_with_a_page"] == counts["events_counted"], metadata=counts
+    )
+
+
+@dg.asset_check(
+    blocking=True,
+    asset=t.USER_PAGE_DAILY,
+    additional_deps=[t.EVENTS],
+    description="On the run's days, user_page_daily counts every event that has a page, once.",
+)
+def user_page_daily_counts_events(
+    context: dg.AssetCheckExecutionContext, warehouse: DuckDBResource
+) -> dg.AssetCheckResult:
+    with warehouse.get_connection() as con:
+        counts = _page_table_count_problem(con, t.USER_PAGE_DAILY, *check_days(context))
+    return dg.AssetCheckResult(
+        passed=counts["events_with_a_page"] == counts["events_counted"], metadata=counts
     )
 
 
