@@ -2,7 +2,7 @@
 
 import errno
 import threading
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 import dagster as dg
 import duckdb
@@ -12,6 +12,7 @@ from dagster_duckdb import DuckDBResource
 
 from ubap_assets.defs.serving.assets import serving_snapshot
 from ubap_assets.warehouse import tables as t
+from ubap_assets.warehouse.introspect import warehouse_tables
 from ubap_assets.warehouse.reader import MissingTableError, SnapshotReader, open_reader
 from ubap_assets.warehouse.snapshots import (
     CURRENT_POINTER,
@@ -19,6 +20,7 @@ from ubap_assets.warehouse.snapshots import (
     TABLE_STATUS,
     TABLE_STATUS_SCHEMA,
     NoSnapshotError,
+    SnapshotBase,
     current_snapshot,
     list_snapshots,
     publish_snapshot,
@@ -337,3 +339,145 @@ def test_read_table_status_lists_only_the_tables_not_refreshed(warehouse, tmp_pa
         assert read_table_status(con) == {
             "model_cards": "model_training failed: single class in the training labels"
         }
+
+
+# --- publishing from the snapshot in service ----------------------------------------------------
+
+
+def _snapshot_rows(path) -> dict[str, list[tuple]]:
+    """Every table of a snapshot file as sorted rows (the extras' run-dependent tables left out)."""
+    with duckdb.connect(str(path), read_only=True) as con:
+        names = sorted(warehouse_tables(con))
+        return {
+            name: sorted(con.execute(f'SELECT * FROM "{name}"').fetchall(), key=repr)
+            for name in names
+        }
+
+
+def _day_events(day: int, per_user: dict[str, int], tag: str = "") -> pl.DataFrame:
+    rows = []
+    for user, n in per_user.items():
+        for i in range(n):
+            rows.append(
+                {
+                    "event_id": f"{user}-{day:02d}-{i:03d}{tag}",
+                    "user_id": user,
+                    "session_id": f"{user}-s{day}",
+                    "event_ts": datetime(2026, 1, 5 + day, 8) + timedelta(minutes=i),
+                    "event_type": "page_view",
+                    "page_id": None if i % 5 == 0 else f"p{i % 7}",
+                    "device": "mobile",
+                    "traffic_source": "organic",
+                    "revenue": 12.5 if i % 9 == 0 else None,
+                }
+            )
+    return pl.DataFrame(rows)
+
+
+def _events_through(days: dict[int, pl.DataFrame]) -> pl.DataFrame:
+    return pl.concat([days[d] for d in sorted(days)])
+
+
+def test_a_publish_from_the_snapshot_in_service_equals_one_from_scratch(warehouse, tmp_path):
+    # u1 passes the limit, u2 stays under it, u3 loses events in a rewritten day.
+    days = {d: _day_events(d, {"u1": 60, "u2": 3, "u3": 40 if d < 4 else 2}) for d in range(6)}
+    _put(warehouse, "events", _events_through({d: days[d] for d in range(4)}))
+    _put(warehouse, "users", _users(5))
+    _put(warehouse, "pages", pl.DataFrame({"page_id": ["p1"], "title": ["One"]}))
+    first = publish_snapshot(warehouse, ["users", "pages", "events"], tmp_path / "a", "night1")
+
+    # Night 2: day 3 rewritten with the same events, days 4 and 5 new; users rewritten; pages
+    # gone from the warehouse.
+    _put(warehouse, "events", _events_through(days))
+    _put(warehouse, "users", _users(7))
+    warehouse.execute("DROP TABLE pages")
+    tables = ["users", "pages", "events"]
+    base = SnapshotBase(first.path, unchanged=frozenset(), events_since=date(2026, 1, 8))
+    incremental = publish_snapshot(warehouse, tables, tmp_path / "a", "night2", base=base)
+    scratch = publish_snapshot(warehouse, tables, tmp_path / "b", "scratch")
+    assert _snapshot_rows(incremental.path) == _snapshot_rows(scratch.path)
+    rows = _snapshot_rows(incremental.path)
+    assert set(rows) == {"users", "events"}
+    per_user = {}
+    for row in rows["events"]:
+        per_user[row[1]] = per_user.get(row[1], 0) + 1
+    assert per_user == {"u1": RECENT_EVENTS_PER_USER, "u2": 18, "u3": 164}
+
+
+def test_a_rewritten_day_with_fewer_events_rebuilds_what_the_limit_cut(warehouse, tmp_path):
+    days = {d: _day_events(d, {"u1": 80}) for d in range(4)}
+    _put(warehouse, "events", _events_through(days))
+    first = publish_snapshot(warehouse, ["events"], tmp_path / "a", "before")
+    # Day 3 re-ingested with 10 events instead of 80: the base cut rows of day 0 that are
+    # needed again; the publish must still equal one from scratch.
+    days[3] = _day_events(3, {"u1": 10}, tag="r")
+    _put(warehouse, "events", _events_through(days))
+    base = SnapshotBase(first.path, events_since=date(2026, 1, 8))
+    incremental = publish_snapshot(warehouse, ["events"], tmp_path / "a", "after", base=base)
+    scratch = publish_snapshot(warehouse, ["events"], tmp_path / "b", "scratch")
+    assert _snapshot_rows(incremental.path) == _snapshot_rows(scratch.path)
+    assert len(_snapshot_rows(incremental.path)["events"]) == RECENT_EVENTS_PER_USER
+
+
+def test_unchanged_tables_are_kept_from_the_base(warehouse, tmp_path):
+    _put(warehouse, "users", _users(5))
+    _put(warehouse, "pages", pl.DataFrame({"page_id": ["p1"], "title": ["One"]}))
+    first = publish_snapshot(warehouse, ["users", "pages"], tmp_path, "one")
+    # The warehouse's users change, but the caller says they were not rewritten since: the
+    # base's copy is what is served (the caller's knowledge is the contract).
+    _put(warehouse, "users", _users(9))
+    base = SnapshotBase(first.path, unchanged=frozenset({"users"}))
+    second = publish_snapshot(warehouse, ["users", "pages"], tmp_path, "two", base=base)
+    with open_reader(tmp_path) as r:
+        assert r.snapshot_id == second.snapshot_id
+        assert r.scalar("SELECT count(*) FROM users") == 5
+        assert r.scalar("SELECT count(*) FROM pages") == 1
+
+
+def test_many_nights_of_appends_stay_equal_and_clustered(warehouse, tmp_path):
+    users = {f"u{i:03d}": 3 + i % 4 for i in range(300)}
+    days = {d: _day_events(d, users) for d in range(25)}
+    _put(warehouse, "events", _events_through({0: days[0]}))
+    previous = publish_snapshot(warehouse, ["events"], tmp_path / "a", "n00")
+    for night in range(1, 25):
+        _put(warehouse, "events", _events_through({d: days[d] for d in range(night + 1)}))
+        since = date(2026, 1, 5) + timedelta(days=night - 1)
+        base = SnapshotBase(previous.path, events_since=since)
+        previous = publish_snapshot(
+            warehouse, ["events"], tmp_path / "a", f"n{night:02d}", base=base
+        )
+    scratch = publish_snapshot(warehouse, ["events"], tmp_path / "b", "scratch")
+    assert _snapshot_rows(previous.path) == _snapshot_rows(scratch.path)
+    with duckdb.connect(str(previous.path), read_only=True) as con:
+        groups = con.execute(
+            "SELECT count(DISTINCT row_group_id) FROM pragma_storage_info('events')"
+        ).fetchone()[0]
+    assert groups <= 4  # appends are reclustered before lookups read many row groups
+
+
+def test_the_asset_publishes_from_the_snapshot_it_published_last(tmp_path, monkeypatch):
+    snaps = tmp_path / "snapshots"
+    monkeypatch.setenv("UBAP_SNAPSHOT_DIR", str(snaps))
+    db = tmp_path / "warehouse.duckdb"
+    with duckdb.connect(str(db)) as con:
+        _put(con, "users", _users(6))
+        _put(con, "events", _events_through({d: _day_events(d, {"u1": 2}) for d in range(3)}))
+    instance = dg.DagsterInstance.ephemeral()
+    first = dg.materialize([serving_snapshot], resources=_resources(db), instance=instance)
+    second = dg.materialize([serving_snapshot], resources=_resources(db), instance=instance)
+    notes = [
+        r.asset_materializations_for_node("serving_snapshot")[0].metadata["built"].value
+        for r in (first, second)
+    ]
+    assert notes[0].startswith("no snapshot in service")
+    assert "2 tables unchanged" in notes[1] and "recent events unchanged" in notes[1]
+    with open_reader(snaps) as r:
+        assert r.scalar("SELECT count(*) FROM users") == 6
+        assert r.scalar("SELECT count(*) FROM events") == 6
+        assert r.meta().run_id == second.run_id
+    # Another instance did not publish the snapshot in service: everything is copied.
+    third = dg.materialize(
+        [serving_snapshot], resources=_resources(db), instance=dg.DagsterInstance.ephemeral()
+    )
+    meta = third.asset_materializations_for_node("serving_snapshot")[0].metadata
+    assert "not published by this instance" in meta["built"].value

@@ -11,6 +11,7 @@ import contextlib
 import os
 import re
 import secrets
+import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -130,6 +131,24 @@ class Snapshot:
     path: Path
 
 
+@dataclass(frozen=True)
+class SnapshotBase:
+    """A published snapshot a new one starts from (its file is copied, not re-derived), and what
+    the warehouse rewrote since it was published.
+
+    ``unchanged``: tables the warehouse has not rewritten since; the base's copy is kept as is.
+    ``events_since``: the first day whose events were rewritten since (None: no event was); the
+    recent events are then the base's rows of earlier days plus the warehouse's rows of the
+    days from there, so a nightly publish reads one or two days of events, not the history.
+    ``events`` must be in ``unchanged`` or have ``events_since`` set to be derived incrementally;
+    otherwise it is rebuilt from the whole table.
+    """
+
+    path: Path
+    unchanged: frozenset[str] = frozenset()
+    events_since: date | None = None
+
+
 def current_snapshot(snapshot_dir: Path) -> Snapshot:
     """The snapshot the pointer names; raises NoSnapshotError when there is none."""
     pointer = snapshot_dir / CURRENT_POINTER
@@ -163,6 +182,7 @@ def publish_snapshot(
     keep: int = 3,
     extra: Mapping[str, pl.DataFrame] | None = None,
     carried: Mapping[str, Path] | None = None,
+    base: SnapshotBase | None = None,
 ) -> Snapshot:
     """Copy ``tables`` from the open warehouse into a new snapshot file and make it current.
 
@@ -176,6 +196,10 @@ def publish_snapshot(
     The staging file is removed whatever goes wrong (a full disk included), and staging files
     that a crashed earlier publish left behind are removed first: only one process can write
     the warehouse, so no other publish can be under way.
+
+    With a ``base`` the new file starts as a copy of the base's file: its unchanged tables stay,
+    the others are replaced, and the recent events are brought up to date from the changed days
+    only. The result holds the same rows as a publish from scratch.
     """
     if not _SNAPSHOT_ID.match(snapshot_id):
         raise ValueError(f"snapshot id {snapshot_id!r} must be letters, digits, '_', '.', '-'")
@@ -193,18 +217,32 @@ def publish_snapshot(
     present = warehouse_tables(warehouse)
     attached = False
     try:
+        if base is not None:
+            shutil.copyfile(base.path, staging)
         warehouse.execute(f"ATTACH '{_sql_literal(staging)}' AS {alias}")
         attached = True
+        held = _catalog_tables(warehouse, alias)
+        wanted = {name for name in tables if name in carried or name in present}
+        for name in sorted(held - wanted):  # the base's tables this snapshot does not serve
+            warehouse.execute(f'DROP TABLE {alias}."{name}"')
         for table in tables:
+            if table not in wanted:
+                continue
+            if base is not None and table in held:
+                if _base_copy_is_current(warehouse, alias, table, base, carried, present):
+                    continue
+                warehouse.execute(f'DROP TABLE {alias}."{table}"')
             if table in carried:
                 _copy_carried(warehouse, alias, table, carried[table])
-            elif table in present:
+            else:
                 _copy_table(warehouse, alias, table)
         for name, frame in (extra or {}).items():
             view = f"ubap_extra_{name}"
             warehouse.register(view, frame)
             try:
-                warehouse.execute(f'CREATE TABLE {alias}."{name}" AS SELECT * FROM "{view}"')
+                warehouse.execute(
+                    f'CREATE OR REPLACE TABLE {alias}."{name}" AS SELECT * FROM "{view}"'
+                )
             finally:
                 warehouse.unregister(view)
         warehouse.execute(f"DETACH {alias}")
@@ -262,6 +300,134 @@ def _select_for_snapshot(warehouse: duckdb.DuckDBPyConnection, table: str, sourc
     if keys and (columns is None or keys[0] in columns):
         order = " ORDER BY " + ", ".join(f'"{k}"' for k in keys if columns is None or k in columns)
     return body + order
+
+
+def _catalog_tables(con: duckdb.DuckDBPyConnection, catalog: str) -> set[str]:
+    rows = con.execute(
+        "SELECT table_name FROM information_schema.tables "
+        "WHERE table_catalog = ? AND table_schema = 'main'",
+        [catalog],
+    ).fetchall()
+    return {name for (name,) in rows}
+
+
+def _catalog_columns(con: duckdb.DuckDBPyConnection, catalog: str, table: str) -> list[str]:
+    rows = con.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_catalog = ? "
+        "AND table_schema = 'main' AND table_name = ? ORDER BY ordinal_position",
+        [catalog, table],
+    ).fetchall()
+    return [name for (name,) in rows]
+
+
+def _base_copy_is_current(
+    warehouse: duckdb.DuckDBPyConnection,
+    alias: str,
+    table: str,
+    base: SnapshotBase,
+    carried: Mapping[str, Path],
+    present: set[str],
+) -> bool:
+    """Whether the base's copy of ``table`` (already in the staging file) is what a publish
+    from scratch would write, after bringing the recent events up to date where it can."""
+    if table in carried:
+        return carried[table] == base.path
+    if table in base.unchanged:
+        return True
+    if table == EVENTS_TABLE and base.events_since is not None and table in present:
+        return _refresh_recent_events(warehouse, alias, base.events_since)
+    return False
+
+
+EVENTS_TABLE = "events"
+# Row groups (DuckDB's unit of min/max skipping) an appended events table may hold beyond the
+# number its rows need before it is rewritten clustered: each nightly append adds one or two.
+_ROW_GROUP_ROWS = 122_880
+_SPARE_ROW_GROUPS = 0.25
+
+
+def _refresh_recent_events(warehouse: duckdb.DuckDBPyConnection, alias: str, since: date) -> bool:
+    """Bring the staging file's recent events (the base's) up to date with the warehouse's events
+    of the days from ``since`` on; False where that cannot give the rows a publish from scratch
+    would (the caller rebuilds the table).
+
+    Each user keeps their newest RECENT_EVENTS_PER_USER events: the base holds those of the old
+    state; events before ``since`` did not change, so the newest of the new state are among the
+    base's rows before ``since`` and the warehouse's rows from ``since`` on, unless a user lost
+    events in the rewritten days (then the base may have cut rows that are needed now).
+    """
+    kept = [c for c in RECENT_EVENT_COLUMNS if c in _columns(warehouse, EVENTS_TABLE)]
+    if _catalog_columns(warehouse, alias, EVENTS_TABLE) != kept or "user_id" not in kept:
+        return False
+    target = f'{alias}."{EVENTS_TABLE}"'
+    cols = ", ".join(f'"{c}"' for c in kept)
+    start = datetime(since.year, since.month, since.day)
+    newest = "event_ts DESC" + (", event_id DESC" if "event_id" in kept else "")
+    limit = int(RECENT_EVENTS_PER_USER)
+    fresh = f"ubap_fresh_events_{secrets.token_hex(4)}"
+    warehouse.execute(
+        f'CREATE TEMP TABLE {fresh} AS SELECT {cols} FROM main."{EVENTS_TABLE}" '
+        "WHERE event_ts >= ?",
+        [start],
+    )
+    try:
+        # A user whose base rows were cut at the limit and who now has fewer rows in the
+        # rewritten days than the base held there: rows cut then may be needed now.
+        short = warehouse.execute(
+            f"WITH base AS (SELECT user_id, count(*) AS held, "
+            f"count(*) FILTER (WHERE event_ts >= ?) AS rewritten FROM {target} "
+            f"WHERE user_id IN (SELECT user_id FROM {target} WHERE event_ts >= ?) GROUP BY 1), "
+            f"now AS (SELECT user_id, count(*) AS fresh FROM {fresh} GROUP BY 1) "
+            "SELECT count(*) FROM base LEFT JOIN now USING (user_id) "
+            "WHERE held >= ? AND coalesce(fresh, 0) < rewritten",
+            [start, start, limit],
+        ).fetchone()[0]
+        if short:
+            return False
+        # Only rows that differ move: a rewritten day with the same events changes nothing.
+        same = " AND ".join(f'a."{c}" IS NOT DISTINCT FROM b."{c}"' for c in kept)
+        warehouse.execute(
+            f"DELETE FROM {target} WHERE rowid IN (SELECT a.rowid FROM {target} a "
+            f"WHERE a.event_ts >= ? AND NOT EXISTS (SELECT 1 FROM {fresh} b WHERE {same}))",
+            [start],
+        )
+        warehouse.execute(
+            f"INSERT INTO {target} SELECT a.* FROM {fresh} a WHERE NOT EXISTS "
+            f"(SELECT 1 FROM {target} b WHERE b.event_ts >= ? AND {same}) "
+            "ORDER BY a.user_id, a.event_ts",
+            [start],
+        )
+        warehouse.execute(
+            f"DELETE FROM {target} WHERE rowid IN (SELECT rowid FROM (SELECT rowid, "
+            f"row_number() OVER (PARTITION BY user_id ORDER BY {newest}) AS newest_rank "
+            f"FROM {target} WHERE user_id IN (SELECT user_id FROM {fresh})) "
+            "WHERE newest_rank > ?)",
+            [limit],
+        )
+    finally:
+        warehouse.execute(f"DROP TABLE IF EXISTS {fresh}")
+    _recluster_if_fragmented(warehouse, alias)
+    return True
+
+
+def _recluster_if_fragmented(warehouse: duckdb.DuckDBPyConnection, alias: str) -> None:
+    """Rewrite the events clustered by user once appends spread them over too many row groups
+    (a user's lookup reads one row group per append), from the staging copy itself."""
+    target = f'{alias}."{EVENTS_TABLE}"'
+    rows = warehouse.execute(f"SELECT count(*) FROM {target}").fetchone()[0]
+    groups = warehouse.execute(
+        f"SELECT count(DISTINCT row_group_id) FROM pragma_storage_info('{alias}.{EVENTS_TABLE}')"
+    ).fetchone()[0]
+    needed = -(-rows // _ROW_GROUP_ROWS)
+    if groups <= needed * (1 + _SPARE_ROW_GROUPS) + 2:
+        return
+    order = ", ".join(f'"{k}"' for k in CLUSTER_KEYS[EVENTS_TABLE])
+    clustered = f"ubap_clustered_{secrets.token_hex(4)}"
+    warehouse.execute(
+        f"CREATE TABLE {alias}.{clustered} AS SELECT * FROM {target} ORDER BY {order}"
+    )
+    warehouse.execute(f"DROP TABLE {target}")
+    warehouse.execute(f'ALTER TABLE {alias}.{clustered} RENAME TO "{EVENTS_TABLE}"')
 
 
 def _copy_table(warehouse: duckdb.DuckDBPyConnection, alias: str, table: str) -> None:

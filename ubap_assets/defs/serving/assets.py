@@ -1,6 +1,6 @@
 """The last asset of the graph: publish an immutable serving snapshot for the API/dashboard."""
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import dagster as dg
@@ -16,9 +16,11 @@ from ubap_assets.warehouse.paths import snapshot_dir
 from ubap_assets.warehouse.snapshots import (
     TABLE_STATUS,
     NoSnapshotError,
+    SnapshotBase,
     current_snapshot,
     list_snapshots,
     publish_snapshot,
+    read_table_status,
     snapshot_meta_frame,
     snapshot_tables,
 )
@@ -28,6 +30,12 @@ SERVING_SNAPSHOT = "serving_snapshot"
 
 class ServingSnapshotConfig(dg.Config):
     keep: int = Field(default=3, description="How many published snapshots stay on disk (>= 1).")
+    incremental: bool = Field(
+        default=True,
+        description="Start from the snapshot in service where this instance published it: keep "
+        "the tables not rewritten since, bring the recent events up to date from the rewritten "
+        "days only. False: copy every table from the warehouse.",
+    )
 
 
 def _asset_graph(context: dg.AssetExecutionContext):
@@ -46,6 +54,75 @@ def _previous_copies(blocked: dict[str, str], target: Path) -> dict[str, Path]:
         return {}
     held = snapshot_tables(previous.path)
     return {name: previous.path for name in blocked if name in held}
+
+
+_PAGE = 100
+
+
+def _rewritten_since(
+    instance: dg.DagsterInstance, table: str, storage_id: int
+) -> tuple[bool, date | None, bool]:
+    """Whether ``table`` was materialized after the event ``storage_id``; for a day-partitioned
+    table also the first day rewritten, and whether every such materialization named its day."""
+    records_filter = dg.AssetRecordsFilter(
+        asset_key=dg.AssetKey(table), after_storage_id=storage_id
+    )
+    first: date | None = None
+    changed, by_day = False, True
+    cursor = None
+    while True:
+        result = instance.fetch_materializations(records_filter, limit=_PAGE, cursor=cursor)
+        for record in result.records:
+            changed = True
+            partition = record.partition_key
+            if partition is None:
+                by_day = False
+                continue
+            try:
+                day = date.fromisoformat(partition)
+            except ValueError:
+                by_day = False
+                continue
+            first = day if first is None or day < first else first
+        if not result.has_more:
+            return changed, first, by_day
+        cursor = result.cursor
+
+
+def _snapshot_base(instance: dg.DagsterInstance, target: Path) -> tuple[SnapshotBase | None, str]:
+    """The snapshot in service as the start of the next one, when this instance published it
+    (so the tables rewritten since are known), and a note of what is reused."""
+    try:
+        previous = current_snapshot(target)
+    except NoSnapshotError:
+        return None, "no snapshot in service: every table copied"
+    records = instance.fetch_materializations(dg.AssetKey(SERVING_SNAPSHOT), limit=1).records
+    published = records[0] if records else None
+    snapshot_id = published and published.asset_materialization.metadata.get("snapshot_id")
+    if snapshot_id is None or snapshot_id.value != previous.snapshot_id:
+        return None, "the snapshot in service was not published by this instance: all copied"
+    with duckdb.connect(str(previous.path), read_only=True) as con:
+        stale = read_table_status(con)  # served from elsewhere or kept: copy them afresh
+    unchanged: set[str] = set()
+    events_since = None
+    for table in t.SERVING_TABLES:
+        if table in stale:
+            continue
+        changed, first, by_day = _rewritten_since(instance, table, published.storage_id)
+        if not changed:
+            unchanged.add(table)
+        elif table == t.EVENTS and by_day:
+            events_since = first
+    base = SnapshotBase(previous.path, frozenset(unchanged), events_since)
+    events = (
+        "unchanged"
+        if t.EVENTS in unchanged
+        else f"updated from {events_since}"
+        if events_since
+        else "rebuilt"
+    )
+    note = f"from {previous.snapshot_id}: {len(unchanged)} tables unchanged, recent events {events}"
+    return base, note
 
 
 def _carried_times(path_by_table: dict[str, Path]) -> dict[str, datetime | None]:
@@ -90,6 +167,12 @@ def serving_snapshot(
     snapshot_id = f"{now:%Y%m%dT%H%M%S}-{context.run_id[:8]}"
     target = snapshot_dir()
     carried = _previous_copies(blocked, target)
+    base, base_note = (
+        _snapshot_base(context.instance, target)
+        if config.incremental
+        else (None, "incremental publishing off: every table copied")
+    )
+    context.log.info(f"serving snapshot {base_note}")
     with warehouse.get_connection() as con:
         present = warehouse_tables(con)
         status = table_status(
@@ -122,6 +205,7 @@ def serving_snapshot(
             keep=config.keep,
             extra={t.SNAPSHOT_META: meta, t.CHECK_RESULTS: checks, TABLE_STATUS: status},
             carried=carried,
+            base=base,
         )
 
     with duckdb.connect(str(snapshot.path), read_only=True) as published:
@@ -154,6 +238,7 @@ def serving_snapshot(
                 "| table | reason |\n|---|---|\n" + stale_md if stale.height else "none"
             ),
             "data_range": dg.MetadataValue.text(f"{data_start} .. {data_end}"),
+            "built": dg.MetadataValue.text(base_note),
             "checks_recorded": dg.MetadataValue.int(checks.height),
             "checks_failed": dg.MetadataValue.int(checks.filter(~pl.col("passed")).height),
             "snapshots_kept": dg.MetadataValue.text(", ".join(kept)),
