@@ -1,0 +1,143 @@
+"""Benchmark: a full materialization against a nightly run, at 90 and at 365 days of history.
+
+For each history length a child process builds a fresh synthetic world whose last day is
+yesterday (a private data directory and ephemeral Dagster instance), then times, in process:
+
+- full: ``refresh_job`` over every day but the last (what ``make up`` runs);
+- nightly: ``nightly_job`` over the last day and the day before (what ``nightly_refresh`` runs
+  six nights a week: trends, features, segments and scores, no retraining);
+- retrain night: ``refresh_job`` over the same two days (what ``nightly_retrain`` runs on the
+  first night of each training period, weekly by default).
+
+It prints the three times, nightly / full (target <= 0.15 at 90 days), the week's mean night
+((6 x nightly + retrain night) / 7) / full, the slowest nightly steps, and how the nightly time at
+the longest history compares with the shortest (target: within 20%).
+
+    .venv/bin/python bench/bench_nightly.py [--users 20000] [--histories 90 365]
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+TARGET_RATIO = 0.15
+TARGET_GROWTH = 0.20
+
+
+def _steps(result) -> dict[str, float]:
+    return {
+        event.step_key: event.event_specific_data.duration_ms / 1000
+        for event in result.all_events
+        if event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE")
+    }
+
+
+def measure(users: int, days: int) -> dict:
+    """Run in a child process: full, nightly and retrain-night times for one history length."""
+    import dagster as dg
+
+    from ubap_assets.definitions import defs
+
+    definitions = defs()
+    instance = dg.DagsterInstance.ephemeral()
+    today = datetime.now(UTC).date()
+    first, last = today - timedelta(days=days), today - timedelta(days=1)
+
+    def run(job: str, start, end) -> tuple[float, dict[str, float]]:
+        started = time.perf_counter()
+        result = definitions.resolve_job_def(job).execute_in_process(
+            instance=instance,
+            tags={
+                "dagster/asset_partition_range_start": start.isoformat(),
+                "dagster/asset_partition_range_end": end.isoformat(),
+            },
+            raise_on_error=False,
+        )
+        seconds = time.perf_counter() - started
+        failed = [e.step_key for e in result.get_step_failure_events()]
+        if failed:
+            raise SystemExit(f"{job} {start}..{end} failed at {failed}")
+        return seconds, _steps(result)
+
+    full, _ = run("refresh_job", first, last - timedelta(days=1))
+    nightly, steps = run("nightly_job", last - timedelta(days=1), last)
+    retrain, _ = run("refresh_job", last - timedelta(days=1), last)
+    with __import__("duckdb").connect(os.environ["UBAP_DATA_DIR"] + "/warehouse.duckdb") as con:
+        events = con.execute("SELECT count(*) FROM events").fetchone()[0]
+    return {
+        "days": days,
+        "events": events,
+        "full": full,
+        "nightly": nightly,
+        "retrain": retrain,
+        "nightly_steps": steps,
+    }
+
+
+def child(users: int, days: int) -> dict:
+    with tempfile.TemporaryDirectory(prefix="ubap-nightly-") as data:
+        today = datetime.now(UTC).date()
+        env = {
+            **os.environ,
+            "UBAP_DATA_DIR": data,
+            "UBAP_USERS": str(users),
+            "UBAP_HISTORY_DAYS": str(days),
+            "UBAP_START_DATE": (today - timedelta(days=days)).isoformat(),
+            "UBAP_SOURCE": "synthetic",
+            "HF_HUB_OFFLINE": "1",
+            "TRANSFORMERS_OFFLINE": "1",
+            "PYTHONPATH": str(REPO),
+        }
+        code = (
+            "import json, sys; sys.path.insert(0, 'bench'); from bench_nightly import measure; "
+            f"print('RESULT ' + json.dumps(measure({users}, {days})))"
+        )
+        proc = subprocess.run(
+            [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True
+        )
+        lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+        if proc.returncode or not lines:
+            sys.exit(f"{days} days failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        return json.loads(lines[-1].removeprefix("RESULT "))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=20_000)
+    parser.add_argument("--histories", type=int, nargs="+", default=[90, 365])
+    args = parser.parse_args()
+    print(f"{args.users:,} synthetic users; full = refresh_job over all days but the last")
+    results = []
+    for days in args.histories:
+        r = child(args.users, days)
+        results.append(r)
+        week = (6 * r["nightly"] + r["retrain"]) / 7
+        ratio = r["nightly"] / r["full"]
+        print(
+            f"\n{days} days, {r['events']:,} events\n"
+            f"  full           {r['full']:8.1f} s\n"
+            f"  nightly        {r['nightly']:8.1f} s   nightly / full {ratio:.3f}"
+            f" (target <= {TARGET_RATIO})\n"
+            f"  retrain night  {r['retrain']:8.1f} s   mean night of a week / full "
+            f"{week / r['full']:.3f}"
+        )
+        slowest = sorted(r["nightly_steps"].items(), key=lambda kv: -kv[1])[:10]
+        print("  slowest nightly steps: " + ", ".join(f"{k} {v:.2f}" for k, v in slowest))
+    if len(results) > 1:
+        short, long = results[0], results[-1]
+        growth = long["nightly"] / short["nightly"] - 1
+        print(
+            f"\nnightly at {long['days']} days vs {short['days']} days: {growth:+.1%} "
+            f"(target within {TARGET_GROWTH:.0%})"
+        )
+
+
+if __name__ == "__main__":
+    main()
