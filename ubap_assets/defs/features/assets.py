@@ -18,7 +18,13 @@ STAGE = {"group_name": GROUP, "owners": OWNERS, "kinds": KINDS}
 
 
 def feature_dictionary() -> dg.MetadataValue:
-    lines = ["| feature | meaning |", "|---|---|"]
+    lines = [
+        "Summed from user_daily: a session and all its events count on the session's start "
+        "day (UTC), even when it ends after midnight.",
+        "",
+        "| feature | meaning |",
+        "|---|---|",
+    ]
     lines += [f"| `{k}` | {v} |" for k, v in features.FEATURE_DICTIONARY.items()]
     return dg.MetadataValue.md("\n".join(lines))
 
