@@ -430,6 +430,9 @@ def test_assets_materialize_with_passing_guards(materialized, warehouse_dir):
     assert (cards["next_training_end"] - cards["training_end"]).dt.total_days().to_list() == [
         7
     ] * cards.height
+    scored = materialized.asset_materializations_for_node("user_predictions")[0].metadata
+    assert scored["models_training_end"].value == "2026-02-16T00:00:00"
+    assert scored["scored_at"].value == "2026-02-16T00:00:00"  # the data end
     stored = store.card(version, "conversion", "xgboost")["plan"]
     assert (stored["end"], stored["retrain_every_days"]) == ("2026-02-16T00:00:00", 7)
 
@@ -519,6 +522,49 @@ def _no_bounces(world):
         personas=world.personas,
         anomalies=world.anomalies,
     )
+
+
+@pytest.mark.slow
+def test_mid_period_trains_to_the_boundary_and_scores_at_the_data_end(tiny_world, tmp_path):
+    def load(until: datetime) -> None:
+        events = tiny_world.events.filter(pl.col("event_ts") < until)
+        world = type(tiny_world)(
+            tiny_world.users, tiny_world.pages, events, tiny_world.personas, tiny_world.anomalies
+        )
+        with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as con:
+            _load(con, world)
+
+    def run(*tables: str) -> dict[str, dict]:
+        result = dg.materialize(
+            [*UPSTREAM, *MY_ASSETS],
+            resources=_resources(tmp_path),
+            selection=dg.AssetSelection.assets(*tables),
+            raise_on_error=False,
+        )
+        assert result.success
+        shown = {}
+        for node in ("model_training", "user_predictions"):
+            for m in result.asset_materializations_for_node(node):
+                shown[m.asset_key.path[-1]] = {k: v.value for k, v in m.metadata.items()}
+        return shown
+
+    load(datetime(2026, 2, 12))  # a Thursday: the period started on Monday 2026-02-09
+    shown = run(*MODEL_TABLES)
+    cards = shown[t.MODEL_CARDS]
+    assert (cards["training_end"], cards["data_end"]) == (
+        "2026-02-09T00:00:00",
+        "2026-02-12T00:00:00",
+    )
+    assert cards["next_training_end"] == "2026-02-16T00:00:00"
+    scored = shown[t.USER_PREDICTIONS]
+    assert scored["scored_at"] == "2026-02-12T00:00:00"
+    assert scored["models_training_end"] == "2026-02-09T00:00:00"
+    # the next night: one more day of data, scored with the stored models, nothing retrained
+    load(datetime(2026, 2, 13))
+    again = run(t.USER_PREDICTIONS)[t.USER_PREDICTIONS]
+    assert again["scored_at"] == "2026-02-13T00:00:00"
+    assert again["model_version"] == scored["model_version"] == cards["model_version"]
+    assert ModelStore(root=str(tmp_path / "models")).versions() == [cards["model_version"]]
 
 
 @pytest.mark.slow

@@ -53,6 +53,7 @@ def user_predictions(
         )
     card = model_cards.row(0, named=True)
     version = card["model_version"]
+    trained_to = card.get("training_end")  # absent from cards written before the cadence
     lookback = int(card["lookback_days"])
     conversion = served_model(model_cards, "conversion", model_store)
     bounce = served_model(model_cards, "bounce", model_store)
@@ -88,6 +89,8 @@ def user_predictions(
             "conversion_model": conversion.name or f"none: {conversion.note}",
             "bounce_model": bounce.name or f"none: {bounce.note}",
             "scored_at": end.isoformat(),
+            # the models in service were trained on the data up to their period's boundary
+            "models_training_end": trained_to.isoformat() if trained_to else "unknown",
             "lookback_days": lookback,
             "mean_conversion_probability": round(float(mean_conversion), 4)
             if mean_conversion is not None
