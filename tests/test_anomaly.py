@@ -190,3 +190,127 @@ def test_a_dimension_with_one_value_is_not_scored_twice():
     assert set(series["dimension"].unique()) == {"all", "traffic_source"}
     notes = history_notes(series, detect(series, DetectorSettings()), DetectorSettings())
     assert any(n.startswith("device: not scored on its own") for n in notes)
+
+
+# --- scoring resumes from the previous night's state: the same as scoring everything ---------
+
+DEVICES = {"mobile": 0.55, "desktop": 0.35, "tablet": 0.10}
+SERIES_KEYS = ["dimension", "dimension_value", "metric"]
+
+
+def _resumable_site() -> pl.DataFrame:
+    """Devices, a conversion drop, a spike and days without sessions: every noise model, with
+    warm-up, flags (winsorized state) and zero denominators."""
+    daily = site_days(
+        70,
+        1500,
+        0.05,
+        seed=11,
+        scopes=DEVICES,
+        conversion_factor=lambda i, device: 0.5 if device == "mobile" and 40 <= i < 50 else 1.0,
+    )
+    empty = [START + timedelta(days=d) for d in (33, 58)]
+    counts = ["sessions", "active_users", "page_views", "events", "converted_sessions"]
+    counts += ["bounced_sessions", "revenue"]
+    return daily.with_columns(
+        [
+            pl.when(pl.col("day").is_in(empty) & (pl.col("dimension_value") == "tablet"))
+            .then(0)
+            .otherwise(pl.col(c))
+            .alias(c)
+            for c in counts
+        ]
+    ).with_columns(
+        pl.when(pl.col("day") == START + timedelta(days=61))
+        .then(pl.col("sessions") * 2)
+        .otherwise(pl.col("sessions"))
+        .alias("sessions")
+    )
+
+
+def _through_duckdb(state: pl.DataFrame) -> pl.DataFrame:
+    """The state as the asset keeps it: written to and read back from the warehouse."""
+    import duckdb
+
+    with duckdb.connect() as con:
+        con.register("state_in", state)
+        con.execute("CREATE TABLE anomaly_state AS SELECT * FROM state_in")
+        return con.execute("SELECT * FROM anomaly_state").pl()
+
+
+def _assert_same(a: pl.DataFrame, b: pl.DataFrame) -> None:
+    from polars.testing import assert_frame_equal
+
+    assert_frame_equal(a, b, check_exact=True)
+
+
+def test_scoring_in_one_go_equals_scoring_a_prefix_then_appending_the_rest():
+    daily = _resumable_site()
+    whole = anomalies.detect_from(anomalies.monitored_series(daily), SETTINGS)
+    assert whole.history["is_anomaly"].any() and (~whole.history["has_baseline"]).any()
+    state = None
+    for last in (45, 46, 52, 69):  # one night, then a week, then the rest
+        series = anomalies.monitored_series(
+            daily.filter(pl.col("day") <= START + timedelta(days=last))
+        )
+        night = anomalies.detect_from(series, SETTINGS, previous=state)
+        state = _through_duckdb(night.state)
+        if last == 46:  # only the new day was scored
+            assert night.scored_cells == series.select(SERIES_KEYS).n_unique()
+    _assert_same(night.history, whole.history)
+    _assert_same(night.state, whole.state)
+
+
+def test_a_changed_past_day_and_the_run_range_rescore_from_there():
+    daily = _resumable_site()
+    series = anomalies.monitored_series(daily)
+    first = anomalies.detect_from(series, SETTINGS)
+    # A past day of the tablet scope re-aggregated (late data): the tablet series rescore from
+    # it, the others keep their rows; and the run's range start rescoring everything from there.
+    changed = daily.with_columns(
+        pl.when(
+            (pl.col("day") == START + timedelta(days=30)) & (pl.col("dimension_value") == "tablet")
+        )
+        .then(pl.col("page_views") + 50)
+        .otherwise(pl.col("page_views"))
+        .alias("page_views")
+    )
+    new_series = anomalies.monitored_series(changed)
+    whole = anomalies.detect_from(new_series, SETTINGS)
+    late = anomalies.detect_from(new_series, SETTINGS, previous=_through_duckdb(first.state))
+    assert late.scored_cells == 40  # one series, days 30..69
+    _assert_same(late.history, whole.history)
+    ranged = anomalies.detect_from(
+        new_series,
+        SETTINGS,
+        previous=_through_duckdb(whole.state),
+        recompute_from=START + timedelta(days=65),
+    )
+    assert ranged.scored_cells == 5 * new_series.select(SERIES_KEYS).n_unique()
+    _assert_same(ranged.history, whole.history)
+
+
+def test_other_settings_rescore_everything():
+    series = anomalies.monitored_series(_resumable_site())
+    first = anomalies.detect_from(series, SETTINGS)
+    stricter = anomalies.DetectorSettings(threshold=5.0)
+    again = anomalies.detect_from(series, stricter, previous=first.state)
+    _assert_same(again.history, anomalies.detect_from(series, stricter).history)
+    assert again.resumed_series == 0
+
+
+def test_the_log_scale_is_fixed_by_the_first_days_so_later_days_never_rescore_the_past():
+    daily = site_days(60, 400, 0.1, seed=6)
+    short = anomalies.detect(
+        anomalies.monitored_series(daily.filter(pl.col("day") < START + timedelta(days=40))),
+        SETTINGS,
+    )
+    # Twenty much larger days later: with a scale from the whole series they would move it.
+    grown = daily.with_columns(
+        pl.when(pl.col("day") >= START + timedelta(days=40))
+        .then(pl.col("revenue") * 20)
+        .otherwise(pl.col("revenue"))
+        .alias("revenue")
+    )
+    full = anomalies.detect(anomalies.monitored_series(grown), SETTINGS)
+    _assert_same(full.filter(pl.col("day") < START + timedelta(days=40)), short)

@@ -11,7 +11,15 @@ Dagster-free. One module per job:
 - ``evaluation``: anomaly_scores against planted anomalies, beside a rolling 3-sigma baseline.
 """
 
-from ubap_assets.core.anomalies.detect import HISTORY_SCHEMA, detect, history_notes, latest
+from ubap_assets.core.anomalies.detect import (
+    HISTORY_SCHEMA,
+    STATE_SCHEMA,
+    Detection,
+    detect,
+    detect_from,
+    history_notes,
+    latest,
+)
 from ubap_assets.core.anomalies.evaluation import (
     SCORES_SCHEMA,
     false_incident_rate,
@@ -47,9 +55,12 @@ __all__ = [
     "SENSITIVITY_SCHEMA",
     "SENSITIVITY_THRESHOLDS",
     "SERIES_SCHEMA",
+    "STATE_SCHEMA",
     "DetectorSettings",
+    "Detection",
     "build_incidents",
     "detect",
+    "detect_from",
     "false_incident_rate",
     "history_notes",
     "latest",

@@ -4,7 +4,9 @@ Series are laid out as (series x day) matrices per metric kind and scored togeth
 a time (see ``noise``). Days a series cannot be scored carry a ``note`` with the real reason.
 """
 
-from datetime import timedelta
+import dataclasses
+from dataclasses import dataclass
+from datetime import date, timedelta
 
 import numpy as np
 import polars as pl
@@ -62,14 +64,51 @@ def _matrices(series: pl.DataFrame) -> tuple[pl.DataFrame, list, dict[str, np.nd
     return keys, days, arrays
 
 
-def _score_kind(kind: str, metrics: np.ndarray, a: dict[str, np.ndarray], settings) -> noise.Scored:
+# What anomaly_state holds per series x day: the inputs (to see what changed), the scored
+# columns of anomaly_history, the models' state (noise.PAST_STATE) and the settings that made
+# them. Scoring resumes from it at the first day whose inputs changed.
+STATE_SCHEMA: dict[str, pl.DataType] = {
+    "day": pl.Date,
+    "dimension": pl.String,
+    "dimension_value": pl.String,
+    "metric": pl.String,
+    "value": pl.Float64,
+    "numerator": pl.Float64,
+    "denominator": pl.Float64,
+    "units": pl.Float64,
+    "expected": pl.Float64,
+    "lower": pl.Float64,
+    "upper": pl.Float64,
+    "seasonal_score": pl.Float64,
+    "level_score": pl.Float64,
+    "score": pl.Float64,
+    "seasonal_flag": pl.Boolean,
+    "level_flag": pl.Boolean,
+    "is_anomaly": pl.Boolean,
+    "has_baseline": pl.Boolean,
+    "note": pl.String,
+    **{name: pl.Float64 for name in noise.PAST_STATE},
+    "settings": pl.String,
+}
+KEYS = ["dimension", "dimension_value", "metric"]
+_INPUTS = ("value", "numerator", "denominator", "units")
+
+
+def _score_kind(
+    kind: str,
+    metrics: np.ndarray,
+    a: dict[str, np.ndarray],
+    settings,
+    start: int = 0,
+    past: dict[str, np.ndarray] | None = None,
+) -> noise.Scored:
     if kind == COUNT:
-        return noise.score_counts(a["value"], settings)
+        return noise.score_counts(a["value"], settings, start, past)
     if kind == LOG:
         valid = a["denominator"] > 0
         cv2 = np.array([_LOG_NOISE_CV2[m] for m in metrics])
-        return noise.score_logs(a["value"], a["units"], valid, cv2, settings)
-    return noise.score_rates(a["numerator"], a["denominator"], settings)
+        return noise.score_logs(a["value"], a["units"], valid, cv2, settings, start, past)
+    return noise.score_rates(a["numerator"], a["denominator"], settings, start, past)
 
 
 def _notes(
@@ -97,46 +136,189 @@ def _notes(
     return np.where(scored, None, notes)
 
 
-def detect(series: pl.DataFrame, settings: DetectorSettings) -> pl.DataFrame:
-    """anomaly_history (without incident ids): every day x scope x metric, scored."""
+def _settings_key(settings: DetectorSettings) -> str:
+    return repr(sorted(dataclasses.asdict(settings).items()))
+
+
+def _state_matrices(
+    previous: pl.DataFrame, keys: pl.DataFrame, first: date, n_days: int
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The previous state on this run's series x calendar: which cells it has, and its arrays."""
+    indexed = (
+        previous.join(keys, on=KEYS)
+        .with_columns((pl.col("day") - pl.lit(first)).dt.total_days().alias("_col"))
+        .filter(pl.col("_col").is_between(0, n_days - 1))
+    )
+    rows, cols = indexed["_row"].to_numpy(), indexed["_col"].to_numpy()
+    held = np.zeros((keys.height, n_days), bool)
+    held[rows, cols] = True
+    arrays = {}
+    for column in (*_INPUTS, *noise.PAST_STATE, "has_baseline"):
+        m = np.zeros((keys.height, n_days), bool if column == "has_baseline" else float)
+        m[rows, cols] = indexed[column].to_numpy()
+        arrays[column] = m
+    arrays["scored"] = arrays.pop("has_baseline")
+    return held, arrays
+
+
+def _resume_days(
+    kind: str,
+    a: dict[str, np.ndarray],
+    held: np.ndarray,
+    past: dict[str, np.ndarray],
+    recompute_from: int,
+    settings: DetectorSettings,
+) -> np.ndarray:
+    """Per series: the first day to score again, the first whose inputs differ from the
+    previous run's (or ``recompute_from``, if earlier)."""
+    same = held.copy()
+    for column in _INPUTS:
+        same &= a[column] == past[column]
+    n_days = held.shape[1]
+    differs = ~same
+    first = np.where(differs.any(axis=1), differs.argmax(axis=1), n_days)
+    first = np.minimum(first, recompute_from)
+    if kind == LOG:  # the log scale must have been known before the day resumed at
+        _, known_from = noise.log_offset(a["value"], a["denominator"] > 0, settings)
+        first = np.where(known_from < first, first, 0)
+    return first
+
+
+def _state_frame(
+    kind: str,
+    keys: pl.DataFrame,
+    days: list,
+    a: dict[str, np.ndarray],
+    out: noise.Scored,
+    settings: DetectorSettings,
+    start: int,
+) -> pl.DataFrame:
+    """The days from ``start`` of these series, as anomaly_state rows."""
+    metrics = keys["metric"].to_numpy()
+    notes = _notes(kind, metrics, a, out.scored, settings)[:, start:]
+    n_series, n_days = out.score.shape
+    width = n_days - start
+    threshold = settings.threshold
+
+    def cut(m: np.ndarray) -> np.ndarray:
+        return m[:, start:].ravel()
+
+    return pl.DataFrame(
+        {
+            "day": np.tile(np.array(days[start:], dtype="datetime64[D]"), n_series),
+            "dimension": np.repeat(keys["dimension"].to_numpy(), width),
+            "dimension_value": np.repeat(keys["dimension_value"].to_numpy(), width),
+            "metric": np.repeat(metrics, width),
+            **{column: cut(a[column]) for column in _INPUTS},
+            "expected": cut(out.expected),
+            "lower": cut(out.lower),
+            "upper": cut(out.upper),
+            "seasonal_score": cut(out.day_score),
+            "level_score": cut(out.window_score),
+            "score": cut(out.score),
+            "seasonal_flag": cut(out.scored & (np.abs(out.day_score) >= threshold)),
+            "level_flag": cut(out.scored & (np.abs(out.window_score) >= threshold)),
+            "is_anomaly": cut(out.flag),
+            "has_baseline": cut(out.scored),
+            "note": pl.Series(notes.ravel().tolist(), dtype=pl.String),
+            **{name: cut(out.past[name]) for name in noise.PAST_STATE},
+        }
+    ).with_columns(pl.col("day").cast(pl.Date), pl.lit(_settings_key(settings)).alias("settings"))
+
+
+@dataclass(frozen=True)
+class Detection:
+    """anomaly_history (without incident ids), the state to resume from next time, and how
+    many series x days were scored in this run (the rest came from the previous state)."""
+
+    history: pl.DataFrame
+    state: pl.DataFrame
+    scored_cells: int
+    resumed_series: int
+
+
+def detect_from(
+    series: pl.DataFrame,
+    settings: DetectorSettings,
+    previous: pl.DataFrame | None = None,
+    recompute_from: date | None = None,
+) -> Detection:
+    """Score the series, resuming from ``previous`` (a former run's state) where it can.
+
+    Each series is scored again from the first day whose inputs differ from the previous
+    state's (a day added, a day re-aggregated, a segment re-assigned) or from
+    ``recompute_from``, whichever is earlier; the days before keep the previous state's rows.
+    The result equals scoring the whole history: every model reads only the past, through the
+    state it carries from day to day (noise.PAST_STATE), and series are scored independently.
+    Without ``previous`` (or with other settings), everything is scored.
+    """
     if series.height == 0:
-        return pl.DataFrame(schema=HISTORY_SCHEMA)
+        empty = pl.DataFrame(schema=STATE_SCHEMA)
+        return Detection(pl.DataFrame(schema=HISTORY_SCHEMA), empty, 0, 0)
     series = series.cast(SERIES_SCHEMA)
-    frames = []
+    if previous is not None and (
+        previous.height == 0 or previous["settings"].unique().to_list() != [_settings_key(settings)]
+    ):
+        previous = None
+    frames, scored_cells, resumed = [], 0, 0
     kinds = series.with_columns(pl.col("metric").replace_strict(METRIC_KINDS).alias("_kind"))
     for kind in kinds["_kind"].unique(maintain_order=True).to_list():
         part = kinds.filter(pl.col("_kind") == kind).drop("_kind")
         keys, days, a = _matrices(part)
-        metrics = keys["metric"].to_numpy()
-        out = _score_kind(kind, metrics, a, settings)
-        notes = _notes(kind, metrics, a, out.scored, settings)
-        n_series, n_days = out.score.shape
-        threshold = settings.threshold
-        frames.append(
+        n_days = len(days)
+        restart = np.zeros(keys.height, int)
+        past = None
+        if previous is not None:
+            earlier = previous.filter(pl.col("metric").is_in(part["metric"].unique().to_list()))
+            if earlier.height and earlier["day"].min() == days[0]:
+                limit = n_days if recompute_from is None else (recompute_from - days[0]).days
+                held, past = _state_matrices(earlier, keys, days[0], n_days)
+                restart = _resume_days(kind, a, held, past, max(limit, 0), settings)
+        # The series that resume at the same day are scored together.
+        for start in np.unique(restart).tolist():
+            if start >= n_days:
+                continue  # nothing changed: the previous rows stand
+            rows = np.flatnonzero(restart == start)
+            sub_keys = keys[rows.tolist()]
+            sub = {column: m[rows] for column, m in a.items()}
+            sub_past = {column: m[rows] for column, m in past.items()} if start else None
+            out = _score_kind(kind, sub_keys["metric"].to_numpy(), sub, settings, start, sub_past)
+            frames.append(_state_frame(kind, sub_keys, days, sub, out, settings, start))
+            scored_cells += rows.size * (n_days - start)
+            resumed += rows.size if start else 0
+    state = _merge(previous, frames, series)
+    return Detection(_history(state, settings), state, scored_cells, resumed)
+
+
+def _merge(
+    previous: pl.DataFrame | None, frames: list[pl.DataFrame], series: pl.DataFrame
+) -> pl.DataFrame:
+    """The new rows over the previous state's, limited to the series x days scored now."""
+    new = pl.concat(frames).cast(STATE_SCHEMA) if frames else pl.DataFrame(schema=STATE_SCHEMA)
+    if previous is None:
+        return new.sort(*KEYS, "day")
+    calendar = (
+        series.select(KEYS)
+        .unique()
+        .join(
             pl.DataFrame(
-                {
-                    "day": np.tile(np.array(days, dtype="datetime64[D]"), n_series),
-                    "dimension": np.repeat(keys["dimension"].to_numpy(), n_days),
-                    "dimension_value": np.repeat(keys["dimension_value"].to_numpy(), n_days),
-                    "metric": np.repeat(keys["metric"].to_numpy(), n_days),
-                    "value": a["value"].ravel(),
-                    "expected": out.expected.ravel(),
-                    "lower": out.lower.ravel(),
-                    "upper": out.upper.ravel(),
-                    "seasonal_score": out.day_score.ravel(),
-                    "level_score": out.window_score.ravel(),
-                    "score": out.score.ravel(),
-                    "seasonal_flag": (out.scored & (np.abs(out.day_score) >= threshold)).ravel(),
-                    "level_flag": (out.scored & (np.abs(out.window_score) >= threshold)).ravel(),
-                    "is_anomaly": out.flag.ravel(),
-                    "has_baseline": out.scored.ravel(),
-                    "note": pl.Series(notes.ravel(), dtype=pl.String),
-                }
-            ).with_columns(pl.col("day").cast(pl.Date))
+                {"day": pl.date_range(series["day"].min(), series["day"].max(), eager=True)}
+            ),
+            how="cross",
         )
-    frame = pl.concat(frames)
+    )
+    kept = (
+        previous.cast(STATE_SCHEMA)
+        .join(calendar, on=[*KEYS, "day"], how="semi")
+        .join(new.select(*KEYS, "day"), on=[*KEYS, "day"], how="anti")
+    )
+    return pl.concat([kept, new]).sort(*KEYS, "day")
+
+
+def _history(state: pl.DataFrame, settings: DetectorSettings) -> pl.DataFrame:
+    """anomaly_history's columns of the state: direction, severity, no NaN."""
     ratio = pl.col("score").abs() / settings.threshold
-    frame = frame.with_columns(
+    frame = state.with_columns(
         pl.when(~pl.col("is_anomaly"))
         .then(pl.lit("none"))
         .when(pl.col("score") > 0)
@@ -160,6 +342,11 @@ def detect(series: pl.DataFrame, settings: DetectorSettings) -> pl.DataFrame:
         .cast(HISTORY_SCHEMA)
         .sort("dimension", "dimension_value", "metric", "day")
     )
+
+
+def detect(series: pl.DataFrame, settings: DetectorSettings) -> pl.DataFrame:
+    """anomaly_history (without incident ids): every day x scope x metric, scored."""
+    return detect_from(series, settings).history
 
 
 def latest(history: pl.DataFrame, latest_days: int) -> pl.DataFrame:

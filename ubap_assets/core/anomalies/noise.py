@@ -23,7 +23,7 @@ drift of a few percent in a large scope is significant but not an incident).
 """
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import special
@@ -48,6 +48,9 @@ class Scored:
     score: np.ndarray  # the strongest evidence agreeing with the day's direction
     flag: np.ndarray
     scored: np.ndarray  # False: warm-up or nothing to score that day
+    # What later days read of a day (S x T each, see PAST_STATE): the cleaned (winsorized) value,
+    # the relative residual, the baseline, the modelled mean and variance.
+    past: dict[str, np.ndarray] = field(default_factory=dict)
 
     @classmethod
     def empty(cls, shape: tuple[int, int]) -> "Scored":
@@ -62,6 +65,22 @@ class Scored:
             np.zeros(shape, bool),
             np.zeros(shape, bool),
         )
+
+
+# The state a model carries from one day to the next, per series and day; with it, scoring can
+# resume at any day and give exactly what scoring the whole history gives (``start``/``past``).
+PAST_STATE = ("clean", "rel", "base", "mean", "var")
+
+
+def _restore(past: dict[str, np.ndarray] | None, start: int, out: Scored, **arrays) -> None:
+    """Copy the days before ``start`` of a previous run's state into this run's arrays."""
+    if not start:
+        return
+    if past is None:
+        raise ValueError("resuming at a later day needs the state of the days before it")
+    for name, array in arrays.items():
+        array[:, :start] = past[name][:, :start]
+    out.scored[:, :start] = past["scored"][:, :start]
 
 
 def _nan_median(m: np.ndarray) -> np.ndarray:
@@ -166,8 +185,15 @@ def _window_ready(scored: np.ndarray, t: int, w: int) -> np.ndarray:
     return scored[:, t - w + 1 : t + 1].all(axis=1)
 
 
-def score_counts(x: np.ndarray, settings: DetectorSettings) -> Scored:
-    """Counts (S x T, >= 0): seasonal baseline, negative-binomial noise."""
+def score_counts(
+    x: np.ndarray,
+    settings: DetectorSettings,
+    start: int = 0,
+    past: dict[str, np.ndarray] | None = None,
+) -> Scored:
+    """Counts (S x T, >= 0): seasonal baseline, negative-binomial noise. Days before ``start``
+    are not scored: their state comes from ``past`` (a previous run's ``Scored.past`` with
+    ``scored``)."""
     s, n_days = x.shape
     out = Scored.empty(x.shape)
     clean = x.astype(float).copy()
@@ -175,8 +201,9 @@ def score_counts(x: np.ndarray, settings: DetectorSettings) -> Scored:
     rel = np.full(x.shape, np.nan)
     mean = np.zeros(x.shape)
     var = np.zeros(x.shape)
+    _restore(past, start, out, clean=clean, rel=rel, base=base, mean=mean, var=var)
     floor2 = settings.min_relative_noise**2
-    for t in range(n_days):
+    for t in range(start, n_days):
         lags = [t - 7 * k for k in range(1, settings.baseline_weeks + 1) if t - 7 * k >= 0]
         if len(lags) < settings.min_baseline_weeks:
             continue
@@ -222,6 +249,7 @@ def score_counts(x: np.ndarray, settings: DetectorSettings) -> Scored:
         )
         with np.errstate(divide="ignore", invalid="ignore"):
             rel[:, t] = np.where(b > 0, clean[:, t] / b - 1, np.nan)
+    out.past = {"clean": clean, "rel": rel, "base": base, "mean": mean, "var": var}
     return out
 
 
@@ -267,19 +295,30 @@ def _rate_reference(
     return _RateReference(p0, rho, total_n, n_typical, ready)
 
 
-def score_rates(k: np.ndarray, n: np.ndarray, settings: DetectorSettings) -> Scored:
+def score_rates(
+    k: np.ndarray,
+    n: np.ndarray,
+    settings: DetectorSettings,
+    start: int = 0,
+    past: dict[str, np.ndarray] | None = None,
+) -> Scored:
     """Rates k / n (S x T): beta-binomial noise with that day's n around the pooled rate of the
     days before. Each window is compared with the ``history_days`` days *before it starts*, so
-    a lasting drop never pollutes its own reference."""
+    a lasting drop never pollutes its own reference. ``start``/``past``: as for counts."""
     s, n_days = k.shape
     out = Scored.empty(k.shape)
     k = k.astype(float)
     n = n.astype(float)
     clean_k = k.copy()
+    _restore(past, start, out, clean=clean_k)
+    first = max(settings.rate_warmup_days, 1)
     # A day's reference reads only cleaned days before it, final once the loop passed them:
     # each is computed once and serves the windows that start on that day later.
-    refs: dict[int, _RateReference] = {}
-    for t in range(max(settings.rate_warmup_days, 1), n_days):
+    refs: dict[int, _RateReference] = {
+        day: _rate_reference(clean_k, n, day, settings)
+        for day in range(max(first, start - settings.max_window_days), start)
+    }
+    for t in range(max(first, start), n_days):
         ref = refs[t] = _rate_reference(clean_k, n, t, settings)
         n_t = n[:, t]
         p0, design = ref.p0, ref.design(n_t)
@@ -330,7 +369,29 @@ def score_rates(k: np.ndarray, n: np.ndarray, settings: DetectorSettings) -> Sco
         # A flagged day counts at its expectation, any other at most at its band's edge.
         kept = np.where(flag, n_t * p0, np.clip(k[:, t], n_t * p0 - band, n_t * p0 + band))
         clean_k[:, t] = np.where(scored, kept, k[:, t])
+    nothing = np.full(k.shape, np.nan)
+    out.past = {"clean": clean_k, "rel": nothing, "base": nothing, "mean": nothing, "var": nothing}
     return out
+
+
+def log_offset(x: np.ndarray, valid: np.ndarray, settings: DetectorSettings):
+    """Per series: the start of its log scale, the median of its first ``warmup_days`` usable
+    positive values, and the day index from which that is known (``T`` when never).
+
+    Fixed from then on, so a day's score never depends on later days (a median over the whole
+    series would rescore the past every night). Until it is known the series is warm-up."""
+    s, n_days = x.shape
+    need = max(settings.warmup_days, 1)
+    usable = valid & (x > 0)
+    offset = np.ones(s)
+    known_from = np.full(s, n_days)
+    for i in range(s):
+        days = np.flatnonzero(usable[i])
+        if days.size:
+            offset[i] = np.median(x[i, days[:need]])
+        if days.size >= need:
+            known_from[i] = days[need - 1]
+    return np.maximum(np.nan_to_num(offset, nan=1.0), 1e-6), known_from
 
 
 def score_logs(
@@ -339,24 +400,27 @@ def score_logs(
     valid: np.ndarray,
     noise_cv2: float | np.ndarray,
     settings: DetectorSettings,
+    start: int = 0,
+    past: dict[str, np.ndarray] | None = None,
 ) -> Scored:
     """Sums and means over sessions (S x T): robust (median / MAD) on a started log; the spread
-    is at least what sqrt(noise_cv2 / units) gives (few sessions or purchases are noisy)."""
+    is at least what sqrt(noise_cv2 / units) gives (few sessions or purchases are noisy).
+    ``start``/``past``: as for counts (a series whose log offset was not known before
+    ``start`` must start at 0)."""
     s, n_days = x.shape
     out = Scored.empty(x.shape)
-    # log(x + offset), the offset the series' typical (median) value: a started log, so a day of
+    # log(x + offset), the offset the series' typical (early) value: a started log, so a day of
     # a handful of sessions that falls to zero is a bounded step (log 2), not minus infinity.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        offset = np.nanmedian(np.where(valid & (x > 0), x, np.nan), axis=1)
-    offset = np.maximum(np.nan_to_num(offset, nan=1.0), 1e-6)[:, None]
+    offset, known_from = log_offset(x, valid, settings)
+    offset = offset[:, None]
     y = np.log(np.maximum(x.astype(float), 0.0) + offset)
     clean = np.where(valid, y, np.nan)
     res = np.full(x.shape, np.nan)
     mean = np.zeros(x.shape)
     var = np.zeros(x.shape)
-    ready_days = np.zeros(x.shape, bool)
-    for t in range(n_days):
+    _restore(past, start, out, clean=clean, rel=res, mean=mean, var=var)
+    ready_days = out.scored  # the days scored so far (pooled windows need all of theirs)
+    for t in range(start, n_days):
         lags = [t - 7 * k for k in range(1, settings.baseline_weeks + 1) if t - 7 * k >= 0]
         if len(lags) < settings.min_baseline_weeks:
             continue
@@ -377,7 +441,7 @@ def score_logs(
         sigma2 = np.maximum(np.maximum(np.nan_to_num(spread2), floor2), 0.02**2)
         m = np.nan_to_num(b + np.nan_to_num(center))
         mean[:, t], var[:, t] = m, sigma2
-        scored = ready & valid[:, t]
+        scored = ready & valid[:, t] & (known_from <= t)
         ready_days[:, t] = scored
         z_day = np.clip((y[:, t] - m) / np.sqrt(sigma2), -MAX_ABS_SCORE, MAX_ABS_SCORE)
         pooled = []
@@ -404,7 +468,8 @@ def score_logs(
         out.day_score[:, t] = np.where(scored, z_day, 0.0)
         out.window_score[:, t] = np.where(scored, pooled[-1] if pooled else z_day, 0.0)
         out.score[:, t], out.flag[:, t] = score, flag
-        out.scored[:, t] = scored
         clean[:, t] = np.where(scored, np.clip(y[:, t], m - band, m + band), clean[:, t])
         res[:, t] = np.where(valid[:, t] & ~np.isnan(b), clean[:, t] - b, np.nan)
+    base = np.full(x.shape, np.nan)
+    out.past = {"clean": clean, "rel": res, "base": base, "mean": mean, "var": var}
     return out

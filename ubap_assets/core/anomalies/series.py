@@ -83,7 +83,7 @@ def _funnel_long(
 
 
 def monitored_series(
-    daily: pl.DataFrame,
+    daily: pl.DataFrame | None,
     segments: pl.DataFrame | None = None,
     funnel: pl.DataFrame | None = None,
     funnel_segments: pl.DataFrame | None = None,
@@ -96,7 +96,7 @@ def monitored_series(
     from ``funnel_segments``.
     """
     parts = []
-    if daily.height:
+    if daily is not None and daily.height:
         parts.append(_trend_long(daily.filter(pl.col("is_complete"))))
     if segments is not None and segments.height:
         seg = segments.filter(pl.col("is_complete") & (pl.col("segment_id") != "all"))

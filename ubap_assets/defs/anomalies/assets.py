@@ -8,12 +8,16 @@ An input parameter named after its table (= asset key) needs no ``ins`` entry.
 import dataclasses
 
 import dagster as dg
+import duckdb
 import polars as pl
+from dagster_duckdb import DuckDBResource
 from pydantic import Field, create_model
 
 from ubap_assets.core import anomalies as core
+from ubap_assets.defs.events.assets import _run_days
 from ubap_assets.lib.metadata import markdown_preview
 from ubap_assets.warehouse import tables as t
+from ubap_assets.warehouse.introspect import table_exists
 from ubap_assets.warehouse.queries.anomalies import ANOMALY_POINT_COLUMNS
 
 GROUP = "anomalies"
@@ -21,6 +25,17 @@ OWNERS = ["team:analytics"]
 KINDS = {"polars", "duckdb"}
 # What every asset of the stage shares: its group, owners and kinds.
 STAGE = {"group_name": GROUP, "owners": OWNERS, "kinds": KINDS}
+# The detector's state per series x day (core.STATE_SCHEMA): written with anomaly_history, read
+# by the next run to score only the days whose inputs changed. Not served.
+ANOMALY_STATE = "anomaly_state"
+# The daily tables the monitored series come from, read in SQL (some are day-partitioned).
+_SERIES_INPUTS = (
+    t.DAILY_TRENDS,
+    t.SEGMENT_TRENDS,
+    t.FUNNEL_DAILY,
+    t.FUNNEL_SEGMENTS,
+    t.FUNNEL_DIMENSIONS,
+)
 
 
 def _notes(notes: list[str]) -> dg.MetadataValue:
@@ -105,25 +120,29 @@ class LatestConfig(dg.Config):
             ),
         ),
     },
+    deps=[dg.AssetKey(name) for name in _SERIES_INPUTS],
     can_subset=False,
 )
 def anomaly_history(
-    context: dg.AssetExecutionContext,
-    config: AnomalyConfig,
-    daily_trends: pl.DataFrame,
-    segment_trends: pl.DataFrame,
-    funnel_daily: pl.DataFrame,
-    funnel_segments: pl.DataFrame,
-    funnel_dimensions: pl.DataFrame,
+    context: dg.AssetExecutionContext, config: AnomalyConfig, warehouse: DuckDBResource
 ):
     """Score every series with its noise model, group the flags into incidents, rank their
-    contributors and simulate the thresholds on the history."""
+    contributors and simulate the thresholds on the history.
+
+    A day-partitioned run scores only the days from its first day on (and any earlier day
+    whose inputs changed, e.g. re-assigned segments), resuming from the state the previous run
+    kept; the rest keeps its rows. That equals scoring the whole history (the models read only
+    the past). An unpartitioned run scores everything."""
     settings = config.settings()
-    series = core.monitored_series(
-        daily_trends, segment_trends, funnel_daily, funnel_segments, funnel_dimensions
-    )
-    history = core.detect(series, settings)
-    history, incidents, contributors = core.build_incidents(history, series, settings)
+    run_days = _run_days(context)
+    with warehouse.get_connection() as con:
+        series = core.monitored_series(*(_read(con, name) for name in _SERIES_INPUTS))
+        previous = _read(con, ANOMALY_STATE) if run_days else None
+        detection = core.detect_from(
+            series, settings, previous, recompute_from=run_days[0] if run_days else None
+        )
+        _replace(con, ANOMALY_STATE, detection.state)
+    history, incidents, contributors = core.build_incidents(detection.history, series, settings)
     sensitivity = core.sensitivity(history, settings)
     notes = core.history_notes(series, history, settings)
     for note in notes:
@@ -141,6 +160,10 @@ def anomaly_history(
             "flagged_points": flagged.height,
             "incidents": incidents.height,
             "max_abs_score": round(float(history["score"].abs().max() or 0.0), 2),
+            "scored_now": dg.MetadataValue.text(
+                f"{detection.scored_cells:,} of {history.height:,} points scored in this run "
+                f"({detection.resumed_series} series resumed from the previous state)"
+            ),
             "notes": _notes(notes),
         },
     )
@@ -174,6 +197,22 @@ def anomaly_history(
             "caveat": "each threshold re-groups this run's scores into incidents",
         },
     )
+
+
+def _read(con: duckdb.DuckDBPyConnection, table: str) -> pl.DataFrame | None:
+    """A whole warehouse table (the daily aggregates are small), None when not written yet."""
+    if not table_exists(con, table):
+        return None
+    return con.execute(f'SELECT * FROM "{table}"').pl()
+
+
+def _replace(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> None:
+    """Replace ``table`` by ``frame`` in one statement (atomic)."""
+    con.register("ubap_frame_in", frame)
+    try:
+        con.execute(f'CREATE OR REPLACE TABLE "{table}" AS SELECT * FROM ubap_frame_in')
+    finally:
+        con.unregister("ubap_frame_in")
 
 
 @dg.asset(**STAGE, ins={"history": dg.AssetIn(t.ANOMALY_HISTORY)})
