@@ -178,9 +178,9 @@ def _resume_days(
     differs = ~same
     first = np.where(differs.any(axis=1), differs.argmax(axis=1), n_days)
     first = np.minimum(first, recompute_from)
-    if kind == LOG:  # the log scale must have been known before the day resumed at
+    if kind == LOG:  # a log scale that became known since: that series from its first day
         _, known_from = noise.log_offset(a["value"], a["denominator"] > 0, settings)
-        first = np.where(known_from < first, first, 0)
+        first = np.where((known_from >= first) & (known_from < n_days), 0, first)
     return first
 
 

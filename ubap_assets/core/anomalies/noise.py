@@ -470,6 +470,11 @@ def score_logs(
         out.score[:, t], out.flag[:, t] = score, flag
         clean[:, t] = np.where(scored, np.clip(y[:, t], m - band, m + band), clean[:, t])
         res[:, t] = np.where(valid[:, t] & ~np.isnan(b), clean[:, t] - b, np.nan)
+    # A series whose log scale is not known yet has nothing scored and no state worth keeping
+    # (it would depend on a provisional scale): it is scored from its first day once known.
+    unknown = known_from >= n_days
+    for array in (clean, res, mean, var):
+        array[unknown] = np.nan
     base = np.full(x.shape, np.nan)
     out.past = {"clean": clean, "rel": res, "base": base, "mean": mean, "var": var}
     return out
