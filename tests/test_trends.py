@@ -445,3 +445,29 @@ def test_tiny_world_reconciles(tiny_world):
 def test_missing_events_table_is_a_clear_error():
     with duckdb.connect() as c, pytest.raises(LookupError, match="materialize the events"):
         trends.build_sessions(c)
+
+
+def test_weekly_trends_recomputed_from_a_day_equal_every_week_recomputed(tiny_world):
+    """The nightly run recomputes the weeks from the one before its first day and keeps the
+    earlier ones: the same table as recomputing every week, also from a stored older layout."""
+    from ubap_assets.core import daily
+
+    c = duckdb.connect()
+    all_events, pages = tiny_world.events, tiny_world.pages  # noqa: F841
+    last = datetime.combine(tiny_world.events["event_ts"].max().date(), datetime.min.time())
+    c.execute("CREATE TABLE events AS SELECT * FROM all_events WHERE event_ts < ?", [last])
+    c.execute("CREATE TABLE pages AS SELECT * FROM pages")
+    daily.build_all_daily(c)
+    before = trends.weekly_trends(c)  # noqa: F841
+    c.execute("CREATE TABLE weekly_trends AS SELECT * FROM before")
+    c.execute("INSERT INTO events SELECT * FROM all_events WHERE event_ts >= ?", [last])
+    last = last.date()
+    window = (last - timedelta(days=1), last + timedelta(days=1))
+    daily.build_sessions(c, *window)
+    daily.build_user_daily(c, *window)
+    everything = trends.weekly_trends(c)
+    assert not everything.equals(before)
+    assert trends.weekly_trends(c, since=window[0]).equals(everything)
+    c.execute("ALTER TABLE weekly_trends DROP COLUMN days_with_data")
+    assert trends.weekly_trends(c, since=window[0]).equals(everything)
+    c.close()

@@ -15,6 +15,7 @@ from ubap_assets.core.trends.bounds import data_bounds
 from ubap_assets.core.trends.segments import ALL_SEGMENT_ID, segment_labels, use_segments
 from ubap_assets.core.trends.sources import day_window, session_rows, user_day_rows
 from ubap_assets.warehouse import tables
+from ubap_assets.warehouse.introspect import table_exists
 
 DIMENSIONS: tuple[str, ...] = ("device", "traffic_source")
 # The metric columns shared by daily_trends, weekly_trends and segment_trends, in order.
@@ -60,18 +61,29 @@ def dimension_keys_sql(dims: tuple[str, ...], rows: str, grain: str = "day") -> 
     return "\n        UNION ALL ".join(parts)
 
 
-def _trends_sql(grain: str, dims: tuple[str, ...], rows: str, user_days: str, keys: str) -> str:
+def _trends_sql(
+    grain: str,
+    dims: tuple[str, ...],
+    rows: str,
+    user_days: str,
+    keys: str,
+    one_row_per_user: bool = False,
+) -> str:
     """One aggregate over ``rows`` (session or user-day rows, see sources.py) of the days
     [$start, $end), with GROUPING SETS over ``dims``, zero-filled over the calendar for every key
     of ``keys`` (dimension, dimension_value, since). A user is new in the period of their first
-    day in ``user_days``."""
+    day in ``user_days``. ``one_row_per_user``: each group holds a user at most once (user-day
+    rows by day), so users are counted without DISTINCT."""
     sets, dim_name, dim_value = dimension_sql(dims)
+    users = "count(*)" if one_row_per_user else "count(DISTINCT user_id)"
     step = "INTERVAL 1 DAY" if grain == "day" else "INTERVAL 7 DAY"
     return f"""
     WITH src AS (SELECT * FROM ({rows}) WHERE day >= $start AND day < $end),
     first_seen AS (
-        SELECT user_id, min(day) AS first_day FROM ({user_days})
-        WHERE day < $end AND user_id IN (SELECT user_id FROM src) GROUP BY user_id
+        SELECT f.* FROM (
+            SELECT user_id, min(day) AS first_day FROM ({user_days})
+            WHERE day < $end GROUP BY user_id
+        ) f SEMI JOIN src USING (user_id)
     ),
     x AS (
         SELECT src.*, {_period("src.day", grain)} AS period,
@@ -80,8 +92,8 @@ def _trends_sql(grain: str, dims: tuple[str, ...], rows: str, user_days: str, ke
     ),
     agg AS (
         SELECT period, {dim_name} AS dimension, {dim_value} AS dimension_value,
-               count(DISTINCT user_id) AS active_users,
-               count(DISTINCT user_id) FILTER (WHERE first_period = period) AS new_users,
+               {users} AS active_users,
+               {users} FILTER (WHERE first_period = period) AS new_users,
                sum(n_sessions) AS sessions,
                sum(n_converted) AS converted_sessions,
                sum(n_bounced) AS bounced_sessions,
@@ -162,33 +174,59 @@ def daily_trends(
     return frame.with_columns(bounds.day_is_complete())
 
 
+def _tail_start(
+    con: duckdb.DuckDBPyConnection, stored: str, since: date | None, first: date
+) -> date | None:
+    """The Monday from which to recompute a weekly table whose data changed from ``since`` on:
+    the week before since's week (its completeness may have changed too), or None (recompute
+    everything) without ``since``, without a stored table, or when that week is the first."""
+    if since is None or not table_exists(con, stored):
+        return None
+    monday = since - timedelta(days=since.weekday() + 7)
+    return monday if monday > first else None
+
+
 def weekly_trends(
     con: duckdb.DuckDBPyConnection,
     sessions: str = tables.SESSIONS,
     user_daily: str = tables.USER_DAILY,
+    since: date | None = None,
+    stored: str = tables.WEEKLY_TRENDS,
 ) -> pl.DataFrame:
-    """One row per ISO week x dimension x dimension value; distinct counts over the week."""
+    """One row per ISO week x dimension x dimension value; distinct counts over the week.
+
+    ``since``: the first day whose sessions changed since ``stored`` (this table as last
+    written) was computed. The weeks from the one before since's week on are recomputed and the
+    earlier ones kept from ``stored``: a week's rows depend only on the days up to its end, so
+    this equals recomputing every week, reading only the recent sessions.
+    """
     bounds = data_bounds(con, sessions, user_daily)
     if bounds.empty:
         frame = _empty_trends("week_start", {"dimension": pl.String, "dimension_value": pl.String})
         return frame.with_columns(pl.lit(0, pl.Int32).alias("days_with_data"))
     start, end = day_window(con, None, None, sessions)
+    tail = _tail_start(con, stored, since, start)
+    params = {"start": tail or start, "end": end}
     rows = session_rows(sessions)
     user_days = user_day_rows(con, sessions, user_daily)
     keys = dimension_keys_sql(DIMENSIONS, rows, "week")
-    frame = con.execute(
-        _trends_sql("week", DIMENSIONS, rows, user_days, keys), {"start": start, "end": end}
-    ).pl()
+    frame = con.execute(_trends_sql("week", DIMENSIONS, rows, user_days, keys), params).pl()
     frame = _cast_metrics(frame.rename({"period": "week_start"}))
     days = con.execute(
         f"""SELECT CAST(date_trunc('week', day) AS DATE) AS week_start,
                    CAST(count(DISTINCT day) AS INTEGER) AS days_with_data
-            FROM ({user_days}) GROUP BY 1"""
+            FROM ({user_days}) WHERE day >= $start AND day < $end GROUP BY 1""",
+        params,
     ).pl()
     frame = frame.join(days, on="week_start", how="left").with_columns(
-        pl.col("days_with_data").fill_null(0).cast(pl.Int32)
+        pl.col("days_with_data").fill_null(0).cast(pl.Int32), bounds.week_is_complete("week_start")
     )
-    return frame.with_columns(bounds.week_is_complete("week_start"))
+    if tail is not None:
+        kept = con.execute(f"SELECT * FROM {stored} WHERE week_start < ?", [tail]).pl()
+        if kept.columns != frame.columns:  # an older layout: recompute every week
+            return weekly_trends(con, sessions, user_daily)
+        frame = pl.concat([kept.cast(frame.schema), frame])
+    return frame.sort("week_start", "dimension", "dimension_value")
 
 
 def segment_trends(
@@ -219,7 +257,7 @@ def segment_trends(
             f"UNION ALL SELECT DISTINCT 'segment', CAST(segment AS VARCHAR), CAST(NULL AS DATE) "
             f"FROM ({rows}) WHERE segment IS NOT NULL"
         )
-        sql = _trends_sql("day", ("segment",), rows, user_days, keys)
+        sql = _trends_sql("day", ("segment",), rows, user_days, keys, one_row_per_user=True)
         # Users with no segment only count in 'all'.
         frame = (
             con.execute(sql, params)
@@ -228,7 +266,8 @@ def segment_trends(
         )
     else:
         keys = dimension_keys_sql((), user_days)
-        frame = con.execute(_trends_sql("day", (), user_days, user_days, keys), params).pl()
+        sql = _trends_sql("day", (), user_days, user_days, keys, one_row_per_user=True)
+        frame = con.execute(sql, params).pl()
     frame = frame.with_columns(
         pl.when(pl.col("dimension") == "all")
         .then(pl.lit(ALL_SEGMENT_ID))

@@ -54,6 +54,18 @@ def run_days(context: dg.AssetExecutionContext) -> tuple[date, date]:
     return window.start.astimezone(UTC).date(), window.end.astimezone(UTC).date()
 
 
+# Run tags of a partitioned run (one day, or a range of them).
+PARTITION_TAG = "dagster/partition"
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+
+
+def first_day_of_run(context: dg.AssetExecutionContext) -> date | None:
+    """The first day partition the run materializes (an unpartitioned asset in a partitioned
+    run: the earliest day whose sessions changed), or None outside a partitioned run."""
+    first = context.run.tags.get(RANGE_START_TAG) or context.run.tags.get(PARTITION_TAG)
+    return date.fromisoformat(first) if first else None
+
+
 def _window_text(start: date, end: date) -> str:
     return f"{start} .. {date.fromordinal(end.toordinal() - 1)}"
 
@@ -205,8 +217,16 @@ def daily_trends(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -
 @dg.asset(group_name=GROUP, owners=OWNERS, kinds=KINDS, deps=[t.SESSIONS, t.USER_DAILY])
 def weekly_trends(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.Output:
     """One row per ISO week x dimension x value: the daily_trends metrics over whole weeks
-    (distinct users counted over the week)."""
-    return _run(context, warehouse, trends.weekly_trends, "week_start")
+    (distinct users counted over the week). A run over a range of days recomputes the weeks
+    from the one before the range on and keeps the earlier ones."""
+    since = first_day_of_run(context)
+    return _run(
+        context,
+        warehouse,
+        lambda con: trends.weekly_trends(con, since=since),
+        "week_start",
+        recomputed_from=str(since) if since else "every week",
+    )
 
 
 @dg.asset(
