@@ -109,7 +109,7 @@ def page_exit_stats(con: duckdb.DuckDBPyConnection, start: datetime, end: dateti
     """
     return con.execute(
         f"""
-        WITH e AS (
+        WITH e AS NOT MATERIALIZED (  -- read twice: scanning is cheaper than materializing it
             SELECT session_id, page_id, event_type, event_ts, event_id
             FROM {tables.EVENTS}
             WHERE event_ts >= ? AND event_ts < ? AND session_id IS NOT NULL

@@ -99,10 +99,11 @@ def _block_lists(
     # Which component contributed most, and which history page explains it.
     contributions = np.stack([np.take_along_axis(weighted[c], top, axis=1) for c in COMPONENTS])
     # Explain with history pages a person would recognise (not navigation pages like Home).
-    history = rows.toarray() * catalogue.recommendable[None, :]
+    recognisable = sp.csr_matrix(rows @ sp.diags(catalogue.recommendable.astype(np.float32)))
+    history = recognisable.toarray()
     item_graph = model.item_graph
-    content_anchor = np.argmax(history[:, None, :] * model.content_sim.T[top], axis=2)
-    item_anchor = np.argmax(history[:, None, :] * item_graph.T[top], axis=2)
+    content_anchor = history_anchors(recognisable, model.content_sim, top)
+    item_anchor = history_anchors(recognisable, item_graph, top)
     has_content_anchor = np.take_along_axis(history @ model.content_sim, top, axis=1) > 0
     has_item_anchor = np.take_along_axis(history @ np.clip(item_graph, 0, None), top, axis=1) > 0
 
@@ -141,6 +142,32 @@ def _block_lists(
         score=pl.col("score").round(6),
         reason=reason(user_based=model.params.collaborative == "user_knn"),
     )
+
+
+def history_anchors(history: sp.csr_matrix, similarity: np.ndarray, top: np.ndarray) -> np.ndarray:
+    """Per (user, rank): the page j of the user's history with the largest
+    ``history[u, j] * similarity[j, top[u, r]]``, the first in catalogue order on a tie (0 for a
+    user without history). The caller names it only where that product is positive.
+
+    Works on the history's nonzeros (a user has a few dozen), never on a dense
+    (users, k, pages) cube."""
+    n_users, k = top.shape
+    anchors = np.zeros((n_users, k), dtype=np.int64)
+    history = sp.csr_matrix(history)
+    history.eliminate_zeros()
+    history.sum_duplicates()  # canonical: each user's pages in catalogue order, once
+    if not history.nnz:
+        return anchors
+    lengths = np.diff(history.indptr)
+    owner = np.repeat(np.arange(n_users), lengths)
+    products = history.data[:, None] * similarity[history.indices[:, None], top[owner]]
+    has_history = lengths > 0
+    starts = history.indptr[:-1][has_history]
+    best = np.zeros((n_users, k), dtype=products.dtype)
+    best[has_history] = np.maximum.reduceat(products, starts, axis=0)
+    position = np.where(products == best[owner], np.arange(history.nnz)[:, None], history.nnz)
+    anchors[has_history] = history.indices[np.minimum.reduceat(position, starts, axis=0)]
+    return anchors
 
 
 def reason(user_based: bool) -> pl.Expr:
