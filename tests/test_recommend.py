@@ -7,6 +7,7 @@ import duckdb
 import numpy as np
 import polars as pl
 import pytest
+import scipy.sparse as sp
 from dagster_duckdb import DuckDBResource
 
 from tests.conftest import world_db
@@ -572,3 +573,23 @@ def test_page_embeddings_asset_reuses_stored_vectors(tmp_path):
     with duckdb.connect(path, read_only=True) as con:
         text = con.execute("SELECT text FROM page_embeddings WHERE page_id = 'a'").fetchone()[0]
     assert text.startswith("Studio headphones")
+
+
+def test_history_anchors_equal_the_dense_argmax_wherever_a_product_is_positive():
+    from ubap_assets.core.recommend.render import history_anchors
+
+    rng = np.random.default_rng(7)
+    users, pages, k = 60, 25, 5
+    dense = np.where(rng.random((users, pages)) < 0.2, rng.integers(1, 4, (users, pages)), 0)
+    dense[:5] = 0  # users without history
+    history = np.asarray(dense, dtype=np.float32)
+    similarity = rng.normal(size=(pages, pages)).astype(np.float32)
+    similarity[:, 3] = similarity[:, 4] = 0.5  # ties: the first page in catalogue order wins
+    top = np.stack([rng.permutation(pages)[:k] for _ in range(users)])
+    products = history[:, None, :] * similarity.T[top]
+    expected = np.argmax(products, axis=2)
+    found = history_anchors(sp.csr_matrix(history), similarity, top)
+    positive = products.max(axis=2) > 0
+    assert positive.sum() > 100
+    np.testing.assert_array_equal(found[positive], expected[positive])
+    assert (found[:5] == 0).all()
