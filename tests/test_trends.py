@@ -447,27 +447,31 @@ def test_missing_events_table_is_a_clear_error():
         trends.build_sessions(c)
 
 
-def test_weekly_trends_recomputed_from_a_day_equal_every_week_recomputed(tiny_world):
+@pytest.mark.parametrize(
+    ("name", "dropped"), [("weekly_trends", "days_with_data"), ("lifecycle_weekly", "quick_ratio")]
+)
+def test_weekly_tables_recomputed_from_a_day_equal_every_week_recomputed(tiny_world, name, dropped):
     """The nightly run recomputes the weeks from the one before its first day and keeps the
     earlier ones: the same table as recomputing every week, also from a stored older layout."""
     from ubap_assets.core import daily
 
+    compute = getattr(trends, name)
     c = duckdb.connect()
     all_events, pages = tiny_world.events, tiny_world.pages  # noqa: F841
     last = datetime.combine(tiny_world.events["event_ts"].max().date(), datetime.min.time())
     c.execute("CREATE TABLE events AS SELECT * FROM all_events WHERE event_ts < ?", [last])
     c.execute("CREATE TABLE pages AS SELECT * FROM pages")
     daily.build_all_daily(c)
-    before = trends.weekly_trends(c)  # noqa: F841
-    c.execute("CREATE TABLE weekly_trends AS SELECT * FROM before")
+    before = compute(c)  # noqa: F841
+    c.execute(f"CREATE TABLE {name} AS SELECT * FROM before")
     c.execute("INSERT INTO events SELECT * FROM all_events WHERE event_ts >= ?", [last])
-    last = last.date()
-    window = (last - timedelta(days=1), last + timedelta(days=1))
+    window = (last.date() - timedelta(days=1), last.date() + timedelta(days=1))
     daily.build_sessions(c, *window)
     daily.build_user_daily(c, *window)
-    everything = trends.weekly_trends(c)
+    everything = compute(c)
     assert not everything.equals(before)
-    assert trends.weekly_trends(c, since=window[0]).equals(everything)
-    c.execute("ALTER TABLE weekly_trends DROP COLUMN days_with_data")
-    assert trends.weekly_trends(c, since=window[0]).equals(everything)
+    for since in (window[0], window[0] - timedelta(days=12)):
+        assert compute(c, since=since).equals(everything), since
+    c.execute(f"ALTER TABLE {name} DROP COLUMN {dropped}")
+    assert compute(c, since=window[0]).equals(everything)
     c.close()

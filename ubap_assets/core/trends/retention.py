@@ -6,7 +6,7 @@ user's first such week).
 """
 
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import date, timedelta
 
 import duckdb
 import polars as pl
@@ -14,6 +14,7 @@ import polars as pl
 from ubap_assets.core.trends.bounds import Bounds, data_bounds
 from ubap_assets.core.trends.sources import user_day_rows
 from ubap_assets.warehouse import tables
+from ubap_assets.warehouse.introspect import table_exists
 
 LIFECYCLE_STATES: tuple[str, ...] = ("new", "returning", "resurrecting", "dormant")
 RETENTION_SCHEMA: dict[str, pl.DataType] = {
@@ -34,14 +35,31 @@ LIFECYCLE_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
-def _with_user_weeks(user_days: str, query: str) -> str:
-    """``query`` preceded by the CTEs ``user_weeks`` and ``cohorts`` (and any CTEs it adds)."""
-    return f"""
+def _with_user_weeks(user_days: str, query: str, tail: bool = False) -> str:
+    """``query`` preceded by the CTEs ``user_weeks`` and ``cohorts`` (and any CTEs it adds).
+
+    ``tail``: only the user-weeks from ``$from`` on (each user's cohort week still from their
+    first day ever), for recomputing the weeks after ``$from``.
+    """
+    if not tail:
+        return f"""
         WITH user_weeks AS (
             SELECT DISTINCT user_id, CAST(date_trunc('week', day) AS DATE) AS wk
             FROM ({user_days})
         ),
         cohorts AS (SELECT user_id, min(wk) AS cohort_week FROM user_weeks GROUP BY user_id),
+        {query}"""
+    return f"""
+        WITH user_weeks AS (
+            SELECT DISTINCT user_id, CAST(date_trunc('week', day) AS DATE) AS wk
+            FROM ({user_days}) WHERE day >= $from
+        ),
+        cohorts AS (
+            SELECT f.* FROM (
+                SELECT user_id, CAST(date_trunc('week', min(day)) AS DATE) AS cohort_week
+                FROM ({user_days}) GROUP BY user_id
+            ) f SEMI JOIN user_weeks USING (user_id)
+        ),
         {query}"""
 
 
@@ -82,7 +100,7 @@ _LIFECYCLE_SQL = """
                     ELSE 'resurrecting' END AS state,
                count(*) AS users
         FROM j JOIN cohorts c USING (user_id)
-        WHERE week_start <= (SELECT max(wk) FROM user_weeks)
+        WHERE week_start <= (SELECT max(wk) FROM user_weeks) {and_after}
         GROUP BY 1, 2
 """
 
@@ -170,8 +188,36 @@ def lifecycle_weekly(
     con: duckdb.DuckDBPyConnection,
     sessions: str = tables.SESSIONS,
     user_daily: str = tables.USER_DAILY,
+    since: date | None = None,
+    stored: str = tables.LIFECYCLE_WEEKLY,
 ) -> pl.DataFrame:
-    """One row per week x lifecycle state (new, returning, resurrecting, dormant)."""
-    return _over_user_weeks(
-        con, sessions, user_daily, _LIFECYCLE_SQL, LIFECYCLE_SCHEMA, _lifecycle_states
+    """One row per week x lifecycle state (new, returning, resurrecting, dormant).
+
+    ``since``: the first day whose sessions changed since ``stored`` (this table as last
+    written) was computed: the weeks from the one before since's week on are recomputed from
+    their user-weeks and the week before them, the earlier ones kept from ``stored``; equal to
+    recomputing every week.
+    """
+    if since is None or not table_exists(con, stored):
+        query = _LIFECYCLE_SQL.format(and_after="")
+        return _over_user_weeks(
+            con, sessions, user_daily, query, LIFECYCLE_SCHEMA, _lifecycle_states
+        )
+    bounds = data_bounds(con, sessions, user_daily)
+    tail = since - timedelta(days=since.weekday() + 7)
+    if bounds.empty or tail <= bounds.first_day:
+        return lifecycle_weekly(con, sessions, user_daily)
+    user_days = user_day_rows(con, sessions, user_daily)
+    query = _LIFECYCLE_SQL.format(and_after="AND week_start >= CAST($from AS DATE) + 7")
+    counts = con.execute(
+        _with_user_weeks(user_days, query, tail=True), {"from": tail - timedelta(days=7)}
+    ).pl()
+    recent = _lifecycle_states(counts, bounds).filter(pl.col("week_start") >= tail)
+    recent = recent.select(list(LIFECYCLE_SCHEMA)).cast(LIFECYCLE_SCHEMA)
+    kept = con.execute(f"SELECT * FROM {stored} WHERE week_start < ?", [tail]).pl()
+    if kept.columns != recent.columns:  # an older layout: recompute every week
+        return lifecycle_weekly(con, sessions, user_daily)
+    order = {state: i for i, state in enumerate(LIFECYCLE_STATES)}
+    return pl.concat([kept.cast(LIFECYCLE_SCHEMA), recent]).sort(
+        "week_start", pl.col("state").replace_strict(order, return_dtype=pl.Int32)
     )

@@ -311,5 +311,13 @@ def retention_cohorts(context: dg.AssetExecutionContext, warehouse: DuckDBResour
 @dg.asset(group_name=GROUP, owners=OWNERS, kinds=KINDS, deps=[t.USER_DAILY])
 def lifecycle_weekly(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.Output:
     """One row per week x lifecycle state (new, returning, resurrecting, dormant) with the
-    week's quick ratio."""
-    return _run(context, warehouse, trends.lifecycle_weekly, "week_start")
+    week's quick ratio. A run over a range of days recomputes the weeks from the one before the
+    range on and keeps the earlier ones."""
+    since = first_day_of_run(context)
+    return _run(
+        context,
+        warehouse,
+        lambda con: trends.lifecycle_weekly(con, since=since),
+        "week_start",
+        recomputed_from=str(since) if since else "every week",
+    )
