@@ -274,11 +274,14 @@ def detect_from(
                 limit = n_days if recompute_from is None else (recompute_from - days[0]).days
                 held, past = _state_matrices(earlier, keys, days[0], n_days)
                 restart = _resume_days(kind, a, held, past, max(limit, 0), settings)
-        # The series that resume at the same day are scored together.
-        for start in np.unique(restart).tolist():
-            if start >= n_days:
-                continue  # nothing changed: the previous rows stand
-            rows = np.flatnonzero(restart == start)
+        # A day's step costs about the same for few series as for many: the series resuming
+        # last (the run's days) are scored together, all others together from the earliest.
+        starts = [day for day in np.unique(restart).tolist() if day < n_days]
+        groups = [(starts[-1], restart == starts[-1])] if starts else []
+        if len(starts) > 1:
+            groups.append((starts[0], restart < starts[-1]))
+        for start, chosen in groups:
+            rows = np.flatnonzero(chosen)
             sub_keys = keys[rows.tolist()]
             sub = {column: m[rows] for column, m in a.items()}
             sub_past = {column: m[rows] for column, m in past.items()} if start else None
