@@ -20,6 +20,7 @@ import polars as pl
 
 from ubap_assets.core import recommend
 from ubap_assets.core.catalogue import page_catalogue
+from ubap_assets.core.daily import build_user_page_daily
 from ubap_assets.core.recommend import evaluation
 from ubap_assets.core.schema import EVENT_TYPES
 from ubap_assets.lib.embedder import HashingEmbedder, SentenceEmbedder
@@ -106,6 +107,7 @@ def main() -> None:
     con.register("_ev", frame)
     con.execute("CREATE TABLE events AS SELECT * FROM _ev")
     con.unregister("_ev")
+    build_user_page_daily(con)  # the recommender reads the daily (user, page) counts
     del frame
     print(
         f"data        {time.perf_counter() - t:6.2f} s  "

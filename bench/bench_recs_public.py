@@ -38,6 +38,7 @@ import numpy as np
 import polars as pl
 
 from ubap_assets.core import recommend
+from ubap_assets.core.daily import build_user_page_daily
 from ubap_assets.core.recommend import scoring
 
 SOURCE_URL = (
@@ -130,6 +131,7 @@ def ours(train: pl.DataFrame, test: pl.DataFrame, args) -> dict[str, dict[str, n
     con = duckdb.connect()
     con.register("_events", events)
     con.execute("CREATE TABLE events AS SELECT * FROM _events")
+    build_user_page_daily(con)  # the recommender reads the daily (user, page) counts
     end = recommend.data_end(con)
     started = time.perf_counter()
     catalogue = recommend.build_catalogue(pages, None, params)
