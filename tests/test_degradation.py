@@ -11,6 +11,7 @@ import pytest
 from dagster_duckdb import DuckDBResource
 from streamlit.testing.v1 import AppTest
 
+from ubap_assets.core.daily import build_all_daily
 from ubap_assets.defs.models import assets as model_assets
 from ubap_assets.defs.models import checks as model_checks
 from ubap_assets.defs.predictions import assets as prediction_assets
@@ -190,6 +191,10 @@ def _load_world(data_dir, world, last_days: int | None = None) -> None:
             con.register("incoming", frame)
             con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM incoming")
             con.unregister("incoming")
+        # the daily tables the models read, rebuilt from these events only
+        for table in (t.SESSIONS, t.USER_DAILY, t.PAGE_DAILY, t.USER_PAGE_DAILY):
+            con.execute(f"DROP TABLE IF EXISTS {table}")
+        build_all_daily(con)
 
 
 @dg.asset(name=t.DAILY_TRENDS)
