@@ -1,14 +1,23 @@
-"""Segmentation: k by silhouette, profiles, names, stable ids across runs, bad input."""
+"""Segmentation: k by silhouette, profiles, names, canonical ids, the fit on the training
+cadence (a run mid-period labels with the fit of the period's boundary), bad input."""
 
 import json
+from datetime import datetime, timedelta
 
+import dagster as dg
+import duckdb
 import numpy as np
 import polars as pl
 import pytest
-from scipy.optimize import linear_sum_assignment
+from dagster_duckdb import DuckDBResource
+from polars.testing import assert_frame_equal
 
 from tests.conftest import world_db
 from ubap_assets.core import features, segmentation
+from ubap_assets.defs.features import assets as feature_assets
+from ubap_assets.defs.segments import assets as segment_assets
+from ubap_assets.lib.warehouse_io import DuckDBWarehouseIOManager
+from ubap_assets.warehouse import tables as t
 
 
 @pytest.fixture(scope="module")
@@ -68,35 +77,159 @@ def test_persona_recovery_is_scored_apart_from_the_segments(result, tiny_world):
     assert "persona_ari" not in result.profiles.columns
 
 
-def test_segment_ids_are_stable_across_runs(result, world_features, tiny_world):
-    # the previous run numbered the same clusters differently: ids must follow the centroids
-    previous = result.profiles.with_columns(segment_id=pl.col("segment_id") * 10 + 7)
-    noisy = world_features.sample(fraction=0.9, seed=1)
-    again = segmentation.segment_users(
-        noisy,
-        k_min=result.metrics["k"],
-        k_max=result.metrics["k"],
-        seed=5,
-        previous_profiles=previous,
-        run_id="run-2",
+def test_segment_ids_are_numbered_by_size_whatever_the_row_order(result, world_features):
+    p = result.profiles  # labelled on the features it was fitted on: the fit's own sizes
+    assert p["segment_id"].to_list() == list(range(p.height))
+    assert p["users"].to_list() == sorted(p["users"].to_list(), reverse=True)
+    shuffled = world_features.sample(fraction=1.0, shuffle=True, seed=11)
+    again = segmentation.segment_users(shuffled, k_min=3, k_max=8, seed=0, run_id="run-1")
+    assert_frame_equal(again.profiles, result.profiles)
+    assert_frame_equal(again.segments.sort("user_id"), result.segments.sort("user_id"))
+
+
+def test_a_stored_fit_labels_exactly_as_the_fit_did(result, world_features):
+    fit = segmentation.fit_segments(world_features, k_min=3, k_max=8, seed=0)
+    stored = segmentation.fit_table(fit)
+    assert stored.height == 1 and stored["k"][0] == result.metrics["k"]
+    back = segmentation.fit_from_table(stored)
+    again = segmentation.assign_segments(world_features, back, run_id="run-1")
+    assert_frame_equal(again.segments, result.segments)
+    assert_frame_equal(again.profiles, result.profiles)
+    assert back.k_scores == result.k_scores
+    other = stored.with_columns(
+        fit_json=pl.col("fit_json").str.replace('"features": \\[', '"features": ["x", ')
     )
-    old = result.segments.select("user_id", old=pl.col("segment_id") * 10 + 7)
-    both = again.segments.join(old, on="user_id")
-    agreement = (both["segment_id"] == both["old"]).mean()
-    # the best any relabelling could do: Hungarian matching on the contingency table
-    table = (
-        both.group_by("segment_id", "old")
-        .len()
-        .pivot(on="old", index="segment_id", values="len")
-        .fill_null(0)
-        .drop("segment_id")
-        .to_numpy()
+    assert segmentation.fit_from_table(other) is None  # other features: refit, never misread
+
+
+def _world_until(world, end: datetime, whole_sessions: bool):
+    """A warehouse of the world's events before ``end``; with ``whole_sessions``, every event
+    of the sessions that start before it (the data once the day after ``end`` is in)."""
+    events = world.events
+    if whole_sessions:
+        starts = events.group_by("session_id").agg(pl.col("event_ts").min().alias("start"))
+        kept = starts.filter(pl.col("start") < end)["session_id"]
+        events = events.filter(pl.col("session_id").is_in(kept.implode()))
+    else:
+        events = events.filter(pl.col("event_ts") < end)
+    return world_db(type(world)(world.users, world.pages, events, world.personas, world.anomalies))
+
+
+def _night(con, stored: pl.DataFrame | None, every_days: int = 7):
+    """One run at the data end of ``con``: the stored fit while it serves, else a new one;
+    the segments, the profiles and the fit in service (a table) and whether it refitted."""
+    first, end = features.daily_span(con)
+    at_end = features.compute_features(con, end, (end - first).days)
+    cutoff, lookback = segmentation.fit_window(first, end, every_days, (end - first).days)
+    digest = segmentation.input_digest(con, cutoff, lookback)
+    settings = {"k_min": 3, "k_max": 8, "seed": 0}
+    fit = segmentation.fit_from_table(stored) if stored is not None else None
+    refit = fit is None or not fit.serves(cutoff, lookback, digest, settings)
+    if refit:
+        fit = segmentation.fit_segments(
+            features.compute_features(con, cutoff, lookback), **settings
+        )
+        fit.cutoff, fit.lookback_days, fit.input_digest = cutoff, lookback, digest
+    labelled = segmentation.assign_segments(at_end, fit, run_id="run")
+    return labelled, segmentation.fit_table(fit), refit
+
+
+def test_a_run_mid_period_labels_with_the_fit_of_the_period_s_boundary(tiny_world):
+    """Weekly cadence: the night at the Monday boundary fits; a Thursday run from scratch gets
+    the same fit and ids as the Thursday night that kept the stored fit, and labels the users
+    by their features at Thursday, not at Monday."""
+    boundary = datetime(2026, 2, 9)  # a Monday: a training boundary
+    at_boundary = _world_until(tiny_world, boundary, whole_sessions=True)
+    thursday = _world_until(tiny_world, boundary + timedelta(days=3), whole_sessions=False)
+    _, monday_fit, refit = _night(at_boundary, None)
+    assert refit and monday_fit["fit_cutoff"][0] == boundary
+    kept, kept_fit, refit = _night(thursday, monday_fit)
+    assert not refit  # same boundary, same user-days before it: the stored fit serves
+    fresh, fresh_fit, refit = _night(thursday, None)
+    assert refit
+    assert_frame_equal(fresh_fit, kept_fit)
+    assert_frame_equal(fresh.segments, kept.segments)
+    assert_frame_equal(fresh.profiles, kept.profiles)
+    # labelled at Thursday: the profiles describe Thursday's users, with Monday's names
+    first, end = features.daily_span(thursday)
+    at_end = features.compute_features(thursday, end, (end - first).days)
+    assert kept.segments.height == at_end.height
+    assert kept.profiles["users"].sum() == at_end.height
+    at_monday = features.compute_features(thursday, boundary, (boundary - first).days)
+    monday_labels = segmentation.assign_segments(at_monday, segmentation.fit_from_table(kept_fit))
+    assert monday_labels.profiles["segment_name"].equals(kept.profiles["segment_name"])
+    assert not monday_labels.segments.equals(kept.segments.select(monday_labels.segments.columns))
+    # every day a boundary: the Thursday run fits on Thursday's features instead
+    _, daily_fit, refit = _night(thursday, kept_fit, every_days=1)
+    assert refit and daily_fit["fit_cutoff"][0] == end
+
+
+def test_ids_do_not_depend_on_an_earlier_run(tiny_world):
+    """A fit stored by an earlier period (or a run on data that later changed) never
+    renumbers a new fit: the new one equals a fit with nothing stored."""
+    boundary = datetime(2026, 2, 9)
+    thursday = _world_until(tiny_world, boundary + timedelta(days=3), whole_sessions=False)
+    week_before = _world_until(tiny_world, boundary - timedelta(days=4), whole_sessions=False)
+    _, earlier_fit, _ = _night(week_before, None)
+    assert earlier_fit["fit_cutoff"][0] == boundary - timedelta(days=7)
+    after_earlier, fit_after_earlier, refit = _night(thursday, earlier_fit)
+    assert refit
+    from_nothing, fit_from_nothing, _ = _night(thursday, None)
+    assert_frame_equal(fit_after_earlier, fit_from_nothing)
+    assert_frame_equal(after_earlier.segments, from_nothing.segments)
+    # a day before the boundary that was incomplete then (late data, re-ingested since):
+    # the user-days before the boundary changed, so the stored fit is redone
+    late_day = (boundary - timedelta(days=4)).date()
+    late = tiny_world.events.filter(
+        (pl.col("event_ts").dt.date() == late_day) & (pl.col("user_id") < "u0000100")
+    )["session_id"]
+    partial = tiny_world.events.filter(
+        (pl.col("event_ts") < boundary + timedelta(days=3)) & ~pl.col("session_id").is_in(late)
     )
-    rows, cols = linear_sum_assignment(-table)
-    best = table[rows, cols].sum() / both.height
-    assert agreement >= 0.95 * best, f"{agreement:.0%} kept their id, {best:.0%} possible"
-    assert agreement > 0.6
-    assert set(again.profiles["segment_id"]) <= set(previous["segment_id"])
+    assert late.n_unique() > 0
+    w = tiny_world
+    incomplete = world_db(type(w)(w.users, w.pages, partial, w.personas, w.anomalies))
+    _, stale_fit, _ = _night(incomplete, None)
+    _, redone, refit = _night(thursday, stale_fit)
+    assert refit and stale_fit["input_digest"][0] != redone["input_digest"][0]
+    assert_frame_equal(redone, fit_from_nothing)
+
+
+def test_the_asset_refits_only_when_the_boundary_moves(tiny_world, tmp_path, monkeypatch):
+    """user_segmentation on two nights of one period, then the first night of the next: it
+    says in its metadata whether it refitted and on which boundary."""
+    monkeypatch.setenv("UBAP_DATA_DIR", str(tmp_path))
+    db = str(tmp_path / "warehouse.duckdb")
+    resources = {
+        "io_manager": DuckDBWarehouseIOManager(database=db),
+        "warehouse": DuckDBResource(database=db),
+    }
+    upstream = [dg.AssetSpec(name) for name in ("users", t.USER_DAILY)]
+    assets = [*upstream, feature_assets.user_features, segment_assets.user_segmentation]
+
+    def night(end: datetime) -> dict:
+        source = _world_until(tiny_world, end, whole_sessions=False)
+        with duckdb.connect(db) as con:
+            for table in ("users", t.USER_DAILY):
+                frame = source.execute(f"SELECT * FROM {table}").pl()  # noqa: F841
+                con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM frame")
+        result = dg.materialize(assets, resources=resources, raise_on_error=False)
+        assert result.success
+        (shown,) = [
+            m.metadata
+            for m in result.asset_materializations_for_node("user_segmentation")
+            if m.asset_key.path[-1] == t.SEGMENT_MODEL
+        ]
+        return {k: v.value for k, v in shown.items()}
+
+    boundary = datetime(2026, 2, 9)
+    tuesday = night(boundary + timedelta(days=1))
+    assert tuesday["refit"] and tuesday["fit_boundary"] == "2026-02-09T00:00:00"
+    wednesday = night(boundary + timedelta(days=2))
+    assert not wednesday["refit"] and wednesday["fit_boundary"] == "2026-02-09T00:00:00"
+    monday = night(boundary + timedelta(days=7))
+    assert monday["refit"] and monday["fit_boundary"] == "2026-02-16T00:00:00"
+    assert "boundary moved" in monday["refit_reason"]
 
 
 def test_centroids_are_stored_for_the_next_run(result):

@@ -19,6 +19,7 @@ INJECTED_ANOMALIES: Final = "injected_anomalies"  # the planted anomalies
 USER_FEATURES: Final = "user_features"
 USER_SEGMENTS: Final = "user_segments"
 SEGMENT_PROFILES: Final = "segment_profiles"
+SEGMENT_MODEL: Final = "segment_model"  # one row: the segmentation fit in service (centroids)
 USER_MAP: Final = "user_map"  # one row per sampled user: segment and 2-D PCA position
 SEGMENT_SCORES: Final = "segment_scores"  # one row: the segments scored against the personas
 MODEL_METRICS: Final = "model_metrics"

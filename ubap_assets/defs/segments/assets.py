@@ -8,8 +8,9 @@ import polars as pl
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
-from ubap_assets.core import segmentation
+from ubap_assets.core import features, segmentation
 from ubap_assets.lib.metadata import curve_table, markdown_preview
+from ubap_assets.settings import current_settings
 from ubap_assets.warehouse import tables as t
 from ubap_assets.warehouse.introspect import table_exists
 
@@ -27,17 +28,54 @@ class SegmentsConfig(dg.Config):
     threads: int = Field(
         default=1, description="BLAS/OpenMP threads; more spin-wait on a busy machine."
     )
-    keep_ids: bool = Field(
-        default=True,
-        description="Match new centroids to the previous run's so segment ids stay stable.",
+
+
+def _fit_in_service(
+    context: dg.AssetExecutionContext,
+    config: SegmentsConfig,
+    con,
+    user_features: pl.DataFrame,
+) -> tuple[segmentation.SegmentFit, str | None]:
+    """The fit for this data end: the stored one while it still serves, else a new fit on the
+    features at the training boundary; and why it was refitted (None if not)."""
+    data_end = user_features["cutoff"].max()
+    first_day, _ = features.daily_span(con)
+    cutoff, lookback = segmentation.fit_window(
+        first_day,
+        data_end,
+        current_settings().retrain_every_days,
+        int(user_features["lookback_days"].max()),
     )
+    digest = segmentation.input_digest(con, cutoff, lookback, t.USER_DAILY, t.USERS)
+    settings = {"k_min": config.k_min, "k_max": config.k_max, "seed": config.seed}
+    stored = None
+    if table_exists(con, t.SEGMENT_MODEL):
+        stored = segmentation.fit_from_table(con.execute(f"SELECT * FROM {t.SEGMENT_MODEL}").pl())
+    if stored is not None and stored.serves(cutoff, lookback, digest, settings):
+        return stored, None
+    if stored is None:
+        reason = "no stored fit"
+    elif stored.cutoff != cutoff or stored.lookback_days != lookback:
+        reason = f"boundary moved from {stored.cutoff} ({stored.lookback_days} days) to {cutoff}"
+    elif stored.settings != settings:
+        reason = f"settings changed from {stored.settings} to {settings}"
+    else:
+        reason = f"the user-days before {cutoff:%Y-%m-%d} changed"
+    if cutoff == data_end and lookback == int(user_features["lookback_days"].max()):
+        fit_features = user_features
+    else:
+        fit_features = features.compute_features(con, cutoff, lookback, t.USER_DAILY, t.USERS)
+    context.log.info(f"segments: refitting on the features at {cutoff} ({reason})")
+    fit = segmentation.fit_segments(fit_features, threads=config.threads, **settings)
+    fit.cutoff, fit.lookback_days, fit.input_digest = cutoff, lookback, digest
+    return fit, reason
 
 
 @dg.multi_asset(
     outs={
         t.USER_SEGMENTS: dg.AssetOut(
-            description="One row per user: K-means segment (stable id and name), Ward segment "
-            "and distance to the centroid.",
+            description="One row per user: nearest K-means segment of the fit in service (id "
+            "and name), Ward segment and distance to the centroid.",
             **STAGE,
         ),
         t.SEGMENT_PROFILES: dg.AssetOut(
@@ -46,7 +84,13 @@ class SegmentsConfig(dg.Config):
             "silhouette, Davies-Bouldin, Ward agreement).",
             **STAGE,
         ),
+        t.SEGMENT_MODEL: dg.AssetOut(
+            description="One row: the segmentation fit in service (scaler, centroids, names) "
+            "and what it was fitted on (training boundary, lookback, input digest, settings).",
+            **STAGE,
+        ),
     },
+    deps=[t.USER_DAILY, t.USERS],
 )
 def user_segmentation(
     context: dg.AssetExecutionContext,
@@ -54,28 +98,17 @@ def user_segmentation(
     warehouse: DuckDBResource,
     user_features: pl.DataFrame,
 ):
-    """K-means on log-scaled behaviour with k chosen by silhouette; Ward for comparison."""
-    previous = None
-    if config.keep_ids:
-        with warehouse.get_connection() as con:
-            if table_exists(con, t.SEGMENT_PROFILES):
-                previous = con.execute(f"SELECT * FROM main.{t.SEGMENT_PROFILES}").pl()
+    """Segments on the training cadence: K-means on log-scaled behaviour (k by silhouette,
+    Ward for comparison) fitted on the features at the training boundary and refitted only
+    when the boundary or the data before it change; every night each user is labelled with
+    the nearest centroid of that fit. Ids are numbered by segment size at the fit."""
     try:
-        result = segmentation.segment_users(
-            user_features,
-            k_min=config.k_min,
-            k_max=config.k_max,
-            seed=config.seed,
-            threads=config.threads,
-            previous_profiles=previous,
-            run_id=context.run.run_id,
-        )
-    except segmentation.SegmentationError as err:
+        with warehouse.get_connection() as con:
+            fit, refit_reason = _fit_in_service(context, config, con, user_features)
+        result = segmentation.assign_segments(user_features, fit, run_id=context.run.run_id)
+    except (segmentation.SegmentationError, features.FeatureWindowError) as err:
         raise dg.Failure(description=f"user_segments: {err}") from err
     m = result.metrics
-    notes = []
-    if previous is not None:
-        notes.append(f"segment ids matched to the previous run's {previous.height} centroids")
     quality = {
         "k": int(m["k"]),
         "silhouette": round(float(m["silhouette"]), 4),
@@ -83,12 +116,24 @@ def user_segmentation(
         "ward_silhouette": round(float(m["ward_silhouette"]), 4),
         "ward_agreement_ari": round(float(m["ward_agreement_ari"]), 4),
     }
-    context.log.info(f"segments: {quality}")
+    cadence = {
+        "fit_boundary": fit.cutoff.isoformat(),
+        "fit_lookback_days": int(fit.lookback_days),
+        "fit_users": int(m["users"]),
+        "refit": refit_reason is not None,
+        "refit_reason": refit_reason or "none: the stored fit serves this data end",
+    }
+    context.log.info(f"segments: {quality} {cadence}")
     names = result.profiles.select("segment_id", "segment_name", "users", "buyer_share")
     yield dg.Output(
         result.segments,
         t.USER_SEGMENTS,
-        metadata={"rows": result.segments.height, **quality, "segments": markdown_preview(names)},
+        metadata={
+            "rows": result.segments.height,
+            **quality,
+            **cadence,
+            "segments": markdown_preview(names),
+        },
     )
     yield dg.Output(
         result.profiles,
@@ -96,11 +141,12 @@ def user_segmentation(
         metadata={
             "rows": result.profiles.height,
             **quality,
+            **cadence,
             "silhouette_by_k": curve_table(result.k_scores, "k", "silhouette"),
-            "notes": dg.MetadataValue.md("\n".join(f"- {n}" for n in notes) or "none"),
             "profiles": markdown_preview(result.profiles.drop("centroid_json", "run_id")),
         },
     )
+    yield dg.Output(segmentation.fit_table(fit), t.SEGMENT_MODEL, metadata=cadence)
 
 
 @dg.asset(**STAGE)
