@@ -316,3 +316,31 @@ def test_the_log_scale_is_fixed_by_the_first_days_so_later_days_never_rescore_th
     )
     full = anomalies.detect(anomalies.monitored_series(grown), SETTINGS)
     _assert_same(full.filter(pl.col("day") < START + timedelta(days=40)), short)
+
+
+def test_the_stored_state_takes_only_the_rescored_rows_and_equals_the_new_state():
+    import duckdb
+
+    from ubap_assets.defs.anomalies.assets import ANOMALY_STATE, _store_state
+
+    daily = _resumable_site()
+    day = START + timedelta(days=60)
+    con = duckdb.connect()
+    first = anomalies.detect_from(
+        anomalies.monitored_series(daily.filter(pl.col("day") <= day)), SETTINGS
+    )
+    _store_state(con, first)
+    # The next night: one more day, and the tv scope gone (its rows must go too).
+    later = daily.filter(
+        (pl.col("day") <= day + timedelta(days=1)) & (pl.col("dimension_value") != "tv")
+    )
+    stored = con.execute(f"SELECT * FROM {ANOMALY_STATE}").pl()
+    night = anomalies.detect_from(
+        anomalies.monitored_series(later), SETTINGS, previous=stored, recompute_from=day
+    )
+    assert night.resumed_from_previous and night.rescored.height < night.state.height
+    _store_state(con, night)
+    kept = con.execute(
+        f"SELECT * FROM {ANOMALY_STATE} ORDER BY dimension, dimension_value, metric, day"
+    ).pl()
+    _assert_same(kept, night.state)

@@ -13,6 +13,7 @@ Dagster-free. One module per job:
 
 from ubap_assets.core.anomalies.detect import (
     HISTORY_SCHEMA,
+    SERIES_KEYS,
     STATE_SCHEMA,
     Detection,
     detect,
@@ -54,6 +55,7 @@ __all__ = [
     "SCORES_SCHEMA",
     "SENSITIVITY_SCHEMA",
     "SENSITIVITY_THRESHOLDS",
+    "SERIES_KEYS",
     "SERIES_SCHEMA",
     "STATE_SCHEMA",
     "DetectorSettings",

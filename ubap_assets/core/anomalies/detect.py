@@ -5,7 +5,7 @@ a time (see ``noise``). Days a series cannot be scored carry a ``note`` with the
 """
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 import numpy as np
@@ -90,7 +90,7 @@ STATE_SCHEMA: dict[str, pl.DataType] = {
     **{name: pl.Float64 for name in noise.PAST_STATE},
     "settings": pl.String,
 }
-KEYS = ["dimension", "dimension_value", "metric"]
+SERIES_KEYS = ["dimension", "dimension_value", "metric"]
 _INPUTS = ("value", "numerator", "denominator", "units")
 
 
@@ -145,7 +145,7 @@ def _state_matrices(
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """The previous state on this run's series x calendar: which cells it has, and its arrays."""
     indexed = (
-        previous.join(keys, on=KEYS)
+        previous.join(keys, on=SERIES_KEYS)
         .with_columns((pl.col("day") - pl.lit(first)).dt.total_days().alias("_col"))
         .filter(pl.col("_col").is_between(0, n_days - 1))
     )
@@ -229,12 +229,17 @@ def _state_frame(
 @dataclass(frozen=True)
 class Detection:
     """anomaly_history (without incident ids), the state to resume from next time, and how
-    many series x days were scored in this run (the rest came from the previous state)."""
+    many series x days were scored in this run (the rest came from the previous state).
+
+    ``rescored``: the state's rows scored in this run; with ``resumed_from_previous`` the
+    stored state becomes ``state`` by replacing those rows and dropping rows no longer in it."""
 
     history: pl.DataFrame
     state: pl.DataFrame
     scored_cells: int
     resumed_series: int
+    rescored: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=STATE_SCHEMA))
+    resumed_from_previous: bool = False
 
 
 def detect_from(
@@ -289,19 +294,24 @@ def detect_from(
             frames.append(_state_frame(kind, sub_keys, days, sub, out, settings, start))
             scored_cells += rows.size * (n_days - start)
             resumed += rows.size if start else 0
-    state = _merge(previous, frames, series)
-    return Detection(_history(state, settings), state, scored_cells, resumed)
+    rescored = pl.concat(frames).cast(STATE_SCHEMA) if frames else pl.DataFrame(schema=STATE_SCHEMA)
+    state = _merge(previous, rescored, series)
+    return Detection(
+        _history(state, settings),
+        state,
+        scored_cells,
+        resumed,
+        rescored=rescored,
+        resumed_from_previous=previous is not None,
+    )
 
 
-def _merge(
-    previous: pl.DataFrame | None, frames: list[pl.DataFrame], series: pl.DataFrame
-) -> pl.DataFrame:
+def _merge(previous: pl.DataFrame | None, new: pl.DataFrame, series: pl.DataFrame) -> pl.DataFrame:
     """The new rows over the previous state's, limited to the series x days scored now."""
-    new = pl.concat(frames).cast(STATE_SCHEMA) if frames else pl.DataFrame(schema=STATE_SCHEMA)
     if previous is None:
-        return new.sort(*KEYS, "day")
+        return new.sort(*SERIES_KEYS, "day")
     calendar = (
-        series.select(KEYS)
+        series.select(SERIES_KEYS)
         .unique()
         .join(
             pl.DataFrame(
@@ -312,10 +322,10 @@ def _merge(
     )
     kept = (
         previous.cast(STATE_SCHEMA)
-        .join(calendar, on=[*KEYS, "day"], how="semi")
-        .join(new.select(*KEYS, "day"), on=[*KEYS, "day"], how="anti")
+        .join(calendar, on=[*SERIES_KEYS, "day"], how="semi")
+        .join(new.select(*SERIES_KEYS, "day"), on=[*SERIES_KEYS, "day"], how="anti")
     )
-    return pl.concat([kept, new]).sort(*KEYS, "day")
+    return pl.concat([kept, new]).sort(*SERIES_KEYS, "day")
 
 
 def _history(state: pl.DataFrame, settings: DetectorSettings) -> pl.DataFrame:

@@ -141,7 +141,7 @@ def anomaly_history(
         detection = core.detect_from(
             series, settings, previous, recompute_from=run_days[0] if run_days else None
         )
-        _replace(con, ANOMALY_STATE, detection.state)
+        _store_state(con, detection)
     history, incidents, contributors = core.build_incidents(detection.history, series, settings)
     sensitivity = core.sensitivity(history, settings)
     notes = core.history_notes(series, history, settings)
@@ -204,6 +204,34 @@ def _read(con: duckdb.DuckDBPyConnection, table: str) -> pl.DataFrame | None:
     if not table_exists(con, table):
         return None
     return con.execute(f'SELECT * FROM "{table}"').pl()
+
+
+def _store_state(con: duckdb.DuckDBPyConnection, detection: core.Detection) -> None:
+    """Bring anomaly_state to ``detection.state``: its rescored rows replace the stored ones
+    (and rows no longer in it go) in one transaction, or the whole table is replaced."""
+    if not detection.resumed_from_previous:
+        _replace(con, ANOMALY_STATE, detection.state)
+        return
+    keys = [*core.SERIES_KEYS, "day"]
+    match = " AND ".join(f's."{k}" = r."{k}"' for k in keys)
+    con.register("ubap_rescored", detection.rescored)
+    con.register("ubap_state_keys", detection.state.select(keys))
+    try:
+        con.execute("BEGIN TRANSACTION")
+        try:
+            con.execute(f"DELETE FROM {ANOMALY_STATE} s USING ubap_rescored r WHERE {match}")
+            con.execute(
+                f"DELETE FROM {ANOMALY_STATE} s WHERE NOT EXISTS "
+                f"(SELECT 1 FROM ubap_state_keys r WHERE {match})"
+            )
+            con.execute(f"INSERT INTO {ANOMALY_STATE} SELECT * FROM ubap_rescored")
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+    finally:
+        con.unregister("ubap_rescored")
+        con.unregister("ubap_state_keys")
 
 
 def _replace(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> None:
