@@ -76,21 +76,25 @@ def _fit_in_service(
         t.USER_SEGMENTS: dg.AssetOut(
             description="One row per user: nearest K-means segment of the fit in service (id "
             "and name), Ward segment and distance to the centroid.",
+            is_required=False,
             **STAGE,
         ),
         t.SEGMENT_PROFILES: dg.AssetOut(
             description="One row per segment: size, buyer share (users with a purchase), mean "
             "features, centroid, a human-readable name and the clustering quality (k, "
             "silhouette, Davies-Bouldin, Ward agreement).",
+            is_required=False,
             **STAGE,
         ),
         t.SEGMENT_MODEL: dg.AssetOut(
             description="One row: the segmentation fit in service (scaler, centroids, names) "
             "and what it was fitted on (training boundary, lookback, input digest, settings).",
+            is_required=False,
             **STAGE,
         ),
     },
     deps=[t.USER_DAILY, t.USERS],
+    can_subset=True,
 )
 def user_segmentation(
     context: dg.AssetExecutionContext,
@@ -125,28 +129,26 @@ def user_segmentation(
     }
     context.log.info(f"segments: {quality} {cadence}")
     names = result.profiles.select("segment_id", "segment_name", "users", "buyer_share")
-    yield dg.Output(
-        result.segments,
-        t.USER_SEGMENTS,
-        metadata={
-            "rows": result.segments.height,
-            **quality,
-            **cadence,
-            "segments": markdown_preview(names),
-        },
-    )
-    yield dg.Output(
-        result.profiles,
-        t.SEGMENT_PROFILES,
-        metadata={
-            "rows": result.profiles.height,
-            **quality,
-            **cadence,
-            "silhouette_by_k": curve_table(result.k_scores, "k", "silhouette"),
-            "profiles": markdown_preview(result.profiles.drop("centroid_json", "run_id")),
-        },
-    )
-    yield dg.Output(segmentation.fit_table(fit), t.SEGMENT_MODEL, metadata=cadence)
+    outputs = {
+        t.USER_SEGMENTS: (
+            result.segments,
+            {"rows": result.segments.height, "segments": markdown_preview(names)},
+        ),
+        t.SEGMENT_PROFILES: (
+            result.profiles,
+            {
+                "rows": result.profiles.height,
+                "silhouette_by_k": curve_table(result.k_scores, "k", "silhouette"),
+                "profiles": markdown_preview(result.profiles.drop("centroid_json", "run_id")),
+            },
+        ),
+        t.SEGMENT_MODEL: (segmentation.fit_table(fit), {}),
+    }
+    # A selection without segment_model leaves the stored fit as it was (the next run refits
+    # if it no longer serves).
+    for name in context.selected_output_names:
+        frame, extra = outputs[name]
+        yield dg.Output(frame, name, metadata={**extra, **quality, **cadence})
 
 
 @dg.asset(**STAGE)
