@@ -261,8 +261,11 @@ def detect_from(
         empty = pl.DataFrame(schema=STATE_SCHEMA)
         return Detection(pl.DataFrame(schema=HISTORY_SCHEMA), empty, 0, 0)
     series = series.cast(SERIES_SCHEMA)
+    # A state written by another version or with other settings: score everything.
     if previous is not None and (
-        previous.height == 0 or previous["settings"].unique().to_list() != [_settings_key(settings)]
+        previous.height == 0
+        or previous.columns != list(STATE_SCHEMA)
+        or previous["settings"].unique().to_list() != [_settings_key(settings)]
     ):
         previous = None
     frames, scored_cells, resumed = [], 0, 0
