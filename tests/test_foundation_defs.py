@@ -63,22 +63,23 @@ def test_nightly_schedule_refreshes_yesterday_and_the_day_before_without_retrain
     definitions = defs()
     schedule = definitions.resolve_schedule_def("nightly_refresh")
     assert schedule.cron_schedule == "0 2 * * *" and schedule.job_name == "nightly_job"
-    (request,) = _tick(definitions, "nightly_refresh", datetime(2026, 2, 10, 2, 0)).run_requests
-    assert request.tags["dagster/asset_partition_range_start"] == "2026-02-08"
-    assert request.tags["dagster/asset_partition_range_end"] == "2026-02-09"
-    skipped = _tick(definitions, "nightly_retrain", datetime(2026, 2, 10, 2, 0))
+    (request,) = _tick(definitions, "nightly_refresh", datetime(2026, 2, 11, 2, 0)).run_requests
+    assert request.tags["dagster/asset_partition_range_start"] == "2026-02-09"
+    assert request.tags["dagster/asset_partition_range_end"] == "2026-02-10"
+    skipped = _tick(definitions, "nightly_retrain", datetime(2026, 2, 11, 2, 0))
     assert not skipped.run_requests
-    assert "next after 2026-02-15" in skipped.skip_message
+    assert "next after 2026-02-16" in skipped.skip_message
 
 
 def test_the_first_night_of_a_training_period_retrains_instead():
-    """Weekly by default: the night after a Sunday runs refresh_job (models and the
-    recommender's tuning retrained); nightly_refresh skips that night."""
+    """Weekly by default: the night after a Monday runs refresh_job (models and the
+    recommender's tuning retrained up to that Monday, once Sunday's sessions are complete);
+    nightly_refresh skips that night."""
     definitions = defs()
-    when = datetime(2026, 2, 16, 2, 0)  # a Monday: the data end at the new boundary
+    when = datetime(2026, 2, 17, 2, 0)  # the night after Monday 16 February
     (request,) = _tick(definitions, "nightly_retrain", when).run_requests
     assert definitions.resolve_schedule_def("nightly_retrain").job_name == "refresh_job"
-    assert request.tags["dagster/asset_partition_range_end"] == "2026-02-15"
+    assert request.tags["dagster/asset_partition_range_end"] == "2026-02-16"
     assert "training period" in _tick(definitions, "nightly_refresh", when).skip_message
 
 

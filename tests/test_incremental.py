@@ -15,7 +15,7 @@ from polars.testing import assert_frame_equal
 
 from tests.conftest import TEST_DAYS, TEST_START
 
-NIGHTS = 7  # the last week comes in night by night; its last night starts a training period
+NIGHTS = 7  # the last week comes in night by night; its first night starts a training period
 # Columns that name the run that wrote a row, not what the data say.
 RUN_COLUMNS = {"model_version", "created_at", "artifact_path"}
 
@@ -110,8 +110,8 @@ def test_nightly_runs_equal_one_full_materialization(materialized_graph, tmp_pat
     jobs = [
         run_night(definitions, instance, first_nightly + timedelta(days=i)) for i in range(NIGHTS)
     ]
-    # Weekly cadence: six nights only score, the last one (a Sunday's data) retrains.
-    assert jobs == ["nightly_job"] * (NIGHTS - 1) + ["refresh_job"], jobs
+    # Weekly cadence: the night after Monday retrains, the six after it only score.
+    assert jobs == ["refresh_job"] + ["nightly_job"] * (NIGHTS - 1), jobs
     assert os.environ["UBAP_DATA_DIR"] == str(tmp_path)
 
     found = differences(

@@ -453,18 +453,22 @@ def _world_until(world, end: datetime, whole_sessions: bool):
 
 
 def test_a_run_mid_period_trains_on_the_windows_of_the_period_s_boundary(tiny_world):
-    """Data ending on a Thursday train exactly what data ending at the Monday before do: the
-    same plan, the same features, labels and metrics (weekly cadence)."""
+    """Data ending on a Thursday train exactly what data ending on the Monday before do (the
+    first day after the boundary, which completes the sessions that crossed into it): the same
+    plan, the same features, labels and metrics (weekly cadence)."""
     boundary = datetime(2026, 2, 9)  # a Monday
-    at_boundary = _world_until(tiny_world, boundary, whole_sessions=True)
-    mid_period = _world_until(tiny_world, boundary + timedelta(days=3), whole_sessions=False)
+    day = timedelta(days=1)
+    at_boundary = _world_until(tiny_world, boundary + day, whole_sessions=True)
+    mid_period = _world_until(tiny_world, boundary + 3 * day, whole_sessions=False)
     plan, data_end = mdl.training_plan(at_boundary, 7)
     later, later_end = mdl.training_plan(mid_period, 7)
-    assert (data_end, later_end) == (boundary, boundary + timedelta(days=3))
+    assert (data_end, later_end) == (boundary + day, boundary + 3 * day)
     assert later == plan and plan.end == boundary and plan.retrain_every_days == 7
     assert plan.next_training_end == boundary + timedelta(days=7)
-    # every day a retraining: the mid-period run would plan up to its own data end
-    assert mdl.training_plan(mid_period, 1)[0].end == later_end
+    # data ending at the boundary itself still train to the boundary before it
+    assert mdl.training_plan(_world_until(tiny_world, boundary, True), 7)[0].end < boundary
+    # every day a retraining: the mid-period run plans up to the day before its last
+    assert mdl.training_plan(mid_period, 1)[0].end == later_end - day
     first = mdl.train_all(at_boundary, plan, seed=0, n_jobs=1, tasks=("bounce",))
     second = mdl.train_all(mid_period, later, seed=0, n_jobs=1, tasks=("bounce",))
     assert_frame_equal(first["bounce"].metrics, second["bounce"].metrics)

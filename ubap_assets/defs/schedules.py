@@ -9,7 +9,7 @@ them on the data up to the new boundary. Both schedules tick every night; each s
 skipped, so the UI shows which one ran and when the next retraining is.
 """
 
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 
 import dagster as dg
 
@@ -54,14 +54,16 @@ def nightly_range(day: date) -> dict[str, str]:
 
 
 def retrains_after(day: date, every_days: int) -> bool:
-    """Whether the night after ``day`` starts a training period."""
-    return starts_period(day + timedelta(days=1), every_days)
+    """Whether the night after ``day`` retrains: ``day`` is the first of a training period, so
+    the day before the new boundary is complete (its sessions that crossed midnight are in)."""
+    return starts_period(day, every_days)
 
 
 def next_retraining(day: date, every_days: int) -> date:
-    """The last day of the data of the next retraining night after ``day``."""
-    boundary = training_end(datetime.combine(day, datetime.min.time()), every_days).date()
-    return boundary + timedelta(days=every_days) - timedelta(days=1)
+    """The last day of data of the next retraining night after the one following ``day``."""
+    return training_end(datetime.combine(day, time(0)) + timedelta(days=1), every_days).date() + (
+        timedelta(days=every_days)
+    )
 
 
 def _yesterday(context: dg.ScheduleEvaluationContext) -> tuple[date | None, dg.SkipReason | None]:
@@ -101,7 +103,7 @@ def _nightly(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipRe
     every = current_settings().retrain_every_days
     if retrains_after(day, every) or _never_trained(context):
         return dg.SkipReason(
-            f"{day} ends a training period: nightly_retrain refreshes the graph and retrains"
+            f"{day} starts a training period: nightly_retrain refreshes the graph and retrains"
         )
     return _request(day, "nightly")
 
