@@ -77,3 +77,28 @@ def test_invalid_config_fails_the_run_naming_the_field(tmp_path, config, field):
     assert not result.success
     failure = result.get_step_failure_events()[0]
     assert field in failure.step_failure_data.error.message
+
+
+def test_event_ids_must_be_unique_across_days_not_only_in_the_window():
+    from datetime import datetime
+
+    from ubap_assets.defs.events.checks import event_check_results
+
+    con = duckdb.connect()
+    con.execute(
+        "CREATE TABLE events (event_id VARCHAR, user_id VARCHAR, session_id VARCHAR, "
+        "event_ts TIMESTAMP, event_type VARCHAR, page_id VARCHAR, device VARCHAR, "
+        "traffic_source VARCHAR, revenue DOUBLE)"
+    )
+    row = "(?, 'u', ?, ?, 'page_view', 'p', 'mobile', 'seo', NULL)"
+    con.execute(
+        f"INSERT INTO events VALUES {row}, {row}, {row}",
+        ["e1", "s1", datetime(2026, 1, 5, 9), "e2", "s2", datetime(2026, 1, 6, 9)]
+        + ["e1", "s3", datetime(2026, 1, 6, 10)],
+    )
+    day = (datetime(2026, 1, 6), datetime(2026, 1, 7))
+    (unique,) = [r for r in event_check_results(con, *day, 0) if r.check_name == "event_ids_unique"]
+    assert not unique.passed and unique.metadata["other_days"].value == "1"
+    con.execute("DELETE FROM events WHERE session_id = 's1'")
+    (unique,) = [r for r in event_check_results(con, *day, 0) if r.check_name == "event_ids_unique"]
+    assert unique.passed
