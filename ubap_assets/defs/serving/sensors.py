@@ -43,7 +43,7 @@ def _planned_and_built(instance: dg.DagsterInstance, run_id: str) -> tuple[bool,
 
 # Runs that end with a publish: when one of them is already waiting or running, a failed run
 # needs no publish of its own (the later run serves fresher tables, or fails and publishes).
-_PUBLISHING_JOBS = {"refresh_job", "ingest_refresh_job", "publish_job"}
+_PUBLISHING_JOBS = {"refresh_job", "nightly_job", "ingest_refresh_job", "publish_job"}
 _PENDING = [
     dg.DagsterRunStatus.QUEUED,
     dg.DagsterRunStatus.NOT_STARTED,
