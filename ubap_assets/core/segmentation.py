@@ -8,7 +8,8 @@ Two steps, on two cadences (like the models, see core/cadence.py):
 
 - :func:`fit_segments` (scaler, k, K-means centroids, Ward centres, names) runs on the features
   at the training boundary and is stored (:func:`fit_table`); it is refitted only when the
-  boundary, the settings or the data before the boundary change (:func:`fit_key`).
+  boundary, the settings or the data before the boundary change (:meth:`SegmentFit.serves`,
+  :func:`input_digest`).
 - :func:`assign_segments` puts every user of the features at the data end in the nearest
   stored centroid, every night.
 

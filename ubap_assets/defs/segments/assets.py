@@ -4,6 +4,7 @@ An input parameter named after its table (= asset key) needs no ``ins`` entry.
 """
 
 import dagster as dg
+import duckdb
 import polars as pl
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
@@ -33,7 +34,7 @@ class SegmentsConfig(dg.Config):
 def _fit_in_service(
     context: dg.AssetExecutionContext,
     config: SegmentsConfig,
-    con,
+    con: duckdb.DuckDBPyConnection,
     user_features: pl.DataFrame,
 ) -> tuple[segmentation.SegmentFit, str | None]:
     """The fit for this data end: the stored one while it still serves, else a new fit on the
