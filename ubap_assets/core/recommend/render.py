@@ -207,14 +207,18 @@ def reason(user_based: bool) -> pl.Expr:
         pl.lit(")"),
     )
     signal = pl.col("top_signal")
+    # The top signal's sentence first, then the weights appended once (not once per branch).
+    personal = (
+        pl.when(signal == "content")
+        .then(content)
+        .when(signal == "collaborative")
+        .then(collaborative)
+        .otherwise(popular)
+    )
     return (
         pl.when(pl.col("source") == "segment_popularity")
         .then(pl.concat_str(pl.lit("no history yet: "), in_segment))
         .when(pl.col("source") == "global_popularity")
         .then(pl.lit("no history yet: popular across the site"))
-        .when(signal == "content")
-        .then(pl.concat_str(content, weights))
-        .when(signal == "collaborative")
-        .then(pl.concat_str(collaborative, weights))
-        .otherwise(pl.concat_str(popular, weights))
+        .otherwise(pl.concat_str(personal, weights))
     )
