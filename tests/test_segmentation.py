@@ -135,11 +135,11 @@ def _night(con, stored: pl.DataFrame | None, every_days: int = 7):
 
 
 def test_a_run_mid_period_labels_with_the_fit_of_the_period_s_boundary(tiny_world):
-    """Weekly cadence: the night at the Monday boundary fits; a Thursday run from scratch gets
-    the same fit and ids as the Thursday night that kept the stored fit, and labels the users
-    by their features at Thursday, not at Monday."""
+    """Weekly cadence: the night after Monday (the period's first day) fits on the features at
+    Monday's midnight; a Thursday run from scratch gets the same fit and ids as the Thursday
+    night that kept the stored fit, and labels the users by their features at Thursday."""
     boundary = datetime(2026, 2, 9)  # a Monday: a training boundary
-    at_boundary = _world_until(tiny_world, boundary, whole_sessions=True)
+    at_boundary = _world_until(tiny_world, boundary + timedelta(days=1), whole_sessions=False)
     thursday = _world_until(tiny_world, boundary + timedelta(days=3), whole_sessions=False)
     _, monday_fit, refit = _night(at_boundary, None)
     assert refit and monday_fit["fit_cutoff"][0] == boundary
@@ -159,9 +159,9 @@ def test_a_run_mid_period_labels_with_the_fit_of_the_period_s_boundary(tiny_worl
     monday_labels = segmentation.assign_segments(at_monday, segmentation.fit_from_table(kept_fit))
     assert monday_labels.profiles["segment_name"].equals(kept.profiles["segment_name"])
     assert not monday_labels.segments.equals(kept.segments.select(monday_labels.segments.columns))
-    # every day a boundary: the Thursday run fits on Thursday's features instead
+    # every day a boundary: the Thursday run fits on the features a day before its data end
     _, daily_fit, refit = _night(thursday, kept_fit, every_days=1)
-    assert refit and daily_fit["fit_cutoff"][0] == end
+    assert refit and daily_fit["fit_cutoff"][0] == end - timedelta(days=1)
 
 
 def test_ids_do_not_depend_on_an_earlier_run(tiny_world):
@@ -222,13 +222,13 @@ def test_the_asset_refits_only_when_the_boundary_moves(tiny_world, tmp_path, mon
         ]
         return {k: v.value for k, v in shown.items()}
 
-    boundary = datetime(2026, 2, 9)
+    boundary = datetime(2026, 2, 2)  # a Monday
     tuesday = night(boundary + timedelta(days=1))
-    assert tuesday["refit"] and tuesday["fit_boundary"] == "2026-02-09T00:00:00"
+    assert tuesday["refit"] and tuesday["fit_boundary"] == "2026-02-02T00:00:00"
     wednesday = night(boundary + timedelta(days=2))
-    assert not wednesday["refit"] and wednesday["fit_boundary"] == "2026-02-09T00:00:00"
-    monday = night(boundary + timedelta(days=7))
-    assert monday["refit"] and monday["fit_boundary"] == "2026-02-16T00:00:00"
+    assert not wednesday["refit"] and wednesday["fit_boundary"] == "2026-02-02T00:00:00"
+    monday = night(boundary + timedelta(days=8))  # the night after the next period's first day
+    assert monday["refit"] and monday["fit_boundary"] == "2026-02-09T00:00:00"
     assert "boundary moved" in monday["refit_reason"]
 
 
