@@ -191,6 +191,28 @@ def test_too_few_positives_mark_the_task_insufficient(world_con, plan):
     assert empty.status == mdl.INSUFFICIENT and "among 0 users" in empty.note
 
 
+def test_a_large_window_is_cut_to_a_deterministic_sample(world_con, plan, results):
+    # the tiny world's windows are under the default cap: nothing sampled, nothing noted
+    assert "sample" not in results["conversion"].window_users_text()
+    assert all("sample" not in (n or "") for n in results["conversion"].metrics["note"])
+    train, *_ = mdl.training_data(world_con, plan, "conversion")
+    cut = mdl.sample_users(train, 100, seed=0)
+    assert cut.height == 100 and cut["user_id"].is_sorted()  # the frame's order is kept
+    assert_frame_equal(cut, mdl.sample_users(train.reverse(), 100, seed=0).reverse())
+    assert set(cut["user_id"]) <= set(train["user_id"])
+    assert set(cut["user_id"]) != set(mdl.sample_users(train, 100, seed=1)["user_id"])
+    # nested: a larger cap keeps every user a smaller one keeps
+    assert set(cut["user_id"]) <= set(mdl.sample_users(train, 300, seed=0)["user_id"])
+    assert mdl.sample_users(train, 0).height == train.height
+    capped = mdl.train_all(world_con, plan, seed=0, n_jobs=1, tasks=("conversion",), max_users=400)
+    result = capped["conversion"]
+    test_rows = result.metrics.filter(pl.col("split") == mdl.TEST)
+    assert test_rows["n"].unique().to_list() == [min(400, result.populations[mdl.TEST])]
+    assert result.populations["train"] > 400 and result.sizes["train"][0] == 400
+    assert "a deterministic sample of users per window" in test_rows["note"][0]
+    assert "(a sample of" in result.window_users_text()
+
+
 def test_same_data_and_seed_give_the_same_models(world_con, plan, results):
     train, valid, test = mdl.training_data(world_con, plan, "bounce")
     again = mdl.train_task("bounce", train, valid, test, plan, seed=0, n_jobs=1)

@@ -8,6 +8,7 @@ latest, which chose nothing. Every reported metric carries n, the positives and 
 negatives) is "insufficient data": nothing is fit, nothing is served, the numbers say why.
 """
 
+import hashlib
 import json
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -31,6 +32,7 @@ from ubap_assets.core import model_evaluation as ev
 from ubap_assets.core.features import (
     CATEGORICAL_FEATURES,
     NUMERIC_FEATURES,
+    SPLITS,
     FeatureWindowError,
     TimePlan,
     bounce_label_name,
@@ -282,6 +284,16 @@ class TaskResult:
     sizes: dict[str, tuple[int, int]]  # split -> (users, positives)
     leakage: LeakageProbe | None = None
     thresholds: dict[str, float] = field(default_factory=dict)
+    populations: dict[str, int] = field(default_factory=dict)  # split -> users before sampling
+
+    def window_users_text(self) -> str:
+        """Users per window, and of how many each was sampled (train_all's cap)."""
+        parts = []
+        for split, (users, _) in self.sizes.items():
+            population = self.populations.get(split, users)
+            sampled = f" (a sample of {population:,})" if population > users else ""
+            parts.append(f"{split} {users:,}{sampled}")
+        return ", ".join(parts)
 
     @property
     def served(self) -> bool:
@@ -342,13 +354,15 @@ def _train_task(
     ceiling: pl.DataFrame | None = None,
     threads: int = 1,
     min_class_count: int = ev.MIN_CLASS_COUNT,
+    sample_note: str = "",
 ) -> TaskResult:
     """Fit every candidate on ``train``, choose per family (hyper-parameters) and across
     families (the model in service) by validation PR-AUC, set each family's threshold to the
     F1-optimum on ``valid``, and score the chosen models on ``test``.
 
     ``ceiling``: optional frame (user_id, score) of ground-truth probabilities; its ROC-AUC on
-    the same users is the best any model could reach.
+    the same users is the best any model could reach. ``sample_note``: how the windows were
+    sampled (train_all), added to every metric row's note.
     """
     check_windows(plan)
     label = LABEL_NAMES[task](plan.horizon_days)
@@ -361,7 +375,7 @@ def _train_task(
         if (text := ev.shortfall(window_text(plan, split), y, min_class_count))
     ]
     if short:
-        note = f"{task}: insufficient data: " + "; ".join(short)
+        note = f"{task}: insufficient data: " + "; ".join([*short, *filter(None, [sample_note])])
         rows = [
             _metric_row(
                 task,
@@ -418,7 +432,7 @@ def _train_task(
             if family not in chosen or score > valid_scores[family][0]:
                 chosen[family], params[family], valid_scores[family] = model, candidate, (score, p)
     best = max(MODEL_NAMES, key=lambda family: valid_scores[family][0])
-    note = plan.horizon_note or None
+    note = "; ".join(text for text in (plan.horizon_note, sample_note) if text) or None
     rows, curves, thresholds = [], [], {}
     for family in MODEL_NAMES:
         p_valid = valid_scores[family][1]
@@ -489,6 +503,51 @@ def predict(model: object, design: Design, frame: pl.DataFrame) -> np.ndarray:
 
 
 LABELLERS = {"conversion": conversion_labels, "bounce": bounce_labels}
+# Most users each window (train, validation, test) keeps for a model; a larger window is cut
+# to a deterministic sample (sample_users). Fitting cost grows with the rows, the models'
+# quality barely beyond this; a window this size still gives tight intervals.
+MAX_USERS_PER_WINDOW = 200_000
+
+
+def sample_users(frame: pl.DataFrame, max_users: int, seed: int = 0) -> pl.DataFrame:
+    """``frame`` when it has at most ``max_users`` rows (or ``max_users`` is 0); otherwise the
+    ``max_users`` users with the smallest keyed BLAKE2 hash of their id, in ``frame``'s order.
+
+    Deterministic (the same users for the same ids and seed on every run and machine) and
+    consistent across windows: a user sampled in one window is sampled in every window where
+    the ranks allow."""
+    if max_users <= 0 or frame.height <= max_users:
+        return frame
+    key = seed.to_bytes(8, "little", signed=True)
+    ranks = np.fromiter(
+        (
+            int.from_bytes(hashlib.blake2b(u.encode(), digest_size=8, key=key).digest(), "big")
+            for u in frame["user_id"].to_list()
+        ),
+        dtype=np.uint64,
+        count=frame.height,
+    )
+    keep = np.zeros(frame.height, dtype=bool)
+    keep[np.argsort(ranks, kind="stable")[:max_users]] = True
+    return frame.filter(pl.Series(keep))
+
+
+def sampling_note(populations: dict[str, int], sampled: dict[str, int], max_users: int) -> str:
+    """Says which windows were cut to a sample, with both sizes ('' when none was)."""
+    cut = [
+        f"{split} {sampled[split]:,} of {populations[split]:,}"
+        for split in populations
+        if sampled[split] < populations[split]
+    ]
+    if not cut:
+        return ""
+    return (
+        f"a deterministic sample of users per window (more than {max_users:,}): "
+        + ", ".join(cut)
+        + "; n and the intervals are those of the sample"
+    )
+
+
 CutoffFeatures = tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]
 
 
@@ -546,26 +605,34 @@ def train_all(
     threads: int = 1,
     tasks: tuple[str, ...] = TASKS,
     min_class_count: int = ev.MIN_CLASS_COUNT,
+    max_users: int = MAX_USERS_PER_WINDOW,
 ) -> dict[str, TaskResult]:
     """Train, choose and test every task; the conversion ceiling comes from ``personas``.
-    A task with too few labels is returned as insufficient; the others still train."""
+    A task with too few labels is returned as insufficient; the others still train. A window
+    with more than ``max_users`` users (0: no cap) keeps a deterministic sample of them
+    (sample_users); the metrics' note says so and their n is the sample's."""
     ceiling = None
     if personas is not None and not personas.is_empty():
         ceiling = personas.select("user_id", score=pl.col("purchase_propensity_14d"))
     results = {}
     features = cutoff_features(con, plan)
     for task in tasks:
-        train, valid, test = training_data(con, plan, task, features)
+        frames = training_data(con, plan, task, features)
+        populations = dict(zip(SPLITS, (f.height for f in frames), strict=True))
+        train, valid, test = (sample_users(f, max_users, seed) for f in frames)
+        sampled = {"train": train.height, VALIDATION: valid.height, TEST: test.height}
         results[task] = train_task(
             task,
             train,
             valid,
             test,
             plan,
+            sample_note=sampling_note(populations, sampled, max_users),
             seed=seed,
             n_jobs=n_jobs,
             threads=threads,
             ceiling=ceiling if task == "conversion" else None,
             min_class_count=min_class_count,
         )
+        results[task].populations = populations
     return results

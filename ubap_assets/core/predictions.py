@@ -36,6 +36,8 @@ PREDICTION_SCHEMA: dict[str, pl.DataType] = {
     "scored_at": pl.Datetime("us"),
 }
 PREDICTION_COLUMNS: tuple[str, ...] = tuple(PREDICTION_SCHEMA)
+# Users scored (matrix, probabilities, reasons) per chunk: bounds the memory of a large world.
+SCORE_CHUNK_USERS = 100_000
 
 
 @dataclass(frozen=True)
@@ -62,12 +64,19 @@ def _task_columns(
             probability=pl.lit(None, pl.Float64), **{c: pl.lit(None, pl.String) for c in reasons}
         )
     model, design = served.artifact["model"], served.artifact["design"]
-    p = np.clip(predict(model, design, features), 0.0, 1.0)
     prefix = reasons[0][:-1]
-    explained = top_reasons(model, design, features, outcome=OUTCOMES[task], prefix=prefix)
-    return frame.with_columns(probability=pl.Series(p, dtype=pl.Float64)).join(
-        explained, on="user_id", how="left", maintain_order="left"
-    )
+    parts = []
+    # Per-row work in chunks of users: the model matrix and the contributions of one chunk at
+    # a time, not of every user at once (each row's score and reasons depend on that row only).
+    for chunk in features.iter_slices(SCORE_CHUNK_USERS):
+        p = np.clip(predict(model, design, chunk), 0.0, 1.0)
+        explained = top_reasons(model, design, chunk, outcome=OUTCOMES[task], prefix=prefix)
+        parts.append(explained.with_columns(probability=pl.Series(p, dtype=pl.Float64)))
+    if not parts:  # no user to score
+        return frame.with_columns(
+            probability=pl.lit(None, pl.Float64), **{c: pl.lit(None, pl.String) for c in reasons}
+        )
+    return pl.concat(parts).select("user_id", "probability", *reasons)
 
 
 def predict_users(

@@ -19,17 +19,27 @@ from dagster_duckdb import DuckDBResource
 from ubap_assets.lib.table_docs import column_schema
 from ubap_assets.warehouse.introspect import warehouse_tables
 
+# The warehouse engine's memory cap. DuckDB's default is 80% of the machine's memory, and it
+# grows its hash tables, sorts and block cache up to it; under the cap it spills them to a
+# temporary folder next to the warehouse file instead, so a 100M-event world runs in a few GB.
+WAREHOUSE_MEMORY_LIMIT = "1GB"
+
 
 def connect_warehouse(database: str) -> duckdb.DuckDBPyConnection:
-    """The one way the pipeline opens the warehouse: read-write, DuckDB's default configuration.
+    """The one way the pipeline opens the warehouse: read-write, DuckDB's default configuration,
+    then ``SET memory_limit`` (WAREHOUSE_MEMORY_LIMIT).
 
     DuckDB refuses a second connection to a file that one process already has open with another
     configuration ("Can't open a connection to same database file with a different
     configuration"). The IO manager and the `warehouse` resource therefore connect identically,
     so even a connection that outlives its step (held by a failed step's traceback until the
-    garbage collector runs) cannot break the steps after it.
+    garbage collector runs) cannot break the steps after it. The memory cap is a SET on the
+    open database, not a connect-time configuration, so a plain ``duckdb.connect`` to the same
+    file (a test, a tool) still opens.
     """
-    return duckdb.connect(database)
+    con = duckdb.connect(database)
+    con.execute(f"SET memory_limit = '{WAREHOUSE_MEMORY_LIMIT}'")
+    return con
 
 
 class WarehouseResource(DuckDBResource):

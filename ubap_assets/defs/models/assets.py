@@ -43,6 +43,14 @@ class ModelsConfig(dg.Config):
         description="Fewest positives (and negatives) each window needs; a task below it is "
         "'insufficient data' and serves no model.",
     )
+    max_users_per_window: int = Field(
+        default=models.MAX_USERS_PER_WINDOW,
+        ge=0,
+        description="Most users each window (train, validation, test) keeps: a larger window "
+        "is cut to a deterministic sample (the same users on every run), so training time "
+        "and memory stop growing with the population. The metrics' note and n say when and "
+        "how much was sampled. 0 = every user.",
+    )
     n_jobs: int = Field(default=2, description="Threads of the random forest.")
     threads: int = Field(
         default=1,
@@ -149,6 +157,7 @@ def model_training(
                 n_jobs=config.n_jobs,
                 threads=config.threads,
                 min_class_count=config.min_class_count,
+                max_users=config.max_users_per_window,
             )
     except features.FeatureWindowError as err:
         kept = usable_previous_models(warehouse, model_store)
@@ -204,6 +213,7 @@ def model_training(
     for task, result in results.items():
         summary[f"{task}_status"] = result.status
         summary[f"{task}_label"] = result.label
+        summary[f"{task}_users_per_window"] = result.window_users_text()
         if not result.served:
             summary[f"{task}_note"] = result.note
             continue
