@@ -3,12 +3,13 @@
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 
 import dagster as dg
 import polars as pl
 from dagster_duckdb import DuckDBResource
 
-from ubap_assets.core import cadence, insights, recommend
+from ubap_assets.core import cadence, features, insights, recommend, segmentation
 from ubap_assets.core.recommend import evaluation, tuning
 from ubap_assets.defs.recommendations.config import (
     EvaluationConfig,
@@ -113,6 +114,32 @@ def load_segments(con, params: recommend.RecommenderParams) -> tuple[pl.DataFram
     return recommend.load_segments(con)
 
 
+def segments_before(
+    con, params: recommend.RecommenderParams, test_start
+) -> tuple[pl.DataFrame | None, str]:
+    """The evaluation's segments: the segmentation fit in service (fitted at the training
+    boundary) labelling each user from the features before the test window, so they neither
+    peek into it nor change between two boundaries; user_segments when no fit is stored."""
+    if not params.use_segments:
+        return None, "segments disabled by config"
+    fit = None
+    if table_exists(con, tables.SEGMENT_MODEL):
+        fit = segmentation.fit_from_table(con.execute(f"SELECT * FROM {tables.SEGMENT_MODEL}").pl())
+    if fit is None:
+        segments, note = recommend.load_segments(con)
+        return segments, note + " (assigned on all history: mild leakage into the test week)"
+    first, _ = features.daily_span(con)
+    user_features = features.compute_features(con, test_start, (test_start - first).days)
+    labelled = segmentation.assign_segments(user_features, fit).segments
+    frame = labelled.select(
+        "user_id", pl.col("segment_id").cast(pl.String), pl.col("segment_name").cast(pl.String)
+    )
+    return frame, (
+        f"segments of the fit in service, each user labelled from the features before the "
+        f"test window ({test_start.date()}; {frame['segment_id'].n_unique()} segments)"
+    )
+
+
 @dg.asset(name=tables.USER_RECOMMENDATIONS, **FITTED_FROM_DAILY)
 def user_recommendations(
     context: dg.AssetExecutionContext,
@@ -175,7 +202,13 @@ def user_recommendations(
     )
 
 
-@dg.asset(name=tables.REC_EVALUATION, **FITTED_FROM_DAILY)
+@dg.asset(
+    name=tables.REC_EVALUATION,
+    **{
+        **FITTED_FROM_DAILY,
+        "deps": [*FITTED_FROM_DAILY["deps"], tables.USER_DAILY, tables.SEGMENT_MODEL],
+    },
+)
 def rec_evaluation(
     context: dg.AssetExecutionContext,
     config: EvaluationConfig,
@@ -194,9 +227,8 @@ def rec_evaluation(
         catalogue = recommend.build_catalogue(pages, page_embeddings, params)
         with warehouse.get_connection() as con:
             boundary = cadence.training_end(recommend.data_end(con), every_days)
-            segments, segments_note = load_segments(con, params)
-            if segments is not None:
-                segments_note += " (assigned on all history: mild leakage into the test week)"
+            test_start = boundary - timedelta(days=config.test_days)
+            segments, segments_note = segments_before(con, params, test_start)
             windows_note = (
                 f"windows end at the training boundary {boundary.date()} (retrained every "
                 f"{every_days} days), not at the data end"
