@@ -47,6 +47,8 @@ ANOMALY_SCORES: Final = "anomaly_scores"
 INCIDENTS: Final = "incidents"  # one row per incident: flagged points grouped over days and scopes
 INCIDENT_CONTRIBUTORS: Final = "incident_contributors"  # dimension values ranked by share
 ANOMALY_SENSITIVITY: Final = "anomaly_sensitivity"  # incidents each threshold would have raised
+# Not served: each series x day's inputs, scores and carried state, so a night resumes scoring.
+ANOMALY_STATE: Final = "anomaly_state"
 SUMMARY: Final = "summary"
 
 # --- recommendations ---

@@ -27,7 +27,7 @@ KINDS = {"polars", "duckdb"}
 STAGE = {"group_name": GROUP, "owners": OWNERS, "kinds": KINDS}
 # The detector's state per series x day (core.STATE_SCHEMA): written with anomaly_history, read
 # by the next run to score only the days whose inputs changed. Not served.
-ANOMALY_STATE = "anomaly_state"
+ANOMALY_STATE = t.ANOMALY_STATE
 # The daily tables the monitored series come from, read in SQL (some are day-partitioned).
 _SERIES_INPUTS = (
     t.DAILY_TRENDS,
