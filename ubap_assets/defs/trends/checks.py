@@ -4,7 +4,8 @@ A check on a day-partitioned table runs in the run that wrote it and checks that
 (read through the warehouse), so a nightly run never rereads the whole history.
 """
 
-from datetime import UTC, date, datetime
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 import duckdb
@@ -12,6 +13,7 @@ import polars as pl
 from dagster_duckdb import DuckDBResource
 
 from ubap_assets.core import trends
+from ubap_assets.core.daily import CHUNK_DAYS
 from ubap_assets.warehouse import tables as t
 
 
@@ -25,6 +27,14 @@ def check_days(context: dg.AssetCheckExecutionContext) -> tuple[date, date]:
     """The days [start, end) of the run the check runs in (the days its asset just wrote)."""
     window = context.partition_time_window
     return window.start.astimezone(UTC).date(), window.end.astimezone(UTC).date()
+
+
+def day_chunks(start: date, end: date) -> Iterator[tuple[date, date]]:
+    """[start, end) cut into consecutive windows of at most CHUNK_DAYS days."""
+    while start < end:
+        stop = min(start + timedelta(days=CHUNK_DAYS), end)
+        yield start, stop
+        start = stop
 
 
 def _read_days(
@@ -51,7 +61,11 @@ def daily_trends_reconcile(
     start, end = check_days(context)
     with warehouse.get_connection() as con:
         daily_trends = _read_days(con, t.DAILY_TRENDS, (start, end))
-        problems = trends.reconcile_daily(con, daily_trends, start=start, end=end)
+        problems = []
+        # A week of days per recount (core/daily.CHUNK_DAYS): the engine's memory stays at a
+        # week of events on a long backfill; each day's recount does not depend on the chunk.
+        for lo, hi in day_chunks(start, end):
+            problems += trends.reconcile_daily(con, daily_trends, start=lo, end=hi)
     nan_cols = _no_nan(daily_trends)
     if nan_cols:
         problems.append(f"NaN/null in {nan_cols}")
