@@ -19,7 +19,7 @@ from tests.conftest import TEST_DAYS, TEST_START
 
 NIGHTS = 7  # the last week comes in night by night; its first night starts a training period
 # Columns that name the run that wrote a row, not what the data say; run ids quoted in a text.
-RUN_COLUMNS = {"model_version", "created_at", "artifact_path", "run_id"}
+RUN_COLUMNS = {"model_version", "created_at", "artifact_path", "run_id", "generated_at"}
 RUN_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
