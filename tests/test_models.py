@@ -442,21 +442,22 @@ def test_assets_materialize_with_passing_guards(materialized, warehouse_dir):
     shown = {m.asset_key.path[-1]: m.metadata for m in metrics}
     assert shown[t.MODEL_METRICS]["conversion_status"].value == mdl.OK
     assert "[" in shown[t.MODEL_METRICS]["conversion_test_pr_auc"].value  # with its interval
-    # the cadence: the tiny world ends on a Monday, a weekly boundary, so it trains on it all
+    # the cadence: the tiny world's data end on Monday 2026-02-16, a weekly boundary with no
+    # day of data after it yet, so it trains to the boundary before (core/cadence.py)
     for table in (t.MODEL_METRICS, t.MODEL_CARDS):
-        assert shown[table]["training_end"].value == "2026-02-16T00:00:00"
+        assert shown[table]["training_end"].value == "2026-02-09T00:00:00"
         assert shown[table]["retrain_every_days"].value == 7
-        assert shown[table]["next_training_end"].value == "2026-02-23T00:00:00"
+        assert shown[table]["next_training_end"].value == "2026-02-16T00:00:00"
     assert (cards["training_end"] == cards["label_window_test_end"]).all()
     assert cards["retrain_every_days"].to_list() == [7] * cards.height
     assert (cards["next_training_end"] - cards["training_end"]).dt.total_days().to_list() == [
         7
     ] * cards.height
     scored = materialized.asset_materializations_for_node("user_predictions")[0].metadata
-    assert scored["models_training_end"].value == "2026-02-16T00:00:00"
+    assert scored["models_training_end"].value == "2026-02-09T00:00:00"
     assert scored["scored_at"].value == "2026-02-16T00:00:00"  # the data end
     stored = store.card(version, "conversion", "xgboost")["plan"]
-    assert (stored["end"], stored["retrain_every_days"]) == ("2026-02-16T00:00:00", 7)
+    assert (stored["end"], stored["retrain_every_days"]) == ("2026-02-09T00:00:00", 7)
 
 
 def _world_until(world, end: datetime, whole_sessions: bool):
