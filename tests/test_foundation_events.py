@@ -102,3 +102,7 @@ def test_event_ids_must_be_unique_across_days_not_only_in_the_window():
     con.execute("DELETE FROM events WHERE session_id = 's1'")
     (unique,) = [r for r in event_check_results(con, *day, 0) if r.check_name == "event_ids_unique"]
     assert unique.passed
+    # a repeat inside the window is counted exactly (hashes first, then the ids)
+    con.execute(f"INSERT INTO events VALUES {row}", ["e2", "s4", datetime(2026, 1, 6, 11)])
+    (unique,) = [r for r in event_check_results(con, *day, 0) if r.check_name == "event_ids_unique"]
+    assert not unique.passed and unique.metadata["in_window"].value == "1"
