@@ -102,10 +102,13 @@ def child(users: int, days: int) -> dict:
         proc = subprocess.run(
             [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True
         )
-        lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+        # Progress bars of the libraries may share the RESULT line: take what follows it.
+        lines = [
+            line.split("RESULT ", 1)[1] for line in proc.stdout.splitlines() if "RESULT " in line
+        ]
         if proc.returncode or not lines:
             sys.exit(f"{days} days failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-        return json.loads(lines[-1].removeprefix("RESULT "))
+        return json.loads(lines[-1])
 
 
 def main() -> None:

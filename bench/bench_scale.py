@@ -142,10 +142,13 @@ def main() -> None:
         proc = subprocess.run(
             [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True
         )
-        lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+        # Progress bars of the libraries may share the RESULT line: take what follows it.
+        lines = [
+            line.split("RESULT ", 1)[1] for line in proc.stdout.splitlines() if "RESULT " in line
+        ]
         if proc.returncode or not lines:
             sys.exit(f"the run failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    r = json.loads(lines[-1].removeprefix("RESULT "))
+    r = json.loads(lines[-1])
     print(
         f"{args.users:,} users x {args.days} days: {r['events']:,} events\n"
         f"whole graph {r['seconds']:.1f} s, peak RSS {r['peak_mib']:,.0f} MiB"
