@@ -106,3 +106,16 @@ def test_event_ids_must_be_unique_across_days_not_only_in_the_window():
     con.execute(f"INSERT INTO events VALUES {row}", ["e2", "s4", datetime(2026, 1, 6, 11)])
     (unique,) = [r for r in event_check_results(con, *day, 0) if r.check_name == "event_ids_unique"]
     assert not unique.passed and unique.metadata["in_window"].value == "1"
+    # the same answers when the ids are checked in slices of their hash (a long backfill)
+    from ubap_assets.defs.events import checks
+
+    slices, checks.ROWS_PER_PASS = checks.ROWS_PER_PASS, 1
+    try:
+        con.execute(f"INSERT INTO events VALUES {row}", ["e2", "s5", datetime(2026, 1, 5, 11)])
+        results = {r.check_name: r for r in event_check_results(con, *day, 0)}
+    finally:
+        checks.ROWS_PER_PASS = slices
+    unique = results["event_ids_unique"]
+    assert unique.metadata["in_window"].value == "1"
+    assert unique.metadata["other_days"].value == "1"  # e2 on the 5th
+    assert results["sessions_well_formed"].passed

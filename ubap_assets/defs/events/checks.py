@@ -40,6 +40,21 @@ def _result(name: str, bad: int, **metadata) -> dg.AssetCheckResult:
     )
 
 
+# Rows of the window per pass of a DISTINCT or GROUP BY over a key: a longer window is split
+# by a hash of the key, so the engine's hash table holds about this many keys (it spills or
+# fails beyond the warehouse's memory cap, lib/warehouse_io.WAREHOUSE_MEMORY_LIMIT).
+ROWS_PER_PASS = 10_000_000
+
+
+def hash_slices(key: str, rows: int) -> list[tuple[str, list[int]]]:
+    """(an AND clause, its parameters) per slice of ``key``'s hash for ``rows`` rows: every row
+    with the same key falls in one slice; a single slice (no clause) up to ROWS_PER_PASS."""
+    slices = max(1, -(-rows // ROWS_PER_PASS))
+    if slices == 1:
+        return [("", [])]
+    return [(f" AND hash({key}) % ? = ?", [slices, i]) for i in range(slices)]
+
+
 def event_check_results(
     con: duckdb.DuckDBPyConnection, start: datetime, end: datetime, outside_window: int
 ) -> Iterator[dg.AssetCheckResult]:
@@ -54,21 +69,28 @@ def event_check_results(
     if mismatched:
         return
     window = "FROM events WHERE event_ts >= ? AND event_ts < ?"
+    rows = con.execute(f"SELECT count(*) {window}", [start, end]).fetchone()[0]
     # Unique in the whole table, at the cost of the window: repeats inside it, and its ids found
     # on other days (a probe of the other days' ids, not a DISTINCT over the whole history).
-    # Repeats: distinct 64-bit hashes first (a fraction of the strings' memory on a long
-    # backfill); as many distinct hashes as rows proves the ids distinct, and only otherwise
-    # (a repeat, or a hash collision) are the ids themselves counted.
-    repeated, elsewhere = con.execute(
-        f"WITH w AS (SELECT event_id {window}) "
-        "SELECT (SELECT count(*) - count(DISTINCT hash(event_id)) FROM w), "
-        "(SELECT count(*) FROM events e SEMI JOIN w USING (event_id) "
-        "WHERE NOT (e.event_ts >= ? AND e.event_ts < ?))",
-        [start, end, start, end],
-    ).fetchone()
-    if repeated:
-        repeated = con.execute(
-            f"SELECT count(*) - count(DISTINCT event_id) {window}", [start, end]
+    # Both run in slices of the ids' hash (a repeat falls in one slice), so the engine's hash
+    # table holds one slice of a long backfill, never all its ids.
+    repeated = elsewhere = 0
+    for part, args in hash_slices("event_id", rows):
+        # distinct 64-bit hashes first: as many as rows proves the ids distinct; only otherwise
+        # (a repeat, or a hash collision) are the ids themselves counted
+        repeats = con.execute(
+            f"SELECT count(*) - count(DISTINCT hash(event_id)) {window}{part}", [start, end, *args]
+        ).fetchone()[0]
+        if repeats:
+            repeats = con.execute(
+                f"SELECT count(*) - count(DISTINCT event_id) {window}{part}", [start, end, *args]
+            ).fetchone()[0]
+        repeated += repeats
+        elsewhere += con.execute(
+            f"WITH w AS (SELECT event_id {window}{part}) "
+            "SELECT count(*) FROM events e SEMI JOIN w USING (event_id) "
+            f"WHERE NOT (e.event_ts >= ? AND e.event_ts < ?){part}",
+            [start, end, *args, start, end, *args],
         ).fetchone()[0]
     yield _result(
         "event_ids_unique", repeated + elsewhere, in_window=repeated, other_days=elsewhere
@@ -86,11 +108,15 @@ def event_check_results(
         [start, end, list(EVENT_TYPES)],
     ).fetchone()[0]
     yield _result("known_event_types", unknown)
-    malformed = con.execute(
-        f"SELECT count(*) FROM (SELECT session_id {window} GROUP BY session_id "
-        "HAVING count(DISTINCT user_id) > 1 OR max(event_ts) - min(event_ts) >= INTERVAL 24 HOUR)",
-        [start, end],
-    ).fetchone()[0]
+    malformed = sum(
+        con.execute(
+            f"SELECT count(*) FROM (SELECT session_id {window}{part} GROUP BY session_id "
+            "HAVING count(DISTINCT user_id) > 1 "
+            "OR max(event_ts) - min(event_ts) >= INTERVAL 24 HOUR)",
+            [start, end, *args],
+        ).fetchone()[0]
+        for part, args in hash_slices("session_id", rows)
+    )
     yield _result("sessions_well_formed", malformed)
     bad_revenue = con.execute(
         f"SELECT count(*) {window} AND ((event_type = 'purchase' AND coalesce(revenue, 0) <= 0) "
