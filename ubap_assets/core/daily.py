@@ -27,7 +27,7 @@ from ubap_assets.warehouse.introspect import table_exists
 
 # Days computed per INSERT within one window's transaction: bounds the engine's memory on a
 # long backfill to about a week of events (a 100M-event world: ~8M events per INSERT, within
-# the warehouse's memory cap, lib/warehouse_io.WAREHOUSE_MEMORY_LIMIT).
+# the warehouse's memory cap, lib/warehouse_io.warehouse_memory_limit).
 CHUNK_DAYS = 7
 
 # The window of a table without rows: nothing to compute, nothing to replace.

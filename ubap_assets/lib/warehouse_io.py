@@ -7,6 +7,7 @@ a partition's time window inside one transaction, so a table is always either th
 new version, and re-materializing a partition is idempotent.
 """
 
+import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -19,15 +20,23 @@ from dagster_duckdb import DuckDBResource
 from ubap_assets.lib.table_docs import column_schema
 from ubap_assets.warehouse.introspect import warehouse_tables
 
-# The warehouse engine's memory cap. DuckDB's default is 80% of the machine's memory, and it
-# grows its hash tables, sorts and block cache up to it; under the cap it spills them to a
-# temporary folder next to the warehouse file instead, so a 100M-event world runs in a few GB.
-WAREHOUSE_MEMORY_LIMIT = "1GB"
+# The warehouse engine's memory cap: the warehouse file's size, within these bounds. DuckDB's
+# default is 80% of the machine's memory, and it grows its hash tables, sorts and block cache
+# up to it; under the cap it spills them to a temporary folder next to the file instead. A
+# 10M-event warehouse (a few hundred MB) gets the floor, a 100M-event one a few GB.
+WAREHOUSE_MEMORY_FLOOR = 1 << 30
+WAREHOUSE_MEMORY_CEILING = 4 << 30
+
+
+def warehouse_memory_limit(database: str) -> int:
+    """Bytes the engine may hold for ``database``: its file size, within the floor and ceiling."""
+    size = os.path.getsize(database) if database != ":memory:" and os.path.exists(database) else 0
+    return min(max(size, WAREHOUSE_MEMORY_FLOOR), WAREHOUSE_MEMORY_CEILING)
 
 
 def connect_warehouse(database: str) -> duckdb.DuckDBPyConnection:
     """The one way the pipeline opens the warehouse: read-write, DuckDB's default configuration,
-    then ``SET memory_limit`` (WAREHOUSE_MEMORY_LIMIT).
+    then ``SET memory_limit`` (warehouse_memory_limit, taken when the connection opens).
 
     DuckDB refuses a second connection to a file that one process already has open with another
     configuration ("Can't open a connection to same database file with a different
@@ -38,7 +47,7 @@ def connect_warehouse(database: str) -> duckdb.DuckDBPyConnection:
     file (a test, a tool) still opens.
     """
     con = duckdb.connect(database)
-    con.execute(f"SET memory_limit = '{WAREHOUSE_MEMORY_LIMIT}'")
+    con.execute(f"SET memory_limit = '{warehouse_memory_limit(database) // (1 << 20)}MiB'")
     return con
 
 

@@ -42,7 +42,7 @@ def _result(name: str, bad: int, **metadata) -> dg.AssetCheckResult:
 
 # Rows of the window per pass of a DISTINCT or GROUP BY over a key: a longer window is split
 # by a hash of the key, so the engine's hash table holds about this many keys (it spills or
-# fails beyond the warehouse's memory cap, lib/warehouse_io.WAREHOUSE_MEMORY_LIMIT).
+# fails beyond the warehouse's memory cap, lib/warehouse_io.warehouse_memory_limit).
 ROWS_PER_PASS = 10_000_000
 
 
