@@ -16,6 +16,7 @@ from ubap_assets.core import summary as s
 from ubap_assets.core.summary_incidents import incident_facts, incident_sentence
 from ubap_assets.defs.anomalies import assets as anomaly_assets
 from ubap_assets.defs.anomalies import checks as anomaly_checks
+from ubap_assets.defs.events.partitions import daily_partitions
 from ubap_assets.defs.summary import assets as summary_assets
 from ubap_assets.defs.trends import assets as trend_assets
 from ubap_assets.defs.trends import checks as trend_checks
@@ -157,6 +158,7 @@ def test_ungrounded_numbers_are_spotted():
 
 ASSETS = [
     trend_assets.sessions,
+    trend_assets.user_daily,
     trend_assets.daily_trends,
     trend_assets.weekly_trends,
     trend_assets.segment_trends,
@@ -181,8 +183,10 @@ CHECKS = [
     anomaly_checks.anomaly_history_finite,
     summary_assets.summary_has_narrative,
 ]
-SOURCES = [dg.AssetSpec(k) for k in ("events", "pages", "user_segments")] + [
-    dg.SourceAsset("injected_anomalies")
+SOURCES = [
+    dg.AssetSpec("events", partitions_def=daily_partitions),
+    *(dg.AssetSpec(k) for k in ("pages", "user_segments")),
+    dg.SourceAsset("injected_anomalies"),
 ]
 
 
@@ -207,10 +211,15 @@ def warehouse(tiny_world, tmp_path_factory):
             con.register("frame_view", frame)
             con.execute(f"CREATE TABLE {name} AS SELECT * FROM frame_view")
             con.unregister("frame_view")
+    days = tiny_world.events["event_ts"].dt.date()
     result = dg.materialize(
         [*ASSETS, *CHECKS, *SOURCES],
         selection=[*ASSETS, *CHECKS],
         resources=resources(db, GeminiResource(api_key="")),
+        tags={  # the day-partitioned trends over every day of the world, as a full run does
+            "dagster/asset_partition_range_start": days.min().isoformat(),
+            "dagster/asset_partition_range_end": days.max().isoformat(),
+        },
     )
     return db, result
 
