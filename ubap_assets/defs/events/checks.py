@@ -69,7 +69,11 @@ def event_check_results(
     if mismatched:
         return
     window = "FROM events WHERE event_ts >= ? AND event_ts < ?"
-    rows = con.execute(f"SELECT count(*) {window}", [start, end]).fetchone()[0]
+    rows, others = con.execute(
+        "SELECT count(*) FILTER (WHERE event_ts >= ? AND event_ts < ?), "
+        "count(*) FILTER (WHERE NOT (event_ts >= ? AND event_ts < ?)) FROM events",
+        [start, end, start, end],
+    ).fetchone()
     # Unique in the whole table, at the cost of the window: repeats inside it, and its ids found
     # on other days (a probe of the other days' ids, not a DISTINCT over the whole history).
     # Both run in slices of the ids' hash (a repeat falls in one slice), so the engine's hash
@@ -86,6 +90,8 @@ def event_check_results(
                 f"SELECT count(*) - count(DISTINCT event_id) {window}{part}", [start, end, *args]
             ).fetchone()[0]
         repeated += repeats
+        if not others:  # the window is the whole table (a full backfill): no other day to probe
+            continue
         elsewhere += con.execute(
             f"WITH w AS (SELECT event_id {window}{part}) "
             "SELECT count(*) FROM events e SEMI JOIN w USING (event_id) "
