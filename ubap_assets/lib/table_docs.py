@@ -6,9 +6,9 @@ A cell may also name a family of columns with a placeholder between asterisks,
 ``*metric*_ci_low``. A section that shares another table's columns says so in a sentence
 naming it in backticks:
 "Same columns as `daily_trends` ...", "the columns of `funnel_daily` ...", "Rows of
-`anomaly_history` ..."; its own table adds or overrides columns. The files are parsed once per process; every asset's
-``dagster/column_schema`` takes its descriptions from here, so the UI and the docs cannot
-disagree.
+`anomaly_history` ..."; its own table adds or overrides columns. The files are parsed once per
+process; every asset's ``dagster/column_schema`` takes its descriptions from here, so the UI
+and the docs cannot disagree.
 """
 
 import re
