@@ -87,7 +87,8 @@ def measure(days: int) -> dict:
             starts[step] = entry.timestamp
         elif kind in ("STEP_SUCCESS", "STEP_FAILURE"):
             stage = group_of.get(step, "other")
-            stages[stage]["seconds"] += event.event_specific_data.duration_ms / 1000
+            # A failed step's data carries no duration: its time is from its start event.
+            stages[stage]["seconds"] += entry.timestamp - starts.get(step, entry.timestamp)
             window = sampler.peak(starts.get(step, entry.timestamp), entry.timestamp)
             stages[stage]["peak_mib"] = max(stages[stage]["peak_mib"], window)
     failed = [e.step_key for e in result.get_step_failure_events()]
