@@ -17,16 +17,12 @@ the longest history compares with the shortest (target: within 20%).
 """
 
 import argparse
-import json
 import os
-import subprocess
-import sys
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from _util import measure_in_fresh_world
+
 TARGET_RATIO = 0.15
 TARGET_GROWTH = 0.20
 
@@ -82,33 +78,7 @@ def measure(users: int, days: int) -> dict:
 
 
 def child(users: int, days: int) -> dict:
-    with tempfile.TemporaryDirectory(prefix="ubap-nightly-") as data:
-        today = datetime.now(UTC).date()
-        env = {
-            **os.environ,
-            "UBAP_DATA_DIR": data,
-            "UBAP_USERS": str(users),
-            "UBAP_HISTORY_DAYS": str(days),
-            "UBAP_START_DATE": (today - timedelta(days=days)).isoformat(),
-            "UBAP_SOURCE": "synthetic",
-            "HF_HUB_OFFLINE": "1",
-            "TRANSFORMERS_OFFLINE": "1",
-            "PYTHONPATH": str(REPO),
-        }
-        code = (
-            "import json, sys; sys.path.insert(0, 'bench'); from bench_nightly import measure; "
-            f"print('RESULT ' + json.dumps(measure({users}, {days})))"
-        )
-        proc = subprocess.run(
-            [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True
-        )
-        # Progress bars of the libraries may share the RESULT line: take what follows it.
-        lines = [
-            line.split("RESULT ", 1)[1] for line in proc.stdout.splitlines() if "RESULT " in line
-        ]
-        if proc.returncode or not lines:
-            sys.exit(f"{days} days failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-        return json.loads(lines[-1])
+    return measure_in_fresh_world("bench_nightly", f"measure({users}, {days})", users, days)
 
 
 def main() -> None:

@@ -13,18 +13,13 @@ while it ran. Targets (issue 16): 10M events no slower than 111 s with peak RSS 
 """
 
 import argparse
-import json
 import os
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from _util import measure_in_fresh_world
 
 
 def _rss_mib() -> float:
@@ -123,33 +118,7 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=100_000)
     parser.add_argument("--days", type=int, default=90)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="ubap-scale-") as data:
-        today = datetime.now(UTC).date()
-        env = {
-            **os.environ,
-            "UBAP_DATA_DIR": data,
-            "UBAP_USERS": str(args.users),
-            "UBAP_HISTORY_DAYS": str(args.days),
-            "UBAP_START_DATE": (today - timedelta(days=args.days)).isoformat(),
-            "UBAP_SOURCE": "synthetic",
-            "HF_HUB_OFFLINE": "1",
-            "TRANSFORMERS_OFFLINE": "1",
-            "PYTHONPATH": str(REPO),
-        }
-        code = (
-            "import json, sys; sys.path.insert(0, 'bench'); from bench_scale import measure; "
-            f"print('RESULT ' + json.dumps(measure({args.days})))"
-        )
-        proc = subprocess.run(
-            [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True
-        )
-        # Progress bars of the libraries may share the RESULT line: take what follows it.
-        lines = [
-            line.split("RESULT ", 1)[1] for line in proc.stdout.splitlines() if "RESULT " in line
-        ]
-        if proc.returncode or not lines:
-            sys.exit(f"the run failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    r = json.loads(lines[-1])
+    r = measure_in_fresh_world("bench_scale", f"measure({args.days})", args.users, args.days)
     print(
         f"{args.users:,} users x {args.days} days: {r['events']:,} events\n"
         f"whole graph {r['seconds']:.1f} s, peak RSS {r['peak_mib']:,.0f} MiB"
