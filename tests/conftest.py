@@ -58,6 +58,21 @@ def world_db(world) -> duckdb.DuckDBPyConnection:
     return con
 
 
+def world_until(world, end, whole_sessions: bool) -> duckdb.DuckDBPyConnection:
+    """``world_db`` of the world's events before ``end``; with ``whole_sessions``, every event
+    of the sessions that start before it (the data once the day after ``end`` is in)."""
+    import polars as pl
+
+    events = world.events
+    if whole_sessions:
+        starts = events.group_by("session_id").agg(pl.col("event_ts").min().alias("start"))
+        kept = starts.filter(pl.col("start") < end)["session_id"]
+        events = events.filter(pl.col("session_id").is_in(kept.implode()))
+    else:
+        events = events.filter(pl.col("event_ts") < end)
+    return world_db(type(world)(world.users, world.pages, events, world.personas, world.anomalies))
+
+
 @pytest.fixture(scope="session")
 def tiny_spec():
     from ubap_assets.core.synthetic import WorldSpec

@@ -14,6 +14,7 @@ from dagster_duckdb import DuckDBResource
 from polars.testing import assert_frame_equal
 from sklearn.metrics import roc_auc_score
 
+from tests.conftest import world_until
 from ubap_assets.core import features as fx
 from ubap_assets.core import model_evaluation as ev
 from ubap_assets.core import models as mdl
@@ -460,36 +461,21 @@ def test_assets_materialize_with_passing_guards(materialized, warehouse_dir):
     assert (stored["end"], stored["retrain_every_days"]) == ("2026-02-09T00:00:00", 7)
 
 
-def _world_until(world, end: datetime, whole_sessions: bool):
-    """The world's events before ``end``; with ``whole_sessions``, every event of the sessions
-    that start before it (as the data stand once the day after ``end`` is in)."""
-    events = world.events
-    if whole_sessions:
-        starts = events.group_by("session_id").agg(pl.col("event_ts").min().alias("start"))
-        kept = starts.filter(pl.col("start") < end)["session_id"]
-        events = events.filter(pl.col("session_id").is_in(kept.implode()))
-    else:
-        events = events.filter(pl.col("event_ts") < end)
-    con = duckdb.connect()
-    _load(con, type(world)(world.users, world.pages, events, world.personas, world.anomalies))
-    return con
-
-
 def test_a_run_mid_period_trains_on_the_windows_of_the_period_s_boundary(tiny_world):
     """Data ending on a Thursday train exactly what data ending on the Monday before do (the
     first day after the boundary, which completes the sessions that crossed into it): the same
     plan, the same features, labels and metrics (weekly cadence)."""
     boundary = datetime(2026, 2, 9)  # a Monday
     day = timedelta(days=1)
-    at_boundary = _world_until(tiny_world, boundary + day, whole_sessions=True)
-    mid_period = _world_until(tiny_world, boundary + 3 * day, whole_sessions=False)
+    at_boundary = world_until(tiny_world, boundary + day, whole_sessions=True)
+    mid_period = world_until(tiny_world, boundary + 3 * day, whole_sessions=False)
     plan, data_end = mdl.training_plan(at_boundary, 7)
     later, later_end = mdl.training_plan(mid_period, 7)
     assert (data_end, later_end) == (boundary + day, boundary + 3 * day)
     assert later == plan and plan.end == boundary and plan.retrain_every_days == 7
     assert plan.next_training_end == boundary + timedelta(days=7)
     # data ending at the boundary itself still train to the boundary before it
-    assert mdl.training_plan(_world_until(tiny_world, boundary, True), 7)[0].end < boundary
+    assert mdl.training_plan(world_until(tiny_world, boundary, True), 7)[0].end < boundary
     # every day a retraining: the mid-period run plans up to the day before its last
     assert mdl.training_plan(mid_period, 1)[0].end == later_end - day
     first = mdl.train_all(at_boundary, plan, seed=0, n_jobs=1, tasks=("bounce",))

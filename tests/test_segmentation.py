@@ -12,7 +12,7 @@ import pytest
 from dagster_duckdb import DuckDBResource
 from polars.testing import assert_frame_equal
 
-from tests.conftest import world_db
+from tests.conftest import world_db, world_until
 from ubap_assets.core import features, segmentation
 from ubap_assets.defs.features import assets as feature_assets
 from ubap_assets.defs.segments import assets as segment_assets
@@ -102,19 +102,6 @@ def test_a_stored_fit_labels_exactly_as_the_fit_did(result, world_features):
     assert segmentation.fit_from_table(other) is None  # other features: refit, never misread
 
 
-def _world_until(world, end: datetime, whole_sessions: bool):
-    """A warehouse of the world's events before ``end``; with ``whole_sessions``, every event
-    of the sessions that start before it (the data once the day after ``end`` is in)."""
-    events = world.events
-    if whole_sessions:
-        starts = events.group_by("session_id").agg(pl.col("event_ts").min().alias("start"))
-        kept = starts.filter(pl.col("start") < end)["session_id"]
-        events = events.filter(pl.col("session_id").is_in(kept.implode()))
-    else:
-        events = events.filter(pl.col("event_ts") < end)
-    return world_db(type(world)(world.users, world.pages, events, world.personas, world.anomalies))
-
-
 def _night(con, stored: pl.DataFrame | None, every_days: int = 7):
     """One run at the data end of ``con``: the stored fit while it serves, else a new one;
     the segments, the profiles and the fit in service (a table) and whether it refitted."""
@@ -139,8 +126,8 @@ def test_a_run_mid_period_labels_with_the_fit_of_the_period_s_boundary(tiny_worl
     Monday's midnight; a Thursday run from scratch gets the same fit and ids as the Thursday
     night that kept the stored fit, and labels the users by their features at Thursday."""
     boundary = datetime(2026, 2, 9)  # a Monday: a training boundary
-    at_boundary = _world_until(tiny_world, boundary + timedelta(days=1), whole_sessions=False)
-    thursday = _world_until(tiny_world, boundary + timedelta(days=3), whole_sessions=False)
+    at_boundary = world_until(tiny_world, boundary + timedelta(days=1), whole_sessions=False)
+    thursday = world_until(tiny_world, boundary + timedelta(days=3), whole_sessions=False)
     _, monday_fit, refit = _night(at_boundary, None)
     assert refit and monday_fit["fit_cutoff"][0] == boundary
     kept, kept_fit, refit = _night(thursday, monday_fit)
@@ -168,8 +155,8 @@ def test_ids_do_not_depend_on_an_earlier_run(tiny_world):
     """A fit stored by an earlier period (or a run on data that later changed) never
     renumbers a new fit: the new one equals a fit with nothing stored."""
     boundary = datetime(2026, 2, 9)
-    thursday = _world_until(tiny_world, boundary + timedelta(days=3), whole_sessions=False)
-    week_before = _world_until(tiny_world, boundary - timedelta(days=4), whole_sessions=False)
+    thursday = world_until(tiny_world, boundary + timedelta(days=3), whole_sessions=False)
+    week_before = world_until(tiny_world, boundary - timedelta(days=4), whole_sessions=False)
     _, earlier_fit, _ = _night(week_before, None)
     assert earlier_fit["fit_cutoff"][0] == boundary - timedelta(days=7)
     after_earlier, fit_after_earlier, refit = _night(thursday, earlier_fit)
@@ -208,7 +195,7 @@ def test_the_asset_refits_only_when_the_boundary_moves(tiny_world, tmp_path, mon
     assets = [*upstream, feature_assets.user_features, segment_assets.user_segmentation]
 
     def night(end: datetime) -> dict:
-        source = _world_until(tiny_world, end, whole_sessions=False)
+        source = world_until(tiny_world, end, whole_sessions=False)
         with duckdb.connect(db) as con:
             for table in ("users", t.USER_DAILY):
                 frame = source.execute(f"SELECT * FROM {table}").pl()  # noqa: F841

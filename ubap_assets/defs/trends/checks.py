@@ -260,20 +260,24 @@ def user_daily_adds_up_to_sessions(
     return dg.AssetCheckResult(passed=bad == 0, metadata={"days_that_differ": int(bad)})
 
 
-def _page_table_count_problem(
-    con: duckdb.DuckDBPyConnection, table: str, start: date, end: date
-) -> dict[str, int]:
-    """Events with a page in [start, end) against the sum of ``table``'s events there."""
+def _counts_every_page_event(
+    context: dg.AssetCheckExecutionContext, warehouse: DuckDBResource, table: str
+) -> dg.AssetCheckResult:
+    """Events with a page on the run's days against the sum of ``table``'s events there."""
+    start, end = check_days(context)
     lo, hi = (datetime.combine(d, datetime.min.time()) for d in (start, end))
-    events = con.execute(
-        f"SELECT count(*) FROM {t.EVENTS} WHERE event_ts >= ? AND event_ts < ? "
-        "AND page_id IS NOT NULL",
-        [lo, hi],
-    ).fetchone()[0]
-    counted = con.execute(
-        f"SELECT coalesce(sum(events), 0) FROM {table} WHERE day >= ? AND day < ?", [start, end]
-    ).fetchone()[0]
-    return {"events_with_a_page": int(events), "events_counted": int(counted)}
+    with warehouse.get_connection() as con:
+        events = con.execute(
+            f"SELECT count(*) FROM {t.EVENTS} WHERE event_ts >= ? AND event_ts < ? "
+            "AND page_id IS NOT NULL",
+            [lo, hi],
+        ).fetchone()[0]
+        counted = con.execute(
+            f"SELECT coalesce(sum(events), 0) FROM {table} WHERE day >= ? AND day < ?",
+            [start, end],
+        ).fetchone()[0]
+    counts = {"events_with_a_page": int(events), "events_counted": int(counted)}
+    return dg.AssetCheckResult(passed=events == counted, metadata=counts)
 
 
 @dg.asset_check(
@@ -285,11 +289,7 @@ def _page_table_count_problem(
 def page_daily_counts_events(
     context: dg.AssetCheckExecutionContext, warehouse: DuckDBResource
 ) -> dg.AssetCheckResult:
-    with warehouse.get_connection() as con:
-        counts = _page_table_count_problem(con, t.PAGE_DAILY, *check_days(context))
-    return dg.AssetCheckResult(
-        passed=counts["events_with_a_page"] == counts["events_counted"], metadata=counts
-    )
+    return _counts_every_page_event(context, warehouse, t.PAGE_DAILY)
 
 
 @dg.asset_check(
@@ -301,11 +301,7 @@ def page_daily_counts_events(
 def user_page_daily_counts_events(
     context: dg.AssetCheckExecutionContext, warehouse: DuckDBResource
 ) -> dg.AssetCheckResult:
-    with warehouse.get_connection() as con:
-        counts = _page_table_count_problem(con, t.USER_PAGE_DAILY, *check_days(context))
-    return dg.AssetCheckResult(
-        passed=counts["events_with_a_page"] == counts["events_counted"], metadata=counts
-    )
+    return _counts_every_page_event(context, warehouse, t.USER_PAGE_DAILY)
 
 
 @dg.asset_check(
