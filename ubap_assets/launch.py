@@ -18,10 +18,10 @@ from urllib.parse import urlsplit
 import dagster as dg
 from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
 
+from ubap_assets.lib.run_partitions import RANGE_END_TAG, RANGE_START_TAG
+
 LOCATION = "ubap"
 REFRESH_JOB = "refresh_job"
-RANGE_START_TAG = "dagster/asset_partition_range_start"
-RANGE_END_TAG = "dagster/asset_partition_range_end"
 TRIGGER_TAG = "ubap/trigger"
 WILL_RETRY_TAG = "dagster/will_retry"
 AUTO_RETRY_RUN_ID_TAG = "dagster/auto_retry_run_id"

@@ -15,11 +15,9 @@ import dagster as dg
 
 from ubap_assets.core.cadence import starts_period, training_end
 from ubap_assets.defs.events.partitions import daily_partitions
+from ubap_assets.lib.run_partitions import RANGE_END_TAG, RANGE_START_TAG
 from ubap_assets.settings import DEFAULT_NIGHTLY_CRON, current_settings
 from ubap_assets.warehouse import tables as t
-
-RANGE_START_TAG = "dagster/asset_partition_range_start"
-RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 # What retrains on the cadence: the models (one multi-asset) and the recommender's tuning.
 RETRAINED = dg.AssetSelection.assets(

@@ -14,8 +14,8 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field, create_model
 
 from ubap_assets.core import anomalies as core
-from ubap_assets.defs.events.assets import _run_days
 from ubap_assets.lib.metadata import markdown_preview
+from ubap_assets.lib.run_partitions import days_of_run
 from ubap_assets.warehouse import tables as t
 from ubap_assets.warehouse.introspect import table_exists
 from ubap_assets.warehouse.queries.anomalies import ANOMALY_POINT_COLUMNS
@@ -134,7 +134,7 @@ def anomaly_history(
     kept; the rest keeps its rows. That equals scoring the whole history (the models read only
     the past). An unpartitioned run scores everything."""
     settings = config.settings()
-    run_days = _run_days(context)
+    run_days = days_of_run(context.run.tags)
     with warehouse.get_connection() as con:
         series = core.monitored_series(*(_read(con, name) for name in _SERIES_INPUTS))
         previous = _read(con, ANOMALY_STATE) if run_days else None

@@ -20,15 +20,13 @@ from ubap_assets.defs.events.checks import event_check_results, event_check_spec
 from ubap_assets.defs.events.partitions import LOAD_PROBLEMS, daily_partitions
 from ubap_assets.defs.events.world import resolve
 from ubap_assets.lib.metadata import markdown_preview
+from ubap_assets.lib.run_partitions import days_of_run
 from ubap_assets.lib.warehouse_io import replace_window
 from ubap_assets.settings import SYNTHETIC, current_settings, settings_problems
 from ubap_assets.warehouse.introspect import table_exists
 from ubap_assets.warehouse.tables import EVENTS
 
 GROUP = "events"
-PARTITION_TAG = "dagster/partition"
-RANGE_START_TAG = "dagster/asset_partition_range_start"
-RANGE_END_TAG = "dagster/asset_partition_range_end"
 OWNERS = ["team:data-platform"]
 
 
@@ -130,17 +128,6 @@ class SourceConfig(dg.Config):
             ) from err
 
 
-def _run_days(context: dg.AssetExecutionContext) -> list[date]:
-    """The day partitions this run materializes (none outside a partitioned run)."""
-    tags = context.run.tags
-    first = tags.get(RANGE_START_TAG) or tags.get(PARTITION_TAG)
-    last = tags.get(RANGE_END_TAG) or tags.get(PARTITION_TAG)
-    if not first or not last:
-        return []
-    start, end = date.fromisoformat(first), date.fromisoformat(last)
-    return [start + timedelta(days=i) for i in range((end - start).days + 1)]
-
-
 def planted_anomalies(
     spec: synthetic.WorldSpec, run_days: list[date], warehouse: DuckDBResource
 ) -> tuple[pl.DataFrame, str]:
@@ -205,7 +192,7 @@ def behaviour_source(
         users = synthetic.users_frame(spec, pop)
         pages = page_catalogue()
         personas = synthetic.personas_frame(spec, pop)
-        anomalies, covered = planted_anomalies(spec, _run_days(context), warehouse)
+        anomalies, covered = planted_anomalies(spec, days_of_run(context.run.tags), warehouse)
         rejects = empty(EVENT_REJECTS_SCHEMA)
         note = (
             f"synthetic world from {spec.start_date}: {spec.users} users, seed {spec.seed}, "

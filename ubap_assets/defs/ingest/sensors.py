@@ -22,12 +22,11 @@ from ubap_assets.core.ingest import (
 )
 from ubap_assets.core.ingest.inbox import diff_inbox
 from ubap_assets.defs.events.partitions import daily_partitions
+from ubap_assets.lib.run_partitions import RANGE_END_TAG, RANGE_START_TAG
 from ubap_assets.warehouse.paths import inbox_dir
 
 # A file must be this old before it is read, so a half-copied upload waits for the next tick.
 SETTLE_SECONDS = 5
-RANGE_START_TAG = "dagster/asset_partition_range_start"
-RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 # The events partitions, the unpartitioned tables of the same source, and all downstream.
 ingest_refresh_job = dg.define_asset_job(

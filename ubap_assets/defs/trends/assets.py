@@ -19,6 +19,7 @@ from dagster_duckdb import DuckDBResource
 from ubap_assets.core import daily, trends
 from ubap_assets.defs.events.partitions import daily_partitions
 from ubap_assets.lib.metadata import markdown_preview
+from ubap_assets.lib.run_partitions import first_day_of_run
 from ubap_assets.warehouse import tables as t
 from ubap_assets.warehouse.introspect import table_exists
 
@@ -52,18 +53,6 @@ def run_days(context: dg.AssetExecutionContext) -> tuple[date, date]:
     """The run's days [start, end) (a single day or a range of them)."""
     window = context.partition_time_window
     return window.start.astimezone(UTC).date(), window.end.astimezone(UTC).date()
-
-
-# Run tags of a partitioned run (one day, or a range of them).
-PARTITION_TAG = "dagster/partition"
-RANGE_START_TAG = "dagster/asset_partition_range_start"
-
-
-def first_day_of_run(context: dg.AssetExecutionContext) -> date | None:
-    """The first day partition the run materializes (an unpartitioned asset in a partitioned
-    run: the earliest day whose sessions changed), or None outside a partitioned run."""
-    first = context.run.tags.get(RANGE_START_TAG) or context.run.tags.get(PARTITION_TAG)
-    return date.fromisoformat(first) if first else None
 
 
 def _window_text(start: date, end: date) -> str:
@@ -219,7 +208,7 @@ def weekly_trends(context: dg.AssetExecutionContext, warehouse: DuckDBResource) 
     """One row per ISO week x dimension x value: the daily_trends metrics over whole weeks
     (distinct users counted over the week). A run over a range of days recomputes the weeks
     from the one before the range on and keeps the earlier ones."""
-    since = first_day_of_run(context)
+    since = first_day_of_run(context.run.tags)
     return _run(
         context,
         warehouse,
@@ -313,7 +302,7 @@ def lifecycle_weekly(context: dg.AssetExecutionContext, warehouse: DuckDBResourc
     """One row per week x lifecycle state (new, returning, resurrecting, dormant) with the
     week's quick ratio. A run over a range of days recomputes the weeks from the one before the
     range on and keeps the earlier ones."""
-    since = first_day_of_run(context)
+    since = first_day_of_run(context.run.tags)
     return _run(
         context,
         warehouse,
