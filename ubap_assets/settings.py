@@ -14,7 +14,7 @@ settings (``ubap_api/settings.py``).
 from collections.abc import Mapping
 from datetime import date
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -37,6 +37,9 @@ _FIX = {
     "plant_anomalies": "set it to true (default) or false (a clean world), or unset it",
     "retrain_every_days": "set it to a whole number of days, at least 1 (default 7: weekly), "
     "or unset it",
+    "engine": "set it to 'duckdb' (default, embedded) or 'spark', or unset it",
+    "spark_remote": "set it to a Spark Connect URL such as sc://spark-host:15002, or unset it "
+    "for a local Spark",
 }
 
 
@@ -68,6 +71,13 @@ class Settings(BaseSettings):
     # begun (core/cadence.py); every night only scores with them.
     retrain_every_days: int = Field(7, ge=1)
 
+    # Where the heavy SQL stages run (README, "Scaling out"): the embedded DuckDB warehouse, or
+    # Apache Spark over Hive-partitioned Parquet in the lake folder (unset = <data dir>/lake).
+    engine: Literal["duckdb", "spark"] = "duckdb"
+    spark_remote: str = ""  # sc://host:port (Spark Connect); unset = local Spark
+    spark_master: str = "local[2]"
+    lake_dir: Path | None = None
+
     # The recommendations' text embedder and the summary's LLM.
     embedder: str = "sentence"
     embedding_model: str = ""
@@ -86,7 +96,19 @@ class Settings(BaseSettings):
                 raise ValueError("not a date in the form YYYY-MM-DD") from None
         return value
 
-    @field_validator("source", "source_mapping", "pages_file", mode="before")
+    @field_validator("spark_remote", mode="after")
+    @classmethod
+    def _spark_connect_url(cls, value: str) -> str:
+        if value and not value.startswith("sc://"):
+            raise ValueError("not a Spark Connect URL (sc://host:port)")
+        return value
+
+    @field_validator("engine", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("source", "source_mapping", "pages_file", "spark_remote", mode="before")
     @classmethod
     def _strip(cls, value: Any) -> Any:
         return value.strip() if isinstance(value, str) else value

@@ -15,10 +15,14 @@ Which day a row belongs to (docs/tables/trends.md):
 
 Sums of money and durations are exact (decimal to 1e-6), so they do not depend on the order in
 which DuckDB's threads add them up: the same rows always give the same value.
+
+The SQL is written once, in DuckDB's dialect. A builder runs it on a DuckDB connection, or on
+any other ``DayTables`` (the Spark engine, engines/spark.py, transpiles it with SQLGlot).
 """
 
 from collections.abc import Callable, Iterator
 from datetime import date, datetime, timedelta
+from typing import Protocol, runtime_checkable
 
 import duckdb
 
@@ -180,7 +184,7 @@ _SESSIONS_SQL = (
     )
     SELECT b.session_id, b.user_id, CAST(b.session_start AS DATE) AS day,
            b.session_start, b.session_end,
-           CAST(epoch(b.session_end - b.session_start) AS DOUBLE) AS duration_s,
+           date_diff('microsecond', b.session_start, b.session_end) / 1e6 AS duration_s,
            b.device, b.traffic_source, b.events, b.page_views, b.engaged_events, b.purchases,
            b.revenue,
            b.page_views = 1 AND b.engaged_events = 0 AS is_bounce,
@@ -264,85 +268,137 @@ def _check_window(start: date, end: date) -> None:
         raise ValueError(f"end ({end}) is before start ({start}): the window is [start, end)")
 
 
-def _require(con: duckdb.DuckDBPyConnection, table: str, hint: str) -> None:
-    if not table_exists(con, table):
+@runtime_checkable
+class DayTables(Protocol):
+    """Where the builders read and write: a DuckDB warehouse (``DuckDBDays``) or the lake
+    through Spark (engines/spark.py). SQL comes in DuckDB's dialect, with ``?`` parameters."""
+
+    def exists(self, table: str) -> bool: ...
+
+    def one(self, sql: str, params: list | None = None) -> tuple: ...
+
+    def replace_days(
+        self,
+        table: str,
+        columns: dict[str, str],
+        start: date,
+        end: date,
+        select: str,
+        params_of: Callable[[date, date], list],
+    ) -> int: ...
+
+
+class DuckDBDays:
+    """The day tables of a DuckDB warehouse."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection):
+        self.con = con
+
+    def exists(self, table: str) -> bool:
+        return table_exists(self.con, table)
+
+    def one(self, sql: str, params: list | None = None) -> tuple:
+        return self.con.execute(sql, params or []).fetchone()
+
+    def _ensure_table(self, table: str, columns: dict[str, str]) -> None:
+        """Create ``table`` with ``columns``; one with other columns (an older layout) is
+        rebuilt."""
+        existing = self.con.execute(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = 'main' AND table_name = ? ORDER BY ordinal_position",
+            [table],
+        ).fetchall()
+        if existing and [name for name, _ in existing] == list(columns):
+            return
+        if existing:
+            self.con.execute(f"DROP TABLE main.{table}")
+        body = ", ".join(f"{name} {kind}" for name, kind in columns.items())
+        self.con.execute(f"CREATE TABLE main.{table} ({body})")
+
+    def replace_days(
+        self,
+        table: str,
+        columns: dict[str, str],
+        start: date,
+        end: date,
+        select: str,
+        params_of: Callable[[date, date], list],
+    ) -> int:
+        """Delete the rows of ``table`` with start <= day < end and insert ``select``'s rows,
+        chunk by chunk, in one transaction. ``params_of(chunk_start, chunk_end)`` gives its
+        parameters."""
+        con = self.con
+        self._ensure_table(table, columns)
+        names = ", ".join(columns)
+        written = 0
+        con.execute("BEGIN TRANSACTION")
+        try:
+            con.execute(f"DELETE FROM main.{table} WHERE day >= ? AND day < ?", [start, end])
+            for lo, hi in _chunks(start, end):
+                inserted = con.execute(
+                    f"INSERT INTO main.{table} ({names}) SELECT {names} FROM ({select})",
+                    params_of(lo, hi),
+                ).fetchone()
+                written += int(inserted[0])
+            con.execute("COMMIT")
+        except Exception:
+            con.execute("ROLLBACK")
+            raise
+        return written
+
+
+def day_tables(con: "duckdb.DuckDBPyConnection | DayTables") -> DayTables:
+    """``con`` as DayTables: a DuckDB connection is wrapped, an engine passes through."""
+    return con if isinstance(con, DayTables) else DuckDBDays(con)
+
+
+def _require(db: DayTables, table: str, hint: str) -> None:
+    if not db.exists(table):
         raise LookupError(f"table {table!r} does not exist: {hint}")
 
 
-def _ensure_table(con: duckdb.DuckDBPyConnection, table: str, columns: dict[str, str]) -> None:
-    """Create ``table`` with ``columns``; one with other columns (an older layout) is rebuilt."""
-    existing = con.execute(
-        "SELECT column_name, data_type FROM information_schema.columns "
-        "WHERE table_schema = 'main' AND table_name = ? ORDER BY ordinal_position",
-        [table],
-    ).fetchall()
-    if existing and [name for name, _ in existing] == list(columns):
-        return
-    if existing:
-        con.execute(f"DROP TABLE main.{table}")
-    body = ", ".join(f"{name} {kind}" for name, kind in columns.items())
-    con.execute(f"CREATE TABLE main.{table} ({body})")
-
-
 def _replace_days(
-    con: duckdb.DuckDBPyConnection,
+    db: DayTables,
     table: str,
     columns: dict[str, str],
     start: date,
     end: date,
-    insert: str,
+    select: str,
     params_of: Callable[[date, date], list],
 ) -> int:
-    """Delete the rows of ``table`` with start <= day < end and insert ``insert``'s rows, chunk
-    by chunk, in one transaction. ``params_of(chunk_start, chunk_end)`` gives its parameters."""
     _check_window(start, end)
-    _ensure_table(con, table, columns)
-    names = ", ".join(columns)
-    written = 0
-    con.execute("BEGIN TRANSACTION")
-    try:
-        con.execute(f"DELETE FROM main.{table} WHERE day >= ? AND day < ?", [start, end])
-        for lo, hi in _chunks(start, end):
-            inserted = con.execute(
-                f"INSERT INTO main.{table} ({names}) SELECT {names} FROM ({insert})",
-                params_of(lo, hi),
-            ).fetchone()
-            written += int(inserted[0])
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
-    return written
+    return db.replace_days(table, columns, start, end, select, params_of)
 
 
-def _page_kinds_sql(con: duckdb.DuckDBPyConnection, pages: str) -> str:
-    if table_exists(con, pages):
+def _page_kinds_sql(db: DayTables, pages: str) -> str:
+    if db.exists(pages):
         return f"SELECT page_id, min(page_type) AS page_type FROM {pages} GROUP BY page_id"
     return "SELECT CAST(NULL AS VARCHAR) AS page_id, CAST(NULL AS VARCHAR) AS page_type LIMIT 0"
 
 
-def events_span(con: duckdb.DuckDBPyConnection, events: str = tables.EVENTS) -> tuple[date, date]:
+def events_span(
+    con: "duckdb.DuckDBPyConnection | DayTables", events: str = tables.EVENTS
+) -> tuple[date, date]:
     """[first day, last day + 1) of ``events``; an empty window when it has no rows."""
-    _require(con, events, "materialize the events group (or ingest files) before the trends")
-    first, last = con.execute(f"SELECT min(event_ts), max(event_ts) FROM {events}").fetchone()
+    db = day_tables(con)
+    _require(db, events, "materialize the events group (or ingest files) before the trends")
+    first, last = db.one(f"SELECT min(event_ts), max(event_ts) FROM {events}")
     if first is None:
         return EMPTY_WINDOW
     return first.date(), last.date() + timedelta(days=1)
 
 
-def _window(
-    con: duckdb.DuckDBPyConnection, start: date | None, end: date | None, events: str
-) -> tuple[date, date]:
+def _window(db: DayTables, start: date | None, end: date | None, events: str) -> tuple[date, date]:
     """The given window, or the whole span of ``events`` when both ends are None."""
     if start is None and end is None:
-        return events_span(con, events)
+        return events_span(db, events)
     if start is None or end is None:
         raise ValueError("give both start and end (or neither, for the whole span of events)")
     return start, end
 
 
 def build_sessions(
-    con: duckdb.DuckDBPyConnection,
+    con: "duckdb.DuckDBPyConnection | DayTables",
     start: date | None = None,
     end: date | None = None,
     *,
@@ -356,19 +412,20 @@ def build_sessions(
     One row per session: the device and traffic source of its first event, its counts, and the
     funnel steps it reached in order (each step at or after the previous one).
     """
-    _require(con, events, "materialize the events group (or ingest files) before the trends")
-    start, end = _window(con, start, end, events)
-    sql = _SESSIONS_SQL.format(events=events, page_kinds=_page_kinds_sql(con, pages))
+    db = day_tables(con)
+    _require(db, events, "materialize the events group (or ingest files) before the trends")
+    start, end = _window(db, start, end, events)
+    sql = _SESSIONS_SQL.format(events=events, page_kinds=_page_kinds_sql(db, pages))
 
     def params(lo: date, hi: date) -> list:
         read_from, read_to = _midnight(lo - timedelta(days=1)), _midnight(hi + timedelta(days=1))
         return [read_from, read_to, _midnight(lo), _midnight(hi)]
 
-    return _replace_days(con, target, SESSIONS_COLUMNS, start, end, sql, params)
+    return _replace_days(db, target, SESSIONS_COLUMNS, start, end, sql, params)
 
 
 def build_user_daily(
-    con: duckdb.DuckDBPyConnection,
+    con: "duckdb.DuckDBPyConnection | DayTables",
     start: date | None = None,
     end: date | None = None,
     *,
@@ -377,18 +434,19 @@ def build_user_daily(
 ) -> int:
     """Replace the user-days of [start, end) from the sessions starting on them (the whole span
     of ``sessions`` when no window is given); returns the rows written."""
-    _require(con, sessions, "build the sessions of these days first (build_sessions)")
+    db = day_tables(con)
+    _require(db, sessions, "build the sessions of these days first (build_sessions)")
     if start is None and end is None:
-        first, last = con.execute(f"SELECT min(day), max(day) FROM {sessions}").fetchone()
+        first, last = db.one(f"SELECT min(day), max(day) FROM {sessions}")
         start, end = (first, last + timedelta(days=1)) if first else EMPTY_WINDOW
     elif start is None or end is None:
         raise ValueError("give both start and end (or neither, for the whole span of sessions)")
     sql = _USER_DAILY_SQL.format(sessions=sessions)
-    return _replace_days(con, target, USER_DAILY_COLUMNS, start, end, sql, lambda lo, hi: [lo, hi])
+    return _replace_days(db, target, USER_DAILY_COLUMNS, start, end, sql, lambda lo, hi: [lo, hi])
 
 
 def _by_event_day(
-    con: duckdb.DuckDBPyConnection,
+    con: "duckdb.DuckDBPyConnection | DayTables",
     start: date | None,
     end: date | None,
     events: str,
@@ -396,10 +454,11 @@ def _by_event_day(
     columns: dict[str, str],
     sql: str,
 ) -> int:
-    _require(con, events, "materialize the events group (or ingest files) first")
-    start, end = _window(con, start, end, events)
+    db = day_tables(con)
+    _require(db, events, "materialize the events group (or ingest files) first")
+    start, end = _window(db, start, end, events)
     return _replace_days(
-        con,
+        db,
         target,
         columns,
         start,
@@ -410,7 +469,7 @@ def _by_event_day(
 
 
 def build_page_daily(
-    con: duckdb.DuckDBPyConnection,
+    con: "duckdb.DuckDBPyConnection | DayTables",
     start: date | None = None,
     end: date | None = None,
     *,
@@ -423,7 +482,7 @@ def build_page_daily(
 
 
 def build_user_page_daily(
-    con: duckdb.DuckDBPyConnection,
+    con: "duckdb.DuckDBPyConnection | DayTables",
     start: date | None = None,
     end: date | None = None,
     *,
@@ -437,7 +496,9 @@ def build_user_page_daily(
     )
 
 
-def build_all_daily(con: duckdb.DuckDBPyConnection, events: str = tables.EVENTS) -> dict[str, int]:
+def build_all_daily(
+    con: "duckdb.DuckDBPyConnection | DayTables", events: str = tables.EVENTS
+) -> dict[str, int]:
     """All four tables over the whole span of ``events`` (for tests and tools); rows written
     per table."""
     start, end = events_span(con, events)

@@ -36,3 +36,9 @@ def inbox_dir() -> Path:
     """The folder the file sensor watches for new event files."""
     read = current_settings()
     return read.inbox_dir or _data_dir_of(read) / "inbox"
+
+
+def lake_dir() -> Path:
+    """Where the Spark engine keeps its Hive-partitioned Parquet tables (``UBAP_LAKE_DIR``)."""
+    read = current_settings()
+    return read.lake_dir or _data_dir_of(read) / "lake"

@@ -1,0 +1,133 @@
+"""The Spark engine against the DuckDB engine: the same day tables from the same events.
+
+Marked ``scale``: it starts a local Spark (Java 17, pyspark; `make install-scale`).
+"""
+
+import math
+from datetime import date, timedelta
+
+import duckdb
+import polars as pl
+import pytest
+
+from ubap_assets.core import daily
+from ubap_assets.core.synthetic import WorldSpec, generate_world
+from ubap_assets.engines import lake
+from ubap_assets.warehouse import tables
+
+pytestmark = pytest.mark.scale
+
+DAY_TABLES = {
+    tables.SESSIONS: ("session_id",),
+    tables.USER_DAILY: ("day", "user_id"),
+    tables.PAGE_DAILY: ("day", "page_id"),
+    tables.USER_PAGE_DAILY: ("day", "user_id", "page_id", "event_type"),
+}
+RELATIVE = 1e-9
+
+
+@pytest.fixture(scope="module")
+def spark():
+    from ubap_assets.engines.spark import spark_session
+
+    return spark_session()
+
+
+@pytest.fixture(scope="module")
+def engines(tmp_path_factory, spark):
+    """A 14-day world built by both engines: (DuckDB warehouse, Spark's lake folder)."""
+    from ubap_assets.engines.spark import SparkDays
+
+    world = generate_world(WorldSpec(users=300, days=14, seed=5, start_date=date(2026, 3, 2)))
+    con = duckdb.connect()
+    for table, frame in (("pages", world.pages), ("events", world.events)):
+        con.register("incoming", frame)
+        con.execute(f"CREATE TABLE {table} AS SELECT * FROM incoming")
+        con.unregister("incoming")
+    daily.build_all_daily(con)
+
+    folder = tmp_path_factory.mktemp("lake")
+    start, end = daily.events_span(con)
+    lake.write_days(folder, tables.EVENTS, [world.events], "event_ts", start, end)
+    daily.build_all_daily(SparkDays(spark, folder, extra={"pages": world.pages}))
+    return con, folder
+
+
+def _rows(con: duckdb.DuckDBPyConnection, sql: str, order: tuple[str, ...]) -> pl.DataFrame:
+    return con.execute(f"SELECT * FROM ({sql}) ORDER BY {', '.join(order)}").pl()
+
+
+def _assert_same(left: pl.DataFrame, right: pl.DataFrame, table: str) -> None:
+    assert left.columns == right.columns, table
+    assert left.schema == right.schema, table
+    assert left.height == right.height > 0, table
+    for name, kind in left.schema.items():
+        a, b = left[name].to_list(), right[name].to_list()
+        if kind == pl.Float64:
+            bad = [
+                (x, y)
+                for x, y in zip(a, b, strict=True)
+                if not math.isclose(x, y, rel_tol=RELATIVE, abs_tol=1e-12)
+            ]
+            assert not bad, f"{table}.{name}: {bad[:3]}"
+        else:
+            assert a == b, f"{table}.{name} differs"
+
+
+@pytest.mark.parametrize("table", list(DAY_TABLES))
+def test_spark_day_table_equals_duckdb(engines, table):
+    con, folder = engines
+    expected = _rows(con, f"SELECT * FROM {table}", DAY_TABLES[table])
+    actual = _rows(con, lake.scan_sql(folder, table), DAY_TABLES[table])
+    _assert_same(expected, actual, table)
+
+
+def test_spark_rewrites_one_day_and_keeps_the_rest(engines, spark):
+    """Re-running a day replaces that day's folder only; the table stays equal to DuckDB's."""
+    from ubap_assets.engines.spark import SparkDays
+
+    con, folder = engines
+    days = lake.days_present(folder, tables.SESSIONS)
+    day = days[len(days) // 2]
+    before = {
+        d: sorted(p.name for p in lake.day_dir(folder, tables.SESSIONS, d).iterdir()) for d in days
+    }
+    pages = con.execute("SELECT * FROM pages").pl()
+    written = daily.build_sessions(
+        SparkDays(spark, folder, extra={"pages": pages}), day, day + timedelta(days=1)
+    )
+    expected = con.execute("SELECT count(*) FROM sessions WHERE day = ?", [day]).fetchone()[0]
+    assert written == expected > 0
+    after = {
+        d: sorted(p.name for p in lake.day_dir(folder, tables.SESSIONS, d).iterdir()) for d in days
+    }
+    assert {d for d in days if before[d] != after[d]} == {day}
+    order = DAY_TABLES[tables.SESSIONS]
+    _assert_same(
+        _rows(con, "SELECT * FROM sessions", order),
+        _rows(con, lake.scan_sql(folder, tables.SESSIONS), order),
+        tables.SESSIONS,
+    )
+
+
+def test_warehouse_views_read_the_lake(engines, tmp_path):
+    _, folder = engines
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    attached = lake.attach_views(con, folder)
+    assert set(attached) == set(lake.LAKE_TABLES)
+    kinds = dict(
+        con.execute(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_name = 'sessions'"
+        ).fetchall()
+    )
+    assert kinds["day"] == "DATE" and kinds["session_start"] == "TIMESTAMP"
+    assert "day" not in {r[0] for r in con.execute("DESCRIBE events").fetchall()}
+
+
+def test_a_duckdb_table_where_a_view_belongs_is_a_clear_error(engines, tmp_path):
+    _, folder = engines
+    con = duckdb.connect()
+    con.execute("CREATE TABLE sessions (x INTEGER)")
+    with pytest.raises(lake.LakeConflictError, match="UBAP_DATA_DIR"):
+        lake.attach_views(con, folder)

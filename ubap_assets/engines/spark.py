@@ -1,0 +1,173 @@
+"""The Spark engine: the day tables computed by Apache Spark from the lake's Parquet.
+
+Dagster-free. ``spark_session()`` connects to a cluster through Spark Connect
+(``UBAP_SPARK_REMOTE=sc://host:port``) or starts a local Spark (``UBAP_SPARK_MASTER``, by
+default ``local[2]``; it needs Java 17). ``SparkDays`` implements core/daily.py's ``DayTables``:
+the builders' DuckDB SQL is transpiled to Spark SQL by SQLGlot (one copy of the logic), runs
+over the lake's tables, and each window of days is written to a staging folder and swapped in
+(engines/lake.py), so re-running a day is idempotent and a reader sees whole days.
+
+Times are TIMESTAMP_NTZ in UTC on both sides: the warehouse's TIMESTAMP columns round-trip
+through Parquet unchanged.
+"""
+
+import functools
+import os
+import shutil
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+
+import polars as pl
+
+from ubap_assets.engines import lake
+from ubap_assets.settings import current_settings
+
+# DuckDB column types of the day tables and their Spark SQL names.
+_SPARK_TYPES = {
+    "VARCHAR": "STRING",
+    "BIGINT": "BIGINT",
+    "DOUBLE": "DOUBLE",
+    "BOOLEAN": "BOOLEAN",
+    "DATE": "DATE",
+    "TIMESTAMP": "TIMESTAMP_NTZ",
+}
+
+
+class SparkUnavailableError(RuntimeError):
+    """Spark cannot be started or reached; the message names the setting and the fix."""
+
+
+def transpile(sql: str) -> str:
+    """DuckDB SQL as Spark SQL (``?`` parameters stay positional)."""
+    import sqlglot
+
+    return sqlglot.transpile(sql, read="duckdb", write="spark")[0]
+
+
+def _java_found() -> bool:
+    home = os.environ.get("JAVA_HOME")
+    return bool(shutil.which("java") or (home and Path(home, "bin", "java").exists()))
+
+
+def _builder(remote: str, master: str):
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError as err:
+        raise SparkUnavailableError(
+            "UBAP_ENGINE=spark needs pyspark: run `make install-scale` (pip install '.[scale]'), "
+            "or unset UBAP_ENGINE for the embedded DuckDB engine"
+        ) from err
+    builder = SparkSession.builder.appName("ubap")
+    for key, value in {
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.timestampType": "TIMESTAMP_NTZ",
+        "spark.sql.parquet.inferTimestampNTZ.enabled": "true",
+    }.items():
+        builder = builder.config(key, value)
+    if remote:
+        return builder.remote(remote)
+    if not _java_found():
+        raise SparkUnavailableError(
+            "UBAP_ENGINE=spark with a local Spark needs Java 17: run `make install-scale` "
+            "(Debian: apt-get install openjdk-17-jre-headless), set UBAP_SPARK_REMOTE to a "
+            "Spark Connect server, or unset UBAP_ENGINE for the embedded DuckDB engine"
+        )
+    return (
+        builder.master(master)
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "8")
+        .config("spark.driver.memory", os.environ.get("UBAP_SPARK_DRIVER_MEMORY", "2g"))
+        .config("spark.sql.adaptive.enabled", "true")
+    )
+
+
+@functools.cache
+def _session(remote: str, master: str):
+    builder = _builder(remote, master)
+    try:
+        return builder.getOrCreate()
+    except Exception as err:  # py4j / gRPC errors: say which setting points where
+        where = (
+            f"the Spark Connect server at {remote} (UBAP_SPARK_REMOTE)"
+            if remote
+            else f"a local Spark ({master}, UBAP_SPARK_MASTER)"
+        )
+        raise SparkUnavailableError(
+            f"could not start or reach {where}: {err}. Start the server "
+            "(`$SPARK_HOME/sbin/start-connect-server.sh`) or fix the setting; unset UBAP_ENGINE "
+            "for the embedded DuckDB engine"
+        ) from err
+
+
+def spark_session():
+    """The process's Spark session for the current settings (started once)."""
+    settings = current_settings()
+    return _session(settings.spark_remote, settings.spark_master)
+
+
+class SparkDays:
+    """core/daily.py's DayTables on Spark: the lake's tables, plus small warehouse tables
+    (``extra``: name -> polars frame, e.g. the page catalogue) shipped to Spark as views."""
+
+    def __init__(self, spark, lake_dir: Path, extra: dict[str, pl.DataFrame] | None = None):
+        self.spark = spark
+        self.lake_dir = Path(lake_dir)
+        self.extra = dict(extra or {})
+        for name, frame in self.extra.items():
+            self.spark.createDataFrame(frame.to_arrow()).createOrReplaceTempView(name)
+
+    def _register_lake(self) -> None:
+        """A temporary view per lake table with data, listed afresh (new days appear)."""
+        for table in lake.LAKE_TABLES:
+            if not lake.has_rows(self.lake_dir, table):
+                continue
+            frame = self.spark.read.parquet(str(lake.table_dir(self.lake_dir, table)))
+            if lake.LAKE_TABLES[table] is None:
+                frame = frame.drop(lake.PARTITION)
+            frame.createOrReplaceTempView(table)
+
+    def sql(self, duckdb_sql: str, params: list | None = None):
+        """A Spark DataFrame of DuckDB SQL over the lake's tables."""
+        self._register_lake()
+        return self.spark.sql(transpile(duckdb_sql), args=list(params or []))
+
+    def exists(self, table: str) -> bool:
+        return table in self.extra or (
+            table in lake.LAKE_TABLES and lake.has_rows(self.lake_dir, table)
+        )
+
+    def one(self, sql: str, params: list | None = None) -> tuple:
+        rows = self.sql(sql, params).collect()
+        return tuple(rows[0]) if rows else ()
+
+    def frame(self, sql: str, params: list | None = None) -> pl.DataFrame:
+        """The result of a (small) query as a polars frame."""
+        return pl.from_arrow(self.sql(sql, params).toArrow())
+
+    def replace_days(
+        self,
+        table: str,
+        columns: dict[str, str],
+        start: date,
+        end: date,
+        select: str,
+        params_of: Callable[[date, date], list],
+    ) -> int:
+        """Compute ``select`` over [start, end) in one Spark job, write it into a staging
+        folder partitioned by day and swap the window's days in; returns the rows written."""
+        frame = self.sql(select, params_of(start, end)).selectExpr(
+            *(f"CAST({name} AS {_SPARK_TYPES[kind]}) AS {name}" for name, kind in columns.items())
+        )
+        staging = lake.new_staging(self.lake_dir, table)
+        try:
+            frame.write.mode("overwrite").partitionBy(lake.PARTITION).parquet(str(staging))
+            written = (
+                self.spark.read.parquet(str(staging)).count()
+                if lake.days_present(staging, "")
+                else 0
+            )
+            lake.swap_in(self.lake_dir, table, staging, start, end)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return written
