@@ -131,3 +131,44 @@ def test_a_duckdb_table_where_a_view_belongs_is_a_clear_error(engines, tmp_path)
     con.execute("CREATE TABLE sessions (x INTEGER)")
     with pytest.raises(lake.LakeConflictError, match="UBAP_DATA_DIR"):
         lake.attach_views(con, folder)
+
+
+@pytest.mark.slow
+def test_whole_graph_on_spark_equals_the_duckdb_graph(materialized_graph, tmp_path, monkeypatch):
+    """UBAP_ENGINE=spark over the tiny world: every warehouse table (the lake's as views) equals
+    the DuckDB engine's materialization of the same world, and the snapshot is published."""
+    import dagster as dg
+
+    from tests.conftest import TEST_DAYS, TEST_START
+    from tests.warehouse_diff import differences
+    from ubap_assets.definitions import defs
+
+    monkeypatch.setenv("UBAP_ENGINE", "spark")
+    monkeypatch.setenv("UBAP_DATA_DIR", str(tmp_path))
+    last = TEST_START + timedelta(days=TEST_DAYS - 1)
+    result = (
+        defs()
+        .resolve_job_def("refresh_job")
+        .execute_in_process(
+            instance=dg.DagsterInstance.ephemeral(),
+            tags={
+                "dagster/asset_partition_range_start": TEST_START.isoformat(),
+                "dagster/asset_partition_range_end": last.isoformat(),
+            },
+            raise_on_error=False,
+        )
+    )
+    assert result.success, [e.message for e in result.all_events if e.is_step_failure]
+    for table in lake.LAKE_TABLES:
+        assert lake.days_present(tmp_path / "lake", table)[-1] == last, table
+    warehouse = tmp_path / "warehouse.duckdb"
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        views = {
+            name
+            for (name,) in con.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_type = 'VIEW'"
+            ).fetchall()
+        }
+    assert views == set(lake.LAKE_TABLES)
+    assert differences(materialized_graph.data_dir / "warehouse.duckdb", warehouse) == {}
+    assert any((tmp_path / "snapshots").glob("*.duckdb"))

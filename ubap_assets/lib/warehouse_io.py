@@ -17,8 +17,11 @@ import duckdb
 import polars as pl
 from dagster_duckdb import DuckDBResource
 
+from ubap_assets.engines import uses_spark
+from ubap_assets.engines.lake import attach_views
 from ubap_assets.lib.table_docs import column_schema
 from ubap_assets.warehouse.introspect import warehouse_tables
+from ubap_assets.warehouse.paths import lake_dir
 
 # The warehouse engine's memory cap: the warehouse file's size, within these bounds. DuckDB's
 # default is 80% of the machine's memory, and it grows its hash tables, sorts and block cache
@@ -45,9 +48,18 @@ def connect_warehouse(database: str) -> duckdb.DuckDBPyConnection:
     garbage collector runs) cannot break the steps after it. The memory cap is a SET on the
     open database, not a connect-time configuration, so a plain ``duckdb.connect`` to the same
     file (a test, a tool) still opens.
+
+    With UBAP_ENGINE=spark the lake's tables are (re)attached as views (engines/lake.py), so
+    every stage reads them as if they were warehouse tables.
     """
     con = duckdb.connect(database)
     con.execute(f"SET memory_limit = '{warehouse_memory_limit(database) // (1 << 20)}MiB'")
+    if uses_spark():
+        try:
+            attach_views(con, lake_dir())
+        except Exception:
+            con.close()
+            raise
     return con
 
 

@@ -19,11 +19,13 @@ from ubap_assets.defs.events import settings
 from ubap_assets.defs.events.checks import event_check_results, event_check_specs, hash_slices
 from ubap_assets.defs.events.partitions import LOAD_PROBLEMS, daily_partitions
 from ubap_assets.defs.events.world import resolve
+from ubap_assets.engines import lake, uses_spark
 from ubap_assets.lib.metadata import markdown_preview
 from ubap_assets.lib.run_partitions import days_of_run
 from ubap_assets.lib.warehouse_io import replace_window
 from ubap_assets.settings import SYNTHETIC, current_settings, settings_problems
 from ubap_assets.warehouse.introspect import table_exists
+from ubap_assets.warehouse.paths import lake_dir
 from ubap_assets.warehouse.tables import EVENTS
 
 GROUP = "events"
@@ -245,7 +247,7 @@ def _load_note() -> dict[str, str]:
     metadata={"partition_expr": "event_ts", **_load_note()},
     group_name=GROUP,
     owners=OWNERS,
-    kinds={"polars", "duckdb"},
+    kinds={"polars", "parquet"} if uses_spark() else {"polars", "duckdb"},
     check_specs=event_check_specs(),
 )
 def events(
@@ -281,7 +283,13 @@ def events(
             yield keep
 
     with warehouse.get_connection() as con:
-        written = replace_window(con, EVENTS, inside_window(chunks), "event_ts", start, end)
+        if uses_spark():  # the lake's day folders; the warehouse sees them as a view
+            written = lake.write_days(
+                lake_dir(), EVENTS, inside_window(chunks), "event_ts", start.date(), end.date()
+            )
+            lake.attach_views(con, lake_dir())
+        else:
+            written = replace_window(con, EVENTS, inside_window(chunks), "event_ts", start, end)
         checks = list(event_check_results(con, start, end, outside["rows"]))
         summary = con.execute(
             "SELECT count(DISTINCT event_ts::DATE), count(DISTINCT user_id), "

@@ -18,10 +18,13 @@ from dagster_duckdb import DuckDBResource
 
 from ubap_assets.core import daily, trends
 from ubap_assets.defs.events.partitions import daily_partitions
+from ubap_assets.engines import uses_spark
+from ubap_assets.engines.lake import attach_views
 from ubap_assets.lib.metadata import markdown_preview
 from ubap_assets.lib.run_partitions import first_day_of_run
 from ubap_assets.warehouse import tables as t
 from ubap_assets.warehouse.introspect import table_exists
+from ubap_assets.warehouse.paths import lake_dir
 
 GROUP = "trends"
 OWNERS = ["team:analytics"]
@@ -47,6 +50,36 @@ def day_partitioned(**kwargs) -> dict:
         "owners": OWNERS,
         **kwargs,
     }
+
+
+# The engine that computes the four day tables (UBAP_ENGINE): shown as the assets' kind.
+DAY_TABLE_KINDS = {"spark", "parquet"} if uses_spark() else {"duckdb"}
+
+
+def _build_days(
+    con: duckdb.DuckDBPyConnection, build: Callable[..., int], start: date, end: date
+) -> int:
+    """Run a core/daily.py builder over [start, end): in the warehouse, or with
+    UBAP_ENGINE=spark on Spark over the lake (the page catalogue shipped along), after which
+    the warehouse's views are refreshed. Missing inputs and an unreachable Spark fail the run
+    with the reason."""
+    from ubap_assets.engines.spark import SparkUnavailableError
+
+    try:
+        if not uses_spark():
+            return build(con, start, end)
+        from ubap_assets.engines.spark import SparkDays, spark_session
+
+        pages = (
+            {t.PAGES: con.execute(f"SELECT * FROM {t.PAGES}").pl()}
+            if table_exists(con, t.PAGES)
+            else {}
+        )
+        written = build(SparkDays(spark_session(), lake_dir(), extra=pages), start, end)
+        attach_views(con, lake_dir())
+        return written
+    except (LookupError, SparkUnavailableError) as err:
+        raise dg.Failure(description=str(err)) from err
 
 
 def run_days(context: dg.AssetExecutionContext) -> tuple[date, date]:
@@ -103,17 +136,14 @@ def _run(
     return dg.Output(frame, metadata=metadata)
 
 
-@dg.asset(**day_partitioned(kinds={"duckdb"}, deps=[EVENTS_AROUND_THE_DAY, t.PAGES]))
+@dg.asset(**day_partitioned(kinds=DAY_TABLE_KINDS, deps=[EVENTS_AROUND_THE_DAY, t.PAGES]))
 def sessions(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.MaterializeResult:
     """One row per session, in the partition of the day of its first event: user, device and
     source of its first event, events, page views (by page type), searches, carts, checkouts,
     purchases, revenue, bounce / conversion flags and the funnel steps reached in order."""
     start, end = run_days(context)
     with warehouse.get_connection() as con:
-        try:
-            written = daily.build_sessions(con, start, end)
-        except LookupError as err:
-            raise dg.Failure(description=str(err)) from err
+        written = _build_days(con, daily.build_sessions, start, end)
         total = con.execute(f"SELECT count(*) FROM {t.SESSIONS}").fetchone()[0]
         stats = con.execute(
             "SELECT avg(events), avg(CAST(is_bounce AS INTEGER)), avg(duration_s), "
@@ -142,10 +172,7 @@ def _written(
     """Run a core/daily.py builder over the run's days; metadata: window and rows."""
     start, end = run_days(context)
     with warehouse.get_connection() as con:
-        try:
-            written = build(con, start, end)
-        except LookupError as err:
-            raise dg.Failure(description=str(err)) from err
+        written = _build_days(con, build, start, end)
         total = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
     return dg.MaterializeResult(
         metadata={
@@ -156,7 +183,7 @@ def _written(
     )
 
 
-@dg.asset(**day_partitioned(kinds={"duckdb"}, deps=[t.SESSIONS]))
+@dg.asset(**day_partitioned(kinds=DAY_TABLE_KINDS, deps=[t.SESSIONS]))
 def user_daily(
     context: dg.AssetExecutionContext, warehouse: DuckDBResource
 ) -> dg.MaterializeResult:
@@ -165,7 +192,7 @@ def user_daily(
     return _written(context, warehouse, t.USER_DAILY, daily.build_user_daily)
 
 
-@dg.asset(**day_partitioned(kinds={"duckdb"}, deps=[t.EVENTS]))
+@dg.asset(**day_partitioned(kinds=DAY_TABLE_KINDS, deps=[t.EVENTS]))
 def page_daily(
     context: dg.AssetExecutionContext, warehouse: DuckDBResource
 ) -> dg.MaterializeResult:
@@ -174,7 +201,7 @@ def page_daily(
     return _written(context, warehouse, t.PAGE_DAILY, daily.build_page_daily)
 
 
-@dg.asset(**day_partitioned(kinds={"duckdb"}, deps=[t.EVENTS]))
+@dg.asset(**day_partitioned(kinds=DAY_TABLE_KINDS, deps=[t.EVENTS]))
 def user_page_daily(
     context: dg.AssetExecutionContext, warehouse: DuckDBResource
 ) -> dg.MaterializeResult:
