@@ -357,6 +357,10 @@ def _refresh_recent_events(warehouse: duckdb.DuckDBPyConnection, alias: str, sin
     state; events before ``since`` did not change, so the newest of the new state are among the
     base's rows before ``since`` and the warehouse's rows from ``since`` on, unless a user lost
     events in the rewritten days (then the base may have cut rows that are needed now).
+
+    Only the rewritten days are ranked (a top-N per user over one or two days of events); of the
+    base's rows, a user whose new rows pass the limit loses just their oldest few, found by a
+    bounded per-user minimum (``arg_min(..., n)``) instead of a window over every held row.
     """
     kept = [c for c in RECENT_EVENT_COLUMNS if c in _columns(warehouse, EVENTS_TABLE)]
     if _catalog_columns(warehouse, alias, EVENTS_TABLE) != kept or "user_id" not in kept:
@@ -364,50 +368,56 @@ def _refresh_recent_events(warehouse: duckdb.DuckDBPyConnection, alias: str, sin
     target = f'{alias}."{EVENTS_TABLE}"'
     cols = ", ".join(f'"{c}"' for c in kept)
     start = datetime(since.year, since.month, since.day)
-    newest = "event_ts DESC" + (", event_id DESC" if "event_id" in kept else "")
+    order_keys = ["event_ts", *(["event_id"] if "event_id" in kept else [])]
+    newest = ", ".join(f"{k} DESC" for k in order_keys)
+    oldest = "t.event_ts" if len(order_keys) == 1 else "(t.event_ts, t.event_id)"
     limit = int(RECENT_EVENTS_PER_USER)
-    fresh = f"ubap_fresh_events_{secrets.token_hex(4)}"
-    warehouse.execute(
-        f'CREATE TEMP TABLE {fresh} AS SELECT {cols} FROM main."{EVENTS_TABLE}" '
-        "WHERE event_ts >= ?",
-        [start],
-    )
+    token = secrets.token_hex(4)
+    fresh, held = f"ubap_fresh_events_{token}", f"ubap_held_events_{token}"
     try:
+        # The rewritten days' newest rows per user, and what the base holds of those users.
+        warehouse.execute(
+            f'CREATE TEMP TABLE {fresh} AS SELECT {cols} FROM main."{EVENTS_TABLE}" '
+            f"WHERE event_ts >= ? QUALIFY row_number() OVER (PARTITION BY user_id "
+            f"ORDER BY {newest}) <= ?",
+            [start, limit],
+        )
+        warehouse.execute(
+            f"CREATE TEMP TABLE {held} AS "
+            f"WITH now AS (SELECT user_id, count(*) AS fresh FROM {fresh} GROUP BY 1), "
+            f"base AS (SELECT user_id, count(*) AS held, "
+            f"count(*) FILTER (WHERE event_ts >= ?) AS rewritten FROM {target} "
+            f"WHERE user_id IN (SELECT user_id FROM now UNION ALL "
+            f"SELECT user_id FROM {target} WHERE event_ts >= ?) GROUP BY 1) "
+            "SELECT user_id, held, rewritten, coalesce(fresh, 0) AS fresh "
+            "FROM base LEFT JOIN now USING (user_id)",
+            [start, start],
+        )
         # A user whose base rows were cut at the limit and who now has fewer rows in the
         # rewritten days than the base held there: rows cut then may be needed now.
         short = warehouse.execute(
-            f"WITH base AS (SELECT user_id, count(*) AS held, "
-            f"count(*) FILTER (WHERE event_ts >= ?) AS rewritten FROM {target} "
-            f"WHERE user_id IN (SELECT user_id FROM {target} WHERE event_ts >= ?) GROUP BY 1), "
-            f"now AS (SELECT user_id, count(*) AS fresh FROM {fresh} GROUP BY 1) "
-            "SELECT count(*) FROM base LEFT JOIN now USING (user_id) "
-            "WHERE held >= ? AND coalesce(fresh, 0) < rewritten",
-            [start, start, limit],
+            f"SELECT count(*) FROM {held} WHERE held >= ? AND fresh < rewritten", [limit]
         ).fetchone()[0]
         if short:
             return False
-        # Only rows that differ move: a rewritten day with the same events changes nothing.
-        same = " AND ".join(f'a."{c}" IS NOT DISTINCT FROM b."{c}"' for c in kept)
-        warehouse.execute(
-            f"DELETE FROM {target} WHERE rowid IN (SELECT a.rowid FROM {target} a "
-            f"WHERE a.event_ts >= ? AND NOT EXISTS (SELECT 1 FROM {fresh} b WHERE {same}))",
-            [start],
-        )
-        warehouse.execute(
-            f"INSERT INTO {target} SELECT a.* FROM {fresh} a WHERE NOT EXISTS "
-            f"(SELECT 1 FROM {target} b WHERE b.event_ts >= ? AND {same}) "
-            "ORDER BY a.user_id, a.event_ts",
-            [start],
-        )
-        warehouse.execute(
-            f"DELETE FROM {target} WHERE rowid IN (SELECT rowid FROM (SELECT rowid, "
-            f"row_number() OVER (PARTITION BY user_id ORDER BY {newest}) AS newest_rank "
-            f"FROM {target} WHERE user_id IN (SELECT user_id FROM {fresh})) "
-            "WHERE newest_rank > ?)",
-            [limit],
-        )
+        warehouse.execute(f"DELETE FROM {target} WHERE event_ts >= ?", [start])
+        warehouse.execute(f"INSERT INTO {target} SELECT * FROM {fresh} ORDER BY user_id, event_ts")
+        # Each user over the limit now loses their oldest rows before the rewritten days.
+        most = warehouse.execute(
+            f"SELECT max(held - rewritten + fresh - ?) FROM {held}", [limit]
+        ).fetchone()[0]
+        if most is not None and most > 0:
+            warehouse.execute(
+                f"DELETE FROM {target} WHERE rowid IN (SELECT unnest(list_slice("
+                f"arg_min(t.rowid, {oldest}, {int(most)}), 1, x.excess)) "
+                f"FROM {target} t JOIN (SELECT user_id, held - rewritten + fresh - ? AS excess "
+                f"FROM {held} WHERE held - rewritten + fresh > ?) x USING (user_id) "
+                "WHERE t.event_ts < ? GROUP BY t.user_id, x.excess)",
+                [limit, limit, start],
+            )
     finally:
         warehouse.execute(f"DROP TABLE IF EXISTS {fresh}")
+        warehouse.execute(f"DROP TABLE IF EXISTS {held}")
     _recluster_if_fragmented(warehouse, alias)
     return True
 
