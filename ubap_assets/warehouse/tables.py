@@ -57,6 +57,10 @@ SIMILAR_PAGES: Final = "similar_pages"
 USER_RECOMMENDATIONS: Final = "user_recommendations"
 ADMIN_INSIGHTS: Final = "admin_insights"
 REC_EVALUATION: Final = "rec_evaluation"
+# Not served: per (user, page, decay period) exact sums of the days before a weekly cut, and its
+# one-row meta, so a night reads the recent days only (core/recommend/interaction_state.py).
+REC_INTERACTION_STATE: Final = "rec_interaction_state"
+REC_INTERACTION_STATE_META: Final = "rec_interaction_state_meta"
 
 # --- serving: written only into a published snapshot, never into the warehouse ---
 SNAPSHOT_META: Final = "snapshot_meta"  # one row: snapshot id, run id, materialized at

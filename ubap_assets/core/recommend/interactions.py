@@ -13,8 +13,9 @@ on the last day before ``end`` is 1 day old). Nothing here reads the raw ``event
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 
 import duckdb
 import numpy as np
@@ -61,54 +62,132 @@ def _midnight(moment: datetime, name: str) -> datetime:
     return moment
 
 
+# Decayed weights are summed as exact integers, so neither the order of a sum (the engine's
+# threads) nor its grouping (a stored running total plus the recent days) can change a bit of
+# the result. A day's term is its weighted events x 2^((day - anchor) / half_life) x
+# 2^FIXED_POINT_BITS, rounded, the anchor being the first day of the day's decay period, which
+# is PERIOD_DOUBLINGS half-lives long; a term stays under 2^(FIXED_POINT_BITS + PERIOD_DOUBLINGS)
+# per weighted event, far inside a 128-bit integer. Without decay every day is in period 0.
+FIXED_POINT_BITS = 32
+PERIOD_DOUBLINGS = 48
+DAY_ZERO = date(1970, 1, 1)
+
+
+def decay_period_days(half_life_days: float | None) -> int | None:
+    """Days per decay period (None without decay)."""
+    if half_life_days is None:
+        return None
+    return max(1, math.floor(PERIOD_DOUBLINGS * half_life_days))
+
+
+def decay_period(day: date, half_life_days: float | None) -> int:
+    """The decay period ``day`` belongs to."""
+    period_days = decay_period_days(half_life_days)
+    return 0 if period_days is None else (day - DAY_ZERO).days // period_days
+
+
+def period_sums_sql(
+    params: RecommenderParams, start: date | None, end: date
+) -> tuple[str, list[object]]:
+    """SQL and its arguments: one row per (user, page, decay period) with events on the days
+    in [start, end) (``start`` None: from the first day), as exact fixed-point sums:
+    user_id, page_id, period, mass (HUGEINT), n_events, converted. Event types weighted 0 or
+    less do not count."""
+    weight_cases = " ".join("WHEN ? THEN ?" for _ in params.event_weights)
+    weight_args: list[object] = [value for pair in params.event_weights.items() for value in pair]
+    period_days = decay_period_days(params.half_life_days)
+    if period_days is None:
+        period, exponent, decay_args = "0::BIGINT", "?::DOUBLE", [float(FIXED_POINT_BITS)]
+    else:
+        period = "floor(day_number / ?::DOUBLE)::BIGINT"
+        exponent = "?::DOUBLE + (day_number - period * ?::BIGINT) / ?::DOUBLE"
+        decay_args = [float(FIXED_POINT_BITS), period_days, params.half_life_days]
+    sql = f"""
+        SELECT user_id, page_id, period,
+               sum(CAST(round(events * event_weight * pow(2.0, {exponent})) AS HUGEINT))
+                   AS mass,
+               sum(events)::BIGINT AS n_events,
+               bool_or(list_contains(?::VARCHAR[], event_type)) AS converted
+        FROM (SELECT *, {period} AS period
+              FROM (SELECT user_id, page_id, events, event_type,
+                           date_diff('day', ?::DATE, day) AS day_number,
+                           CASE event_type {weight_cases} ELSE 0.0 END AS event_weight
+                    FROM {INTERACTIONS_TABLE}
+                    WHERE (?::DATE IS NULL OR day >= ?::DATE) AND day < ?::DATE
+                      AND user_id IS NOT NULL AND page_id IS NOT NULL)
+              WHERE event_weight > 0)
+        GROUP BY user_id, page_id, period
+    """
+    args: list[object] = [
+        *decay_args,
+        list(params.conversion_events),
+        *([period_days] if period_days is not None else []),
+        DAY_ZERO,
+        *weight_args,
+        start,
+        start,
+        end,
+    ]
+    return sql, args
+
+
+def combine_periods_sql(
+    sums: tuple[str, list[object]], params: RecommenderParams, first_day: date, end: date
+) -> tuple[str, list[object]]:
+    """SQL and its arguments that turn period sums (``sums``: SQL and arguments whose rows are
+    (user, page, period) sums, a key possibly repeated) into one row per (user, page): weight
+    decayed to ``end``, n_events, converted. The integer masses are added first; each period's
+    mass then becomes a double and the periods are added in period order, so the weight is
+    the same bits however the sums were split. ``first_day``: no row has an earlier day."""
+    period_days = decay_period_days(params.half_life_days)
+    first, last = (
+        decay_period(first_day, params.half_life_days),
+        decay_period(end - timedelta(days=1), params.half_life_days),
+    )
+    periods = range(first, max(first, last) + 1)
+    factors = []
+    for period in periods:
+        age = 0.0 if period_days is None else (end - DAY_ZERO).days - period * period_days
+        half_lives = 0.0 if params.half_life_days is None else age / params.half_life_days
+        factors.append(2.0 ** -(FIXED_POINT_BITS + half_lives))
+    masses = ", ".join(
+        f"sum(CASE WHEN period = ? THEN mass END) AS mass_{i}" for i in range(len(periods))
+    )
+    weight = " + ".join(f"coalesce(mass_{i}::DOUBLE * ?::DOUBLE, 0.0)" for i in range(len(periods)))
+    sql = f"""
+        SELECT user_id, page_id, ({weight})::DOUBLE AS weight, n_events, converted
+        FROM (SELECT user_id, page_id, {masses},
+                     sum(n_events)::BIGINT AS n_events, bool_or(converted) AS converted
+              FROM ({sums[0]})
+              GROUP BY user_id, page_id)
+    """
+    return sql, [*factors, *periods, *sums[1]]
+
+
+def first_day(con: duckdb.DuckDBPyConnection) -> date | None:
+    """The first day in ``user_page_daily`` (None when it is empty)."""
+    return con.execute(f"SELECT min(day) FROM {INTERACTIONS_TABLE}").fetchone()[0]
+
+
 def load_interactions(
     con: duckdb.DuckDBPyConnection,
     start: datetime | None,
     end: datetime,
     params: RecommenderParams,
-    decay_to: datetime | None = None,
 ) -> pl.DataFrame:
     """One row per (user, page) with events on the days in [start, end): decayed weight,
     event count, conversion flag.
 
     ``start=None`` reads every day before ``end``. ``weight`` = sum over ``user_page_daily``
     rows of events x event-type weight x 0.5^(age_days / half_life) (x 1 when
-    ``half_life_days`` is None), age_days being the whole days from the row's day to
-    ``decay_to`` (default ``end``). All three bounds must be midnights.
+    ``half_life_days`` is None), age_days being the whole days from the row's day to ``end``,
+    summed exactly (see ``FIXED_POINT_BITS``). Both bounds must be midnights.
     """
-    _midnight(end, "end")
-    if start is not None:
-        _midnight(start, "start")
-    decay_end = _midnight(decay_to or end, "decay_to")
-    # The weights arrive as parameters: one WHEN ? THEN ? per configured event type.
-    weight_cases = " ".join("WHEN ? THEN ?" for _ in params.event_weights)
-    weight_args: list = [value for pair in params.event_weights.items() for value in pair]
-    sql = f"""
-        SELECT user_id, page_id,
-               sum(events * event_weight * CASE WHEN ?::DOUBLE IS NULL THEN 1.0 ELSE
-                   pow(0.5, greatest(date_diff('day', day, ?::DATE), 0) / ?::DOUBLE) END
-               )::DOUBLE AS weight,
-               sum(events)::BIGINT AS n_events,
-               bool_or(list_contains(?::VARCHAR[], event_type)) AS converted
-        FROM (SELECT user_id, page_id, day, events, event_type,
-                     CASE event_type {weight_cases} ELSE 0.0 END AS event_weight
-              FROM {INTERACTIONS_TABLE}
-              WHERE (?::DATE IS NULL OR day >= ?::DATE) AND day < ?::DATE
-                AND user_id IS NOT NULL AND page_id IS NOT NULL)
-        WHERE event_weight > 0
-        GROUP BY user_id, page_id
-    """
-    args = [
-        params.half_life_days,
-        decay_end.date(),
-        params.half_life_days,
-        list(params.conversion_events),
-        *weight_args,
-        start.date() if start else None,
-        start.date() if start else None,
-        end.date(),
-    ]
-    return con.execute(sql, args).pl()
+    end_day = _midnight(end, "end").date()
+    start_day = _midnight(start, "start").date() if start is not None else None
+    earliest = start_day or first_day(con) or end_day
+    sums = period_sums_sql(params, start_day, end_day)
+    return con.execute(*combine_periods_sql(sums, params, earliest, end_day)).pl()
 
 
 def engaged_pages(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> pl.DataFrame:

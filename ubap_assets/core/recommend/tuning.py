@@ -8,12 +8,13 @@ hybrid or its best single component, whichever scores better there.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import date, datetime
 
 import duckdb
 import numpy as np
 import polars as pl
 
+from ubap_assets.core.recommend.interaction_state import interactions_from_state
 from ubap_assets.core.recommend.interactions import (
     Interactions,
     build_interactions,
@@ -67,6 +68,24 @@ def interactions_until(
     """Every event before ``end`` (or the last ``history_days``) as training matrices."""
     frame = load_interactions(con, history_start(end, params), end, params)
     return build_interactions(frame, catalogue, params.strength)
+
+
+def served_interactions(
+    con: duckdb.DuckDBPyConnection,
+    catalogue: Catalogue,
+    params: RecommenderParams,
+    end: datetime,
+    changed_from: date | None,
+) -> tuple[Interactions, str]:
+    """The served model's training matrices and a note on how they were read: the whole
+    history through the running state (a night reads only its recent days), or the last
+    ``history_days`` directly. ``changed_from``: the first day the run rewrote (None: unknown,
+    the state is rebuilt)."""
+    if params.history_days is not None:
+        note = f"interactions: the last {params.history_days} days read directly"
+        return interactions_until(con, catalogue, params, end), note
+    read = interactions_from_state(con, end, params, changed_from)
+    return build_interactions(read.frame, catalogue, params.strength), read.note
 
 
 def fit_until(

@@ -19,6 +19,7 @@ from ubap_assets.defs.recommendations.config import (
 )
 from ubap_assets.lib.embedder import Embedder
 from ubap_assets.lib.metadata import markdown_preview
+from ubap_assets.lib.run_partitions import first_day_of_run
 from ubap_assets.settings import current_settings
 from ubap_assets.warehouse import tables
 from ubap_assets.warehouse.introspect import table_exists
@@ -154,7 +155,9 @@ def user_recommendations(
     reason. The served method and its knobs are rec_evaluation's choice on the validation
     window (tuned at the last training boundary); refitted every night on the whole history
     to the data end, so every event of a user counts, and the evaluation's exclusion policy
-    applies."""
+    applies. The history comes from a running state (rec_interaction_state) plus the days
+    after its weekly cut, so a night's read does not grow with the history; a run that
+    rewrote a day before the cut rebuilds it."""
     with failing_run_on_bad_input():
         params, selection = tuning.served_params(rec_evaluation, config.params())
     started = time.perf_counter()
@@ -163,7 +166,10 @@ def user_recommendations(
             end = recommend.data_end(con)
             segments, segments_note = load_segments(con, params)
             catalogue = recommend.build_catalogue(pages, page_embeddings, params)
-            model = tuning.fit_until(con, catalogue, params, segments, end)
+            train, read_note = tuning.served_interactions(
+                con, catalogue, params, end, first_day_of_run(context.run.tags)
+            )
+            model = tuning.fit_until(con, catalogue, params, segments, end, train)
         # Everyone in users, plus anyone with history whom users does not list yet.
         user_ids = pl.concat(
             [
@@ -172,7 +178,7 @@ def user_recommendations(
             ]
         ).unique()
         lists = recommend.recommendation_lists(model, user_ids["user_id"].sort().to_numpy(), end)
-    for note in model.notes:
+    for note in (read_note, *model.notes):
         context.log.info(note)
     by_source = lists.group_by("source").agg(pl.col("user_id").n_unique()).sort("source")
     served = rec_evaluation.filter(pl.col("is_served")) if "is_served" in rec_evaluation else None
@@ -194,6 +200,7 @@ def user_recommendations(
             "weights": dg.MetadataValue.json(params.component_weights),
             "segments": segments_note,
             "notes": "; ".join(model.notes) or "none",
+            "interactions": read_note,
             "seconds": round(time.perf_counter() - started, 2),
             "preview": markdown_preview(
                 lists.select("user_id", "rank", "title", "source", "reason")
