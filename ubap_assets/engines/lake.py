@@ -9,7 +9,8 @@ through views (``attach_views``), so DuckDB code downstream is the same on both 
 import re
 import shutil
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -29,6 +30,10 @@ LAKE_TABLES: dict[str, dict[str, str] | None] = {
     tables.PAGE_DAILY: daily.PAGE_DAILY_COLUMNS,
     tables.USER_PAGE_DAILY: daily.USER_PAGE_DAILY_COLUMNS,
 }
+# Small warehouse tables the Spark stages read, mirrored whole to <lake>/<table>/<table>.parquet
+# whenever the warehouse's copy is written (lib/warehouse_io.py), so no Spark stage opens the
+# warehouse file and a backfill's day partitions can run in parallel.
+MIRRORED_TABLES: tuple[str, ...] = (tables.PAGES,)
 _DAY_FOLDER = re.compile(r"^day=(\d{4}-\d{2}-\d{2})$")
 
 
@@ -114,6 +119,31 @@ def write_days(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return written
+
+
+def mirror_path(lake: Path, table: str) -> Path:
+    return table_dir(lake, table) / f"{table}.parquet"
+
+
+def write_mirror(lake: Path, table: str, frame: pl.DataFrame) -> None:
+    """Replace the lake's copy of a small warehouse table (written aside, then renamed)."""
+    target = mirror_path(lake, table)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    aside = target.with_name(f".{target.name}.{uuid.uuid4().hex}")
+    frame.write_parquet(aside)
+    aside.replace(target)
+
+
+@contextmanager
+def reader(lake: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    """An in-memory DuckDB connection with a view per lake table: reads the lake without
+    opening (or locking) the warehouse file."""
+    con = duckdb.connect()
+    try:
+        attach_views(con, lake)
+        yield con
+    finally:
+        con.close()
 
 
 def _quoted(text: str) -> str:

@@ -107,8 +107,8 @@ def spark_session():
 
 
 class SparkDays:
-    """core/daily.py's DayTables on Spark: the lake's tables, plus small warehouse tables
-    (``extra``: name -> polars frame, e.g. the page catalogue) shipped to Spark as views."""
+    """core/daily.py's DayTables on Spark, over the lake's tables and its mirrors of small
+    warehouse tables (the page catalogue); ``extra`` (name -> polars frame) adds others."""
 
     def __init__(self, spark, lake_dir: Path, extra: dict[str, pl.DataFrame] | None = None):
         self.spark = spark
@@ -126,6 +126,10 @@ class SparkDays:
             if lake.LAKE_TABLES[table] is None:
                 frame = frame.drop(lake.PARTITION)
             frame.createOrReplaceTempView(table)
+        for table in lake.MIRRORED_TABLES:
+            if table not in self.extra and lake.mirror_path(self.lake_dir, table).exists():
+                path = str(lake.mirror_path(self.lake_dir, table))
+                self.spark.read.parquet(path).createOrReplaceTempView(table)
 
     def sql(self, duckdb_sql: str, params: list | None = None):
         """A Spark DataFrame of DuckDB SQL over the lake's tables."""
@@ -133,9 +137,11 @@ class SparkDays:
         return self.spark.sql(transpile(duckdb_sql), args=list(params or []))
 
     def exists(self, table: str) -> bool:
-        return table in self.extra or (
-            table in lake.LAKE_TABLES and lake.has_rows(self.lake_dir, table)
-        )
+        if table in self.extra:
+            return True
+        if table in lake.MIRRORED_TABLES:
+            return lake.mirror_path(self.lake_dir, table).exists()
+        return table in lake.LAKE_TABLES and lake.has_rows(self.lake_dir, table)
 
     def one(self, sql: str, params: list | None = None) -> tuple:
         rows = self.sql(sql, params).collect()

@@ -18,7 +18,7 @@ import polars as pl
 from dagster_duckdb import DuckDBResource
 
 from ubap_assets.engines import uses_spark
-from ubap_assets.engines.lake import attach_views
+from ubap_assets.engines.lake import MIRRORED_TABLES, attach_views, write_mirror
 from ubap_assets.lib.table_docs import column_schema
 from ubap_assets.warehouse.introspect import warehouse_tables
 from ubap_assets.warehouse.paths import lake_dir
@@ -181,6 +181,8 @@ class DuckDBWarehouseIOManager(dg.ConfigurableIOManager):
             else:
                 con.execute(f'CREATE OR REPLACE TABLE main."{table}" AS SELECT * FROM frame')
             context.add_output_metadata(_table_metadata(con, table, obj))
+        if uses_spark() and table in MIRRORED_TABLES:
+            write_mirror(lake_dir(), table, obj)
 
     def load_input(self, context: dg.InputContext) -> pl.DataFrame:
         table = context.upstream_output.asset_key.path[-1]

@@ -8,8 +8,10 @@ segment, retention and lifecycle tables are unpartitioned: each run recomputes t
 sessions and user-days in SQL, never from the events, and never loads those into Python.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, date
+from typing import TYPE_CHECKING
 
 import dagster as dg
 import duckdb
@@ -18,13 +20,15 @@ from dagster_duckdb import DuckDBResource
 
 from ubap_assets.core import daily, trends
 from ubap_assets.defs.events.partitions import daily_partitions
-from ubap_assets.engines import uses_spark
-from ubap_assets.engines.lake import attach_views
+from ubap_assets.engines import lake, uses_spark
 from ubap_assets.lib.metadata import markdown_preview
 from ubap_assets.lib.run_partitions import first_day_of_run
 from ubap_assets.warehouse import tables as t
 from ubap_assets.warehouse.introspect import table_exists
 from ubap_assets.warehouse.paths import lake_dir
+
+if TYPE_CHECKING:
+    from ubap_assets.engines.spark_connection import SparkConnection
 
 GROUP = "trends"
 OWNERS = ["team:analytics"]
@@ -52,31 +56,42 @@ def day_partitioned(**kwargs) -> dict:
     }
 
 
-# The engine that computes the four day tables (UBAP_ENGINE): shown as the assets' kind.
-DAY_TABLE_KINDS = {"spark", "parquet"} if uses_spark() else {"duckdb"}
+def day_table(**kwargs) -> dict:
+    """day_partitioned, for the four day tables core/daily.py builds. With UBAP_ENGINE=spark
+    they live in the lake and never open the warehouse, so a backfill runs them a week of days
+    per run, several runs at once (the PostgreSQL instance's queue); on DuckDB, one ranged run
+    (one writer)."""
+    arguments = day_partitioned(kinds={"spark", "parquet"} if uses_spark() else {"duckdb"})
+    if uses_spark():
+        arguments["backfill_policy"] = dg.BackfillPolicy.multi_run(max_partitions_per_run=7)
+    return arguments | kwargs
+
+
+@contextmanager
+def _day_tables_reader(warehouse: DuckDBResource) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A connection that reads the day tables: the warehouse's, or the lake's without opening
+    the warehouse (UBAP_ENGINE=spark)."""
+    if uses_spark():
+        with lake.reader(lake_dir()) as con:
+            yield con
+    else:
+        with warehouse.get_connection() as con:
+            yield con
 
 
 def _build_days(
     con: duckdb.DuckDBPyConnection, build: Callable[..., int], start: date, end: date
 ) -> int:
-    """Run a core/daily.py builder over [start, end): in the warehouse, or with
-    UBAP_ENGINE=spark on Spark over the lake (the page catalogue shipped along), after which
-    the warehouse's views are refreshed. Missing inputs and an unreachable Spark fail the run
-    with the reason."""
-    from ubap_assets.engines.spark import SparkUnavailableError
+    """Run a core/daily.py builder over [start, end): in the warehouse ``con``, or with
+    UBAP_ENGINE=spark on Spark over the lake, refreshing ``con``'s views of the lake after.
+    Missing inputs and an unreachable Spark fail the run with the reason."""
+    from ubap_assets.engines.spark import SparkDays, SparkUnavailableError, spark_session
 
     try:
         if not uses_spark():
             return build(con, start, end)
-        from ubap_assets.engines.spark import SparkDays, spark_session
-
-        pages = (
-            {t.PAGES: con.execute(f"SELECT * FROM {t.PAGES}").pl()}
-            if table_exists(con, t.PAGES)
-            else {}
-        )
-        written = build(SparkDays(spark_session(), lake_dir(), extra=pages), start, end)
-        attach_views(con, lake_dir())
+        written = build(SparkDays(spark_session(), lake_dir()), start, end)
+        lake.attach_views(con, lake_dir())
         return written
     except (LookupError, SparkUnavailableError) as err:
         raise dg.Failure(description=str(err)) from err
@@ -136,13 +151,13 @@ def _run(
     return dg.Output(frame, metadata=metadata)
 
 
-@dg.asset(**day_partitioned(kinds=DAY_TABLE_KINDS, deps=[EVENTS_AROUND_THE_DAY, t.PAGES]))
+@dg.asset(**day_table(deps=[EVENTS_AROUND_THE_DAY, t.PAGES]))
 def sessions(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.MaterializeResult:
     """One row per session, in the partition of the day of its first event: user, device and
     source of its first event, events, page views (by page type), searches, carts, checkouts,
     purchases, revenue, bounce / conversion flags and the funnel steps reached in order."""
     start, end = run_days(context)
-    with warehouse.get_connection() as con:
+    with _day_tables_reader(warehouse) as con:
         written = _build_days(con, daily.build_sessions, start, end)
         total = con.execute(f"SELECT count(*) FROM {t.SESSIONS}").fetchone()[0]
         stats = con.execute(
@@ -171,7 +186,7 @@ def _written(
 ) -> dg.MaterializeResult:
     """Run a core/daily.py builder over the run's days; metadata: window and rows."""
     start, end = run_days(context)
-    with warehouse.get_connection() as con:
+    with _day_tables_reader(warehouse) as con:
         written = _build_days(con, build, start, end)
         total = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
     return dg.MaterializeResult(
@@ -183,7 +198,7 @@ def _written(
     )
 
 
-@dg.asset(**day_partitioned(kinds=DAY_TABLE_KINDS, deps=[t.SESSIONS]))
+@dg.asset(**day_table(deps=[t.SESSIONS]))
 def user_daily(
     context: dg.AssetExecutionContext, warehouse: DuckDBResource
 ) -> dg.MaterializeResult:
@@ -192,7 +207,7 @@ def user_daily(
     return _written(context, warehouse, t.USER_DAILY, daily.build_user_daily)
 
 
-@dg.asset(**day_partitioned(kinds=DAY_TABLE_KINDS, deps=[t.EVENTS]))
+@dg.asset(**day_table(deps=[t.EVENTS]))
 def page_daily(
     context: dg.AssetExecutionContext, warehouse: DuckDBResource
 ) -> dg.MaterializeResult:
@@ -201,7 +216,7 @@ def page_daily(
     return _written(context, warehouse, t.PAGE_DAILY, daily.build_page_daily)
 
 
-@dg.asset(**day_partitioned(kinds=DAY_TABLE_KINDS, deps=[t.EVENTS]))
+@dg.asset(**day_table(deps=[t.EVENTS]))
 def user_page_daily(
     context: dg.AssetExecutionContext, warehouse: DuckDBResource
 ) -> dg.MaterializeResult:
@@ -210,13 +225,30 @@ def user_page_daily(
     return _written(context, warehouse, t.USER_PAGE_DAILY, daily.build_user_page_daily)
 
 
+def _trend_engine(
+    con: duckdb.DuckDBPyConnection, reads_back: tuple[str, ...] = ()
+) -> "duckdb.DuckDBPyConnection | SparkConnection":
+    """Where a trend stage's SQL runs: the warehouse ``con``, or with UBAP_ENGINE=spark Spark
+    over the lake (the same DuckDB SQL, transpiled), with the warehouse tables of
+    ``reads_back`` that exist shipped along (a weekly table as last written)."""
+    if not uses_spark():
+        return con
+    from ubap_assets.engines.spark import SparkUnavailableError, spark_session
+    from ubap_assets.engines.spark_connection import SparkConnection
+
+    try:
+        return SparkConnection.of_warehouse(spark_session(), lake_dir(), con, reads_back)
+    except SparkUnavailableError as err:
+        raise dg.Failure(description=str(err)) from err
+
+
 @dg.asset(**day_partitioned(kinds=KINDS, deps=[t.SESSIONS, t.USER_DAILY]))
 def daily_trends(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.Output:
     """One row per day x dimension (all / device / traffic_source) x value: users, sessions,
     events, page views, conversion and bounce rate, session duration, revenue, new/returning."""
     start, end = run_days(context)
     with warehouse.get_connection() as con:
-        frame = trends.daily_trends(con, start, end)
+        frame = trends.daily_trends(_trend_engine(con), start, end)
     last = frame.filter((pl.col("dimension") == "all") & pl.col("is_complete")).tail(1)
     extra: dict[str, object] = {"window": _window_text(start, end)}
     if last.height:
@@ -239,7 +271,9 @@ def weekly_trends(context: dg.AssetExecutionContext, warehouse: DuckDBResource) 
     return _run(
         context,
         warehouse,
-        lambda con: trends.weekly_trends(con, since=since),
+        lambda con: trends.weekly_trends(
+            _trend_engine(con, reads_back=(t.WEEKLY_TRENDS,)), since=since
+        ),
         "week_start",
         recomputed_from=str(since) if since else "every week",
     )
@@ -260,7 +294,7 @@ def funnel_daily(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -
     purchase): sessions reaching the step in order, step conversion and drop-off."""
     start, end = run_days(context)
     with warehouse.get_connection() as con:
-        frame = trends.funnel_daily(con, start, end)
+        frame = trends.funnel_daily(_trend_engine(con), start, end)
     totals = frame.group_by("step_index", "step").agg(pl.col("sessions").sum()).sort("step_index")
     first = totals["sessions"][0] if totals.height else 0
     extra = {
@@ -277,7 +311,7 @@ def funnel_dimensions(context: dg.AssetExecutionContext, warehouse: DuckDBResour
     funnel_daily columns per device and per traffic source (each adds up to 'all')."""
     start, end = run_days(context)
     with warehouse.get_connection() as con:
-        frame = trends.funnel_dimensions(con, start, end)
+        frame = trends.funnel_dimensions(_trend_engine(con), start, end)
     totals = (
         frame.filter(pl.col("dimension") != "all")
         .group_by("dimension", "dimension_value", "step_index")
@@ -314,7 +348,7 @@ def retention_cohorts(context: dg.AssetExecutionContext, warehouse: DuckDBResour
     """One row per weekly first-seen cohort x weeks since: cohort size, active users and the
     retention rate."""
     with warehouse.get_connection() as con:
-        frame = trends.retention_cohorts(con)
+        frame = trends.retention_cohorts(_trend_engine(con))
     week1 = frame.filter((pl.col("weeks_since") == 1) & pl.col("is_complete"))
     extra = {}
     if week1.height and week1["cohort_size"].sum():
@@ -333,7 +367,9 @@ def lifecycle_weekly(context: dg.AssetExecutionContext, warehouse: DuckDBResourc
     return _run(
         context,
         warehouse,
-        lambda con: trends.lifecycle_weekly(con, since=since),
+        lambda con: trends.lifecycle_weekly(
+            _trend_engine(con, reads_back=(t.LIFECYCLE_WEEKLY,)), since=since
+        ),
         "week_start",
         recomputed_from=str(since) if since else "every week",
     )
