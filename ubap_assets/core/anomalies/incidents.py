@@ -236,11 +236,10 @@ def build_incidents(
         direction = "spike" if head["peak"] > 0 else "drop"
         incident_id = f"{start}-{metric}-{direction}"
         window = scored_all.filter(pl.col("day").is_between(start, end))
-        headline_rows = window.filter(
-            (pl.col("metric") == metric)
-            & (pl.col("dimension") == head["dimension"])
-            & (pl.col("dimension_value") == head["dimension_value"])
-        )
+        # The window's rows per (metric, dimension), split once: the loops below only look up.
+        parts = window.partition_by("metric", "dimension", as_dict=True)
+        headline_part = parts.get((metric, head["dimension"]), window.clear())
+        headline_rows = headline_part.filter(pl.col("dimension_value") == head["dimension_value"])
         observed, expected = _pooled(headline_rows, metric)
         change = observed / expected - 1 if expected else 0.0
         peak_all = float(points["score"].abs().max())
@@ -249,15 +248,15 @@ def build_incidents(
         metrics = sorted(points["metric"].unique().to_list())
         top, top_share = None, None
         for m in metrics:
-            overall = window.filter((pl.col("metric") == m) & (pl.col("dimension") == "all"))
-            weight = float(overall["denominator"].sum())
+            overall = parts.get((m, "all"))
+            weight = float(overall["denominator"].sum()) if overall is not None else 0.0
             for dimension in sorted(
-                window.filter(pl.col("metric") == m)["dimension"].unique().to_list(),
+                (d for metric_of, d in parts if metric_of == m),
                 key=lambda d: _DIMENSION_ORDER.get(d, 9),
             ):
                 if dimension == "all":
                     continue
-                part = window.filter((pl.col("metric") == m) & (pl.col("dimension") == dimension))
+                part = parts[(m, dimension)]
                 if part["dimension_value"].n_unique() < 2:
                     continue
                 c = _contributions(part, m, dimension, weight)
