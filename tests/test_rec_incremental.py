@@ -12,7 +12,7 @@ from polars.testing import assert_frame_equal
 
 from ubap_assets.core import recommend
 from ubap_assets.core.recommend import interaction_state as state
-from ubap_assets.core.recommend.interactions import decay_period_days
+from ubap_assets.core.recommend.interactions import decay_period_days, load_training
 
 FIRST = date(2026, 1, 5)
 DAYS = 60
@@ -162,3 +162,35 @@ def test_the_cut_is_a_week_start_at_least_recent_days_back():
         cut = state.state_cut(end)
         assert cut.weekday() == 0
         assert state.RECENT_DAYS <= (end - cut).days < state.RECENT_DAYS + state.FOLD_DAYS
+
+
+def test_matrices_numbered_in_sql_equal_those_built_from_text_ids():
+    from tests.test_recommend import _embeddings
+
+    frame = _daily(seed=6)
+    con = _warehouse(frame)
+    pages = pl.DataFrame(
+        {
+            "page_id": [f"p{p}" for p in range(14)],  # p14 is outside the catalogue
+            "url": [f"/p{p}" for p in range(14)],
+            "title": [f"Page {p}" for p in range(14)],
+            "description": ["text"] * 14,
+            "category": ["c"] * 14,
+            "page_type": ["product"] * 14,
+        }
+    )
+    params = recommend.RecommenderParams(half_life_days=7.0)
+    catalogue = recommend.build_catalogue(pages, _embeddings(pages), params)
+    end = _midnight(FIRST + timedelta(days=DAYS))
+    expected = recommend.build_interactions(
+        recommend.load_interactions(con, None, end, params), catalogue, params.strength
+    )
+    from_sql = load_training(con, None, end, params, catalogue)
+    from_state, note = state.training_from_state(con, end, params, None, catalogue)
+    assert "rebuilt" in note
+    for train in (from_sql, from_state):
+        assert train.user_ids.tolist() == expected.user_ids.tolist()
+        assert train.n_rows == expected.n_rows < frame.select(KEY).n_unique()
+        for name in ("strength", "converted", "engaged"):
+            got, want = getattr(train, name), getattr(expected, name)
+            assert (got != want).nnz == 0 and got.dtype == np.float32

@@ -31,13 +31,17 @@ from ubap_assets.core.recommend.interactions import (
     FIXED_POINT_BITS,
     INTERACTIONS_TABLE,
     PERIOD_DOUBLINGS,
+    Interactions,
     _midnight,
+    coded_interactions,
     combine_periods_sql,
     first_day,
     load_interactions,
+    load_training,
     period_sums_sql,
 )
 from ubap_assets.core.recommend.params import RecommenderParams
+from ubap_assets.core.recommend.texts import Catalogue
 from ubap_assets.warehouse import tables
 from ubap_assets.warehouse.introspect import table_exists
 
@@ -72,10 +76,9 @@ def state_signature(params: RecommenderParams) -> str:
 
 
 @dataclass(frozen=True)
-class StateRead:
-    """The interactions (``load_interactions``'s rows) and how the state served them."""
+class Resumed:
+    """How the state served a read."""
 
-    frame: pl.DataFrame
     cut: date
     rebuilt: str  # why the state was rebuilt from the whole history ("" when it was not)
     folded_days: int  # days added to the state in this call
@@ -88,6 +91,13 @@ class StateRead:
             f"interactions: running state {how}, cut {self.cut}, {self.folded_days} days folded "
             f"in, {self.recent_days} recent days read from {INTERACTIONS_TABLE}"
         )
+
+
+@dataclass(frozen=True)
+class StateRead(Resumed):
+    """The interactions (``load_interactions``'s rows) and how the state served them."""
+
+    frame: pl.DataFrame
 
 
 def _digest(con: duckdb.DuckDBPyConnection, cut: date) -> tuple[int, int]:
@@ -146,13 +156,41 @@ def interactions_from_state(
     days. ``changed_from``: the first day the run rewrote in ``user_page_daily`` (None when
     unknown: the state is rebuilt). The knobs must not set ``history_days`` (a window is a
     bounded read: use ``load_interactions``)."""
+    combined, resumed = _resume(con, end, params, changed_from)
+    frame = con.execute(*combined).pl() if combined else load_interactions(con, None, end, params)
+    return StateRead(**vars(resumed), frame=frame)
+
+
+def training_from_state(
+    con: duckdb.DuckDBPyConnection,
+    end: datetime,
+    params: RecommenderParams,
+    changed_from: date | None,
+    catalogue: Catalogue,
+) -> tuple[Interactions, str]:
+    """``interactions_from_state`` as training matrices (numbered in SQL, see
+    ``load_training``), with the note saying how the state served them."""
+    combined, resumed = _resume(con, end, params, changed_from)
+    if not combined:
+        return load_training(con, None, end, params, catalogue), resumed.note
+    return coded_interactions(con, combined, catalogue, params.strength), resumed.note
+
+
+def _resume(
+    con: duckdb.DuckDBPyConnection,
+    end: datetime,
+    params: RecommenderParams,
+    changed_from: date | None,
+) -> tuple[tuple[str, list[object]] | None, Resumed]:
+    """Bring the state to this run's cut; the SQL (and arguments) of the combined interactions
+    (None when there is no data) and how the state served them."""
     if params.history_days is not None:
         raise ValueError("a history window is read directly: use load_interactions")
     end_day = _midnight(end, "end").date()
     first = first_day(con)
     cut = state_cut(end_day)
     if first is None:
-        return StateRead(load_interactions(con, None, end, params), cut, "no data", 0, 0)
+        return None, Resumed(cut, "no data", 0, 0)
     signature = state_signature(params)
     stored = _stored(con)
     rebuilt = _why_rebuild(con, stored, signature, cut, changed_from)
@@ -166,9 +204,9 @@ def interactions_from_state(
         f"UNION ALL {sums[0]}",
         sums[1],
     )
-    frame = con.execute(*combine_periods_sql(union, params, first, end_day)).pl()
     recent = max(0, (end_day - max(cut, first)).days)
-    return StateRead(frame, cut, rebuilt, folded_days, recent)
+    combined = combine_periods_sql(union, params, first, end_day)
+    return combined, Resumed(cut, rebuilt, folded_days, recent)
 
 
 def _fold(

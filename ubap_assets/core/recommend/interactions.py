@@ -264,15 +264,98 @@ def build_interactions(
     )
     users = rows["user_id"].unique().sort()
     rows = rows.join(row_index(users, "user_id", "user_index"), on="user_id", how="inner")
-    coordinates = (rows["user_index"].to_numpy(), rows["page_index"].to_numpy())
-    shape = (len(users), catalogue.size)
-    weight = rows["weight"].fill_null(0.0).fill_nan(0.0).clip(0.0).to_numpy()
+    return _matrices(
+        users.to_numpy().astype(str),
+        rows["user_index"].to_numpy(),
+        rows["page_index"].to_numpy(),
+        rows["weight"].fill_null(0.0).fill_nan(0.0).to_numpy(),
+        rows["converted"].fill_null(False).to_numpy(),
+        catalogue.size,
+        strength,
+    )
+
+
+def load_training(
+    con: duckdb.DuckDBPyConnection,
+    start: datetime | None,
+    end: datetime,
+    params: RecommenderParams,
+    catalogue: Catalogue,
+) -> Interactions:
+    """``build_interactions(load_interactions(con, start, end, params), catalogue, ...)``,
+    the same matrices, with users and pages numbered in SQL: only int32 codes, the weight and
+    the conversion flag reach Python (and one label per user), never a text id per pair."""
+    end_day = _midnight(end, "end").date()
+    start_day = _midnight(start, "start").date() if start is not None else None
+    earliest = start_day or first_day(con) or end_day
+    sums = period_sums_sql(params, start_day, end_day)
+    combined = combine_periods_sql(sums, params, earliest, end_day)
+    return coded_interactions(con, combined, catalogue, params.strength)
+
+
+def coded_interactions(
+    con: duckdb.DuckDBPyConnection,
+    combined: tuple[str, list[object]],
+    catalogue: Catalogue,
+    strength: str,
+) -> Interactions:
+    """The matrices of ``combined`` (SQL and arguments of ``combine_periods_sql``'s rows),
+    users numbered in name order and pages in catalogue order by the engine."""
+    pages = pl.DataFrame(
+        {
+            "page_id": catalogue.page_ids.tolist(),
+            "page_index": np.arange(catalogue.size, dtype=np.int32),
+        },
+        schema={"page_id": pl.String, "page_index": pl.Int32},
+    )
+    con.register("ubap_catalogue_pages", pages)
+    try:
+        coded = con.execute(
+            f"""
+            SELECT (dense_rank() OVER (ORDER BY user_id) - 1)::INTEGER AS user_index,
+                   page_index, coalesce(weight, 0.0) AS weight,
+                   coalesce(converted, false) AS converted,
+                   CASE WHEN row_number() OVER (PARTITION BY user_id ORDER BY page_index) = 1
+                        THEN user_id END AS user_label
+            FROM ({combined[0]}) JOIN ubap_catalogue_pages USING (page_id)
+            ORDER BY user_index, page_index
+            """,
+            combined[1],
+        ).pl()
+    finally:
+        con.unregister("ubap_catalogue_pages")
+    labels = coded["user_label"].drop_nulls().to_numpy().astype(str)
+    return _matrices(
+        labels,
+        coded["user_index"].to_numpy(),
+        coded["page_index"].to_numpy(),
+        coded["weight"].fill_nan(0.0).to_numpy(),
+        coded["converted"].to_numpy(),
+        catalogue.size,
+        strength,
+    )
+
+
+def _matrices(
+    user_ids: np.ndarray,
+    user_index: np.ndarray,
+    page_index: np.ndarray,
+    weight: np.ndarray,
+    converted: np.ndarray,
+    n_pages: int,
+    strength: str,
+) -> Interactions:
+    """The three (users, pages) float32 matrices from one entry per (user, page) pair."""
+    coordinates = (user_index, page_index)
+    shape = (len(user_ids), n_pages)
+    weight = np.clip(weight, 0.0, None)
     values = (weight > 0).astype(np.float32) if strength == "binary" else np.log1p(weight)
     matrix = sp.csr_matrix((values.astype(np.float32), coordinates), shape=shape, dtype=np.float32)
-    conversions = rows["converted"].fill_null(False).to_numpy().astype(np.float32)
-    converted = sp.csr_matrix((conversions, coordinates), shape=shape, dtype=np.float32)
-    converted.eliminate_zeros()
-    engaged = sp.csr_matrix(
-        (np.ones(rows.height, dtype=np.float32), coordinates), shape=shape, dtype=np.float32
+    conversions = sp.csr_matrix(
+        (converted.astype(np.float32), coordinates), shape=shape, dtype=np.float32
     )
-    return Interactions(users.to_numpy().astype(str), matrix, converted, engaged, rows.height)
+    conversions.eliminate_zeros()
+    engaged = sp.csr_matrix(
+        (np.ones(len(weight), dtype=np.float32), coordinates), shape=shape, dtype=np.float32
+    )
+    return Interactions(user_ids, matrix, conversions, engaged, len(weight))

@@ -18,6 +18,9 @@ from ubap_assets.core.recommend.params import COMPONENTS, RecommenderParams
 from ubap_assets.core.recommend.ranking import minmax_rows, top_k
 from ubap_assets.core.recommend.texts import Catalogue
 
+# Rows user-kNN scores at once (see RecommenderModel.user_knn).
+USER_KNN_ROWS = 256
+
 
 def row_normalize(matrix: sp.csr_matrix) -> sp.csr_matrix:
     """Each row scaled to unit length (empty rows stay empty)."""
@@ -202,11 +205,22 @@ class RecommenderModel:
         """Sum of the n most similar users' preferences, weighted by cosine similarity.
 
         ``self_index``: each row's own train index (or -1), so a user is never their own
-        neighbour. Neighbours come from a seeded pool of at most ``user_pool`` users.
+        neighbour. Neighbours come from a seeded pool of at most ``user_pool`` users. Rows are
+        scored USER_KNN_ROWS at a time: a (rows, pool) similarity block and its argpartition
+        stay tens of MB (a whole 4096-user block against a 20k pool took over 1 GB).
         """
         pool = self.user_pool.indices
         if not len(pool):
             return np.zeros((rows.shape[0], self.catalogue.size), dtype=np.float32)
+        out = np.empty((rows.shape[0], self.catalogue.size), dtype=np.float32)
+        for start in range(0, rows.shape[0], USER_KNN_ROWS):
+            part = slice(start, start + USER_KNN_ROWS)
+            own = self_index[part] if self_index is not None else None
+            out[part] = self._user_knn_rows(rows[part], own)
+        return out
+
+    def _user_knn_rows(self, rows: sp.csr_matrix, self_index: np.ndarray | None) -> np.ndarray:
+        pool = self.user_pool.indices
         similarity = np.asarray(row_normalize(rows) @ self.user_pool.unit_columns, dtype=np.float32)
         if self_index is not None:
             position = np.clip(np.searchsorted(pool, self_index), 0, len(pool) - 1)

@@ -22,6 +22,7 @@ from ubap_assets.core.recommend.texts import Catalogue
 
 PER_USER = ("hr", "ndcg", "recall", "ap", "novelty")
 Weights = tuple[float, float, float]  # content, collaborative, popularity
+BOOTSTRAP_DRAWS = 2_000_000
 
 
 def ranking_metrics(top: np.ndarray, relevant: np.ndarray, k: int) -> dict[str, np.ndarray]:
@@ -207,11 +208,15 @@ def bootstrap_intervals(
     n_users = matrix.shape[0]
     rng = np.random.default_rng(seed)
     means = np.empty((n_resamples, len(names)))
-    chunk = max(1, min(n_resamples, 20_000_000 // max(n_users, 1)))
+    # About 2M draws at a time (16 MB): the same stream of draws whatever the chunk.
+    chunk = max(1, min(n_resamples, BOOTSTRAP_DRAWS // max(n_users, 1)))
     for start in range(0, n_resamples, chunk):
         draws = rng.integers(0, n_users, size=(min(chunk, n_resamples - start), n_users))
-        counts = np.stack([np.bincount(row, minlength=n_users) for row in draws])
-        means[start : start + len(draws)] = counts @ matrix / n_users
+        counts = np.empty((len(draws), n_users), dtype=np.float64)
+        for row, drawn in enumerate(draws):
+            counts[row] = np.bincount(drawn, minlength=n_users)
+        del draws
+        means[start : start + len(counts)] = counts @ matrix / n_users
     tail = (1.0 - level) / 2 * 100
     low, high = np.percentile(means, [tail, 100 - tail], axis=0)
     return {name: (float(low[i]), float(high[i])) for i, name in enumerate(names)}

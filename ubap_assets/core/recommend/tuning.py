@@ -14,13 +14,12 @@ import duckdb
 import numpy as np
 import polars as pl
 
-from ubap_assets.core.recommend.interaction_state import interactions_from_state
+from ubap_assets.core.recommend.interaction_state import training_from_state
 from ubap_assets.core.recommend.interactions import (
     Interactions,
-    build_interactions,
     engaged_pages,
     history_start,
-    load_interactions,
+    load_training,
 )
 from ubap_assets.core.recommend.params import METHODS, RecommendationError, RecommenderParams
 from ubap_assets.core.recommend.scorers import RecommenderModel, fit
@@ -66,8 +65,7 @@ def interactions_until(
     end: datetime,
 ) -> Interactions:
     """Every event before ``end`` (or the last ``history_days``) as training matrices."""
-    frame = load_interactions(con, history_start(end, params), end, params)
-    return build_interactions(frame, catalogue, params.strength)
+    return load_training(con, history_start(end, params), end, params, catalogue)
 
 
 def served_interactions(
@@ -84,8 +82,7 @@ def served_interactions(
     if params.history_days is not None:
         note = f"interactions: the last {params.history_days} days read directly"
         return interactions_until(con, catalogue, params, end), note
-    read = interactions_from_state(con, end, params, changed_from)
-    return build_interactions(read.frame, catalogue, params.strength), read.note
+    return training_from_state(con, end, params, changed_from, catalogue)
 
 
 def fit_until(
