@@ -404,6 +404,36 @@ def test_a_publish_from_the_snapshot_in_service_equals_one_from_scratch(warehous
     assert per_user == {"u1": RECENT_EVENTS_PER_USER, "u2": 18, "u3": 164}
 
 
+def test_a_night_past_the_limit_trims_the_oldest_rows_like_a_publish_from_scratch(
+    warehouse, tmp_path
+):
+    # u1 held the limit and gets 140 rows in the rewritten days (70 of its base rows go); u2 gets
+    # more than the limit in the new day alone (all its base rows go, the new day is cut); u3's
+    # events of a day share one instant, so both cuts (in the rewritten days and in the base's
+    # oldest day) fall inside an instant, where event_id decides.
+    def tied(day: int) -> pl.DataFrame:
+        return _day_events(day, {"u3": 120 if day < 3 else 30}).with_columns(
+            pl.lit(datetime(2026, 1, 5 + day, 8)).alias("event_ts")
+        )
+
+    days = {
+        d: pl.concat([_day_events(d, {"u1": 70, "u2": 5 if d < 3 else 260}), tied(d)])
+        for d in range(4)
+    }
+    _put(warehouse, "events", _events_through({d: days[d] for d in range(3)}))
+    first = publish_snapshot(warehouse, ["events"], tmp_path / "a", "night1")
+    _put(warehouse, "events", _events_through(days))
+    base = SnapshotBase(first.path, events_since=date(2026, 1, 7))
+    incremental = publish_snapshot(warehouse, ["events"], tmp_path / "a", "night2", base=base)
+    scratch = publish_snapshot(warehouse, ["events"], tmp_path / "b", "scratch")
+    rows = _snapshot_rows(incremental.path)
+    assert rows == _snapshot_rows(scratch.path)
+    per_user: dict[str, int] = {}
+    for row in rows["events"]:
+        per_user[row[1]] = per_user.get(row[1], 0) + 1
+    assert per_user == dict.fromkeys(["u1", "u2", "u3"], RECENT_EVENTS_PER_USER)
+
+
 def test_a_rewritten_day_with_fewer_events_rebuilds_what_the_limit_cut(warehouse, tmp_path):
     days = {d: _day_events(d, {"u1": 80}) for d in range(4)}
     _put(warehouse, "events", _events_through(days))
