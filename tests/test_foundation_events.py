@@ -119,3 +119,33 @@ def test_event_ids_must_be_unique_across_days_not_only_in_the_window():
     assert unique.metadata["in_window"].value == "1"
     assert unique.metadata["other_days"].value == "1"  # e2 on the 5th
     assert results["sessions_well_formed"].passed
+
+
+def test_planted_anomalies_name_only_days_with_stored_or_generated_events(tmp_path):
+    from datetime import date, datetime, timedelta
+
+    from ubap_assets.core.synthetic import WorldSpec, anomaly_plan
+    from ubap_assets.defs.events.assets import planted_anomalies
+
+    spec = WorldSpec(users=50, days=90, start_date=date(2026, 8, 1))
+    plan = anomaly_plan(spec)
+    planted = sorted(set(plan["anomaly_date"].to_list()))
+    assert len(planted) >= 3
+    gap, generated = planted[0], planted[-1]  # no stored event; only this run's events
+    stored = [
+        day
+        for day in (spec.start_date + timedelta(days=i) for i in range(spec.days))
+        if day < generated and day != gap
+    ]
+    path = tmp_path / "w.duckdb"
+    with duckdb.connect(str(path)) as con:
+        con.execute("CREATE TABLE events (event_id VARCHAR, event_ts TIMESTAMP)")
+        con.executemany(
+            "INSERT INTO events VALUES (?, ?)",
+            [(f"e{i}", datetime.combine(day, datetime.min.time())) for i, day in enumerate(stored)],
+        )
+    found, covered = planted_anomalies(spec, [generated], DuckDBResource(database=str(path)))
+    expected = plan.filter(plan["anomaly_date"].is_in([d for d in planted if d != gap]))
+    assert found.sort("anomaly_date").equals(expected.sort("anomaly_date"))
+    assert gap not in found["anomaly_date"].to_list()
+    assert covered == f"{spec.start_date} .. {generated}"
