@@ -147,7 +147,7 @@ def test_the_state_is_what_a_night_reads():
 
 def test_a_history_window_is_read_directly():
     con = _warehouse(_daily(seed=5))
-    with pytest.raises(ValueError, match="use load_interactions"):
+    with pytest.raises(recommend.RecommendationError, match="read directly"):
         state.interactions_from_state(
             con,
             _midnight(FIRST + timedelta(days=DAYS)),

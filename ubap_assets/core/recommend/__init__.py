@@ -7,6 +7,8 @@ Dagster-free. One module per step, in the order data flows:
   similar pages, the candidate ``Catalogue``;
 - ``interactions``: implicit feedback read from ``user_page_daily`` into sparse (user, page)
   matrices;
+- ``interaction_state``: the running per-(user, page) sums a night resumes from, so the served
+  model's read does not grow with the history;
 - ``scorers``: ``fit`` builds the frozen ``RecommenderModel`` and its component scorers;
 - ``render``: top-k lists per user with their source and reason;
 - ``scoring``: one window scored per method (per-user metrics, bootstrap intervals);

@@ -32,15 +32,15 @@ from ubap_assets.core.recommend.interactions import (
     INTERACTIONS_TABLE,
     PERIOD_DOUBLINGS,
     Interactions,
-    _midnight,
     coded_interactions,
     combine_periods_sql,
     first_day,
     load_interactions,
     load_training,
+    midnight,
     period_sums_sql,
 )
-from ubap_assets.core.recommend.params import RecommenderParams
+from ubap_assets.core.recommend.params import RecommendationError, RecommenderParams
 from ubap_assets.core.recommend.texts import Catalogue
 from ubap_assets.warehouse import tables
 from ubap_assets.warehouse.introspect import table_exists
@@ -185,8 +185,11 @@ def _resume(
     """Bring the state to this run's cut; the SQL (and arguments) of the combined interactions
     (None when there is no data) and how the state served them."""
     if params.history_days is not None:
-        raise ValueError("a history window is read directly: use load_interactions")
-    end_day = _midnight(end, "end").date()
+        raise RecommendationError(
+            f"history_days = {params.history_days} is a window, read directly (no running "
+            "state): call load_interactions / load_training with its start"
+        )
+    end_day = midnight(end, "end").date()
     first = first_day(con)
     cut = state_cut(end_day)
     if first is None:

@@ -51,7 +51,7 @@ def history_start(end: datetime, params: RecommenderParams) -> datetime | None:
     return None if params.history_days is None else end - timedelta(days=params.history_days)
 
 
-def _midnight(moment: datetime, name: str) -> datetime:
+def midnight(moment: datetime, name: str) -> datetime:
     """``moment`` unchanged when it is a midnight; the interactions are daily, so no other time
     can bound them."""
     if moment.time() != time(0):
@@ -183,8 +183,8 @@ def load_interactions(
     ``half_life_days`` is None), age_days being the whole days from the row's day to ``end``,
     summed exactly (see ``FIXED_POINT_BITS``). Both bounds must be midnights.
     """
-    end_day = _midnight(end, "end").date()
-    start_day = _midnight(start, "start").date() if start is not None else None
+    end_day = midnight(end, "end").date()
+    start_day = midnight(start, "start").date() if start is not None else None
     earliest = start_day or first_day(con) or end_day
     sums = period_sums_sql(params, start_day, end_day)
     return con.execute(*combine_periods_sql(sums, params, earliest, end_day)).pl()
@@ -196,7 +196,7 @@ def engaged_pages(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime
     return con.execute(
         f"SELECT DISTINCT user_id, page_id FROM {INTERACTIONS_TABLE} "
         "WHERE day >= ? AND day < ? AND user_id IS NOT NULL AND page_id IS NOT NULL",
-        [_midnight(start, "start").date(), _midnight(end, "end").date()],
+        [midnight(start, "start").date(), midnight(end, "end").date()],
     ).pl()
 
 
@@ -285,8 +285,8 @@ def load_training(
     """``build_interactions(load_interactions(con, start, end, params), catalogue, ...)``,
     the same matrices, with users and pages numbered in SQL: only int32 codes, the weight and
     the conversion flag reach Python (and one label per user), never a text id per pair."""
-    end_day = _midnight(end, "end").date()
-    start_day = _midnight(start, "start").date() if start is not None else None
+    end_day = midnight(end, "end").date()
+    start_day = midnight(start, "start").date() if start is not None else None
     earliest = start_day or first_day(con) or end_day
     sums = period_sums_sql(params, start_day, end_day)
     combined = combine_periods_sql(sums, params, earliest, end_day)
