@@ -10,7 +10,7 @@ import duckdb
 import polars as pl
 import pytest
 
-from ubap_assets.core import daily
+from ubap_assets.core import daily, trends
 from ubap_assets.core.synthetic import WorldSpec, generate_world
 from ubap_assets.engines import lake
 from ubap_assets.warehouse import tables
@@ -172,3 +172,70 @@ def test_whole_graph_on_spark_equals_the_duckdb_graph(materialized_graph, tmp_pa
     assert views == set(lake.LAKE_TABLES)
     assert differences(materialized_graph.data_dir / "warehouse.duckdb", warehouse) == {}
     assert any((tmp_path / "snapshots").glob("*.duckdb"))
+
+
+# The trend stages on Spark (engines/spark_connection.py) against the same functions on DuckDB.
+TREND_WINDOW = (date(2026, 3, 4), date(2026, 3, 9))
+TREND_STAGES = {
+    "daily_trends": lambda con: trends.daily_trends(con, *TREND_WINDOW),
+    "funnel_daily": lambda con: trends.funnel_daily(con, *TREND_WINDOW),
+    "funnel_dimensions": lambda con: trends.funnel_dimensions(con, *TREND_WINDOW),
+    "retention_cohorts": trends.retention_cohorts,
+    "lifecycle_weekly": trends.lifecycle_weekly,
+    "weekly_trends": trends.weekly_trends,
+}
+# Recomputed from a day of the last week on, the earlier weeks read back from the stored table.
+TREND_TAILS = {
+    tables.WEEKLY_TRENDS: trends.weekly_trends,
+    tables.LIFECYCLE_WEEKLY: trends.lifecycle_weekly,
+}
+
+
+@pytest.mark.parametrize("stage", list(TREND_STAGES))
+def test_trend_stage_on_spark_equals_duckdb(engines, spark, stage):
+    from ubap_assets.engines.spark_connection import SparkConnection
+
+    con, folder = engines
+    compute = TREND_STAGES[stage]
+    _assert_same(compute(con), compute(SparkConnection(spark, folder)), stage)
+
+
+@pytest.mark.parametrize("table", list(TREND_TAILS))
+def test_weekly_tail_on_spark_reads_back_the_stored_weeks(engines, spark, table):
+    from ubap_assets.engines.spark_connection import SparkConnection
+
+    con, folder = engines
+    compute = TREND_TAILS[table]
+    stored = compute(con)
+    # The last week is recomputed, the ones before it read back from the stored table.
+    since = stored["week_start"].max() + timedelta(days=7)
+    assert stored["week_start"].min() < since - timedelta(days=since.weekday() + 7)
+    con.register("incoming", stored)
+    con.execute(f"CREATE TEMP TABLE {table} AS SELECT * FROM incoming")
+    con.unregister("incoming")
+    try:
+        expected = compute(con, since=since)
+    finally:
+        con.execute(f"DROP TABLE temp.{table}")
+    on_spark = SparkConnection(spark, folder, shipped={table: stored})
+    _assert_same(expected, compute(on_spark, since=since), table)
+    _assert_same(stored, compute(on_spark, since=since), table)
+
+
+def test_spark_connection_answers_the_catalogue_from_what_spark_reads(engines, spark):
+    from ubap_assets.engines.spark_connection import SparkConnection
+    from ubap_assets.warehouse.introspect import table_exists
+
+    _, folder = engines
+    shipped = pl.DataFrame({"week_start": [date(2026, 3, 2)], "users": [3]})
+    on_spark = SparkConnection(spark, folder, shipped={"small": shipped})
+    assert table_exists(on_spark, tables.USER_DAILY) and table_exists(on_spark, "small")
+    assert not table_exists(on_spark, tables.USER_SEGMENTS)
+    count, first = on_spark.execute(
+        "SELECT count(*), min(day) FROM user_daily WHERE day >= $start AND day < $end",
+        {"start": TREND_WINDOW[0], "end": TREND_WINDOW[1]},
+    ).fetchone()
+    expected = on_spark.execute(
+        "SELECT count(*), min(day) FROM user_daily WHERE day >= ? AND day < ?", list(TREND_WINDOW)
+    ).fetchall()
+    assert [(count, first)] == expected and count > 0 and first == TREND_WINDOW[0]

@@ -33,6 +33,22 @@ def _period(expr: str, grain: str) -> str:
     raise ValueError(f"grain must be 'day' or 'week' (got {grain!r})")
 
 
+def _calendar_sql(grain: str) -> str:
+    """SQL: every period (day or ISO week) of [$start, $end) as ``period``, none when the window
+    is empty. Counted in whole periods from the first (integer steps, no interval ranges), so
+    that SQLGlot gives Spark the same calendar."""
+    first = _period("CAST($start AS DATE)", grain)
+    last = _period("CAST($end AS DATE) - 1", grain)
+    days = 1 if grain == "day" else 7
+    return f"""
+        SELECT CAST(first_period + {days} * CAST(i AS INTEGER) AS DATE) AS period
+        FROM (
+            SELECT {first} AS first_period,
+                   unnest(range(0, datediff('{grain}', {first}, {last}) + 1)) AS i
+            WHERE CAST($start AS DATE) < CAST($end AS DATE)
+        )"""
+
+
 def dimension_sql(dims: tuple[str, ...]) -> tuple[str, str, str]:
     """GROUPING SETS over (period) and (period, dim) for each dim; labels for the outputs."""
     sets = ", ".join(["(period)"] + [f"(period, {d})" for d in dims])
@@ -76,7 +92,6 @@ def _trends_sql(
     rows by day), so users are counted without DISTINCT."""
     sets, dim_name, dim_value = dimension_sql(dims)
     users = "count(*)" if one_row_per_user else "count(DISTINCT user_id)"
-    step = "INTERVAL 1 DAY" if grain == "day" else "INTERVAL 7 DAY"
     return f"""
     WITH src AS (SELECT * FROM ({rows}) WHERE day >= $start AND day < $end),
     first_seen AS (
@@ -102,13 +117,7 @@ def _trends_sql(
                {exact_sum("duration_s")} AS duration_s
         FROM x GROUP BY GROUPING SETS ({sets})
     ),
-    cal AS (
-        SELECT CAST(unnest(range(
-            CAST({_period("CAST($start AS DATE)", grain)} AS TIMESTAMP),
-            CAST({_period("CAST($end AS DATE) - 1", grain)} AS TIMESTAMP) + {step},
-            {step})) AS DATE) AS period
-        WHERE CAST($start AS DATE) < CAST($end AS DATE)
-    ),
+    cal AS ({_calendar_sql(grain)}),
     keys AS ({keys})
     SELECT c.period, k.dimension, k.dimension_value,
         coalesce(a.active_users, 0) AS active_users,

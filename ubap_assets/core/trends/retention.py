@@ -67,10 +67,13 @@ _RETENTION_SQL = """
         sizes AS (SELECT cohort_week, count(*) AS cohort_size FROM cohorts GROUP BY 1),
         last AS (SELECT max(wk) AS last_wk FROM user_weeks),
         grid AS (
-            SELECT cohort_week, cohort_size,
-                   CAST(unnest(range(0, CAST(datediff('week', cohort_week, last_wk) AS BIGINT)
-                       + 1)) AS INTEGER) AS weeks_since
-            FROM sizes, last
+            SELECT cohort_week, cohort_size, CAST(n AS INTEGER) AS weeks_since
+            FROM (
+                SELECT cohort_week, cohort_size,
+                       unnest(range(0, CAST(datediff('week', cohort_week, last_wk) AS BIGINT)
+                           + 1)) AS n
+                FROM sizes, last
+            )
         ),
         act AS (
             SELECT c.cohort_week, CAST(datediff('week', c.cohort_week, ua.wk) AS INTEGER)
