@@ -12,11 +12,15 @@ events. Each engine then runs in a fresh child process, as the pipeline runs it:
   asset with UBAP_ENGINE=spark: polars, no Spark), then the four day tables built by Spark over
   the lake (engines/spark.SparkDays: the same SQL transpiled by SQLGlot, one job per table).
 
-Both build the whole span (a backfill), then the last day again (a nightly run). Printed per
-stage: seconds, the world's events per second, rows written (they must match between engines,
-or the benchmark fails), and the peak resident memory of each child (for Spark, the Python
-driver and the JVM it starts, via psutil). The Spark session's start is timed apart. With
-``--project``: a sizing table projected from the Spark throughput, stated as a projection.
+Both build the whole span (a backfill), then compute the trend stages that run on the engine
+(daily_trends, funnel_daily, funnel_dimensions, weekly_trends, retention_cohorts,
+lifecycle_weekly: core/trends on the warehouse, or on Spark through engines/spark_connection.py;
+their small frames are fetched, not written), then build the last day's four tables again (a
+nightly run). Printed per stage: seconds, the world's events per second, rows (they must match
+between engines, or the benchmark fails), and the peak resident memory of each child (for
+Spark, the Python driver and the JVM it starts, via psutil). The Spark session's start is
+timed apart. With ``--project``: a sizing table projected from the Spark throughput, stated as
+a projection.
 
     .venv/bin/python bench/bench_engines.py --users 5000 --days 14     # quick, ~74k events
     .venv/bin/python bench/bench_engines.py --project                  # ~9.4M events
@@ -42,8 +46,16 @@ START = date(2026, 8, 1)
 ENGINES = ("duckdb", "spark")
 WRITE = "events write"
 DAY_STAGES = ("sessions", "user_daily", "page_daily", "user_page_daily")
+TREND_STAGES = (
+    "daily_trends",
+    "funnel_daily",
+    "funnel_dimensions",
+    "weekly_trends",
+    "retention_cohorts",
+    "lifecycle_weekly",
+)
 NIGHTLY = "nightly: 4 tables, 1 day"
-STAGES = (WRITE, *DAY_STAGES, NIGHTLY)
+STAGES = (WRITE, *DAY_STAGES, *TREND_STAGES, NIGHTLY)
 EVENTS_PER_DAY = (10**7, 10**8, 10**9, 5 * 10**9, 10**10, 5 * 10**10)
 
 
@@ -164,8 +176,11 @@ def cached_events(folder: Path, timer: dict):
         yield frame
 
 
-def _day_tables(db, start: date, end: date, stages: Stages) -> None:
-    from ubap_assets.core import daily
+def _heavy_stages(days, trends_on, start: date, end: date, stages: Stages) -> None:
+    """The four day tables over [start, end) (``days()``: where they are built), the trend
+    stages that run on the engine (``trends_on()``: the connection they query), then the last
+    day's four tables again, as a nightly run."""
+    from ubap_assets.core import daily, trends
 
     builders = {
         "sessions": daily.build_sessions,
@@ -174,13 +189,22 @@ def _day_tables(db, start: date, end: date, stages: Stages) -> None:
         "user_page_daily": daily.build_user_page_daily,
     }
     for name, build in builders.items():
-        stages.run(name, lambda build=build: build(db(), start, end))
+        stages.run(name, lambda build=build: build(days(), start, end))
+    computations = {
+        "daily_trends": lambda con: trends.daily_trends(con, start, end),
+        "funnel_daily": lambda con: trends.funnel_daily(con, start, end),
+        "funnel_dimensions": lambda con: trends.funnel_dimensions(con, start, end),
+        "weekly_trends": trends.weekly_trends,
+        "retention_cohorts": trends.retention_cohorts,
+        "lifecycle_weekly": trends.lifecycle_weekly,
+    }
+    for name in TREND_STAGES:
+        stages.run(name, lambda name=name: computations[name](trends_on()).height)
     last = end - timedelta(days=1)
-    stages.run(NIGHTLY, lambda: sum(build(db(), last, end) for build in builders.values()))
+    stages.run(NIGHTLY, lambda: sum(build(days(), last, end) for build in builders.values()))
 
 
 def measure_duckdb(folder: Path, world: dict) -> dict:
-    from ubap_assets.core import daily
     from ubap_assets.lib.warehouse_io import connect_warehouse, replace_window
     from ubap_assets.warehouse import tables
 
@@ -204,13 +228,13 @@ def measure_duckdb(folder: Path, world: dict) -> dict:
     stages.run(WRITE, write, lambda: timer["read_s"])
     connections = []
 
-    def db():  # a fresh connection per stage, as each pipeline step opens one
+    def fresh():  # a fresh connection per stage, as each pipeline step opens one
         while connections:
             connections.pop().close()
         connections.append(connect_warehouse(database))
-        return daily.DuckDBDays(connections[-1])
+        return connections[-1]
 
-    _day_tables(db, start, end, stages)
+    _heavy_stages(fresh, fresh, start, end, stages)
     while connections:
         connections.pop().close()
     return {"stages": stages.results, "threads": _duckdb_threads(database)}
@@ -226,6 +250,7 @@ def _duckdb_threads(database: str) -> int:
 def measure_spark(folder: Path, world: dict) -> dict:
     from ubap_assets.engines import lake
     from ubap_assets.engines.spark import SparkDays, spark_session
+    from ubap_assets.engines.spark_connection import SparkConnection
     from ubap_assets.warehouse import tables
 
     start, end = date.fromisoformat(world["start"]), date.fromisoformat(world["end"])
@@ -246,7 +271,7 @@ def measure_spark(folder: Path, world: dict) -> dict:
     )
     pages = pl.read_parquet(folder / "pages.parquet")
     days = SparkDays(spark, lake_dir, extra={tables.PAGES: pages})
-    _day_tables(lambda: days, start, end, stages)
+    _heavy_stages(lambda: days, lambda: SparkConnection(spark, lake_dir), start, end, stages)
     master = spark.sparkContext.master
     spark.stop()
     return {"stages": stages.results, "session_s": session_s, "master": master}
@@ -319,7 +344,7 @@ def print_table(world: dict, results: dict[str, dict], load: dict[str, tuple[str
         f" | {'Spark/DuckDB':>12} | {'rows':>12}"
     )
     agree = True
-    totals = {engine: 0.0 for engine in ENGINES}
+    groups = {"day tables (4, backfill)": DAY_STAGES, "trend stages (6)": TREND_STAGES}
     for stage in STAGES:
         d, s = (results[engine]["stages"][stage] for engine in ENGINES)
         n = last_day_events if stage == NIGHTLY else events
@@ -331,17 +356,16 @@ def print_table(world: dict, results: dict[str, dict], load: dict[str, tuple[str
             f"{s['seconds']:>16.2f} s{rate(n, s['seconds']):>12} | "
             f"{s['seconds'] / max(d['seconds'], 1e-9):>11.1f}x | {rows:>12}"
         )
-        if stage in DAY_STAGES:
-            for engine, r in (("duckdb", d), ("spark", s)):
-                totals[engine] += r["seconds"]
-    d, s = totals["duckdb"], totals["spark"]
+    for label, members in groups.items():
+        d, s = (sum(results[e]["stages"][m]["seconds"] for m in members) for e in ENGINES)
+        print(
+            f"{label:<26}{d:>20.2f} s{rate(events, d):>12} | "
+            f"{s:>16.2f} s{rate(events, s):>12} | {s / max(d, 1e-9):>11.1f}x |"
+        )
     print(
-        f"{'day tables (4, backfill)':<26}{d:>20.2f} s{rate(events, d):>12} | "
-        f"{s:>16.2f} s{rate(events, s):>12} | {s / max(d, 1e-9):>11.1f}x |"
-    )
-    print(
-        f"(events/s: the world's {events:,} events over the stage's seconds; the nightly "
-        f"row: a mean day's {last_day_events:,} events)"
+        f"(events/s: the world's {events:,} events over the stage's seconds, whatever table "
+        f"the stage reads; the nightly row: a mean day's {last_day_events:,} events. rows: "
+        "written by a day table, returned by a trend stage)"
     )
     print(f"Spark session start: {results['spark']['session_s']:.1f} s (not in the stages)")
     for engine in ENGINES:
@@ -392,6 +416,16 @@ def print_projection(
         needed = math.ceil(core_s / window_s)
         executors = math.ceil(needed * headroom / executor_cores)
         print(f"{per_day:>16,}{core_s / 3600:>12.2f}{needed:>10,}{executors:>11,}")
+    trends_s = sum(stages[s]["seconds"] for s in TREND_STAGES)
+    print(
+        f"The six trend stages took {trends_s:.1f} s more on Spark over the same "
+        f"{world['days']} days ({trends_s / spark_s:.0%} of the day tables), not in the table."
+    )
+    if events < 1_000_000:
+        print(
+            "Under 1M events each Spark job's fixed cost dominates: project from a run of "
+            "about 10M events (the defaults)."
+        )
     print(
         f"DuckDB, for comparison: {events / duck_s:,.0f} events/s on one machine "
         f"({results['duckdb']['threads']} threads) = {events / duck_s * window_s:,.0f} "
