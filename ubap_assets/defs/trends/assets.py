@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 GROUP = "trends"
 OWNERS = ["team:analytics"]
 KINDS = {"duckdb", "polars"}
+# The trend stages whose SQL runs on the engine (UBAP_ENGINE, see _trend_engine).
+TREND_KINDS = {"spark", "polars"} if uses_spark() else KINDS
 
 # A session starting on day D may end on D+1, and one starting on D-1 must be told apart from
 # D's: partition D of the sessions reads the events of D-1, D and D+1.
@@ -242,7 +244,7 @@ def _trend_engine(
         raise dg.Failure(description=str(err)) from err
 
 
-@dg.asset(**day_partitioned(kinds=KINDS, deps=[t.SESSIONS, t.USER_DAILY]))
+@dg.asset(**day_partitioned(kinds=TREND_KINDS, deps=[t.SESSIONS, t.USER_DAILY]))
 def daily_trends(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.Output:
     """One row per day x dimension (all / device / traffic_source) x value: users, sessions,
     events, page views, conversion and bounce rate, session duration, revenue, new/returning."""
@@ -262,7 +264,7 @@ def daily_trends(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -
     return _run(context, warehouse, lambda con: frame, "day", **extra)
 
 
-@dg.asset(group_name=GROUP, owners=OWNERS, kinds=KINDS, deps=[t.SESSIONS, t.USER_DAILY])
+@dg.asset(group_name=GROUP, owners=OWNERS, kinds=TREND_KINDS, deps=[t.SESSIONS, t.USER_DAILY])
 def weekly_trends(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.Output:
     """One row per ISO week x dimension x value: the daily_trends metrics over whole weeks
     (distinct users counted over the week). A run over a range of days recomputes the weeks
@@ -288,7 +290,7 @@ def segment_trends(context: dg.AssetExecutionContext, warehouse: DuckDBResource)
     return _run(context, warehouse, trends.segment_trends, "day")
 
 
-@dg.asset(**day_partitioned(kinds=KINDS, deps=[t.SESSIONS, t.USER_DAILY]))
+@dg.asset(**day_partitioned(kinds=TREND_KINDS, deps=[t.SESSIONS, t.USER_DAILY]))
 def funnel_daily(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.Output:
     """One row per day x funnel step (page_view, product_view, add_to_cart, checkout_start,
     purchase): sessions reaching the step in order, step conversion and drop-off."""
@@ -305,7 +307,7 @@ def funnel_daily(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -
     return _run(context, warehouse, lambda con: frame, "day", **extra)
 
 
-@dg.asset(**day_partitioned(kinds=KINDS, deps=[t.SESSIONS, t.USER_DAILY]))
+@dg.asset(**day_partitioned(kinds=TREND_KINDS, deps=[t.SESSIONS, t.USER_DAILY]))
 def funnel_dimensions(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.Output:
     """One row per day x dimension (all / device / traffic_source) x value x funnel step: the
     funnel_daily columns per device and per traffic source (each adds up to 'all')."""
@@ -343,7 +345,7 @@ def funnel_segments(context: dg.AssetExecutionContext, warehouse: DuckDBResource
     return _run(context, warehouse, trends.funnel_segments, "day")
 
 
-@dg.asset(group_name=GROUP, owners=OWNERS, kinds=KINDS, deps=[t.USER_DAILY])
+@dg.asset(group_name=GROUP, owners=OWNERS, kinds=TREND_KINDS, deps=[t.USER_DAILY])
 def retention_cohorts(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.Output:
     """One row per weekly first-seen cohort x weeks since: cohort size, active users and the
     retention rate."""
@@ -358,7 +360,7 @@ def retention_cohorts(context: dg.AssetExecutionContext, warehouse: DuckDBResour
     return _run(context, warehouse, lambda con: frame, "cohort_week", **extra)
 
 
-@dg.asset(group_name=GROUP, owners=OWNERS, kinds=KINDS, deps=[t.USER_DAILY])
+@dg.asset(group_name=GROUP, owners=OWNERS, kinds=TREND_KINDS, deps=[t.USER_DAILY])
 def lifecycle_weekly(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.Output:
     """One row per week x lifecycle state (new, returning, resurrecting, dormant) with the
     week's quick ratio. A run over a range of days recomputes the weeks from the one before the
