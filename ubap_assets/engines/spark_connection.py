@@ -15,52 +15,39 @@ it" and the trend functions choose the same sources on both engines.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import duckdb
 import polars as pl
+import pyarrow as pa
 
 from ubap_assets.engines import lake
 from ubap_assets.engines.spark import SparkDays, transpile
 
 
 class SparkResult:
-    """The answer of one query: a Spark DataFrame, read once on the first fetch."""
+    """The answer of one query, read once (as Arrow) on the first fetch: a Spark DataFrame's,
+    or a catalogue question's. ``fetchone`` gives the first row (the callers ask for one)."""
 
-    def __init__(self, frame):
-        self._frame = frame
-        self._arrow = None
+    def __init__(self, read: Callable[[], pa.Table]):
+        self._read = read
+        self._arrow: pa.Table | None = None
 
-    def _table(self):
+    def _table(self) -> pa.Table:
         if self._arrow is None:
-            self._arrow = self._frame.toArrow()
+            self._arrow = self._read()
         return self._arrow
 
     def pl(self) -> pl.DataFrame:
         return pl.from_arrow(self._table())
 
     def fetchall(self) -> list[tuple]:
-        return [tuple(row.values()) for row in self._table().to_pylist()]
+        # Column by column: a result may repeat a column name.
+        return list(zip(*(column.to_pylist() for column in self._table().columns), strict=True))
 
     def fetchone(self) -> tuple | None:
         rows = self.fetchall()
         return rows[0] if rows else None
-
-
-class _CatalogueResult:
-    """A DuckDB result for a catalogue question (same fetch methods as SparkResult)."""
-
-    def __init__(self, result: duckdb.DuckDBPyConnection):
-        self._result = result
-
-    def pl(self) -> pl.DataFrame:
-        return self._result.pl()
-
-    def fetchall(self) -> list[tuple]:
-        return self._result.fetchall()
-
-    def fetchone(self) -> tuple | None:
-        return self._result.fetchone()
 
 
 def _reads_catalogue(sql: str) -> bool:
@@ -105,19 +92,21 @@ class SparkConnection:
             name for name in {*lake.LAKE_TABLES, *self.days.extra} if self.days.exists(name)
         )
 
-    def _catalogue(self) -> duckdb.DuckDBPyConnection:
-        con = duckdb.connect()
-        for name in self.tables():
-            con.execute(f'CREATE TABLE "{name}" (placeholder INTEGER)')
-        return con
+    def _ask_catalogue(self, sql: str, params) -> pa.Table:
+        """``sql`` against an in-memory DuckDB with an empty table per name Spark can read."""
+        with duckdb.connect() as con:
+            for name in self.tables():
+                con.execute(f'CREATE TABLE "{name}" (placeholder INTEGER)')
+            return con.execute(sql, params or []).to_arrow_table()
 
     def execute(
         self, sql: str, params: Sequence[object] | Mapping[str, object] | None = None
-    ) -> SparkResult | _CatalogueResult:
+    ) -> SparkResult:
         """Run DuckDB SQL: a catalogue question against the names Spark can read, anything
         else on Spark (transpiled)."""
         if _reads_catalogue(sql):
-            return _CatalogueResult(self._catalogue().execute(sql, params or []))
+            answer = self._ask_catalogue(sql, params)
+            return SparkResult(lambda: answer)
         if not self._lake_registered:  # the lake's days, listed once per connection
             self.days._register_lake()
             self._lake_registered = True
@@ -125,4 +114,5 @@ class SparkConnection:
             args: dict[str, object] | list[object] = dict(params)
         else:
             args = list(params or [])
-        return SparkResult(self.days.spark.sql(transpile(sql), args=args))
+        frame = self.days.spark.sql(transpile(sql), args=args)
+        return SparkResult(frame.toArrow)
