@@ -14,9 +14,11 @@ through Parquet unchanged.
 import functools
 import os
 import shutil
+import socket
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import polars as pl
 
@@ -45,6 +47,26 @@ def transpile(sql: str) -> str:
     return sqlglot.transpile(sql, read="duckdb", write="spark")[0]
 
 
+def _connect_address(url: str) -> tuple[str, int]:
+    """Host and port of a Spark Connect URL (sc://host[:port][/;options]; 15002 by default)."""
+    where = urlsplit(url.replace("sc://", "http://", 1))
+    return where.hostname or "", where.port or 15002
+
+
+def _check_reachable(url: str, timeout_s: float = 5.0) -> None:
+    """Fail fast when nothing listens at the Spark Connect address (the client would retry for
+    minutes before saying so)."""
+    host, port = _connect_address(url)
+    try:
+        socket.create_connection((host, port), timeout=timeout_s).close()
+    except OSError as err:
+        raise SparkUnavailableError(
+            f"no Spark Connect server answers at {host}:{port} (UBAP_SPARK_REMOTE={url}): {err}. "
+            "Start it (`$SPARK_HOME/sbin/start-connect-server.sh`), fix UBAP_SPARK_REMOTE, or "
+            "unset it for a local Spark"
+        ) from err
+
+
 def _java_found() -> bool:
     home = os.environ.get("JAVA_HOME")
     return bool(shutil.which("java") or (home and Path(home, "bin", "java").exists()))
@@ -66,6 +88,7 @@ def _builder(remote: str, master: str):
     }.items():
         builder = builder.config(key, value)
     if remote:
+        _check_reachable(remote)
         return builder.remote(remote)
     if not _java_found():
         raise SparkUnavailableError(
