@@ -8,6 +8,7 @@ new version, and re-materializing a partition is idempotent.
 """
 
 import os
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -37,6 +38,26 @@ def warehouse_memory_limit(database: str) -> int:
     return min(max(size, WAREHOUSE_MEMORY_FLOOR), WAREHOUSE_MEMORY_CEILING)
 
 
+# How long a step waits for another process's hold on the warehouse file. The default instance
+# runs one run at a time, so it never waits; the PostgreSQL instance of the scale path runs
+# several, and their DuckDB steps take the file in turn (DuckDB stays one writer).
+WAREHOUSE_LOCK_WAIT_S = 30 * 60
+
+
+def _connect_when_free(database: str, wait_s: float = WAREHOUSE_LOCK_WAIT_S):
+    """``duckdb.connect(database)``, retried while another process holds the file's lock."""
+    deadline = time.monotonic() + wait_s
+    pause = 0.5
+    while True:
+        try:
+            return duckdb.connect(database)
+        except duckdb.IOException as err:
+            if "lock" not in str(err).lower() or time.monotonic() + pause > deadline:
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, 10.0)
+
+
 def connect_warehouse(database: str) -> duckdb.DuckDBPyConnection:
     """The one way the pipeline opens the warehouse: read-write, DuckDB's default configuration,
     then ``SET memory_limit`` (warehouse_memory_limit, taken when the connection opens).
@@ -52,7 +73,7 @@ def connect_warehouse(database: str) -> duckdb.DuckDBPyConnection:
     With UBAP_ENGINE=spark the lake's tables are (re)attached as views (engines/lake.py), so
     every stage reads them as if they were warehouse tables.
     """
-    con = duckdb.connect(database)
+    con = _connect_when_free(database)
     con.execute(f"SET memory_limit = '{warehouse_memory_limit(database) // (1 << 20)}MiB'")
     if uses_spark():
         try:
