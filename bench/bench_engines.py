@@ -107,7 +107,8 @@ def cached_world(cache: Path, users: int, days: int, seed: int) -> tuple[Path, d
 
 
 class MemorySampler(threading.Thread):
-    """Resident memory of this process and of its children (the JVM), MiB, every 100 ms."""
+    """Peak resident memory of this process and of its largest child (the JVM), MiB, sampled
+    every 100 ms."""
 
     def __init__(self) -> None:
         super().__init__(daemon=True)
@@ -120,14 +121,16 @@ class MemorySampler(threading.Thread):
 
     def sample(self) -> None:
         own = self.process.memory_info().rss
-        children = 0
+        # The largest child, not their sum: a helper the JVM spawns reports the JVM's pages
+        # until it execs, which a sum would count twice.
+        largest = 0
         for child in self.process.children(recursive=True):
             try:
-                children += child.memory_info().rss
+                largest = max(largest, child.memory_info().rss)
             except psutil.NoSuchProcess:
                 pass
         self.own = max(self.own, own / 2**20)
-        self.children = max(self.children, children / 2**20)
+        self.children = max(self.children, largest / 2**20)
 
     def run(self) -> None:
         while self.running:
@@ -161,7 +164,7 @@ class Stages:
         }
         print(
             f"  {self.engine:<7}{name:<26}{seconds:9.2f} s {int(rows):>12,} rows   "
-            f"RSS {self.sampler.own:7,.0f} MiB + children {self.sampler.children:7,.0f} MiB",
+            f"RSS {self.sampler.own:7,.0f} MiB, child {self.sampler.children:7,.0f} MiB",
             flush=True,
         )
         return int(rows)
