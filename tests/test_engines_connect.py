@@ -68,7 +68,28 @@ def connect_url(tmp_path_factory):
         )
 
 
-def test_day_tables_through_spark_connect_equal_duckdb(connect_url, tmp_path, monkeypatch):
+@pytest.fixture
+def remote_only(monkeypatch):
+    """No classic (local) Spark session in this process while a remote one is made: pyspark
+    allows one kind at a time (SESSION_ALREADY_EXIST). The next caller starts afresh."""
+    from pyspark.sql import SparkSession
+
+    from ubap_assets.engines import spark
+
+    def reset():
+        active = SparkSession.getActiveSession()
+        if active is not None:
+            active.stop()
+        spark._session.cache_clear()
+
+    reset()
+    yield
+    reset()
+
+
+def test_day_tables_through_spark_connect_equal_duckdb(
+    connect_url, remote_only, tmp_path, monkeypatch
+):
     from ubap_assets.engines.spark import SparkDays, spark_session
 
     monkeypatch.setenv("UBAP_SPARK_REMOTE", connect_url)
