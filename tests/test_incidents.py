@@ -174,3 +174,30 @@ def test_the_quality_check_is_skipped_without_ground_truth_not_passed(tmp_path):
     )
     (evaluation,) = _run_f1_check(scored, tmp_path)
     assert evaluation.passed and evaluation.metadata["recall"].value == 1.0
+
+
+def test_contributors_with_equal_shares_are_ranked_by_value_whatever_the_row_order():
+    """On a small site several values often fall to zero together (equal shares); their ranks
+    must not depend on the order the rows arrive in (the Spark and DuckDB engines differ)."""
+    from datetime import date
+
+    from ubap_assets.core.anomalies.incidents import _contributions
+
+    rows = pl.DataFrame(
+        {
+            "day": [date(2026, 1, 5)] * 4,
+            "dimension_value": ["d", "b", "a", "c"],
+            "numerator": [0.0, 0.0, 0.0, 5.0],
+            "denominator": [1.0, 1.0, 1.0, 1.0],
+            "value": [0.0, 0.0, 0.0, 5.0],
+            "expected": [2.0, 2.0, 2.0, 3.0],
+        }
+    )
+    ranks = [
+        _contributions(rows.sample(fraction=1.0, shuffle=True, seed=seed), "sessions", "x", 1.0)
+        .select("dimension_value", "rank")
+        .rows()
+        for seed in range(6)
+    ]
+    assert ranks[0][:3] == [("a", 1), ("b", 2), ("d", 3)]
+    assert all(r == ranks[0] for r in ranks)

@@ -188,7 +188,9 @@ def _contributions(
     denom = float(same_way.sum())
     out = out.with_columns(
         (same_way / denom if denom > 0 else same_way * 0.0).alias("share"),
-    ).sort(["share", "change"], descending=[True, sign < 0])
+    ).sort(  # ties (equal shares are common on small sites) ranked by value, never by chance
+        ["share", "change", "dimension_value"], descending=[True, sign < 0, False]
+    )
     del days
     return out.with_columns(pl.int_range(1, pl.len() + 1, dtype=pl.Int32).alias("rank"))
 
