@@ -39,18 +39,25 @@ def engines(tmp_path_factory, spark):
     from ubap_assets.engines.spark import SparkDays
 
     world = generate_world(WorldSpec(users=300, days=14, seed=5, start_date=date(2026, 3, 2)))
+    folder = tmp_path_factory.mktemp("lake")
+    con = both_engines_input(world, folder)
+    daily.build_all_daily(SparkDays(spark, folder))
+    return con, folder
+
+
+def both_engines_input(world, folder) -> duckdb.DuckDBPyConnection:
+    """``world``'s pages and events in a DuckDB warehouse with its day tables built, and the
+    same events and page catalogue in the lake at ``folder`` (what Spark starts from)."""
     con = duckdb.connect()
     for table, frame in (("pages", world.pages), ("events", world.events)):
         con.register("incoming", frame)
         con.execute(f"CREATE TABLE {table} AS SELECT * FROM incoming")
         con.unregister("incoming")
     daily.build_all_daily(con)
-
-    folder = tmp_path_factory.mktemp("lake")
     start, end = daily.events_span(con)
     lake.write_days(folder, tables.EVENTS, [world.events], "event_ts", start, end)
-    daily.build_all_daily(SparkDays(spark, folder, extra={"pages": world.pages}))
-    return con, folder
+    lake.write_mirror(folder, tables.PAGES, world.pages)
+    return con
 
 
 def _rows(con: duckdb.DuckDBPyConnection, sql: str, order: tuple[str, ...]) -> pl.DataFrame:
@@ -92,10 +99,7 @@ def test_spark_rewrites_one_day_and_keeps_the_rest(engines, spark):
     before = {
         d: sorted(p.name for p in lake.day_dir(folder, tables.SESSIONS, d).iterdir()) for d in days
     }
-    pages = con.execute("SELECT * FROM pages").pl()
-    written = daily.build_sessions(
-        SparkDays(spark, folder, extra={"pages": pages}), day, day + timedelta(days=1)
-    )
+    written = daily.build_sessions(SparkDays(spark, folder), day, day + timedelta(days=1))
     expected = con.execute("SELECT count(*) FROM sessions WHERE day = ?", [day]).fetchone()[0]
     assert written == expected > 0
     after = {

@@ -12,10 +12,9 @@ import time
 from datetime import date
 from pathlib import Path
 
-import duckdb
 import pytest
 
-from tests.test_engines import DAY_TABLES, _assert_same, _rows
+from tests.test_engines import DAY_TABLES, _assert_same, _rows, both_engines_input
 from ubap_assets.core import daily
 from ubap_assets.core.synthetic import WorldSpec, generate_world
 from ubap_assets.engines import lake
@@ -94,15 +93,7 @@ def test_day_tables_through_spark_connect_equal_duckdb(
 
     monkeypatch.setenv("UBAP_SPARK_REMOTE", connect_url)
     world = generate_world(WorldSpec(users=200, days=7, seed=11, start_date=date(2026, 5, 4)))
-    con = duckdb.connect()
-    for table, frame in (("pages", world.pages), ("events", world.events)):
-        con.register("incoming", frame)
-        con.execute(f"CREATE TABLE {table} AS SELECT * FROM incoming")
-        con.unregister("incoming")
-    daily.build_all_daily(con)
-    start, end = daily.events_span(con)
-    lake.write_days(tmp_path, "events", [world.events], "event_ts", start, end)
-    lake.write_mirror(tmp_path, "pages", world.pages)
+    con = both_engines_input(world, tmp_path)
 
     session = spark_session()
     assert type(session).__module__.startswith("pyspark.sql.connect")
