@@ -110,6 +110,11 @@ def _session(remote: str, master: str):
     builder = _builder(remote, master)
     try:
         return builder.getOrCreate()
+    except ImportError as err:  # pyspark's PySparkImportError: the Connect client's packages
+        raise SparkUnavailableError(
+            f"the Spark Connect client is incomplete ({err}): run `make install-scale` "
+            "(pip install '.[scale]', which brings pyspark[connect])"
+        ) from err
     except Exception as err:  # py4j / gRPC errors: say which setting points where
         where = (
             f"the Spark Connect server at {remote} (UBAP_SPARK_REMOTE)"
