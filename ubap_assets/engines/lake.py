@@ -67,12 +67,11 @@ def has_rows(lake: Path, table: str) -> bool:
     return bool(days_present(lake, table))
 
 
-def drop_days(lake: Path, table: str, start: date, end: date, keep: Iterable[date] = ()) -> int:
-    """Remove the day folders of [start, end) except ``keep``; returns how many went."""
-    keep = set(keep)
+def drop_days(lake: Path, table: str, start: date, end: date) -> int:
+    """Remove the day folders of [start, end); returns how many went."""
     gone = 0
     for day in days_present(lake, table):
-        if start <= day < end and day not in keep:
+        if start <= day < end:
             shutil.rmtree(day_dir(lake, table, day))
             gone += 1
     return gone
@@ -85,8 +84,9 @@ def new_staging(lake: Path, table: str) -> Path:
 
 def swap_in(lake: Path, table: str, staging: Path, start: date, end: date) -> list[date]:
     """Make the days staged in ``staging`` the days [start, end) of ``table``: the window's old
-    day folders go, each staged one is moved in with a rename (a reader sees a day whole), and a
-    day of the window without staged rows ends up empty. Returns the days moved in."""
+    day folders go, then each staged one is moved in with a rename (a reader sees a day whole,
+    or for that moment not at all), and a day of the window without staged rows ends up empty.
+    Returns the days moved in."""
     staged = days_present(staging, "")
     outside = [day for day in staged if not start <= day < end]
     if outside:
