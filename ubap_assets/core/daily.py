@@ -357,19 +357,6 @@ def _require(db: DayTables, table: str, hint: str) -> None:
         raise LookupError(f"table {table!r} does not exist: {hint}")
 
 
-def _replace_days(
-    db: DayTables,
-    table: str,
-    columns: dict[str, str],
-    start: date,
-    end: date,
-    select: str,
-    params_of: Callable[[date, date], list],
-) -> int:
-    _check_window(start, end)
-    return db.replace_days(table, columns, start, end, select, params_of)
-
-
 def _page_kinds_sql(db: DayTables, pages: str) -> str:
     if db.exists(pages):
         return f"SELECT page_id, min(page_type) AS page_type FROM {pages} GROUP BY page_id"
@@ -394,6 +381,7 @@ def _window(db: DayTables, start: date | None, end: date | None, events: str) ->
         return events_span(db, events)
     if start is None or end is None:
         raise ValueError("give both start and end (or neither, for the whole span of events)")
+    _check_window(start, end)
     return start, end
 
 
@@ -421,7 +409,7 @@ def build_sessions(
         read_from, read_to = _midnight(lo - timedelta(days=1)), _midnight(hi + timedelta(days=1))
         return [read_from, read_to, _midnight(lo), _midnight(hi)]
 
-    return _replace_days(db, target, SESSIONS_COLUMNS, start, end, sql, params)
+    return db.replace_days(target, SESSIONS_COLUMNS, start, end, sql, params)
 
 
 def build_user_daily(
@@ -441,8 +429,10 @@ def build_user_daily(
         start, end = (first, last + timedelta(days=1)) if first else EMPTY_WINDOW
     elif start is None or end is None:
         raise ValueError("give both start and end (or neither, for the whole span of sessions)")
+    else:
+        _check_window(start, end)
     sql = _USER_DAILY_SQL.format(sessions=sessions)
-    return _replace_days(db, target, USER_DAILY_COLUMNS, start, end, sql, lambda lo, hi: [lo, hi])
+    return db.replace_days(target, USER_DAILY_COLUMNS, start, end, sql, lambda lo, hi: [lo, hi])
 
 
 def _by_event_day(
@@ -457,8 +447,7 @@ def _by_event_day(
     db = day_tables(con)
     _require(db, events, "materialize the events group (or ingest files) first")
     start, end = _window(db, start, end, events)
-    return _replace_days(
-        db,
+    return db.replace_days(
         target,
         columns,
         start,

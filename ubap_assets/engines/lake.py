@@ -11,7 +11,7 @@ import shutil
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 
 import duckdb
@@ -186,7 +186,3 @@ def attach_views(con: duckdb.DuckDBPyConnection, lake: Path) -> list[str]:
         con.execute(f"CREATE OR REPLACE VIEW main.{table} AS {scan_sql(lake, table)}")
         attached.append(table)
     return attached
-
-
-def days_between(start: date, end: date) -> list[date]:
-    return [start + timedelta(days=i) for i in range((end - start).days)]

@@ -145,7 +145,7 @@ class SparkDays:
         for name, frame in self.extra.items():
             self.spark.createDataFrame(frame.to_arrow()).createOrReplaceTempView(name)
 
-    def _register_lake(self) -> None:
+    def register_lake(self) -> None:
         """A temporary view per lake table with data, listed afresh (new days appear)."""
         for table in lake.LAKE_TABLES:
             if not lake.has_rows(self.lake_dir, table):
@@ -161,7 +161,7 @@ class SparkDays:
 
     def sql(self, duckdb_sql: str, params: list | None = None):
         """A Spark DataFrame of DuckDB SQL over the lake's tables."""
-        self._register_lake()
+        self.register_lake()
         return self.spark.sql(transpile(duckdb_sql), args=list(params or []))
 
     def exists(self, table: str) -> bool:
@@ -174,10 +174,6 @@ class SparkDays:
     def one(self, sql: str, params: list | None = None) -> tuple:
         rows = self.sql(sql, params).collect()
         return tuple(rows[0]) if rows else ()
-
-    def frame(self, sql: str, params: list | None = None) -> pl.DataFrame:
-        """The result of a (small) query as a polars frame."""
-        return pl.from_arrow(self.sql(sql, params).toArrow())
 
     def replace_days(
         self,

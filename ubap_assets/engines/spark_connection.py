@@ -108,7 +108,7 @@ class SparkConnection:
             answer = self._ask_catalogue(sql, params)
             return SparkResult(lambda: answer)
         if not self._lake_registered:  # the lake's days, listed once per connection
-            self.days._register_lake()
+            self.days.register_lake()
             self._lake_registered = True
         if isinstance(params, Mapping):
             args: dict[str, object] | list[object] = dict(params)

@@ -2,10 +2,12 @@
 
 Day-partitioned (a run may cover a range of days; each replaces its days atomically):
 ``sessions`` and ``user_daily`` by session start day, ``page_daily`` and ``user_page_daily`` by
-event day (SQL inside DuckDB, core/daily.py), and ``daily_trends``, ``funnel_daily``,
-``funnel_dimensions`` (small frames the IO manager writes into the run's window). The weekly,
-segment, retention and lifecycle tables are unpartitioned: each run recomputes them from the
-sessions and user-days in SQL, never from the events, and never loads those into Python.
+event day (core/daily.py's SQL, in the warehouse or with UBAP_ENGINE=spark on Spark over the
+lake), and ``daily_trends``, ``funnel_daily``, ``funnel_dimensions`` (small frames the IO manager
+writes into the run's window). The weekly, segment, retention and lifecycle tables are
+unpartitioned: each run recomputes them from the sessions and user-days in SQL, never from the
+events, and never loads those into Python. With UBAP_ENGINE=spark the trend SQL runs on Spark
+too (engines/spark_connection.py), except the segment tables'.
 """
 
 from collections.abc import Callable, Iterator
