@@ -37,6 +37,8 @@ _FIX = {
     "plant_anomalies": "set it to true (default) or false (a clean world), or unset it",
     "retrain_every_days": "set it to a whole number of days, at least 1 (default 7: weekly), "
     "or unset it",
+    "segment_trend_days": "set it to a whole number of days, at least 28 (default 90: the "
+    "segment trends' trailing window), or unset it",
     "engine": "set it to 'duckdb' (default, embedded) or 'spark', or unset it",
     "spark_remote": "set it to a Spark Connect URL such as sc://spark-host:15002, or unset it "
     "for a local Spark",
@@ -70,6 +72,9 @@ class Settings(BaseSettings):
     # Models and the recommender's tuning retrain when a new period of this many days has
     # begun (core/cadence.py); every night only scores with them.
     retrain_every_days: int = Field(7, ge=1)
+    # segment_trends and funnel_segments cover this many trailing days up to the data end, under
+    # today's segments (core/trends); at least four weeks, so the detector's warm-up fits in.
+    segment_trend_days: int = Field(90, ge=28)
 
     # Where the heavy SQL stages run (README, "Scaling out"): the embedded DuckDB warehouse, or
     # Apache Spark over Hive-partitioned Parquet in the lake folder (unset = <data dir>/lake).

@@ -268,16 +268,27 @@ def detect_from(
         or previous["settings"].unique().to_list() != [_settings_key(settings)]
     ):
         previous = None
-    frames, scored_cells, resumed = [], 0, 0
-    kinds = series.with_columns(pl.col("metric").replace_strict(METRIC_KINDS).alias("_kind"))
-    for kind in kinds["_kind"].unique(maintain_order=True).to_list():
-        part = kinds.filter(pl.col("_kind") == kind).drop("_kind")
+    frames, spans, scored_cells, resumed = [], [], 0, 0
+    # Series are scored per metric kind and span: a dimension's series share a calendar from
+    # its first day (the segment series cover only the segment tables' trailing window).
+    kinds = series.with_columns(
+        pl.col("metric").replace_strict(METRIC_KINDS).alias("_kind")
+    ).with_columns(pl.col("day").min().over("_kind", "dimension").alias("_from"))
+    for kind, since in kinds.select("_kind", "_from").unique(maintain_order=True).iter_rows():
+        part = kinds.filter((pl.col("_kind") == kind) & (pl.col("_from") == since))
+        part = part.drop("_kind", "_from")
         keys, days, a = _matrices(part)
+        spans.append(
+            keys.select(SERIES_KEYS).with_columns(
+                pl.lit(days[0]).alias("_first"), pl.lit(days[-1]).alias("_last")
+            )
+        )
         n_days = len(days)
         restart = np.zeros(keys.height, int)
         past = None
         if previous is not None:
-            earlier = previous.filter(pl.col("metric").is_in(part["metric"].unique().to_list()))
+            earlier = previous.join(keys.select(SERIES_KEYS), on=SERIES_KEYS, how="semi")
+            # A span that starts on another day (a trailing window that moved): from scratch.
             if earlier.height and earlier["day"].min() == days[0]:
                 limit = n_days if recompute_from is None else (recompute_from - days[0]).days
                 held, past = _state_matrices(earlier, keys, days[0], n_days)
@@ -298,7 +309,7 @@ def detect_from(
             scored_cells += rows.size * (n_days - start)
             resumed += rows.size if start else 0
     rescored = pl.concat(frames).cast(STATE_SCHEMA) if frames else pl.DataFrame(schema=STATE_SCHEMA)
-    state = _merge(previous, rescored, series)
+    state = _merge(previous, rescored, pl.concat(spans))
     return Detection(
         _history(state, settings),
         state,
@@ -309,23 +320,16 @@ def detect_from(
     )
 
 
-def _merge(previous: pl.DataFrame | None, new: pl.DataFrame, series: pl.DataFrame) -> pl.DataFrame:
-    """The new rows over the previous state's, limited to the series x days scored now."""
+def _merge(previous: pl.DataFrame | None, new: pl.DataFrame, spans: pl.DataFrame) -> pl.DataFrame:
+    """The new rows over the previous state's, limited to the series x days scored now
+    (``spans``: each series' first and last day); the days a series no longer covers go."""
     if previous is None:
         return new.sort(*SERIES_KEYS, "day")
-    calendar = (
-        series.select(SERIES_KEYS)
-        .unique()
-        .join(
-            pl.DataFrame(
-                {"day": pl.date_range(series["day"].min(), series["day"].max(), eager=True)}
-            ),
-            how="cross",
-        )
-    )
     kept = (
         previous.cast(STATE_SCHEMA)
-        .join(calendar, on=[*SERIES_KEYS, "day"], how="semi")
+        .join(spans, on=SERIES_KEYS)
+        .filter(pl.col("day").is_between(pl.col("_first"), pl.col("_last")))
+        .drop("_first", "_last")
         .join(new.select(*SERIES_KEYS, "day"), on=[*SERIES_KEYS, "day"], how="anti")
     )
     return pl.concat([kept, new]).sort(*SERIES_KEYS, "day")
@@ -422,4 +426,17 @@ def history_notes(series: pl.DataFrame, history: pl.DataFrame, settings) -> list
     scored = history.filter(pl.col("has_baseline") & (pl.col("dimension") == "all"))
     if scored.height:
         notes.append(f"scored from {scored['day'].min()} (earlier days are the warm-up)")
+    segment = history.filter(pl.col("dimension") == "segment")
+    if segment.height:
+        first, last = segment["day"].min(), segment["day"].max()
+        scored_from = segment.filter(pl.col("has_baseline"))["day"].min()
+        warm_up = (
+            f"scored from {scored_from}, its first days are the warm-up"
+            if scored_from is not None
+            else "all warm-up so far"
+        )
+        notes.append(
+            f"segment series cover {first} .. {last}, the segment tables' trailing window "
+            f"(UBAP_SEGMENT_TREND_DAYS) under today's segments: {warm_up}"
+        )
     return notes

@@ -57,12 +57,19 @@ def data_bounds(
     con: duckdb.DuckDBPyConnection,
     sessions: str = tables.SESSIONS,
     user_daily: str = tables.USER_DAILY,
+    since: date | None = None,
 ) -> Bounds:
     """First/last day of the data: the first session start and the last session end (read from
-    the small user_daily table when it exists, else from the sessions)."""
+    the small user_daily table when it exists, else from the sessions).
+
+    ``since``: read only the days from it on (a trailing window that holds the last day): the
+    last day and the complete days are the same, ``events`` and ``first_day`` are the window's.
+    """
     rows = user_day_rows(con, sessions, user_daily)
+    where = "" if since is None else "WHERE day >= $since"
     n, first_ts, last_ts = con.execute(
-        f"SELECT sum(events), min(first_session_start), max(last_event_ts) FROM ({rows})"
+        f"SELECT sum(events), min(first_session_start), max(last_event_ts) FROM ({rows}) {where}",
+        {} if since is None else {"since": since},
     ).fetchone()
     if not n:
         return Bounds(0, None, None, None, ["events is empty: nothing to aggregate"])

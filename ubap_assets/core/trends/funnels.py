@@ -15,7 +15,7 @@ import polars as pl
 from ubap_assets.core.trends.bounds import Bounds, data_bounds
 from ubap_assets.core.trends.period_metrics import DIMENSIONS, dimension_keys_sql, dimension_sql
 from ubap_assets.core.trends.segments import ALL_SEGMENT_ID, segment_labels, use_segments
-from ubap_assets.core.trends.sources import day_window, session_rows
+from ubap_assets.core.trends.sources import day_window, session_rows, trailing_window
 from ubap_assets.warehouse import tables
 
 FUNNEL_STEPS: tuple[str, ...] = (
@@ -63,9 +63,10 @@ def _funnel_long(wide: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
     return pl.concat(parts).sort(*keys, "step_index")
 
 
-def _day_grid(bounds: Bounds) -> pl.DataFrame:
-    """Every calendar day of the data, so that a day without sessions gets zero rows."""
-    return pl.DataFrame({"day": pl.date_range(bounds.first_day, bounds.last_day, "1d", eager=True)})
+def _day_grid(first: date, bounds: Bounds) -> pl.DataFrame:
+    """Every calendar day from ``first`` to the data's last, so that a day without sessions
+    gets zero rows."""
+    return pl.DataFrame({"day": pl.date_range(first, bounds.last_day, "1d", eager=True)})
 
 
 _FUNNEL_SCHEMA: dict[str, pl.DataType] = {
@@ -143,32 +144,38 @@ def funnel_segments(
     con: duckdb.DuckDBPyConnection,
     sessions: str = tables.SESSIONS,
     segments: str | None = tables.USER_SEGMENTS,
+    days: int | None = None,
 ) -> pl.DataFrame:
     """One row per day x segment x funnel step.
 
-    Segment 'all' is always there; the others need the ``segments`` table, and users without a
-    segment count in 'all' only.
+    Segment 'all' is always there; the others need the ``segments`` table (today's segments),
+    and users without a segment count in 'all' only. ``days``: only the last ``days`` days up to
+    the data end (sources.trailing_window, as segment_trends), every day when None; a day's
+    rows are the same either way, and only the sessions of the days covered are read.
     """
-    bounds = data_bounds(con, sessions)
     key_schema = {"day": pl.Date, "segment_id": pl.String, "segment_name": pl.String}
-    if bounds.empty:
+    start, end = trailing_window(con, days, sessions)
+    if start >= end:
         return pl.DataFrame(schema={**key_schema, **_FUNNEL_SCHEMA})
+    bounds = data_bounds(con, sessions, since=start)
+    params = {"start": start, "end": end}
+    window = f"SELECT * FROM {sessions} WHERE day >= $start AND day < $end"
     segments = use_segments(con, segments)
     if segments:
         sql = f"""
         SELECT s.day, coalesce(CAST(g.segment_id AS VARCHAR), '{ALL_SEGMENT_ID}') AS segment_id,
                {_REACHED_COUNTS}
-        FROM {sessions} s LEFT JOIN {segments} g USING (user_id)
+        FROM ({window}) s LEFT JOIN {segments} g USING (user_id)
         GROUP BY GROUPING SETS ((s.day), (s.day, g.segment_id))
         HAVING GROUPING(g.segment_id) = 1 OR g.segment_id IS NOT NULL
         """
     else:
         sql = (
             f"SELECT day, '{ALL_SEGMENT_ID}' AS segment_id, {_REACHED_COUNTS} "
-            f"FROM {sessions} GROUP BY 1"
+            f"FROM ({window}) GROUP BY 1"
         )
-    wide = con.execute(sql).pl()
-    grid = _day_grid(bounds).join(segment_labels(con, segments), how="cross")
+    wide = con.execute(sql, params).pl()
+    grid = _day_grid(start, bounds).join(segment_labels(con, segments), how="cross")
     wide = grid.join(wide, on=["day", "segment_id"], how="left").fill_null(0)
     out = _funnel_long(wide, ["day", "segment_id", "segment_name"])
     return out.with_columns(bounds.day_is_complete())

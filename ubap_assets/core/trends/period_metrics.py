@@ -13,7 +13,12 @@ from ubap_assets.core.daily import exact_sum
 from ubap_assets.core.metrics import TREND_COLUMNS
 from ubap_assets.core.trends.bounds import data_bounds
 from ubap_assets.core.trends.segments import ALL_SEGMENT_ID, segment_labels, use_segments
-from ubap_assets.core.trends.sources import day_window, session_rows, user_day_rows
+from ubap_assets.core.trends.sources import (
+    day_window,
+    session_rows,
+    trailing_window,
+    user_day_rows,
+)
 from ubap_assets.warehouse import tables
 from ubap_assets.warehouse.introspect import table_exists
 
@@ -243,28 +248,33 @@ def segment_trends(
     sessions: str = tables.SESSIONS,
     segments: str | None = tables.USER_SEGMENTS,
     user_daily: str = tables.USER_DAILY,
+    days: int | None = None,
 ) -> pl.DataFrame:
     """One row per day x segment (plus segment 'all'); per-segment rows need user_segments.
 
-    Aggregates the user-days (a user has one segment), so it never reads the sessions table
-    when user_daily exists.
+    ``days``: only the last ``days`` days up to the data end (sources.trailing_window), every
+    day when None; a day's rows are the same either way. Segments are today's
+    (``segments``), so each segment has a row for every day covered. Aggregates the user-days of
+    the covered days (a user has one segment), never the sessions when user_daily exists; who
+    is new on a day still reads the user ids and days before it.
     """
-    bounds = data_bounds(con, sessions, user_daily)
-    if bounds.empty:
+    start, end = trailing_window(con, days, sessions)
+    if start >= end:
         return _empty_trends("day", {"segment_id": pl.String, "segment_name": pl.String})
-    start, end = day_window(con, None, None, sessions)
+    bounds = data_bounds(con, sessions, user_daily, since=start)
     user_days = user_day_rows(con, sessions, user_daily)
     params = {"start": start, "end": end}
     segments = use_segments(con, segments)
     if segments:
+        window_days = f"SELECT * FROM ({user_days}) WHERE day >= $start AND day < $end"
         rows = (
-            f"SELECT u.*, CAST(g.segment_id AS VARCHAR) AS segment FROM ({user_days}) u "
+            f"SELECT u.*, CAST(g.segment_id AS VARCHAR) AS segment FROM ({window_days}) u "
             f"LEFT JOIN {segments} g USING (user_id)"
         )
         keys = (
             "SELECT 'all' AS dimension, 'all' AS dimension_value, CAST(NULL AS DATE) AS since "
-            f"UNION ALL SELECT DISTINCT 'segment', CAST(segment AS VARCHAR), CAST(NULL AS DATE) "
-            f"FROM ({rows}) WHERE segment IS NOT NULL"
+            f"UNION ALL SELECT DISTINCT 'segment', CAST(segment_id AS VARCHAR), CAST(NULL AS DATE) "
+            f"FROM {segments} WHERE segment_id IS NOT NULL"
         )
         sql = _trends_sql("day", ("segment",), rows, user_days, keys, one_row_per_user=True)
         # Users with no segment only count in 'all'.

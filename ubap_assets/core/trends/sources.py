@@ -68,3 +68,19 @@ def day_window(
     if end < start:
         raise ValueError(f"end ({end}) is before start ({start}): the window is [start, end)")
     return start, end
+
+
+def trailing_window(
+    con: duckdb.DuckDBPyConnection, days: int | None, sessions: str = tables.SESSIONS
+) -> tuple[date, date]:
+    """[start, end): the last ``days`` days of ``sessions`` up to its last day (every day of it
+    when ``days`` is None or the sessions cover fewer days)."""
+    if days is not None and (isinstance(days, bool) or not isinstance(days, int) or days < 1):
+        raise ValueError(
+            f"days must be a whole number of days, at least 1 (got {days!r}): pass the "
+            "trailing window's length, or None for every day"
+        )
+    start, end = day_window(con, None, None, sessions)
+    if days is not None:
+        start = max(start, end - timedelta(days=days))
+    return start, end

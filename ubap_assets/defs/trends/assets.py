@@ -6,8 +6,10 @@ event day (core/daily.py's SQL, in the warehouse or with UBAP_ENGINE=spark on Sp
 lake), and ``daily_trends``, ``funnel_daily``, ``funnel_dimensions`` (small frames the IO manager
 writes into the run's window). The weekly, segment, retention and lifecycle tables are
 unpartitioned: each run recomputes them from the sessions and user-days in SQL, never from the
-events, and never loads those into Python. With UBAP_ENGINE=spark the trend SQL runs on Spark
-too (engines/spark_connection.py), except the segment tables'.
+events, and never loads those into Python. The segment tables cover the last
+UBAP_SEGMENT_TREND_DAYS days only (today's segments), so their cost does not grow with the
+history. With UBAP_ENGINE=spark the trend SQL runs on Spark too
+(engines/spark_connection.py), except the segment tables'.
 """
 
 from collections.abc import Callable, Iterator
@@ -25,6 +27,7 @@ from ubap_assets.defs.events.partitions import daily_partitions
 from ubap_assets.engines import lake, uses_spark
 from ubap_assets.lib.metadata import markdown_preview
 from ubap_assets.lib.run_partitions import first_day_of_run
+from ubap_assets.settings import current_settings
 from ubap_assets.warehouse import tables as t
 from ubap_assets.warehouse.introspect import table_exists
 from ubap_assets.warehouse.paths import lake_dir
@@ -287,9 +290,17 @@ def weekly_trends(context: dg.AssetExecutionContext, warehouse: DuckDBResource) 
     group_name=GROUP, owners=OWNERS, kinds=KINDS, deps=[t.USER_DAILY, t.SESSIONS, t.USER_SEGMENTS]
 )
 def segment_trends(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.Output:
-    """One row per day x segment (plus 'all'): the daily_trends metrics per user segment;
-    only 'all' until user_segments exists."""
-    return _run(context, warehouse, trends.segment_trends, "day")
+    """One row per day x segment (plus 'all') of the last UBAP_SEGMENT_TREND_DAYS days (90 by
+    default) under today's segments: the daily_trends metrics per user segment; only 'all'
+    until user_segments exists."""
+    days = current_settings().segment_trend_days
+    return _run(
+        context,
+        warehouse,
+        lambda con: trends.segment_trends(con, days=days),
+        "day",
+        window_days=days,
+    )
 
 
 @dg.asset(**day_partitioned(kinds=TREND_KINDS, deps=[t.SESSIONS, t.USER_DAILY]))
@@ -342,9 +353,16 @@ def funnel_dimensions(context: dg.AssetExecutionContext, warehouse: DuckDBResour
     group_name=GROUP, owners=OWNERS, kinds=KINDS, deps=[t.SESSIONS, t.USER_DAILY, t.USER_SEGMENTS]
 )
 def funnel_segments(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.Output:
-    """One row per day x segment x funnel step (segment 'all' always; the others once
-    user_segments exists)."""
-    return _run(context, warehouse, trends.funnel_segments, "day")
+    """One row per day x segment x funnel step of the last UBAP_SEGMENT_TREND_DAYS days, as
+    segment_trends (segment 'all' always; the others once user_segments exists)."""
+    days = current_settings().segment_trend_days
+    return _run(
+        context,
+        warehouse,
+        lambda con: trends.funnel_segments(con, days=days),
+        "day",
+        window_days=days,
+    )
 
 
 @dg.asset(group_name=GROUP, owners=OWNERS, kinds=TREND_KINDS, deps=[t.USER_DAILY])

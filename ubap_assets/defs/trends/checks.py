@@ -118,7 +118,8 @@ def weekly_trends_reconcile(
     asset=t.SEGMENT_TRENDS,
     additional_deps=[t.DAILY_TRENDS],
     description=(
-        "Segment 'all' equals daily_trends overall; segment sessions add up to at most the total."
+        "Segment 'all' equals daily_trends overall on the days segment_trends covers; segment "
+        "sessions add up to at most the total."
     ),
 )
 def segment_trends_reconcile(
@@ -128,8 +129,11 @@ def segment_trends_reconcile(
         overall = con.execute(
             f"SELECT day, sessions, events FROM {t.DAILY_TRENDS} WHERE dimension = 'all'"
         ).pl()
-    seg_all = segment_trends.filter(pl.col("segment_id") == trends.ALL_SEGMENT_ID)
-    joined = overall.join(seg_all, on="day", how="full", suffix="_s", coalesce=True)
+    # segment_trends covers a trailing window (UBAP_SEGMENT_TREND_DAYS): compare its days.
+    seg_all = segment_trends.filter(pl.col("segment_id") == trends.ALL_SEGMENT_ID).select(
+        "day", pl.col("sessions").alias("sessions_s"), pl.col("events").alias("events_s")
+    )
+    joined = seg_all.join(overall, on="day", how="left")
     bad_all = joined.filter(
         (pl.col("sessions").fill_null(-1) != pl.col("sessions_s").fill_null(-2))
         | (pl.col("events").fill_null(-1) != pl.col("events_s").fill_null(-2))
