@@ -11,6 +11,7 @@ the Dagster UI) and every events run fails with them (``defs/events``). The API 
 settings (``ubap_api/settings.py``).
 """
 
+import os
 from collections.abc import Mapping
 from datetime import date
 from pathlib import Path
@@ -48,7 +49,9 @@ _FIX = {
 class Settings(BaseSettings):
     """The code location's environment variables (``UBAP_`` + the field name, upper case)."""
 
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_ignore_empty=True, extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_ignore_empty=True, extra="ignore", frozen=True
+    )
 
     # Where things live; unset = under the data directory (see warehouse/paths.py).
     data_dir: Path | None = None
@@ -168,8 +171,7 @@ def _problem(error: dict) -> str:
     return f"{variable}={error['input']!r} is invalid ({reason}): {_FIX.get(field, '')}"
 
 
-def load_settings() -> LoadedSettings:
-    """The settings, with every bad value replaced by its default and reported as a problem."""
+def _read_settings() -> LoadedSettings:
     try:
         return LoadedSettings(Settings(), ())
     except ValidationError as err:
@@ -177,6 +179,33 @@ def load_settings() -> LoadedSettings:
         bad = {str(e["loc"][0]) for e in errors}
         defaults = {name: Settings.model_fields[name].default for name in bad}
         return LoadedSettings(Settings(**defaults), tuple(_problem(e) for e in errors))
+
+
+def _environment_key() -> tuple[tuple[str, str], ...]:
+    """The variables the settings read (names compared without case, as pydantic-settings
+    does)."""
+    return tuple(
+        sorted(
+            (name, value)
+            for name, value in os.environ.items()
+            if name.upper().startswith(ENV_PREFIX) or name.upper() == GEMINI_API_KEY
+        )
+    )
+
+
+# The last settings read and the variables they were read from. Reading them takes about 7 ms
+# (pydantic-settings walks the environment), and a run asks for them a few hundred times.
+_last_read: tuple[tuple[tuple[str, str], ...], LoadedSettings] | None = None
+
+
+def load_settings() -> LoadedSettings:
+    """The settings, with every bad value replaced by its default and reported as a problem.
+    Read again whenever a variable they come from changed since the last call."""
+    global _last_read
+    key = _environment_key()
+    if _last_read is None or _last_read[0] != key:
+        _last_read = (key, _read_settings())
+    return _last_read[1]
 
 
 def current_settings() -> Settings:

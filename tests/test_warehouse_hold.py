@@ -1,0 +1,87 @@
+"""The warehouse resource holds the file open for its run: the run's connections share one open
+database, each connection's cached blocks are given back when it closes, and the file is free
+for other processes once the run ends."""
+
+import subprocess
+import sys
+
+import dagster as dg
+import duckdb
+import polars as pl
+
+from ubap_assets.lib import warehouse_io
+from ubap_assets.lib.warehouse_io import DuckDBWarehouseIOManager, WarehouseResource
+
+OPENS = "import duckdb, sys; duckdb.connect(sys.argv[1]).close()"
+
+
+def _another_process_opens(path) -> bool:
+    return (
+        subprocess.run([sys.executable, "-c", OPENS, str(path)], capture_output=True).returncode
+        == 0
+    )
+
+
+def _cached_bytes(con: duckdb.DuckDBPyConnection) -> int:
+    return con.execute("SELECT sum(memory_usage_bytes) FROM duckdb_memory()").fetchone()[0]
+
+
+def test_holds_count_and_the_file_is_free_after_the_last_release(tmp_path):
+    path = str(tmp_path / "warehouse.duckdb")
+    warehouse_io.hold_warehouse(path)
+    warehouse_io.hold_warehouse(path)
+    try:
+        with warehouse_io.warehouse_connection(path) as con:
+            con.execute("CREATE TABLE t AS SELECT 1 AS x")
+        warehouse_io.release_warehouse(path)
+        assert path in warehouse_io._held
+        assert not _another_process_opens(path)
+    finally:
+        warehouse_io.release_warehouse(path)
+    assert path not in warehouse_io._held
+    assert _another_process_opens(path)
+    with duckdb.connect(path, read_only=True) as con:
+        assert con.execute("SELECT x FROM t").fetchone() == (1,)
+
+
+def test_a_closed_connection_leaves_no_cached_blocks_in_the_held_database(tmp_path):
+    path = str(tmp_path / "warehouse.duckdb")
+    with duckdb.connect(path) as con:
+        con.execute("CREATE TABLE big AS SELECT range AS x, range::VARCHAR AS s FROM range(3000000)")
+    warehouse_io.hold_warehouse(path)
+    try:
+        held = warehouse_io._held[path][0]
+        scan = "SELECT count(DISTINCT s), sum(x) FROM big"
+        untrimmed = warehouse_io.connect_warehouse(path)
+        untrimmed.execute(scan).fetchall()
+        untrimmed.close()
+        assert _cached_bytes(held) > 8 << 20  # without the trim, the scan's blocks stay
+        with warehouse_io.warehouse_connection(path) as con:
+            con.execute(scan).fetchall()
+        assert _cached_bytes(held) < 1 << 20
+        limit = held.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+        assert limit.replace(".0", "") == "1 GiB"  # the cap is back, a 1 GiB floor here
+    finally:
+        warehouse_io.release_warehouse(path)
+
+
+@dg.asset
+def held_during_the_run(warehouse: WarehouseResource) -> pl.DataFrame:
+    with warehouse.get_connection() as con:
+        con.execute("SELECT 1").fetchone()
+    return pl.DataFrame({"held": [sorted(warehouse_io._held)]})
+
+
+def test_the_resource_holds_the_warehouse_for_its_run(tmp_path):
+    path = str(tmp_path / "warehouse.duckdb")
+    result = dg.materialize(
+        [held_during_the_run],
+        resources={
+            "warehouse": WarehouseResource(database=path),
+            "io_manager": DuckDBWarehouseIOManager(database=path),
+        },
+    )
+    assert result.success
+    assert path not in warehouse_io._held
+    with duckdb.connect(path, read_only=True) as con:
+        assert con.execute("SELECT held FROM held_during_the_run").fetchone()[0] == [path]
