@@ -46,16 +46,28 @@ _PHRASES: dict[str, str] = {
 }
 
 
-def phrase(feature: str, value: float, contribution: float, outcome: str) -> str:
-    """One reason in plain words."""
+def _what(feature: str, value: float) -> str:
     if "=" in feature:
         column, level = feature.split("=", 1)
         what = column.replace("_", " ")
-        text = f"{what} is {level}" if value >= 0.5 else f"{what} is not {level}"
-    else:
-        text = _PHRASES.get(feature, feature.replace("_", " ") + " = {v:.2f}").format(v=value)
-    direction = "raises" if contribution > 0 else "lowers"
-    return f"{text} ({direction} the {outcome})"
+        return f"{what} is {level}" if value >= 0.5 else f"{what} is not {level}"
+    return _PHRASES.get(feature, feature.replace("_", " ") + " = {v:.2f}").format(v=value)
+
+
+def _direction(contribution: float, outcome: str) -> str:
+    return f" ({'raises' if contribution > 0 else 'lowers'} the {outcome})"
+
+
+def phrase(feature: str, value: float, contribution: float, outcome: str) -> str:
+    """One reason in plain words."""
+    return _what(feature, value) + _direction(contribution, outcome)
+
+
+def _phrases(feature: str, values: np.ndarray, contribs: np.ndarray, outcome: str) -> np.ndarray:
+    """``phrase`` for many rows of one feature, each distinct value worded once."""
+    distinct, inverse = np.unique(values, return_inverse=True)
+    what = np.array([_what(feature, v) for v in distinct], dtype=object)[inverse]
+    return np.where(contribs > 0, what + _direction(1.0, outcome), what + _direction(-1.0, outcome))
 
 
 def contributions(model: object, x: np.ndarray) -> np.ndarray:
@@ -131,9 +143,11 @@ def top_reasons(
     for r in range(top):
         j = order[:, r]
         values, c = x[rows, j], contrib[rows, j]
-        columns[f"{prefix}{r + 1}"] = [
-            phrase(names[jj], vv, cc, outcome) for jj, vv, cc in zip(j, values, c, strict=True)
-        ]
+        texts = np.empty(len(x), dtype=object)
+        for feature in np.unique(j):
+            of_feature = j == feature
+            texts[of_feature] = _phrases(names[feature], values[of_feature], c[of_feature], outcome)
+        columns[f"{prefix}{r + 1}"] = texts
     return frame.select("user_id").with_columns(
         pl.Series(k, v, dtype=pl.String) for k, v in columns.items()
     )
