@@ -24,6 +24,8 @@ os.environ.update(
         "UBAP_USERS": str(TEST_USERS),
         "UBAP_SEED": str(TEST_SEED),
         "UBAP_SOURCE": "synthetic",
+        # Shorter than the world: the segment tables' window slides across the nightly runs.
+        "UBAP_SEGMENT_TREND_DAYS": "28",
         "HF_HUB_OFFLINE": "1",
         "TRANSFORMERS_OFFLINE": "1",
     }

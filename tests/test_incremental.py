@@ -7,6 +7,7 @@ import os
 from datetime import datetime, time, timedelta
 
 import dagster as dg
+import duckdb
 import pytest
 
 from tests.conftest import TEST_DAYS, TEST_START
@@ -66,3 +67,19 @@ def test_nightly_runs_equal_one_full_materialization(materialized_graph, tmp_pat
         materialized_graph.data_dir / "warehouse.duckdb", tmp_path / "warehouse.duckdb"
     )
     assert not found, "\n".join(f"{table}: {why}" for table, why in found.items())
+
+    # The segment tables' window (shorter than the world, tests/conftest.py) slid across the
+    # nights and the segment series of the detector followed it.
+    window = int(os.environ["UBAP_SEGMENT_TREND_DAYS"])
+    assert window < TEST_DAYS
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
+        firsts = [
+            con.execute(sql).fetchone()[0]
+            for sql in (
+                "SELECT min(day) FROM segment_trends",
+                "SELECT min(day) FROM funnel_segments",
+                "SELECT min(day) FROM anomaly_history WHERE dimension = 'segment'",
+                "SELECT min(day) FROM anomaly_state WHERE dimension = 'segment'",
+            )
+        ]
+    assert firsts == [last - timedelta(days=window - 1)] * 4, firsts
