@@ -93,7 +93,8 @@ def monitored_series(
 
     The funnel steps' scopes: ``all`` from ``funnel`` (funnel_daily), device and traffic source
     from ``funnel_dimensions`` (its ``all`` rows repeat funnel_daily and are left out), segments
-    from ``funnel_segments``.
+    from ``funnel_segments``. Segment scopes cover the days of ``segments`` / ``funnel_segments``
+    only (their trailing window); their ``all`` rows repeat daily_trends and are left out.
     """
     parts = []
     if daily is not None and daily.height:

@@ -132,7 +132,9 @@ def anomaly_history(
     A day-partitioned run scores only the days from its first day on (and any earlier day
     whose inputs changed, e.g. re-assigned segments), resuming from the state the previous run
     kept; the rest keeps its rows. That equals scoring the whole history (the models read only
-    the past). An unpartitioned run scores everything."""
+    the past). The segment series cover the segment tables' trailing window
+    (UBAP_SEGMENT_TREND_DAYS): as it moves they are scored again over it, and their days before
+    it go. An unpartitioned run scores everything."""
     settings = config.settings()
     run_days = days_of_run(context.run.tags)
     with warehouse.get_connection() as con:
