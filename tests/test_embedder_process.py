@@ -123,3 +123,38 @@ def test_a_killed_worker_is_named_as_such():
     message = str(failure[0])
     assert "killed by SIGKILL" in message and "out-of-memory" in message, message
     assert "5000 texts" in message and "all-MiniLM-L6-v2" in message
+
+
+def test_page_embeddings_asset_starts_one_child_then_none(tmp_path):
+    import dagster as dg
+    import duckdb
+    from dagster_duckdb import DuckDBResource
+
+    from ubap_assets.defs.recommendations import assets
+    from ubap_assets.lib.warehouse_io import DuckDBWarehouseIOManager
+
+    path = str(tmp_path / "w.duckdb")
+    with duckdb.connect(path) as con:
+        con.register("_f", page_catalogue().head(12))
+        con.execute("CREATE TABLE pages AS SELECT * FROM _f")
+
+    def run() -> dict:
+        result = dg.materialize(
+            [assets.page_embeddings, dg.AssetSpec("pages")],
+            resources={
+                "io_manager": DuckDBWarehouseIOManager(database=path),
+                "warehouse": DuckDBResource(database=path),
+                "embedder": SentenceEmbedder(),
+            },
+        )
+        assert result.success
+        [materialization] = result.asset_materializations_for_node("page_embeddings")
+        return {key: value.value for key, value in materialization.metadata.items()}
+
+    launches = worker_launches()
+    first = run()
+    assert (first["embedded_pages"], first["dim"]) == (12, 384)
+    assert worker_launches() == launches + 1
+    second = run()  # the nightly case: no page changed
+    assert (second["embedded_pages"], second["reused_pages"]) == (0, 12)
+    assert worker_launches() == launches + 1, "a child was started though no page changed"

@@ -123,7 +123,9 @@ class SentenceEmbedder(Embedder):
             (folder / embedding_worker.REQUEST).write_text(json.dumps(request))
             command = [sys.executable, "-P", embedding_worker.__file__, str(folder)]
             _worker_launches += 1
-            finished = subprocess.run(command, capture_output=True, text=True, check=False)
+            finished = subprocess.run(
+                command, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False
+            )
             reply_path = folder / embedding_worker.REPLY
             reply = json.loads(reply_path.read_text()) if reply_path.exists() else {}
             if "error" in reply:
