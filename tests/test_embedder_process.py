@@ -158,3 +158,34 @@ def test_page_embeddings_asset_starts_one_child_then_none(tmp_path):
     second = run()  # the nightly case: no page changed
     assert (second["embedded_pages"], second["reused_pages"]) == (0, 12)
     assert worker_launches() == launches + 1, "a child was started though no page changed"
+
+
+def test_the_worker_exits_when_its_parent_dies():
+    script = (
+        "from ubap_assets.lib.embedder import SentenceEmbedder\n"
+        "SentenceEmbedder().embed(['a long page about quiet headphones ' * 20] * 30000)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    parent = subprocess.Popen(
+        [sys.executable, "-c", script],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        worker, deadline = None, time.monotonic() + 60
+        while worker is None and time.monotonic() < deadline and parent.poll() is None:
+            worker = _worker_of(psutil.Process(parent.pid))
+            time.sleep(0.05)
+        assert worker is not None, "no embedding worker appeared"
+        scratch = Path(worker.cmdline()[-1])
+        time.sleep(1)  # let it start on the request
+    finally:
+        parent.kill()
+        parent.wait()
+    _, alive = psutil.wait_procs([worker], timeout=5)  # it checks on its parent every second
+    still_working = [p for p in alive if p.status() != psutil.STATUS_ZOMBIE]
+    for orphan in still_working:
+        orphan.kill()
+    assert not still_working, "the worker kept encoding after its parent was killed"
+    assert not scratch.exists(), "the orphaned worker left its scratch folder behind"

@@ -11,6 +11,7 @@ graph tests. Both return L2-normalized float32 rows; an empty text gives the zer
 
 import hashlib
 import json
+import os
 import re
 import signal
 import subprocess
@@ -115,6 +116,7 @@ class SentenceEmbedder(Embedder):
         with tempfile.TemporaryDirectory(prefix="ubap-embed-") as scratch:
             folder = Path(scratch)
             request = {
+                "parent_pid": os.getpid(),
                 "model_name": model_id,
                 "device": self.device,
                 "batch_size": self.batch_size,

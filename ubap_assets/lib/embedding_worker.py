@@ -10,7 +10,10 @@ The same functions load and encode in-process for ``SentenceEmbedder(in_subproce
 
 import json
 import os
+import shutil
 import sys
+import threading
+import time
 from functools import lru_cache
 from pathlib import Path
 
@@ -95,9 +98,20 @@ def dimension_from_files(model_name: str) -> int | None:
     return size if size > 0 else None
 
 
+def _exit_when_orphaned(parent_pid: int, folder: Path) -> None:
+    """Stop encoding for nobody: once the process that asked is gone (e.g. a killed run), remove
+    its scratch folder, which it can no longer clean up, and exit."""
+    while os.getppid() == parent_pid:
+        time.sleep(1)
+    shutil.rmtree(folder, ignore_errors=True)
+    os._exit(3)
+
+
 def main(argv: list[str]) -> int:
     folder = Path(argv[0])
     request = json.loads((folder / REQUEST).read_text())
+    parent_pid = int(request.get("parent_pid", os.getppid()))
+    threading.Thread(target=_exit_when_orphaned, args=(parent_pid, folder), daemon=True).start()
     model_name = request["model_name"]
     try:
         model = load_model(model_name, request["device"])
