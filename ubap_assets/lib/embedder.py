@@ -4,7 +4,7 @@
 ``model_name`` may name another sentence-transformers model or a local path for users who have
 one. By default it encodes in a short-lived child process (``embedding_worker.py``, a fresh
 interpreter, never a fork of the run's process), so torch, sentence-transformers and the model
-(~450 MiB) leave with it instead of staying resident for the rest of the run.
+(~600 MiB) leave with it instead of staying resident for the rest of the run.
 ``HashingEmbedder`` is a deterministic bag-of-words embedder with no model at all, for fast
 graph tests. Both return L2-normalized float32 rows; an empty text gives the zero vector.
 """
@@ -84,7 +84,7 @@ class SentenceEmbedder(Embedder):
         default=True,
         description="encode in a child process that exits afterwards, so torch and the model "
         "never stay in this process; False loads the model here and keeps it (faster for "
-        "many small calls in one long-lived process, ~450 MiB more resident)",
+        "many small calls in one long-lived process; ~600 MiB more resident for good)",
     )
 
     def model_id(self) -> str:
