@@ -58,7 +58,7 @@ def test_a_closed_connection_leaves_no_cached_blocks_in_the_held_database(tmp_pa
         assert _cached_bytes(held) > 8 << 20  # without the trim, the scan's blocks stay
         with warehouse_io.warehouse_connection(path) as con:
             con.execute(scan).fetchall()
-        assert _cached_bytes(held) < 1 << 20
+        assert _cached_bytes(held) <= 1 << 20  # the trim cap
         limit = held.execute("SELECT current_setting('memory_limit')").fetchone()[0]
         assert limit.replace(".0", "") == "1 GiB"  # the cap is back, a 1 GiB floor here
     finally:
