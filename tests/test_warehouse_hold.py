@@ -47,7 +47,9 @@ def test_holds_count_and_the_file_is_free_after_the_last_release(tmp_path):
 def test_a_closed_connection_leaves_no_cached_blocks_in_the_held_database(tmp_path):
     path = str(tmp_path / "warehouse.duckdb")
     with duckdb.connect(path) as con:
-        con.execute("CREATE TABLE big AS SELECT range AS x, range::VARCHAR AS s FROM range(3000000)")
+        con.execute(
+            "CREATE TABLE big AS SELECT range AS x, range::VARCHAR AS s FROM range(3e6::BIGINT)"
+        )
     warehouse_io.hold_warehouse(path)
     try:
         held = warehouse_io._held[path][0]
