@@ -286,6 +286,14 @@ def weekly_trends(context: dg.AssetExecutionContext, warehouse: DuckDBResource) 
     )
 
 
+def _run_segment_window(
+    context: dg.AssetExecutionContext, warehouse: DuckDBResource, build: Callable[..., pl.DataFrame]
+) -> dg.Output:
+    """A segment table over the last UBAP_SEGMENT_TREND_DAYS days, the window in its metadata."""
+    days = current_settings().segment_trend_days
+    return _run(context, warehouse, lambda con: build(con, days=days), "day", window_days=days)
+
+
 @dg.asset(
     group_name=GROUP, owners=OWNERS, kinds=KINDS, deps=[t.USER_DAILY, t.SESSIONS, t.USER_SEGMENTS]
 )
@@ -293,14 +301,7 @@ def segment_trends(context: dg.AssetExecutionContext, warehouse: DuckDBResource)
     """One row per day x segment (plus 'all') of the last UBAP_SEGMENT_TREND_DAYS days (90 by
     default) under today's segments: the daily_trends metrics per user segment; only 'all'
     until user_segments exists."""
-    days = current_settings().segment_trend_days
-    return _run(
-        context,
-        warehouse,
-        lambda con: trends.segment_trends(con, days=days),
-        "day",
-        window_days=days,
-    )
+    return _run_segment_window(context, warehouse, trends.segment_trends)
 
 
 @dg.asset(**day_partitioned(kinds=TREND_KINDS, deps=[t.SESSIONS, t.USER_DAILY]))
@@ -355,14 +356,7 @@ def funnel_dimensions(context: dg.AssetExecutionContext, warehouse: DuckDBResour
 def funnel_segments(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.Output:
     """One row per day x segment x funnel step of the last UBAP_SEGMENT_TREND_DAYS days, as
     segment_trends (segment 'all' always; the others once user_segments exists)."""
-    days = current_settings().segment_trend_days
-    return _run(
-        context,
-        warehouse,
-        lambda con: trends.funnel_segments(con, days=days),
-        "day",
-        window_days=days,
-    )
+    return _run_segment_window(context, warehouse, trends.funnel_segments)
 
 
 @dg.asset(group_name=GROUP, owners=OWNERS, kinds=TREND_KINDS, deps=[t.USER_DAILY])
