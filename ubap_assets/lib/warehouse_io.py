@@ -10,7 +10,7 @@ new version, and re-materializing a partition is idempotent.
 import os
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -103,6 +103,10 @@ def _trim(database: str) -> None:
         con.execute(f"SET memory_limit = '{_TRIM_LIMIT}'")
     except duckdb.Error:  # another open connection pins more than the cap: nothing to give back
         pass
+    _cap_memory(con, database)
+
+
+def _cap_memory(con: duckdb.DuckDBPyConnection, database: str) -> None:
     con.execute(f"SET memory_limit = '{warehouse_memory_limit(database) // (1 << 20)}MiB'")
 
 
@@ -133,7 +137,7 @@ def connect_warehouse(database: str) -> duckdb.DuckDBPyConnection:
     every stage reads them as if they were warehouse tables.
     """
     con = _connect_when_free(database)
-    con.execute(f"SET memory_limit = '{warehouse_memory_limit(database) // (1 << 20)}MiB'")
+    _cap_memory(con, database)
     if uses_spark():
         try:
             attach_views(con, lake_dir())
@@ -244,7 +248,7 @@ class DuckDBWarehouseIOManager(dg.ConfigurableIOManager):
 
     database: str  # path of the DuckDB warehouse file
 
-    def _connect(self):
+    def _connect(self) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
         return warehouse_connection(self.database)
 
     def handle_output(self, context: dg.OutputContext, obj: pl.DataFrame | None) -> None:
