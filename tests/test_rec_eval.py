@@ -267,3 +267,39 @@ def test_windows_ending_at_the_training_boundary_ignore_later_days(tiny_world, c
     assert set(on_thursday["test_end_ts"]) == {boundary}
     assert set(on_thursday["status"]) == {"ok"}
     assert on_thursday.equals(on_saturday)
+
+
+def test_tuning_on_a_sample_of_validation_users_says_so(world_con, catalogue, default_result):
+    from ubap_assets.core.recommend import scoring, tuning
+
+    everyone = default_result["validation_users"][0]
+    sampled = evaluation.run_evaluation(
+        world_con,
+        catalogue,
+        recommend.RecommenderParams(),
+        None,
+        grid=FAST_GRID,
+        max_tuning_users=everyone // 2,
+    )
+    assert sampled["validation_users"].unique().to_list() == [everyone // 2]
+    assert f"sample of {everyone // 2:,} of the {everyone:,} evaluable validation users" in (
+        sampled["note"][0]
+    )
+    # the test window's figures still use every evaluable user
+    assert sampled["users_evaluated"][0] == default_result["users_evaluated"][0]
+    assert "validation users" not in default_result["note"][0]
+
+    params = recommend.RecommenderParams()
+    end = recommend.data_end(world_con)
+    windows = evaluation.time_windows(end, 7)
+    model = tuning.fit_until(world_con, catalogue, params, None, windows.cutoff)
+    pairs = recommend.engaged_pages(world_con, windows.cutoff, windows.test_end)
+    variants = {"ease": ("ease", None)}
+    full = scoring.score_window(model, pairs, variants, params.k)
+    cut = scoring.score_window(model, pairs, variants, params.k, max_users=full.n_users // 3)
+    again = scoring.score_window(model, pairs, variants, params.k, max_users=full.n_users // 3)
+    assert cut.n_users == full.n_users // 3 and cut.evaluable == full.n_users
+    assert set(cut.users) < set(full.users) and np.array_equal(cut.users, again.users)
+    # a user's metrics do not depend on who else was scored
+    position = np.searchsorted(full.users, cut.users)
+    assert np.allclose(cut.per_user["ease"]["ndcg"], full.per_user["ease"]["ndcg"][position])

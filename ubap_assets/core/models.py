@@ -8,7 +8,6 @@ latest, which chose nothing. Every reported metric carries n, the positives and 
 negatives) is "insufficient data": nothing is fit, nothing is served, the numbers say why.
 """
 
-import hashlib
 import json
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -43,6 +42,7 @@ from ubap_assets.core.features import (
     daily_span,
     plan_windows,
 )
+from ubap_assets.core.sampling import sample_mask
 
 MODEL_NAMES: tuple[str, ...] = ("logistic_regression", "random_forest", "xgboost")
 # The hyper-parameters tried per family; the validation window picks one (by PR-AUC).
@@ -518,17 +518,7 @@ def sample_users(frame: pl.DataFrame, max_users: int, seed: int = 0) -> pl.DataF
     the ranks allow."""
     if max_users <= 0 or frame.height <= max_users:
         return frame
-    key = seed.to_bytes(8, "little", signed=True)
-    ranks = np.fromiter(
-        (
-            int.from_bytes(hashlib.blake2b(u.encode(), digest_size=8, key=key).digest(), "big")
-            for u in frame["user_id"].to_list()
-        ),
-        dtype=np.uint64,
-        count=frame.height,
-    )
-    keep = np.zeros(frame.height, dtype=bool)
-    keep[np.argsort(ranks, kind="stable")[:max_users]] = True
+    keep = sample_mask(frame["user_id"].to_list(), max_users, seed)
     return frame.filter(pl.Series(keep))
 
 

@@ -129,6 +129,7 @@ def run_evaluation(
     n_resamples: int = 1000,
     note: str = "",
     end: datetime | None = None,
+    max_tuning_users: int = 0,
 ) -> pl.DataFrame:
     """Tune on validation, report every method on test: one row per method (see ``SCHEMA``).
 
@@ -154,6 +155,7 @@ def run_evaluation(
         windows.cutoff,
         grid,
         min_users,
+        max_tuning_users,
     )
     pairs = engaged_pages(con, windows.cutoff, windows.test_end)
     train = interactions_until(con, catalogue, params, windows.cutoff)

@@ -19,6 +19,7 @@ from ubap_assets.core.recommend.params import COMPONENTS, METHODS, Recommendatio
 from ubap_assets.core.recommend.ranking import BLOCK_SIZE, minmax_rows, top_k
 from ubap_assets.core.recommend.scorers import RecommenderModel
 from ubap_assets.core.recommend.texts import Catalogue
+from ubap_assets.core.sampling import sample_mask
 
 PER_USER = ("hr", "ndcg", "recall", "ap", "novelty")
 Weights = tuple[float, float, float]  # content, collaborative, popularity
@@ -144,9 +145,10 @@ class Block:
 class WindowScores:
     """Per-user metrics of each scored variant on one window, users in train-index order."""
 
-    users: np.ndarray  # train indices of the evaluable users
+    users: np.ndarray  # train indices of the scored users (the evaluable ones, or a sample)
     per_user: dict[str, dict[str, np.ndarray]]  # variant -> metric -> (users,)
     coverage: dict[str, float]  # variant -> share of candidate pages shown to anyone
+    evaluable: int = 0  # evaluable users in the window, sampled or not
 
     @property
     def n_users(self) -> int:
@@ -163,11 +165,16 @@ def score_window(
     variants: dict[str, tuple[str, Weights | None]],
     k: int,
     seed: int = 0,
+    max_users: int = 0,
 ) -> WindowScores:
-    """Score every variant (label -> (method, hybrid weights)) on the window's evaluable users."""
+    """Score every variant (label -> (method, hybrid weights)) on the window's evaluable users,
+    or on a deterministic sample of ``max_users`` of them (``core.sampling``; 0: all)."""
     catalogue = model.catalogue
     relevance = relevance_matrix(model, test_pairs)
     users = np.flatnonzero(np.diff(relevance.indptr) > 0)
+    evaluable = len(users)
+    if 0 < max_users < evaluable:
+        users = users[sample_mask(model.train.user_ids[users].tolist(), max_users, seed)]
     per_user = {v: {m: np.zeros(len(users)) for m in PER_USER} for v in variants}
     shown = {v: np.zeros(catalogue.size, dtype=bool) for v in variants}
     self_information = -np.log2((model.user_counts + 1.0) / (model.train.n_users + 1.0))
@@ -192,7 +199,7 @@ def score_window(
         label: float((shown[label] & catalogue.recommendable).sum() / catalogue.n_recommendable)
         for label in variants
     }
-    return WindowScores(users, per_user, coverage)
+    return WindowScores(users, per_user, coverage, evaluable)
 
 
 def bootstrap_intervals(

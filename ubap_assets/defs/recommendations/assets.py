@@ -252,6 +252,7 @@ def rec_evaluation(
                 n_resamples=config.bootstrap_resamples,
                 note="; ".join(filter(None, [windows_note, segments_note])),
                 end=boundary,
+                max_tuning_users=config.max_tuning_users,
             )
     context.log.info(f"rec_evaluation: {result['note'][0]}")
     meta = evaluation_metadata(result) | {

@@ -13,7 +13,7 @@ from ubap_assets.core.recommend import (
     RecommendationError,
     RecommenderParams,
 )
-from ubap_assets.core.recommend.tuning import DEFAULT_WEIGHTS, TuningGrid
+from ubap_assets.core.recommend.tuning import DEFAULT_WEIGHTS, MAX_TUNING_USERS, TuningGrid
 
 
 class HybridConfig(dg.Config):
@@ -105,6 +105,13 @@ class EvaluationConfig(HybridConfig):
     )
     bootstrap_resamples: int = Field(
         default=1000, description="Bootstrap resamples of the test users for the 95% intervals."
+    )
+    max_tuning_users: int = Field(
+        default=MAX_TUNING_USERS,
+        ge=0,
+        description="Most validation users the tuning grid is scored on: a larger window is "
+        "cut to a deterministic sample (the same users on every run), and the note says so. "
+        "The test window's figures always use every evaluable user. 0 = every user.",
     )
     tune_half_lives: list[float] = Field(
         default_factory=lambda: [0.0, 30.0, 120.0],
