@@ -192,9 +192,9 @@ def test_contributors_with_equal_shares_are_ranked_by_value_whatever_the_row_ord
             "value": [0.0, 0.0, 0.0, 5.0],
             "expected": [2.0, 2.0, 2.0, 3.0],
         }
-    )
+    ).with_columns(group=pl.lit(0), metric=pl.lit("sessions"), dimension=pl.lit("x"))
     ranks = [
-        _contributions(rows.sample(fraction=1.0, shuffle=True, seed=seed), "sessions", "x", 1.0)
+        _contributions(rows.sample(fraction=1.0, shuffle=True, seed=seed))
         .select("dimension_value", "rank")
         .rows()
         for seed in range(6)

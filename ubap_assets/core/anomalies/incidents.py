@@ -132,73 +132,277 @@ def _format(metric: str, value: float) -> str:
     return f"{value:,.0f}"
 
 
-def _pooled(rows: pl.DataFrame, metric: str) -> tuple[float, float]:
-    """(observed, expected) of one series over days: pooled for rates, daily means otherwise."""
-    if rows.height == 0:
-        return 0.0, 0.0
-    if METRIC_KINDS.get(metric) == RATE:
-        n = rows["denominator"].sum()
-        if not n:
-            return 0.0, 0.0
-        return float(rows["numerator"].sum() / n), float(
-            (rows["expected"] * rows["denominator"]).sum() / n
-        )
-    return float(rows["value"].mean()), float(rows["expected"].mean())
+_SERIES_KEY = ["day", "dimension", "dimension_value", "metric"]
 
 
-def _contributions(
-    scored: pl.DataFrame, metric: str, dimension: str, overall_weight: float
-) -> pl.DataFrame:
-    """Per value of a dimension: observed, expected and its contribution to the total change."""
-    kind = METRIC_KINDS.get(metric, COUNT)
-    days = scored["day"].n_unique()
-    per_value = scored.group_by("dimension_value").agg(
-        pl.col("numerator").sum().alias("k"),
-        pl.col("denominator").sum().alias("n"),
-        (pl.col("expected") * pl.col("denominator")).sum().alias("e"),
-        pl.col("value").mean().alias("obs"),
-        pl.col("expected").mean().alias("exp"),
-        ((pl.col("value") - pl.col("expected")) * pl.col("denominator")).sum().alias("wdiff"),
+def _kind(metric: pl.Expr) -> pl.Expr:
+    return metric.replace_strict(METRIC_KINDS, default=COUNT, return_dtype=pl.String)
+
+
+def _run(*by: str) -> pl.Expr:
+    """A sorted key numbering the runs of equal ``by`` in a frame sorted by them. Grouped by it,
+    a sum adds each run's rows in order as a column's ``sum()`` does (grouped by the columns
+    themselves, polars adds in another order and the last digit can differ)."""
+    return pl.struct(*by).rle_id().set_sorted().alias("_run")
+
+
+def _headlines(grouped: pl.DataFrame, threshold: float) -> pl.DataFrame:
+    """Per incident (``group``): its days, headline series (most evidence, the overall scope
+    first on a tie), peak, severity, metrics and counts of points and scopes."""
+    evidence = (
+        grouped.group_by("group", "metric", "dimension", "dimension_value")
+        .agg(
+            pl.col("score").abs().sum().alias("evidence"),
+            pl.col("score").sort_by(pl.col("score").abs()).last().alias("peak"),
+        )
+        .with_columns((pl.col("dimension") == "all").alias("is_all"))
+        .sort(  # equal evidence past the overall scope: the first series by name
+            ["group", "evidence", "is_all", "metric", "dimension", "dimension_value"],
+            descending=[False, True, True, False, False, False],
+        )
+        .group_by("group", maintain_order=True)
+        .first()
+        .select(
+            "group",
+            pl.col("metric").alias("headline_metric"),
+            pl.col("dimension").alias("headline_dimension"),
+            pl.col("dimension_value").alias("headline_dimension_value"),
+            "peak",
+        )
     )
-    if kind == RATE:
-        n = pl.col("n")
-        out = per_value.select(
-            "dimension_value",
-            pl.when(n > 0).then(pl.col("e") / n).otherwise(0.0).alias("expected"),
-            pl.when(n > 0).then(pl.col("k") / n).otherwise(0.0).alias("observed"),
-            ((pl.col("k") - pl.col("e")) / max(overall_weight, 1e-12)).alias("change"),
-        )
-    elif kind == LOG and metric != "revenue":
-        out = per_value.select(
-            "dimension_value",
-            pl.col("exp").alias("expected"),
-            pl.col("obs").alias("observed"),
-            (pl.col("wdiff") / max(overall_weight, 1e-12)).alias("change"),
-        )
-    else:
-        out = per_value.select(
-            "dimension_value",
-            pl.col("exp").alias("expected"),
-            pl.col("obs").alias("observed"),
-            (pl.col("obs") - pl.col("exp")).alias("change"),
-        )
-    total = float(out["change"].sum())
-    sign = 1.0 if total >= 0 else -1.0
-    same_way = out.select((pl.col("change") * sign).clip(lower_bound=0.0)).to_series()
-    denom = float(same_way.sum())
-    out = out.with_columns(
-        (same_way / denom if denom > 0 else same_way * 0.0).alias("share"),
-    ).sort(  # ties (equal shares are common on small sites) ranked by value, never by chance
-        ["share", "change", "dimension_value"], descending=[True, sign < 0, False]
+    spread = grouped.group_by("group").agg(
+        pl.col("day").min().alias("start_day"),
+        pl.col("day").max().alias("end_day"),
+        pl.len().alias("n_points"),
+        pl.struct("dimension", "dimension_value").n_unique().alias("n_scopes"),
+        pl.col("score").abs().max().alias("peak_all"),
+        pl.col("metric").unique().sort().alias("metrics"),
     )
-    del days
-    return out.with_columns(pl.int_range(1, pl.len() + 1, dtype=pl.Int32).alias("rank"))
+    ratio = pl.col("peak_all") / threshold
+    direction = pl.when(pl.col("peak") > 0).then(pl.lit("spike")).otherwise(pl.lit("drop"))
+    return (
+        spread.join(evidence, on="group")
+        .with_columns(direction.alias("direction"))
+        .with_columns(
+            pl.format(
+                "{}-{}-{}", pl.col("start_day"), pl.col("headline_metric"), pl.col("direction")
+            ).alias("incident_id"),
+            pl.when(ratio < 1.5)
+            .then(pl.lit("low"))
+            .when(ratio < 2.5)
+            .then(pl.lit("medium"))
+            .otherwise(pl.lit("high"))
+            .alias("severity"),
+        )
+        .sort("start_day")
+    )
+
+
+def _window_rows(heads: pl.DataFrame, history: pl.DataFrame, series: pl.DataFrame) -> pl.DataFrame:
+    """The scored rows of each incident's days and metrics with the series' numerator and
+    denominator (0 without), in the history's order within an incident (so every sum below
+    adds in one order whatever the history's length). Only the incidents' days are joined."""
+    cells = (
+        heads.select(
+            "group",
+            pl.col("metrics").alias("metric"),
+            pl.date_ranges("start_day", "end_day").alias("day"),
+        )
+        .explode("metric")
+        .explode("day")
+    )
+    scored = (
+        history.select(*_SERIES_KEY, "value", "expected", "has_baseline")
+        .with_row_index("_row")
+        .filter(pl.col("has_baseline"))
+        .join(cells, on=["metric", "day"])
+    )
+    weights = series.select(*_SERIES_KEY, "numerator", "denominator").join(
+        cells.select("metric", "day").unique(), on=["metric", "day"], how="semi"
+    )
+    return (
+        scored.join(weights, on=_SERIES_KEY, how="left")
+        .select(
+            "group",
+            "_row",
+            *_SERIES_KEY,
+            "value",
+            "expected",
+            pl.col("numerator").fill_null(0.0),
+            pl.col("denominator").fill_null(0.0),
+        )
+        .sort("group", "_row")
+        .drop("_row")
+    )
+
+
+def _pooled(rows: pl.DataFrame) -> pl.DataFrame:
+    """Per incident: (observed, expected) of its headline series over its days: pooled for
+    rates, daily means otherwise; (0, 0) without rows or denominator."""
+    n = pl.col("denominator").sum()
+    is_rate = _kind(pl.col("metric").first()) == RATE
+    return (
+        rows.with_columns(_run("group"))
+        .group_by("_run")
+        .agg(
+            pl.col("group").first(),
+            pl.when(is_rate)
+            .then(pl.when(n != 0).then(pl.col("numerator").sum() / n).otherwise(0.0))
+            .otherwise(pl.col("value").mean())
+            .alias("observed"),
+            pl.when(is_rate)
+            .then(
+                pl.when(n != 0)
+                .then((pl.col("expected") * pl.col("denominator")).sum() / n)
+                .otherwise(0.0)
+            )
+            .otherwise(pl.col("expected").mean())
+            .alias("expected"),
+        )
+        .drop("_run")
+    )
+
+
+def _contributions(rows: pl.DataFrame) -> pl.DataFrame:
+    """Per incident x metric x dimension (not ``all``, at least two values) x value: observed,
+    expected, its contribution to the change in the metric's own units, its share of the
+    contributions going the same way as the total, and its rank (share first; equal shares by
+    change, largest first when the total falls and smallest first when it rises, then by value).
+    ``rows``: group, metric, dimension, dimension_value, value, expected, numerator and
+    denominator, each incident's rows in the history's order."""
+    part = ["group", "metric", "dimension"]
+    rows = rows.with_row_index("_row")  # a part's first row orders dimensions outside the known
+    weights = (
+        rows.filter(pl.col("dimension") == "all")
+        .sort("group", "metric", "_row")
+        .group_by(_run("group", "metric"))
+        .agg(
+            pl.col("group").first(),
+            pl.col("metric").first(),
+            pl.col("denominator").sum().alias("weight"),
+        )
+        .drop("_run")
+    )
+    per_value = (
+        rows.filter(pl.col("dimension") != "all")
+        .filter(pl.col("dimension_value").n_unique().over(part) >= 2)
+        .group_by(*part, "dimension_value")
+        .agg(
+            _kind(pl.col("metric").first()).alias("kind"),
+            pl.col("_row").min().alias("first_row"),
+            pl.col("numerator").sum().alias("k"),
+            pl.col("denominator").sum().alias("n"),
+            (pl.col("expected") * pl.col("denominator")).sum().alias("e"),
+            pl.col("value").mean().alias("obs"),
+            pl.col("expected").mean().alias("exp"),
+            ((pl.col("value") - pl.col("expected")) * pl.col("denominator")).sum().alias("wdiff"),
+        )
+        .join(weights, on=["group", "metric"], how="left")
+        # Divisions by a part's total multiply by its reciprocal, as polars divides a column by
+        # a number (the last digit of a plain division can differ).
+        .with_columns(
+            (1.0 / pl.col("weight").fill_null(0.0).clip(lower_bound=1e-12)).alias("per_weight")
+        )
+        .sort(*part, "dimension_value")
+    )
+    n = pl.col("n")
+    is_rate = pl.col("kind") == RATE
+    is_duration = (pl.col("kind") == LOG) & (pl.col("metric") != "revenue")
+    contributions = per_value.select(
+        _run(*part),
+        *part,
+        "dimension_value",
+        pl.col("first_row").min().over(part).alias("first_row"),
+        pl.when(is_rate)
+        .then(pl.when(n > 0).then(pl.col("e") / n).otherwise(0.0))
+        .otherwise(pl.col("exp"))
+        .alias("expected"),
+        pl.when(is_rate)
+        .then(pl.when(n > 0).then(pl.col("k") / n).otherwise(0.0))
+        .otherwise(pl.col("obs"))
+        .alias("observed"),
+        pl.when(is_rate)
+        .then((pl.col("k") - pl.col("e")) * pl.col("per_weight"))
+        .when(is_duration)
+        .then(pl.col("wdiff") * pl.col("per_weight"))
+        .otherwise(pl.col("obs") - pl.col("exp"))
+        .alias("change"),
+    )
+    total = pl.col("change").sum().over("_run")
+    falls = total.is_nan() | (total < 0)
+    same_way = (pl.col("change") * pl.when(falls).then(-1.0).otherwise(1.0)).clip(lower_bound=0.0)
+    denom = same_way.sum().over("_run")
+    return (
+        contributions.with_columns(
+            pl.when((denom > 0) & denom.is_not_nan())
+            .then(same_way * (1.0 / denom))
+            .otherwise(same_way * 0.0)
+            .alias("share"),
+            pl.when(falls).then(pl.col("change")).alias("_change_desc"),
+            pl.when(~falls).then(pl.col("change")).alias("_change_asc"),
+        )
+        .sort(  # ties (equal shares are common on small sites) ranked by value, never by chance
+            *part,
+            "share",
+            "_change_desc",
+            "_change_asc",
+            "dimension_value",
+            descending=[False, False, False, True, True, False, False],
+        )
+        .with_columns(pl.int_range(1, pl.len() + 1, dtype=pl.Int32).over(part).alias("rank"))
+        .drop("_run", "_change_desc", "_change_asc")
+    )
+
+
+def _top_contributors(heads: pl.DataFrame, ranked: pl.DataFrame) -> dict[int, tuple[str, float]]:
+    """Per incident: its headline metric's first-ranked value with the largest share, the
+    dimensions taken in _DIMENSION_ORDER (the first on a tie)."""
+    firsts = (
+        ranked.filter(pl.col("rank") == 1)
+        .join(
+            heads.select("group", pl.col("headline_metric").alias("metric")),
+            on=["group", "metric"],
+        )
+        .with_columns(
+            pl.col("dimension")
+            .replace_strict(_DIMENSION_ORDER, default=9, return_dtype=pl.Int64)
+            .alias("order")
+        )
+        .sort("group", "order", "first_row")
+    )
+    tops: dict[int, tuple[str, float]] = {}
+    for group, dimension, value, share in firsts.select(
+        "group", "dimension", "dimension_value", "share"
+    ).iter_rows():
+        if group not in tops or share > tops[group][1]:
+            tops[group] = (f"{dimension}={value}", float(share))
+    return tops
+
+
+def _describe(head: dict, observed: float, expected: float, change: float, top) -> str:
+    metric, start, end = head["headline_metric"], head["start_day"], head["end_day"]
+    scope = (
+        ""
+        if head["headline_dimension"] == "all"
+        else f" ({head['headline_dimension']}={head['headline_dimension_value']})"
+    )
+    verb = "rose" if change > 0 else "fell"
+    text = (
+        f"{ANOMALY_METRIC_LABELS.get(metric, metric)}{scope} {verb} {abs(change):.0%} "
+        f"({_format(metric, observed)} vs {_format(metric, expected)} expected) "
+        f"from {start:%-d %b} to {end:%-d %b}"
+    )
+    if top is not None and top[1]:
+        what = "rise" if head["direction"] == "spike" else "drop"
+        text += f"; {top[0].split('=', 1)[1]} accounts for {top[1]:.0%} of the {what}"
+    return text + "."
 
 
 def build_incidents(
     history: pl.DataFrame, series: pl.DataFrame, settings: DetectorSettings
 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    """(history with incident_id, incidents newest first, incident_contributors)."""
+    """(history with incident_id, incidents newest first, incident_contributors newest
+    incident first, then by metric, dimension and rank)."""
     empty = (
         history,
         pl.DataFrame(schema=INCIDENTS_SCHEMA),
@@ -213,120 +417,76 @@ def build_incidents(
     if grouped.height == 0:
         return empty
     last_day: date = history["day"].max()
-    weights = series.select(
-        "day", "dimension", "dimension_value", "metric", "numerator", "denominator"
+    heads = _headlines(grouped, settings.threshold)
+    rows = _window_rows(heads, history, series)
+    headline_rows = rows.join(
+        heads.select(
+            "group",
+            pl.col("headline_metric").alias("metric"),
+            pl.col("headline_dimension").alias("dimension"),
+            pl.col("headline_dimension_value").alias("dimension_value"),
+        ),
+        on=["group", "metric", "dimension", "dimension_value"],
+        maintain_order="left",
     )
-    scored_all = (
-        history.filter(pl.col("has_baseline"))
-        .join(weights, on=["day", "dimension", "dimension_value", "metric"], how="left")
-        .with_columns(pl.col("numerator").fill_null(0.0), pl.col("denominator").fill_null(0.0))
+    pooled = dict(
+        (g, (o, e))
+        for g, o, e in _pooled(headline_rows).select("group", "observed", "expected").iter_rows()
     )
-    incidents, contributors, ids = [], [], []
-    for (_,), points in grouped.group_by(["group"]):
-        start, end = points["day"].min(), points["day"].max()
-        evidence = (
-            points.group_by("metric", "dimension", "dimension_value")
-            .agg(
-                pl.col("score").abs().sum().alias("evidence"),
-                pl.col("score").sort_by(pl.col("score").abs()).last().alias("peak"),
-            )
-            .with_columns((pl.col("dimension") == "all").alias("is_all"))
-            .sort(["evidence", "is_all"], descending=True)
-        )
-        head = evidence.row(0, named=True)
-        metric = head["metric"]
-        direction = "spike" if head["peak"] > 0 else "drop"
-        incident_id = f"{start}-{metric}-{direction}"
-        window = scored_all.filter(pl.col("day").is_between(start, end))
-        # The window's rows per (metric, dimension), split once: the loops below only look up.
-        parts = window.partition_by("metric", "dimension", as_dict=True)
-        headline_part = parts.get((metric, head["dimension"]), window.clear())
-        headline_rows = headline_part.filter(pl.col("dimension_value") == head["dimension_value"])
-        observed, expected = _pooled(headline_rows, metric)
+    ranked = _contributions(rows)
+    tops = _top_contributors(heads, ranked)
+    incidents = []
+    for head in heads.iter_rows(named=True):
+        observed, expected = pooled.get(head["group"], (0.0, 0.0))
         change = observed / expected - 1 if expected else 0.0
-        peak_all = float(points["score"].abs().max())
-        ratio = peak_all / settings.threshold
-        severity = "low" if ratio < 1.5 else "medium" if ratio < 2.5 else "high"
-        metrics = sorted(points["metric"].unique().to_list())
-        top, top_share = None, None
-        for m in metrics:
-            overall = parts.get((m, "all"))
-            weight = float(overall["denominator"].sum()) if overall is not None else 0.0
-            for dimension in sorted(
-                (d for metric_of, d in parts if metric_of == m),
-                key=lambda d: _DIMENSION_ORDER.get(d, 9),
-            ):
-                if dimension == "all":
-                    continue
-                part = parts[(m, dimension)]
-                if part["dimension_value"].n_unique() < 2:
-                    continue
-                c = _contributions(part, m, dimension, weight)
-                contributors.append(
-                    c.with_columns(
-                        pl.lit(incident_id).alias("incident_id"),
-                        pl.lit(m).alias("metric"),
-                        pl.lit(dimension).alias("dimension"),
-                    )
-                )
-                if m == metric and c.height and (top_share is None or c["share"][0] > top_share):
-                    top, top_share = f"{dimension}={c['dimension_value'][0]}", float(c["share"][0])
-        label = ANOMALY_METRIC_LABELS.get(metric, metric)
-        scope = (
-            ""
-            if head["dimension"] == "all"
-            else f" ({head['dimension']}={head['dimension_value']})"
-        )
-        verb = "rose" if change > 0 else "fell"
-        text = (
-            f"{label}{scope} {verb} {abs(change):.0%} ({_format(metric, observed)} vs "
-            f"{_format(metric, expected)} expected) from {start:%-d %b} to {end:%-d %b}"
-        )
-        if top is not None and top_share:
-            what = "rise" if direction == "spike" else "drop"
-            text += f"; {top.split('=', 1)[1]} accounts for {top_share:.0%} of the {what}"
+        top = tops.get(head["group"])
         incidents.append(
             {
-                "incident_id": incident_id,
-                "start_day": start,
-                "end_day": end,
-                "days": (end - start).days + 1,
-                "ongoing": end == last_day,
-                "headline_metric": metric,
-                "headline_label": label,
-                "direction": direction,
-                "headline_dimension": head["dimension"],
-                "headline_dimension_value": head["dimension_value"],
+                **{c: head[c] for c in ("incident_id", "start_day", "end_day")},
+                "days": (head["end_day"] - head["start_day"]).days + 1,
+                "ongoing": head["end_day"] == last_day,
+                "headline_metric": head["headline_metric"],
+                "headline_label": ANOMALY_METRIC_LABELS.get(
+                    head["headline_metric"], head["headline_metric"]
+                ),
+                "direction": head["direction"],
+                "headline_dimension": head["headline_dimension"],
+                "headline_dimension_value": head["headline_dimension_value"],
                 "expected": expected,
                 "observed": observed,
                 "relative_change": float(np.nan_to_num(change)),
                 "peak_score": float(head["peak"]),
-                "severity": severity,
-                "metrics": metrics,
-                "n_points": points.height,
-                "n_scopes": points.select("dimension", "dimension_value").n_unique(),
-                "top_contributor": top,
-                "top_share": top_share,
-                "description": text + ".",
+                "severity": head["severity"],
+                "metrics": head["metrics"],
+                "n_points": head["n_points"],
+                "n_scopes": head["n_scopes"],
+                "top_contributor": top[0] if top else None,
+                "top_share": top[1] if top else None,
+                "description": _describe(head, observed, expected, change, top),
             }
         )
-        ids.append(
-            points.select("day", "dimension", "dimension_value", "metric").with_columns(
-                pl.lit(incident_id).alias("_incident")
-            )
-        )
     table = pl.DataFrame(incidents, schema=INCIDENTS_SCHEMA).sort("start_day", descending=True)
-    contrib = (
-        pl.concat(contributors).select(list(CONTRIBUTORS_SCHEMA)).cast(CONTRIBUTORS_SCHEMA)
-        if contributors
-        else pl.DataFrame(schema=CONTRIBUTORS_SCHEMA)
-    )
     floats = [c for c, t in CONTRIBUTORS_SCHEMA.items() if t == pl.Float64]
-    contrib = contrib.with_columns([pl.col(c).fill_nan(0.0).fill_null(0.0) for c in floats])
-    keyed = (
-        history.join(
-            pl.concat(ids), on=["day", "dimension", "dimension_value", "metric"], how="left"
+    contrib = (
+        ranked.join(heads.select("group", "incident_id", "start_day"), on="group")
+        .with_columns(
+            pl.col("dimension")
+            .replace_strict(_DIMENSION_ORDER, default=9, return_dtype=pl.Int64)
+            .alias("_order")
         )
+        .sort(
+            ["start_day", "metric", "_order", "first_row", "rank"],
+            descending=[True, False, False, False, False],
+        )
+        .select(list(CONTRIBUTORS_SCHEMA))
+        .cast(CONTRIBUTORS_SCHEMA)
+        .with_columns([pl.col(c).fill_nan(0.0).fill_null(0.0) for c in floats])
+    )
+    ids = grouped.join(heads.select("group", "incident_id"), on="group").select(
+        *_SERIES_KEY, pl.col("incident_id").alias("_incident")
+    )
+    keyed = (
+        history.join(ids, on=_SERIES_KEY, how="left")
         .with_columns(pl.col("_incident").alias("incident_id"))
         .drop("_incident")
     )
