@@ -342,3 +342,35 @@ def test_the_feature_check_recomputes_from_the_sessions_and_can_fail(tiny_world)
     # a mid-history frame is checked against its own window
     middle = features.compute_features(con, first + timedelta(days=20), 10)
     assert not any(features_against_sessions(con, middle)[1].values())
+
+
+def test_the_future_guard_reads_a_bounded_window_and_can_fail(tiny_world, monkeypatch):
+    from ubap_assets.defs.features import checks
+
+    first = datetime(2025, 1, 1)
+    # mid-history cutoff; the window before it stops growing with the history
+    assert checks.guard_window(first, first + timedelta(days=365)) == (
+        first + timedelta(days=182),
+        checks.GUARD_LOOKBACK_DAYS,
+    )
+    assert checks.guard_window(first, first + timedelta(days=10)) == (first + timedelta(5), 5)
+    assert checks.guard_window(first, first + timedelta(days=3)) == (first + timedelta(1), 1)
+
+    monkeypatch.setattr(checks, "GUARD_LOOKBACK_DAYS", 6)  # the 42-day world, as a long one
+    con = world_db(tiny_world)
+    first, end = features.daily_span(con)
+    cutoff, lookback, differing = checks.bounded_future_guard(con, first, end)
+    assert (cutoff, lookback, differing) == (first + timedelta(days=21), 6, 0)
+    # a feature that peeks past its cutoff, or reads before its window, is caught in it
+    for wrong_cutoff, wrong_lookback in ((cutoff + timedelta(days=7), lookback + 7), (cutoff, 20)):
+
+        def wrong(con, at, days, user_daily="user_daily", cutoff=wrong_cutoff, look=wrong_lookback):
+            return features.compute_features(con, cutoff, look, user_daily=user_daily)
+
+        assert features.future_events_guard(con, cutoff, lookback, compute=wrong) > 0
+    # no session in the bounded window: the guard reaches back to the first day
+    con.execute(
+        "DELETE FROM user_daily WHERE day >= ? AND day < ?", [first + timedelta(15), cutoff]
+    )
+    cutoff, lookback, differing = checks.bounded_future_guard(con, first, end)
+    assert (lookback, differing) == (21, 0)

@@ -1,7 +1,7 @@
 """Blocking checks of user_features: no future day is read, the features agree with the
 sessions they summarise, no null or NaN is published."""
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import dagster as dg
 import duckdb
@@ -35,6 +35,41 @@ FROM {t.SESSIONS} AS s JOIN ubap_feature_sample USING (user_id)
 WHERE s.day >= ? AND s.day < ?
 GROUP BY s.user_id
 """
+
+# Days of features the future-events guard computes before its cutoff. The guard asks whether
+# the feature SQL reads a day at or after the cutoff: a property of its upper date bound, not
+# of the window's length. A leak changes the row of any user active after the cutoff at any
+# window length, so a bounded window tests the same thing (and, with days before the window,
+# also catches a read of them), at a cost that does not grow with the history: the copy and
+# both computations read this many days, never half the history.
+GUARD_LOOKBACK_DAYS = 28
+
+
+def guard_window(first: datetime, end: datetime) -> tuple[datetime, int]:
+    """The guard's cutoff (mid-history, so half the days are planted future) and lookback
+    (the days before it, at most ``GUARD_LOOKBACK_DAYS``) for data in ``[first, end)``."""
+    days = (end - first).days
+    cutoff = first + timedelta(days=days // 2)
+    return cutoff, min(max(days // 2, 1), GUARD_LOOKBACK_DAYS)
+
+
+def bounded_future_guard(
+    con: duckdb.DuckDBPyConnection, first: datetime, end: datetime
+) -> tuple[datetime, int, int]:
+    """The guard's cutoff, lookback and users whose features changed (``future_events_guard``
+    over ``guard_window``), for data in ``[first, end)``."""
+    cutoff, lookback = guard_window(first, end)
+    try:
+        return cutoff, lookback, features.future_events_guard(con, cutoff, lookback)
+    except features.FeatureWindowError:
+        if cutoff - timedelta(days=lookback) <= first:
+            raise
+        # No session in the bounded window (a gap in the data): reach back to the first day,
+        # which always has one.
+        lookback = (cutoff - first).days
+        return cutoff, lookback, features.future_events_guard(con, cutoff, lookback)
+
+
 COUNTS = ("sessions", "active_days", "events", "page_views", "purchases", "add_to_cart")
 RATES = ("revenue", "bounce_rate", "avg_session_minutes", "product_share", "recency_days")
 
@@ -76,9 +111,10 @@ def features_against_sessions(
 @skippable_check(
     "user_features_ignore_future_events",
     asset=t.USER_FEATURES,
-    description="Features at a mid-history cutoff are identical whether or not user_daily holds "
-    "the days after it (every later day acts as planted future activity). Skipped with fewer "
-    "than 2 days of data.",
+    description="Features at a mid-history cutoff (over at most "
+    f"{GUARD_LOOKBACK_DAYS} days before it) are identical whether or not user_daily holds the "
+    "days after it (every later day acts as planted future activity). Skipped with fewer than "
+    "2 days of data.",
     blocking=True,
 )
 def user_features_ignore_future_events(
@@ -90,9 +126,7 @@ def user_features_ignore_future_events(
         if days < 2:
             skip(context, f"{days} day(s) of data, 2 needed")
             return
-        cutoff = first + timedelta(days=days // 2)
-        lookback = max(days // 2, 1)
-        differing = features.future_events_guard(con, cutoff, lookback)
+        cutoff, lookback, differing = bounded_future_guard(con, first, end)
         future = con.execute(
             f"SELECT coalesce(sum(sessions), 0) FROM {t.USER_DAILY} WHERE day >= ?",
             [cutoff.date()],
@@ -102,6 +136,7 @@ def user_features_ignore_future_events(
         passed=differing == 0,
         metadata={
             "cutoff": cutoff.isoformat(),
+            "lookback_days": lookback,
             "future_sessions_present": int(future),
             "users_whose_features_changed": differing,
         },
