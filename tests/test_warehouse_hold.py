@@ -87,3 +87,21 @@ def test_the_resource_holds_the_warehouse_for_its_run(tmp_path):
     assert path not in warehouse_io._held
     with duckdb.connect(path, read_only=True) as con:
         assert con.execute("SELECT held FROM held_during_the_run").fetchone()[0] == [path]
+
+
+def test_memory_share_lowers_the_cap_for_a_block_and_restores_it(tmp_path):
+    database = str(tmp_path / "warehouse.duckdb")
+
+    with warehouse_io.warehouse_connection(database) as con:
+        full = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+        with warehouse_io.memory_share(con, database, 0.5):
+            half = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+        after = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+        try:
+            with warehouse_io.memory_share(con, database, 0.25):
+                raise RuntimeError("the block fails")
+        except RuntimeError:
+            pass
+        after_failure = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+    assert full == after == after_failure and half != full
+    assert half.startswith("512") and full.startswith("1")  # 1 GiB floor, halved

@@ -111,6 +111,18 @@ def _cap_memory(con: duckdb.DuckDBPyConnection, database: str) -> None:
 
 
 @contextmanager
+def memory_share(con: duckdb.DuckDBPyConnection, database: str, share: float) -> Iterator[None]:
+    """Run a block with the engine capped at ``share`` of ``warehouse_memory_limit``, for work
+    that spills to disk at little cost (a streaming copy, a sort); the cap returns after."""
+    limit = max(int(warehouse_memory_limit(database) * share), 64 << 20)
+    con.execute(f"SET memory_limit = '{limit >> 20}MiB'")
+    try:
+        yield
+    finally:
+        _cap_memory(con, database)
+
+
+@contextmanager
 def warehouse_connection(database: str) -> Iterator[duckdb.DuckDBPyConnection]:
     """A connection from ``connect_warehouse``, closed (and the held database trimmed) after."""
     con = connect_warehouse(database)

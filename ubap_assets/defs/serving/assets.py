@@ -10,6 +10,7 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from ubap_assets.defs.serving.status import check_results, failed_blocking, table_status
+from ubap_assets.lib.warehouse_io import memory_share
 from ubap_assets.warehouse import tables as t
 from ubap_assets.warehouse.introspect import warehouse_tables
 from ubap_assets.warehouse.paths import snapshot_dir
@@ -26,6 +27,10 @@ from ubap_assets.warehouse.snapshots import (
 )
 
 SERVING_SNAPSHOT = "serving_snapshot"
+# The publish runs under half the warehouse engine's memory cap: it is a copy and a sort, which
+# spill to disk at little cost, and it runs last, on top of what earlier steps left resident.
+# Measured at 9.4M events: peak RSS 959 MiB under 512 MiB, 1,474 MiB under 1 GiB, same time.
+PUBLISH_MEMORY_SHARE = 0.5
 
 
 class ServingSnapshotConfig(dg.Config):
@@ -197,16 +202,17 @@ def serving_snapshot(
         meta = snapshot_meta_frame(
             snapshot_id, context.run_id, now, data_start, data_end, copied, missing
         )
-        snapshot = publish_snapshot(
-            con,
-            copied,
-            target,
-            snapshot_id,
-            keep=config.keep,
-            extra={t.SNAPSHOT_META: meta, t.CHECK_RESULTS: checks, TABLE_STATUS: status},
-            carried=carried,
-            base=base,
-        )
+        with memory_share(con, warehouse.database, PUBLISH_MEMORY_SHARE):
+            snapshot = publish_snapshot(
+                con,
+                copied,
+                target,
+                snapshot_id,
+                keep=config.keep,
+                extra={t.SNAPSHOT_META: meta, t.CHECK_RESULTS: checks, TABLE_STATUS: status},
+                carried=carried,
+                base=base,
+            )
 
     with duckdb.connect(str(snapshot.path), read_only=True) as published:
         row_counts = {
