@@ -5,6 +5,7 @@ from datetime import timedelta
 
 import numpy as np
 import polars as pl
+import polars.testing
 import pytest
 
 from tests.anomaly_sites import START, site_days
@@ -344,3 +345,107 @@ def test_the_stored_state_takes_only_the_rescored_rows_and_equals_the_new_state(
         f"SELECT * FROM {ANOMALY_STATE} ORDER BY dimension, dimension_value, metric, day"
     ).pl()
     _assert_same(kept, night.state)
+
+
+# --- incidents: contributors ranked by share, ties by change then value -----------------------
+
+_DAY0 = START
+
+
+def _hand_made_history() -> tuple[pl.DataFrame, pl.DataFrame]:
+    """12 days of sessions (device: 4 values, traffic_source: 2) and conversion_rate (device: 2
+    values); flagged overall: a drop on days 2-3 (sessions and conversion) and a rise on days
+    8-9 (sessions; email has no rows then). Numbers chosen so every share is exact in binary."""
+    usual = {
+        ("device", "mobile"): 100.0,
+        ("device", "desktop"): 60.0,
+        ("device", "tablet"): 40.0,
+        ("device", "console"): 10.0,
+        ("traffic_source", "email"): 80.0,  # listed first: ranks must not follow row order
+        ("traffic_source", "ads"): 120.0,
+    }
+    drop = {"mobile": 76.0, "desktop": 52.0, "tablet": 44.0, "ads": 104.0, "email": 64.0}
+    rise = {"mobile": 96.0, "desktop": 76.0, "tablet": 56.0}
+    history, series = [], []
+
+    def add(i, dimension, value_of, metric, value, expected, score=0.0, n=1.0, k=None):
+        day = _DAY0 + timedelta(days=i)
+        history.append(
+            {
+                "day": day,
+                "dimension": dimension,
+                "dimension_value": value_of,
+                "metric": metric,
+                "value": value,
+                "expected": expected,
+                "level_score": 0.0,
+                "score": score,
+                "is_anomaly": score != 0.0,
+                "has_baseline": True,
+                "incident_id": None,
+            }
+        )
+        key = {"day": day, "dimension": dimension, "dimension_value": value_of, "metric": metric}
+        series.append(key | {"numerator": value if k is None else k, "denominator": n})
+
+    for i in range(12):
+        moved = drop if i in (2, 3) else rise if i in (8, 9) else {}
+        for (dimension, value_of), expected in usual.items():
+            if value_of == "email" and i in (8, 9):
+                continue  # traffic_source then has one value: no contributors
+            add(i, dimension, value_of, "sessions", moved.get(value_of, expected), expected)
+        total = sum(moved.get(v, e) for (d, v), e in usual.items() if d == "device")
+        score = -8.0 if moved is drop else 8.0 if moved is rise else 0.0
+        add(i, "all", "all", "sessions", total, 210.0, score)
+        # conversion: 64 sessions per device and day, 25% expected; mobile halves on the drop.
+        mobile = 8.0 if moved is drop else 16.0
+        for value_of, converted in (("mobile", mobile), ("desktop", 16.0)):
+            add(i, "device", value_of, "conversion_rate", converted / 64, 0.25, n=64.0, k=converted)
+        overall = (mobile + 16.0) / 128
+        add(i, "all", "all", "conversion_rate", overall, 0.25, -5.0 * (moved is drop), 128.0)
+    return pl.DataFrame(history), pl.DataFrame(series)
+
+
+def test_contributors_are_ranked_by_share_then_change_then_value_in_each_incident():
+    history, series = _hand_made_history()
+    _, incidents, contributors = anomalies.build_incidents(history, series, SETTINGS)
+    drop, rise = "2026-01-07-sessions-drop", "2026-01-13-sessions-spike"
+    expected = pl.DataFrame(
+        [
+            # the rise: equal shares by value; of the zero shares, the move against the total first
+            (rise, "sessions", "device", "desktop", 60.0, 76.0, 16.0, 0.5, 1),
+            (rise, "sessions", "device", "tablet", 40.0, 56.0, 16.0, 0.5, 2),
+            (rise, "sessions", "device", "mobile", 100.0, 96.0, -4.0, 0.0, 3),
+            (rise, "sessions", "device", "console", 10.0, 10.0, 0.0, 0.0, 4),
+            # the drop: a rate's change is in successes over the overall sessions (256)
+            (drop, "conversion_rate", "device", "mobile", 0.25, 0.125, -0.0625, 1.0, 1),
+            (drop, "conversion_rate", "device", "desktop", 0.25, 0.25, 0.0, 0.0, 2),
+            (drop, "sessions", "device", "mobile", 100.0, 76.0, -24.0, 0.75, 1),
+            (drop, "sessions", "device", "desktop", 60.0, 52.0, -8.0, 0.25, 2),
+            (drop, "sessions", "device", "tablet", 40.0, 44.0, 4.0, 0.0, 3),
+            (drop, "sessions", "device", "console", 10.0, 10.0, 0.0, 0.0, 4),
+            (drop, "sessions", "traffic_source", "ads", 120.0, 104.0, -16.0, 0.5, 1),
+            (drop, "sessions", "traffic_source", "email", 80.0, 64.0, -16.0, 0.5, 2),
+        ],
+        schema=anomalies.CONTRIBUTORS_SCHEMA,
+        orient="row",
+    )
+    pl.testing.assert_frame_equal(contributors, expected, check_exact=True)
+    assert incidents.select("incident_id", "top_contributor", "top_share").rows() == [
+        (rise, "device=desktop", 0.5),
+        (drop, "device=mobile", 0.75),
+    ]
+    assert incidents["description"].to_list() == [
+        "Sessions rose 13% (238 vs 210 expected) from 13 Jan to 14 Jan; "
+        "desktop accounts for 50% of the rise.",
+        "Sessions fell 13% (182 vs 210 expected) from 7 Jan to 8 Jan; "
+        "mobile accounts for 75% of the drop.",
+    ]
+    assert incidents["metrics"].to_list() == [["sessions"], ["conversion_rate", "sessions"]]
+    # The same whatever order the rows arrive in.
+    for seed in range(3):
+        shuffled = anomalies.build_incidents(
+            history.sample(fraction=1.0, shuffle=True, seed=seed), series, SETTINGS
+        )
+        pl.testing.assert_frame_equal(shuffled[1], incidents, check_exact=True)
+        pl.testing.assert_frame_equal(shuffled[2], contributors, check_exact=True)
