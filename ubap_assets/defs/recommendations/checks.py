@@ -96,9 +96,12 @@ def served_lists_respect_history(warehouse: DuckDBResource) -> dg.AssetCheckResu
         policy = con.execute(
             f"SELECT any_value(exclude) FROM main.{tables.REC_EVALUATION}"
         ).fetchone()[0]
-        # Plain semi-joins of the events against the served pairs and the users told "no
-        # history" (one hash probe per event): a correlated EXISTS with the policy inside ran
-        # several times slower.
+        # The whole history, on purpose: every night refits every user's list, and a served
+        # page is wrong if any event of that user on it, however old, exists. The one source
+        # whose read does not grow, the recommender's running state (rec_interaction_state),
+        # is what this check audits, so the check reads the events. Plain semi-joins of the
+        # events against the served pairs and the users told "no history" (one hash probe per
+        # event): a correlated EXISTS with the policy inside ran several times slower.
         hidden = "" if (policy or "engaged") == "engaged" else "WHERE event_type = 'purchase'"
         repeated, rows = con.execute(f"""
             SELECT (SELECT count(*) FROM main.{tables.USER_RECOMMENDATIONS} r
