@@ -146,9 +146,10 @@ def _run(*by: str) -> pl.Expr:
     return pl.struct(*by).rle_id().set_sorted().alias("_run")
 
 
-def _headlines(grouped: pl.DataFrame, threshold: float) -> pl.DataFrame:
-    """Per incident (``group``): its days, headline series (most evidence, the overall scope
-    first on a tie), peak, severity, metrics and counts of points and scopes."""
+def _headlines(grouped: pl.DataFrame) -> pl.DataFrame:
+    """Per incident (``group``), oldest first: its days, headline series (most evidence, the
+    overall scope first on a tie), peak, largest |score|, metrics and counts of points and
+    scopes."""
     evidence = (
         grouped.group_by("group", "metric", "dimension", "dimension_value")
         .agg(
@@ -178,7 +179,6 @@ def _headlines(grouped: pl.DataFrame, threshold: float) -> pl.DataFrame:
         pl.col("score").abs().max().alias("peak_all"),
         pl.col("metric").unique().sort().alias("metrics"),
     )
-    ratio = pl.col("peak_all") / threshold
     direction = pl.when(pl.col("peak") > 0).then(pl.lit("spike")).otherwise(pl.lit("drop"))
     return (
         spread.join(evidence, on="group")
@@ -186,13 +186,7 @@ def _headlines(grouped: pl.DataFrame, threshold: float) -> pl.DataFrame:
         .with_columns(
             pl.format(
                 "{}-{}-{}", pl.col("start_day"), pl.col("headline_metric"), pl.col("direction")
-            ).alias("incident_id"),
-            pl.when(ratio < 1.5)
-            .then(pl.lit("low"))
-            .when(ratio < 2.5)
-            .then(pl.lit("medium"))
-            .otherwise(pl.lit("high"))
-            .alias("severity"),
+            ).alias("incident_id")
         )
         .sort("start_day")
     )
@@ -417,7 +411,7 @@ def build_incidents(
     if grouped.height == 0:
         return empty
     last_day: date = history["day"].max()
-    heads = _headlines(grouped, settings.threshold)
+    heads = _headlines(grouped)
     rows = _window_rows(heads, history, series)
     headline_rows = rows.join(
         heads.select(
@@ -440,6 +434,7 @@ def build_incidents(
         observed, expected = pooled.get(head["group"], (0.0, 0.0))
         change = observed / expected - 1 if expected else 0.0
         top = tops.get(head["group"])
+        ratio = head["peak_all"] / settings.threshold
         incidents.append(
             {
                 **{c: head[c] for c in ("incident_id", "start_day", "end_day")},
@@ -456,7 +451,7 @@ def build_incidents(
                 "observed": observed,
                 "relative_change": float(np.nan_to_num(change)),
                 "peak_score": float(head["peak"]),
-                "severity": head["severity"],
+                "severity": "low" if ratio < 1.5 else "medium" if ratio < 2.5 else "high",
                 "metrics": head["metrics"],
                 "n_points": head["n_points"],
                 "n_scopes": head["n_scopes"],
