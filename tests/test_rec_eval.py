@@ -271,6 +271,7 @@ def test_windows_ending_at_the_training_boundary_ignore_later_days(tiny_world, c
 
 def test_tuning_on_a_sample_of_validation_users_says_so(world_con, catalogue, default_result):
     from ubap_assets.core.recommend import scoring, tuning
+    from ubap_assets.core.sampling import sample_mask
 
     everyone = default_result["validation_users"][0]
     sampled = evaluation.run_evaluation(
@@ -282,8 +283,9 @@ def test_tuning_on_a_sample_of_validation_users_says_so(world_con, catalogue, de
         max_tuning_users=everyone // 2,
     )
     assert sampled["validation_users"].unique().to_list() == [everyone // 2]
-    assert f"sample of {everyone // 2:,} of the {everyone:,} evaluable validation users" in (
-        sampled["note"][0]
+    assert (
+        f"sample of {everyone // 2:,} of the {everyone:,} evaluable validation users"
+        in (sampled["note"][0])
     )
     # the test window's figures still use every evaluable user
     assert sampled["users_evaluated"][0] == default_result["users_evaluated"][0]
@@ -296,10 +298,13 @@ def test_tuning_on_a_sample_of_validation_users_says_so(world_con, catalogue, de
     pairs = recommend.engaged_pages(world_con, windows.cutoff, windows.test_end)
     variants = {"ease": ("ease", None)}
     full = scoring.score_window(model, pairs, variants, params.k)
-    cut = scoring.score_window(model, pairs, variants, params.k, max_users=full.n_users // 3)
-    again = scoring.score_window(model, pairs, variants, params.k, max_users=full.n_users // 3)
+    ids = scoring.evaluable_users(model.train, catalogue, params.exclude, pairs)
+    assert len(ids) == full.n_users == full.evaluable
+    only = ids[sample_mask(ids.tolist(), full.n_users // 3)]
+    cut = scoring.score_window(model, pairs, variants, params.k, only=only)
     assert cut.n_users == full.n_users // 3 and cut.evaluable == full.n_users
-    assert set(cut.users) < set(full.users) and np.array_equal(cut.users, again.users)
+    assert set(cut.users) < set(full.users)
+    assert set(model.train.user_ids[cut.users]) == set(only)
     # a user's metrics do not depend on who else was scored
     position = np.searchsorted(full.users, cut.users)
     assert np.allclose(cut.per_user["ease"]["ndcg"], full.per_user["ease"]["ndcg"][position])

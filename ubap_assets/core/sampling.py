@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from functools import lru_cache
 
 import numpy as np
 
@@ -34,12 +33,5 @@ def sample_mask(user_ids: Sequence[str], max_users: int, seed: int = 0) -> np.nd
     if max_users <= 0 or len(user_ids) <= max_users:
         return keep
     keep[:] = False
-    keep[_order(tuple(user_ids), seed)[:max_users]] = True
+    keep[np.argsort(hash_ranks(user_ids, seed), kind="stable")[:max_users]] = True
     return keep
-
-
-@lru_cache(maxsize=4)
-def _order(user_ids: tuple[str, ...], seed: int) -> np.ndarray:
-    """Positions of ``user_ids`` by rank; cached, as a tuning grid samples the same users for
-    every point it scores."""
-    return np.argsort(hash_ranks(user_ids, seed), kind="stable")

@@ -159,7 +159,7 @@ def run_evaluation(
     )
     pairs = engaged_pages(con, windows.cutoff, windows.test_end)
     train = interactions_until(con, catalogue, params, windows.cutoff)
-    users = evaluable_users(train, catalogue, params.exclude, pairs)
+    users = len(evaluable_users(train, catalogue, params.exclude, pairs))
     if users < min_users:  # known before fitting: no model is fitted for nothing
         return table.insufficient(
             f"test window has {users} evaluable users (< {min_users}): too few to report",

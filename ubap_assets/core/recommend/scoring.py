@@ -19,7 +19,6 @@ from ubap_assets.core.recommend.params import COMPONENTS, METHODS, Recommendatio
 from ubap_assets.core.recommend.ranking import BLOCK_SIZE, minmax_rows, top_k
 from ubap_assets.core.recommend.scorers import RecommenderModel
 from ubap_assets.core.recommend.texts import Catalogue
-from ubap_assets.core.sampling import sample_mask
 
 PER_USER = ("hr", "ndcg", "recall", "ap", "novelty")
 Weights = tuple[float, float, float]  # content, collaborative, popularity
@@ -71,10 +70,11 @@ def window_relevance(
 
 def evaluable_users(
     train: Interactions, catalogue: Catalogue, exclude: str, test_pairs: pl.DataFrame
-) -> int:
-    """Users a window can evaluate: training history and a relevant page (no fit needed)."""
+) -> np.ndarray:
+    """Ids of the users a window can evaluate: training history and a relevant page (no fit
+    needed)."""
     relevance = window_relevance(train, catalogue, exclude, test_pairs)
-    return int((np.diff(relevance.indptr) > 0).sum())
+    return train.user_ids[np.diff(relevance.indptr) > 0]
 
 
 class Block:
@@ -165,16 +165,16 @@ def score_window(
     variants: dict[str, tuple[str, Weights | None]],
     k: int,
     seed: int = 0,
-    max_users: int = 0,
+    only: np.ndarray | None = None,
 ) -> WindowScores:
     """Score every variant (label -> (method, hybrid weights)) on the window's evaluable users,
-    or on a deterministic sample of ``max_users`` of them (``core.sampling``; 0: all)."""
+    or on those of them whose id is in ``only`` (a sample)."""
     catalogue = model.catalogue
     relevance = relevance_matrix(model, test_pairs)
     users = np.flatnonzero(np.diff(relevance.indptr) > 0)
     evaluable = len(users)
-    if 0 < max_users < evaluable:
-        users = users[sample_mask(model.train.user_ids[users].tolist(), max_users, seed)]
+    if only is not None:
+        users = users[np.isin(model.train.user_ids[users], only)]
     per_user = {v: {m: np.zeros(len(users)) for m in PER_USER} for v in variants}
     shown = {v: np.zeros(catalogue.size, dtype=bool) for v in variants}
     self_information = -np.log2((model.user_counts + 1.0) / (model.train.n_users + 1.0))

@@ -25,6 +25,7 @@ from ubap_assets.core.recommend.params import METHODS, RecommendationError, Reco
 from ubap_assets.core.recommend.scorers import RecommenderModel, fit
 from ubap_assets.core.recommend.scoring import Weights, evaluable_users, score_window
 from ubap_assets.core.recommend.texts import Catalogue
+from ubap_assets.core.sampling import sample_mask
 
 DEFAULT_WEIGHTS: tuple[Weights, ...] = (
     (0.1, 0.85, 0.05),
@@ -157,7 +158,8 @@ def tune(
     # Who can be evaluated does not depend on the knobs: count before fitting anything.
     first = replace(params, half_life_days=grid.half_lives[0])
     train = interactions_until(con, catalogue, first, validation_start)
-    users = evaluable_users(train, catalogue, params.exclude, pairs)
+    evaluable = evaluable_users(train, catalogue, params.exclude, pairs)
+    users = len(evaluable)
     if users < min_users:
         return Tuning(
             chosen=dict.fromkeys(METHODS, params),
@@ -167,6 +169,12 @@ def tune(
                 "insufficient data to tune, configured knobs kept"
             ),
         )
+    # The same users for every point of the grid: the ids of a deterministic sample, or all.
+    only = (
+        evaluable[sample_mask(evaluable.tolist(), max_users, params.seed)]
+        if 0 < max_users < users
+        else None
+    )
     scored = users
     for half_life in grid.half_lives:
         decayed = replace(params, half_life_days=half_life)
@@ -180,7 +188,7 @@ def tune(
                 variants |= {m: (m, None) for m in METHODS if m not in ("ease", "hybrid")}
             if position == 0 or params.collaborative in ("ease", "blend"):
                 variants |= {f"hybrid {w}": ("hybrid", w) for w in weights_grid}
-            scores = score_window(model, pairs, variants, params.k, params.seed, max_users)
+            scores = score_window(model, pairs, variants, params.k, params.seed, only)
             scored = scores.n_users
             for label, (method, weights) in variants.items():
                 chosen = with_weights(knobs, weights) if weights else knobs
