@@ -41,9 +41,11 @@ def _result(name: str, bad: int, **metadata) -> dg.AssetCheckResult:
 
 
 # Rows of the window per pass of a DISTINCT or GROUP BY over a key: a longer window is split
-# by a hash of the key, so the engine's hash table holds about this many keys (it spills or
-# fails beyond the warehouse's memory cap, lib/warehouse_io.warehouse_memory_limit).
-ROWS_PER_PASS = 10_000_000
+# by a hash of the key, so the engine's hash table holds about this many keys (its aggregation
+# spills beyond the warehouse's memory cap, lib/warehouse_io.warehouse_memory_limit). Measured
+# on 94.2M events under a 1 GiB cap: one pass over the ids' hashes 7.7 s, over the sessions
+# 6.7 s, peak RSS 1.6 GB; every slice rescans the window, so fewer passes are faster.
+ROWS_PER_PASS = 100_000_000
 
 
 def hash_slices(key: str, rows: int) -> list[tuple[str, list[int]]]:
@@ -52,7 +54,9 @@ def hash_slices(key: str, rows: int) -> list[tuple[str, list[int]]]:
     slices = max(1, -(-rows // ROWS_PER_PASS))
     if slices == 1:
         return [("", [])]
-    return [(f" AND hash({key}) % ? = ?", [slices, i]) for i in range(slices)]
+    # Typed parameters: with untyped ones the engine takes a slow path (60 s against 2.8 s for
+    # one slice of 94M events).
+    return [(f" AND hash({key}) % ?::UBIGINT = ?::UBIGINT", [slices, i]) for i in range(slices)]
 
 
 def event_check_results(
