@@ -364,3 +364,25 @@ def test_sensor_is_on_when_the_source_is_files(monkeypatch):
     assert _default_status() == dg.DefaultSensorStatus.RUNNING
     monkeypatch.setenv("UBAP_SOURCE_MAPPING", "shopify")  # invalid: stays off, errors when run
     assert _default_status() == dg.DefaultSensorStatus.STOPPED
+
+
+def test_inbox_sensor_first_tick_before_make_ups_run_is_queued(tmp_path, monkeypatch):
+    """`make up` starts dagster dev and queues the whole history once the webserver answers; the
+    daemon's first tick can come first, when no run and no events exist yet. The flag that
+    `make up` gives its dagster dev keeps that tick from queueing every file a second time."""
+    from ubap_assets.defs.ingest.sensors import FULL_REFRESH_PENDING_ENV, inbox_sensor
+
+    inbox = tmp_path / "inbox"
+    monkeypatch.setenv("UBAP_SOURCE", str(inbox))
+    _age(_write(inbox / "a.csv", "user_id,event_ts,event_type,page_id\nu1,2026-01-06,click,p1\n"))
+    instance = dg.DagsterInstance.ephemeral()  # no run, no events yet
+    unflagged = inbox_sensor(dg.build_sensor_context(cursor=None, instance=instance))
+    assert [_days(r) for r in unflagged.run_requests] == [("2026-01-05", "2026-01-07")]
+
+    monkeypatch.setenv(FULL_REFRESH_PENDING_ENV, "1")
+    first = inbox_sensor(dg.build_sensor_context(cursor=None, instance=instance))
+    assert isinstance(first, dg.SensorResult) and not first.run_requests
+    assert "queues the whole history" in first.skip_reason.skip_message
+    _age(_write(inbox / "b.csv", "user_id,event_ts,event_type,page_id\nu3,2026-01-20,click,p1\n"))
+    later = inbox_sensor(dg.build_sensor_context(cursor=first.cursor, instance=instance))
+    assert [_days(r) for r in later.run_requests] == [("2026-01-19", "2026-01-21")]

@@ -27,6 +27,7 @@ import dagster as dg
 import yaml
 
 from ubap_assets.defs.events import partitions
+from ubap_assets.defs.ingest.sensors import FULL_REFRESH_PENDING_ENV
 from ubap_assets.defs.serving.sensors import PUBLISHES_AFTER_TAG
 from ubap_assets.launch import (
     LaunchError,
@@ -75,6 +76,9 @@ def start_dagster_dev(url: str) -> subprocess.Popen:
             stdout=sink,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            # this process queues the whole history next: the inbox sensor's first tick records
+            # the files instead of queueing them again
+            env={**os.environ, FULL_REFRESH_PENDING_ENV: "1"},
         )
 
 
