@@ -321,14 +321,28 @@ def _days(request) -> tuple[str, str]:
     return request.tags[RANGE_START_TAG], request.tags[RANGE_END_TAG]
 
 
+def _inbox_with_one_file(tmp_path, monkeypatch):
+    """UBAP_SOURCE = an inbox holding one settled file of a day (2026-01-06)."""
+    inbox = tmp_path / "inbox"
+    monkeypatch.setenv("UBAP_SOURCE", str(inbox))
+    _age(_write(inbox / "a.csv", "user_id,event_ts,event_type,page_id\nu1,2026-01-06,click,p1\n"))
+    return inbox
+
+
+def _a_later_file_triggers_its_run(inbox, cursor, instance):
+    from ubap_assets.defs.ingest.sensors import inbox_sensor
+
+    _age(_write(inbox / "b.csv", "user_id,event_ts,event_type,page_id\nu3,2026-01-20,click,p1\n"))
+    later = inbox_sensor(dg.build_sensor_context(cursor=cursor, instance=instance))
+    assert [_days(r) for r in later.run_requests] == [("2026-01-19", "2026-01-21")]
+
+
 def test_inbox_sensor_first_tick_does_not_repeat_the_full_refresh(tmp_path, monkeypatch):
     """`make up` queues the whole history; the sensor's first tick only records the files, and
     a file added later still triggers its run."""
     from ubap_assets.defs.ingest.sensors import inbox_sensor
 
-    inbox = tmp_path / "inbox"
-    monkeypatch.setenv("UBAP_SOURCE", str(inbox))
-    _age(_write(inbox / "a.csv", "user_id,event_ts,event_type,page_id\nu1,2026-01-06,click,p1\n"))
+    inbox = _inbox_with_one_file(tmp_path, monkeypatch)
     instance = dg.DagsterInstance.ephemeral()
     instance.add_run(
         dg.DagsterRun(job_name="refresh_job", run_id="a" * 36, status=dg.DagsterRunStatus.STARTED)
@@ -337,9 +351,7 @@ def test_inbox_sensor_first_tick_does_not_repeat_the_full_refresh(tmp_path, monk
     assert isinstance(first, dg.SensorResult) and not first.run_requests
     assert "ingesting the whole history" in first.skip_reason.skip_message
 
-    _age(_write(inbox / "b.csv", "user_id,event_ts,event_type,page_id\nu3,2026-01-20,click,p1\n"))
-    later = inbox_sensor(dg.build_sensor_context(cursor=first.cursor, instance=instance))
-    assert [_days(r) for r in later.run_requests] == [("2026-01-19", "2026-01-21")]
+    _a_later_file_triggers_its_run(inbox, first.cursor, instance)
 
 
 def test_inbox_sensor_waits_for_files_still_being_written(tmp_path, monkeypatch):
@@ -372,9 +384,7 @@ def test_inbox_sensor_first_tick_before_make_ups_run_is_queued(tmp_path, monkeyp
     `make up` gives its dagster dev keeps that tick from queueing every file a second time."""
     from ubap_assets.defs.ingest.sensors import FULL_REFRESH_PENDING_ENV, inbox_sensor
 
-    inbox = tmp_path / "inbox"
-    monkeypatch.setenv("UBAP_SOURCE", str(inbox))
-    _age(_write(inbox / "a.csv", "user_id,event_ts,event_type,page_id\nu1,2026-01-06,click,p1\n"))
+    inbox = _inbox_with_one_file(tmp_path, monkeypatch)
     instance = dg.DagsterInstance.ephemeral()  # no run, no events yet
     unflagged = inbox_sensor(dg.build_sensor_context(cursor=None, instance=instance))
     assert [_days(r) for r in unflagged.run_requests] == [("2026-01-05", "2026-01-07")]
@@ -383,6 +393,4 @@ def test_inbox_sensor_first_tick_before_make_ups_run_is_queued(tmp_path, monkeyp
     first = inbox_sensor(dg.build_sensor_context(cursor=None, instance=instance))
     assert isinstance(first, dg.SensorResult) and not first.run_requests
     assert "queues the whole history" in first.skip_reason.skip_message
-    _age(_write(inbox / "b.csv", "user_id,event_ts,event_type,page_id\nu3,2026-01-20,click,p1\n"))
-    later = inbox_sensor(dg.build_sensor_context(cursor=first.cursor, instance=instance))
-    assert [_days(r) for r in later.run_requests] == [("2026-01-19", "2026-01-21")]
+    _a_later_file_triggers_its_run(inbox, first.cursor, instance)

@@ -106,16 +106,16 @@ def _trim(database: str) -> None:
     _cap_memory(con, database)
 
 
-def _cap_memory(con: duckdb.DuckDBPyConnection, database: str) -> None:
-    con.execute(f"SET memory_limit = '{warehouse_memory_limit(database) // (1 << 20)}MiB'")
+def _cap_memory(con: duckdb.DuckDBPyConnection, database: str, share: float = 1.0) -> None:
+    limit = max(int(warehouse_memory_limit(database) * share), 64 << 20)
+    con.execute(f"SET memory_limit = '{limit >> 20}MiB'")
 
 
 @contextmanager
 def memory_share(con: duckdb.DuckDBPyConnection, database: str, share: float) -> Iterator[None]:
     """Run a block with the engine capped at ``share`` of ``warehouse_memory_limit``, for work
     that spills to disk at little cost (a streaming copy, a sort); the cap returns after."""
-    limit = max(int(warehouse_memory_limit(database) * share), 64 << 20)
-    con.execute(f"SET memory_limit = '{limit >> 20}MiB'")
+    _cap_memory(con, database, share)
     try:
         yield
     finally:

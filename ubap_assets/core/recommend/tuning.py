@@ -175,7 +175,7 @@ def tune(
         if 0 < max_users < users
         else None
     )
-    scored = users
+    scored = users if only is None else len(only)
     for half_life in grid.half_lives:
         decayed = replace(params, half_life_days=half_life)
         reuse = train if half_life == first.half_life_days else None
@@ -189,7 +189,6 @@ def tune(
             if position == 0 or params.collaborative in ("ease", "blend"):
                 variants |= {f"hybrid {w}": ("hybrid", w) for w in weights_grid}
             scores = score_window(model, pairs, variants, params.k, params.seed, only)
-            scored = scores.n_users
             for label, (method, weights) in variants.items():
                 chosen = with_weights(knobs, weights) if weights else knobs
                 results[method].append((scores.mean(label), chosen))
