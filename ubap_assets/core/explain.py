@@ -93,21 +93,31 @@ def logistic_contributions(pipeline: Pipeline, x: np.ndarray) -> np.ndarray:
 
 def forest_contributions(forest: RandomForestClassifier, x: np.ndarray) -> np.ndarray:
     """Path contributions to P(positive), averaged over the trees: along a row's path every
-    split adds (child mean - parent mean) to the feature it splits on."""
+    split adds (child mean - parent mean) to the feature it splits on. Each tree's sums are
+    kept per node (``path_credit``), so a row's contributions are those of its leaf."""
+    leaves = forest.apply(x.astype(np.float32))
     total = np.zeros_like(x, dtype=np.float64)
-    for estimator in forest.estimators_:
-        tree = estimator.tree_
-        value = tree.value[:, 0, :]
-        mean = value[:, 1] / value.sum(axis=1)  # P(positive) at each node
-        parent = np.full(tree.node_count, -1)
-        for side in (tree.children_left, tree.children_right):
-            inner = side >= 0
-            parent[side[inner]] = np.flatnonzero(inner)
-        child = np.flatnonzero(parent >= 0)
-        credit = np.zeros((tree.node_count, x.shape[1]))
-        credit[child, tree.feature[parent[child]]] = mean[child] - mean[parent[child]]
-        total += estimator.decision_path(x.astype(np.float32)) @ credit
+    for position, estimator in enumerate(forest.estimators_):
+        total += path_credit(estimator.tree_, x.shape[1])[leaves[:, position]]
     return total / len(forest.estimators_)
+
+
+def path_credit(tree, n_features: int) -> np.ndarray:
+    """(nodes, features): the credit each feature has gathered on the path from the root to
+    each node, summed root first (a sklearn ``Tree``; built one depth level at a time)."""
+    value = tree.value[:, 0, :]
+    mean = value[:, 1] / value.sum(axis=1)  # P(positive) at each node
+    credit = np.zeros((tree.node_count, n_features))
+    level = np.array([0])
+    while level.size:
+        for side in (tree.children_left, tree.children_right):
+            parents = level[side[level] >= 0]
+            children = side[parents]
+            credit[children] = credit[parents]
+            credit[children, tree.feature[parents]] += mean[children] - mean[parents]
+        level = np.concatenate([tree.children_left[level], tree.children_right[level]])
+        level = level[level >= 0]
+    return credit
 
 
 def xgboost_contributions(
