@@ -269,6 +269,50 @@ def test_windows_ending_at_the_training_boundary_ignore_later_days(tiny_world, c
     assert on_thursday.equals(on_saturday)
 
 
+def test_test_figures_on_a_sample_of_test_users_say_so(world_con, catalogue, default_result):
+    everyone = default_result["users_evaluated"][0]
+    sampled = evaluation.run_evaluation(
+        world_con,
+        catalogue,
+        recommend.RecommenderParams(),
+        None,
+        grid=FAST_GRID,
+        max_test_users=everyone // 2,
+    )
+    assert sampled["users_evaluated"].unique().to_list() == [everyone // 2]
+    note = sampled["note"][0]
+    assert f"sample of {everyone // 2:,} of the {everyone:,} evaluable test users" in note
+    assert f"resamples of the {everyone // 2} test users" in note
+    assert "evaluable test users" not in default_result["note"][0]
+    # tuning is untouched, and every figure is still computed with its interval
+    knobs = ["validation_users", "validation_ndcg_at_k", "half_life_days", "ease_lambda"]
+    assert sampled.select(knobs).equals(default_result.select(knobs))
+    assert sampled.select(evaluation.METRIC_COLUMNS).null_count().sum_horizontal()[0] == 0
+    assert (sampled["ndcg_ci_high"] - sampled["ndcg_ci_low"] > 0).all()
+
+
+def test_one_read_gives_each_half_life_the_matrices_of_its_own_read(world_con, catalogue):
+    from ubap_assets.core.recommend.interactions import load_training, load_training_by_half_life
+
+    params = recommend.RecommenderParams()
+    end = recommend.data_end(world_con) - timedelta(days=7)
+    half_lives = (None, 30.0, 0.5, 30.0)  # 0.5: 24-day periods, several; a repeat is read once
+    together = load_training_by_half_life(world_con, None, end, params, catalogue, half_lives)
+    assert list(together) == [None, 30.0, 0.5]
+    for half_life, matrices in together.items():
+        alone = load_training(
+            world_con, None, end, replace(params, half_life_days=half_life), catalogue
+        )
+        assert np.array_equal(alone.user_ids, matrices.user_ids)
+        assert alone.n_rows == matrices.n_rows
+        for name in ("strength", "converted", "engaged"):
+            a, b = getattr(alone, name), getattr(matrices, name)
+            assert np.array_equal(a.indptr, b.indptr) and np.array_equal(a.indices, b.indices)
+            assert np.array_equal(a.data, b.data), (half_life, name)  # the same bits
+    # the decay differs, so the weights do (the test would pass on one copy three times)
+    assert not np.array_equal(together[None].strength.data, together[0.5].strength.data)
+
+
 def test_tuning_on_a_sample_of_validation_users_says_so(world_con, catalogue, default_result):
     from ubap_assets.core.recommend import scoring, tuning
     from ubap_assets.core.sampling import sample_mask
@@ -287,7 +331,7 @@ def test_tuning_on_a_sample_of_validation_users_says_so(world_con, catalogue, de
         f"sample of {everyone // 2:,} of the {everyone:,} evaluable validation users"
         in (sampled["note"][0])
     )
-    # the test window's figures still use every evaluable user
+    # the test window's figures use every evaluable user unless max_test_users cuts them
     assert sampled["users_evaluated"][0] == default_result["users_evaluated"][0]
     assert "validation users" not in default_result["note"][0]
 

@@ -14,7 +14,8 @@ on the last day before ``end`` is 1 day old). Nothing here reads the raw ``event
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta
 
 import duckdb
@@ -93,42 +94,85 @@ def period_sums_sql(
     in [start, end) (``start`` None: from the first day), as exact fixed-point sums:
     user_id, page_id, period, mass (HUGEINT), n_events, converted. Event types weighted 0 or
     less do not count."""
-    weight_cases = " ".join("WHEN ? THEN ?" for _ in params.event_weights)
-    weight_args: list[object] = [value for pair in params.event_weights.items() for value in pair]
-    period_days = decay_period_days(params.half_life_days)
-    if period_days is None:
-        period, exponent, decay_args = "0::BIGINT", "?::DOUBLE", [float(FIXED_POINT_BITS)]
-    else:
-        period = "floor(day_number / ?::DOUBLE)::BIGINT"
-        exponent = "?::DOUBLE + (day_number - period * ?::BIGINT) / ?::DOUBLE"
-        decay_args = [float(FIXED_POINT_BITS), period_days, params.half_life_days]
+    period, period_args = _period_sql(params.half_life_days)
+    exponent, exponent_args = _exponent_sql(params.half_life_days, "period")
+    rows, rows_args = _weighted_rows_sql(params, start, end)
     sql = f"""
         SELECT user_id, page_id, period,
                sum(CAST(round(events * event_weight * pow(2.0, {exponent})) AS HUGEINT))
                    AS mass,
                sum(events)::BIGINT AS n_events,
                bool_or(list_contains(?::VARCHAR[], event_type)) AS converted
-        FROM (SELECT *, {period} AS period
-              FROM (SELECT user_id, page_id, events, event_type,
-                           date_diff('day', ?::DATE, day) AS day_number,
-                           CASE event_type {weight_cases} ELSE 0.0 END AS event_weight
-                    FROM {INTERACTIONS_TABLE}
-                    WHERE (?::DATE IS NULL OR day >= ?::DATE) AND day < ?::DATE
-                      AND user_id IS NOT NULL AND page_id IS NOT NULL)
-              WHERE event_weight > 0)
+        FROM (SELECT *, {period} AS period FROM ({rows}))
         GROUP BY user_id, page_id, period
     """
-    args: list[object] = [
-        *decay_args,
-        list(params.conversion_events),
-        *([period_days] if period_days is not None else []),
-        DAY_ZERO,
-        *weight_args,
-        start,
-        start,
-        end,
-    ]
+    args = [*exponent_args, list(params.conversion_events), *period_args, *rows_args]
     return sql, args
+
+
+def _weighted_rows_sql(
+    params: RecommenderParams, start: date | None, end: date
+) -> tuple[str, list[object]]:
+    """The rows of ``user_page_daily`` on the days in [start, end) whose event type weighs
+    more than 0: user_id, page_id, events, event_type, day_number, event_weight."""
+    weight_cases = " ".join("WHEN ? THEN ?" for _ in params.event_weights)
+    weight_args = [value for pair in params.event_weights.items() for value in pair]
+    sql = f"""
+        SELECT * FROM (SELECT user_id, page_id, events, event_type,
+                              date_diff('day', ?::DATE, day) AS day_number,
+                              CASE event_type {weight_cases} ELSE 0.0 END AS event_weight
+                       FROM {INTERACTIONS_TABLE}
+                       WHERE (?::DATE IS NULL OR day >= ?::DATE) AND day < ?::DATE
+                         AND user_id IS NOT NULL AND page_id IS NOT NULL)
+        WHERE event_weight > 0
+    """
+    return sql, [DAY_ZERO, *weight_args, start, start, end]
+
+
+def _period_sql(half_life_days: float | None) -> tuple[str, list[object]]:
+    """A row's decay period from its ``day_number``."""
+    period_days = decay_period_days(half_life_days)
+    if period_days is None:
+        return "0::BIGINT", []
+    return "floor(day_number / ?::DOUBLE)::BIGINT", [period_days]
+
+
+def _exponent_sql(half_life_days: float | None, period: str) -> tuple[str, list[object]]:
+    """The exponent of 2 in a row's fixed-point term: FIXED_POINT_BITS plus the half-lives
+    from the start of its period (column ``period``) to its day."""
+    period_days = decay_period_days(half_life_days)
+    if period_days is None:
+        return "?::DOUBLE", [float(FIXED_POINT_BITS)]
+    return f"?::DOUBLE + (day_number - {period} * ?::BIGINT) / ?::DOUBLE", [
+        float(FIXED_POINT_BITS),
+        period_days,
+        half_life_days,
+    ]
+
+
+def _period_factors(
+    half_life_days: float | None, first_day: date, end: date
+) -> tuple[list[int], list[float]]:
+    """The decay periods from ``first_day`` to the day before ``end``, and the factor that
+    turns each period's fixed-point mass into a weight decayed to ``end``."""
+    period_days = decay_period_days(half_life_days)
+    first, last = (
+        decay_period(first_day, half_life_days),
+        decay_period(end - timedelta(days=1), half_life_days),
+    )
+    periods = list(range(first, max(first, last) + 1))
+    factors = []
+    for period in periods:
+        age = 0.0 if period_days is None else (end - DAY_ZERO).days - period * period_days
+        half_lives = 0.0 if half_life_days is None else age / half_life_days
+        factors.append(2.0 ** -(FIXED_POINT_BITS + half_lives))
+    return periods, factors
+
+
+def _weight_sql(masses: Sequence[str]) -> str:
+    """A weight from period masses (columns, in period order) and as many factor arguments:
+    each mass becomes a double and the periods are added in order."""
+    return " + ".join(f"coalesce({mass}::DOUBLE * ?::DOUBLE, 0.0)" for mass in masses)
 
 
 def combine_periods_sql(
@@ -139,21 +183,11 @@ def combine_periods_sql(
     decayed to ``end``, n_events, converted. The integer masses are added first; each period's
     mass then becomes a double and the periods are added in period order, so the weight is
     the same bits however the sums were split. ``first_day``: no row has an earlier day."""
-    period_days = decay_period_days(params.half_life_days)
-    first, last = (
-        decay_period(first_day, params.half_life_days),
-        decay_period(end - timedelta(days=1), params.half_life_days),
-    )
-    periods = range(first, max(first, last) + 1)
-    factors = []
-    for period in periods:
-        age = 0.0 if period_days is None else (end - DAY_ZERO).days - period * period_days
-        half_lives = 0.0 if params.half_life_days is None else age / params.half_life_days
-        factors.append(2.0 ** -(FIXED_POINT_BITS + half_lives))
+    periods, factors = _period_factors(params.half_life_days, first_day, end)
     masses = ", ".join(
         f"sum(CASE WHEN period = ? THEN mass END) AS mass_{i}" for i in range(len(periods))
     )
-    weight = " + ".join(f"coalesce(mass_{i}::DOUBLE * ?::DOUBLE, 0.0)" for i in range(len(periods)))
+    weight = _weight_sql([f"mass_{i}" for i in range(len(periods))])
     sql = f"""
         SELECT user_id, page_id, ({weight})::DOUBLE AS weight, n_events, converted
         FROM (SELECT user_id, page_id, {masses},
@@ -162,6 +196,50 @@ def combine_periods_sql(
               GROUP BY user_id, page_id)
     """
     return sql, [*factors, *periods, *sums[1]]
+
+
+def half_lives_sql(
+    params: RecommenderParams,
+    half_lives: Sequence[float | None],
+    start: date | None,
+    end: date,
+    first_day: date,
+) -> tuple[str, list[object]]:
+    """``combine_periods_sql(period_sums_sql(...))`` for several half-lives in one read: one
+    row per (user, page) with ``weight_<i>`` decayed under ``half_lives[i]`` (the same bits as
+    the single read: the same exact masses per period, added in the same order), n_events and
+    converted (which do not depend on the decay)."""
+    periods, terms, masses, weights = [], [], [], []
+    period_args, term_args, mass_args, weight_args = [], [], [], []
+    for i, half_life in enumerate(half_lives):
+        period, args = _period_sql(half_life)
+        periods.append(f"{period} AS period_{i}")
+        period_args.extend(args)
+        exponent, args = _exponent_sql(half_life, f"period_{i}")
+        terms.append(
+            f"CAST(round(events * event_weight * pow(2.0, {exponent})) AS HUGEINT) AS term_{i}"
+        )
+        term_args.extend(args)
+        numbers, factors = _period_factors(half_life, first_day, end)
+        names = [f"mass_{i}_{j}" for j in range(len(numbers))]
+        masses.extend(
+            f"sum(CASE WHEN period_{i} = ? THEN term_{i} END) AS {name}" for name in names
+        )
+        mass_args.extend(numbers)
+        weights.append(f"({_weight_sql(names)})::DOUBLE AS weight_{i}")
+        weight_args.extend(factors)
+    rows, rows_args = _weighted_rows_sql(params, start, end)
+    sql = f"""
+        SELECT user_id, page_id, {", ".join(weights)}, n_events, converted
+        FROM (SELECT user_id, page_id, {", ".join(masses)},
+                     sum(events)::BIGINT AS n_events,
+                     bool_or(list_contains(?::VARCHAR[], event_type)) AS converted
+              FROM (SELECT *, {", ".join(terms)}
+                    FROM (SELECT *, {", ".join(periods)} FROM ({rows})))
+              GROUP BY user_id, page_id)
+    """
+    conversions = [list(params.conversion_events)]
+    return sql, [*weight_args, *mass_args, *conversions, *term_args, *period_args, *rows_args]
 
 
 def first_day(con: duckdb.DuckDBPyConnection) -> date | None:
@@ -264,15 +342,12 @@ def build_interactions(
     )
     users = rows["user_id"].unique().sort()
     rows = rows.join(row_index(users, "user_id", "user_index"), on="user_id", how="inner")
-    return _matrices(
-        users.to_numpy().astype(str),
-        rows["user_index"].to_numpy(),
-        rows["page_index"].to_numpy(),
-        rows["weight"].fill_null(0.0).fill_nan(0.0).to_numpy(),
-        rows["converted"].fill_null(False).to_numpy(),
-        catalogue.size,
-        strength,
-    )
+    user_ids = users.to_numpy().astype(str)
+    coordinates = (rows["user_index"].to_numpy(), rows["page_index"].to_numpy())
+    converted = rows["converted"].fill_null(False).to_numpy()
+    shared = _shared_matrices(coordinates, converted, user_ids, catalogue.size)
+    weight = rows["weight"].fill_null(0.0).fill_nan(0.0).to_numpy()
+    return _matrices(user_ids, coordinates, weight, shared, strength)
 
 
 def load_training(
@@ -285,12 +360,35 @@ def load_training(
     """``build_interactions(load_interactions(con, start, end, params), catalogue, ...)``,
     the same matrices, with users and pages numbered in SQL: only int32 codes, the weight and
     the conversion flag reach Python (and one label per user), never a text id per pair."""
+    return load_training_by_half_life(con, start, end, params, catalogue)[params.half_life_days]
+
+
+def load_training_by_half_life(
+    con: duckdb.DuckDBPyConnection,
+    start: datetime | None,
+    end: datetime,
+    params: RecommenderParams,
+    catalogue: Catalogue,
+    half_lives: Sequence[float | None] | None = None,
+) -> dict[float | None, Interactions]:
+    """``load_training`` under each of ``half_lives`` (default: the params' own), the other
+    knobs from ``params``, in one read of the daily table: half-life -> the same matrices as
+    its own ``load_training``. The users and the pairs do not depend on the decay, so the
+    conversion and engagement matrices are shared."""
+    half_lives = list(dict.fromkeys(half_lives or [params.half_life_days]))
     end_day = midnight(end, "end").date()
     start_day = midnight(start, "start").date() if start is not None else None
     earliest = start_day or first_day(con) or end_day
-    sums = period_sums_sql(params, start_day, end_day)
-    combined = combine_periods_sql(sums, params, earliest, end_day)
-    return coded_interactions(con, combined, catalogue, params.strength)
+    if len(half_lives) == 1:
+        decayed = replace(params, half_life_days=half_lives[0])
+        sums = period_sums_sql(decayed, start_day, end_day)
+        read = combine_periods_sql(sums, decayed, earliest, end_day)
+        columns = ["weight"]
+    else:
+        read = half_lives_sql(params, half_lives, start_day, end_day, earliest)
+        columns = [f"weight_{i}" for i in range(len(half_lives))]
+    sets = _coded(con, read, catalogue, params.strength, columns)
+    return dict(zip(half_lives, sets, strict=True))
 
 
 def coded_interactions(
@@ -301,6 +399,17 @@ def coded_interactions(
 ) -> Interactions:
     """The matrices of ``combined`` (SQL and arguments of ``combine_periods_sql``'s rows),
     users numbered in name order and pages in catalogue order by the engine."""
+    return _coded(con, combined, catalogue, strength, ["weight"])[0]
+
+
+def _coded(
+    con: duckdb.DuckDBPyConnection,
+    read: tuple[str, list[object]],
+    catalogue: Catalogue,
+    strength: str,
+    weights: Sequence[str],
+) -> list[Interactions]:
+    """``coded_interactions`` for each weight column of ``read``, sharing everything else."""
     pages = pl.DataFrame(
         {
             "page_id": catalogue.page_ids.tolist(),
@@ -313,49 +422,57 @@ def coded_interactions(
         coded = con.execute(
             f"""
             SELECT (dense_rank() OVER (ORDER BY user_id) - 1)::INTEGER AS user_index,
-                   page_index, coalesce(weight, 0.0) AS weight,
+                   page_index, {", ".join(f"coalesce({w}, 0.0) AS {w}" for w in weights)},
                    coalesce(converted, false) AS converted,
                    CASE WHEN row_number() OVER (PARTITION BY user_id ORDER BY page_index) = 1
                         THEN user_id END AS user_label
-            FROM ({combined[0]}) JOIN ubap_catalogue_pages USING (page_id)
+            FROM ({read[0]}) JOIN ubap_catalogue_pages USING (page_id)
             ORDER BY user_index, page_index
             """,
-            combined[1],
+            read[1],
         ).pl()
     finally:
         con.unregister("ubap_catalogue_pages")
     labels = coded["user_label"].drop_nulls().to_numpy().astype(str)
-    return _matrices(
-        labels,
-        coded["user_index"].to_numpy(),
-        coded["page_index"].to_numpy(),
-        coded["weight"].fill_nan(0.0).to_numpy(),
-        coded["converted"].to_numpy(),
-        catalogue.size,
-        strength,
-    )
+    coordinates = (coded["user_index"].to_numpy(), coded["page_index"].to_numpy())
+    shared = _shared_matrices(coordinates, coded["converted"].to_numpy(), labels, catalogue.size)
+    return [
+        _matrices(labels, coordinates, coded[w].fill_nan(0.0).to_numpy(), shared, strength)
+        for w in weights
+    ]
 
 
-def _matrices(
-    user_ids: np.ndarray,
-    user_index: np.ndarray,
-    page_index: np.ndarray,
-    weight: np.ndarray,
+def _shared_matrices(
+    coordinates: tuple[np.ndarray, np.ndarray],
     converted: np.ndarray,
+    user_ids: np.ndarray,
     n_pages: int,
-    strength: str,
-) -> Interactions:
-    """The three (users, pages) float32 matrices from one entry per (user, page) pair."""
-    coordinates = (user_index, page_index)
+) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """The conversion and engagement (users, pages) matrices, one entry per pair."""
     shape = (len(user_ids), n_pages)
-    weight = np.clip(weight, 0.0, None)
-    values = (weight > 0).astype(np.float32) if strength == "binary" else np.log1p(weight)
-    matrix = sp.csr_matrix((values.astype(np.float32), coordinates), shape=shape, dtype=np.float32)
     conversions = sp.csr_matrix(
         (converted.astype(np.float32), coordinates), shape=shape, dtype=np.float32
     )
     conversions.eliminate_zeros()
     engaged = sp.csr_matrix(
-        (np.ones(len(weight), dtype=np.float32), coordinates), shape=shape, dtype=np.float32
+        (np.ones(len(converted), dtype=np.float32), coordinates), shape=shape, dtype=np.float32
+    )
+    return conversions, engaged
+
+
+def _matrices(
+    user_ids: np.ndarray,
+    coordinates: tuple[np.ndarray, np.ndarray],
+    weight: np.ndarray,
+    shared: tuple[sp.csr_matrix, sp.csr_matrix],
+    strength: str,
+) -> Interactions:
+    """Interactions from one weight per (user, page) pair (at ``coordinates``) and the pairs'
+    conversion and engagement matrices (``_shared_matrices``)."""
+    conversions, engaged = shared
+    weight = np.clip(weight, 0.0, None)
+    values = (weight > 0).astype(np.float32) if strength == "binary" else np.log1p(weight)
+    matrix = sp.csr_matrix(
+        (values.astype(np.float32), coordinates), shape=engaged.shape, dtype=np.float32
     )
     return Interactions(user_ids, matrix, conversions, engaged, len(weight))

@@ -7,6 +7,7 @@ hybrid or its best single component, whichever scores better there.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 
@@ -20,6 +21,7 @@ from ubap_assets.core.recommend.interactions import (
     engaged_pages,
     history_start,
     load_training,
+    load_training_by_half_life,
 )
 from ubap_assets.core.recommend.params import METHODS, RecommendationError, RecommenderParams
 from ubap_assets.core.recommend.scorers import RecommenderModel, fit
@@ -72,6 +74,18 @@ def interactions_until(
 ) -> Interactions:
     """Every event before ``end`` (or the last ``history_days``) as training matrices."""
     return load_training(con, history_start(end, params), end, params, catalogue)
+
+
+def interactions_by_half_life(
+    con: duckdb.DuckDBPyConnection,
+    catalogue: Catalogue,
+    params: RecommenderParams,
+    end: datetime,
+    half_lives: Sequence[float | None],
+) -> dict[float | None, Interactions]:
+    """``interactions_until`` under each of ``half_lives``, in one read."""
+    start = history_start(end, params)
+    return load_training_by_half_life(con, start, end, params, catalogue, half_lives)
 
 
 def served_interactions(
@@ -155,10 +169,11 @@ def tune(
     weights_grid = list(dict.fromkeys([tuple(params.component_weights.values()), *grid.weights]))
     pairs = engaged_pages(con, validation_start, validation_end)
     results: dict[str, list[tuple[float, RecommenderParams]]] = {m: [] for m in METHODS}
-    # Who can be evaluated does not depend on the knobs: count before fitting anything.
-    first = replace(params, half_life_days=grid.half_lives[0])
-    train = interactions_until(con, catalogue, first, validation_start)
-    evaluable = evaluable_users(train, catalogue, params.exclude, pairs)
+    # Every half-life's matrices in one read; who can be evaluated does not depend on the
+    # knobs: counted before fitting anything.
+    half_lives = list(dict.fromkeys(grid.half_lives))  # a repeated value would score the same
+    trains = interactions_by_half_life(con, catalogue, params, validation_start, half_lives)
+    evaluable = evaluable_users(trains[half_lives[0]], catalogue, params.exclude, pairs)
     users = len(evaluable)
     if users < min_users:
         return Tuning(
@@ -170,16 +185,11 @@ def tune(
             ),
         )
     # The same users for every point of the grid: the ids of a deterministic sample, or all.
-    only = (
-        evaluable[sample_mask(evaluable.tolist(), max_users, params.seed)]
-        if 0 < max_users < users
-        else None
-    )
+    only = sampled(evaluable, max_users, params.seed)
     scored = users if only is None else len(only)
-    for half_life in grid.half_lives:
+    for half_life in half_lives:
         decayed = replace(params, half_life_days=half_life)
-        reuse = train if half_life == first.half_life_days else None
-        base = fit_until(con, catalogue, decayed, segments, validation_start, reuse)
+        base = fit_until(con, catalogue, decayed, segments, validation_start, trains.pop(half_life))
         for position, ease_lambda in enumerate(grid.ease_lambdas):
             knobs = replace(decayed, ease_lambda=ease_lambda)
             model = base.with_params(knobs)
@@ -207,6 +217,14 @@ def tune(
         else ""
     )
     return Tuning(chosen, best, scored, served, best_component, note)
+
+
+def sampled(evaluable: np.ndarray, max_users: int, seed: int) -> np.ndarray | None:
+    """The ids of a deterministic sample of ``max_users`` of the ``evaluable`` ids, or None
+    (every one) when there are no more than that or ``max_users`` is 0."""
+    if not 0 < max_users < len(evaluable):
+        return None
+    return evaluable[sample_mask(evaluable.tolist(), max_users, seed)]
 
 
 def serving_params(method: str, knobs: RecommenderParams) -> RecommenderParams:

@@ -253,6 +253,7 @@ def rec_evaluation(
                 note="; ".join(filter(None, [windows_note, segments_note])),
                 end=boundary,
                 max_tuning_users=config.max_tuning_users,
+                max_test_users=config.max_test_users,
             )
     context.log.info(f"rec_evaluation: {result['note'][0]}")
     meta = evaluation_metadata(result) | {

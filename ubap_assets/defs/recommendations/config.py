@@ -13,6 +13,7 @@ from ubap_assets.core.recommend import (
     RecommendationError,
     RecommenderParams,
 )
+from ubap_assets.core.recommend.evaluation import MAX_TEST_USERS
 from ubap_assets.core.recommend.tuning import DEFAULT_WEIGHTS, MAX_TUNING_USERS, TuningGrid
 
 
@@ -111,7 +112,14 @@ class EvaluationConfig(HybridConfig):
         ge=0,
         description="Most validation users the tuning grid is scored on: a larger window is "
         "cut to a deterministic sample (the same users on every run), and the note says so. "
-        "The test window's figures always use every evaluable user. 0 = every user.",
+        "0 = every user.",
+    )
+    max_test_users: int = Field(
+        default=MAX_TEST_USERS,
+        ge=0,
+        description="Most test users the reported figures are computed on: a larger window is "
+        "cut to a deterministic sample, users_evaluated is its size and the note gives both "
+        "counts. 0 = every user.",
     )
     tune_half_lives: list[float] = Field(
         default_factory=lambda: [0.0, 30.0, 120.0],
