@@ -342,10 +342,11 @@ def test_tuning_on_a_sample_of_validation_users_says_so(world_con, catalogue, de
     pairs = recommend.engaged_pages(world_con, windows.cutoff, windows.test_end)
     variants = {"ease": ("ease", None)}
     full = scoring.score_window(model, pairs, variants, params.k)
-    ids = scoring.evaluable_users(model.train, catalogue, params.exclude, pairs)
+    relevance = scoring.window_relevance(model.train, catalogue, params.exclude, pairs)
+    ids = scoring.evaluable_users(model.train, relevance)
     assert len(ids) == full.n_users == full.evaluable
     only = ids[sample_mask(ids.tolist(), full.n_users // 3)]
-    cut = scoring.score_window(model, pairs, variants, params.k, only=only)
+    cut = scoring.score_window(model, pairs, variants, params.k, only=only, relevance=relevance)
     assert cut.n_users == full.n_users // 3 and cut.evaluable == full.n_users
     assert set(cut.users) < set(full.users)
     assert set(model.train.user_ids[cut.users]) == set(only)

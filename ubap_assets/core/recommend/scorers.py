@@ -41,14 +41,23 @@ def prune_to_neighbours(similarity: np.ndarray, n: int) -> np.ndarray:
     return similarity
 
 
+def item_gram(strength: sp.csr_matrix) -> np.ndarray:
+    """X'X of the interactions as stored, dense float64 (pages x pages): what EASE inverts."""
+    return np.asarray((strength.T @ strength).todense(), dtype=np.float64)
+
+
 def ease_weights(
-    strength: sp.csr_matrix, regularization: float, dtype: type = np.float32
+    strength: sp.csr_matrix,
+    regularization: float,
+    dtype: type = np.float32,
+    gram: np.ndarray | None = None,
 ) -> np.ndarray:
     """EASE weights B = I - P / diag(P) with P = (X'X + lambda I)^-1: -P_ij / P_jj off the
     diagonal, a zero diagonal (Steck 2019). Fitted on ``strength`` as stored: on binary
     interactions without decay this is textbook EASE. Solved in float64, returned as ``dtype``
-    (the model stores float32 to halve the memory of a pages x pages matrix)."""
-    gram = np.asarray((strength.T @ strength).todense(), dtype=np.float64)
+    (the model stores float32 to halve the memory of a pages x pages matrix). ``gram``: X'X
+    already computed (``item_gram``), so other lambdas do not multiply the interactions again."""
+    gram = (item_gram(strength) if gram is None else gram).copy()
     gram[np.diag_indices_from(gram)] += regularization
     inverse = np.linalg.inv(gram)
     weights = -inverse / np.diag(inverse)
@@ -152,6 +161,7 @@ class RecommenderModel:
     content_sim: np.ndarray  # (pages, pages) pruned cosine of embeddings
     item_sim: np.ndarray  # (pages, pages) pruned cosine of interaction columns
     ease_weights: np.ndarray  # (pages, pages) EASE item-item regression weights, zero diagonal
+    gram: np.ndarray  # (pages, pages) X'X, float64: EASE under another lambda starts from it
     popularity: np.ndarray  # (pages,) decayed preference mass
     user_counts: np.ndarray  # (pages,) distinct users (novelty)
     segments: SegmentPopularity
@@ -170,7 +180,8 @@ class RecommenderModel:
         model = replace(self, params=params)
         if params.ease_lambda != self.params.ease_lambda:
             model = replace(
-                model, ease_weights=ease_weights(self.train.strength, params.ease_lambda)
+                model,
+                ease_weights=ease_weights(self.train.strength, params.ease_lambda, gram=self.gram),
             )
         return model
 
@@ -317,6 +328,7 @@ def fit(
         else np.zeros((n_pages, n_pages))
     )
     popularity = np.asarray(train.strength.sum(axis=0)).ravel().astype(np.float32)
+    gram = item_gram(train.strength)
     if train.n_users == 0:
         notes.append("no training interactions: every user gets popularity (which is flat)")
 
@@ -333,7 +345,8 @@ def fit(
         params=params,
         content_sim=content.astype(np.float32),
         item_sim=item.astype(np.float32),
-        ease_weights=ease_weights(train.strength, params.ease_lambda),
+        ease_weights=ease_weights(train.strength, params.ease_lambda, gram=gram),
+        gram=gram,
         popularity=popularity,
         user_counts=np.diff(sp.csc_matrix(train.strength).indptr).astype(np.float64),
         segments=segment_popularity,

@@ -68,12 +68,9 @@ def window_relevance(
     return relevant
 
 
-def evaluable_users(
-    train: Interactions, catalogue: Catalogue, exclude: str, test_pairs: pl.DataFrame
-) -> np.ndarray:
-    """Ids of the users a window can evaluate: training history and a relevant page (no fit
-    needed)."""
-    relevance = window_relevance(train, catalogue, exclude, test_pairs)
+def evaluable_users(train: Interactions, relevance: sp.csr_matrix) -> np.ndarray:
+    """Ids of the users a window can evaluate: training history and a relevant page in the
+    window's ``window_relevance`` (no fit needed)."""
     return train.user_ids[np.diff(relevance.indptr) > 0]
 
 
@@ -166,11 +163,19 @@ def score_window(
     k: int,
     seed: int = 0,
     only: np.ndarray | None = None,
+    relevance: sp.csr_matrix | None = None,
 ) -> WindowScores:
     """Score every variant (label -> (method, hybrid weights)) on the window's evaluable users,
-    or on those of them whose id is in ``only`` (a sample)."""
+    or on those of them whose id is in ``only`` (a sample). ``relevance``: the window's
+    ``relevance_matrix``, when already built for the same training users and policy."""
     catalogue = model.catalogue
-    relevance = relevance_matrix(model, test_pairs)
+    if relevance is None:
+        relevance = relevance_matrix(model, test_pairs)
+    elif relevance.shape != (model.train.n_users, catalogue.size):
+        raise RecommendationError(
+            f"relevance of shape {relevance.shape} does not fit this model's "
+            f"{model.train.n_users} training users x {catalogue.size} pages"
+        )
     users = np.flatnonzero(np.diff(relevance.indptr) > 0)
     evaluable = len(users)
     if only is not None:

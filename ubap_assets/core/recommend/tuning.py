@@ -25,7 +25,12 @@ from ubap_assets.core.recommend.interactions import (
 )
 from ubap_assets.core.recommend.params import METHODS, RecommendationError, RecommenderParams
 from ubap_assets.core.recommend.scorers import RecommenderModel, fit
-from ubap_assets.core.recommend.scoring import Weights, evaluable_users, score_window
+from ubap_assets.core.recommend.scoring import (
+    Weights,
+    evaluable_users,
+    score_window,
+    window_relevance,
+)
 from ubap_assets.core.recommend.texts import Catalogue
 from ubap_assets.core.sampling import sample_mask
 
@@ -173,7 +178,9 @@ def tune(
     # knobs: counted before fitting anything.
     half_lives = list(dict.fromkeys(grid.half_lives))  # a repeated value would score the same
     trains = interactions_by_half_life(con, catalogue, params, validation_start, half_lives)
-    evaluable = evaluable_users(trains[half_lives[0]], catalogue, params.exclude, pairs)
+    # Every half-life has the same users and pages, so the window's relevance is built once.
+    relevance = window_relevance(trains[half_lives[0]], catalogue, params.exclude, pairs)
+    evaluable = evaluable_users(trains[half_lives[0]], relevance)
     users = len(evaluable)
     if users < min_users:
         return Tuning(
@@ -198,7 +205,7 @@ def tune(
                 variants |= {m: (m, None) for m in METHODS if m not in ("ease", "hybrid")}
             if position == 0 or params.collaborative in ("ease", "blend"):
                 variants |= {f"hybrid {w}": ("hybrid", w) for w in weights_grid}
-            scores = score_window(model, pairs, variants, params.k, params.seed, only)
+            scores = score_window(model, pairs, variants, params.k, params.seed, only, relevance)
             for label, (method, weights) in variants.items():
                 chosen = with_weights(knobs, weights) if weights else knobs
                 results[method].append((scores.mean(label), chosen))
