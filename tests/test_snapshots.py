@@ -315,6 +315,28 @@ def test_the_snapshot_keeps_only_the_recent_events_a_reader_shows(warehouse, tmp
     assert latest["event_ts"].min() == datetime(2026, 1, 5) + timedelta(minutes=40)
 
 
+def test_the_recent_events_are_each_users_newest_as_a_window_ranks_them(warehouse, tmp_path):
+    limit = RECENT_EVENTS_PER_USER
+    counts = {"heavy": limit + 25, "at_limit": limit, "light": 4, "null": limit + 3}
+    events = _events(counts).with_columns(
+        # ties in time, broken by event_id as the window orders them; one user with no id
+        event_ts=pl.col("event_ts").dt.truncate("2m"),
+        user_id=pl.when(pl.col("user_id") == "null").then(None).otherwise(pl.col("user_id")),
+    )
+    _put(warehouse, "events", events)
+    publish_snapshot(warehouse, ["events"], tmp_path, "ranked")
+    columns = ", ".join(f'"{c}"' for c in events.columns if c != "traffic_source")
+    windowed = warehouse.execute(
+        f"SELECT {columns} FROM events QUALIFY row_number() OVER "
+        "(PARTITION BY user_id ORDER BY event_ts DESC, event_id DESC) <= ?",
+        [limit],
+    ).pl()
+    with open_reader(tmp_path) as r:
+        held = r.query("SELECT * FROM events")
+    assert held.height == 3 * limit + 4
+    assert held.sort("event_id").equals(windowed.select(held.columns).sort("event_id"))
+
+
 def test_read_table_status_lists_only_the_tables_not_refreshed(warehouse, tmp_path):
     _put(warehouse, "users", _users(3))
     old = publish_snapshot(warehouse, ["users"], tmp_path, "before_status")

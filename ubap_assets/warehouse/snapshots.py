@@ -289,12 +289,7 @@ def _select_for_snapshot(warehouse: duckdb.DuckDBPyConnection, table: str, sourc
     keys = CLUSTER_KEYS.get(table, ())
     if columns is not None and table == "events":
         kept = [c for c in RECENT_EVENT_COLUMNS if c in columns]
-        newest = "event_ts DESC" + (", event_id DESC" if "event_id" in columns else "")
-        body = (
-            "SELECT " + ", ".join(f'"{c}"' for c in kept) + f' FROM {source}."{table}" '
-            f"QUALIFY row_number() OVER (PARTITION BY user_id ORDER BY {newest}) "
-            f"<= {int(RECENT_EVENTS_PER_USER)}"
-        )
+        body = _recent_events_select(f'{source}."{table}"', kept, "event_id" in columns)
         columns = kept
     else:
         body = f'SELECT * FROM {source}."{table}"'
@@ -302,6 +297,24 @@ def _select_for_snapshot(warehouse: duckdb.DuckDBPyConnection, table: str, sourc
     if keys and (columns is None or keys[0] in columns):
         order = " ORDER BY " + ", ".join(f'"{k}"' for k in keys if columns is None or k in columns)
     return body + order
+
+
+def _recent_events_select(events: str, kept: list[str], has_event_id: bool) -> str:
+    """Each user's newest RECENT_EVENTS_PER_USER events. Only the users with more than that
+    are ranked (a window sorts every row it sees); everyone else keeps every row as it is.
+    A null user_id counts as one user, as a window's partition would."""
+    cols = ", ".join(f'"{c}"' for c in kept)
+    newest = "event_ts DESC" + (", event_id DESC" if has_event_id else "")
+    limit = int(RECENT_EVENTS_PER_USER)
+    return (
+        f"SELECT * FROM (WITH heavy AS (SELECT user_id FROM {events} GROUP BY user_id "
+        f"HAVING count(*) > {limit}) "
+        f"SELECT {cols} FROM {events} ANTI JOIN heavy USING (user_id) "
+        "WHERE user_id IS NOT NULL "
+        f"UNION ALL SELECT {cols} FROM (SELECT * FROM {events} WHERE user_id IS NULL "
+        "OR user_id IN (SELECT user_id FROM heavy)) "
+        f"QUALIFY row_number() OVER (PARTITION BY user_id ORDER BY {newest}) <= {limit})"
+    )
 
 
 def _catalog_tables(con: duckdb.DuckDBPyConnection, catalog: str) -> set[str]:
