@@ -21,6 +21,7 @@ from ubap_assets.defs.events.partitions import LOAD_PROBLEMS, daily_partitions
 from ubap_assets.defs.events.world import resolve
 from ubap_assets.engines import lake, uses_spark
 from ubap_assets.lib.metadata import markdown_preview
+from ubap_assets.lib.prefetch import prefetched
 from ubap_assets.lib.run_partitions import days_of_run
 from ubap_assets.lib.warehouse_io import replace_window
 from ubap_assets.settings import SYNTHETIC, current_settings, settings_problems
@@ -283,7 +284,10 @@ def events(
     stats: dict[str, int] = {}
     if config.is_synthetic:
         spec = config.world()
-        chunks = synthetic.events_by_day(spec, start.date(), end.date() - timedelta(days=1))
+        # the next day is generated while the engine writes this one
+        chunks = prefetched(
+            synthetic.events_by_day(spec, start.date(), end.date() - timedelta(days=1))
+        )
     else:
         from ubap_assets.core.ingest import IngestError
 
