@@ -269,16 +269,15 @@ def test_windows_ending_at_the_training_boundary_ignore_later_days(tiny_world, c
     assert on_thursday.equals(on_saturday)
 
 
+def _evaluated(world_con, catalogue, **limits) -> pl.DataFrame:
+    """The fast-grid evaluation with default knobs and the given user limits."""
+    params = recommend.RecommenderParams()
+    return evaluation.run_evaluation(world_con, catalogue, params, None, grid=FAST_GRID, **limits)
+
+
 def test_test_figures_on_a_sample_of_test_users_say_so(world_con, catalogue, default_result):
     everyone = default_result["users_evaluated"][0]
-    sampled = evaluation.run_evaluation(
-        world_con,
-        catalogue,
-        recommend.RecommenderParams(),
-        None,
-        grid=FAST_GRID,
-        max_test_users=everyone // 2,
-    )
+    sampled = _evaluated(world_con, catalogue, max_test_users=everyone // 2)
     assert sampled["users_evaluated"].unique().to_list() == [everyone // 2]
     note = sampled["note"][0]
     assert f"sample of {everyone // 2:,} of the {everyone:,} evaluable test users" in note
@@ -318,14 +317,7 @@ def test_tuning_on_a_sample_of_validation_users_says_so(world_con, catalogue, de
     from ubap_assets.core.sampling import sample_mask
 
     everyone = default_result["validation_users"][0]
-    sampled = evaluation.run_evaluation(
-        world_con,
-        catalogue,
-        recommend.RecommenderParams(),
-        None,
-        grid=FAST_GRID,
-        max_tuning_users=everyone // 2,
-    )
+    sampled = _evaluated(world_con, catalogue, max_tuning_users=everyone // 2)
     assert sampled["validation_users"].unique().to_list() == [everyone // 2]
     assert (
         f"sample of {everyone // 2:,} of the {everyone:,} evaluable validation users"
