@@ -30,20 +30,18 @@ from ubap_assets.core.recommend.params import (
 )
 from ubap_assets.core.recommend.scoring import (
     bootstrap_intervals,
-    evaluable_users,
     ranking_metrics,
     relevance_matrix,
     score_window,
-    window_relevance,
 )
 from ubap_assets.core.recommend.texts import Catalogue
 from ubap_assets.core.recommend.tuning import (
     Tuning,
     TuningGrid,
     fit_until,
-    interactions_by_half_life,
     sampled,
     tune,
+    window_training,
 )
 
 __all__ = [
@@ -170,10 +168,9 @@ def run_evaluation(
     )
     pairs = engaged_pages(con, windows.cutoff, windows.test_end)
     half_lives = [params.half_life_days, *(tuning.chosen[m].half_life_days for m in METHODS)]
-    trains = interactions_by_half_life(con, catalogue, params, windows.cutoff, half_lives)
-    # Every half-life has the same users and pages, so the window's relevance is built once.
-    relevance = window_relevance(trains[params.half_life_days], catalogue, params.exclude, pairs)
-    evaluable = evaluable_users(trains[params.half_life_days], relevance)
+    trains, relevance, evaluable = window_training(
+        con, catalogue, params, windows.cutoff, half_lives, pairs
+    )
     users = len(evaluable)
     if users < min_users:  # known before fitting: no model is fitted for nothing
         return table.insufficient(
@@ -205,7 +202,12 @@ def run_evaluation(
             refitted[key] = fitted[knobs.half_life_days].with_params(knobs)
         weights = tuple(knobs.component_weights.values()) if method == "hybrid" else None
         scores = score_window(
-            refitted[key], pairs, {method: (method, weights)}, params.k, 0, only, relevance
+            refitted[key],
+            pairs,
+            {method: (method, weights)},
+            params.k,
+            only=only,
+            relevance=relevance,
         )
         per_user[method], coverage[method] = scores.per_user[method], scores.coverage[method]
     table.notes.extend(dict.fromkeys(notes))

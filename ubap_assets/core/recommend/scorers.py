@@ -42,8 +42,9 @@ def prune_to_neighbours(similarity: np.ndarray, n: int) -> np.ndarray:
 
 
 def item_gram(strength: sp.csr_matrix) -> np.ndarray:
-    """X'X of the interactions as stored, dense float64 (pages x pages): what EASE inverts."""
-    return np.asarray((strength.T @ strength).todense(), dtype=np.float64)
+    """X'X of the interactions as stored, dense (pages x pages): what EASE inverts. The product
+    of float32 interactions is float32, so it is kept as such (no bit is lost)."""
+    return np.asarray((strength.T @ strength).todense())
 
 
 def ease_weights(
@@ -57,7 +58,7 @@ def ease_weights(
     interactions without decay this is textbook EASE. Solved in float64, returned as ``dtype``
     (the model stores float32 to halve the memory of a pages x pages matrix). ``gram``: X'X
     already computed (``item_gram``), so other lambdas do not multiply the interactions again."""
-    gram = (item_gram(strength) if gram is None else gram).copy()
+    gram = np.array(item_gram(strength) if gram is None else gram, dtype=np.float64)
     gram[np.diag_indices_from(gram)] += regularization
     inverse = np.linalg.inv(gram)
     weights = -inverse / np.diag(inverse)
@@ -161,7 +162,7 @@ class RecommenderModel:
     content_sim: np.ndarray  # (pages, pages) pruned cosine of embeddings
     item_sim: np.ndarray  # (pages, pages) pruned cosine of interaction columns
     ease_weights: np.ndarray  # (pages, pages) EASE item-item regression weights, zero diagonal
-    gram: np.ndarray  # (pages, pages) X'X, float64: EASE under another lambda starts from it
+    gram: np.ndarray  # (pages, pages) X'X: EASE under another lambda starts from it
     popularity: np.ndarray  # (pages,) decayed preference mass
     user_counts: np.ndarray  # (pages,) distinct users (novelty)
     segments: SegmentPopularity

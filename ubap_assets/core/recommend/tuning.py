@@ -14,6 +14,7 @@ from datetime import date, datetime
 import duckdb
 import numpy as np
 import polars as pl
+import scipy.sparse as sp
 
 from ubap_assets.core.recommend.interaction_state import training_from_state
 from ubap_assets.core.recommend.interactions import (
@@ -91,6 +92,23 @@ def interactions_by_half_life(
     """``interactions_until`` under each of ``half_lives``, in one read."""
     start = history_start(end, params)
     return load_training_by_half_life(con, start, end, params, catalogue, half_lives)
+
+
+def window_training(
+    con: duckdb.DuckDBPyConnection,
+    catalogue: Catalogue,
+    params: RecommenderParams,
+    end: datetime,
+    half_lives: Sequence[float | None],
+    pairs: pl.DataFrame,
+) -> tuple[dict[float | None, Interactions], sp.csr_matrix, np.ndarray]:
+    """What scoring a window starting at ``end`` needs: the training matrices before it under
+    each half-life (one read), the window's relevance and the ids of its evaluable users. Every
+    half-life has the same users and pages, so the relevance is built once, on the first."""
+    trains = interactions_by_half_life(con, catalogue, params, end, half_lives)
+    first = trains[next(iter(trains))]
+    relevance = window_relevance(first, catalogue, params.exclude, pairs)
+    return trains, relevance, evaluable_users(first, relevance)
 
 
 def served_interactions(
@@ -174,13 +192,11 @@ def tune(
     weights_grid = list(dict.fromkeys([tuple(params.component_weights.values()), *grid.weights]))
     pairs = engaged_pages(con, validation_start, validation_end)
     results: dict[str, list[tuple[float, RecommenderParams]]] = {m: [] for m in METHODS}
-    # Every half-life's matrices in one read; who can be evaluated does not depend on the
-    # knobs: counted before fitting anything.
+    # Who can be evaluated does not depend on the knobs: counted before fitting anything.
     half_lives = list(dict.fromkeys(grid.half_lives))  # a repeated value would score the same
-    trains = interactions_by_half_life(con, catalogue, params, validation_start, half_lives)
-    # Every half-life has the same users and pages, so the window's relevance is built once.
-    relevance = window_relevance(trains[half_lives[0]], catalogue, params.exclude, pairs)
-    evaluable = evaluable_users(trains[half_lives[0]], relevance)
+    trains, relevance, evaluable = window_training(
+        con, catalogue, params, validation_start, half_lives, pairs
+    )
     users = len(evaluable)
     if users < min_users:
         return Tuning(
