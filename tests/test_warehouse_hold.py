@@ -1,6 +1,6 @@
 """The warehouse resource holds the file open for its run: the run's connections share one open
-database, each connection's cached blocks are given back when it closes, and the file is free
-for other processes once the run ends."""
+database, a connection's cached blocks are given back when it closes unless they are few, and
+the file is free for other processes once the run ends."""
 
 import subprocess
 import sys
@@ -10,7 +10,11 @@ import duckdb
 import polars as pl
 
 from ubap_assets.lib import warehouse_io
-from ubap_assets.lib.warehouse_io import DuckDBWarehouseIOManager, WarehouseResource
+from ubap_assets.lib.warehouse_io import (
+    DuckDBWarehouseIOManager,
+    WarehouseResource,
+    _cached_bytes,
+)
 
 OPENS = "import duckdb, sys; duckdb.connect(sys.argv[1]).close()"
 
@@ -20,10 +24,6 @@ def _another_process_opens(path) -> bool:
         subprocess.run([sys.executable, "-c", OPENS, str(path)], capture_output=True).returncode
         == 0
     )
-
-
-def _cached_bytes(con: duckdb.DuckDBPyConnection) -> int:
-    return con.execute("SELECT sum(memory_usage_bytes) FROM duckdb_memory()").fetchone()[0]
 
 
 def test_holds_count_and_the_file_is_free_after_the_last_release(tmp_path):
@@ -44,8 +44,11 @@ def test_holds_count_and_the_file_is_free_after_the_last_release(tmp_path):
         assert con.execute("SELECT x FROM t").fetchone() == (1,)
 
 
-def test_a_closed_connection_leaves_no_cached_blocks_in_the_held_database(tmp_path):
+def test_a_closed_connection_leaves_a_large_cache_trimmed_and_a_small_one_kept(
+    tmp_path, monkeypatch
+):
     path = str(tmp_path / "warehouse.duckdb")
+    monkeypatch.setattr(warehouse_io, "KEEP_CACHED_BYTES", 8 << 20)
     with duckdb.connect(path) as con:
         con.execute(
             "CREATE TABLE big AS SELECT range AS x, range::VARCHAR AS s FROM range(3e6::BIGINT)"
@@ -60,7 +63,11 @@ def test_a_closed_connection_leaves_no_cached_blocks_in_the_held_database(tmp_pa
         assert _cached_bytes(held) > 8 << 20  # without the trim, the scan's blocks stay
         with warehouse_io.warehouse_connection(path) as con:
             con.execute(scan).fetchall()
-        assert _cached_bytes(held) <= 1 << 20  # the trim cap
+        assert _cached_bytes(held) <= 1 << 20  # above the kept size: trimmed to the trim cap
+        with warehouse_io.warehouse_connection(path) as con:
+            con.execute("SELECT max(s) FROM big WHERE x < 500000").fetchall()
+        # a cache under the kept size (about 2 MiB) stays for the next step, untrimmed
+        assert 1 << 20 < _cached_bytes(held) <= 8 << 20
         limit = held.execute("SELECT current_setting('memory_limit')").fetchone()[0]
         assert limit.replace(".0", "") == "1 GiB"  # the cap is back, a 1 GiB floor here
     finally:
