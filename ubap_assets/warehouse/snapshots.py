@@ -283,38 +283,50 @@ def prune_staging(snapshot_dir: Path) -> list[str]:
     return removed
 
 
-def _select_for_snapshot(warehouse: duckdb.DuckDBPyConnection, table: str, source: str) -> str:
-    """The SELECT that copies ``table`` from ``source`` (a schema) into a snapshot, clustered."""
-    columns = _columns(warehouse, table) if source == "main" else None
+def _cluster_order(table: str, columns: list[str]) -> str:
+    """`` ORDER BY`` the table's cluster keys that it has (none when it lacks the first)."""
     keys = CLUSTER_KEYS.get(table, ())
-    if columns is not None and table == "events":
-        kept = [c for c in RECENT_EVENT_COLUMNS if c in columns]
-        body = _recent_events_select(f'{source}."{table}"', kept, "event_id" in columns)
-        columns = kept
-    else:
-        body = f'SELECT * FROM {source}."{table}"'
-    order = ""
-    if keys and (columns is None or keys[0] in columns):
-        order = " ORDER BY " + ", ".join(f'"{k}"' for k in keys if columns is None or k in columns)
-    return body + order
+    if not keys or keys[0] not in columns:
+        return ""
+    return " ORDER BY " + ", ".join(f'"{k}"' for k in keys if k in columns)
 
 
-def _recent_events_select(events: str, kept: list[str], has_event_id: bool) -> str:
-    """Each user's newest RECENT_EVENTS_PER_USER events. Only the users with more than that
-    are ranked (a window sorts every row it sees); everyone else keeps every row as it is.
-    A null user_id counts as one user, as a window's partition would."""
+def _copy_recent_events(warehouse: duckdb.DuckDBPyConnection, alias: str) -> None:
+    """Copy each user's newest RECENT_EVENTS_PER_USER events into the snapshot, clustered.
+
+    Only the users with more than that are ranked (a window sorts every row it sees), and their
+    kept rows go to a temporary table first: a window and the other users' rows feeding one
+    sort ran out of memory under the publish's cap (365 days of 20k users at 512 MiB), while
+    each step alone spills. Everyone else keeps every row as it is. A null user_id counts as
+    one user, as a window's partition would.
+    """
+    columns = _columns(warehouse, EVENTS_TABLE)
+    kept = [c for c in RECENT_EVENT_COLUMNS if c in columns]
     cols = ", ".join(f'"{c}"' for c in kept)
-    newest = "event_ts DESC" + (", event_id DESC" if has_event_id else "")
+    newest = "event_ts DESC" + (", event_id DESC" if "event_id" in columns else "")
     limit = int(RECENT_EVENTS_PER_USER)
-    return (
-        f"SELECT * FROM (WITH heavy AS (SELECT user_id FROM {events} GROUP BY user_id "
-        f"HAVING count(*) > {limit}) "
-        f"SELECT {cols} FROM {events} ANTI JOIN heavy USING (user_id) "
-        "WHERE user_id IS NOT NULL "
-        f"UNION ALL SELECT {cols} FROM (SELECT * FROM {events} WHERE user_id IS NULL "
-        "OR user_id IN (SELECT user_id FROM heavy)) "
-        f"QUALIFY row_number() OVER (PARTITION BY user_id ORDER BY {newest}) <= {limit})"
-    )
+    events = f'main."{EVENTS_TABLE}"'
+    token = secrets.token_hex(4)
+    heavy, ranked = f"ubap_heavy_users_{token}", f"ubap_ranked_events_{token}"
+    try:
+        warehouse.execute(
+            f"CREATE TEMP TABLE {heavy} AS SELECT user_id FROM {events} GROUP BY user_id "
+            f"HAVING count(*) > {limit}"
+        )
+        warehouse.execute(
+            f"CREATE TEMP TABLE {ranked} AS SELECT {cols} FROM {events} WHERE user_id IS NULL "
+            f"OR user_id IN (SELECT user_id FROM {heavy}) "
+            f"QUALIFY row_number() OVER (PARTITION BY user_id ORDER BY {newest}) <= {limit}"
+        )
+        warehouse.execute(
+            f'CREATE TABLE {alias}."{EVENTS_TABLE}" AS SELECT * FROM ('
+            f"SELECT {cols} FROM {events} ANTI JOIN {heavy} USING (user_id) "
+            f"WHERE user_id IS NOT NULL UNION ALL SELECT * FROM {ranked})"
+            + _cluster_order(EVENTS_TABLE, kept)
+        )
+    finally:
+        warehouse.execute(f"DROP TABLE IF EXISTS {ranked}")
+        warehouse.execute(f"DROP TABLE IF EXISTS {heavy}")
 
 
 def _catalog_tables(con: duckdb.DuckDBPyConnection, catalog: str) -> set[str]:
@@ -456,8 +468,12 @@ def _recluster_if_fragmented(warehouse: duckdb.DuckDBPyConnection, alias: str) -
 
 
 def _copy_table(warehouse: duckdb.DuckDBPyConnection, alias: str, table: str) -> None:
-    select = _select_for_snapshot(warehouse, table, "main")
-    warehouse.execute(f'CREATE TABLE {alias}."{table}" AS {select}')
+    """Copy a warehouse table into the snapshot, clustered (the events: each user's newest)."""
+    if table == EVENTS_TABLE:
+        _copy_recent_events(warehouse, alias)
+        return
+    order = _cluster_order(table, _columns(warehouse, table))
+    warehouse.execute(f'CREATE TABLE {alias}."{table}" AS SELECT * FROM main."{table}"{order}')
 
 
 def _copy_carried(
