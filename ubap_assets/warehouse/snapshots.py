@@ -291,6 +291,14 @@ def _cluster_order(table: str, columns: list[str]) -> str:
     return " ORDER BY " + ", ".join(f'"{k}"' for k in keys if k in columns)
 
 
+def _recent_event_columns(warehouse: duckdb.DuckDBPyConnection) -> tuple[list[str], str, str]:
+    """The events' columns a snapshot keeps, as a list and quoted for a SELECT, and the window
+    order that puts a user's newest event first (event_id breaking ties in time)."""
+    kept = [c for c in RECENT_EVENT_COLUMNS if c in _columns(warehouse, EVENTS_TABLE)]
+    newest = "event_ts DESC" + (", event_id DESC" if "event_id" in kept else "")
+    return kept, ", ".join(f'"{c}"' for c in kept), newest
+
+
 def _copy_recent_events(warehouse: duckdb.DuckDBPyConnection, alias: str) -> None:
     """Copy each user's newest RECENT_EVENTS_PER_USER events into the snapshot, clustered.
 
@@ -300,10 +308,7 @@ def _copy_recent_events(warehouse: duckdb.DuckDBPyConnection, alias: str) -> Non
     each step alone spills. Everyone else keeps every row as it is. A null user_id counts as
     one user, as a window's partition would.
     """
-    columns = _columns(warehouse, EVENTS_TABLE)
-    kept = [c for c in RECENT_EVENT_COLUMNS if c in columns]
-    cols = ", ".join(f'"{c}"' for c in kept)
-    newest = "event_ts DESC" + (", event_id DESC" if "event_id" in columns else "")
+    kept, cols, newest = _recent_event_columns(warehouse)
     limit = int(RECENT_EVENTS_PER_USER)
     events = f'main."{EVENTS_TABLE}"'
     token = secrets.token_hex(4)
@@ -387,15 +392,12 @@ def _refresh_recent_events(warehouse: duckdb.DuckDBPyConnection, alias: str, sin
     base's rows, a user whose new rows pass the limit loses just their oldest few, found by a
     bounded per-user minimum (``arg_min(..., n)``) instead of a window over every held row.
     """
-    kept = [c for c in RECENT_EVENT_COLUMNS if c in _columns(warehouse, EVENTS_TABLE)]
+    kept, cols, newest = _recent_event_columns(warehouse)
     if _catalog_columns(warehouse, alias, EVENTS_TABLE) != kept or "user_id" not in kept:
         return False
     target = f'{alias}."{EVENTS_TABLE}"'
-    cols = ", ".join(f'"{c}"' for c in kept)
     start = datetime(since.year, since.month, since.day)
-    order_keys = ["event_ts", *(["event_id"] if "event_id" in kept else [])]
-    newest = ", ".join(f"{k} DESC" for k in order_keys)
-    oldest = "t.event_ts" if len(order_keys) == 1 else "(t.event_ts, t.event_id)"
+    oldest = "(t.event_ts, t.event_id)" if "event_id" in kept else "t.event_ts"
     limit = int(RECENT_EVENTS_PER_USER)
     token = secrets.token_hex(4)
     fresh, held = f"ubap_fresh_events_{token}", f"ubap_held_events_{token}"
