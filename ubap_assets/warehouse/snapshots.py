@@ -12,7 +12,7 @@ import os
 import re
 import secrets
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -299,6 +299,18 @@ def _recent_event_columns(warehouse: duckdb.DuckDBPyConnection) -> tuple[list[st
     return kept, ", ".join(f'"{c}"' for c in kept), newest
 
 
+@contextlib.contextmanager
+def _temporary_tables(warehouse: duckdb.DuckDBPyConnection, *stems: str) -> Iterator[list[str]]:
+    """Unique names ``ubap_<stem>_<token>`` for temporary tables, dropped when the block ends."""
+    token = secrets.token_hex(4)
+    names = [f"ubap_{stem}_{token}" for stem in stems]
+    try:
+        yield names
+    finally:
+        for name in names:
+            warehouse.execute(f"DROP TABLE IF EXISTS {name}")
+
+
 def _copy_recent_events(warehouse: duckdb.DuckDBPyConnection, alias: str) -> None:
     """Copy each user's newest RECENT_EVENTS_PER_USER events into the snapshot, clustered.
 
@@ -311,9 +323,7 @@ def _copy_recent_events(warehouse: duckdb.DuckDBPyConnection, alias: str) -> Non
     kept, cols, newest = _recent_event_columns(warehouse)
     limit = int(RECENT_EVENTS_PER_USER)
     events = f'main."{EVENTS_TABLE}"'
-    token = secrets.token_hex(4)
-    heavy, ranked = f"ubap_heavy_users_{token}", f"ubap_ranked_events_{token}"
-    try:
+    with _temporary_tables(warehouse, "heavy_users", "ranked_events") as (heavy, ranked):
         warehouse.execute(
             f"CREATE TEMP TABLE {heavy} AS SELECT user_id FROM {events} GROUP BY user_id "
             f"HAVING count(*) > {limit}"
@@ -329,9 +339,6 @@ def _copy_recent_events(warehouse: duckdb.DuckDBPyConnection, alias: str) -> Non
             f"WHERE user_id IS NOT NULL UNION ALL SELECT * FROM {ranked})"
             + _cluster_order(EVENTS_TABLE, kept)
         )
-    finally:
-        warehouse.execute(f"DROP TABLE IF EXISTS {ranked}")
-        warehouse.execute(f"DROP TABLE IF EXISTS {heavy}")
 
 
 def _catalog_tables(con: duckdb.DuckDBPyConnection, catalog: str) -> set[str]:
@@ -399,9 +406,7 @@ def _refresh_recent_events(warehouse: duckdb.DuckDBPyConnection, alias: str, sin
     start = datetime(since.year, since.month, since.day)
     oldest = "(t.event_ts, t.event_id)" if "event_id" in kept else "t.event_ts"
     limit = int(RECENT_EVENTS_PER_USER)
-    token = secrets.token_hex(4)
-    fresh, held = f"ubap_fresh_events_{token}", f"ubap_held_events_{token}"
-    try:
+    with _temporary_tables(warehouse, "fresh_events", "held_events") as (fresh, held):
         # The rewritten days' newest rows per user, and what the base holds of those users.
         warehouse.execute(
             f'CREATE TEMP TABLE {fresh} AS SELECT {cols} FROM main."{EVENTS_TABLE}" '
@@ -442,9 +447,6 @@ def _refresh_recent_events(warehouse: duckdb.DuckDBPyConnection, alias: str, sin
                 "WHERE t.event_ts < ? GROUP BY t.user_id, x.excess)",
                 [limit, limit, start],
             )
-    finally:
-        warehouse.execute(f"DROP TABLE IF EXISTS {fresh}")
-        warehouse.execute(f"DROP TABLE IF EXISTS {held}")
     _recluster_if_fragmented(warehouse, alias)
     return True
 
