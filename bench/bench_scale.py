@@ -4,9 +4,9 @@ A child process materializes the whole graph (``refresh_job`` over every day, as
 does) on a fresh synthetic world in a private data directory, sampling its own resident memory
 every 50 ms. The synthetic world has about 1.1 events per user per day, so 100k users x 90 days
 is about 10M events and 1M users x 90 days about 100M. Printed: events, the total time and peak
-RSS, and per stage (the asset group of each step, checks included) its seconds and the peak RSS
-while it ran. Targets (issue 16): 10M events no slower than 111 s with peak RSS under 2 GB;
-100M events under 20 minutes with peak RSS under 8 GB.
+RSS, per stage (the asset group of each step, checks included) its seconds and the peak RSS
+while it ran, and the slowest steps. Targets (issue 16): 10M events no slower than 111 s with
+peak RSS under 2 GB; 100M events under 20 minutes with peak RSS under 8 GB.
 
     .venv/bin/python bench/bench_scale.py --users 100000 --days 90     # ~10M events
     .venv/bin/python bench/bench_scale.py --users 1000000 --days 90    # ~100M events
@@ -73,6 +73,7 @@ def measure(days: int) -> dict:
     sampler.running = False
     starts: dict[str, float] = {}
     stages: dict[str, dict[str, float]] = defaultdict(lambda: {"seconds": 0.0, "peak_mib": 0.0})
+    steps: dict[str, float] = {}
     for entry in instance.all_logs(result.run_id):
         event = entry.dagster_event
         if event is None:
@@ -83,7 +84,8 @@ def measure(days: int) -> dict:
         elif kind in ("STEP_SUCCESS", "STEP_FAILURE"):
             stage = group_of.get(step, "other")
             # A failed step's data carries no duration: its time is from its start event.
-            stages[stage]["seconds"] += entry.timestamp - starts.get(step, entry.timestamp)
+            steps[step] = entry.timestamp - starts.get(step, entry.timestamp)
+            stages[stage]["seconds"] += steps[step]
             window = sampler.peak(starts.get(step, entry.timestamp), entry.timestamp)
             stages[stage]["peak_mib"] = max(stages[stage]["peak_mib"], window)
     failed = [e.step_key for e in result.get_step_failure_events()]
@@ -94,6 +96,7 @@ def measure(days: int) -> dict:
         "seconds": total,
         "peak_mib": max((mib for _, mib in sampler.samples), default=0.0),
         "stages": stages,
+        "steps": steps,
         "failed": failed,
     }
 
@@ -127,6 +130,8 @@ def main() -> None:
     print(f"{'stage':<18}{'seconds':>10}{'peak MiB':>12}")
     for stage, s in sorted(r["stages"].items(), key=lambda kv: -kv[1]["seconds"]):
         print(f"{stage:<18}{s['seconds']:>10.1f}{s['peak_mib']:>12,.0f}")
+    slowest = sorted(r["steps"].items(), key=lambda kv: -kv[1])[:12]
+    print("slowest steps: " + ", ".join(f"{step} {seconds:.1f}" for step, seconds in slowest))
 
 
 if __name__ == "__main__":
