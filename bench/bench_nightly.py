@@ -5,7 +5,9 @@ yesterday (a private data directory and ephemeral Dagster instance), then times,
 
 - full: ``refresh_job`` over every day but the last (what ``make up`` runs);
 - nightly: ``nightly_job`` over the last day and the day before (what ``nightly_refresh`` runs
-  six nights a week: trends, features, segments and scores, no retraining);
+  six nights a week: trends, features, segments and scores, no retraining), three times over
+  the same night (a night is idempotent), the median taken: one run's time varies by about a
+  fifth on a shared machine;
 - retrain night: ``refresh_job`` over the same two days (what ``nightly_retrain`` runs on the
   first night of each training period, weekly by default).
 
@@ -36,6 +38,7 @@ from _util import measure_in_fresh_world
 
 TARGET_RATIO = 0.15
 TARGET_GROWTH = 0.20
+NIGHTLY_RUNS = 3
 
 
 def _steps(result) -> dict[str, float]:
@@ -82,7 +85,10 @@ def measure(users: int, days: int) -> dict:
         return seconds, _steps(result)
 
     full, _ = run("refresh_job", first, last - timedelta(days=1))
-    nightly, steps = run("nightly_job", last - timedelta(days=1), last)
+    # The same night, run again, rewrites the same days (the runs are idempotent): the median
+    # of a few runs, since one run's time varies by a fifth on a shared machine.
+    nights = [run("nightly_job", last - timedelta(days=1), last) for _ in range(NIGHTLY_RUNS)]
+    nightly, steps = sorted(nights, key=lambda night: night[0])[len(nights) // 2]
     retrain, _ = run("refresh_job", last - timedelta(days=1), last)
     with __import__("duckdb").connect(os.environ["UBAP_DATA_DIR"] + "/warehouse.duckdb") as con:
         events, last_day = con.execute(
@@ -95,6 +101,7 @@ def measure(users: int, days: int) -> dict:
         "last_day_events": last_day,
         "full": full,
         "nightly": nightly,
+        "nightly_runs": [seconds for seconds, _ in nights],
         "retrain": retrain,
         "nightly_steps": steps,
     }
@@ -132,7 +139,9 @@ def main() -> None:
             f"{r['night']}, a night without retraining)\n"
             f"  full           {r['full']:8.1f} s\n"
             f"  nightly        {r['nightly']:8.1f} s   nightly / full {ratio:.3f}"
-            f" (target <= {TARGET_RATIO})\n"
+            f" (target <= {TARGET_RATIO}); the median of the runs "
+            + ", ".join(f"{seconds:.1f}" for seconds in r["nightly_runs"])
+            + " s\n"
             f"  retrain night  {r['retrain']:8.1f} s   mean night of a week / full "
             f"{week / r['full']:.3f}"
         )
