@@ -1,8 +1,8 @@
 """Top-k lists per user from a fitted model, each row with its source and a readable reason.
 
-Vectorized over users: dense score blocks of a few thousand users at a time and
-``np.argpartition`` for the top k; no Python loop touches a (user, page) pair. Strings are
-gathered inside polars from small lookup series, never built in numpy.
+Vectorized over users: dense score blocks of a few thousand users at a time (a few blocks at
+once, ``map_blocks``) and ``np.argpartition`` for the top k; no Python loop touches a (user,
+page) pair. Strings are gathered inside polars from small lookup series, never built in numpy.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import scipy.sparse as sp
 from ubap_assets.core.recommend.params import COMPONENTS, SOURCES
 from ubap_assets.core.recommend.ranking import BLOCK_SIZE, minmax_rows, top_k
 from ubap_assets.core.recommend.scorers import RecommenderModel
+from ubap_assets.lib.blocks import map_blocks
 
 LISTS_SCHEMA: dict[str, pl.DataType] = {
     "user_id": pl.String,
@@ -53,16 +54,10 @@ def recommendation_lists(
     )
     train_rows = lookup["train_index"].fill_null(-1).to_numpy()
     segment = lookup["segment_index"].fill_null(-1).to_numpy().astype(np.int64)
-    frames = [
-        _block_lists(
-            model,
-            user_ids[start : start + BLOCK_SIZE],
-            train_rows[start : start + BLOCK_SIZE],
-            segment[start : start + BLOCK_SIZE],
-            k,
-        )
-        for start in range(0, len(user_ids), BLOCK_SIZE)
-    ]
+    frames = map_blocks(
+        lambda block: _block_lists(model, user_ids[block], train_rows[block], segment[block], k),
+        [slice(start, start + BLOCK_SIZE) for start in range(0, len(user_ids), BLOCK_SIZE)],
+    )
     lists = pl.concat(frames) if frames else pl.DataFrame(schema=LISTS_SCHEMA)
     return (
         lists.select(list(LISTS_SCHEMA))

@@ -17,6 +17,7 @@ from ubap_assets.core.recommend.interactions import Interactions
 from ubap_assets.core.recommend.params import COMPONENTS, RecommenderParams
 from ubap_assets.core.recommend.ranking import minmax_rows, top_k
 from ubap_assets.core.recommend.texts import Catalogue
+from ubap_assets.lib.blocks import map_blocks
 
 # Rows user-kNN scores at once (see RecommenderModel.user_knn).
 USER_KNN_ROWS = 256
@@ -218,17 +219,20 @@ class RecommenderModel:
 
         ``self_index``: each row's own train index (or -1), so a user is never their own
         neighbour. Neighbours come from a seeded pool of at most ``user_pool`` users. Rows are
-        scored USER_KNN_ROWS at a time: a (rows, pool) similarity block and its argpartition
-        stay tens of MB (a whole 4096-user block against a 20k pool took over 1 GB).
+        scored USER_KNN_ROWS at a time, a few blocks at once (``map_blocks``): a (rows, pool)
+        similarity block and its argpartition stay tens of MB (a whole 4096-user block against a
+        20k pool took over 1 GB).
         """
         pool = self.user_pool.indices
         if not len(pool):
             return np.zeros((rows.shape[0], self.catalogue.size), dtype=np.float32)
         out = np.empty((rows.shape[0], self.catalogue.size), dtype=np.float32)
-        for start in range(0, rows.shape[0], USER_KNN_ROWS):
-            part = slice(start, start + USER_KNN_ROWS)
+
+        def score(part: slice) -> None:  # each block writes its own rows of ``out``
             own = self_index[part] if self_index is not None else None
             out[part] = self._user_knn_rows(rows[part], own)
+
+        map_blocks(score, [slice(s, s + USER_KNN_ROWS) for s in range(0, len(out), USER_KNN_ROWS)])
         return out
 
     def _user_knn_rows(self, rows: sp.csr_matrix, self_index: np.ndarray | None) -> np.ndarray:
