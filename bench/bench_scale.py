@@ -84,9 +84,10 @@ def measure(days: int) -> dict:
         elif kind in ("STEP_SUCCESS", "STEP_FAILURE"):
             stage = group_of.get(step, "other")
             # A failed step's data carries no duration: its time is from its start event.
-            steps[step] = entry.timestamp - starts.get(step, entry.timestamp)
+            step_start = starts.get(step, entry.timestamp)
+            steps[step] = entry.timestamp - step_start
             stages[stage]["seconds"] += steps[step]
-            window = sampler.peak(starts.get(step, entry.timestamp), entry.timestamp)
+            window = sampler.peak(step_start, entry.timestamp)
             stages[stage]["peak_mib"] = max(stages[stage]["peak_mib"], window)
     failed = [e.step_key for e in result.get_step_failure_events()]
     with duckdb.connect(os.environ["UBAP_DATA_DIR"] + "/warehouse.duckdb", read_only=True) as con:
