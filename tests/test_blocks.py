@@ -1,5 +1,6 @@
 """Blocks of numpy work on a few threads: the results of a loop, in order, sooner; and the
-recommender's threaded scorers equal their one-thread results bit for bit."""
+recommender's threaded scorers and the models' bootstrap equal their one-thread results bit for
+bit."""
 
 import threading
 
@@ -9,6 +10,7 @@ import pytest
 
 from tests.conftest import world_db
 from tests.test_recommend import _embeddings
+from ubap_assets.core import model_evaluation as ev
 from ubap_assets.core import recommend
 from ubap_assets.core.recommend import render, scorers
 from ubap_assets.lib import blocks
@@ -88,3 +90,17 @@ def test_threaded_user_knn_and_lists_equal_one_thread(tiny_world, monkeypatch):
     assert np.array_equal(one_knn, many_knn)
     assert one_lists.equals(many_lists)
     assert (one_lists["top_signal"] == "collaborative").any()
+
+
+def test_bootstrap_intervals_are_the_same_on_one_thread_and_on_four(monkeypatch):
+    rng = np.random.default_rng(4)
+    y = (rng.random(5000) < 0.2).astype(int)
+    p = np.clip(0.3 * y + 0.7 * rng.random(5000), 0, 1)
+    monkeypatch.setattr(blocks, "block_workers", lambda: 1)
+    one = ev.bootstrap_intervals(y, p, 0.5, seed=3)
+    monkeypatch.setattr(blocks, "block_workers", lambda: 4)
+    assert ev.bootstrap_intervals(y, p, 0.5, seed=3) == one
+    # every resample is drawn: 1000 of them over the blocks, none repeated by a shared stream
+    cells = ev.Cells.of(y, p, 0.5)
+    resampled = cells.resampled_metrics(1000, seed=3)["roc_auc"]
+    assert len(resampled) == 1000 and len(np.unique(resampled)) > 900

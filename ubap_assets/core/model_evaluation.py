@@ -21,9 +21,13 @@ from sklearn.metrics import (
     roc_curve,
 )
 
+from ubap_assets.lib.blocks import map_blocks
+
 # Fewer positives (or negatives) than this in a window: the task is "insufficient data".
 MIN_CLASS_COUNT = 50
 RESAMPLES = 1000
+# The resamples are drawn in this many blocks of their own seeded streams (on threads).
+RESAMPLE_BLOCKS = 4
 MAX_BINS = 2000
 CONFIDENCE = 0.95
 EPS = 1e-6
@@ -123,13 +127,24 @@ class Cells:
             first_flagged=first,
         )
 
-    def resample(self, resamples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-        """(resamples, bins) positive and negative counts of bootstrap resamples of the users."""
+    def resampled_metrics(self, resamples: int, seed: int) -> dict[str, np.ndarray]:
+        """Every metric (see ``metrics``) of ``resamples`` bootstrap resamples of the users.
+
+        A resample is a multinomial draw of counts over the cells. The resamples are drawn and
+        scored in RESAMPLE_BLOCKS blocks, each from its own stream of ``seed``, on a few threads
+        (``map_blocks``): the same values whatever the number of threads."""
         counts = np.concatenate([self.positives, self.negatives])
-        n = int(counts.sum())
-        draws = np.random.default_rng(seed).multinomial(n, counts / n, size=resamples)
-        bins = len(self.positives)
-        return draws[:, :bins].astype(np.float64), draws[:, bins:].astype(np.float64)
+        n, bins = int(counts.sum()), len(self.positives)
+        streams = np.random.SeedSequence(seed).spawn(RESAMPLE_BLOCKS)
+        sizes = [len(part) for part in np.array_split(np.arange(resamples), RESAMPLE_BLOCKS)]
+
+        def block(index: int) -> dict[str, np.ndarray]:
+            generator = np.random.default_rng(streams[index])
+            draws = generator.multinomial(n, counts / n, size=sizes[index]).astype(np.float64)
+            return self.metrics(draws[:, :bins], draws[:, bins:])
+
+        blocks = map_blocks(block, range(RESAMPLE_BLOCKS))
+        return {name: np.concatenate([b[name] for b in blocks]) for name in blocks[0]}
 
     def metrics(self, pos: np.ndarray, neg: np.ndarray) -> dict[str, np.ndarray]:
         """Every metric for each row of (rows, bins) counts; NaN where undefined."""
@@ -176,10 +191,9 @@ def bootstrap_intervals(
 ) -> dict[str, tuple[float, float]]:
     """Percentile bootstrap ``CONFIDENCE`` interval of every metric in ``METRICS``."""
     cells = Cells.of(y, p, threshold, max_bins)
-    pos, neg = cells.resample(resamples, seed)
     tail = 100 * (1 - CONFIDENCE) / 2
     out = {}
-    for name, values in cells.metrics(pos, neg).items():
+    for name, values in cells.resampled_metrics(resamples, seed).items():
         values = values[np.isfinite(values)]
         if len(values) == 0:
             out[name] = (float("nan"), float("nan"))
