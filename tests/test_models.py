@@ -29,6 +29,7 @@ from ubap_assets.defs.predictions import assets as prediction_assets
 from ubap_assets.defs.predictions import checks as prediction_checks
 from ubap_assets.defs.segments import assets as segment_assets
 from ubap_assets.defs.segments import checks as segment_checks
+from ubap_assets.lib import blocks
 from ubap_assets.lib.model_store import ModelStore
 from ubap_assets.lib.warehouse_io import DuckDBWarehouseIOManager
 from ubap_assets.warehouse import tables as t
@@ -214,10 +215,16 @@ def test_a_large_window_is_cut_to_a_deterministic_sample(world_con, plan, result
     assert "(a sample of" in result.window_users_text()
 
 
-def test_same_data_and_seed_give_the_same_models(world_con, plan, results):
+def test_same_data_and_seed_give_the_same_models(world_con, plan, results, monkeypatch):
     train, valid, test = mdl.training_data(world_con, plan, "bounce")
+    monkeypatch.setattr(blocks, "block_workers", lambda: 4)
     again = mdl.train_task("bounce", train, valid, test, plan, seed=0, n_jobs=1)
     assert_frame_equal(again.metrics, results["bounce"].metrics)
+    # candidates fitted one at a time, not at once on threads: the same models
+    monkeypatch.setattr(blocks, "block_workers", lambda: 1)
+    in_turn = mdl.train_task("bounce", train, valid, test, plan, seed=0, n_jobs=1)
+    assert_frame_equal(in_turn.metrics, results["bounce"].metrics)
+    assert in_turn.candidates == results["bounce"].candidates
 
 
 def test_curves_are_thinned_and_ordered(results):

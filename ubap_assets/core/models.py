@@ -11,6 +11,7 @@ negatives) is "insufficient data": nothing is fit, nothing is served, the number
 import json
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from functools import partial
 
 import duckdb
 import numpy as np
@@ -43,6 +44,7 @@ from ubap_assets.core.features import (
     plan_windows,
 )
 from ubap_assets.core.sampling import sample_mask
+from ubap_assets.lib.blocks import map_blocks
 
 MODEL_NAMES: tuple[str, ...] = ("logistic_regression", "random_forest", "xgboost")
 # The hyper-parameters tried per family; the validation window picks one (by PR-AUC).
@@ -415,18 +417,18 @@ def _train_task(
         )
     x = {split: design.matrix(f) for split, f in frames.items()}
     chosen, params, candidates, valid_scores = {}, {}, [], {}
+
+    def fit(family: str, candidate: dict[str, float]) -> tuple[object, np.ndarray]:
+        model = make_model(
+            family, candidate, seed=seed, n_jobs=n_jobs, threads=threads, n_rows=len(ys["train"])
+        )
+        model.fit(x["train"], ys["train"])
+        return model, model.predict_proba(x[VALIDATION])[:, 1]
+
     for family in MODEL_NAMES:
-        for candidate in CANDIDATES[family]:
-            model = make_model(
-                family,
-                candidate,
-                seed=seed,
-                n_jobs=n_jobs,
-                threads=threads,
-                n_rows=len(ys["train"]),
-            )
-            model.fit(x["train"], ys["train"])
-            p = model.predict_proba(x[VALIDATION])[:, 1]
+        # A family's candidates are fitted at once: each is seeded, so the same models.
+        fitted = map_blocks(partial(fit, family), CANDIDATES[family])
+        for candidate, (model, p) in zip(CANDIDATES[family], fitted, strict=True):
             score = float(average_precision_score(ys[VALIDATION], p))
             candidates.append({"model": family, "params": candidate, "validation_pr_auc": score})
             if family not in chosen or score > valid_scores[family][0]:
