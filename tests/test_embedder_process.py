@@ -1,5 +1,6 @@
 """SentenceEmbedder's child process: the same vectors as in-process, torch never in the parent,
-clear errors from the child (a bad model, a killed worker), no child when there is nothing to do."""
+clear errors from the child (a bad model, a killed worker), no child when there is nothing to do,
+and a first run's child started ahead (loading the model while the first steps run)."""
 
 import json
 import os
@@ -11,13 +12,14 @@ import time
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import psutil
 import pytest
 
 from ubap_assets.core import recommend
 from ubap_assets.core.catalogue import page_catalogue
 from ubap_assets.lib import embedding_worker
-from ubap_assets.lib.embedder import SentenceEmbedder, worker_launches
+from ubap_assets.lib.embedder import SentenceEmbedder, WorkerJob, worker_launches
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -125,7 +127,7 @@ def test_a_killed_worker_is_named_as_such():
     assert "5000 texts" in message and "all-MiniLM-L6-v2" in message
 
 
-def test_page_embeddings_asset_starts_one_child_then_none(tmp_path):
+def test_a_first_run_starts_the_model_ahead_and_a_later_run_starts_none(tmp_path):
     import dagster as dg
     import duckdb
     from dagster_duckdb import DuckDBResource
@@ -134,17 +136,23 @@ def test_page_embeddings_asset_starts_one_child_then_none(tmp_path):
     from ubap_assets.lib.warehouse_io import DuckDBWarehouseIOManager
 
     path = str(tmp_path / "w.duckdb")
-    with duckdb.connect(path) as con:
-        con.register("_f", page_catalogue().head(12))
-        con.execute("CREATE TABLE pages AS SELECT * FROM _f")
+    launches_when_pages_ran = []
+
+    @dg.asset(name="pages")
+    def pages() -> pl.DataFrame:  # the run's first step: a child started ahead exists by now
+        launches_when_pages_ran.append(worker_launches())
+        return page_catalogue().head(12)
+
+    instance = dg.DagsterInstance.ephemeral()
 
     def run() -> dict:
         result = dg.materialize(
-            [assets.page_embeddings, dg.AssetSpec("pages")],
+            [assets.page_embeddings, pages],
+            instance=instance,
             resources={
                 "io_manager": DuckDBWarehouseIOManager(database=path),
                 "warehouse": DuckDBResource(database=path),
-                "embedder": SentenceEmbedder(),
+                "embedder": SentenceEmbedder(warm_start_for="page_embeddings"),
             },
         )
         assert result.success
@@ -154,10 +162,25 @@ def test_page_embeddings_asset_starts_one_child_then_none(tmp_path):
     launches = worker_launches()
     first = run()
     assert (first["embedded_pages"], first["dim"]) == (12, 384)
-    assert worker_launches() == launches + 1
-    second = run()  # the nightly case: no page changed
+    assert launches_when_pages_ran == [launches + 1], "the model did not start ahead of the run"
+    assert worker_launches() == launches + 1, "the child started ahead was not the one used"
+    with duckdb.connect(path, read_only=True) as con:
+        stored = np.stack(con.execute("SELECT embedding FROM page_embeddings").pl()["embedding"])
+    texts = recommend.page_texts(page_catalogue().head(12))["text"].to_list()
+    assert np.allclose(stored, SentenceEmbedder(in_subprocess=False).embed(texts), atol=1e-5)
+    second = run()  # the nightly case: embedded before with this model, no page changed
     assert (second["embedded_pages"], second["reused_pages"]) == (0, 12)
     assert worker_launches() == launches + 1, "a child was started though no page changed"
+
+
+def test_a_child_started_ahead_and_never_asked_exits_and_cleans_up():
+    job = WorkerJob("all-MiniLM-L6-v2", "cpu", 64, texts=None)
+    time.sleep(0.5)
+    assert job.process.poll() is None, "it should wait for texts"
+    job.close()  # the run needed no embedding: end of input
+    assert job.process.returncode == 0
+    assert not job.folder.exists()
+    assert not (job.folder / embedding_worker.REPLY).exists()
 
 
 def test_the_worker_exits_when_its_parent_dies():

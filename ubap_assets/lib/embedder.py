@@ -4,7 +4,9 @@
 ``model_name`` may name another sentence-transformers model or a local path for users who have
 one. By default it encodes in a short-lived child process (``embedding_worker.py``, a fresh
 interpreter, never a fork of the run's process), so torch, sentence-transformers and the model
-(~600 MiB) leave with it instead of staying resident for the rest of the run.
+(~600 MiB) leave with it instead of staying resident for the rest of the run. On a run that
+will need it (``warm_start_for``), that child starts as the run starts and loads the model while
+the first steps run.
 ``HashingEmbedder`` is a deterministic bag-of-words embedder with no model at all, for fast
 graph tests. Both return L2-normalized float32 rows; an empty text gives the zero vector.
 """
@@ -80,6 +82,11 @@ class SentenceEmbedder(Embedder):
     )
     device: str = Field(default="cpu", description="torch device")
     batch_size: int = Field(default=64, description="texts per forward pass")
+    warm_start_for: str = Field(
+        default="",
+        description="asset key of the embeddings: when it was never materialized with this "
+        "model, the child process starts loading the model as the run starts (empty: never)",
+    )
     in_subprocess: bool = Field(
         default=True,
         description="encode in a child process that exits afterwards, so torch and the model "
@@ -111,38 +118,109 @@ class SentenceEmbedder(Embedder):
         return self._encode_in_worker(texts)
 
     def _encode_in_worker(self, texts: list[str]) -> np.ndarray:
+        key = (self.model_id(), self.device, self.batch_size)
+        job = _ahead.pop(key, None) or WorkerJob(*key, texts=texts)
+        vectors, dimension = job.result(texts)
+        _known_dimensions[key[0]] = dimension
+        return vectors
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        """Start the model's child process as the run starts when ``warm_start_for`` has never
+        been materialized with this model (a first run, a new model): loading torch and the
+        model (6-8 s) then overlaps the run's first steps instead of waiting in the asset."""
+        if not (self.in_subprocess and self.warm_start_for and context.instance is not None):
+            return
+        event = context.instance.get_latest_materialization_event(dg.AssetKey(self.warm_start_for))
+        materialization = event.asset_materialization if event else None
+        stored = materialization.metadata.get("model") if materialization else None
+        if stored is not None and stored.value == self.model_id():
+            return  # embedded before: most runs reuse every vector and need no model
+        key = (self.model_id(), self.device, self.batch_size)
+        if key not in _ahead:
+            _ahead[key] = WorkerJob(*key, texts=None)
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        job = _ahead.pop((self.model_id(), self.device, self.batch_size), None)
+        if job is not None:  # started ahead and never asked: it exits on end of input
+            job.close()
+
+
+# Children started ahead of their texts, by (model id, device, batch size).
+_ahead: dict[tuple[str, str, int], "WorkerJob"] = {}
+
+
+class WorkerJob:
+    """One embedding child process (``embedding_worker.py``) in a scratch folder of its own,
+    started with its texts or ahead of them (``texts=None``: it loads the model and waits)."""
+
+    def __init__(self, model_id: str, device: str, batch_size: int, texts: list[str] | None):
         global _worker_launches
-        model_id = self.model_id()
-        with tempfile.TemporaryDirectory(prefix="ubap-embed-") as scratch:
-            folder = Path(scratch)
-            request = {
-                "parent_pid": os.getpid(),
-                "model_name": model_id,
-                "device": self.device,
-                "batch_size": self.batch_size,
-                "texts": texts,
-            }
-            (folder / embedding_worker.REQUEST).write_text(json.dumps(request))
-            command = [sys.executable, "-P", embedding_worker.__file__, str(folder)]
-            _worker_launches += 1
-            finished = subprocess.run(
-                command, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False
-            )
-            reply_path = folder / embedding_worker.REPLY
+        self.model_id, self.ahead = model_id, texts is None
+        self.scratch = tempfile.TemporaryDirectory(prefix="ubap-embed-")
+        self.folder = Path(self.scratch.name)
+        request = {
+            "parent_pid": os.getpid(),
+            "model_name": model_id,
+            "device": device,
+            "batch_size": batch_size,
+            "texts": texts,
+        }
+        (self.folder / embedding_worker.REQUEST).write_text(json.dumps(request))
+        self.stderr = (self.folder / "stderr.txt").open("w")
+        _worker_launches += 1
+        self.process = subprocess.Popen(
+            [sys.executable, "-P", embedding_worker.__file__, str(self.folder)],
+            stdin=subprocess.PIPE if self.ahead else subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=self.stderr,
+            text=True,
+        )
+
+    def result(self, texts: list[str]) -> tuple[np.ndarray, int]:
+        """The vectors of ``texts`` (the texts it was started with, if any) and the model's
+        dimension; the child's error, or how it died, as a RuntimeError."""
+        try:
+            if self.ahead:
+                (self.folder / embedding_worker.TEXTS).write_text(json.dumps(texts))
+                self._close_input("texts\n")
+            returncode = self.process.wait()
+            reply_path = self.folder / embedding_worker.REPLY
             reply = json.loads(reply_path.read_text()) if reply_path.exists() else {}
             if "error" in reply:
                 raise RuntimeError(reply["error"])
-            if finished.returncode < 0:
-                raise RuntimeError(_killed_message(-finished.returncode, len(texts), model_id))
-            if finished.returncode != 0 or "dimension" not in reply:
+            if returncode < 0:
+                raise RuntimeError(_killed_message(-returncode, len(texts), self.model_id))
+            if returncode != 0 or "dimension" not in reply:
+                self.stderr.flush()
+                last_output = (self.folder / "stderr.txt").read_text()[-2000:]
                 raise RuntimeError(
-                    f"the embedding worker for model {model_id!r} exited with code "
-                    f"{finished.returncode} without vectors; its last output:\n"
-                    f"{finished.stderr[-2000:]}"
+                    f"the embedding worker for model {self.model_id!r} exited with code "
+                    f"{returncode} without vectors; its last output:\n{last_output}"
                 )
-            vectors = np.load(folder / embedding_worker.VECTORS, allow_pickle=False)
-        _known_dimensions[model_id] = int(reply["dimension"])
-        return vectors
+            vectors = np.load(self.folder / embedding_worker.VECTORS, allow_pickle=False)
+            return vectors, int(reply["dimension"])
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """End the child (a waiting one on end of input) and remove the scratch folder."""
+        self._close_input()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.stderr.close()
+        self.scratch.cleanup()
+
+    def _close_input(self, line: str = "") -> None:
+        if self.process.stdin is None or self.process.stdin.closed:
+            return
+        try:
+            self.process.stdin.write(line)
+            self.process.stdin.close()
+        except BrokenPipeError:  # it already exited (a model that failed to load): see reply
+            pass
 
 
 def _killed_message(signal_number: int, n_texts: int, model_id: str) -> str:
@@ -187,12 +265,13 @@ class HashingEmbedder(Embedder):
         return out
 
 
-def embedder_from_env() -> Embedder:
-    """The embedder the code location binds: ``UBAP_EMBEDDER`` = sentence (default) or hashing."""
+def embedder_from_env(warm_start_for: str = "") -> Embedder:
+    """The embedder the code location binds: ``UBAP_EMBEDDER`` = sentence (default) or hashing;
+    ``warm_start_for``: see ``SentenceEmbedder``."""
     read = current_settings()
     kind = read.embedder.strip().lower()
     if kind == "hashing":
         return HashingEmbedder()
     if kind not in ("sentence", "sentence-transformers", ""):
         raise ValueError(f"UBAP_EMBEDDER={kind!r} is not known: use 'sentence' or 'hashing'")
-    return SentenceEmbedder(model_name=read.embedding_model)
+    return SentenceEmbedder(model_name=read.embedding_model, warm_start_for=warm_start_for)

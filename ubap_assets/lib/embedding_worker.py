@@ -4,7 +4,9 @@
 DIR``) so torch, sentence-transformers and the model never stay in the run's process: the child
 reads ``DIR/request.json`` (model, device, batch size, texts), writes ``DIR/vectors.npy``
 (float32, one row per text) and ``DIR/reply.json`` (the model's dimension, or the error), and
-exits. It imports nothing of the project, only numpy and, when asked, the model packages.
+exits. A child started ahead of its texts (``"texts": null``) loads the model, then waits for a
+line on stdin: the texts are then in ``DIR/texts.json``; end of input without a line means none
+came, and it exits. It imports nothing of the project, only numpy and the model packages.
 The same functions load and encode in-process for ``SentenceEmbedder(in_subprocess=False)``.
 """
 
@@ -22,6 +24,7 @@ import numpy as np
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 REQUEST = "request.json"
 REPLY = "reply.json"
+TEXTS = "texts.json"
 VECTORS = "vectors.npy"
 
 
@@ -115,7 +118,12 @@ def main(argv: list[str]) -> int:
     model_name = request["model_name"]
     try:
         model = load_model(model_name, request["device"])
-        vectors = encode(model, request["texts"], int(request["batch_size"]))
+        texts = request["texts"]
+        if texts is None:  # started ahead of its texts
+            if not sys.stdin.readline():
+                return 0  # the run needed none
+            texts = json.loads((folder / TEXTS).read_text())
+        vectors = encode(model, texts, int(request["batch_size"]))
         np.save(folder / VECTORS, vectors, allow_pickle=False)
         reply = {"dimension": model_dimension(model)}
     except RuntimeError as exc:
