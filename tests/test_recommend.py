@@ -14,6 +14,7 @@ from tests.conftest import world_db
 from ubap_assets.core import recommend
 from ubap_assets.core.catalogue import page_catalogue
 from ubap_assets.core.daily import build_all_daily
+from ubap_assets.core.recommend import scorers
 from ubap_assets.core.recommend.scorers import ease_weights
 from ubap_assets.core.schema import EVENTS_SCHEMA
 from ubap_assets.lib.embedder import HashingEmbedder
@@ -593,3 +594,28 @@ def test_history_anchors_equal_the_dense_argmax_wherever_a_product_is_positive()
     assert positive.sum() > 100
     np.testing.assert_array_equal(found[positive], expected[positive])
     assert (found[:5] == 0).all()
+
+
+@pytest.mark.parametrize("density", [0.3, 0.02])
+def test_nearest_columns_are_each_row_s_largest_values(density):
+    rng = np.random.default_rng(7)
+    users = sp.random(300, 60, density=density, random_state=8, format="csr", dtype=np.float32)
+    pool = sp.random(4000, 60, density=density, random_state=9, dtype=np.float32).toarray()
+    pool[:600] = pool[600]  # many equal neighbours: some rows take the plain partition
+    similarity = np.asarray(
+        (scorers.row_normalize(users) @ scorers.row_normalize(sp.csr_matrix(pool)).T).todense(),
+        dtype=np.float32,
+    )
+    similarity[rng.random(300) < 0.1] = 0.0  # rows with no similar user at all
+    n = 25
+    columns, values = scorers.nearest_columns(similarity, n)
+    assert columns.shape == values.shape == (300, n)
+    # the same multiset of weights as a full partition; zero weights only pad
+    full = -np.sort(-similarity, axis=1)[:, :n]
+    assert np.array_equal(-np.sort(-values, axis=1), full)
+    positive = values > 0
+    rows = np.nonzero(positive)[0]
+    assert np.array_equal(similarity[rows, columns[positive]], values[positive])
+    for row in range(300):  # a neighbour is listed once
+        listed = columns[row][positive[row]]
+        assert len(set(listed.tolist())) == len(listed)

@@ -30,6 +30,59 @@ def row_normalize(matrix: sp.csr_matrix) -> sp.csr_matrix:
     return sp.csr_matrix(sp.diags(inverse.astype(np.float32)) @ matrix)
 
 
+# nearest_columns first looks at every SAMPLE_STRIDE-th column of a row.
+SAMPLE_STRIDE = 8
+
+
+def nearest_columns(similarity: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's n largest non-negative values: (columns, values), both (rows, n); equal
+    values are taken in no promised order (as ``np.argpartition``).
+
+    The n-th largest of every SAMPLE_STRIDE-th column bounds the row's n-th largest from below,
+    so only the values at or above it (a few times n, not the whole row) are partitioned. A
+    row whose bound is 0 keeps only its positive values and pads with zero weights, which add
+    nothing to a weighted sum. A row with many equal values near its bound (short histories
+    alike) takes a plain ``argpartition`` of the whole row.
+    """
+    rows = similarity.shape[0]
+    sample = similarity[:, ::SAMPLE_STRIDE]
+    width = sample.shape[1]
+    if n >= width:
+        return _partition_columns(similarity, n)
+    # (the n-th smallest of the negated sample: partitioning near the top of a row with many
+    # zeros is several times slower than near the bottom)
+    bound = -np.partition(-sample, n - 1, axis=1)[:, n - 1]
+    # positive values only: a bound of 0 keeps the row's positive values
+    bound = np.maximum(bound, np.finfo(similarity.dtype).smallest_subnormal)[:, None]
+    plain = (sample >= bound).sum(axis=1) > 2 * n
+    if plain.mean() > 0.5:
+        return _partition_columns(similarity, n)
+    keep = similarity >= bound
+    keep[plain] = False
+    counts = keep.sum(axis=1)
+    kept = max(int(counts.max()), n)
+    row, column = np.nonzero(keep)  # row by row, so each row's slots count up from 0
+    slot = np.arange(len(row)) - np.repeat(np.cumsum(counts) - counts, counts)
+    packed = np.zeros((rows, kept), dtype=similarity.dtype)
+    packed[row, slot] = similarity[row, column]
+    packed_columns = np.zeros((rows, kept), dtype=np.intp)
+    packed_columns[row, slot] = column
+    top = np.argpartition(packed, kept - n, axis=1)[:, kept - n :]
+    columns = np.take_along_axis(packed_columns, top, axis=1)
+    values = np.take_along_axis(packed, top, axis=1)
+    if plain.any():
+        columns[plain], values[plain] = _partition_columns(similarity[plain], n)
+    return columns, values
+
+
+def _partition_columns(similarity: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    if n >= similarity.shape[1]:
+        columns = np.broadcast_to(np.arange(similarity.shape[1]), similarity.shape)
+    else:
+        columns = np.argpartition(-similarity, n - 1, axis=1)[:, :n]
+    return columns, np.take_along_axis(similarity, columns, axis=1)
+
+
 def prune_to_neighbours(similarity: np.ndarray, n: int) -> np.ndarray:
     """Keep each column's n largest positive entries (a kNN graph), zero the diagonal."""
     similarity = np.clip(similarity.astype(np.float32), 0.0, None)
@@ -243,12 +296,7 @@ class RecommenderModel:
             is_self = np.flatnonzero((pool[position] == self_index) & (self_index >= 0))
             similarity[is_self, position[is_self]] = 0.0
         n = min(self.params.user_neighbours, similarity.shape[1])
-        neighbours = (
-            np.argpartition(-similarity, n - 1, axis=1)[:, :n]
-            if n < similarity.shape[1]
-            else np.broadcast_to(np.arange(similarity.shape[1]), similarity.shape)
-        )
-        values = np.take_along_axis(similarity, neighbours, axis=1)
+        neighbours, values = nearest_columns(similarity, n)
         graph = sp.csr_matrix(
             (
                 values.ravel(),
