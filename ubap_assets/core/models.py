@@ -426,8 +426,13 @@ def _train_task(
         return model, model.predict_proba(x[VALIDATION])[:, 1]
 
     for family in MODEL_NAMES:
-        # A family's candidates are fitted at once: each is seeded, so the same models.
-        fitted = map_blocks(partial(fit, family), CANDIDATES[family])
+        # One-thread fits of a family run at once (each is seeded: the same models); a forest
+        # already grows its trees on n_jobs threads, and two at once only hold more memory.
+        fit_family = partial(fit, family)
+        if family == "random_forest":
+            fitted = [fit_family(candidate) for candidate in CANDIDATES[family]]
+        else:
+            fitted = map_blocks(fit_family, CANDIDATES[family])
         for candidate, (model, p) in zip(CANDIDATES[family], fitted, strict=True):
             score = float(average_precision_score(ys[VALIDATION], p))
             candidates.append({"model": family, "params": candidate, "validation_pr_auc": score})
