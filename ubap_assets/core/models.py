@@ -611,14 +611,15 @@ def train_all(
     ceiling = None
     if personas is not None and not personas.is_empty():
         ceiling = personas.select("user_id", score=pl.col("purchase_propensity_14d"))
-    results = {}
     features = cutoff_features(con, plan)
-    for task in tasks:
-        frames = training_data(con, plan, task, features)
+    windows = {task: training_data(con, plan, task, features) for task in tasks}
+
+    def train(task: str) -> TaskResult:
+        frames = windows[task]
         populations = dict(zip(SPLITS, (f.height for f in frames), strict=True))
         train, valid, test = (sample_users(f, max_users, seed) for f in frames)
         sampled = {"train": train.height, VALIDATION: valid.height, TEST: test.height}
-        results[task] = train_task(
+        result = train_task(
             task,
             train,
             valid,
@@ -631,5 +632,10 @@ def train_all(
             ceiling=ceiling if task == "conversion" else None,
             min_class_count=min_class_count,
         )
-        results[task].populations = populations
-    return results
+        result.populations = populations
+        return result
+
+    # The tasks train at once, each in its own thread (seeded: the same models as in turn);
+    # the threads' limit is held here, so neither task's own limit lifts it for the other.
+    with threadpool_limits(limits=threads):
+        return dict(zip(tasks, map_blocks(train, list(tasks)), strict=True))
