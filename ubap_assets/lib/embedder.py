@@ -141,7 +141,7 @@ class SentenceEmbedder(Embedder):
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         job = _ahead.pop((self.model_id(), self.device, self.batch_size), None)
-        if job is not None:  # started ahead and never asked: it exits on end of input
+        if job is not None:  # started ahead and never asked: stopped
             job.close()
 
 
@@ -203,7 +203,10 @@ class WorkerJob:
             self.close()
 
     def close(self) -> None:
-        """End the child (a waiting one on end of input) and remove the scratch folder."""
+        """End the child and remove the scratch folder. A child started ahead and never given
+        its texts is stopped at once, even while it still loads the model."""
+        if self.ahead and self.process.stdin is not None and not self.process.stdin.closed:
+            self.process.terminate()
         self._close_input()
         try:
             self.process.wait(timeout=30)
