@@ -288,16 +288,25 @@ def test_phrases_read_as_plain_words():
     )
 
 
-def test_predictions_rank_every_user_with_each_task_s_own_reasons(results, world_con, plan):
+def test_predictions_rank_every_user_with_each_task_s_own_reasons(
+    results, world_con, plan, monkeypatch
+):
     conv, bounce = results["conversion"], results["bounce"]
     features = fx.compute_features(world_con, plan.end, plan.lookback_days)
-    frame = predict_users(
-        features,
-        conversion=_served(conv),
-        bounce=_served(bounce),
-        model_version="v1",
-        scored_at=plan.end,
-    )
+
+    def scored() -> pl.DataFrame:
+        return predict_users(
+            features,
+            conversion=_served(conv),
+            bounce=_served(bounce),
+            model_version="v1",
+            scored_at=plan.end,
+        )
+
+    monkeypatch.setattr(blocks, "block_workers", lambda: 4)
+    frame = scored()
+    monkeypatch.setattr(blocks, "block_workers", lambda: 1)
+    assert_frame_equal(scored(), frame)  # the tasks in turn: the same rows
     assert frame.columns == list(PREDICTION_COLUMNS) and frame.height == features.height
     assert frame["conversion_rank"].sort().to_list() == list(range(1, frame.height + 1))
     top = frame.sort("conversion_rank").head(20)

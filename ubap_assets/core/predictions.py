@@ -14,6 +14,7 @@ import polars as pl
 
 from ubap_assets.core.explain import OUTCOMES, top_reasons
 from ubap_assets.core.models import REASON_METHODS, predict
+from ubap_assets.lib.blocks import map_blocks
 
 CONVERSION_REASONS: tuple[str, ...] = ("reason_1", "reason_2", "reason_3")
 AT_RISK_REASONS: tuple[str, ...] = ("at_risk_reason_1", "at_risk_reason_2", "at_risk_reason_3")
@@ -88,8 +89,11 @@ def predict_users(
     scored_at: datetime,
 ) -> pl.DataFrame:
     """One row per user of ``features`` (computed at ``scored_at``), high-value first."""
-    conv = _task_columns(features, conversion, "conversion", CONVERSION_REASONS)
-    risk = _task_columns(features, bounce, "bounce", AT_RISK_REASONS)
+    # The two tasks score at once, each on a thread (each row's values do not depend on it).
+    conv, risk = map_blocks(
+        lambda task: _task_columns(features, *task),
+        [(conversion, "conversion", CONVERSION_REASONS), (bounce, "bounce", AT_RISK_REASONS)],
+    )
     frame = conv.rename({"probability": "conversion_probability"}).join(
         risk.rename({"probability": "at_risk_probability"}),
         on="user_id",
