@@ -614,7 +614,7 @@ def train_all(
     features = cutoff_features(con, plan)
     windows = {task: training_data(con, plan, task, features) for task in tasks}
 
-    def train(task: str) -> TaskResult:
+    def train_one(task: str) -> TaskResult:
         frames = windows[task]
         populations = dict(zip(SPLITS, (f.height for f in frames), strict=True))
         train, valid, test = (sample_users(f, max_users, seed) for f in frames)
@@ -638,4 +638,4 @@ def train_all(
     # The tasks train at once, each in its own thread (seeded: the same models as in turn);
     # the threads' limit is held here, so neither task's own limit lifts it for the other.
     with threadpool_limits(limits=threads):
-        return dict(zip(tasks, map_blocks(train, list(tasks)), strict=True))
+        return dict(zip(tasks, map_blocks(train_one, list(tasks)), strict=True))

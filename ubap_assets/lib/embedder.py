@@ -191,7 +191,6 @@ class WorkerJob:
             if returncode < 0:
                 raise RuntimeError(_killed_message(-returncode, len(texts), self.model_id))
             if returncode != 0 or "dimension" not in reply:
-                self.stderr.flush()
                 last_output = (self.folder / "stderr.txt").read_text()[-2000:]
                 raise RuntimeError(
                     f"the embedding worker for model {self.model_id!r} exited with code "

@@ -42,7 +42,8 @@ def nearest_columns(similarity: np.ndarray, n: int) -> tuple[np.ndarray, np.ndar
     so only the values at or above it (a few times n, not the whole row) are partitioned. A
     row whose bound is 0 keeps only its positive values and pads with zero weights, which add
     nothing to a weighted sum. A row with many equal values near its bound (short histories
-    alike) takes a plain ``argpartition`` of the whole row.
+    alike) takes a plain ``argpartition`` of the whole row, and so does a block where most rows
+    are like that. The values must not be negative (cosines of non-negative rows).
     """
     rows = similarity.shape[0]
     sample = similarity[:, ::SAMPLE_STRIDE]
