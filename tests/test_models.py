@@ -220,7 +220,7 @@ def test_same_data_and_seed_give_the_same_models(world_con, plan, results, tiny_
     monkeypatch.setattr(blocks, "block_workers", lambda: 4)
     again = mdl.train_task("bounce", train, valid, test, plan, seed=0, n_jobs=1)
     assert_frame_equal(again.metrics, results["bounce"].metrics)
-    # tasks, candidates and bootstrap blocks one at a time, not at once on threads: the same
+    # tasks and bootstrap blocks one at a time, not at once on threads: the same models
     monkeypatch.setattr(blocks, "block_workers", lambda: 1)
     in_turn = mdl.train_all(world_con, plan, personas=tiny_world.personas, seed=0, n_jobs=1)
     for task in mdl.TASKS:

@@ -132,7 +132,8 @@ class Cells:
 
         A resample is a multinomial draw of counts over the cells. The resamples are drawn and
         scored in RESAMPLE_BLOCKS blocks, each from its own stream of ``seed``, on a few threads
-        (``map_blocks``): the same values whatever the number of threads."""
+        (``map_blocks``; in turn inside a task that trains on a thread of its own): the same
+        values whatever the number of threads."""
         counts = np.concatenate([self.positives, self.negatives])
         n, bins = int(counts.sum()), len(self.positives)
         streams = np.random.SeedSequence(seed).spawn(RESAMPLE_BLOCKS)

@@ -11,7 +11,6 @@ negatives) is "insufficient data": nothing is fit, nothing is served, the number
 import json
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from functools import partial
 
 import duckdb
 import numpy as np
@@ -417,23 +416,18 @@ def _train_task(
         )
     x = {split: design.matrix(f) for split, f in frames.items()}
     chosen, params, candidates, valid_scores = {}, {}, [], {}
-
-    def fit(family: str, candidate: dict[str, float]) -> tuple[object, np.ndarray]:
-        model = make_model(
-            family, candidate, seed=seed, n_jobs=n_jobs, threads=threads, n_rows=len(ys["train"])
-        )
-        model.fit(x["train"], ys["train"])
-        return model, model.predict_proba(x[VALIDATION])[:, 1]
-
     for family in MODEL_NAMES:
-        # One-thread fits of a family run at once (each is seeded: the same models); a forest
-        # already grows its trees on n_jobs threads, and two at once only hold more memory.
-        fit_family = partial(fit, family)
-        if family == "random_forest":
-            fitted = [fit_family(candidate) for candidate in CANDIDATES[family]]
-        else:
-            fitted = map_blocks(fit_family, CANDIDATES[family])
-        for candidate, (model, p) in zip(CANDIDATES[family], fitted, strict=True):
+        for candidate in CANDIDATES[family]:
+            model = make_model(
+                family,
+                candidate,
+                seed=seed,
+                n_jobs=n_jobs,
+                threads=threads,
+                n_rows=len(ys["train"]),
+            )
+            model.fit(x["train"], ys["train"])
+            p = model.predict_proba(x[VALIDATION])[:, 1]
             score = float(average_precision_score(ys[VALIDATION], p))
             candidates.append({"model": family, "params": candidate, "validation_pr_auc": score})
             if family not in chosen or score > valid_scores[family][0]:

@@ -1,8 +1,9 @@
 """Independent blocks of numpy work on a few threads.
 
-numpy's and scipy's kernels (a sparse product, an argpartition, a sort) release the GIL, so on
-two cores two blocks of users are scored at once instead of in turn. Each block is computed
-exactly as in a loop and the results come back in input order: the same values, sooner.
+numpy's and scipy's kernels (a sparse product, an argpartition, a sort) and the model libraries'
+fits release the GIL, so on two cores two blocks of users are scored, or two tasks trained, at
+once instead of in turn. Each block is computed exactly as in a loop and the results come back
+in input order: the same values, sooner.
 
 Before the first threads start, every allocation of MMAP_THRESHOLD or more gets its own mapping
 for good (``mallopt``). glibc otherwise raises that threshold each time a large block is freed,

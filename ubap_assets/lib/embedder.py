@@ -117,8 +117,12 @@ class SentenceEmbedder(Embedder):
             return embedding_worker.encode(self._model_here(), texts, self.batch_size)
         return self._encode_in_worker(texts)
 
+    def _job_key(self) -> tuple[str, str, int]:
+        """What a child process is started with: model id, device, batch size."""
+        return self.model_id(), self.device, self.batch_size
+
     def _encode_in_worker(self, texts: list[str]) -> np.ndarray:
-        key = (self.model_id(), self.device, self.batch_size)
+        key = self._job_key()
         job = _ahead.pop(key, None) or WorkerJob(*key, texts=texts)
         vectors, dimension = job.result(texts)
         _known_dimensions[key[0]] = dimension
@@ -135,12 +139,12 @@ class SentenceEmbedder(Embedder):
         stored = materialization.metadata.get("model") if materialization else None
         if stored is not None and stored.value == self.model_id():
             return  # embedded before: most runs reuse every vector and need no model
-        key = (self.model_id(), self.device, self.batch_size)
+        key = self._job_key()
         if key not in _ahead:
             _ahead[key] = WorkerJob(*key, texts=None)
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
-        job = _ahead.pop((self.model_id(), self.device, self.batch_size), None)
+        job = _ahead.pop(self._job_key(), None)
         if job is not None:  # started ahead and never asked: stopped
             job.close()
 
