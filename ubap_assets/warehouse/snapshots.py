@@ -29,9 +29,11 @@ _TABLE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 # Row order inside a snapshot: tables read per user/page are stored clustered on that key, so
 # DuckDB's per-row-group min/max skip almost everything on a point lookup. The first listed
-# column must exist; the others are used when present.
+# column must exist; the others are used when present. The events are clustered by user only:
+# a lookup orders a user's few hundred rows itself, and sorting 9M rows by time within each user
+# as well took 1.8 s more of a 10M publish (7.7 s against 5.9 s).
 CLUSTER_KEYS: dict[str, tuple[str, ...]] = {
-    "events": ("user_id", "event_ts"),
+    "events": ("user_id",),
     "users": ("user_id",),
     "user_features": ("user_id",),
     "user_segments": ("user_id",),
@@ -433,7 +435,7 @@ def _refresh_recent_events(warehouse: duckdb.DuckDBPyConnection, alias: str, sin
         if short:
             return False
         warehouse.execute(f"DELETE FROM {target} WHERE event_ts >= ?", [start])
-        warehouse.execute(f"INSERT INTO {target} SELECT * FROM {fresh} ORDER BY user_id, event_ts")
+        warehouse.execute(f"INSERT INTO {target} SELECT * FROM {fresh} ORDER BY user_id")
         # Each user over the limit now loses their oldest rows before the rewritten days.
         most = warehouse.execute(
             f"SELECT max(held - rewritten + fresh - ?) FROM {held}", [limit]
