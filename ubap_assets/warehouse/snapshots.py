@@ -169,13 +169,7 @@ def current_snapshot(snapshot_dir: Path) -> Snapshot:
 
 def _columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
     """The columns of ``table`` in the connection's own database (not an attached one)."""
-    rows = con.execute(
-        "SELECT column_name FROM information_schema.columns WHERE table_catalog = "
-        "current_database() AND table_schema = 'main' AND table_name = ? "
-        "ORDER BY ordinal_position",
-        [table],
-    ).fetchall()
-    return [name for (name,) in rows]
+    return _catalog_columns(con, con.execute("SELECT current_database()").fetchone()[0], table)
 
 
 def publish_snapshot(
@@ -353,9 +347,11 @@ def _catalog_tables(con: duckdb.DuckDBPyConnection, catalog: str) -> set[str]:
 
 
 def _catalog_columns(con: duckdb.DuckDBPyConnection, catalog: str, table: str) -> list[str]:
+    """The columns of ``catalog``'s table or view ``table``, in order (``duckdb_columns()``
+    answers in half the time of ``information_schema``: a publish asks about 35 times)."""
     rows = con.execute(
-        "SELECT column_name FROM information_schema.columns WHERE table_catalog = ? "
-        "AND table_schema = 'main' AND table_name = ? ORDER BY ordinal_position",
+        "SELECT column_name FROM duckdb_columns() WHERE database_name = ? "
+        "AND schema_name = 'main' AND table_name = ? ORDER BY column_index",
         [catalog, table],
     ).fetchall()
     return [name for (name,) in rows]
