@@ -310,35 +310,30 @@ def _temporary_tables(warehouse: duckdb.DuckDBPyConnection, *stems: str) -> Iter
 def _copy_recent_events(warehouse: duckdb.DuckDBPyConnection, alias: str) -> None:
     """Copy each user's newest RECENT_EVENTS_PER_USER events into the snapshot, clustered.
 
-    Only the users with more than that are cut: each gets the key of their oldest kept event,
-    the limit-th newest (event_ts, event_id), from a bounded top-N per user (``max(key, n)``)
-    instead of a window that sorts every row it sees; then one pass keeps their rows at or
-    after it and everyone else's rows whole. A null user_id counts as one user, as a window's
-    partition would. Event ids are unique (the ingest quarantines duplicates), so the keys
-    are too, and exactly the limit is kept, the rows a window ranks first. On the 10M world
-    this took 1.6 s against the window's 3.1 s; a window and the other users' rows feeding
-    one sort ran out of memory under the publish's cap (365 days of 20k users at 512 MiB).
+    Only the users with more than that are ranked (a window sorts every row it sees), and their
+    kept rows go to a temporary table first: a window and the other users' rows feeding one
+    sort ran out of memory under the publish's cap (365 days of 20k users at 512 MiB), while
+    each step alone spills. Everyone else keeps every row as it is. A null user_id counts as
+    one user, as a window's partition would.
     """
-    kept, _, _ = _recent_event_columns(warehouse)
+    kept, cols, newest = _recent_event_columns(warehouse)
     limit = int(RECENT_EVENTS_PER_USER)
     events = f'main."{EVENTS_TABLE}"'
-    key = "{'ts': e.event_ts, 'id': e.event_id}" if "event_id" in kept else "e.event_ts"
-    same_user = "e.user_id IS NOT DISTINCT FROM {}.user_id"
-    selected = ", ".join(f'e."{c}"' for c in kept)
-    with _temporary_tables(warehouse, "heavy_users", "oldest_kept") as (heavy, oldest):
+    with _temporary_tables(warehouse, "heavy_users", "ranked_events") as (heavy, ranked):
         warehouse.execute(
             f"CREATE TEMP TABLE {heavy} AS SELECT user_id FROM {events} GROUP BY user_id "
             f"HAVING count(*) > {limit}"
         )
         warehouse.execute(
-            f"CREATE TEMP TABLE {oldest} AS SELECT e.user_id, "
-            f"list_last(max({key}, {limit})) AS oldest FROM {events} e "
-            f"SEMI JOIN {heavy} h ON {same_user.format('h')} GROUP BY e.user_id"
+            f"CREATE TEMP TABLE {ranked} AS SELECT {cols} FROM {events} WHERE user_id IS NULL "
+            f"OR user_id IN (SELECT user_id FROM {heavy}) "
+            f"QUALIFY row_number() OVER (PARTITION BY user_id ORDER BY {newest}) <= {limit}"
         )
         warehouse.execute(
-            f'CREATE TABLE {alias}."{EVENTS_TABLE}" AS SELECT {selected} FROM {events} e '
-            f"LEFT JOIN {oldest} o ON {same_user.format('o')} "
-            f"WHERE o.oldest IS NULL OR {key} >= o.oldest" + _cluster_order(EVENTS_TABLE, kept)
+            f'CREATE TABLE {alias}."{EVENTS_TABLE}" AS SELECT * FROM ('
+            f"SELECT {cols} FROM {events} ANTI JOIN {heavy} USING (user_id) "
+            f"WHERE user_id IS NOT NULL UNION ALL SELECT * FROM {ranked})"
+            + _cluster_order(EVENTS_TABLE, kept)
         )
 
 
