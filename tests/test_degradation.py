@@ -19,7 +19,7 @@ from ubap_assets.defs.predictions import checks as prediction_checks
 from ubap_assets.defs.serving import assets as serving_assets
 from ubap_assets.defs.serving.assets import serving_snapshot
 from ubap_assets.defs.serving.sensors import publish_after_failure
-from ubap_assets.defs.serving.status import check_results
+from ubap_assets.defs.serving.status import check_results, latest_materializations, table_status
 from ubap_assets.lib.model_store import ModelStore
 from ubap_assets.warehouse import tables as t
 from ubap_assets.warehouse.snapshots import (
@@ -168,6 +168,43 @@ def test_planned_check_evaluations_of_a_failed_run_do_not_break_publishing(data_
     assert status["users"] == (
         f"users failed in run {failed.run_id[:8]}: the user export is unreachable"
     )
+
+
+def test_a_table_a_run_built_is_refreshed_for_it_whatever_a_later_run_planned():
+    """table_status reads every table's latest materialization at once; a table the publishing
+    run built is refreshed for that run, while a publish-only run after a later failed run
+    names that failure."""
+    fails = {"now": False}
+
+    @dg.asset(name="users")
+    def users_export() -> None:
+        if fails["now"]:
+            raise dg.Failure(description="the user export is unreachable")
+
+    @dg.asset(name="pages")
+    def pages_export() -> None: ...
+
+    instance = dg.DagsterInstance.ephemeral()
+    built = dg.materialize([users_export, pages_export], instance=instance)
+    fails["now"] = True
+    failed = dg.materialize([users_export], instance=instance, raise_on_error=False)
+    assert not failed.success
+
+    tables, present = ["users", "pages", "events"], {"users", "pages"}
+    for_builder = table_status(instance, tables, present, built.run_id)
+    assert for_builder.select("table_name", "refreshed").rows() == [
+        ("users", True),
+        ("pages", True),
+        ("events", False),
+    ]
+    assert for_builder["reason"][2] == "never built: not in the warehouse"
+    publish_only = table_status(instance, tables, present, "p" * 36)
+    reasons = dict(publish_only.select("table_name", "reason").rows())
+    assert reasons["users"] == (
+        f"users failed in run {failed.run_id[:8]}: the user export is unreachable"
+    )
+    assert reasons["pages"] is None
+    assert latest_materializations(instance, tables)["users"].run_id == built.run_id
 
 
 SOURCES = ("users", "pages", "events", "user_personas")

@@ -9,7 +9,12 @@ import polars as pl
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
-from ubap_assets.defs.serving.status import check_results, failed_blocking, table_status
+from ubap_assets.defs.serving.status import (
+    check_results,
+    failed_blocking,
+    latest_materializations,
+    table_status,
+)
 from ubap_assets.lib.warehouse_io import memory_share
 from ubap_assets.warehouse import tables as t
 from ubap_assets.warehouse.introspect import warehouse_tables
@@ -64,21 +69,20 @@ def _previous_copies(blocked: dict[str, str], target: Path) -> dict[str, Path]:
 _PAGE = 100
 
 
-def _rewritten_since(
+def _days_rewritten_since(
     instance: dg.DagsterInstance, table: str, storage_id: int
-) -> tuple[bool, date | None, bool]:
-    """Whether ``table`` was materialized after the event ``storage_id``; for a day-partitioned
-    table also the first day rewritten, and whether every such materialization named its day."""
+) -> tuple[date | None, bool]:
+    """For a day-partitioned ``table`` materialized after the event ``storage_id``: the first
+    day rewritten since, and whether every such materialization named its day."""
     records_filter = dg.AssetRecordsFilter(
         asset_key=dg.AssetKey(table), after_storage_id=storage_id
     )
     first: date | None = None
-    changed, by_day = False, True
+    by_day = True
     cursor = None
     while True:
         result = instance.fetch_materializations(records_filter, limit=_PAGE, cursor=cursor)
         for record in result.records:
-            changed = True
             partition = record.partition_key
             if partition is None:
                 by_day = False
@@ -90,13 +94,16 @@ def _rewritten_since(
                 continue
             first = day if first is None or day < first else first
         if not result.has_more:
-            return changed, first, by_day
+            return first, by_day
         cursor = result.cursor
 
 
-def _snapshot_base(instance: dg.DagsterInstance, target: Path) -> tuple[SnapshotBase | None, str]:
+def _snapshot_base(
+    instance: dg.DagsterInstance, target: Path, latest: dict[str, dg.EventLogRecord | None]
+) -> tuple[SnapshotBase | None, str]:
     """The snapshot in service as the start of the next one, when this instance published it
-    (so the tables rewritten since are known), and a note of what is reused."""
+    (so the tables rewritten since are known: ``latest``, each table's newest
+    materialization), and a note of what is reused."""
     try:
         previous = current_snapshot(target)
     except NoSnapshotError:
@@ -113,11 +120,13 @@ def _snapshot_base(instance: dg.DagsterInstance, target: Path) -> tuple[Snapshot
     for table in t.SERVING_TABLES:
         if table in stale:
             continue
-        changed, first, by_day = _rewritten_since(instance, table, published.storage_id)
-        if not changed:
+        newest = latest.get(table)
+        if newest is None or newest.storage_id <= published.storage_id:
             unchanged.add(table)
-        elif table == t.EVENTS and by_day:
-            events_since = first
+        elif table == t.EVENTS:
+            first, by_day = _days_rewritten_since(instance, table, published.storage_id)
+            if by_day:
+                events_since = first
     base = SnapshotBase(previous.path, frozenset(unchanged), events_since)
     events = (
         "unchanged"
@@ -172,8 +181,9 @@ def serving_snapshot(
     snapshot_id = f"{now:%Y%m%dT%H%M%S}-{context.run_id[:8]}"
     target = snapshot_dir()
     carried = _previous_copies(blocked, target)
+    latest = latest_materializations(context.instance, t.SERVING_TABLES)
     base, base_note = (
-        _snapshot_base(context.instance, target)
+        _snapshot_base(context.instance, target, latest)
         if config.incremental
         else (None, "incremental publishing off: every table copied")
     )
@@ -187,6 +197,7 @@ def serving_snapshot(
             context.run_id,
             blocked=blocked,
             carried=_carried_times(carried),
+            latest=latest,
         )
         copied = [
             name

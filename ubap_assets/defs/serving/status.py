@@ -68,8 +68,16 @@ def check_results(instance: dg.DagsterInstance, graph) -> pl.DataFrame:
     failed, or skipped (with the reason the check gave) where the data could not be scored."""
     rows = []
     skip_reasons: dict[str, dict[str, str]] = {}  # run id -> step key -> reason
-    for key in sorted(graph.asset_check_keys, key=lambda k: (k.asset_key.to_user_string(), k.name)):
-        found = latest_completed_evaluation(instance, key)
+    keys = sorted(graph.asset_check_keys, key=lambda k: (k.asset_key.to_user_string(), k.name))
+    # Every check's latest record in one query; only those whose latest did not evaluate
+    # (skipped, or planned by a run that never got to it) page back through their history.
+    latest = instance.event_log_storage.get_latest_asset_check_execution_by_key(keys)
+    for key in keys:
+        record = latest.get(key)
+        if record is not None and isinstance(record.evaluation, dg.AssetCheckEvaluation):
+            found = record.evaluation, record
+        else:
+            found = latest_completed_evaluation(instance, key)
         if found is None:
             continue
         evaluation, record = found
@@ -182,6 +190,20 @@ def _reason_not_materialized(outcome: _RunOutcome, table: str) -> str:
     return f"not built in run {run} ({outcome.status.lower()})"
 
 
+def latest_materializations(
+    instance: dg.DagsterInstance, tables: Iterable[str]
+) -> dict[str, dg.EventLogRecord | None]:
+    """Each table's newest materialization (None where it has none), read in one query."""
+    tables = list(tables)
+    latest: dict[str, dg.EventLogRecord | None] = dict.fromkeys(tables)
+    for record in instance.get_asset_records([dg.AssetKey(table) for table in tables]):
+        entry = record.asset_entry
+        name = entry.asset_key.to_user_string()
+        if name in latest:
+            latest[name] = entry.last_materialization_record
+    return latest
+
+
 def table_status(
     instance: dg.DagsterInstance,
     tables: Iterable[str],
@@ -189,6 +211,7 @@ def table_status(
     current_run_id: str,
     blocked: dict[str, str] | None = None,
     carried: dict[str, datetime | None] | None = None,
+    latest: dict[str, dg.EventLogRecord | None] | None = None,
 ) -> pl.DataFrame:
     """One row per served table: refreshed, or the reason the served data is older.
 
@@ -196,15 +219,18 @@ def table_status(
     snapshot's copy is served, ``carried`` gives when that was materialized); its asset kept the
     previous table on a known data problem (``ubap/not_refreshed`` metadata); a finished run
     planned it after its latest materialization but did not build it (that run's step failure
-    is the reason); or it is not in the warehouse at all.
+    is the reason); or it is not in the warehouse at all. A table this run built is refreshed
+    whatever another run planned since. ``latest``: ``latest_materializations`` of ``tables``,
+    read here when not given.
     """
     blocked, carried = blocked or {}, carried or {}
+    tables = list(tables)
+    latest = latest_materializations(instance, tables) if latest is None else latest
     outcomes: dict[str, _RunOutcome] = {}
     rows = []
     for table in tables:
         key = dg.AssetKey(table)
-        latest = instance.fetch_materializations(key, limit=1).records
-        mat = latest[0] if latest else None
+        mat = latest.get(table)
         materialized_at = _naive(mat.timestamp) if mat else None
         reason = None
         if table in blocked:
@@ -215,6 +241,8 @@ def table_status(
         elif mat is not None and NOT_REFRESHED in mat.asset_materialization.metadata:
             reason = str(mat.asset_materialization.metadata[NOT_REFRESHED].value)
             materialized_at = _previous_write(instance, key, mat)
+        elif mat is not None and mat.run_id == current_run_id:
+            pass  # built by this run (most tables of a night): no planned run to look up
         else:
             planned = instance.get_latest_planned_materialization_info(key)
             if planned is not None and (mat is None or planned.storage_id > mat.storage_id):
