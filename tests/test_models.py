@@ -303,10 +303,13 @@ def test_predictions_rank_every_user_with_each_task_s_own_reasons(
             scored_at=plan.end,
         )
 
+    models = [r.models[r.best] for r in (conv, bounce)]
+    jobs = [m.get_params().get("n_jobs") for m in models]
     monkeypatch.setattr(blocks, "block_workers", lambda: 4)
     frame = scored()
     monkeypatch.setattr(blocks, "block_workers", lambda: 1)
     assert_frame_equal(scored(), frame)  # the tasks in turn: the same rows
+    assert [m.get_params().get("n_jobs") for m in models] == jobs  # the models' threads back
     assert frame.columns == list(PREDICTION_COLUMNS) and frame.height == features.height
     assert frame["conversion_rank"].sort().to_list() == list(range(1, frame.height + 1))
     top = frame.sort("conversion_rank").head(20)

@@ -6,6 +6,8 @@ service (insufficient data) gets null scores, ranks and reasons and a note sayin
 one reads a guess as a prediction.
 """
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -14,7 +16,7 @@ import polars as pl
 
 from ubap_assets.core.explain import OUTCOMES, top_reasons
 from ubap_assets.core.models import REASON_METHODS, predict
-from ubap_assets.lib.blocks import map_blocks
+from ubap_assets.lib.blocks import block_workers, map_blocks
 
 CONVERSION_REASONS: tuple[str, ...] = ("reason_1", "reason_2", "reason_3")
 AT_RISK_REASONS: tuple[str, ...] = ("at_risk_reason_1", "at_risk_reason_2", "at_risk_reason_3")
@@ -55,6 +57,22 @@ class ServedModel:
         return cls(note=note)
 
 
+@contextmanager
+def _model_jobs(models: list[object], jobs: int) -> Iterator[None]:
+    """Score with each model's own threads (``n_jobs``: a forest's trees, xgboost's rows) set to
+    ``jobs``, then as trained. Two tasks on two cores with two jobs each ran four threads:
+    0.66-0.83 s for 20k users against 0.55-0.61 s with one job each. One job also sums a
+    forest's trees in order, so the probabilities no longer vary in their last bits."""
+    before = [(m, m.get_params()["n_jobs"]) for m in models if "n_jobs" in m.get_params()]
+    for model, _ in before:
+        model.set_params(n_jobs=jobs)
+    try:
+        yield
+    finally:
+        for model, jobs_before in before:
+            model.set_params(n_jobs=jobs_before)
+
+
 def _task_columns(
     features: pl.DataFrame, served: ServedModel, task: str, reasons: tuple[str, ...]
 ) -> pl.DataFrame:
@@ -89,11 +107,14 @@ def predict_users(
     scored_at: datetime,
 ) -> pl.DataFrame:
     """One row per user of ``features`` (computed at ``scored_at``), high-value first."""
-    # The two tasks score at once, each on a thread (each row's values do not depend on it).
-    conv, risk = map_blocks(
-        lambda task: _task_columns(features, *task),
-        [(conversion, "conversion", CONVERSION_REASONS), (bounce, "bounce", AT_RISK_REASONS)],
-    )
+    # The two tasks score at once, each on a thread (each row's values do not depend on it),
+    # and their models share the cores between them.
+    served = [m.artifact["model"] for m in (conversion, bounce) if m.artifact is not None]
+    with _model_jobs(served, max(1, block_workers() // max(len(served), 1))):
+        conv, risk = map_blocks(
+            lambda task: _task_columns(features, *task),
+            [(conversion, "conversion", CONVERSION_REASONS), (bounce, "bounce", AT_RISK_REASONS)],
+        )
     frame = conv.rename({"probability": "conversion_probability"}).join(
         risk.rename({"probability": "at_risk_probability"}),
         on="user_id",
