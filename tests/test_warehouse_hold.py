@@ -114,27 +114,16 @@ def test_memory_share_lowers_the_cap_for_a_block_and_restores_it(tmp_path):
     assert half.startswith("512") and full.startswith("1")  # 1 GiB floor, halved
 
 
-def test_a_held_database_is_capped_once_and_follows_every_change(tmp_path):
+def test_every_connection_sets_the_cap_again_on_a_held_database(tmp_path):
+    # The repeated SET is kept on purpose: it also makes DuckDB give back its allocator's free
+    # memory (warehouse_io._cap_memory).
     database = str(tmp_path / "warehouse.duckdb")
-
-    def cap(con) -> str:
-        return con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
-
     warehouse_io.hold_warehouse(database)
     try:
-        held = warehouse_io._held[database][0]
         with warehouse_io.warehouse_connection(database) as con:
-            full = cap(con)
-        # Another setter (a tool on the same open database) changes the cap behind our back:
-        # the next connection skips its SET, since the held database was capped already.
-        held.execute("SET memory_limit = '300MiB'")
+            full = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+        warehouse_io._held[database][0].execute("SET memory_limit = '300MiB'")
         with warehouse_io.warehouse_connection(database) as con:
-            assert cap(con).startswith("300")
-            with warehouse_io.memory_share(con, database, 0.5):
-                assert cap(con).startswith("512")
-            assert cap(con) == full  # each change of ours is set, and so is the way back
+            assert con.execute("SELECT current_setting('memory_limit')").fetchone()[0] == full
     finally:
         warehouse_io.release_warehouse(database)
-    # A database opened afresh is capped afresh.
-    with warehouse_io.warehouse_connection(database) as con:
-        assert cap(con) == full
