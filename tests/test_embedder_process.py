@@ -178,7 +178,9 @@ def test_a_child_started_ahead_and_never_asked_is_stopped_and_cleaned_up():
     time.sleep(0.5)
     assert job.process.poll() is None, "it should be loading the model, then wait for texts"
     job.close()  # the run needed no embedding: stopped, not waited for
-    assert job.process.returncode == -signal.SIGTERM
+    # SIGTERM, or (when the signal is still pending while the child reads files from disk) the
+    # end of its input, which it answers with a clean exit: either way it is gone.
+    assert job.process.returncode in (-signal.SIGTERM, 0)
     assert not job.folder.exists()
 
 
