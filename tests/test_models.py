@@ -12,6 +12,7 @@ import pytest
 import xgboost as xgb
 from dagster_duckdb import DuckDBResource
 from polars.testing import assert_frame_equal
+from sklearn.ensemble import RandomForestClassifier
 from sklearn.metrics import roc_auc_score
 
 from tests.conftest import world_until
@@ -20,7 +21,12 @@ from ubap_assets.core import model_evaluation as ev
 from ubap_assets.core import models as mdl
 from ubap_assets.core.daily import build_all_daily
 from ubap_assets.core.explain import OUTCOMES, contributions, phrase, top_reasons
-from ubap_assets.core.predictions import PREDICTION_COLUMNS, ServedModel, predict_users
+from ubap_assets.core.predictions import (
+    PREDICTION_COLUMNS,
+    ServedModel,
+    _model_jobs,
+    predict_users,
+)
 from ubap_assets.defs.features import assets as feature_assets
 from ubap_assets.defs.features import checks as feature_checks
 from ubap_assets.defs.models import assets as model_assets
@@ -706,3 +712,12 @@ def test_the_model_store_keeps_the_newest_versions_and_the_one_in_service(tmp_pa
     assert store.versions() == ["v1", "v4", "v5"]
     with pytest.raises(ValueError, match="keep at least"):
         store.prune(keep=0)
+
+
+def test_scoring_lowers_a_model_s_threads_for_the_call_and_never_raises_them():
+    forest, booster = RandomForestClassifier(n_jobs=2), xgb.XGBClassifier(n_jobs=1)
+    with _model_jobs([forest, booster], 1):
+        assert (forest.n_jobs, booster.n_jobs) == (1, 1)
+    with _model_jobs([forest, booster], 4):
+        assert (forest.n_jobs, booster.n_jobs) == (2, 1)  # as trained: xgboost keeps one
+    assert (forest.n_jobs, booster.n_jobs) == (2, 1)
