@@ -205,6 +205,7 @@ _SESSIONS_SQL = (
 
 # One row per (day, user) from the sessions of [start, end) (parameters 1 and 2).
 _USER_DAILY_SQL = f"""
+    SELECT *, first_touch.device AS device, first_touch.source AS traffic_source FROM (
     SELECT day, user_id,
            count(*) AS sessions, sum(events) AS events, sum(page_views) AS page_views,
            sum(engaged_events) AS engaged_events,
@@ -218,10 +219,10 @@ _USER_DAILY_SQL = f"""
            {exact_sum("revenue")} AS revenue,
            min(session_start) AS first_session_start,
            max(session_end) AS last_event_ts,
-           arg_min(device, (session_start, session_id)) AS device,
-           arg_min(traffic_source, (session_start, session_id)) AS traffic_source
+           arg_min(struct_pack(device := device, source := traffic_source),
+                   (session_start, session_id)) AS first_touch
     FROM {{sessions}} WHERE day >= ? AND day < ?
-    GROUP BY day, user_id
+    GROUP BY day, user_id)
 """
 
 # One row per (day, page) from the events of [start, end) (parameters 1 and 2).
