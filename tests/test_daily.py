@@ -261,6 +261,26 @@ def test_a_table_of_an_older_layout_is_rebuilt():
     assert "checkout_starts" in [r[0] for r in con.execute("DESCRIBE sessions").fetchall()]
 
 
+def test_an_older_layout_with_days_outside_the_window_is_kept_and_named():
+    """A nightly run after an upgrade that changed a day table must not rebuild it from its
+    own days alone: the other days would be gone while Dagster still shows them materialized."""
+    con = warehouse(ingested_events())
+    con.execute(
+        "CREATE TABLE sessions AS SELECT * FROM (VALUES ('s0', DATE '2026-01-05'), "
+        "('s9', DATE '2026-01-06')) AS t(session_id, day)"
+    )
+    with pytest.raises(daily.OlderLayoutError, match=r"1 row\(s\) of days outside") as caught:
+        daily.build_sessions(con, date(2026, 1, 6), date(2026, 1, 7))
+    assert "Rematerialize every day of sessions" in str(caught.value)
+    assert con.execute("SELECT session_id FROM sessions ORDER BY 1").fetchall() == [
+        ("s0",),
+        ("s9",),
+    ]
+    # a run over every day it holds rebuilds it
+    assert daily.build_sessions(con, date(2026, 1, 5), date(2026, 1, 7)) > 0
+    assert "checkout_starts" in [r[0] for r in con.execute("DESCRIBE sessions").fetchall()]
+
+
 def test_bad_windows_and_missing_tables_are_clear_errors():
     con = warehouse(ingested_events())
     with pytest.raises(TypeError, match="must be a datetime.date"):

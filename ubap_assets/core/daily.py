@@ -271,6 +271,10 @@ def _check_window(start: date, end: date) -> None:
         raise ValueError(f"end ({end}) is before start ({start}): the window is [start, end)")
 
 
+class OlderLayoutError(RuntimeError):
+    """A day table an older version wrote, with days outside the window a run rebuilds."""
+
+
 @runtime_checkable
 class DayTables(Protocol):
     """Where the builders read and write: a DuckDB warehouse (``DuckDBDays``) or the lake
@@ -303,17 +307,35 @@ class DuckDBDays:
     def one(self, sql: str, params: list | None = None) -> tuple:
         return self.con.execute(sql, params or []).fetchone()
 
-    def _ensure_table(self, table: str, columns: dict[str, str]) -> None:
-        """Create ``table`` with ``columns``; one with other columns (an older layout) is
-        rebuilt."""
+    def _ensure_table(self, table: str, columns: dict[str, str], start: date, end: date) -> None:
+        """Create ``table`` with ``columns``. One with other columns (an older layout) is
+        rebuilt when it holds no row outside [start, end); otherwise rebuilding it for these
+        days would drop the others, and OlderLayoutError says to rebuild every day."""
         existing = self.con.execute(
-            "SELECT column_name, data_type FROM information_schema.columns "
-            "WHERE table_schema = 'main' AND table_name = ? ORDER BY ordinal_position",
+            "SELECT column_name FROM duckdb_columns() WHERE database_name = current_database() "
+            "AND schema_name = 'main' AND table_name = ? ORDER BY column_index",
             [table],
         ).fetchall()
-        if existing and [name for name, _ in existing] == list(columns):
+        old = [name for (name,) in existing]
+        if old == list(columns):
             return
-        if existing:
+        if old:
+            outside = (
+                self.one(
+                    f"SELECT count(*) FROM main.{table} WHERE day < ? OR day >= ?", [start, end]
+                )
+                if "day" in old
+                else self.one(f"SELECT count(*) FROM main.{table}")
+            )[0]
+            if outside:
+                raise OlderLayoutError(
+                    f"{table} was written by an older version (columns {', '.join(old)}; this "
+                    f"one writes {', '.join(columns)}) and holds {outside:,} row(s) of days "
+                    f"outside {start} .. {end - timedelta(days=1)}: rebuilding it for these days "
+                    f"alone would drop them. Rematerialize every day of {table} and of the "
+                    "assets after it (refresh_job over all partitions, e.g. `make up`), which "
+                    "rebuilds it whole"
+                )
             self.con.execute(f"DROP TABLE main.{table}")
         body = ", ".join(f"{name} {kind}" for name, kind in columns.items())
         self.con.execute(f"CREATE TABLE main.{table} ({body})")
@@ -328,14 +350,14 @@ class DuckDBDays:
         params_of: Callable[[date, date], list],
     ) -> int:
         """Delete the rows of ``table`` with start <= day < end and insert ``select``'s rows,
-        chunk by chunk, in one transaction. ``params_of(chunk_start, chunk_end)`` gives its
-        parameters."""
+        chunk by chunk, in one transaction (with the rebuild of a table of an older layout,
+        ``_ensure_table``). ``params_of(chunk_start, chunk_end)`` gives its parameters."""
         con = self.con
-        self._ensure_table(table, columns)
         names = ", ".join(columns)
         written = 0
         con.execute("BEGIN TRANSACTION")
         try:
+            self._ensure_table(table, columns, start, end)
             con.execute(f"DELETE FROM main.{table} WHERE day >= ? AND day < ?", [start, end])
             for lo, hi in _chunks(start, end):
                 inserted = con.execute(

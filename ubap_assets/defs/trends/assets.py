@@ -91,7 +91,8 @@ def _build_days(
 ) -> int:
     """Run a core/daily.py builder over [start, end): in the warehouse ``con``, or with
     UBAP_ENGINE=spark on Spark over the lake, refreshing ``con``'s views of the lake after.
-    Missing inputs and an unreachable Spark fail the run with the reason."""
+    Missing inputs, an unreachable Spark and a day table of an older layout that a run of
+    these days alone would cut short fail the run with the reason."""
     from ubap_assets.engines.spark import SparkDays, SparkUnavailableError, spark_session
 
     try:
@@ -100,7 +101,7 @@ def _build_days(
         written = build(SparkDays(spark_session(), lake_dir()), start, end)
         lake.attach_views(con, lake_dir())
         return written
-    except (LookupError, SparkUnavailableError) as err:
+    except (LookupError, SparkUnavailableError, daily.OlderLayoutError) as err:
         raise dg.Failure(description=str(err)) from err
 
 
