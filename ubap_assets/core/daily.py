@@ -27,7 +27,7 @@ from typing import Protocol, runtime_checkable
 import duckdb
 
 from ubap_assets.warehouse import tables
-from ubap_assets.warehouse.introspect import table_exists
+from ubap_assets.warehouse.introspect import table_columns, table_exists
 
 # Days computed per INSERT within one window's transaction: bounds the engine's memory on a
 # long backfill to about a week of events (a 100M-event world: ~8M events per INSERT, within
@@ -311,12 +311,7 @@ class DuckDBDays:
         """Create ``table`` with ``columns``. One with other columns (an older layout) is
         rebuilt when it holds no row outside [start, end); otherwise rebuilding it for these
         days would drop the others, and OlderLayoutError says to rebuild every day."""
-        existing = self.con.execute(
-            "SELECT column_name FROM duckdb_columns() WHERE database_name = current_database() "
-            "AND schema_name = 'main' AND table_name = ? ORDER BY column_index",
-            [table],
-        ).fetchall()
-        old = [name for (name,) in existing]
+        old = table_columns(self.con, table)
         if old == list(columns):
             return
         if old:
