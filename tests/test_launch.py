@@ -13,8 +13,10 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from concurrent.futures import Future
 from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import dagster as dg
@@ -24,7 +26,13 @@ from dagster._core.launcher import WorkerStatus
 
 from tests.conftest import TEST_DAYS, TEST_START
 from ubap_assets import materialize
-from ubap_assets.launch import graphql, submit_refresh_run, wait_for_location
+from ubap_assets.launch import (
+    SUBMISSION_TAG,
+    graphql,
+    submit_refresh_run,
+    terminate_run,
+    wait_for_location,
+)
 from ubap_assets.lib.run_launcher import process_state, worker_pid
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -128,6 +136,65 @@ def test_make_up_names_invalid_run_config(dagster_dev, tmp_path, capsys):
     assert materialize.main(["--url", dagster_dev.url, "--config", str(bad)]) == 1
     err = capsys.readouterr().err
     assert "RunConfigValidationInvalid" in err and "threshold" in err
+
+
+class LossyProxy:
+    """Forwards GraphQL to the webserver, but the next run submission's request (``"request"``)
+    or its answer (``"answer"``) is lost: the connection closes with nothing sent back, as when
+    the webserver is killed mid-request."""
+
+    def __init__(self, upstream: str):
+        self.drops: list[str] = []
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                drop = None
+                if b"launchPipelineExecution" in body and proxy.drops:
+                    drop = proxy.drops.pop(0)
+                if drop != "request":
+                    request = urllib.request.Request(
+                        f"{upstream}{self.path}",
+                        data=body,
+                        headers={"Content-Type": "application/json"},
+                    )
+                    with urllib.request.urlopen(request, timeout=60) as response:
+                        status, answer = response.status, response.read()
+                if drop is not None:
+                    self.close_connection = True
+                    return
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(420)
+def test_a_submission_whose_request_or_answer_is_lost_is_queued_exactly_once(dagster_dev):
+    proxy = LossyProxy(dagster_dev.url)
+    try:
+        with dg.DagsterInstance.get() as instance:
+            for lost in ("answer", "request"):
+                proxy.drops = [lost]
+                run_id = submit_refresh_run(proxy.url, FIRST, LAST, trigger="test", wait_s=60)
+                assert proxy.drops == []  # the submission did go through the lossy proxy
+                run = instance.get_run_by_id(run_id)
+                submission = dg.RunsFilter(tags={SUBMISSION_TAG: run.tags[SUBMISSION_TAG]})
+                assert [r.run_id for r in instance.get_runs(filters=submission)] == [run_id], lost
+                terminate_run(dagster_dev.url, run_id)  # the graph itself is not under test here
+                _wait_for(lambda r=run_id: instance.get_run_by_id(r).is_finished, 120, "the cancel")
+    finally:
+        proxy.server.shutdown()
 
 
 def _in_background(function, *args) -> Future:

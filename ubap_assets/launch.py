@@ -11,18 +11,21 @@ import json
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
 import dagster as dg
 from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
+from gql.transport.exceptions import TransportQueryError
 
 from ubap_assets.lib.run_partitions import RANGE_END_TAG, RANGE_START_TAG
 
 LOCATION = "ubap"
 REFRESH_JOB = "refresh_job"
 TRIGGER_TAG = "ubap/trigger"
+SUBMISSION_TAG = "ubap/submission"  # one per submit call: finds a run whose answer was lost
 WILL_RETRY_TAG = "dagster/will_retry"
 AUTO_RETRY_RUN_ID_TAG = "dagster/auto_retry_run_id"
 
@@ -58,11 +61,13 @@ class LaunchError(Exception):
     """The run could not be submitted; the message says why and what to do."""
 
 
-def graphql(url: str, query: str, timeout_s: float = 10.0) -> dict[str, Any]:
+def graphql(
+    url: str, query: str, timeout_s: float = 10.0, variables: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """The ``data`` of a GraphQL query to the webserver at ``url``."""
     request = urllib.request.Request(
         f"{url.rstrip('/')}/graphql",
-        data=json.dumps({"query": query}).encode(),
+        data=json.dumps({"query": query, "variables": dict(variables or {})}).encode(),
         headers={"Content-Type": "application/json"},
     )
     with urllib.request.urlopen(request, timeout=timeout_s) as response:
@@ -121,6 +126,28 @@ def _describe(err: DagsterGraphQLClientError) -> str:
     return f"{kind}: {detail}" if detail else str(kind)
 
 
+def _lost_in_transit(err: DagsterGraphQLClientError) -> bool:
+    """The request or its answer did not get through (the webserver stopped or restarted), as
+    against an answer that refused the run: the run may or may not have been queued."""
+    cause = err.__cause__
+    return isinstance(cause, Exception) and not isinstance(cause, TransportQueryError)
+
+
+def _run_of_submission(url: str, submission: str) -> str | None:
+    runs = graphql(url, _SUBMITTED_RUNS_QUERY, variables={"tag": submission})["runsOrError"]
+    results = runs.get("results") or []
+    return results[0]["runId"] if results else None
+
+
+_SUBMITTED_RUNS_QUERY = f"""
+query ($tag: String!) {{
+  runsOrError(filter: {{tags: [{{key: "{SUBMISSION_TAG}", value: $tag}}]}}, limit: 1) {{
+    ... on Runs {{ results {{ runId }} }}
+  }}
+}}
+"""
+
+
 def submit_refresh_run(
     url: str,
     first: str,
@@ -128,19 +155,38 @@ def submit_refresh_run(
     run_config: Mapping[str, Any] | None = None,
     trigger: str = "make up",
     extra_tags: Mapping[str, str] | None = None,
+    wait_s: float = 300.0,
 ) -> str:
-    """Queue ``refresh_job`` over the day partitions ``first``..``last``; returns the run id."""
-    tags = {RANGE_START_TAG: first, RANGE_END_TAG: last, TRIGGER_TAG: trigger, **(extra_tags or {})}
-    try:
-        return _client(url).submit_job_execution(
-            REFRESH_JOB,
-            repository_location_name=LOCATION,
-            repository_name="__repository__",
-            run_config=dict(run_config or {}),
-            tags=tags,
-        )
-    except DagsterGraphQLClientError as err:
-        raise LaunchError(f"Dagster refused the run: {_describe(err)}") from None
+    """Queue ``refresh_job`` over the day partitions ``first``..``last``; returns the run id.
+
+    When the answer is lost (the webserver stopped mid-request), waits up to ``wait_s`` for it
+    to answer again and asks for the run by this submission's tag: a run it queued is returned,
+    not queued twice; one it never got is submitted again."""
+    submission = uuid.uuid4().hex
+    tags = {RANGE_START_TAG: first, RANGE_END_TAG: last, TRIGGER_TAG: trigger}
+    tags |= {**(extra_tags or {}), SUBMISSION_TAG: submission}
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return _client(url).submit_job_execution(
+                REFRESH_JOB,
+                repository_location_name=LOCATION,
+                repository_name="__repository__",
+                run_config=dict(run_config or {}),
+                tags=tags,
+            )
+        except DagsterGraphQLClientError as err:
+            if not _lost_in_transit(err):
+                raise LaunchError(f"Dagster refused the run: {_describe(err)}") from None
+            if time.monotonic() >= deadline:
+                raise LaunchError(
+                    f"the webserver at {url} stopped answering while the run was submitted "
+                    f"({err.__cause__}); once `make serve` is up again, run this again"
+                ) from None
+        wait_for_location(url, timeout_s=max(deadline - time.monotonic(), 1.0))
+        queued = _run_of_submission(url, submission)
+        if queued is not None:
+            return queued
 
 
 def terminate_run(url: str, run_id: str) -> None:

@@ -160,7 +160,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         print(f"waiting for Dagster at {args.url} ...", flush=True)
         wait_for_location(args.url, timeout_s=args.wait)
-        run_id = submit_refresh_run(args.url, first, last, config, trigger=args.trigger)
+        run_id = submit_refresh_run(
+            args.url, first, last, config, trigger=args.trigger, wait_s=args.wait
+        )
         print(f"queued refresh_job {first}..{last} as run {run_id}", flush=True)
         print(f"  {args.url}/runs/{run_id}", flush=True)
         with dg.DagsterInstance.get() as instance:
