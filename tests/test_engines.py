@@ -4,6 +4,7 @@ Marked ``scale``: it starts a local Spark (Java 17, pyspark; `make install-scale
 """
 
 import math
+import shutil
 from datetime import date, timedelta
 
 import duckdb
@@ -112,6 +113,36 @@ def test_spark_rewrites_one_day_and_keeps_the_rest(engines, spark):
         _rows(con, lake.scan_sql(folder, tables.SESSIONS), order),
         tables.SESSIONS,
     )
+
+
+def test_a_lake_table_of_an_older_layout_is_rebuilt_only_whole(engines, spark, tmp_path):
+    """After an upgrade that changed a day table's columns, a run over some days must not write
+    new-layout days beside the older ones (a reader of the folder would misread one or the
+    other): it fails with the fix, and a run over every day rebuilds the table."""
+    from ubap_assets.engines.spark import SparkDays
+
+    _, built = engines
+    folder = tmp_path / "lake"
+    shutil.copytree(built, folder)
+    days = lake.days_present(folder, tables.SESSIONS)
+    for day in days:  # what an older version, without checkout_starts, left
+        for file in lake.day_dir(folder, tables.SESSIONS, day).glob("*.parquet"):
+            pl.read_parquet(file).drop("checkout_starts").write_parquet(file)
+            file.with_name(f".{file.name}.crc").unlink()  # Spark's checksum of the old bytes
+    before = {file: file.stat().st_mtime_ns for file in folder.rglob("*.parquet")}
+
+    last = days[-1]
+    with pytest.raises(daily.OlderLayoutError, match=r"sessions was written by an older") as err:
+        daily.build_sessions(SparkDays(spark, folder), last, last + timedelta(days=1))
+    assert f"{len(days) - 1} day(s) of Parquet outside" in str(err.value)
+    assert "Rematerialize every day of sessions" in str(err.value)
+    assert {file: file.stat().st_mtime_ns for file in folder.rglob("*.parquet")} == before
+
+    daily.build_sessions(SparkDays(spark, folder), days[0], last + timedelta(days=1))
+    columns = [name for name in daily.SESSIONS_COLUMNS if name != lake.PARTITION]
+    assert {tuple(lake.day_columns(folder, tables.SESSIONS, day)) for day in days} == {
+        tuple(columns)
+    }
 
 
 def test_warehouse_views_read_the_lake(engines, tmp_path):

@@ -274,6 +274,21 @@ def _check_window(start: date, end: date) -> None:
 class OlderLayoutError(RuntimeError):
     """A day table an older version wrote, with days outside the window a run rebuilds."""
 
+    @classmethod
+    def of(
+        cls, table: str, old: list[str], new: list[str], outside: str, start: date, end: date
+    ) -> "OlderLayoutError":
+        """The error for ``table`` (columns ``old``, this version writes ``new``), holding
+        ``outside`` (what it holds out of [start, end)), with the fix."""
+        return cls(
+            f"{table} was written by an older version (columns {', '.join(old)}; this one "
+            f"writes {', '.join(new)}) and holds {outside} outside {start} .. "
+            f"{end - timedelta(days=1)}: rebuilding it for these days alone would leave "
+            "those in the older layout or drop them. Rematerialize every day of "
+            f"{table} and of the assets after it (refresh_job over all partitions, e.g. "
+            "`make up`), which rebuilds it whole"
+        )
+
 
 @runtime_checkable
 class DayTables(Protocol):
@@ -323,14 +338,8 @@ class DuckDBDays:
                 else self.one(f"SELECT count(*) FROM main.{table}")
             )[0]
             if outside:
-                raise OlderLayoutError(
-                    f"{table} was written by an older version (columns {', '.join(old)}; this "
-                    f"one writes {', '.join(columns)}) and holds {outside:,} row(s) of days "
-                    f"outside {start} .. {end - timedelta(days=1)}: rebuilding it for these days "
-                    f"alone would drop them. Rematerialize every day of {table} and of the "
-                    "assets after it (refresh_job over all partitions, e.g. `make up`), which "
-                    "rebuilds it whole"
-                )
+                where = f"{outside:,} row(s) of days"
+                raise OlderLayoutError.of(table, old, list(columns), where, start, end)
             self.con.execute(f"DROP TABLE main.{table}")
         body = ", ".join(f"{name} {kind}" for name, kind in columns.items())
         self.con.execute(f"CREATE TABLE main.{table} ({body})")

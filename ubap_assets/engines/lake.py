@@ -77,6 +77,26 @@ def drop_days(lake: Path, table: str, start: date, end: date) -> int:
     return gone
 
 
+def day_columns(lake: Path, table: str, day: date) -> list[str]:
+    """The columns of ``table``'s files for ``day`` (the partition column is the folder's)."""
+    first = next(day_dir(lake, table, day).glob("*.parquet"))
+    return [name for name in pl.read_parquet_schema(first) if name != PARTITION]
+
+
+def check_layout(lake: Path, table: str, columns: dict[str, str], start: date, end: date) -> None:
+    """Before [start, end) of ``table`` is rewritten with ``columns``: raise OlderLayoutError when
+    its days outside the window were written with other columns (an older version's layout),
+    which the rewrite would leave beside the new days. A run over every day rebuilds it."""
+    outside = [day for day in days_present(lake, table) if not start <= day < end]
+    if not outside:
+        return
+    new = [name for name in columns if name != PARTITION]
+    old = day_columns(lake, table, outside[-1])
+    if old != new:
+        where = f"{len(outside):,} day(s) of Parquet"
+        raise daily.OlderLayoutError.of(table, old, new, where, start, end)
+
+
 def new_staging(lake: Path, table: str) -> Path:
     """A fresh folder beside ``table``'s days to write a window's new days into."""
     return table_dir(lake, table) / f"_staging-{uuid.uuid4().hex}"

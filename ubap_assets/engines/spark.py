@@ -185,7 +185,9 @@ class SparkDays:
         params_of: Callable[[date, date], list],
     ) -> int:
         """Compute ``select`` over [start, end) in one Spark job, write it into a staging
-        folder partitioned by day and swap the window's days in; returns the rows written."""
+        folder partitioned by day and swap the window's days in; returns the rows written.
+        Days outside the window in an older layout stop it first (lake.check_layout)."""
+        lake.check_layout(self.lake_dir, table, columns, start, end)
         frame = self.sql(select, params_of(start, end)).selectExpr(
             *(f"CAST({name} AS {_SPARK_TYPES[kind]}) AS {name}" for name, kind in columns.items())
         )
