@@ -4,38 +4,17 @@ job on most nights, the retraining job on the first night of a training period) 
 warehouse of one full materialization of all the days (the session's ``materialized_graph``)."""
 
 import os
-from datetime import datetime, time, timedelta
+from datetime import timedelta
 
 import dagster as dg
 import duckdb
 import pytest
 
 from tests.conftest import TEST_DAYS, TEST_START
+from tests.nights import run_night
 from tests.warehouse_diff import differences
 
 NIGHTS = 7  # the last week comes in night by night; its first night starts a training period
-
-
-def run_night(definitions, instance, day) -> str:
-    """The scheduled run of the night after ``day`` (whichever schedule requests it)."""
-    when = datetime.combine(day + timedelta(days=1), time(2, 0))
-    for name in ("nightly_refresh", "nightly_retrain"):
-        context = dg.build_schedule_context(
-            scheduled_execution_time=when,
-            instance=instance,
-            repository_def=definitions.get_repository_def(),
-        )
-        schedule = definitions.resolve_schedule_def(name)
-        requests = schedule.evaluate_tick(context).run_requests
-        if requests:
-            (request,) = requests
-            result = definitions.resolve_job_def(schedule.job_name).execute_in_process(
-                instance=instance, tags=request.tags, raise_on_error=False
-            )
-            failed = [e.step_key for e in result.get_step_failure_events()]
-            assert result.success, f"night after {day}: {schedule.job_name} failed at {failed}"
-            return schedule.job_name
-    raise AssertionError(f"no schedule requested a run for the night after {day}")
 
 
 @pytest.mark.slow

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import dagster as dg
 from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
-from gql.transport.exceptions import TransportQueryError
+from gql.transport.exceptions import TransportQueryError, TransportServerError
 
 from ubap_assets.lib.run_partitions import RANGE_END_TAG, RANGE_START_TAG
 
@@ -130,6 +130,8 @@ def _lost_in_transit(err: DagsterGraphQLClientError) -> bool:
     """The request or its answer did not get through (the webserver stopped or restarted), as
     against an answer that refused the run: the run may or may not have been queued."""
     cause = err.__cause__
+    if isinstance(cause, TransportServerError):  # it answered; a proxy's 502-504 is a restart
+        return cause.code in (502, 503, 504)
     return isinstance(cause, Exception) and not isinstance(cause, TransportQueryError)
 
 
