@@ -158,6 +158,29 @@ def test_partial_last_day_is_not_complete():
     c.close()
 
 
+def test_a_partial_day_is_settled_once_later_data_come_after_a_day_without_events():
+    """01-06's data end at 09:01, and nothing comes on 01-07. The night of 01-07 wrote 01-06
+    as incomplete; the night of 01-08 rewrites only 01-07 and 01-08, so the flag of 01-06 is
+    settled from outside its window, and the table equals one run over every day."""
+    early = [r for r in hand_made_events() if r["event_ts"] < datetime(2026, 1, 7)]
+    with connect(early) as before:
+        stale = trends.daily_trends(before)  # noqa: F841 - DuckDB replacement scan
+    assert not _row(stale, day=date(2026, 1, 6), dimension="all")["is_complete"]
+    c = connect(hand_made_events())
+    c.execute("CREATE TABLE daily_trends AS SELECT * FROM stale")
+    night = trends.daily_trends(c, date(2026, 1, 7), date(2026, 1, 9))  # noqa: F841
+    c.execute("INSERT INTO daily_trends SELECT * FROM night")
+
+    settled = trends.settle_completeness(c, "daily_trends", date(2026, 1, 7), date(2026, 1, 9))
+    assert settled == stale.filter(pl.col("day") == date(2026, 1, 6)).height > 0
+    table = c.execute("SELECT * FROM daily_trends").pl()
+    whole = trends.daily_trends(c, date(2026, 1, 5), date(2026, 1, 9))
+    order = ["day", "dimension", "dimension_value"]
+    assert table.sort(order).equals(whole.sort(order))
+    assert trends.settle_completeness(c, "daily_trends", date(2026, 1, 7), date(2026, 1, 9)) == 0
+    c.close()
+
+
 def test_weekly_trends_count_distinct_users_over_the_week(con):
     weekly = trends.weekly_trends(con)
     _no_nan(weekly)

@@ -23,7 +23,12 @@ One module per table family; this package re-exports their public names so that 
 """
 
 from ubap_assets.core.daily import build_sessions
-from ubap_assets.core.trends.bounds import COMPLETE_FROM_HOUR, Bounds, data_bounds
+from ubap_assets.core.trends.bounds import (
+    COMPLETE_FROM_HOUR,
+    Bounds,
+    data_bounds,
+    settle_completeness,
+)
 from ubap_assets.core.trends.funnels import (
     FUNNEL_STEPS,
     funnel_daily,
@@ -72,6 +77,7 @@ __all__ = [
     "segment_labels",
     "segment_names",
     "segment_trends",
+    "settle_completeness",
     "use_segments",
     "weekly_trends",
 ]

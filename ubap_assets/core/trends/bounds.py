@@ -8,6 +8,7 @@ import polars as pl
 
 from ubap_assets.core.trends.sources import user_day_rows
 from ubap_assets.warehouse import tables
+from ubap_assets.warehouse.introspect import table_exists
 
 # A day counts as complete when the data reaches this hour of it (or a later day exists).
 COMPLETE_FROM_HOUR = 23
@@ -74,3 +75,24 @@ def data_bounds(
     if not n:
         return Bounds(0, None, None, None, ["events is empty: nothing to aggregate"])
     return Bounds(int(n), first_ts.date(), last_ts.date(), last_ts)
+
+
+def settle_completeness(con: duckdb.DuckDBPyConnection, table: str, start: date, end: date) -> int:
+    """Set ``is_complete`` of the rows of day-partitioned ``table`` outside [start, end) (the
+    run's days) to what the data say now; returns the rows changed.
+
+    A day's flag is the one thing in its row that later days decide: the data's last day is
+    written incomplete when its data stop before COMPLETE_FROM_HOUR, and becomes complete once
+    a later day has data. The nightly look-back rewrites it the next night, but not when that
+    night has no data (a shop's closed Sunday, an outage): without this, the day would stay
+    incomplete, left out of the anomaly series and the summaries, unlike in a full run."""
+    if not table_exists(con, table):
+        return 0
+    last = data_bounds(con).last_complete_day
+    changed = con.execute(
+        f"UPDATE main.{table} SET is_complete = coalesce(day <= $last, FALSE) "
+        "WHERE (day < $start OR day >= $end) "
+        "AND is_complete IS DISTINCT FROM coalesce(day <= $last, FALSE)",
+        {"last": last, "start": start, "end": end},
+    ).fetchone()
+    return int(changed[0]) if changed else 0

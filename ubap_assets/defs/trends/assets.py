@@ -250,6 +250,12 @@ def _trend_engine(
         raise dg.Failure(description=str(err)) from err
 
 
+def _settled(con: duckdb.DuckDBPyConnection, table: str, start: date, end: date) -> dict:
+    """trends.settle_completeness for a day-partitioned trend table, as metadata: the rows of
+    earlier days (outside the run) whose is_complete the data have settled since."""
+    return {"is_complete_settled": trends.settle_completeness(con, table, start, end)}
+
+
 @dg.asset(**day_partitioned(kinds=TREND_KINDS, deps=[t.SESSIONS, t.USER_DAILY]))
 def daily_trends(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.Output:
     """One row per day x dimension (all / device / traffic_source) x value: users, sessions,
@@ -257,8 +263,9 @@ def daily_trends(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -
     start, end = run_days(context)
     with warehouse.get_connection() as con:
         frame = trends.daily_trends(_trend_engine(con), start, end)
+        settled = _settled(con, t.DAILY_TRENDS, start, end)
     last = frame.filter((pl.col("dimension") == "all") & pl.col("is_complete")).tail(1)
-    extra: dict[str, object] = {"window": _window_text(start, end)}
+    extra: dict[str, object] = {"window": _window_text(start, end), **settled}
     if last.height:
         row = last.row(0, named=True)
         extra |= {
@@ -312,10 +319,12 @@ def funnel_daily(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -
     start, end = run_days(context)
     with warehouse.get_connection() as con:
         frame = trends.funnel_daily(_trend_engine(con), start, end)
+        settled = _settled(con, t.FUNNEL_DAILY, start, end)
     totals = frame.group_by("step_index", "step").agg(pl.col("sessions").sum()).sort("step_index")
     first = totals["sessions"][0] if totals.height else 0
     extra = {
         "window": _window_text(start, end),
+        **settled,
         "overall_conversion": round(float(totals["sessions"][-1] / first), 4) if first else 0.0,
         "funnel_totals": markdown_preview(totals, 5),
     }
@@ -329,6 +338,7 @@ def funnel_dimensions(context: dg.AssetExecutionContext, warehouse: DuckDBResour
     start, end = run_days(context)
     with warehouse.get_connection() as con:
         frame = trends.funnel_dimensions(_trend_engine(con), start, end)
+        settled = _settled(con, t.FUNNEL_DIMENSIONS, start, end)
     totals = (
         frame.filter(pl.col("dimension") != "all")
         .group_by("dimension", "dimension_value", "step_index")
@@ -345,6 +355,7 @@ def funnel_dimensions(context: dg.AssetExecutionContext, warehouse: DuckDBResour
     )
     extra = {
         "window": _window_text(start, end),
+        **settled,
         "dimension_values": totals.height,
         "overall_conversion_by_value": markdown_preview(totals, 20),
     }
