@@ -69,6 +69,7 @@ def main() -> None:
     parser.add_argument("--max-reject-share", type=float, default=0.05)
     parser.add_argument("--start", help="first day (default: the log's)")
     parser.add_argument("--last-day", help="last day (default: the log's)")
+    parser.add_argument("--keep", help="build the two data directories here and keep them")
     args = parser.parse_args()
 
     sys.path.insert(0, str(REPO / "bench"))
@@ -88,7 +89,8 @@ def main() -> None:
     from ubap_assets.definitions import defs
 
     with tempfile.TemporaryDirectory(prefix="ubap-real-incremental-") as tmp:
-        incremental, full = Path(tmp, "incremental"), Path(tmp, "full")
+        root = Path(args.keep or tmp)
+        incremental, full = root / "incremental", root / "full"
         print(f"{args.source}: {first} .. {last}; the last {args.nights} days night by night")
 
         _configure(args, incremental, first)
@@ -98,8 +100,11 @@ def main() -> None:
         for i in range(args.nights):
             day = first_night + timedelta(days=i)
             started = time.perf_counter()
-            job = run_night(definitions, instance, day)
-            print(f"  night of {day} ({job}){time.perf_counter() - started:13.1f} s")
+            job, steps = run_night(definitions, instance, day)
+            slowest = ", ".join(
+                f"{k} {v:.1f}" for k, v in sorted(steps.items(), key=lambda kv: -kv[1])[:4]
+            )
+            print(f"  night of {day} ({job}){time.perf_counter() - started:13.1f} s; {slowest}")
 
         _configure(args, full, first)
         definitions, instance = defs(), dg.DagsterInstance.ephemeral()

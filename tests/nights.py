@@ -6,8 +6,9 @@ from datetime import datetime, time, timedelta
 import dagster as dg
 
 
-def run_night(definitions, instance, day) -> str:
-    """The scheduled run of the night after ``day`` (whichever schedule requests it)."""
+def run_night(definitions, instance, day) -> tuple[str, dict[str, float]]:
+    """The scheduled run of the night after ``day`` (whichever schedule requests it): its job
+    and the seconds of each step."""
     when = datetime.combine(day + timedelta(days=1), time(2, 0))
     for name in ("nightly_refresh", "nightly_retrain"):
         context = dg.build_schedule_context(
@@ -24,5 +25,10 @@ def run_night(definitions, instance, day) -> str:
             )
             failed = [e.step_key for e in result.get_step_failure_events()]
             assert result.success, f"night after {day}: {schedule.job_name} failed at {failed}"
-            return schedule.job_name
+            steps = {
+                event.step_key: event.event_specific_data.duration_ms / 1000
+                for event in result.all_events
+                if event.event_type_value == "STEP_SUCCESS"
+            }
+            return schedule.job_name, steps
     raise AssertionError(f"no schedule requested a run for the night after {day}")

@@ -110,6 +110,28 @@ def _digest(con: duckdb.DuckDBPyConnection, cut: date) -> tuple[int, int]:
     return int(rows), int(events)
 
 
+def stored_state(con: duckdb.DuckDBPyConnection) -> dict | None:
+    """The state's knobs (``signature``), ``cut`` and the rows and events of
+    ``user_page_daily`` it was built from (``digest``); None when there is none."""
+    return _stored(con)
+
+
+def training_at_cut(
+    con: duckdb.DuckDBPyConnection, params: RecommenderParams, catalogue: Catalogue
+) -> Interactions | None:
+    """The training matrices of every day before the stored state's cut, decayed to the cut
+    (``load_training(con, None, cut, ...)``, read from the state alone); None when the state
+    holds no day yet."""
+    stored, first = _stored(con), first_day(con)
+    if stored is None or first is None or stored["cut"] <= first:
+        return None
+    if stored["signature"] != state_signature(params):
+        raise RecommendationError("the running state was built with other knobs: read it first")
+    state = (f"SELECT user_id, page_id, period, mass, n_events, converted FROM {STATE_TABLE}", [])
+    combined = combine_periods_sql(state, params, first, stored["cut"])
+    return coded_interactions(con, combined, catalogue, params.strength)
+
+
 def _stored(con: duckdb.DuckDBPyConnection) -> dict | None:
     if not (table_exists(con, META_TABLE) and table_exists(con, STATE_TABLE)):
         return None

@@ -355,15 +355,22 @@ class RecommenderModel:
         return scaled.astype(np.float32)
 
 
-def fit(
-    catalogue: Catalogue,
-    train: Interactions,
-    params: RecommenderParams,
-    segments: pl.DataFrame | None = None,
-) -> RecommenderModel:
-    """Fit similarity graphs and popularity from the training interactions."""
-    params.validate()
-    notes: list[str] = [catalogue.note] if catalogue.note else []
+@dataclass(frozen=True)
+class ItemGraph:
+    """The pages x pages side of a fit: what scoring a user's history multiplies by."""
+
+    content_sim: np.ndarray  # pruned cosine of the page embeddings
+    item_sim: np.ndarray  # pruned cosine of the interaction columns
+    gram: np.ndarray  # X'X of the interactions
+    ease_weights: np.ndarray  # EASE weights under params.ease_lambda
+
+    ARRAYS = ("content_sim", "item_sim", "gram", "ease_weights")
+
+
+def fit_item_graph(
+    catalogue: Catalogue, train: Interactions, params: RecommenderParams
+) -> ItemGraph:
+    """Content and item similarities, X'X and EASE weights of ``train``'s interactions."""
     n_pages = catalogue.size
     vectors = catalogue.embeddings
     content = (
@@ -371,8 +378,6 @@ def fit(
         if n_pages > 1
         else np.zeros((n_pages, n_pages))
     )
-    if not np.abs(vectors).sum():
-        notes.append("no page embeddings: the content component is zero")
     page_columns = row_normalize(sp.csr_matrix(train.strength.T))
     item = (
         prune_to_neighbours(
@@ -381,8 +386,32 @@ def fit(
         if n_pages > 1
         else np.zeros((n_pages, n_pages))
     )
-    popularity = np.asarray(train.strength.sum(axis=0)).ravel().astype(np.float32)
     gram = item_gram(train.strength)
+    return ItemGraph(
+        content_sim=content.astype(np.float32),
+        item_sim=item.astype(np.float32),
+        gram=gram,
+        ease_weights=ease_weights(train.strength, params.ease_lambda, gram=gram),
+    )
+
+
+def fit(
+    catalogue: Catalogue,
+    train: Interactions,
+    params: RecommenderParams,
+    segments: pl.DataFrame | None = None,
+    graph: ItemGraph | None = None,
+) -> RecommenderModel:
+    """Fit similarity graphs and popularity from the training interactions. ``graph``: the
+    pages x pages side fitted before (``fit_item_graph`` on other interactions, the served
+    model's weekly graph); the users' side and popularity always come from ``train``."""
+    params.validate()
+    notes: list[str] = [catalogue.note] if catalogue.note else []
+    n_pages = catalogue.size
+    if not np.abs(catalogue.embeddings).sum():
+        notes.append("no page embeddings: the content component is zero")
+    graph = graph if graph is not None else fit_item_graph(catalogue, train, params)
+    popularity = np.asarray(train.strength.sum(axis=0)).ravel().astype(np.float32)
     if train.n_users == 0:
         notes.append("no training interactions: every user gets popularity (which is flat)")
 
@@ -397,10 +426,10 @@ def fit(
         catalogue=catalogue,
         train=train,
         params=params,
-        content_sim=content.astype(np.float32),
-        item_sim=item.astype(np.float32),
-        ease_weights=ease_weights(train.strength, params.ease_lambda, gram=gram),
-        gram=gram,
+        content_sim=graph.content_sim,
+        item_sim=graph.item_sim,
+        ease_weights=graph.ease_weights,
+        gram=graph.gram,
         popularity=popularity,
         user_counts=np.diff(sp.csc_matrix(train.strength).indptr).astype(np.float64),
         segments=segment_popularity,

@@ -25,7 +25,7 @@ from ubap_assets.core.recommend.interactions import (
     load_training_by_half_life,
 )
 from ubap_assets.core.recommend.params import METHODS, RecommendationError, RecommenderParams
-from ubap_assets.core.recommend.scorers import RecommenderModel, fit
+from ubap_assets.core.recommend.scorers import ItemGraph, RecommenderModel, fit
 from ubap_assets.core.recommend.scoring import (
     Weights,
     evaluable_users,
@@ -135,10 +135,12 @@ def fit_until(
     segments: pl.DataFrame | None,
     end: datetime,
     train: Interactions | None = None,
+    graph: ItemGraph | None = None,
 ) -> RecommenderModel:
-    """The model fitted on every event before ``end`` (or the last ``history_days``)."""
+    """The model fitted on every event before ``end`` (or the last ``history_days``);
+    ``graph``: its item graph, fitted before (``item_graph.served_item_graph``)."""
     train = train if train is not None else interactions_until(con, catalogue, params, end)
-    return fit(catalogue, train, params, segments)
+    return fit(catalogue, train, params, segments, graph)
 
 
 def with_weights(params: RecommenderParams, weights: Weights) -> RecommenderParams:

@@ -4,13 +4,14 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
+from pathlib import Path
 
 import dagster as dg
 import polars as pl
 from dagster_duckdb import DuckDBResource
 
 from ubap_assets.core import cadence, features, insights, recommend, segmentation
-from ubap_assets.core.recommend import evaluation, tuning
+from ubap_assets.core.recommend import evaluation, item_graph, tuning
 from ubap_assets.defs.recommendations.config import (
     EvaluationConfig,
     InsightsConfig,
@@ -141,6 +142,14 @@ def segments_before(
     )
 
 
+def _item_graph_dir(warehouse: DuckDBResource) -> Path | None:
+    """Where the served item graphs are kept: beside the warehouse file (none in memory)."""
+    database = warehouse.database
+    if not database or database.startswith(":memory:"):
+        return None
+    return Path(database).parent / "rec_item_graph"
+
+
 @dg.asset(name=tables.USER_RECOMMENDATIONS, **FITTED_FROM_DAILY)
 def user_recommendations(
     context: dg.AssetExecutionContext,
@@ -153,11 +162,13 @@ def user_recommendations(
 ) -> dg.Output[pl.DataFrame]:
     """One row per (user, rank): the served method's top-k pages for a user, with source and
     reason. The served method and its knobs are rec_evaluation's choice on the validation
-    window (tuned at the last training boundary); refitted every night on the whole history
-    to the data end, so every event of a user counts, and the evaluation's exclusion policy
-    applies. The history comes from a running state (rec_interaction_state) plus the days
-    after its weekly cut, so a night's read does not grow with the history; a run that
-    rewrote a day before the cut rebuilds it."""
+    window (tuned at the last training boundary). Every night each user's whole history to
+    the data end is scored, so every event of a user counts, and the evaluation's exclusion
+    policy applies. The history comes from a running state (rec_interaction_state) plus the
+    days after its weekly cut, so a night's read does not grow with the history; a run that
+    rewrote a day before the cut rebuilds it. The item graph the histories are scored against
+    (similarities, EASE) is fitted once a week, on the interactions before that cut, and kept
+    beside the warehouse (core/recommend/item_graph.py)."""
     with failing_run_on_bad_input():
         params, selection = tuning.served_params(rec_evaluation, config.params())
     started = time.perf_counter()
@@ -169,7 +180,10 @@ def user_recommendations(
             train, read_note = tuning.served_interactions(
                 con, catalogue, params, end, first_day_of_run(context.run.tags)
             )
-            model = tuning.fit_until(con, catalogue, params, segments, end, train)
+            graph, graph_note = item_graph.served_item_graph(
+                con, catalogue, params, _item_graph_dir(warehouse)
+            )
+            model = tuning.fit_until(con, catalogue, params, segments, end, train, graph)
         # Everyone in users, plus anyone with history whom users does not list yet.
         user_ids = pl.concat(
             [
@@ -178,7 +192,7 @@ def user_recommendations(
             ]
         ).unique()
         lists = recommend.recommendation_lists(model, user_ids["user_id"].sort().to_numpy(), end)
-    for note in (read_note, *model.notes):
+    for note in (read_note, graph_note, *model.notes):
         context.log.info(note)
     by_source = lists.group_by("source").agg(pl.col("user_id").n_unique()).sort("source")
     served = rec_evaluation.filter(pl.col("is_served")) if "is_served" in rec_evaluation else None
@@ -201,6 +215,7 @@ def user_recommendations(
             "segments": segments_note,
             "notes": "; ".join(model.notes) or "none",
             "interactions": read_note,
+            "item_graph": graph_note,
             "seconds": round(time.perf_counter() - started, 2),
             "preview": markdown_preview(
                 lists.select("user_id", "rank", "title", "source", "reason")
