@@ -91,3 +91,22 @@ def test_no_graph_before_the_state_holds_a_day_or_for_a_window():
     windowed = recommend.RecommenderParams(history_days=30)
     graph, note = item_graph.served_item_graph(con, catalogue, windowed, None)
     assert graph is None and "served window" in note
+
+
+def test_a_day_rewritten_before_the_cut_misses_the_kept_graph_even_with_the_same_counts(
+    night, tmp_path
+):
+    con, params, catalogue, _ = night
+    fitted, _ = item_graph.served_item_graph(con, catalogue, params, tmp_path)
+    digest = state.stored_state(con)["digest"]
+    # late data for the first day: p1 and p2 swapped, so the same rows and events as before
+    con.execute(
+        "UPDATE user_page_daily SET page_id = CASE page_id WHEN 'p1' THEN 'p2' ELSE 'p1' END "
+        "WHERE day = ? AND page_id IN ('p1', 'p2')",
+        [FIRST],
+    )
+    end = _midnight(FIRST + timedelta(days=DAYS))
+    _, note = state.training_from_state(con, end, params, FIRST, catalogue)
+    assert "rebuilt" in note and state.stored_state(con)["digest"] == digest
+    refitted, note = item_graph.served_item_graph(con, catalogue, params, tmp_path)
+    assert "fitted on" in note and not _same(refitted, fitted)

@@ -43,7 +43,7 @@ from ubap_assets.core.recommend.interactions import (
 from ubap_assets.core.recommend.params import RecommendationError, RecommenderParams
 from ubap_assets.core.recommend.texts import Catalogue
 from ubap_assets.warehouse import tables
-from ubap_assets.warehouse.introspect import table_exists
+from ubap_assets.warehouse.introspect import table_columns, table_exists
 
 STATE_TABLE = tables.REC_INTERACTION_STATE
 META_TABLE = tables.REC_INTERACTION_STATE_META
@@ -111,8 +111,8 @@ def _digest(con: duckdb.DuckDBPyConnection, cut: date) -> tuple[int, int]:
 
 
 def stored_state(con: duckdb.DuckDBPyConnection) -> dict | None:
-    """The state's knobs (``signature``), ``cut`` and the rows and events of
-    ``user_page_daily`` it was built from (``digest``); None when there is none."""
+    """The state's knobs (``signature``), ``cut``, the rows and events of ``user_page_daily``
+    it was built from (``digest``) and a ``fingerprint`` of its sums; None when there is none."""
     return _stored(con)
 
 
@@ -135,13 +135,20 @@ def training_at_cut(
 def _stored(con: duckdb.DuckDBPyConnection) -> dict | None:
     if not (table_exists(con, META_TABLE) and table_exists(con, STATE_TABLE)):
         return None
+    if "fingerprint" not in table_columns(con, META_TABLE):  # an older version's: rebuilt
+        return None
     rows = con.execute(
-        f"SELECT signature, cut, source_rows, source_events FROM {META_TABLE}"
+        f"SELECT signature, cut, source_rows, source_events, fingerprint FROM {META_TABLE}"
     ).fetchall()
     if len(rows) != 1:
         return None
-    signature, cut, source_rows, source_events = rows[0]
-    return {"signature": signature, "cut": cut, "digest": (source_rows, source_events)}
+    signature, cut, source_rows, source_events, fingerprint = rows[0]
+    return {
+        "signature": signature,
+        "cut": cut,
+        "digest": (source_rows, source_events),
+        "fingerprint": fingerprint,
+    }
 
 
 def _why_rebuild(
@@ -260,11 +267,19 @@ def _fold(
             f"FROM ({previous}{sums_sql}) GROUP BY user_id, page_id, period",
             sums_args,
         )
+        # What the sums hold, whatever the runs that wrote them: the item graph's key.
+        count, mixed = con.execute(
+            f"SELECT count(*), coalesce(bit_xor(hash(user_id, page_id, period, mass, n_events, "
+            f"converted)), 0) FROM {STATE_TABLE}"
+        ).fetchone()
         con.execute(
             f"CREATE OR REPLACE TABLE {META_TABLE} (signature VARCHAR, cut DATE, "
-            "source_rows BIGINT, source_events BIGINT)"
+            "source_rows BIGINT, source_events BIGINT, fingerprint VARCHAR)"
         )
-        con.execute(f"INSERT INTO {META_TABLE} VALUES (?, ?, ?, ?)", [signature, cut, *digest])
+        con.execute(
+            f"INSERT INTO {META_TABLE} VALUES (?, ?, ?, ?, ?)",
+            [signature, cut, *digest, f"{count}:{mixed}"],
+        )
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")

@@ -5,9 +5,10 @@ item graph it multiplies that history by (content and item similarities, X'X, EA
 fitted on the interactions before the running state's weekly cut (``interaction_state``),
 decayed to the cut. EASE inverts a pages x pages matrix: 46.8 s on two cores for MovieLens's
 9,742 movies, which every night would otherwise repeat on a week of the same data. The graph is
-kept in a file named by a key of everything it is made of (the state's knobs, cut and source
-digest, the catalogue and its embeddings, the graph's knobs), so a full run and a sequence of
-nights reach the same key and the same bits, and anything that changes the graph misses it.
+kept in a file named by a key of everything it is made of (the state's knobs, its cut and a
+fingerprint of its sums, the catalogue and its embeddings, the graph's knobs), so a full run
+and a sequence of nights reach the same key and the same bits, and anything that changes the
+graph misses it.
 """
 
 import hashlib
@@ -35,7 +36,7 @@ def graph_key(stored: dict, catalogue: Catalogue, params: RecommenderParams) -> 
         json.dumps(
             {
                 "version": GRAPH_VERSION,
-                "state": [stored["signature"], str(stored["cut"]), list(stored["digest"])],
+                "state": [stored["signature"], str(stored["cut"]), stored["fingerprint"]],
                 "strength": params.strength,
                 "ease_lambda": params.ease_lambda,
                 "item_neighbours": params.item_neighbours,
