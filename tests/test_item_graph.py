@@ -50,7 +50,7 @@ def _same(a: ItemGraph, b: ItemGraph) -> bool:
 def test_the_graph_is_fitted_on_the_days_before_the_cut(night):
     con, params, catalogue, train = night
     cut = state.stored_state(con)["cut"]
-    at_cut = state.training_at_cut(con, params, catalogue)
+    at_cut = state.training_at_cut(con, params, catalogue, state.stored_state(con))
     whole = load_training(con, None, _midnight(cut), params, catalogue)
     assert at_cut.user_ids.tolist() == whole.user_ids.tolist()
     assert (at_cut.strength != whole.strength).nnz == 0 and at_cut.n_rows < train.n_rows

@@ -135,12 +135,6 @@ def _lost_in_transit(err: DagsterGraphQLClientError) -> bool:
     return isinstance(cause, Exception) and not isinstance(cause, TransportQueryError)
 
 
-def _run_of_submission(url: str, submission: str) -> str | None:
-    runs = graphql(url, _SUBMITTED_RUNS_QUERY, variables={"tag": submission})["runsOrError"]
-    results = runs.get("results") or []
-    return results[0]["runId"] if results else None
-
-
 _SUBMITTED_RUNS_QUERY = f"""
 query ($tag: String!) {{
   runsOrError(filter: {{tags: [{{key: "{SUBMISSION_TAG}", value: $tag}}]}}, limit: 1) {{
@@ -148,6 +142,12 @@ query ($tag: String!) {{
   }}
 }}
 """
+
+
+def _run_of_submission(url: str, submission: str) -> str | None:
+    runs = graphql(url, _SUBMITTED_RUNS_QUERY, variables={"tag": submission})["runsOrError"]
+    results = runs.get("results") or []
+    return results[0]["runId"] if results else None
 
 
 def submit_refresh_run(

@@ -110,20 +110,17 @@ def _digest(con: duckdb.DuckDBPyConnection, cut: date) -> tuple[int, int]:
     return int(rows), int(events)
 
 
-def stored_state(con: duckdb.DuckDBPyConnection) -> dict | None:
-    """The state's knobs (``signature``), ``cut``, the rows and events of ``user_page_daily``
-    it was built from (``digest``) and a ``fingerprint`` of its sums; None when there is none."""
-    return _stored(con)
-
-
 def training_at_cut(
-    con: duckdb.DuckDBPyConnection, params: RecommenderParams, catalogue: Catalogue
+    con: duckdb.DuckDBPyConnection,
+    params: RecommenderParams,
+    catalogue: Catalogue,
+    stored: dict,
 ) -> Interactions | None:
-    """The training matrices of every day before the stored state's cut, decayed to the cut
-    (``load_training(con, None, cut, ...)``, read from the state alone); None when the state
-    holds no day yet."""
-    stored, first = _stored(con), first_day(con)
-    if stored is None or first is None or stored["cut"] <= first:
+    """The training matrices of every day before the cut of the state ``stored``
+    (``stored_state``), decayed to the cut (``load_training(con, None, cut, ...)``, read from
+    the state alone); None when the state holds no day yet."""
+    first = first_day(con)
+    if first is None or stored["cut"] <= first:
         return None
     if stored["signature"] != state_signature(params):
         raise RecommendationError("the running state was built with other knobs: read it first")
@@ -132,7 +129,9 @@ def training_at_cut(
     return coded_interactions(con, combined, catalogue, params.strength)
 
 
-def _stored(con: duckdb.DuckDBPyConnection) -> dict | None:
+def stored_state(con: duckdb.DuckDBPyConnection) -> dict | None:
+    """The state's knobs (``signature``), ``cut``, the rows and events of ``user_page_daily``
+    it was built from (``digest``) and a ``fingerprint`` of its sums; None when there is none."""
     if not (table_exists(con, META_TABLE) and table_exists(con, STATE_TABLE)):
         return None
     if "fingerprint" not in table_columns(con, META_TABLE):  # an older version's: rebuilt
@@ -224,7 +223,7 @@ def _resume(
     if first is None:
         return None, Resumed(cut, "no data", 0, 0)
     signature = state_signature(params)
-    stored = _stored(con)
+    stored = stored_state(con)
     rebuilt = _why_rebuild(con, stored, signature, cut, changed_from)
     folded_from = first if rebuilt else stored["cut"]
     folded_days = max(0, (cut - folded_from).days)

@@ -92,7 +92,7 @@ def served_item_graph(
     graph = _load(path) if path is not None and path.exists() else None
     if graph is not None:
         return graph, f"item graph: of the cut {stored['cut']}, kept since the week's first run"
-    train = state.training_at_cut(con, params, catalogue)
+    train = state.training_at_cut(con, params, catalogue, stored)
     if train is None:
         return None, "item graph: fitted on the served interactions (no day before the cut yet)"
     graph = fit_item_graph(catalogue, train, params)
